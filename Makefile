@@ -1,0 +1,36 @@
+# phasemap — two entry points: `make demo` and `make test`. Each installs what is missing.
+SHELL := /bin/bash
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+MODEL ?= $(firstword $(wildcard ../shared/models/stories260K.gguf) $(PHASEMAP_MODEL))
+CMAKE_EXTRA ?=
+
+.PHONY: all deps build demo test bench clean
+
+all: build
+
+$(BUILD)/deps.env: scripts/deps.sh
+	@mkdir -p $(BUILD)
+	bash scripts/deps.sh > $(BUILD)/deps.env.tmp && mv $(BUILD)/deps.env.tmp $(BUILD)/deps.env
+
+deps:
+	@mkdir -p $(BUILD)
+	bash scripts/deps.sh > $(BUILD)/deps.env.tmp && mv $(BUILD)/deps.env.tmp $(BUILD)/deps.env
+
+build: deps
+	@source $(BUILD)/deps.env && \
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DPHASEMAP_LLAMA_SRC=$$PHASEMAP_LLAMA_SRC -DPHASEMAP_LLAMA_BUILD=$$PHASEMAP_LLAMA_BUILD $(CMAKE_EXTRA) >/dev/null && \
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@bash scripts/demo.sh "$(BUILD)/phasemap" "$(MODEL)"
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,167 @@
+// Capture engine: loads a GGUF model through llama.cpp, generates text for one or many prompts
+// (batched in one llama_batch), and captures hidden states at the emitting position of every
+// generated token through the scheduler eval callback (METRICS.md §1).
+//
+// This header does not expose llama.cpp types; src/capture is the only code that includes llama.h.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "phasemap/layers.hpp"
+#include "phasemap/metrics/token_stats.hpp"
+
+namespace phasemap::capture {
+
+enum class Precision { exact, fast };
+const char* precision_name(Precision p);
+Precision parse_precision(const std::string& s);  // throws std::invalid_argument
+
+struct ModelOptions {
+    int n_threads = 0;       // 0: all hardware threads
+    int n_gpu_layers = 0;    // layers offloaded when a GPU backend is built in
+};
+
+// Facts about a loaded model (all read through llama.cpp or the GGUF metadata).
+struct ModelInfo {
+    std::filesystem::path path;
+    std::string sha256;          // of the model file
+    std::string architecture;    // general.architecture
+    std::string name;            // general.name (may be empty)
+    std::string description;     // llama_model_desc
+    int n_layer = 0;             // transformer blocks L
+    int n_embd = 0;              // hidden size d
+    int n_vocab = 0;
+    int n_ctx_train = 0;
+    bool recurrent = false;
+    bool has_chat_template = false;
+    int64_t n_params = 0;
+};
+
+class Model {
+public:
+    // Throws std::runtime_error with a clear message for a missing, non-GGUF, truncated or
+    // unsupported file.
+    static std::shared_ptr<Model> load(const std::filesystem::path& path, const ModelOptions& opt = {});
+    ~Model();
+    const ModelInfo& info() const { return info_; }
+
+    std::vector<int32_t> tokenize(const std::string& text, bool add_special, bool parse_special = false) const;
+    std::string token_text(int32_t id) const;           // the piece as it appears in text
+    std::string detokenize(std::span<const int32_t> ids) const;
+    bool is_eog(int32_t id) const;
+    // Applies the model's chat template to one user message with the generation prompt appended.
+    // Throws when the model has no usable template.
+    std::string apply_chat_template(const std::string& user_message) const;
+
+    struct Impl;
+    Impl* impl() const { return impl_.get(); }
+
+private:
+    Model() = default;
+    std::unique_ptr<Impl> impl_;
+    ModelInfo info_;
+};
+
+struct SamplingOptions {
+    float temperature = 0.0f;   // 0 → greedy (arg-max)
+    int top_k = 0;              // 0 → off
+    float top_p = 1.0f;         // 1 → off
+    uint64_t seed = 0;
+};
+
+struct EngineOptions {
+    Precision precision = Precision::exact;
+    int n_ctx = 0;               // 0 → min(model training context, 4096)
+    int n_parallel = 1;          // prompts decoded together in one batch
+    int n_threads = 0;           // 0 → all hardware threads
+    std::string layers = "hf:all";  // layer spec (see layers.hpp); "" or "none" → no capture
+    bool save_logits = false;    // pass full logits to the sink
+};
+
+struct Request {
+    std::string prompt;          // raw user prompt
+    bool chat = false;           // apply the model's chat template
+    int n_predict = 64;          // maximum number of generated tokens (≥ 1)
+    SamplingOptions sampling;
+};
+
+// Per-run facts fixed before generation starts.
+struct RunStart {
+    size_t run_index = 0;                 // index of the request
+    std::string prompt_text;              // text actually tokenised (template applied or not)
+    std::vector<int32_t> prompt_ids;
+    std::vector<ResolvedLayer> layers;    // captured layers in output order
+    int n_embd = 0;
+    int n_vocab = 0;
+};
+
+// One generated token.
+struct TokenRecord {
+    int t = 0;                            // 0-based index of the generated token
+    int32_t id = -1;
+    std::string text;
+    int position = 0;                     // context position of the emitting position
+    metrics::TokenProbStats stats;
+};
+
+struct RunEnd {
+    std::string stop_reason;              // "eog" or "length"
+    int n_generated = 0;
+    std::string text;                     // generated text (detokenised)
+};
+
+// Receives a run's tokens as they are generated. `states` is row-major [L', d] float32 for
+// the captured layers (empty when nothing is captured); `logits` is [V] (empty unless
+// save_logits). Spans are valid only during the call.
+class RunSink {
+public:
+    virtual ~RunSink() = default;
+    virtual void begin(const RunStart& start) = 0;
+    virtual void token(const TokenRecord& rec, std::span<const float> states, std::span<const float> logits) = 0;
+    virtual void end(const RunEnd& end) = 0;
+};
+
+// Shared settings recorded with every run (provenance).
+struct EngineFacts {
+    std::string precision;
+    int n_ctx = 0;
+    int n_batch = 0;
+    std::string type_k, type_v;
+    std::string flash_attn;
+    int n_threads = 0;
+};
+
+class Engine {
+public:
+    // Validates options against the model (layer spec, context) and creates the llama context.
+    Engine(std::shared_ptr<Model> model, const EngineOptions& opt);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    const std::vector<ResolvedLayer>& layers() const;
+    const EngineFacts& facts() const;
+
+    // Generates every request, at most n_parallel at a time in one batch; `sink_for(i)` gives
+    // the sink of request i (called once per request, before its first token). Requests are
+    // validated (empty prompt, prompt longer than the context, n_predict < 1) before any
+    // decoding starts; a failure throws std::runtime_error naming the request.
+    void generate(std::span<const Request> requests, const std::function<RunSink&(size_t)>& sink_for);
+
+    // Prefills `ids` (one sequence) and returns the states of the captured layers at the last
+    // position, [L', d] row-major, plus the logits there. Used to check the emitting position.
+    std::vector<float> prefill_states(std::span<const int32_t> ids, std::vector<float>* logits = nullptr);
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace phasemap::capture

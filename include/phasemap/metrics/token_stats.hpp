@@ -1,0 +1,20 @@
+// Per-token statistics of the output distribution (METRICS.md §1), computed in float64.
+#pragma once
+#include <cstdint>
+#include <span>
+
+namespace phasemap::metrics {
+
+struct TokenProbStats {
+    double entropy = 0;    // −Σ p ln max(p, 1e-300), nats
+    double top1 = 0;       // largest probability
+    double margin = 0;     // top1 − second largest probability
+    double surprisal = 0;  // −ln p(chosen)
+    int32_t top1_id = -1;  // arg-max token
+};
+
+// Softmax with max subtraction in float64 over `logits`; `chosen` is the sampled token id
+// (surprisal is NaN when chosen is outside [0, V)).
+TokenProbStats token_prob_stats(std::span<const float> logits, int32_t chosen);
+
+}  // namespace phasemap::metrics

@@ -1,0 +1,73 @@
+// Sinks for generated runs: an in-memory recorder, and the streaming NPZ writer that produces
+// phasemap's run files (LIMEN extraction layout plus per-token statistics and metadata).
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "phasemap/capture.hpp"
+#include "phasemap/npz.hpp"
+
+namespace phasemap::capture {
+
+// Keeps a whole run in memory (states [T, L', d], optional logits [T, V]).
+struct RunRecord {
+    RunStart start;
+    std::vector<TokenRecord> tokens;
+    std::vector<float> states;
+    std::vector<float> logits;
+    RunEnd end;
+    bool finished = false;
+};
+
+class RecordingSink : public RunSink {
+public:
+    void begin(const RunStart& s) override;
+    void token(const TokenRecord& rec, std::span<const float> states, std::span<const float> logits) override;
+    void end(const RunEnd& e) override;
+    RunRecord record;
+};
+
+// Forwards every event to several sinks, in order.
+class TeeSink : public RunSink {
+public:
+    explicit TeeSink(std::vector<RunSink*> sinks) : sinks_(std::move(sinks)) {}
+    void begin(const RunStart& s) override { for (auto* k : sinks_) k->begin(s); }
+    void token(const TokenRecord& r, std::span<const float> st, std::span<const float> lg) override {
+        for (auto* k : sinks_) k->token(r, st, lg);
+    }
+    void end(const RunEnd& e) override { for (auto* k : sinks_) k->end(e); }
+
+private:
+    std::vector<RunSink*> sinks_;
+};
+
+// Metadata shared by the runs of one invocation (model, engine, versions).
+nlohmann::json provenance_json(const ModelInfo& model, const EngineFacts& facts, const std::string& layer_spec);
+
+// Streams one run to an NPZ file. Members: hidden_states [T, L', d] f4 (when layers are
+// captured), logits [T, V] f4 (when save_logits), token_ids [T] i8, positions [T] i8,
+// entropy/top1/margin/surprisal [T] f8, prompt_ids [P] i8, and metadata.json (UTF-8 JSON).
+// Arrays go to temporary .npy files token by token (memory does not grow with T); end()
+// assembles the NPZ atomically. If the run never ends, nothing is left at the output path.
+class NpzRunWriter : public RunSink {
+public:
+    NpzRunWriter(std::filesystem::path out, nlohmann::json metadata, bool compress = false);
+    ~NpzRunWriter() override;
+    void begin(const RunStart& s) override;
+    void token(const TokenRecord& rec, std::span<const float> states, std::span<const float> logits) override;
+    void end(const RunEnd& e) override;
+    const std::filesystem::path& path() const { return out_; }
+
+private:
+    std::filesystem::path out_, tmpdir_;
+    nlohmann::json meta_;
+    bool compress_;
+    std::unique_ptr<io::NpyStreamWriter> hs_, lg_, ids_, pos_, ent_, top1_, margin_, surp_;
+    nlohmann::json token_texts_;
+    std::vector<int32_t> prompt_ids_;
+};
+
+}  // namespace phasemap::capture

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs everything phasemap needs, idempotently, on a fresh Debian machine:
+#   1. Debian -dev packages (apt-get), only those missing;
+#   2. the pinned llama.cpp release from the npm package node-llama-cpp@3.22.1
+#      (git bundle inside the tarball), checksum-verified, built once into a cache;
+#   3. the pinned DuckDB C library (npm) — header + shared library, checksum-verified.
+# Prints the cache directory on the last line of stdout ("PHASEMAP_DEPS=<dir>").
+set -euo pipefail
+
+NODE_LLAMA_CPP_VERSION=3.22.1
+NODE_LLAMA_CPP_SHA256=a0d9dd80eacd2ab1cfe71aee57ac8a806487fd70b3d2a38fbec637752d9e5c5f
+LLAMA_COMMIT=de3ff815ea7d559ee917f063901b8986f038abc6
+
+CACHE=${PHASEMAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasemap}
+GPU=${PHASEMAP_CUDA:-OFF}
+JOBS=${JOBS:-$(nproc)}
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- Debian packages
+APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
+  libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libeigen3-dev libboost-math-dev
+  libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libzip-dev zlib1g-dev libssl-dev
+  python3 python3-numpy)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# node/npm may come from outside Debian (its npm package then conflicts): check the command.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# ---------------------------------------------------------------- llama.cpp
+mkdir -p "$CACHE"
+LDIR="$CACHE/llama.cpp-$LLAMA_COMMIT"
+BDIR="$LDIR/build-$( [ "$GPU" = ON ] && echo cuda || echo cpu )"
+if [ ! -f "$LDIR/src/.phasemap-ok" ]; then
+  tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  log "fetching node-llama-cpp@$NODE_LLAMA_CPP_VERSION from npm"
+  (cd "$tmp" && npm pack --silent "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >/dev/null)
+  echo "$NODE_LLAMA_CPP_SHA256  $tmp/node-llama-cpp-$NODE_LLAMA_CPP_VERSION.tgz" | sha256sum -c --quiet - \
+    || { log "checksum mismatch for node-llama-cpp tarball"; exit 1; }
+  tar -xzf "$tmp/node-llama-cpp-$NODE_LLAMA_CPP_VERSION.tgz" -C "$tmp" package/llama/gitRelease.bundle
+  rm -rf "$LDIR/src"; mkdir -p "$LDIR"
+  git -c advice.detachedHead=false clone -q "$tmp/package/llama/gitRelease.bundle" "$LDIR/src"
+  got=$(git -C "$LDIR/src" rev-parse HEAD)
+  [ "$got" = "$LLAMA_COMMIT" ] || { log "bundle commit $got != pinned $LLAMA_COMMIT"; exit 1; }
+  touch "$LDIR/src/.phasemap-ok"
+  rm -rf "$tmp"; trap - EXIT
+fi
+if [ ! -f "$BDIR/.phasemap-ok" ]; then
+  log "building libllama + ggml ($BDIR), this takes a few minutes once"
+  cmake -S "$LDIR/src" -B "$BDIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DGGML_CUDA="$GPU" \
+    -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_HTML=OFF >&2
+  cmake --build "$BDIR" -j "$JOBS" --target llama >&2
+  touch "$BDIR/.phasemap-ok"
+fi
+echo "PHASEMAP_LLAMA_SRC=$LDIR/src"
+echo "PHASEMAP_LLAMA_BUILD=$BDIR"

@@ -1,0 +1,415 @@
+// Generation loop and hidden-state capture through the scheduler eval callback.
+//
+// Every decode that captures holds exactly one token per active sequence, and every token of
+// such a batch is an output. Each captured graph tensor therefore has one row per batch token
+// (also the last block's, which llama.cpp reduces to output rows), and llama.cpp keeps the
+// batch order across micro-batches (simple split for a unified KV cache, sequential split for
+// recurrent memory), so row r of a tensor belongs to batch entry r.
+//
+// Prompts are prefilled without capture up to their second-to-last token; the last prompt
+// token is then decoded in the first captured step, whose position is the emitting position of
+// generated token 0 (METRICS.md §1).
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ggml-backend.h>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "llama_common.hpp"
+
+namespace phasemap::capture {
+
+namespace {
+// Names under which architectures publish the input of block 0 (HF's hidden_states[0]):
+// the token embedding ("embd"), Gemma's scaled embedding ("inp_scaled"), GPT-2-style
+// embedding plus position embedding ("inpL"). The last one computed in a graph wins.
+constexpr const char* kEmbdNames[] = {"embd", "inp_embd", "inp_scaled", "inpL"};
+
+bool is_embd_name(const char* n) {
+    for (const char* e : kEmbdNames)
+        if (std::strcmp(n, e) == 0) return true;
+    return false;
+}
+}  // namespace
+
+struct Engine::Impl {
+    std::shared_ptr<Model> model;
+    EngineOptions opt;
+    EngineFacts facts;
+    llama_context* ctx = nullptr;
+    int n_ctx_seq = 0;  // context per sequence
+    int n_batch = 0;
+    std::vector<ResolvedLayer> layers;
+    int d = 0;
+    size_t Lp = 0;
+
+    // tensor name → destination slots (indices into layers)
+    std::unordered_map<std::string, std::vector<int>> want;
+    std::vector<int> embd_slots;
+
+    // capture state of the current decode
+    bool capture_on = false;
+    int rows_expected = 0;
+    std::vector<float> step;                          // [rows, Lp, d]
+    std::unordered_map<std::string, int> rows_seen;   // per tensor name
+    std::string cb_error;
+    std::vector<unsigned char> scratch;
+
+    ~Impl() {
+        if (ctx) llama_free(ctx);
+    }
+
+    static bool eval_cb(ggml_tensor* t, bool ask, void* ud) {
+        auto* self = static_cast<Impl*>(ud);
+        if (!self->capture_on) return ask ? false : true;
+        const bool embd = !self->embd_slots.empty() && is_embd_name(t->name);
+        if (ask) return embd || self->want.count(t->name) > 0;
+        self->on_tensor(t, embd);
+        return true;
+    }
+
+    void on_tensor(ggml_tensor* t, bool embd) {
+        if (!cb_error.empty()) return;
+        const auto it = want.find(t->name);
+        if (!embd && it == want.end()) return;
+        const std::vector<int>& slots = embd ? embd_slots : it->second;
+        if (t->ne[0] != d || t->ne[2] != 1 || t->ne[3] != 1) {
+            // A 3-d view of [d, tokens] (recurrent graphs reshape to [d, n_seq_tokens, n_seqs]).
+            if (!(t->ne[0] == d && t->ne[3] == 1)) {
+                cb_error = fmt::format("tensor '{}' has shape [{}, {}, {}], expected [{}, tokens]", t->name, t->ne[0], t->ne[1], t->ne[2], d);
+                return;
+            }
+        }
+        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16) {
+            cb_error = fmt::format("tensor '{}' has type {}, expected f32 or f16", t->name, ggml_type_name(t->type));
+            return;
+        }
+        const int rows = int(t->ne[1] * t->ne[2]);
+        int& seen = rows_seen[t->name];
+        const int base = seen;
+        seen += rows;
+        if (base + rows > rows_expected) {
+            cb_error = fmt::format("tensor '{}' produced {} rows, expected {}", t->name, base + rows, rows_expected);
+            return;
+        }
+        const bool host = t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
+        const unsigned char* src = static_cast<const unsigned char*>(t->data);
+        if (!host) {
+            scratch.resize(ggml_nbytes(t));
+            ggml_backend_tensor_get(t, scratch.data(), 0, ggml_nbytes(t));
+            src = scratch.data();
+        }
+        for (int r = 0; r < rows; ++r) {
+            const int64_t i1 = r % t->ne[1], i2 = r / t->ne[1];
+            const unsigned char* row = src + i1 * t->nb[1] + i2 * t->nb[2];
+            for (int slot : slots) {
+                float* dst = step.data() + (size_t(base + r) * Lp + size_t(slot)) * size_t(d);
+                if (t->type == GGML_TYPE_F32 && t->nb[0] == sizeof(float)) {
+                    std::memcpy(dst, row, size_t(d) * sizeof(float));
+                } else if (t->type == GGML_TYPE_F32) {
+                    for (int j = 0; j < d; ++j) std::memcpy(dst + j, row + j * t->nb[0], sizeof(float));
+                } else {
+                    for (int j = 0; j < d; ++j) {
+                        ggml_fp16_t h;
+                        std::memcpy(&h, row + j * t->nb[0], sizeof h);
+                        dst[j] = ggml_fp16_to_fp32(h);
+                    }
+                }
+            }
+        }
+    }
+
+    // Decodes `batch`; when `capture` is set, fills `step` for its n_tokens rows.
+    void decode(llama_batch& batch, bool capture) {
+        capture_on = capture && Lp > 0;
+        if (capture_on) {
+            rows_expected = batch.n_tokens;
+            step.assign(size_t(batch.n_tokens) * Lp * size_t(d), 0.0f);
+            rows_seen.clear();
+            cb_error.clear();
+        }
+        take_llama_errors();
+        const int rc = llama_decode(ctx, batch);
+        capture_on = false;
+        if (rc != 0) {
+            const std::string why = take_llama_errors();
+            throw std::runtime_error(fmt::format("llama_decode failed (code {}){}{}", rc, why.empty() ? "" : ": ", why));
+        }
+        if (!capture) return;
+        if (!cb_error.empty()) throw std::runtime_error("capture failed: " + cb_error);
+        for (const auto& [name, slots] : want) {
+            const auto it = rows_seen.find(name);
+            if (it == rows_seen.end() || it->second != batch.n_tokens)
+                throw std::runtime_error(fmt::format(
+                    "architecture '{}' did not expose graph tensor '{}' for every token ({} of {} rows): cannot capture {}",
+                    model->info().architecture, name, it == rows_seen.end() ? 0 : it->second, batch.n_tokens,
+                    layers[size_t(slots.front())].label));
+        }
+        if (!embd_slots.empty()) {
+            bool any = false;
+            for (const char* e : kEmbdNames) {
+                const auto it = rows_seen.find(e);
+                if (it != rows_seen.end() && it->second == batch.n_tokens) any = true;
+            }
+            if (!any)
+                throw std::runtime_error(fmt::format("architecture '{}' did not expose its embedding tensor: cannot capture hf:0",
+                                                     model->info().architecture));
+        }
+    }
+};
+
+Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(std::make_unique<Impl>()) {
+    Impl& s = *impl_;
+    s.model = std::move(model);
+    s.opt = opt;
+    const ModelInfo& mi = s.model->info();
+    if (opt.n_parallel < 1) throw std::invalid_argument("--parallel must be at least 1");
+    s.layers = resolve_layers(opt.layers, mi.n_layer);
+    s.d = mi.n_embd;
+    s.Lp = s.layers.size();
+    for (size_t i = 0; i < s.layers.size(); ++i) {
+        if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
+        else s.want[s.layers[i].tensor].push_back(int(i));
+    }
+    s.n_ctx_seq = opt.n_ctx > 0 ? opt.n_ctx : std::min(mi.n_ctx_train > 0 ? mi.n_ctx_train : 4096, 4096);
+    s.n_batch = std::max(512, opt.n_parallel);
+
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = uint32_t(s.n_ctx_seq) * uint32_t(opt.n_parallel);
+    cp.n_batch = uint32_t(s.n_batch);
+    cp.n_ubatch = uint32_t(s.n_batch);
+    cp.n_seq_max = uint32_t(opt.n_parallel);
+    const int threads = opt.n_threads > 0 ? opt.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    cp.cb_eval = &Impl::eval_cb;
+    cp.cb_eval_user_data = &s;
+    cp.kv_unified = true;
+    cp.no_perf = true;
+    cp.embeddings = false;
+    if (opt.precision == Precision::exact) {
+        cp.type_k = GGML_TYPE_F32;
+        cp.type_v = GGML_TYPE_F32;
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
+    take_llama_errors();
+    s.ctx = llama_init_from_model(s.model->impl()->model, cp);
+    if (!s.ctx) {
+        const std::string why = take_llama_errors();
+        throw std::runtime_error(fmt::format("cannot create a llama.cpp context (n_ctx {} × {} sequences){}{}", s.n_ctx_seq,
+                                             opt.n_parallel, why.empty() ? "" : ": ", why));
+    }
+    s.facts.precision = precision_name(opt.precision);
+    s.facts.n_ctx = s.n_ctx_seq;
+    s.facts.n_batch = s.n_batch;
+    s.facts.type_k = ggml_type_name(cp.type_k);
+    s.facts.type_v = ggml_type_name(cp.type_v);
+    s.facts.flash_attn = llama_flash_attn_type_name(cp.flash_attn_type);
+    s.facts.n_threads = threads;
+}
+
+Engine::~Engine() = default;
+
+const std::vector<ResolvedLayer>& Engine::layers() const { return impl_->layers; }
+const EngineFacts& Engine::facts() const { return impl_->facts; }
+
+namespace {
+
+struct BatchGuard {
+    llama_batch b;
+    explicit BatchGuard(int n) : b(llama_batch_init(n, 0, 1)) {}
+    ~BatchGuard() { llama_batch_free(b); }
+    void clear() { b.n_tokens = 0; }
+    void add(llama_token id, llama_pos pos, llama_seq_id seq, bool logits) {
+        const int i = b.n_tokens++;
+        b.token[i] = id;
+        b.pos[i] = pos;
+        b.n_seq_id[i] = 1;
+        b.seq_id[i][0] = seq;
+        b.logits[i] = logits;
+    }
+};
+
+struct SamplerGuard {
+    llama_sampler* s = nullptr;
+    SamplerGuard() = default;
+    SamplerGuard(SamplerGuard&& o) noexcept : s(o.s) { o.s = nullptr; }
+    ~SamplerGuard() {
+        if (s) llama_sampler_free(s);
+    }
+};
+
+SamplerGuard make_sampler(const SamplingOptions& so) {
+    SamplerGuard g;
+    g.s = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (so.temperature <= 0.0f) {
+        llama_sampler_chain_add(g.s, llama_sampler_init_greedy());
+    } else {
+        if (so.top_k > 0) llama_sampler_chain_add(g.s, llama_sampler_init_top_k(so.top_k));
+        if (so.top_p < 1.0f) llama_sampler_chain_add(g.s, llama_sampler_init_top_p(so.top_p, 1));
+        llama_sampler_chain_add(g.s, llama_sampler_init_temp(so.temperature));
+        llama_sampler_chain_add(g.s, llama_sampler_init_dist(uint32_t(so.seed ^ (so.seed >> 32))));
+    }
+    return g;
+}
+
+}  // namespace
+
+// Tokenises a request: chat template applied when asked; BOS per the vocabulary's settings.
+static std::vector<int32_t> request_tokens(const Model& m, const Request& r, std::string& text) {
+    if (r.chat) {
+        text = m.apply_chat_template(r.prompt);
+        std::vector<int32_t> ids = m.tokenize(text, true, true);
+        // A template that writes the BOS text itself must not get a second BOS.
+        if (ids.size() >= 2 && ids[0] == ids[1] && ids[0] == m.tokenize("", true).front()) ids.erase(ids.begin());
+        return ids;
+    }
+    text = r.prompt;
+    return m.tokenize(text, true, false);
+}
+
+void Engine::generate(std::span<const Request> requests, const std::function<RunSink&(size_t)>& sink_for) {
+    Impl& s = *impl_;
+    const Model& m = *s.model;
+    const int V = m.info().n_vocab;
+
+    // Validate everything before decoding anything.
+    std::vector<std::vector<int32_t>> prompts(requests.size());
+    std::vector<std::string> texts(requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+        const Request& r = requests[i];
+        const std::string who = requests.size() > 1 ? fmt::format("prompt {}: ", i) : "";
+        if (r.prompt.empty()) throw std::runtime_error(who + "the prompt is empty");
+        if (r.n_predict < 1) throw std::runtime_error(who + fmt::format("-n must be at least 1 (got {})", r.n_predict));
+        if (r.sampling.temperature < 0) throw std::runtime_error(who + "temperature must be ≥ 0");
+        if (r.sampling.top_p <= 0 || r.sampling.top_p > 1) throw std::runtime_error(who + "top-p must be in (0, 1]");
+        prompts[i] = request_tokens(m, r, texts[i]);
+        if (prompts[i].empty()) throw std::runtime_error(who + "the prompt tokenises to no tokens");
+        if (int(prompts[i].size()) >= s.n_ctx_seq)
+            throw std::runtime_error(who + fmt::format("the prompt has {} tokens, the context holds {} (use --ctx to enlarge it)",
+                                                       prompts[i].size(), s.n_ctx_seq));
+    }
+
+    const int P = s.opt.n_parallel;
+    BatchGuard batch(std::max(s.n_batch, P));
+    for (size_t first = 0; first < requests.size(); first += size_t(P)) {
+        const int n = int(std::min(requests.size() - first, size_t(P)));
+        llama_memory_clear(llama_get_memory(s.ctx), true);
+
+        struct Slot {
+            size_t req;
+            RunSink* sink;
+            SamplerGuard smpl;
+            llama_token next;   // token to feed at the next step
+            llama_pos pos;      // its position
+            int generated = 0;
+            bool done = false;
+            std::vector<int32_t> out;
+        };
+        std::vector<Slot> slots;
+        slots.reserve(size_t(n));
+        for (int k = 0; k < n; ++k) {
+            const size_t ri = first + size_t(k);
+            Slot sl{ri, &sink_for(ri), make_sampler(requests[ri].sampling), prompts[ri].back(),
+                    llama_pos(prompts[ri].size() - 1)};
+            RunStart st;
+            st.run_index = ri;
+            st.prompt_text = texts[ri];
+            st.prompt_ids = prompts[ri];
+            st.layers = s.layers;
+            st.n_embd = s.d;
+            st.n_vocab = V;
+            sl.sink->begin(st);
+            slots.push_back(std::move(sl));
+        }
+
+        // Prefill all but the last prompt token of each sequence, without capture.
+        batch.clear();
+        for (int k = 0; k < n; ++k) {
+            const auto& ids = prompts[slots[size_t(k)].req];
+            for (size_t j = 0; j + 1 < ids.size(); ++j) {
+                if (batch.b.n_tokens == s.n_batch) {
+                    s.decode(batch.b, false);
+                    batch.clear();
+                }
+                batch.add(ids[j], llama_pos(j), k, false);
+            }
+        }
+        if (batch.b.n_tokens > 0) s.decode(batch.b, false);
+
+        // Lock-step decoding: one token per active sequence per step.
+        std::vector<int> active;
+        for (;;) {
+            active.clear();
+            batch.clear();
+            for (int k = 0; k < n; ++k) {
+                if (slots[size_t(k)].done) continue;
+                active.push_back(k);
+                batch.add(slots[size_t(k)].next, slots[size_t(k)].pos, k, true);
+            }
+            if (active.empty()) break;
+            s.decode(batch.b, true);
+            for (size_t bi = 0; bi < active.size(); ++bi) {
+                Slot& sl = slots[size_t(active[bi])];
+                const float* logits = llama_get_logits_ith(s.ctx, int32_t(bi));
+                if (!logits) throw std::runtime_error("llama.cpp returned no logits");
+                const llama_token id = llama_sampler_sample(sl.smpl.s, s.ctx, int32_t(bi));
+                TokenRecord rec;
+                rec.t = sl.generated;
+                rec.id = id;
+                rec.text = m.token_text(id);
+                rec.position = sl.pos;
+                rec.stats = metrics::token_prob_stats(std::span<const float>(logits, size_t(V)), id);
+                const std::span<const float> st =
+                    s.Lp ? std::span<const float>(s.step.data() + bi * s.Lp * size_t(s.d), s.Lp * size_t(s.d))
+                         : std::span<const float>();
+                sl.sink->token(rec, st, s.opt.save_logits ? std::span<const float>(logits, size_t(V)) : std::span<const float>());
+                sl.out.push_back(id);
+                ++sl.generated;
+                sl.next = id;
+                ++sl.pos;
+                std::string reason;
+                if (m.is_eog(id)) reason = "eog";
+                else if (sl.generated >= requests[sl.req].n_predict) reason = "length";
+                else if (sl.pos >= s.n_ctx_seq) reason = "context";
+                if (!reason.empty()) {
+                    sl.done = true;
+                    RunEnd e;
+                    e.stop_reason = reason;
+                    e.n_generated = sl.generated;
+                    e.text = m.detokenize(sl.out);
+                    sl.sink->end(e);
+                }
+            }
+        }
+    }
+}
+
+std::vector<float> Engine::prefill_states(std::span<const int32_t> ids, std::vector<float>* logits) {
+    Impl& s = *impl_;
+    if (ids.empty()) throw std::invalid_argument("prefill_states: no tokens");
+    if (int(ids.size()) > s.n_ctx_seq) throw std::invalid_argument("prefill_states: sequence longer than the context");
+    llama_memory_clear(llama_get_memory(s.ctx), true);
+    BatchGuard batch(s.n_batch);
+    for (size_t j = 0; j + 1 < ids.size(); ++j) {
+        if (batch.b.n_tokens == s.n_batch) {
+            s.decode(batch.b, false);
+            batch.clear();
+        }
+        batch.add(ids[j], llama_pos(j), 0, false);
+    }
+    if (batch.b.n_tokens > 0) s.decode(batch.b, false);
+    batch.clear();
+    batch.add(ids.back(), llama_pos(ids.size() - 1), 0, true);
+    s.decode(batch.b, true);
+    if (logits) {
+        const float* lg = llama_get_logits_ith(s.ctx, 0);
+        logits->assign(lg, lg + s.model->info().n_vocab);
+    }
+    return s.step;
+}
+
+}  // namespace phasemap::capture

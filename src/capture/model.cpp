@@ -1,0 +1,183 @@
+// Model loading and tokenizer access.
+#include <fmt/core.h>
+#include <openssl/evp.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <vector>
+
+#include "llama_common.hpp"
+
+namespace phasemap::capture {
+namespace {
+
+std::mutex g_log_mu;
+std::string g_log_errors;
+
+void log_callback(ggml_log_level level, const char* text, void*) {
+    static const bool verbose = [] {
+        const char* v = std::getenv("PHASEMAP_LLAMA_LOG");
+        return v && *v && std::strcmp(v, "0") != 0;
+    }();
+    if (verbose) std::fputs(text, stderr);
+    if (level == GGML_LOG_LEVEL_ERROR) {
+        std::lock_guard<std::mutex> lk(g_log_mu);
+        g_log_errors += text;
+        if (g_log_errors.size() > 2000) g_log_errors.erase(0, g_log_errors.size() - 2000);
+    }
+}
+
+std::string file_sha256(const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    if (!f) throw std::runtime_error(fmt::format("cannot read '{}'", p.string()));
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+    std::vector<char> buf(1 << 20);
+    while (f) {
+        f.read(buf.data(), std::streamsize(buf.size()));
+        if (f.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), size_t(f.gcount()));
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx.get(), md, &n);
+    std::string hex;
+    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
+    return hex;
+}
+
+std::string meta_str(const llama_model* m, const char* key) {
+    std::array<char, 512> buf{};
+    const int n = llama_model_meta_val_str(m, key, buf.data(), buf.size());
+    return n < 0 ? std::string() : std::string(buf.data());
+}
+
+}  // namespace
+
+void ensure_backend() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        llama_log_set(log_callback, nullptr);
+        llama_backend_init();
+    });
+}
+
+std::string take_llama_errors() {
+    std::lock_guard<std::mutex> lk(g_log_mu);
+    std::string s;
+    s.swap(g_log_errors);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    for (auto& c : s) if (c == '\n') c = ';';
+    return s;
+}
+
+Model::Impl::~Impl() {
+    if (model) llama_model_free(model);
+}
+
+Model::~Model() = default;
+
+std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const ModelOptions& opt) {
+    namespace fs = std::filesystem;
+    ensure_backend();
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw std::runtime_error(fmt::format("model file '{}' does not exist", path.string()));
+    if (!fs::is_regular_file(path, ec)) throw std::runtime_error(fmt::format("model path '{}' is not a regular file", path.string()));
+    {
+        std::ifstream f(path, std::ios::binary);
+        char magic[4] = {};
+        if (!f) throw std::runtime_error(fmt::format("model file '{}' cannot be read", path.string()));
+        f.read(magic, 4);
+        if (f.gcount() < 4 || std::memcmp(magic, "GGUF", 4) != 0)
+            throw std::runtime_error(fmt::format("'{}' is not a GGUF model file (bad magic)", path.string()));
+    }
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = opt.n_gpu_layers;
+    take_llama_errors();
+    llama_model* m = llama_model_load_from_file(path.c_str(), mp);
+    if (!m) {
+        const std::string why = take_llama_errors();
+        throw std::runtime_error(fmt::format("cannot load model '{}': {}", path.string(),
+                                             why.empty() ? "llama.cpp rejected the file (truncated, corrupt or unsupported)" : why));
+    }
+    std::shared_ptr<Model> model(new Model());
+    model->impl_ = std::make_unique<Impl>();
+    model->impl_->model = m;
+    model->impl_->vocab = llama_model_get_vocab(m);
+    ModelInfo& i = model->info_;
+    i.path = fs::absolute(path);
+    i.sha256 = file_sha256(path);
+    i.architecture = meta_str(m, "general.architecture");
+    i.name = meta_str(m, "general.name");
+    std::array<char, 256> desc{};
+    llama_model_desc(m, desc.data(), desc.size());
+    i.description = desc.data();
+    i.n_layer = llama_model_n_layer(m);
+    i.n_embd = llama_model_n_embd(m);
+    i.n_vocab = llama_vocab_n_tokens(model->impl_->vocab);
+    i.n_ctx_train = llama_model_n_ctx_train(m);
+    i.recurrent = llama_model_is_recurrent(m) || llama_model_is_hybrid(m);
+    i.has_chat_template = llama_model_chat_template(m, nullptr) != nullptr;
+    i.n_params = int64_t(llama_model_n_params(m));
+    return model;
+}
+
+std::vector<int32_t> Model::tokenize(const std::string& text, bool add_special, bool parse_special) const {
+    const int32_t cap = int32_t(text.size()) + 16;
+    std::vector<llama_token> ids(static_cast<size_t>(cap));
+    int32_t n = llama_tokenize(impl_->vocab, text.data(), int32_t(text.size()), ids.data(), cap, add_special, parse_special);
+    if (n < 0) {
+        ids.resize(size_t(-n));
+        n = llama_tokenize(impl_->vocab, text.data(), int32_t(text.size()), ids.data(), -n, add_special, parse_special);
+    }
+    if (n < 0) throw std::runtime_error("tokenization failed");
+    ids.resize(size_t(n));
+    return {ids.begin(), ids.end()};
+}
+
+std::string Model::token_text(int32_t id) const {
+    char buf[256];
+    int n = llama_token_to_piece(impl_->vocab, id, buf, sizeof buf, 0, /*special*/ false);
+    if (n < 0) {
+        std::string s(size_t(-n), '\0');
+        n = llama_token_to_piece(impl_->vocab, id, s.data(), -n, 0, false);
+        s.resize(size_t(std::max(n, 0)));
+        return s;
+    }
+    return std::string(buf, size_t(n));
+}
+
+std::string Model::detokenize(std::span<const int32_t> ids) const {
+    std::string s;
+    for (int32_t id : ids) s += token_text(id);
+    return s;
+}
+
+bool Model::is_eog(int32_t id) const { return llama_vocab_is_eog(impl_->vocab, id); }
+
+std::string Model::apply_chat_template(const std::string& user_message) const {
+    const char* tmpl = llama_model_chat_template(impl_->model, nullptr);
+    if (!tmpl) throw std::runtime_error(fmt::format("model '{}' has no chat template (tokenizer.chat_template); run without --chat",
+                                                    info_.path.filename().string()));
+    llama_chat_message msg{"user", user_message.c_str()};
+    std::vector<char> buf(user_message.size() * 2 + 1024);
+    int32_t n = llama_chat_apply_template(tmpl, &msg, 1, true, buf.data(), int32_t(buf.size()));
+    if (n > int32_t(buf.size())) {
+        buf.resize(size_t(n));
+        n = llama_chat_apply_template(tmpl, &msg, 1, true, buf.data(), int32_t(buf.size()));
+    }
+    if (n < 0) throw std::runtime_error("the model's chat template is not one llama.cpp supports without a Jinja engine");
+    return std::string(buf.data(), size_t(n));
+}
+
+const char* precision_name(Precision p) { return p == Precision::exact ? "exact" : "fast"; }
+
+Precision parse_precision(const std::string& s) {
+    if (s == "exact") return Precision::exact;
+    if (s == "fast") return Precision::fast;
+    throw std::invalid_argument(fmt::format("unknown precision '{}' (use exact or fast)", s));
+}
+
+}  // namespace phasemap::capture

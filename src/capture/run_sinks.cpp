@@ -1,0 +1,117 @@
+#include "phasemap/run_sinks.hpp"
+
+#include <fmt/core.h>
+
+#include <random>
+
+#include "phasemap/version.hpp"
+
+namespace phasemap::capture {
+
+namespace fs = std::filesystem;
+
+void RecordingSink::begin(const RunStart& s) {
+    record = RunRecord{};
+    record.start = s;
+}
+
+void RecordingSink::token(const TokenRecord& rec, std::span<const float> states, std::span<const float> logits) {
+    record.tokens.push_back(rec);
+    record.states.insert(record.states.end(), states.begin(), states.end());
+    record.logits.insert(record.logits.end(), logits.begin(), logits.end());
+}
+
+void RecordingSink::end(const RunEnd& e) {
+    record.end = e;
+    record.finished = true;
+}
+
+nlohmann::json provenance_json(const ModelInfo& mi, const EngineFacts& f, const std::string& layer_spec) {
+    nlohmann::json j;
+    j["phasemap_version"] = version();
+    j["llama_cpp_commit"] = llama_commit();
+    j["model"] = {{"path", mi.path.string()},          {"file", mi.path.filename().string()},
+                  {"sha256", mi.sha256},               {"architecture", mi.architecture},
+                  {"name", mi.name},                   {"description", mi.description},
+                  {"n_layer", mi.n_layer},             {"n_embd", mi.n_embd},
+                  {"n_vocab", mi.n_vocab},             {"n_params", mi.n_params},
+                  {"n_ctx_train", mi.n_ctx_train},     {"recurrent", mi.recurrent}};
+    j["engine"] = {{"precision", f.precision}, {"n_ctx", f.n_ctx},       {"n_batch", f.n_batch},
+                   {"type_k", f.type_k},       {"type_v", f.type_v},     {"flash_attn", f.flash_attn},
+                   {"n_threads", f.n_threads}};
+    j["layer_spec"] = layer_spec;
+    return j;
+}
+
+NpzRunWriter::NpzRunWriter(fs::path out, nlohmann::json metadata, bool compress)
+    : out_(std::move(out)), meta_(std::move(metadata)), compress_(compress) {
+    const fs::path dir = out_.parent_path().empty() ? fs::path(".") : out_.parent_path();
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' does not exist", out_.string(), dir.string()));
+    std::random_device rd;
+    tmpdir_ = dir / fmt::format(".{}.parts{:08x}", out_.filename().string(), rd());
+    if (!fs::create_directory(tmpdir_, ec))
+        throw std::runtime_error(fmt::format("cannot write '{}': {}", out_.string(),
+                                             ec ? ec.message() : std::string("cannot create a temporary directory")));
+}
+
+NpzRunWriter::~NpzRunWriter() {
+    hs_.reset(); lg_.reset(); ids_.reset(); pos_.reset(); ent_.reset(); top1_.reset(); margin_.reset(); surp_.reset();
+    std::error_code ec;
+    fs::remove_all(tmpdir_, ec);
+}
+
+void NpzRunWriter::begin(const RunStart& s) {
+    const size_t Lp = s.layers.size();
+    if (Lp) hs_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "hidden_states.npy", "<f4", std::vector<size_t>{Lp, size_t(s.n_embd)});
+    if (meta_.value("save_logits", false))
+        lg_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "logits.npy", "<f4", std::vector<size_t>{size_t(s.n_vocab)});
+    ids_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "token_ids.npy", "<i8", std::vector<size_t>{});
+    pos_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "positions.npy", "<i8", std::vector<size_t>{});
+    ent_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "entropy.npy", "<f8", std::vector<size_t>{});
+    top1_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "top1.npy", "<f8", std::vector<size_t>{});
+    margin_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "margin.npy", "<f8", std::vector<size_t>{});
+    surp_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "surprisal.npy", "<f8", std::vector<size_t>{});
+    meta_["run_index"] = s.run_index;
+    meta_["prompt_text"] = s.prompt_text;
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : s.layers) layers.push_back({{"label", l.label}, {"tensor", l.tensor}, {"hf_index", l.hf_index}});
+    meta_["layers"] = layers;
+    meta_["n_embd"] = s.n_embd;
+    meta_["n_vocab"] = s.n_vocab;
+    prompt_ids_ = s.prompt_ids;
+    token_texts_ = nlohmann::json::array();
+}
+
+void NpzRunWriter::token(const TokenRecord& rec, std::span<const float> states, std::span<const float> logits) {
+    if (hs_) hs_->append(states.data(), 1);
+    if (lg_) lg_->append(logits.data(), 1);
+    const int64_t id = rec.id, pos = rec.position;
+    ids_->append(&id, 1);
+    pos_->append(&pos, 1);
+    ent_->append(&rec.stats.entropy, 1);
+    top1_->append(&rec.stats.top1, 1);
+    margin_->append(&rec.stats.margin, 1);
+    surp_->append(&rec.stats.surprisal, 1);
+    token_texts_.push_back(rec.text);
+}
+
+void NpzRunWriter::end(const RunEnd& e) {
+    io::NpzBuilder b;
+    for (auto* w : {hs_.get(), lg_.get(), ids_.get(), pos_.get(), ent_.get(), top1_.get(), margin_.get(), surp_.get()}) {
+        if (!w) continue;
+        w->finish();
+        b.add_file(w->path().filename().string(), w->path());
+    }
+    std::vector<int64_t> pids(prompt_ids_.begin(), prompt_ids_.end());
+    b.add_bytes("prompt_ids.npy", io::npy_bytes("<i8", {pids.size()}, pids.data()));
+    meta_["stop_reason"] = e.stop_reason;
+    meta_["n_generated"] = e.n_generated;
+    meta_["generated_text"] = e.text;
+    meta_["tokens"] = token_texts_;
+    b.add_bytes("metadata.json", meta_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    b.commit(out_, compress_);
+}
+
+}  // namespace phasemap::capture

@@ -1,0 +1,53 @@
+// phasemap — entry point: builds the CLI from the registered verbs and maps errors to exit codes.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <memory>
+
+#include "verb.hpp"
+#include "phasemap/version.hpp"
+
+namespace phasemap::cli {
+
+std::vector<Verb*>& verbs() {
+    static std::vector<Verb*> v;
+    return v;
+}
+
+Verb::Verb(std::string n, std::string h, Setup s) : name(std::move(n)), help(std::move(h)), setup(std::move(s)) {
+    verbs().push_back(this);
+}
+
+}  // namespace phasemap::cli
+
+int main(int argc, char** argv) {
+    using namespace phasemap::cli;
+    CLI::App app{"phasemap — hidden-state dynamics of language models during generation"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string(phasemap::version_string()));
+
+    auto& vs = verbs();
+    std::sort(vs.begin(), vs.end(), [](Verb* a, Verb* b) { return a->name < b->name; });
+    std::function<int()> action;
+    for (Verb* v : vs) {
+        CLI::App* sub = app.add_subcommand(v->name, v->help);
+        auto act = std::make_shared<std::function<int()>>(v->setup(*sub));
+        sub->callback([act, &action] { action = *act; });
+    }
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        return action ? action() : 0;
+    } catch (const UserError& e) {
+        fmt::print(stderr, "phasemap: error: {}\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "phasemap: error: {}\n", e.what());
+        return 1;
+    }
+}

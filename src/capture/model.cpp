@@ -68,8 +68,14 @@ std::string take_llama_errors() {
     std::lock_guard<std::mutex> lk(g_log_mu);
     std::string s;
     s.swap(g_log_errors);
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    for (auto& c : s) if (c == '\n') c = ';';
+    // First line only, without llama.cpp's function-name prefixes.
+    const size_t nl = s.find('\n');
+    if (nl != std::string::npos) s.resize(nl);
+    for (const char* prefix : {"error loading model: ", ": "}) {
+        const size_t k = s.rfind(prefix);
+        if (k != std::string::npos) { s.erase(0, k + std::strlen(prefix)); break; }
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
     return s;
 }
 

@@ -1,7 +1,11 @@
 // `phasemap generate`: run a model on one or more prompts, capture hidden states, write NPZ runs
 // or print the text and a per-token table.
 #include <fmt/core.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -63,7 +67,12 @@ void check_writable(const fs::path& p) {
     const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) throw UserError(fmt::format("cannot write '{}': directory '{}' does not exist", p.string(), dir.string()));
-    if (::access(dir.c_str(), W_OK) != 0) throw UserError(fmt::format("cannot write '{}': directory '{}' is not writable", p.string(), dir.string()));
+    // Probe by creating a file: access(2) says yes to root even on read-only file systems.
+    const fs::path probe = dir / fmt::format(".phasemap-probe-{}", ::getpid());
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) throw UserError(fmt::format("cannot write '{}': directory '{}' is not writable ({})", p.string(), dir.string(), std::strerror(errno)));
+    ::close(fd);
+    ::unlink(probe.c_str());
     if (fs::is_directory(p, ec)) throw UserError(fmt::format("cannot write '{}': it is a directory", p.string()));
 }
 

@@ -1,0 +1,139 @@
+// `phasemap generate` end to end through the binary: output files, printed table, bad input.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "phasemap/npz.hpp"
+#include "phasemap/version.hpp"
+#include "support/paths.hpp"
+
+namespace fs = std::filesystem;
+using pmtest::run_phasemap;
+
+namespace {
+
+std::vector<std::string> listing(const fs::path& d) {
+    std::vector<std::string> v;
+    for (const auto& e : fs::directory_iterator(d)) v.push_back(e.path().filename().string());
+    std::sort(v.begin(), v.end());
+    return v;
+}
+
+int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
+
+TEST(Cli, VersionNamesThePinnedLlamaCommit) {
+    const auto r = run_phasemap({"--version"});
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find(phasemap::llama_commit()), std::string::npos) << r.out;
+    EXPECT_EQ(phasemap::llama_commit().size(), 40u);
+}
+
+TEST(Cli, GeneratePrintsTextAndPerTokenTable) {
+    const auto m = pmtest::shared_model("stories260K.gguf");
+    if (m.empty()) GTEST_SKIP() << "stories260K.gguf not present";
+    const auto r = run_phasemap({"generate", "-m", m.string(), "-p", "Once upon a time", "-n", "10"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("Once upon a time, there was a little girl"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("entropy"), std::string::npos);
+    EXPECT_NE(r.out.find("' Lily'"), std::string::npos);
+    EXPECT_NE(r.out.find("stop: length after 10 tokens"), std::string::npos);
+}
+
+TEST(Cli, GenerateWritesNpzWithMetadata) {
+    const auto m = pmtest::shared_model("stories260K.gguf");
+    if (m.empty()) GTEST_SKIP() << "stories260K.gguf not present";
+    pmtest::TempDir d;
+    {
+        std::ofstream(d / "prompt.txt") << "Once upon a time";
+    }
+    const auto r = run_phasemap({"generate", "-m", m.string(), "-p", "@" + (d / "prompt.txt").string(), "-n", "9",
+                                 "--layers", "hf:1-5", "--save-logits", "-o", (d / "run.npz").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(listing(d.path), (std::vector<std::string>{"prompt.txt", "run.npz"}));  // no temporary left
+    phasemap::io::NpzReader z(d / "run.npz");
+    EXPECT_EQ(z.array("hidden_states").shape, (std::vector<size_t>{9, 5, 64}));
+    EXPECT_EQ(z.array("logits").shape, (std::vector<size_t>{9, 512}));
+    EXPECT_EQ(z.array("token_ids").dtype, "<i8");
+    const auto meta = nlohmann::json::parse(z.bytes("metadata.json"));
+    EXPECT_EQ(meta["model"]["sha256"], "047bf46455a544931cff6fef14d7910154c56afbc23ab1c5e56a72e69912c04b");
+    EXPECT_EQ(meta["model"]["architecture"], "llama");
+    EXPECT_EQ(meta["llama_cpp_commit"], phasemap::llama_commit());
+    EXPECT_EQ(meta["prompt_text"], "Once upon a time");
+    EXPECT_EQ(meta["layers"][4]["tensor"], "result_norm");
+    EXPECT_EQ(meta["layers"][0]["tensor"], "l_out-0");
+    EXPECT_EQ(meta["engine"]["precision"], "exact");
+    EXPECT_EQ(meta["engine"]["type_k"], "f32");
+    EXPECT_EQ(meta["sampling"]["greedy"], true);
+    EXPECT_EQ(meta["chat_template_applied"], false);
+    EXPECT_EQ(meta["n_generated"], 9);
+}
+
+TEST(Cli, SeveralPromptsGiveNumberedFiles) {
+    const auto m = pmtest::shared_model("stories260K.gguf");
+    if (m.empty()) GTEST_SKIP() << "stories260K.gguf not present";
+    pmtest::TempDir d;
+    {
+        std::ofstream(d / "prompts.txt") << "Once upon a time\nThe little dog\n\nTom went\n";
+    }
+    const auto r = run_phasemap({"generate", "-m", m.string(), "-f", (d / "prompts.txt").string(), "-n", "5",
+                                 "--parallel", "2", "-o", (d / "out_{i}.npz").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(listing(d.path), (std::vector<std::string>{"out_0.npz", "out_1.npz", "out_2.npz", "prompts.txt"}));
+}
+
+// Each bad input: exit code 1 (not a crash), exactly one line on stderr naming the problem,
+// and nothing written to the output directory.
+struct BadCase {
+    std::string name;
+    std::vector<std::string> args;  // "{M}" = stories model, "{D}" = temp dir
+    std::string expect;              // substring of the message
+};
+
+TEST(Cli, BadInputsGiveOneClearErrorAndNoOutput) {
+    const auto m = pmtest::shared_model("stories260K.gguf");
+    if (m.empty()) GTEST_SKIP() << "stories260K.gguf not present";
+    pmtest::TempDir d;
+    {
+        std::ofstream(d / "text.gguf") << "this is a text file, not a model\n";
+        std::ifstream in(m, std::ios::binary);
+        std::string all((std::istreambuf_iterator<char>(in)), {});
+        std::ofstream(d / "half.gguf", std::ios::binary).write(all.data(), std::streamsize(all.size() / 2));
+    }
+    const std::vector<BadCase> cases{
+        {"missing model", {"-m", "{D}/nope.gguf", "-p", "x"}, "does not exist"},
+        {"text renamed .gguf", {"-m", "{D}/text.gguf", "-p", "x"}, "not a GGUF"},
+        {"truncated gguf", {"-m", "{D}/half.gguf", "-p", "x"}, "cannot load model"},
+        {"empty prompt", {"-m", "{M}", "-p", ""}, "prompt is empty"},
+        {"prompt longer than context", {"-m", "{M}", "--ctx", "8", "-p", "Once upon a time there was a big dog and a cat"}, "context holds 8"},
+        {"n zero", {"-m", "{M}", "-p", "x", "-n", "0"}, "-n must be at least 1"},
+        {"layer out of range", {"-m", "{M}", "-p", "x", "--layers", "hf:0-9"}, "out of range"},
+        {"unwritable output", {"-m", "{M}", "-p", "x", "-o", "/proc/phasemap-test.npz"}, "not writable"},
+        {"missing output dir", {"-m", "{M}", "-p", "x", "-o", "{D}/no/such/dir/x.npz"}, "does not exist"},
+        {"bad precision", {"-m", "{M}", "-p", "x", "--precision", "half"}, "unknown precision"},
+        {"missing prompt file", {"-m", "{M}", "-p", "@{D}/none.txt"}, "cannot read prompt file"},
+        {"no prompt", {"-m", "{M}"}, "no prompt given"},
+    };
+    for (const auto& c : cases) {
+        std::vector<std::string> args{"generate"};
+        for (std::string a : c.args) {
+            for (auto [k, v] : {std::pair<std::string, std::string>{"{M}", m.string()}, {"{D}", d.path.string()}})
+                if (auto p = a.find(k); p != std::string::npos) a.replace(p, k.size(), v);
+            args.push_back(a);
+        }
+        if (std::find(args.begin(), args.end(), "-o") == args.end()) {
+            args.push_back("-o");
+            args.push_back((d / "out.npz").string());
+        }
+        const auto before = listing(d.path);
+        const auto r = run_phasemap(args);
+        EXPECT_EQ(r.exit_code, 1) << c.name << ": " << r.err;
+        EXPECT_EQ(count_lines(r.err), 1) << c.name << ": " << r.err;
+        EXPECT_EQ(r.err.rfind("phasemap: error: ", 0), 0u) << c.name << ": " << r.err;
+        EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;
+        EXPECT_EQ(listing(d.path), before) << c.name;
+    }
+}
+
+}  // namespace

@@ -1,0 +1,155 @@
+// Capture overhead benchmark: tokens/s of a plain llama.cpp decode loop (built from the same
+// pinned source, same context settings), of phasemap's engine with capture off, with every
+// layer captured, and with every layer captured and streamed to an NPZ file.
+//
+//   bench_capture MODEL.gguf [--tokens N] [--threads T] [--reps R] [--precision exact|fast]
+//
+// Prints one line per mode: median tokens/s over R repetitions and the ratio to the plain loop.
+#include <llama.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "phasemap/capture.hpp"
+#include "phasemap/run_sinks.hpp"
+
+using namespace phasemap::capture;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct NullSink : RunSink {
+    size_t n = 0;
+    double checksum = 0;
+    void begin(const RunStart&) override {}
+    void token(const TokenRecord&, std::span<const float> st, std::span<const float>) override {
+        ++n;
+        if (!st.empty()) checksum += st[0];
+    }
+    void end(const RunEnd&) override {}
+};
+
+const char* kPrompt = "The history of the city begins";
+
+// Plain loop: prefill, then one token per decode with a greedy sampler; no callback.
+double plain_decode(const char* path, int n_tok, int threads, bool exact) {
+    llama_model_params mp = llama_model_default_params();
+    llama_model* model = llama_model_load_from_file(path, mp);
+    if (!model) { std::fprintf(stderr, "cannot load %s\n", path); std::exit(1); }
+    const llama_vocab* vocab = llama_model_get_vocab(model);
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 512;
+    cp.n_batch = 512;
+    cp.n_ubatch = 512;
+    cp.n_threads = cp.n_threads_batch = threads;
+    cp.kv_unified = true;
+    cp.no_perf = true;
+    if (exact) {
+        cp.type_k = cp.type_v = GGML_TYPE_F32;
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
+    llama_context* ctx = llama_init_from_model(model, cp);
+    std::vector<llama_token> ids(64);
+    const int np = llama_tokenize(vocab, kPrompt, int(std::strlen(kPrompt)), ids.data(), 64, true, false);
+    ids.resize(size_t(np));
+    llama_sampler* smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    const auto t0 = Clock::now();
+    llama_batch b = llama_batch_get_one(ids.data(), int32_t(ids.size()));
+    llama_token tok = 0;
+    for (int i = 0; i < n_tok; ++i) {
+        if (llama_decode(ctx, b) != 0) { std::fprintf(stderr, "decode failed\n"); std::exit(1); }
+        tok = llama_sampler_sample(smpl, ctx, -1);
+        b = llama_batch_get_one(&tok, 1);
+    }
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    llama_sampler_free(smpl);
+    llama_free(ctx);
+    llama_model_free(model);
+    return n_tok / s;
+}
+
+double engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,
+                  const std::filesystem::path& npz) {
+    EngineOptions o;
+    o.precision = exact ? Precision::exact : Precision::fast;
+    o.n_ctx = 512;
+    o.n_threads = threads;
+    o.layers = layers;
+    Engine e(m, o);
+    Request r;
+    r.prompt = kPrompt;
+    r.n_predict = n_tok;
+    NullSink null;
+    std::unique_ptr<NpzRunWriter> w;
+    if (!npz.empty()) w = std::make_unique<NpzRunWriter>(npz, nlohmann::json::object());
+    RunSink& sink = w ? static_cast<RunSink&>(*w) : null;
+    std::vector<Request> reqs{r};
+    // EOG would end early on a trained model; random-weight models rarely emit it, and the
+    // token count is checked below.
+    const auto t0 = Clock::now();
+    e.generate(reqs, [&](size_t) -> RunSink& { return sink; });
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const size_t n = w ? size_t(n_tok) : null.n;
+    if (!w && null.n != size_t(n_tok)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
+    return double(n) / s;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: %s MODEL.gguf [--tokens N] [--threads T] [--reps R] [--precision exact|fast]\n", argv[0]);
+        return 2;
+    }
+    const char* path = argv[1];
+    int n_tok = 64, threads = 1, reps = 5;
+    bool exact = true;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const std::string k = argv[i];
+        if (k == "--tokens") n_tok = std::atoi(argv[i + 1]);
+        else if (k == "--threads") threads = std::atoi(argv[i + 1]);
+        else if (k == "--reps") reps = std::atoi(argv[i + 1]);
+        else if (k == "--precision") exact = std::string(argv[i + 1]) == "exact";
+        else { std::fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
+    }
+    llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
+    auto model = Model::load(path);
+    const auto tmp = std::filesystem::temp_directory_path() / "phasemap-bench-capture.npz";
+    std::vector<double> plain, off, cap, capnpz;
+    // Interleave the modes so that drift (thermal, other load) hits all of them alike.
+    for (int r = 0; r < reps + 1; ++r) {
+        const double a = plain_decode(path, n_tok, threads, exact);
+        const double b = engine_run(model, n_tok, threads, exact, "none", {});
+        const double c = engine_run(model, n_tok, threads, exact, "hf:all", {});
+        const double d = engine_run(model, n_tok, threads, exact, "hf:all", tmp);
+        if (r == 0) continue;  // warm-up
+        plain.push_back(a); off.push_back(b); cap.push_back(c); capnpz.push_back(d);
+    }
+    std::filesystem::remove(tmp);
+    const double base = median(plain);
+    std::printf("model=%s arch=%s layers=%d d=%d threads=%d tokens=%d reps=%d precision=%s\n",
+                std::filesystem::path(path).filename().c_str(), model->info().architecture.c_str(), model->info().n_layer,
+                model->info().n_embd, threads, n_tok, reps, exact ? "exact" : "fast");
+    std::printf("%-34s %10s %8s\n", "mode", "tok/s", "ratio");
+    auto line = [&](const char* name, const std::vector<double>& v) {
+        std::printf("%-34s %10.2f %8.3f\n", name, median(v), median(v) / base);
+    };
+    line("plain llama.cpp decode loop", plain);
+    line("phasemap capture off", off);
+    line("phasemap capture hf:all", cap);
+    line("phasemap capture hf:all + NPZ", capnpz);
+    std::printf("capture overhead vs capture off: %.2f %%\n", 100.0 * (median(off) / median(cap) - 1.0));
+    std::printf("capture+NPZ overhead vs capture off: %.2f %%\n", 100.0 * (median(off) / median(capnpz) - 1.0));
+    return 0;
+}

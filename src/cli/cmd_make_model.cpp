@@ -1,0 +1,97 @@
+// `phasemap make-model`: writes a random-weight GGUF model of a supported architecture
+// (tests and benchmarks; see include/phasemap/modelgen.hpp).
+#include <fmt/core.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "phasemap/modelgen.hpp"
+#include "phasemap/version.hpp"
+#include "verb.hpp"
+
+namespace {
+
+namespace mg = phasemap::modelgen;
+using phasemap::cli::UserError;
+
+struct Options {
+    std::string arch, size = "tiny", type, out, vocab_dir, vocab;
+    uint64_t seed = 0;
+    bool list = false;
+};
+
+void print_list() {
+    fmt::print("{:<8}  {:<5}  {:<10}  {}\n", "arch", "size", "vocab", "shape");
+    for (const std::string& arch : mg::supported_archs()) {
+        for (const std::string& size : mg::supported_sizes(arch)) {
+            const mg::ModelSpec s = mg::preset(arch, size);
+            fmt::print("{:<8}  {:<5}  {:<10}  d={} blocks={} heads={}/{} ff={} ctx={} {}{}\n", arch, size, s.vocab,
+                       s.n_embd, s.n_layer, s.n_head, s.n_head_kv, s.n_ff, s.n_ctx, mg::weight_type_name(s.type),
+                       s.tied_embeddings ? " tied" : "");
+        }
+    }
+}
+
+int run(const Options& o) {
+    if (o.list) {
+        print_list();
+        return 0;
+    }
+    if (o.arch.empty()) throw UserError("--arch is required (see --list)");
+    if (o.out.empty()) throw UserError("-o/--output is required");
+
+    mg::ModelSpec spec;
+    try {
+        spec = mg::preset(o.arch, o.size);
+        if (!o.type.empty()) spec.type = mg::parse_weight_type(o.type);
+    } catch (const std::invalid_argument& e) {
+        throw UserError(e.what());
+    }
+    spec.seed = o.seed;
+    if (!o.vocab.empty()) spec.vocab = o.vocab;
+
+    mg::fs::path vocab_dir = o.vocab_dir;
+    if (vocab_dir.empty()) vocab_dir = mg::default_vocab_dir(phasemap::llama_commit());
+    if (vocab_dir.empty())
+        throw UserError(
+            "no llama.cpp vocab directory found: pass --vocab-dir (llama.cpp's models/ folder) or set "
+            "PHASEMAP_VOCAB_DIR");
+
+    const auto t0 = std::chrono::steady_clock::now();
+    mg::WriteResult r;
+    try {
+        r = mg::write_random_model(spec, vocab_dir, o.out);
+    } catch (const std::invalid_argument& e) {
+        throw UserError(e.what());
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print("wrote {}: {} {} ({} blocks, d={}, vocab {} from {}), {:.1f}M params, {} tensors, {:.1f} MB, "
+               "{} weights, seed {}, {:.2f} s\n",
+               r.path.string(), spec.arch, spec.size, spec.n_layer, spec.n_embd, r.n_vocab,
+               r.vocab_file.filename().string(), double(r.n_params) / 1e6, r.n_tensors, double(r.file_bytes) / 1e6,
+               mg::weight_type_name(spec.type), spec.seed, secs);
+    return 0;
+}
+
+std::function<int()> setup(CLI::App& app) {
+    auto o = std::make_shared<Options>();
+    app.add_flag("--list", o->list, "print the supported architectures and preset sizes, then exit");
+    app.add_option("--arch", o->arch, "architecture: gemma2, gpt2, gptneox, llama, phi2, phi3, qwen2");
+    app.add_option("--size", o->size, "preset size: tiny (tests) or real (benchmarks; llama, qwen2, gpt2)")
+        ->capture_default_str();
+    app.add_option("--seed", o->seed, "random seed (same seed -> byte-identical file)")->capture_default_str();
+    app.add_option("--type", o->type, "weight type of the matrices: f32 or f16 (default: f32 tiny, f16 real)");
+    app.add_option("-o,--output", o->out, "output .gguf path (written atomically)");
+    app.add_option("--vocab-dir", o->vocab_dir,
+                   "directory holding llama.cpp's ggml-vocab-*.gguf files (default: $PHASEMAP_VOCAB_DIR, "
+                   "$PHASEMAP_LLAMA_SRC/models, then the scripts/deps.sh cache of the pinned llama.cpp)");
+    app.add_option("--vocab", o->vocab, "vocab file stem overriding the arch default, e.g. llama-spm");
+    return [o] { return run(*o); };
+}
+
+phasemap::cli::Verb reg{"make-model", "write a random-weight GGUF model (tests, benchmarks)", setup};
+
+}  // namespace

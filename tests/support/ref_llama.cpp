@@ -43,6 +43,59 @@ std::vector<double> rms_norm(std::span<const double> x, std::span<const double> 
     return y;
 }
 
+std::vector<double> layer_norm(std::span<const double> x, std::span<const double> w, std::span<const double> b, double eps) {
+    const double n = static_cast<double>(x.size());
+    double mean = 0.0;
+    for (double v : x) mean += v;
+    mean /= n;
+    double var = 0.0;
+    for (double v : x) var += (v - mean) * (v - mean);
+    var /= n;
+    const double scale = 1.0 / std::sqrt(var + eps);
+    std::vector<double> y(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+        y[i] = (x[i] - mean) * scale * (w.empty() ? 1.0 : w[i]) + (b.empty() ? 0.0 : b[i]);
+    return y;
+}
+
+RefOutputHead::RefOutputHead(const GgufWeights& w) : arch(w.architecture()) {
+    if (arch == "llama" || arch == "qwen2" || arch == "gemma2" || arch == "phi3") {
+        layer_norm = false;
+        eps = w.get_float(w.arch_key("attention.layer_norm_rms_epsilon"));
+    } else if (arch == "gpt2" || arch == "gptneox" || arch == "phi2") {
+        layer_norm = true;
+        eps = w.get_float(w.arch_key("attention.layer_norm_epsilon"));
+    } else {
+        throw std::runtime_error("RefOutputHead: architecture '" + arch + "' is not supported");
+    }
+    norm_w = w.tensor_data("output_norm.weight");
+    if (layer_norm) norm_b = w.tensor_data("output_norm.bias");  // required by llama.cpp for these
+    else if (w.has_tensor("output_norm.bias")) throw std::runtime_error("RefOutputHead: unexpected output_norm.bias for " + arch);
+    tied = arch == "gemma2" || !w.has_tensor("output.weight");
+    output = w.tensor(tied ? "token_embd.weight" : "output.weight");
+    if (output.ne[0] != static_cast<int64_t>(norm_w.size()) || output.ne[2] != 1 || output.ne[3] != 1)
+        throw std::runtime_error("RefOutputHead: output matrix shape does not match output_norm");
+    if (w.has_tensor("output.bias")) {
+        output_b = w.tensor_data("output.bias");
+        if (static_cast<int64_t>(output_b.size()) != output.ne[1]) throw std::runtime_error("RefOutputHead: output.bias has the wrong size");
+    }
+    if (arch == "gemma2") final_softcap = w.find_float(w.arch_key("final_logit_softcapping")).value_or(30.0);
+}
+
+std::vector<double> RefOutputHead::norm(std::span<const double> x) const {
+    if (x.size() != norm_w.size()) throw std::invalid_argument("RefOutputHead::norm: wrong state size");
+    return layer_norm ? pmtest::layer_norm(x, norm_w, norm_b, eps) : rms_norm(x, norm_w, eps);
+}
+
+std::vector<double> RefOutputHead::logits(std::span<const double> h) const {
+    std::vector<double> z = matvec(output, h);
+    for (size_t i = 0; i < z.size(); ++i) {
+        if (!output_b.empty()) z[i] += output_b[i];
+        if (final_softcap > 0.0) z[i] = final_softcap * std::tanh(z[i] / final_softcap);
+    }
+    return z;
+}
+
 struct RefLlama::Layer {
     GgufTensor attn_norm, wq, wk, wv, wo, ffn_norm, ffn_gate, ffn_up, ffn_down;
     std::optional<GgufTensor> bq, bk, bv, bo, b_gate, b_up, b_down;
@@ -89,7 +142,11 @@ RefLlama::RefLlama(const GgufWeights& w) {
     hp_.tied_output = !w.has_tensor("output.weight");
     output_ = hp_.tied_output ? tok_embd_ : w.tensor("output.weight");
     expect_shape(output_, d, hp_.n_vocab);
-    if (w.has_tensor("output.bias")) throw std::runtime_error("RefLlama: output.bias is not part of llama/qwen2");
+    if (w.has_tensor("output.bias")) {
+        if (hp_.arch != "qwen2") throw std::runtime_error("RefLlama: output.bias is not part of arch " + hp_.arch);
+        output_b_ = w.tensor("output.bias");
+        expect_shape(*output_b_, hp_.n_vocab, 1);
+    }
     if (w.has_tensor("rope_freqs.weight")) {
         rope_freqs_ = w.tensor_data("rope_freqs.weight");
         if (static_cast<int>(rope_freqs_.size()) != hp_.n_rot / 2) throw std::runtime_error("RefLlama: rope_freqs has the wrong size");
@@ -248,7 +305,7 @@ RefPosition RefLlama::Session::step(int32_t token) {
         if (il < hp.n_layer - 1) out.hf.push_back(x);
     }
     out.hf.push_back(rms_norm(x, m.output_norm_.data, hp.rms_eps));
-    out.logits = matvec(m.output_, out.hf.back());
+    out.logits = matvec(m.output_, out.hf.back(), m.output_b_);
     ++n_past_;
     return out;
 }

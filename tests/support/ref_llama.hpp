@@ -11,12 +11,13 @@
 // RoPE follows llama.cpp: arch "llama" uses the 'normal' ordering, where adjacent pairs
 // (2i, 2i+1) of each head rotate together by pos · base^(-2i/n_rot) (GGUF stores Q/K rows in
 // that interleaved order: the HF converter un-permutes the HF half-split layout, and llama2.c
-// checkpoints use it natively). Arch "qwen2" (same block plus Q/K/V biases) uses the NeoX
-// ordering, where element i pairs with i + n_rot/2. Optional biases, a fused attn_qkv tensor,
+// checkpoints use it natively). Arch "qwen2" (same block plus Q/K/V biases and an optional
+// output bias) uses the NeoX ordering, where element i pairs with i + n_rot/2. Optional biases, a fused attn_qkv tensor,
 // rope_freqs factors and linear rope scaling are honoured; anything else (MoE, other rope
 // scalings) is rejected with an exception rather than computed wrongly.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -88,11 +89,42 @@ private:
     struct Layer;
     RefLlamaHparams hp_;
     GgufTensor tok_embd_, output_norm_, output_;
+    std::optional<GgufTensor> output_b_;  // qwen2 only, optional
     std::vector<Layer> layers_;
     std::vector<double> rope_freqs_;  // per rotated pair divisor (empty: all 1)
 };
 
 // RMSNorm: x / sqrt(mean(x²) + eps) ⊙ w (w empty → no scaling).
 std::vector<double> rms_norm(std::span<const double> x, std::span<const double> w, double eps);
+// LayerNorm: (x − mean) / sqrt(var + eps) ⊙ w + b (population variance; w, b empty → identity).
+std::vector<double> layer_norm(std::span<const double> x, std::span<const double> w, std::span<const double> b, double eps);
+
+// The final norm and output head of an architecture, read from the GGUF following llama.cpp's
+// src/models/<arch>.cpp, so tests can check hf:L = norm(block:L-1) and logits = head(hf:L) on
+// models of any supported architecture:
+//   RMSNorm (…layer_norm_rms_epsilon): llama, qwen2, gemma2, phi3
+//   LayerNorm with bias (…layer_norm_epsilon): gpt2, gptneox, phi2
+//   output.weight, or token_embd when absent (gemma2 always uses token_embd); output.bias when
+//   present (phi2 always, qwen2 optionally); gemma2 final soft-capping c·tanh(z/c) with
+//   c = gemma2.final_logit_softcapping (llama.cpp's default 30 when the key is absent).
+// Norm weights are used as stored: gemma2's converter already stores 1 + w (Gemma's RMSNorm
+// scales by 1 + w) and llama.cpp multiplies by the stored tensor.
+struct RefOutputHead {
+    std::string arch;
+    bool layer_norm = false;        // false: RMSNorm
+    double eps = 0.0;
+    std::vector<double> norm_w, norm_b;  // norm_b empty without a bias
+    GgufTensor output;                   // {n_embd, n_vocab}
+    bool tied = false;                   // output is token_embd
+    std::vector<double> output_b;        // empty without a bias
+    double final_softcap = 0.0;          // 0: none
+
+    // Throws std::runtime_error for an architecture outside the list above.
+    explicit RefOutputHead(const GgufWeights& weights);
+    int n_embd() const { return static_cast<int>(output.ne[0]); }
+    int n_vocab() const { return static_cast<int>(output.ne[1]); }
+    std::vector<double> norm(std::span<const double> x) const;
+    std::vector<double> logits(std::span<const double> h) const;
+};
 
 }  // namespace pmtest

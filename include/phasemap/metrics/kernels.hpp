@@ -1,0 +1,40 @@
+// Low-level row kernels shared by the token axis (§2), the layer axis (§3) and the controls (§6).
+// Not needed by ordinary callers; public so that tests and benchmarks can reach them.
+//
+// Every kernel reads float32 (or float64) rows, converts to float64 and accumulates in float64
+// with a fixed number of independent lanes that are combined in a fixed order, so the result is
+// the same bit pattern whatever SIMD width the compiler picks (on x86-64 the kernels are built for
+// several instruction sets and the widest one the CPU supports is chosen at load time).
+#pragma once
+#include <cstddef>
+
+namespace phasemap::metrics::kernels {
+
+// Σ x_j² in float64.
+double sumsq(const float* x, std::size_t n);
+double sumsq(const double* x, std::size_t n);
+
+// Σ (a_j − b_j)² in float64 (differences taken in float64).
+double diff_sumsq(const float* a, const float* b, std::size_t n);
+double diff_sumsq(const double* a, const double* b, std::size_t n);
+
+// Sums produced by one step of a trajectory kernel.
+struct StepSums {
+    double vv = 0;  // Σ v_j²                 (‖v‖², v = current displacement)
+    double vp = 0;  // Σ v_j · p_j            (p = previous displacement)
+    double ww = 0;  // Σ (v_j − p_j)²         (‖v − p‖²)
+};
+
+// Token-axis step (§2.1–2.3) for state h with Euclidean norm `norm`:
+//   x = h / max(norm, 1e-12); v = x − xprev; sums of v against vprev; then xprev ← x, vprev ← v.
+// stage 0: only xprev ← x (first token); stage 1: vv only (second token, no previous v);
+// stage ≥ 2: vv, vp, ww.
+StepSums token_step(const float* h, double norm, double* xprev, double* vprev, std::size_t n, int stage);
+StepSums token_step(const double* h, double norm, double* xprev, double* vprev, std::size_t n, int stage);
+
+// Layer-axis step (§3): v = h1 − h0 in float64; sums of v against vprev (vp, ww only when
+// `first` is false); then vprev ← v.
+StepSums layer_step(const float* h0, const float* h1, double* vprev, std::size_t n, bool first);
+StepSums layer_step(const double* h0, const double* h1, double* vprev, std::size_t n, bool first);
+
+}  // namespace phasemap::metrics::kernels

@@ -1,0 +1,48 @@
+// Non-owning views of captured hidden states (METRICS.md §1): float32, row-major.
+#pragma once
+#include <cstddef>
+#include <span>
+#include <string>
+
+namespace phasemap::metrics {
+
+// `rows` vectors of `cols` elements; row i starts at data + i * stride (stride ≥ cols, in elements).
+// One layer's token sequence inside a [T, L', d] tensor is a RowsView with stride L'·d; one token's
+// layer sequence is a RowsView with stride d.
+template <class T>
+struct RowsView {
+    const T* data = nullptr;
+    std::size_t rows = 0;
+    std::size_t cols = 0;
+    std::size_t stride = 0;
+
+    RowsView() = default;
+    RowsView(const T* d, std::size_t r, std::size_t c) : data(d), rows(r), cols(c), stride(c) {}
+    RowsView(const T* d, std::size_t r, std::size_t c, std::size_t s) : data(d), rows(r), cols(c), stride(s) {}
+
+    const T* row(std::size_t i) const { return data + i * stride; }
+    std::span<const T> row_span(std::size_t i) const { return {row(i), cols}; }
+};
+
+// Captured states of one run: [T tokens, L' captured layers, d] float32 row-major, as written by
+// `capture` (token-major, then layer, then hidden dimension), plus the names of the captured layers
+// in capture order (e.g. "hf:1" … "hf:L", §1). `layer_names` may be empty; names are then "layer[i]".
+struct StatesView {
+    const float* data = nullptr;
+    std::size_t tokens = 0;
+    std::size_t layers = 0;
+    std::size_t dim = 0;
+    std::span<const std::string> layer_names{};
+
+    const float* at(std::size_t t, std::size_t l) const { return data + (t * layers + l) * dim; }
+    // The token sequence h_0 … h_{T−1} of captured layer l (token axis, §2).
+    RowsView<float> layer(std::size_t l) const { return {data + l * dim, tokens, dim, layers * dim}; }
+    // The layer sequence h_0 … h_{L'−1} of token t (layer axis, §3).
+    RowsView<float> token(std::size_t t) const { return {at(t, 0), layers, dim, dim}; }
+    // Name of captured layer l ("layer[l]" when no names were given).
+    std::string layer_name(std::size_t l) const {
+        return l < layer_names.size() ? layer_names[l] : "layer[" + std::to_string(l) + "]";
+    }
+};
+
+}  // namespace phasemap::metrics

@@ -1,0 +1,87 @@
+// One entry point for a per-run summary (METRICS.md §2–§6): what the CLI calls.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "phasemap/metrics/controls.hpp"
+#include "phasemap/metrics/layer_axis.hpp"
+#include "phasemap/metrics/output_states.hpp"
+#include "phasemap/metrics/quantile.hpp"
+#include "phasemap/metrics/token_axis.hpp"
+#include "phasemap/metrics/token_stats.hpp"
+#include "phasemap/metrics/views.hpp"
+
+namespace phasemap::metrics {
+
+// §6 controls (off by default: shuffles = 0).
+struct ControlOptions {
+    std::size_t shuffles = 0;           // K shuffles per baseline ("controls.shuffles"); 0 = off
+    std::uint64_t seed = 20240521;      // std::mt19937_64 seed ("controls.seed")
+    Tail token_tail = Tail::greater;    // tail of the shuffled-token-order p-value ("controls.token_tail")
+    Tail layer_tail = Tail::less;       // tail of the shuffled-layer-order p-values ("controls.layer_tail")
+};
+
+// Every option of a per-run analysis. Defaults are the spec's defaults (or, where the spec is
+// silent, our documented choice); options_record() lists them by name for recording with the run.
+struct AnalysisOptions {
+    // Captured-layer index of the token axis ("layer"); negative values count from the end, so
+    // the default −1 is the last captured layer, which is hf:L in the LIMEN protocol (§2).
+    std::int64_t layer = -1;
+    TokenAxisOptions token{};           // §2, §4
+    bool layer_axis = true;             // compute §3 ("layer_axis")
+    StateThresholds states{};           // §5
+    ControlOptions controls{};          // §6
+    void validate() const;              // throws MetricError
+};
+
+// Option name → value as text (shortest round-trip form for numbers), in a fixed order:
+// the record of "every option" that §6 asks to keep with each run. Names match MetricInfo::options.
+std::vector<std::pair<std::string, std::string>> options_record(const AnalysisOptions& opt);
+
+// §6 probability baselines beside the geometric metrics: summaries over tokens.
+struct ProbabilityBaselines {
+    Summary entropy, top1, margin, surprisal;
+};
+
+struct RunSummary {
+    std::size_t tokens = 0, layers = 0, dim = 0;
+    AnalysisOptions options;            // as used
+    std::size_t layer_index = 0;        // resolved captured-layer index of the token axis
+    std::string layer_name;             // its name, e.g. "hf:22"
+    TokenAxisResult token;              // §2 on that layer
+    LayerAxisResult layer;              // §3 (missing_reason "disabled by option layer_axis" when off)
+    // §5, present when probability stats were given; otherwise output_missing_reason says why.
+    std::optional<OutputStatesResult> output;
+    std::string output_missing_reason;
+    std::vector<TokenProbStats> stats;  // the per-token stats as given (empty when none)
+    ProbabilityBaselines baselines;     // n = 0 when no stats
+    // §6, present when options.controls.shuffles > 0 and the real value exists; else the reason.
+    std::optional<ControlResult> token_control;
+    std::optional<std::array<ControlResult, kLayerMetricCount>> layer_control;
+    std::string controls_missing_reason;
+};
+
+// Analyses one run. `states` is [T, L', d] float32 row-major with the captured layer names;
+// `stats` (per generated token, §1) may be empty, else it must have T entries.
+// Throws MetricError for invalid options, a layer index outside the captured layers, or a stats
+// size that does not match T. Data problems (too few tokens/layers, non-finite values) never
+// throw: they become missing values with reasons. Deterministic: the same input and options give
+// bit-identical output.
+RunSummary analyze_run(const StatesView& states, std::span<const TokenProbStats> stats, const AnalysisOptions& opt = {});
+
+// Resolves AnalysisOptions::layer against L' captured layers (throws MetricError when out of range).
+std::size_t resolve_layer_index(std::int64_t layer, std::size_t captured_layers);
+
+// Turns a user's layer choice into AnalysisOptions::layer: either an integer index ("-1", "3")
+// or the name of a captured layer ("hf:22", "block:5"). Throws MetricError, listing the captured
+// names, when the name is not among them or the text is neither.
+std::int64_t parse_layer_choice(std::string_view choice, std::span<const std::string> layer_names);
+
+}  // namespace phasemap::metrics

@@ -37,10 +37,7 @@ struct NullSink : RunSink {
 const char* kPrompt = "The history of the city begins";
 
 // Plain loop: prefill, then one token per decode with a greedy sampler; no callback.
-double plain_decode(const char* path, int n_tok, int threads, bool exact) {
-    llama_model_params mp = llama_model_default_params();
-    llama_model* model = llama_model_load_from_file(path, mp);
-    if (!model) { std::fprintf(stderr, "cannot load %s\n", path); std::exit(1); }
+double plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
     const llama_vocab* vocab = llama_model_get_vocab(model);
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 512;
@@ -70,7 +67,6 @@ double plain_decode(const char* path, int n_tok, int threads, bool exact) {
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     llama_sampler_free(smpl);
     llama_free(ctx);
-    llama_model_free(model);
     return n_tok / s;
 }
 
@@ -125,18 +121,29 @@ int main(int argc, char** argv) {
     }
     llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
     auto model = Model::load(path);
+    // The plain loop's own model handle, loaded once like phasemap's (both map the same file).
+    llama_model* plain_model = llama_model_load_from_file(path, llama_model_default_params());
+    if (!plain_model) { std::fprintf(stderr, "cannot load %s\n", path); return 1; }
     const auto tmp = std::filesystem::temp_directory_path() / "phasemap-bench-capture.npz";
     std::vector<double> plain, off, cap, capnpz;
     // Interleave the modes so that drift (thermal, other load) hits all of them alike.
     for (int r = 0; r < reps + 1; ++r) {
-        const double a = plain_decode(path, n_tok, threads, exact);
-        const double b = engine_run(model, n_tok, threads, exact, "none", {});
-        const double c = engine_run(model, n_tok, threads, exact, "hf:all", {});
-        const double d = engine_run(model, n_tok, threads, exact, "hf:all", tmp);
+        // Rotate the order of the modes from one repetition to the next.
+        double v[4];
+        for (int k = 0; k < 4; ++k) {
+            switch ((k + r) % 4) {
+                case 0: v[0] = plain_decode(plain_model, n_tok, threads, exact); break;
+                case 1: v[1] = engine_run(model, n_tok, threads, exact, "none", {}); break;
+                case 2: v[2] = engine_run(model, n_tok, threads, exact, "hf:all", {}); break;
+                default: v[3] = engine_run(model, n_tok, threads, exact, "hf:all", tmp); break;
+            }
+        }
+        const double a = v[0], b = v[1], c = v[2], d = v[3];
         if (r == 0) continue;  // warm-up
         plain.push_back(a); off.push_back(b); cap.push_back(c); capnpz.push_back(d);
     }
     std::filesystem::remove(tmp);
+    llama_model_free(plain_model);
     const double base = median(plain);
     std::printf("model=%s arch=%s layers=%d d=%d threads=%d tokens=%d reps=%d precision=%s\n",
                 std::filesystem::path(path).filename().c_str(), model->info().architecture.c_str(), model->info().n_layer,

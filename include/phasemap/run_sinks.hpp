@@ -60,6 +60,8 @@ public:
     void token(const TokenRecord& rec, std::span<const float> states, std::span<const float> logits) override;
     void end(const RunEnd& e) override;
     const std::filesystem::path& path() const { return out_; }
+    // The metadata written into the file (complete after end()).
+    const nlohmann::json& metadata() const { return meta_; }
 
 private:
     std::filesystem::path out_, tmpdir_;

@@ -1,6 +1,5 @@
 // Model loading and tokenizer access.
 #include <fmt/core.h>
-#include <openssl/evp.h>
 
 #include <array>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "llama_common.hpp"
+#include "phasemap/run_file.hpp"
 
 namespace phasemap::capture {
 namespace {
@@ -28,24 +28,6 @@ void log_callback(ggml_log_level level, const char* text, void*) {
         g_log_errors += text;
         if (g_log_errors.size() > 2000) g_log_errors.erase(0, g_log_errors.size() - 2000);
     }
-}
-
-std::string file_sha256(const std::filesystem::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    if (!f) throw std::runtime_error(fmt::format("cannot read '{}'", p.string()));
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-    std::vector<char> buf(1 << 20);
-    while (f) {
-        f.read(buf.data(), std::streamsize(buf.size()));
-        if (f.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), size_t(f.gcount()));
-    }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx.get(), md, &n);
-    std::string hex;
-    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
-    return hex;
 }
 
 std::string meta_str(const llama_model* m, const char* key) {
@@ -114,7 +96,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     model->impl_->vocab = llama_model_get_vocab(m);
     ModelInfo& i = model->info_;
     i.path = fs::absolute(path);
-    i.sha256 = file_sha256(path);
+    i.sha256 = io::file_sha256(path);
     i.architecture = meta_str(m, "general.architecture");
     i.name = meta_str(m, "general.name");
     std::array<char, 256> desc{};

@@ -14,7 +14,8 @@
 
 #include "phasemap/capture.hpp"
 #include "phasemap/run_sinks.hpp"
-#include "generate_hooks.hpp"
+#include "analysis_cli.hpp"
+#include "phasemap/run_file.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -42,7 +43,7 @@ struct GenerateArgs {
     std::string out;
     bool compress = false;
     bool quiet = false;
-    AnalyzeHook analyze;
+    AnalysisArgs analyze;
 };
 
 std::string read_text_file(const std::string& path, const char* what) {
@@ -51,16 +52,6 @@ std::string read_text_file(const std::string& path, const char* what) {
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
-}
-
-// Output path of run i of n: the path itself for one run; otherwise `{i}` is replaced, or the
-// index is inserted before the extension (run.npz → run.0.npz).
-fs::path output_path(const std::string& out, size_t i, size_t n) {
-    if (n == 1) return out;
-    const size_t brace = out.find("{i}");
-    if (brace != std::string::npos) return out.substr(0, brace) + std::to_string(i) + out.substr(brace + 3);
-    fs::path p(out);
-    return p.parent_path() / (p.stem().string() + "." + std::to_string(i) + p.extension().string());
 }
 
 void check_writable(const fs::path& p) {
@@ -98,6 +89,34 @@ void print_run(const RunRecord& r, size_t n_runs) {
     fmt::print("stop: {} after {} tokens\n", r.end.stop_reason, r.end.n_generated);
 }
 
+// `--analyze`: the same analysis `phasemap analyze` runs on the written file, on the in-memory run.
+void analyze_record(const RunRecord& r, const NpzRunWriter* npz, const GenerateArgs& a, size_t n_runs) {
+    RunInput in;
+    in.label = npz ? npz->path().filename().string() : fmt::format("run {}", r.start.run_index);
+    in.states = r.states.data();
+    in.tokens = r.tokens.size();
+    in.layers = r.start.layers.size();
+    in.dim = size_t(r.start.n_embd);
+    for (const auto& l : r.start.layers) in.layer_names.push_back(l.label);
+    for (const auto& t : r.tokens) {
+        in.stats.push_back(t.stats);
+        in.ctx.token_texts.push_back(t.text);
+        in.ctx.token_ids.push_back(t.id);
+    }
+    if (in.layers == 0) throw UserError("--analyze needs captured layers (--layers is none)");
+    in.ctx.prompt = r.start.prompt_text;
+    in.ctx.generated_text = r.end.text;
+    in.ctx.hidden_states_shape = {in.tokens, in.layers, in.dim};
+    if (a.save_logits) in.ctx.logits_shape = {in.tokens, size_t(r.start.n_vocab)};
+    if (npz) {
+        in.ctx.source_npz_sha256 = io::file_sha256(npz->path());
+        in.ctx.provenance = npz->metadata();
+    }
+    AnalysisArgs aa = a.analyze;
+    aa.quiet = a.quiet;
+    analyze_and_report(in, aa, r.start.run_index, n_runs);
+}
+
 int run_generate(GenerateArgs& a) {
     // Prompts: -p TEXT (repeatable; @path reads a file), -f FILE (one prompt per line).
     std::vector<std::string> prompts;
@@ -117,7 +136,12 @@ int run_generate(GenerateArgs& a) {
     Precision precision;
     try { precision = parse_precision(a.precision); } catch (const std::exception& e) { throw UserError(e.what()); }
     if (!a.out.empty())
-        for (size_t i = 0; i < prompts.size(); ++i) check_writable(output_path(a.out, i, prompts.size()));
+        for (size_t i = 0; i < prompts.size(); ++i) check_writable(numbered_path(a.out, i, prompts.size()));
+    if (!a.analyze.json.empty()) {
+        if (!a.analyze.enabled) throw UserError("--json writes the --analyze summary: add --analyze");
+        for (size_t i = 0; i < prompts.size(); ++i) check_writable(numbered_path(a.analyze.json, i, prompts.size()));
+    }
+    if (a.analyze.enabled && (a.layers == "none" || a.layers.empty())) throw UserError("--analyze needs captured layers (--layers is none)");
 
     std::shared_ptr<Model> model;
     try { model = Model::load(a.model); } catch (const std::exception& e) { throw UserError(e.what()); }
@@ -163,7 +187,7 @@ int run_generate(GenerateArgs& a) {
         std::unique_ptr<TeeSink> tee;
     };
     std::vector<PerRun> runs(prompts.size());
-    const bool keep = a.out.empty() || a.analyze.enabled();
+    const bool keep = a.out.empty() || a.analyze.enabled;
     size_t printed = 0;
     auto flush_finished = [&] {
         // Print/analyse finished runs in order, then drop them (memory stays bounded per batch).
@@ -171,7 +195,7 @@ int run_generate(GenerateArgs& a) {
             if (runs[printed].rec) {
                 const RunRecord& r = runs[printed].rec->record;
                 if (a.out.empty() && !a.quiet) print_run(r, runs.size());
-                if (a.analyze.enabled()) a.analyze.run(r, runs.size());
+                if (a.analyze.enabled) analyze_record(r, runs[printed].npz.get(), a, runs.size());
             }
             runs[printed].npz.reset();
             runs[printed].rec.reset();
@@ -184,7 +208,7 @@ int run_generate(GenerateArgs& a) {
         std::vector<RunSink*> sinks;
         sinks.push_back(&pr.flag);
         if (!a.out.empty()) {
-            pr.npz = std::make_unique<NpzRunWriter>(output_path(a.out, i, prompts.size()), base, a.compress);
+            pr.npz = std::make_unique<NpzRunWriter>(numbered_path(a.out, i, prompts.size()), base, a.compress);
             sinks.push_back(pr.npz.get());
         }
         if (keep) {
@@ -203,12 +227,12 @@ int run_generate(GenerateArgs& a) {
     for (size_t i = printed; i < runs.size(); ++i) {
         if (runs[i].rec) {
             if (a.out.empty() && !a.quiet) print_run(runs[i].rec->record, runs.size());
-            if (a.analyze.enabled()) a.analyze.run(runs[i].rec->record, runs.size());
+            if (a.analyze.enabled) analyze_record(runs[i].rec->record, runs[i].npz.get(), a, runs.size());
         }
     }
     if (!a.out.empty() && !a.quiet)
         fmt::print(stderr, "wrote {} run file{} ({})\n", prompts.size(), prompts.size() == 1 ? "" : "s",
-                   prompts.size() == 1 ? a.out : output_path(a.out, 0, prompts.size()).string() + " …");
+                   prompts.size() == 1 ? a.out : numbered_path(a.out, 0, prompts.size()).string() + " …");
     return 0;
 }
 
@@ -234,7 +258,7 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)");
     app.add_flag("--compress", a->compress, "deflate the NPZ members");
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
-    a->analyze.add_options(app);
+    a->analyze.add_options(app, true);
     return [a] { return run_generate(*a); };
 }};
 

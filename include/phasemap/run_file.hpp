@@ -1,0 +1,36 @@
+// Reading a run for analysis: NPZ files written by `phasemap generate` and NPZ files in LIMEN's
+// extraction layout (hidden_states [T, L, d], optional logits [T, V], token_ids [T]; float32 or
+// float16 arrays, int32/int64 ids, stored or deflated members).
+#pragma once
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "phasemap/metrics/token_stats.hpp"
+
+namespace phasemap::io {
+
+struct RunData {
+    std::filesystem::path path;
+    std::string sha256;                       // of the NPZ file
+    size_t tokens = 0, layers = 0, dim = 0;
+    std::vector<float> states;                // [T, L, d]
+    std::vector<std::string> layer_names;     // from metadata, else "layer[i]"
+    std::vector<metrics::TokenProbStats> stats;  // stored per-token stats, or computed from logits; empty if neither
+    std::string stats_source;                 // "stored", "logits" or "" (none)
+    std::vector<size_t> logits_shape;         // empty when the file has no logits
+    std::vector<int64_t> token_ids;           // empty when absent
+    std::vector<std::string> token_texts;     // from metadata when present
+    nlohmann::json metadata;                  // phasemap metadata.json, or null
+    bool phasemap_layout = false;             // written by phasemap generate
+};
+
+// Throws std::runtime_error with a message naming the file and the problem: missing file,
+// not a zip, truncated, no hidden_states, wrong rank, mismatched lengths, bad dtype.
+RunData load_run_npz(const std::filesystem::path& path);
+
+// sha256 of a file as lowercase hex.
+std::string file_sha256(const std::filesystem::path& path);
+
+}  // namespace phasemap::io

@@ -1,0 +1,216 @@
+#include "analysis_cli.hpp"
+
+#include <fmt/core.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "phasemap/metrics/registry.hpp"
+#include "phasemap/npz.hpp"
+#include "verb.hpp"
+
+namespace phasemap::cli {
+
+using namespace phasemap::metrics;
+namespace fs = std::filesystem;
+
+void AnalysisArgs::add_options(CLI::App& app, bool with_enable_flag) {
+    const std::string g = "Analysis (METRICS.md)";
+    if (with_enable_flag) app.add_flag("--analyze", enabled, "print the per-run metric summary after generation")->group(g);
+    app.add_option("--metric-layer", layer, "captured layer of the token axis: a label (hf:5, block:3) or an index (-1 = last)")->group(g);
+    app.add_option("--norm", norm, "state normalisation: raw or clipped_mad")->capture_default_str()->group(g);
+    app.add_option("--mad-k", mad_k, "clip bound k of clipped_mad")->capture_default_str()->group(g);
+    app.add_option("--curvature", curvature, "one_minus_cos, angle or second_diff")->capture_default_str()->group(g);
+    app.add_flag("--ct-clip", ct_clip, "clip ct above median + k·1.4826·MAD before ratio_norm")->group(g);
+    app.add_option("--ct-clip-k", ct_clip_k, "k of --ct-clip")->capture_default_str()->group(g);
+    app.add_option("--late-window", late_window, "late_ct window fraction of the ct series")->capture_default_str()->group(g);
+    app.add_option("--collapse-threshold", collapse_threshold, "collapse = late_ct below this")->capture_default_str()->group(g);
+    app.add_option("--regime-cuts", regime_cuts, "three ascending ratio_norm cut-points a,b,c, or @FILE holding them (default 1.985,2.945,3.695)")->group(g);
+    app.add_flag("--no-layer-axis", no_layer_axis, "skip the layer-axis metrics")->group(g);
+    app.add_option("--collapse-top1", collapse_top1, "COLLAPSE: top1 ≥ this")->capture_default_str()->group(g);
+    app.add_option("--rivalry-margin", rivalry_margin, "RIVALRY: margin ≤ this")->capture_default_str()->group(g);
+    app.add_option("--diffuse-entropy", diffuse_entropy, "DIFFUSE: entropy ≥ this (nats)")->capture_default_str()->group(g);
+    app.add_option("--shuffles", shuffles, "K shuffled-order controls (0 = off)")->capture_default_str()->group(g);
+    app.add_option("--control-seed", control_seed, "seed of the shuffled-order controls")->capture_default_str()->group(g);
+    app.add_flag("--include-embedding", include_embedding, "keep hf:0 (embedding output) in the analysis; LIMEN excludes it")->group(g);
+    app.add_option("--json", json, "write the summary JSON here (several runs: {i} in the name, or NAME.N.json)")->group(g);
+    app.add_flag("--tokens", tokens, "print the per-token table (ct_t, delta_t, curvature_t, stats, state)")->group(g);
+}
+
+fs::path numbered_path(const std::string& out, size_t i, size_t n) {
+    if (n == 1) return out;
+    const size_t brace = out.find("{i}");
+    if (brace != std::string::npos) return out.substr(0, brace) + std::to_string(i) + out.substr(brace + 3);
+    fs::path p(out);
+    return p.parent_path() / (p.stem().string() + "." + std::to_string(i) + p.extension().string());
+}
+
+namespace {
+
+AnalysisOptions build_options(const AnalysisArgs& a, std::span<const std::string> names) {
+    AnalysisOptions o;
+    try {
+        if (!a.layer.empty()) o.layer = parse_layer_choice(a.layer, names);
+        auto nm = parse_norm_mode(a.norm);
+        if (!nm) throw UserError(fmt::format("unknown --norm '{}' (use raw or clipped_mad)", a.norm));
+        o.token.norm = *nm;
+        auto cv = parse_curvature(a.curvature);
+        if (!cv) throw UserError(fmt::format("unknown --curvature '{}' (use one_minus_cos, angle or second_diff)", a.curvature));
+        o.token.curvature = *cv;
+        o.token.mad_k = a.mad_k;
+        o.token.ct_clip = a.ct_clip;
+        o.token.ct_clip_k = a.ct_clip_k;
+        o.token.late_window = a.late_window;
+        o.token.collapse_threshold = a.collapse_threshold;
+        if (!a.regime_cuts.empty()) {
+            std::string text = a.regime_cuts;
+            if (text[0] == '@') {
+                std::ifstream f(text.substr(1));
+                if (!f) throw UserError(fmt::format("cannot read regime cut-point file '{}'", text.substr(1)));
+                std::stringstream ss;
+                ss << f.rdbuf();
+                text = ss.str();
+                while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+            }
+            o.token.regime_cuts = parse_regime_cuts(text);
+        }
+        o.layer_axis = !a.no_layer_axis;
+        o.states.collapse_top1 = a.collapse_top1;
+        o.states.rivalry_margin = a.rivalry_margin;
+        o.states.diffuse_entropy = a.diffuse_entropy;
+        o.controls.shuffles = a.shuffles;
+        o.controls.seed = a.control_seed;
+        o.validate();
+    } catch (const MetricError& e) {
+        throw UserError(e.what());
+    }
+    return o;
+}
+
+std::string fmt_value(const Value& v, int prec = 4) {
+    return v.ok() ? fmt::format("{:.{}f}", v.v, prec) : "n/a (" + v.missing_reason + ")";
+}
+
+std::string fmt_summary(const Summary& s) {
+    if (!s.median.ok()) return "n/a";
+    return fmt::format("{:.4g} [{:.4g}, {:.4g}]", s.median.v, s.q1.v, s.q3.v);
+}
+
+std::string printable(const std::string& s) {
+    std::string o;
+    for (unsigned char c : s) {
+        if (c == '\n') o += "\\n";
+        else if (c < 0x20 || c == 0x7f) o += fmt::format("\\x{:02x}", c);
+        else o.push_back(char(c));
+    }
+    return o;
+}
+
+void print_summary(const RunSummary& s, const RunInput& in) {
+    fmt::print("── {} — T={} tokens, {} layers ({} … {}), d={}\n", in.label, s.tokens, s.layers,
+               in.layer_names.empty() ? "" : in.layer_names.front(), in.layer_names.empty() ? "" : in.layer_names.back(), s.dim);
+    std::string regime = "n/a";
+    if (s.token.regime) regime = std::string(to_string(*s.token.regime));
+    fmt::print("token axis ({}, {}, norm {}{}):\n", s.layer_name, to_string(s.options.token.curvature), to_string(s.options.token.norm),
+               s.options.token.ct_clip ? ", ct_clip" : "");
+    fmt::print("  ratio_norm {}  regime {}\n", fmt_value(s.token.ratio_norm), regime);
+    fmt::print("  late_ct {}  collapse {}\n", fmt_value(s.token.late_ct, 6),
+               s.token.collapse ? (*s.token.collapse ? "yes" : "no") : "n/a");
+    if (!s.layer.missing_reason.empty()) {
+        fmt::print("layer axis: n/a ({})\n", s.layer.missing_reason);
+    } else {
+        fmt::print("layer axis (median [q1, q3] over tokens):\n");
+        for (size_t m = 0; m < kLayerMetricCount; ++m)
+            fmt::print("  {:<24} {}\n", kLayerMetricNames[m], fmt_summary(s.layer.summary[m]));
+    }
+    if (s.output) {
+        const auto& o = *s.output;
+        fmt::print("output states: ");
+        for (size_t k = 0; k < kOutputStateCount; ++k)
+            fmt::print("{} {:.1f}%  ", to_string(kOutputStates[k]), std::isfinite(o.rates[k]) ? 100.0 * o.rates[k] : 0.0);
+        fmt::print("\n  collapse episodes {}  exit_rate {}  reopening_rate {}\n", o.episodes.size(), fmt_value(o.exit_rate, 3),
+                   fmt_value(o.reopening_rate, 3));
+        fmt::print("probability baselines: entropy {}  top1 {}  margin {}\n", fmt_summary(s.baselines.entropy),
+                   fmt_summary(s.baselines.top1), fmt_summary(s.baselines.margin));
+    } else {
+        fmt::print("output states: n/a ({})\n", s.output_missing_reason);
+    }
+    if (s.token_control) {
+        const auto& c = *s.token_control;
+        fmt::print("control (token order, K={}): ratio_norm {} vs shuffled mean {}  p = {}\n", c.shuffles, fmt_value(c.real),
+                   fmt_value(c.mean), fmt_value(c.p_value, 4));
+    }
+    if (s.layer_control) {
+        fmt::print("control (layer order, K={}):", s.options.controls.shuffles);
+        for (const auto& c : *s.layer_control) fmt::print(" {} p={}", c.metric, fmt_value(c.p_value, 3));
+        fmt::print("\n");
+    } else if (!s.controls_missing_reason.empty() && s.options.controls.shuffles > 0) {
+        fmt::print("controls: n/a ({})\n", s.controls_missing_reason);
+    }
+}
+
+void print_tokens(const RunSummary& s, const RunInput& in) {
+    const auto* ct = find_metric("ct_t");
+    const auto* dl = find_metric("delta_t");
+    const auto* cv = find_metric("curvature_t");
+    const auto* st = find_metric("output_state");
+    const auto vct = ct->per_token(s), vdl = dl->per_token(s), vcv = cv->per_token(s);
+    const auto vst = st->per_token_label(s);
+    fmt::print("{:>4}  {:<16} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7}  {}\n", "t", "token", "delta_t", "curv_t", "ct_t", "entropy",
+               "top1", "margin", "state");
+    auto f = [](double v) { return std::isfinite(v) ? fmt::format("{:9.5f}", v) : fmt::format("{:>9}", "-"); };
+    for (size_t t = 0; t < s.tokens; ++t) {
+        const std::string tok = t < in.ctx.token_texts.size() ? "'" + printable(in.ctx.token_texts[t]) + "'" : "";
+        const bool hs = t < s.stats.size();
+        fmt::print("{:>4}  {:<16} {} {} {} {:>8} {:>7} {:>7}  {}\n", t, tok, f(vdl[t]), f(vcv[t]), f(vct[t]),
+                   hs ? fmt::format("{:.4f}", s.stats[t].entropy) : "-", hs ? fmt::format("{:.4f}", s.stats[t].top1) : "-",
+                   hs ? fmt::format("{:.4f}", s.stats[t].margin) : "-", t < vst.size() ? vst[t] : "");
+    }
+}
+
+}  // namespace
+
+nlohmann::json analyze_and_report(const RunInput& in0, const AnalysisArgs& a, size_t run_index, size_t n_runs) {
+    RunInput in = in0;
+    // LIMEN's protocol leaves the embedding output out of the analysed states.
+    std::vector<float> trimmed;
+    in.ctx.embedding_output_included = true;
+    if (!a.include_embedding && in.layers > 1 && !in.layer_names.empty() && in.layer_names.front() == "hf:0") {
+        trimmed.resize(in.tokens * (in.layers - 1) * in.dim);
+        for (size_t t = 0; t < in.tokens; ++t)
+            std::copy_n(in.states + (t * in.layers + 1) * in.dim, (in.layers - 1) * in.dim,
+                        trimmed.data() + t * (in.layers - 1) * in.dim);
+        in.states = trimmed.data();
+        --in.layers;
+        in.layer_names.erase(in.layer_names.begin());
+        in.ctx.embedding_output_included = false;
+    } else if (in.layer_names.empty() || in.layer_names.front() != "hf:0") {
+        in.ctx.embedding_output_included = false;
+    }
+    if (in.tokens == 0) throw UserError(fmt::format("{}: the run has no generated tokens", in.label));
+    const AnalysisOptions opt = build_options(a, in.layer_names);
+    StatesView view{in.states, in.tokens, in.layers, in.dim, in.layer_names};
+    RunSummary s;
+    try {
+        s = analyze_run(view, in.stats, opt);
+    } catch (const MetricError& e) {
+        throw UserError(fmt::format("{}: {}", in.label, e.what()));
+    }
+    if (!a.quiet) {
+        print_summary(s, in);
+        if (a.tokens) print_tokens(s, in);
+    }
+    nlohmann::json j = io::summary_json(s, in.ctx);
+    if (!a.json.empty()) {
+        const fs::path p = numbered_path(a.json, run_index, n_runs);
+        try {
+            io::write_file_atomic(p, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+        } catch (const std::exception& e) {
+            throw UserError(e.what());
+        }
+    }
+    return j;
+}
+
+}  // namespace phasemap::cli

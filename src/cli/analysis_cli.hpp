@@ -1,0 +1,55 @@
+// Metric options on the command line and the printed / JSON per-run summary, shared by
+// `phasemap analyze` and `phasemap generate --analyze`.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "phasemap/metrics/analyze.hpp"
+#include "phasemap/summary_json.hpp"
+
+namespace phasemap::cli {
+
+struct AnalysisArgs {
+    bool enabled = false;               // generate --analyze
+    std::string layer;                  // captured layer for the token axis (name or index); "" = last
+    std::string norm = "raw";
+    double mad_k = 5.0;
+    std::string curvature = "one_minus_cos";
+    bool ct_clip = false;
+    double ct_clip_k = 5.0;
+    double late_window = 0.25;
+    double collapse_threshold = 0.001;
+    std::string regime_cuts;            // "a,b,c" or @file
+    bool no_layer_axis = false;
+    double collapse_top1 = 0.90, rivalry_margin = 0.20, diffuse_entropy = 2.5;
+    size_t shuffles = 0;
+    uint64_t control_seed = 20240521;
+    bool include_embedding = false;
+    std::string json;                   // output path ({i} or .N inserted for several runs)
+    bool tokens = false;                // print the per-token table
+    bool quiet = false;
+
+    void add_options(CLI::App& app, bool with_enable_flag);
+};
+
+// One run to analyse: states [T, L', d] with layer names, per-token stats (may be empty).
+struct RunInput {
+    std::string label;                  // shown in the header (file name or run index)
+    const float* states = nullptr;
+    size_t tokens = 0, layers = 0, dim = 0;
+    std::vector<std::string> layer_names;
+    std::vector<metrics::TokenProbStats> stats;
+    io::SummaryContext ctx;
+};
+
+// Analyses, prints (unless quiet) and writes the JSON (when asked). Returns the JSON summary.
+// Throws UserError for invalid options.
+nlohmann::json analyze_and_report(const RunInput& in, const AnalysisArgs& a, size_t run_index, size_t n_runs);
+
+// Output path of run i of n (one run: the path itself; else {i} replaced or .i before the extension).
+std::filesystem::path numbered_path(const std::string& path, size_t i, size_t n);
+
+}  // namespace phasemap::cli

@@ -1,0 +1,58 @@
+// `phasemap analyze RUN.npz [...]`: per-run metric summaries of run files (phasemap's or LIMEN's
+// extraction layout), printed and optionally written as JSON.
+#include <fmt/core.h>
+
+#include "analysis_cli.hpp"
+#include "phasemap/run_file.hpp"
+#include "verb.hpp"
+
+namespace phasemap::cli {
+namespace {
+
+struct AnalyzeCmd {
+    std::vector<std::string> files;
+    AnalysisArgs args;
+};
+
+int run_analyze(AnalyzeCmd& c) {
+    // Validate the option values once, before reading any file.
+    for (size_t i = 0; i < c.files.size(); ++i) {
+        io::RunData r;
+        try {
+            r = io::load_run_npz(c.files[i]);
+        } catch (const std::exception& e) {
+            throw UserError(e.what());
+        }
+        RunInput in;
+        in.label = r.path.filename().string();
+        in.states = r.states.data();
+        in.tokens = r.tokens;
+        in.layers = r.layers;
+        in.dim = r.dim;
+        in.layer_names = r.layer_names;
+        in.stats = r.stats;
+        in.ctx.hidden_states_shape = {r.tokens, r.layers, r.dim};
+        in.ctx.logits_shape = r.logits_shape;
+        in.ctx.source_npz_sha256 = r.sha256;
+        in.ctx.token_texts = r.token_texts;
+        in.ctx.token_ids = r.token_ids;
+        if (r.metadata.is_object()) {
+            in.ctx.prompt = r.metadata.value("prompt_text", std::string());
+            in.ctx.generated_text = r.metadata.value("generated_text", std::string());
+            in.ctx.provenance = r.metadata;
+        }
+        analyze_and_report(in, c.args, i, c.files.size());
+    }
+    return 0;
+}
+
+Verb reg{"analyze", "Metric summary of run files (NPZ from generate, or LIMEN's extraction layout)", [](CLI::App& app) {
+    auto c = std::make_shared<AnalyzeCmd>();
+    app.add_option("files", c->files, "run NPZ files")->required();
+    c->args.add_options(app, false);
+    app.add_flag("-q,--quiet", c->args.quiet, "print nothing (use with --json)");
+    return [c] { return run_analyze(*c); };
+}};
+
+}  // namespace
+}  // namespace phasemap::cli

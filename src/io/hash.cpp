@@ -1,0 +1,31 @@
+#include <fmt/core.h>
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "phasemap/run_file.hpp"
+
+namespace phasemap::io {
+
+std::string file_sha256(const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    if (!f) throw std::runtime_error(fmt::format("cannot read '{}'", p.string()));
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+    std::vector<char> buf(1 << 20);
+    while (f) {
+        f.read(buf.data(), std::streamsize(buf.size()));
+        if (f.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), size_t(f.gcount()));
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx.get(), md, &n);
+    std::string hex;
+    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
+    return hex;
+}
+
+}  // namespace phasemap::io

@@ -1,0 +1,156 @@
+#include "phasemap/summary_json.hpp"
+
+#include <cmath>
+
+#include "phasemap/metrics/registry.hpp"
+
+namespace phasemap::io {
+
+using nlohmann::json;
+using namespace phasemap::metrics;
+
+namespace {
+
+json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+void put_value(json& obj, const std::string& key, const Value& v) {
+    obj[key] = v.ok() ? num(v.v) : json(nullptr);
+    if (!v.ok()) obj[key + "_missing_reason"] = v.missing_reason;
+}
+
+json summary_obj(const Summary& s) {
+    return json{{"n", s.n}, {"median", s.median.ok() ? num(s.median.v) : json(nullptr)},
+                {"q1", s.q1.ok() ? num(s.q1.v) : json(nullptr)}, {"q3", s.q3.ok() ? num(s.q3.v) : json(nullptr)}};
+}
+
+json series(const std::vector<double>& v) {
+    json a = json::array();
+    for (double x : v) a.push_back(num(x));
+    return a;
+}
+
+json control_obj(const ControlResult& c) {
+    json o{{"metric", c.metric}, {"shuffles", c.shuffles}, {"n_valid", c.n_valid}, {"tail", std::string(to_string(c.tail))}};
+    put_value(o, "real", c.real);
+    put_value(o, "mean", c.mean);
+    put_value(o, "sd", c.sd);
+    put_value(o, "q025", c.q025);
+    put_value(o, "q50", c.q50);
+    put_value(o, "q975", c.q975);
+    put_value(o, "p_greater", c.p_greater);
+    put_value(o, "p_less", c.p_less);
+    put_value(o, "p_value", c.p_value);
+    return o;
+}
+
+}  // namespace
+
+json summary_json(const RunSummary& s, const SummaryContext& ctx) {
+    json j;
+    j["schema_version"] = "phasemap.summary.v1";
+    j["status"] = "descriptive_observation";
+    if (ctx.provenance.is_object()) {
+        const json& m = ctx.provenance.value("model", json::object());
+        j["model_id"] = m.value("name", std::string()).empty() ? m.value("file", std::string()) : m.value("name", std::string());
+        j["model_sha256"] = m.value("sha256", std::string());
+    }
+    j["prompt"] = ctx.prompt;
+    j["extraction_protocol"] = "phasemap_emitting_position_v1";
+    j["hidden_states_semantics"] =
+        "States at the emitting position of each generated token (the context position whose logits choose it), "
+        "recorded before the token is chosen; hf:L is after the final norm.";
+    j["embedding_output_included"] = ctx.embedding_output_included;
+    j["generated_text"] = ctx.generated_text;
+    json input{{"hidden_states_shape", ctx.hidden_states_shape}, {"generated_tokens", s.tokens}};
+    if (!ctx.logits_shape.empty()) input["logits_shape"] = ctx.logits_shape;
+    if (!ctx.source_npz_sha256.empty()) input["source_npz_sha256"] = ctx.source_npz_sha256;
+    input["analysed_layers"] = s.layers;
+    j["input"] = input;
+
+    // LIMEN-compatible per-token summaries (n, median, q1, q3).
+    json summary = json::object();
+    for (const auto& ns : per_token_summaries(s)) {
+        if (ns.limen_name.empty()) summary[std::string(ns.name)] = summary_obj(ns.summary);
+        else summary[std::string(ns.limen_name)] = summary_obj(ns.summary);
+    }
+    j["summary"] = summary;
+
+    // Token axis (§2) on one layer.
+    json ta{{"layer", s.layer_name}, {"layer_index", s.layer_index}};
+    if (!s.token.missing_reason.empty()) ta["missing_reason"] = s.token.missing_reason;
+    for (const auto& mi : metric_registry()) {
+        if (mi.axis != Axis::token && mi.axis != Axis::output) continue;
+        const std::string name(mi.name);
+        json& dst = mi.axis == Axis::token ? ta : j["output_states"];
+        if (mi.shape == Shape::scalar && mi.scalar) {
+            const Value v = mi.scalar(s);
+            put_value(dst, name, v);
+            // Flags and counts keep their JSON types.
+            if (v.ok() && mi.unit.rfind("bool", 0) == 0) dst[name] = v.v != 0.0;
+            else if (v.ok() && mi.unit == "count") dst[name] = static_cast<int64_t>(v.v);
+        } else if (mi.shape == Shape::label && mi.label) {
+            std::string why;
+            const std::string v = mi.label(s, why);
+            dst[name] = why.empty() ? json(v) : json(nullptr);
+            if (!why.empty()) dst[name + "_missing_reason"] = why;
+        }
+    }
+    if (s.token.ct_clip) ta["ct_clip"] = {{"threshold", num(s.token.ct_clip->threshold)}, {"n_clipped", s.token.ct_clip->n_clipped}};
+    j["token_axis"] = ta;
+
+    // Output states (§5): tables beside the scalars the registry filled in.
+    if (s.output) {
+        json& os = j["output_states"];
+        const auto& o = *s.output;
+        json names = json::array();
+        for (auto st : kOutputStates) names.push_back(std::string(to_string(st)));
+        os["states_order"] = names;
+        json counts = json::array(), probs = json::array();
+        for (size_t a = 0; a < kOutputStateCount; ++a) {
+            json rc = json::array(), rp = json::array();
+            for (size_t b = 0; b < kOutputStateCount; ++b) {
+                rc.push_back(o.transitions[a][b]);
+                rp.push_back(num(o.transition_probs[a][b]));
+            }
+            counts.push_back(rc);
+            probs.push_back(rp);
+        }
+        os["transition_counts"] = counts;
+        os["transition_probs"] = probs;
+        json dwell = json::object();
+        for (size_t a = 0; a < kOutputStateCount; ++a) dwell[std::string(to_string(kOutputStates[a]))] = o.dwell[a];
+        os["dwell_times"] = dwell;
+    } else {
+        j["output_states"] = {{"missing_reason", s.output_missing_reason}};
+    }
+
+    // Controls (§6).
+    json ctl = json::object();
+    if (s.token_control) ctl["token_order"] = control_obj(*s.token_control);
+    if (s.layer_control) {
+        json lc = json::array();
+        for (const auto& c : *s.layer_control) lc.push_back(control_obj(c));
+        ctl["layer_order"] = lc;
+    }
+    if (!s.controls_missing_reason.empty()) ctl["missing_reason"] = s.controls_missing_reason;
+    j["controls"] = ctl;
+    if (!s.layer.missing_reason.empty()) j["layer_axis_missing_reason"] = s.layer.missing_reason;
+
+    // Per-token series from the registry (NaN → null).
+    json pt = json::object();
+    if (!ctx.token_texts.empty()) pt["token"] = ctx.token_texts;
+    if (!ctx.token_ids.empty()) pt["token_id"] = ctx.token_ids;
+    for (const auto& mi : metric_registry()) {
+        if (mi.shape == Shape::per_token && mi.per_token) pt[std::string(mi.name)] = series(mi.per_token(s));
+        else if (mi.shape == Shape::per_token_label && mi.per_token_label) pt[std::string(mi.name)] = mi.per_token_label(s);
+    }
+    j["per_token"] = pt;
+
+    json opts = json::object();
+    for (const auto& [k, v] : options_record(s.options)) opts[k] = v;
+    j["options"] = opts;
+    if (ctx.provenance.is_object()) j["provenance"] = ctx.provenance;
+    return j;
+}
+
+}  // namespace phasemap::io

@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 MODEL ?= $(firstword $(wildcard ../shared/models/stories260K.gguf) $(PHASEMAP_MODEL))
 CMAKE_EXTRA ?=
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps build demo test test-asan fuzz bench clean
 
 all: build
 
@@ -31,6 +31,14 @@ test: build
 
 bench: build
 	bash bench/run.sh $(BUILD)
+
+# Sanitizer build (ASan + UBSan + LeakSanitizer) of the whole unit suite, in its own build dir.
+test-asan: deps
+	bash scripts/test-asan.sh
+
+# libFuzzer targets for every parser the project owns (FUZZ_SECONDS each).
+fuzz: deps
+	bash scripts/fuzz.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: generate a story on the default model, capture every layer, and analyse it.
+# The main job: generate a story on the default model, capture every layer, and analyse it
+# (per-token ct_t and output state, ratio_norm and regime, layer-axis summaries).
 set -euo pipefail
 bin=$1
 model=${2:-}
@@ -14,10 +15,10 @@ MSG
 fi
 out=${PHASEMAP_DEMO_OUT:-out/demo}
 mkdir -p "$out"
-echo "== phasemap demo on $model"
-"$bin" --version
-"$bin" generate -m "$model" -p "Once upon a time" -n 48 --layers hf:all --save-logits --analyze -o "$out/story.npz"
+echo "== $("$bin" --version)"
+echo "== model: $model"
+"$bin" generate -m "$model" -p "Once upon a time" -n 48 --layers hf:all --save-logits \
+  -o "$out/story.npz" --analyze --tokens --shuffles 200 --json "$out/story.summary.json"
 echo
-echo "== run file: $out/story.npz (numpy: np.load('$out/story.npz'))"
-"$bin" analyze "$out/story.npz" --json "$out/story.summary.json" --tokens
-echo "== summary JSON: $out/story.summary.json"
+echo "== run file:     $out/story.npz   (python: np.load('$out/story.npz'))"
+echo "== summary JSON: $out/story.summary.json   (re-create: $bin analyze $out/story.npz --json FILE)"

@@ -110,6 +110,8 @@ std::string printable(const std::string& s) {
 void print_summary(const RunSummary& s, const RunInput& in) {
     fmt::print("── {} — T={} tokens, {} layers ({} … {}), d={}\n", in.label, s.tokens, s.layers,
                in.layer_names.empty() ? "" : in.layer_names.front(), in.layer_names.empty() ? "" : in.layer_names.back(), s.dim);
+    if (!in.ctx.prompt.empty() || !in.ctx.generated_text.empty())
+        fmt::print("text: {}\n", printable(in.ctx.prompt + in.ctx.generated_text));
     std::string regime = "n/a";
     if (s.token.regime) regime = std::string(to_string(*s.token.regime));
     fmt::print("token axis ({}, {}, norm {}{}):\n", s.layer_name, to_string(s.options.token.curvature), to_string(s.options.token.norm),

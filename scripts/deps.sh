@@ -20,7 +20,7 @@ log() { printf '[deps] %s\n' "$*" >&2; }
 APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libeigen3-dev libboost-math-dev
   libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libzip-dev zlib1g-dev libssl-dev
-  python3 python3-numpy)
+  python3 python3-numpy python3-pandas)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -65,3 +65,33 @@ if [ ! -f "$BDIR/.phasemap-ok" ]; then
 fi
 echo "PHASEMAP_LLAMA_SRC=$LDIR/src"
 echo "PHASEMAP_LLAMA_BUILD=$BDIR"
+
+# ---------------------------------------------------------------- DuckDB (C API)
+# libduckdb.so from @duckdb/node-bindings-linux-x64, duckdb.h from the duckdb package (same release).
+DUCKDB_VERSION=1.4.4
+DUCKDB_BINDINGS_PKG=@duckdb/node-bindings-linux-x64@1.4.4-r.4
+DUCKDB_BINDINGS_TGZ=duckdb-node-bindings-linux-x64-1.4.4-r.4.tgz
+DUCKDB_BINDINGS_SHA256=732fac4dc6b8f198870b9c4bb6ddf13544466daca00ad28ba2f1d80de5d7aa4b
+DUCKDB_HEADER_PKG=duckdb@1.4.4
+DUCKDB_HEADER_TGZ=duckdb-1.4.4.tgz
+DUCKDB_HEADER_SHA256=5bb967dcbcd517670ba5f169f238fb9d6787e53752c60ebe24386169d76941ed
+DDIR="$CACHE/duckdb-$DUCKDB_VERSION"
+if [ ! -f "$DDIR/.phasemap-ok" ]; then
+  tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  log "fetching $DUCKDB_BINDINGS_PKG and $DUCKDB_HEADER_PKG from npm"
+  (cd "$tmp" && npm pack --silent "$DUCKDB_BINDINGS_PKG" "$DUCKDB_HEADER_PKG" >/dev/null)
+  echo "$DUCKDB_BINDINGS_SHA256  $tmp/$DUCKDB_BINDINGS_TGZ" | sha256sum -c --quiet - \
+    || { log "checksum mismatch for $DUCKDB_BINDINGS_TGZ"; exit 1; }
+  echo "$DUCKDB_HEADER_SHA256  $tmp/$DUCKDB_HEADER_TGZ" | sha256sum -c --quiet - \
+    || { log "checksum mismatch for $DUCKDB_HEADER_TGZ"; exit 1; }
+  tar -xzf "$tmp/$DUCKDB_BINDINGS_TGZ" -C "$tmp" package/libduckdb.so
+  tar -xzf "$tmp/$DUCKDB_HEADER_TGZ" -C "$tmp" package/src/duckdb/src/include/duckdb.h
+  rm -rf "$DDIR"; mkdir -p "$DDIR/include" "$DDIR/lib"
+  mv "$tmp/package/libduckdb.so" "$DDIR/lib/libduckdb.so"
+  mv "$tmp/package/src/duckdb/src/include/duckdb.h" "$DDIR/include/duckdb.h"
+  touch "$DDIR/.phasemap-ok"
+  rm -rf "$tmp"; trap - EXIT
+fi
+echo "PHASEMAP_DUCKDB_INCLUDE=$DDIR/include"
+echo "PHASEMAP_DUCKDB_LIB=$DDIR/lib/libduckdb.so"

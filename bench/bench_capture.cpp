@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -20,6 +21,18 @@
 
 using namespace phasemap::capture;
 using Clock = std::chrono::steady_clock;
+
+// Process CPU seconds: on a shared machine, CPU time is far less disturbed by other load than
+// wall time (with 1 thread it is the compute itself).
+static double cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+struct Timing {
+    double tok_s = 0;      // tokens per wall second
+    double tok_cpu_s = 0;  // tokens per CPU second
+};
 
 namespace {
 
@@ -37,7 +50,7 @@ struct NullSink : RunSink {
 const char* kPrompt = "The history of the city begins";
 
 // Plain loop: prefill, then one token per decode with a greedy sampler; no callback.
-double plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
+Timing plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
     const llama_vocab* vocab = llama_model_get_vocab(model);
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 512;
@@ -57,6 +70,7 @@ double plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
     llama_sampler* smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
     llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
     const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
     llama_batch b = llama_batch_get_one(ids.data(), int32_t(ids.size()));
     llama_token tok = 0;
     for (int i = 0; i < n_tok; ++i) {
@@ -65,12 +79,13 @@ double plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
         b = llama_batch_get_one(&tok, 1);
     }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double c = cpu_seconds() - c0;
     llama_sampler_free(smpl);
     llama_free(ctx);
-    return n_tok / s;
+    return {n_tok / s, n_tok / c};
 }
 
-double engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,
+Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,
                   const std::filesystem::path& npz) {
     EngineOptions o;
     o.precision = exact ? Precision::exact : Precision::fast;
@@ -89,11 +104,13 @@ double engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool 
     // EOG would end early on a trained model; random-weight models rarely emit it, and the
     // token count is checked below.
     const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
     e.generate(reqs, [&](size_t) -> RunSink& { return sink; });
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double c = cpu_seconds() - c0;
     const size_t n = w ? size_t(n_tok) : null.n;
     if (!w && null.n != size_t(n_tok)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
-    return double(n) / s;
+    return {double(n) / s, double(n) / c};
 }
 
 double median(std::vector<double> v) {
@@ -125,11 +142,11 @@ int main(int argc, char** argv) {
     llama_model* plain_model = llama_model_load_from_file(path, llama_model_default_params());
     if (!plain_model) { std::fprintf(stderr, "cannot load %s\n", path); return 1; }
     const auto tmp = std::filesystem::temp_directory_path() / "phasemap-bench-capture.npz";
-    std::vector<double> plain, off, cap, capnpz;
+    std::vector<double> plain, off, cap, capnpz, cplain, coff, ccap, ccapnpz;
     // Interleave the modes so that drift (thermal, other load) hits all of them alike.
     for (int r = 0; r < reps + 1; ++r) {
         // Rotate the order of the modes from one repetition to the next.
-        double v[4];
+        Timing v[4];
         for (int k = 0; k < 4; ++k) {
             switch ((k + r) % 4) {
                 case 0: v[0] = plain_decode(plain_model, n_tok, threads, exact); break;
@@ -138,9 +155,10 @@ int main(int argc, char** argv) {
                 default: v[3] = engine_run(model, n_tok, threads, exact, "hf:all", tmp); break;
             }
         }
-        const double a = v[0], b = v[1], c = v[2], d = v[3];
         if (r == 0) continue;  // warm-up
-        plain.push_back(a); off.push_back(b); cap.push_back(c); capnpz.push_back(d);
+        plain.push_back(v[0].tok_s); off.push_back(v[1].tok_s); cap.push_back(v[2].tok_s); capnpz.push_back(v[3].tok_s);
+        cplain.push_back(v[0].tok_cpu_s); coff.push_back(v[1].tok_cpu_s); ccap.push_back(v[2].tok_cpu_s);
+        ccapnpz.push_back(v[3].tok_cpu_s);
     }
     std::filesystem::remove(tmp);
     llama_model_free(plain_model);
@@ -148,15 +166,20 @@ int main(int argc, char** argv) {
     std::printf("model=%s arch=%s layers=%d d=%d threads=%d tokens=%d reps=%d precision=%s\n",
                 std::filesystem::path(path).filename().c_str(), model->info().architecture.c_str(), model->info().n_layer,
                 model->info().n_embd, threads, n_tok, reps, exact ? "exact" : "fast");
-    std::printf("%-34s %10s %8s\n", "mode", "tok/s", "ratio");
-    auto line = [&](const char* name, const std::vector<double>& v) {
-        std::printf("%-34s %10.2f %8.3f\n", name, median(v), median(v) / base);
+    const double cbase = median(cplain);
+    std::printf("%-34s %10s %8s %12s %8s\n", "mode", "tok/s", "ratio", "tok/cpu-s", "ratio");
+    auto line = [&](const char* name, const std::vector<double>& v, const std::vector<double>& c) {
+        std::printf("%-34s %10.2f %8.3f %12.2f %8.3f\n", name, median(v), median(v) / base, median(c), median(c) / cbase);
     };
-    line("plain llama.cpp decode loop", plain);
-    line("phasemap capture off", off);
-    line("phasemap capture hf:all", cap);
-    line("phasemap capture hf:all + NPZ", capnpz);
-    std::printf("capture overhead vs capture off: %.2f %%\n", 100.0 * (median(off) / median(cap) - 1.0));
-    std::printf("capture+NPZ overhead vs capture off: %.2f %%\n", 100.0 * (median(off) / median(capnpz) - 1.0));
+    line("plain llama.cpp decode loop", plain, cplain);
+    line("phasemap capture off", off, coff);
+    line("phasemap capture hf:all", cap, ccap);
+    line("phasemap capture hf:all + NPZ", capnpz, ccapnpz);
+    std::printf("capture overhead vs capture off: wall %.2f %%, cpu %.2f %%\n", 100.0 * (median(off) / median(cap) - 1.0),
+                100.0 * (median(coff) / median(ccap) - 1.0));
+    std::printf("capture+NPZ overhead vs capture off: wall %.2f %%, cpu %.2f %%\n", 100.0 * (median(off) / median(capnpz) - 1.0),
+                100.0 * (median(coff) / median(ccapnpz) - 1.0));
+    std::printf("capture overhead vs plain loop: wall %.2f %%, cpu %.2f %%\n", 100.0 * (base / median(cap) - 1.0),
+                100.0 * (cbase / median(ccap) - 1.0));
     return 0;
 }

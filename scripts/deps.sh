@@ -3,7 +3,8 @@
 #   1. Debian -dev packages (apt-get), only those missing;
 #   2. the pinned llama.cpp release from the npm package node-llama-cpp@3.22.1
 #      (git bundle inside the tarball), checksum-verified, built once into a cache;
-#   3. the pinned DuckDB C library (npm) — header + shared library, checksum-verified.
+#   3. the pinned DuckDB C library (npm) — header + shared library, checksum-verified;
+#   4. the report's plotting libraries (npm: vega, vega-lite, vega-embed), checksum-verified.
 # Prints the cache directory on the last line of stdout ("PHASEMAP_DEPS=<dir>").
 set -euo pipefail
 
@@ -20,7 +21,8 @@ log() { printf '[deps] %s\n' "$*" >&2; }
 APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libeigen3-dev libboost-math-dev
   libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libzip-dev zlib1g-dev libssl-dev
-  python3 python3-numpy python3-pandas)
+  python3 python3-numpy python3-pandas
+  chromium librsvg2-bin)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -95,3 +97,32 @@ if [ ! -f "$DDIR/.phasemap-ok" ]; then
 fi
 echo "PHASEMAP_DUCKDB_INCLUDE=$DDIR/include"
 echo "PHASEMAP_DUCKDB_LIB=$DDIR/lib/libduckdb.so"
+
+# ---------------------------------------------------------------- report assets (Vega-Lite)
+# `phasemap report` inlines these three browser bundles into every page (and runs them under Node
+# for --svg/--png). Pinned exact versions; each `npm pack` tarball checked against its sha256.
+REPORT_PKGS=(vega@6.4.0 vega-lite@6.5.0 vega-embed@7.3.0)
+REPORT_TGZ=(vega-6.4.0.tgz vega-lite-6.5.0.tgz vega-embed-7.3.0.tgz)
+REPORT_SHA256=(3521fb6ff68a94a40323954f0ba4484ba4014b157bfd37f89a3b063082320c42
+  811230a6bfd2cdbfc359d0c38f624a90df86657b7f251b67be88bcc4eee32b7f
+  d9a958ced3240f0418df7d5e12e97dba6e63cecda15b8403e47a0db7eb6ea859)
+REPORT_FILES=(build/vega.min.js build/vega-lite.min.js build/vega-embed.min.js)
+RDIR="$CACHE/report-assets-vega6.4.0-vl6.5.0-embed7.3.0"
+if [ ! -f "$RDIR/.phasemap-ok" ]; then
+  tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  log "fetching ${REPORT_PKGS[*]} from npm"
+  (cd "$tmp" && npm pack --silent "${REPORT_PKGS[@]}" >/dev/null)
+  rm -rf "$RDIR"; mkdir -p "$RDIR"
+  for i in "${!REPORT_PKGS[@]}"; do
+    echo "${REPORT_SHA256[$i]}  $tmp/${REPORT_TGZ[$i]}" | sha256sum -c --quiet - \
+      || { log "checksum mismatch for ${REPORT_TGZ[$i]}"; exit 1; }
+    tar -xzf "$tmp/${REPORT_TGZ[$i]}" -C "$tmp" "package/${REPORT_FILES[$i]}" package/LICENSE
+    mv "$tmp/package/${REPORT_FILES[$i]}" "$RDIR/"
+    mv "$tmp/package/LICENSE" "$RDIR/LICENSE.${REPORT_PKGS[$i]%@*}"
+    rm -rf "$tmp/package"
+  done
+  touch "$RDIR/.phasemap-ok"
+  rm -rf "$tmp"; trap - EXIT
+fi
+echo "PHASEMAP_REPORT_ASSETS=$RDIR"

@@ -1,0 +1,145 @@
+#include "common.hpp"
+
+#include "phasemap/metrics/controls.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace phasemap::audit {
+
+void Options::validate() const {
+    if (metric.empty()) throw std::invalid_argument("audit: --metric must not be empty");
+    if (factor != "model" && factor != "family")
+        throw std::invalid_argument("audit: factor must be \"model\" or \"family\", got \"" + factor + "\"");
+    if (bootstrap < 2) throw std::invalid_argument("audit: --bootstrap must be ≥ 2");
+    if (permutations < 1) throw std::invalid_argument("audit: permutations must be ≥ 1");
+    if (!(level > 0 && level < 1)) throw std::invalid_argument("audit: confidence level must be in (0, 1)");
+    if (!(robust_share > 0 && robust_share <= 1)) throw std::invalid_argument("audit: robust share must be in (0, 1]");
+    if (!(train_fraction > 0 && train_fraction < 1))
+        throw std::invalid_argument("audit: train fraction must be in (0, 1)");
+    cuts.validate();
+}
+
+namespace detail {
+
+std::mt19937_64 rng_for(const Options& o, std::uint64_t stream) {
+    return std::mt19937_64(stats::derive_seed(o.seed, stream));
+}
+
+std::string resolve_norm(const PanelTable& p, const Options& o) {
+    if (!o.norm.empty()) return o.norm;
+    std::map<std::string, std::size_t> count;
+    for (const auto& r : p.runs) ++count[r.norm];
+    std::string best;
+    std::size_t n = 0;
+    for (const auto& [k, c] : count)
+        if (c > n) {
+            n = c;
+            best = k;
+        }
+    return best;
+}
+
+std::vector<const PanelRun*> runs_for(const PanelTable& p, const std::string& norm) {
+    std::vector<const PanelRun*> out;
+    for (const auto& r : p.runs)
+        if (r.norm == norm) out.push_back(&r);
+    return out;
+}
+
+double metric_of(const PanelRun& r, const std::string& name) {
+    const auto it = r.metrics.find(name);
+    return it == r.metrics.end() ? stats::kNaN : it->second;
+}
+
+std::string family_of(const PanelTable& p, const std::string& model) {
+    const PanelModel* m = p.model(model);
+    return (m && !m->family.empty()) ? m->family : model;
+}
+
+std::string regime_label(double ratio_norm, const metrics::RegimeCuts& cuts) {
+    if (!std::isfinite(ratio_norm)) return "";
+    return std::string(metrics::to_string(metrics::classify_regime(ratio_norm, cuts)));
+}
+
+Codes encode(const std::vector<std::string>& labels) {
+    Codes c;
+    std::map<std::string, int> m;
+    for (const auto& l : labels) m.emplace(l, 0);
+    for (auto& [k, v] : m) {
+        v = static_cast<int>(c.names.size());
+        c.names.push_back(k);
+    }
+    c.code.reserve(labels.size());
+    for (const auto& l : labels) c.code.push_back(m[l]);
+    return c;
+}
+
+Estimate bootstrap_mean(const std::vector<double>& xs, const Options& o, std::mt19937_64& rng) {
+    Estimate e;
+    e.n = xs.size();
+    e.value = stats::mean(xs);
+    if (xs.size() < 2) return e;
+    std::vector<double> draws(o.bootstrap);
+    for (auto& d : draws) {
+        double s = 0;
+        for (std::size_t i = 0; i < xs.size(); ++i) s += xs[metrics::uniform_index(rng, xs.size() - 1)];
+        d = s / static_cast<double>(xs.size());
+    }
+    e.ci = stats::percentile_interval(draws, o.level);
+    return e;
+}
+
+json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json interval(const Interval& i) { return json::array({num(i.lo), num(i.hi)}); }
+json estimate(const Estimate& e) { return {{"value", num(e.value)}, {"ci", interval(e.ci)}, {"n", e.n}}; }
+
+std::string f(double v) {
+    if (!std::isfinite(v)) return "–";
+    return fmt::format("{:.4g}", v);
+}
+std::string ci(const Interval& i) {
+    if (!i.ok()) return "–";
+    return "[" + f(i.lo) + ", " + f(i.hi) + "]";
+}
+
+namespace {
+// Display width in code points (UTF-8 continuation bytes do not count).
+std::size_t width(const std::string& s) {
+    std::size_t w = 0;
+    for (unsigned char c : s)
+        if ((c & 0xC0) != 0x80) ++w;
+    return w;
+}
+}  // namespace
+
+std::string TextTable::str() const {
+    std::vector<std::size_t> w(headers_.size());
+    for (std::size_t j = 0; j < headers_.size(); ++j) w[j] = width(headers_[j]);
+    for (const auto& r : rows_)
+        for (std::size_t j = 0; j < r.size() && j < w.size(); ++j) w[j] = std::max(w[j], width(r[j]));
+    auto line = [&](const std::vector<std::string>& cells) {
+        std::string s = " ";
+        for (std::size_t j = 0; j < w.size(); ++j) {
+            const std::string c = j < cells.size() ? cells[j] : "";
+            s += " " + c + std::string(w[j] - std::min(w[j], width(c)), ' ');
+        }
+        while (!s.empty() && s.back() == ' ') s.pop_back();
+        return s + "\n";
+    };
+    std::string out = line(headers_);
+    std::size_t total = 1;
+    for (auto x : w) total += x + 1;
+    out += "  " + std::string(total - 2, '-') + "\n";
+    for (const auto& r : rows_) out += line(r);
+    return out;
+}
+
+std::string heading(const std::string& title, const SectionResult& r) {
+    std::string s = "== " + title + (r.norm.empty() ? "" : " (norm: " + r.norm + ")") + "\n";
+    if (!r.ok()) s += "  not enough data: " + r.reason + "\n";
+    return s;
+}
+
+}  // namespace detail
+}  // namespace phasemap::audit

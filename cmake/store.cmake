@@ -1,0 +1,22 @@
+# store: the results DB (DuckDB C API; src/store is the only code that includes duckdb.h).
+set(PHASEMAP_DUCKDB_INCLUDE "" CACHE PATH "directory holding duckdb.h (scripts/deps.sh)")
+set(PHASEMAP_DUCKDB_LIB "" CACHE FILEPATH "libduckdb.so (scripts/deps.sh)")
+if(NOT PHASEMAP_DUCKDB_INCLUDE OR NOT PHASEMAP_DUCKDB_LIB)
+  message(FATAL_ERROR "PHASEMAP_DUCKDB_INCLUDE / PHASEMAP_DUCKDB_LIB not set: build through `make` (scripts/deps.sh fetches DuckDB)")
+endif()
+add_library(pm_duckdb SHARED IMPORTED)
+set_target_properties(pm_duckdb PROPERTIES IMPORTED_LOCATION "${PHASEMAP_DUCKDB_LIB}")
+get_filename_component(PM_DUCKDB_LIBDIR "${PHASEMAP_DUCKDB_LIB}" DIRECTORY)
+list(APPEND CMAKE_BUILD_RPATH "${PM_DUCKDB_LIBDIR}")
+list(APPEND CMAKE_INSTALL_RPATH "${PM_DUCKDB_LIBDIR}")
+# Executables defined before this file keep their RPATH from the properties set now.
+set_property(TARGET phasemap APPEND PROPERTY BUILD_RPATH "${PM_DUCKDB_LIBDIR}")
+
+file(GLOB PM_STORE_SRC CONFIGURE_DEPENDS src/store/*.cpp)
+add_library(phasemap_store STATIC ${PM_STORE_SRC})
+target_include_directories(phasemap_store PUBLIC include)
+target_include_directories(phasemap_store SYSTEM PRIVATE "${PHASEMAP_DUCKDB_INCLUDE}")
+target_link_libraries(phasemap_store PUBLIC phasemap_metrics PRIVATE pm_duckdb fmt::fmt nlohmann_json::nlohmann_json)
+target_link_libraries(phasemap PRIVATE phasemap_store)
+
+pm_test(store phasemap_store phasemap_metrics)

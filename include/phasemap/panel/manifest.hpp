@@ -1,0 +1,99 @@
+// Panel manifest (TOML, docs/panels.md): models × prompts × temperatures × token budgets × seeds ×
+// normalisations, with generation and metric settings and optional per-model overrides.
+// Parsing collects every problem (unknown keys, wrong types, missing files, duplicate labels)
+// and reports them together, each as file:line:column: message.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "phasemap/metrics/analyze.hpp"
+
+namespace phasemap::panel {
+
+namespace fs = std::filesystem;
+
+struct ManifestError : std::runtime_error {
+    explicit ManifestError(std::vector<std::string> problems);
+    std::vector<std::string> problems;   // "file:line:col: message", in file order
+};
+
+struct Prompt {
+    std::string category;
+    std::string text;
+    int64_t index = 0;                   // index within its category (in file order)
+};
+
+// Generation axes and settings; per-model overrides replace whole entries.
+struct GenerationSettings {
+    std::vector<double> temperatures{0.0};
+    std::vector<int64_t> n_predict{64};
+    std::vector<uint64_t> seeds{0};
+    bool chat = false;
+    int64_t top_k = 0;
+    double top_p = 1.0;
+    std::string layers = "hf:all";
+    std::string precision = "exact";
+    int64_t n_ctx = 0;
+};
+
+struct ModelEntry {
+    std::string label;
+    fs::path path;                       // resolved against the manifest's directory
+    std::string family, architecture, size, variant_of;
+    std::map<std::string, double> covariates;
+    GenerationSettings gen;              // panel settings with this model's overrides applied
+};
+
+struct Manifest {
+    fs::path file;
+    std::string name;
+    std::vector<ModelEntry> models;
+    std::vector<Prompt> prompts;
+    std::vector<std::string> norms{"raw"};     // normalisation axis of the analysis
+    std::string metric_layer;                  // "" = last captured layer
+    metrics::AnalysisOptions analysis;         // everything but layer and norm
+    bool include_embedding = false;            // keep hf:0 in the analysed states (LIMEN leaves it out)
+    bool save_states = false;                  // keep raw states as NPZ next to the DB
+};
+
+// Parses and validates a manifest file. Throws ManifestError listing every problem found.
+Manifest load_manifest(const fs::path& file);
+// Same, from text (`file` is used for messages and to resolve relative paths).
+Manifest parse_manifest(const std::string& text, const fs::path& file, bool check_files = true);
+
+// One point of the grid: a run to generate and analyse.
+struct GridPoint {
+    size_t model = 0;                    // index into Manifest::models
+    size_t prompt = 0;                   // index into Manifest::prompts
+    double temperature = 0;
+    int64_t n_predict = 0;
+    uint64_t seed = 0;
+    std::string norm;
+    size_t group = 0;                    // generation group: points differing only in norm share one generation
+};
+
+// The full grid in a fixed order: model, prompt, temperature, n_predict, seed, norm.
+std::vector<GridPoint> expand_grid(const Manifest& m);
+
+// Analysis options of one grid point (norm and layer resolved against the captured layer names).
+metrics::AnalysisOptions analysis_options(const Manifest& m, const std::string& norm, const std::vector<std::string>& layer_names);
+// The options record of a grid point as a JSON object text (part of the run identity).
+std::string options_record_json(const Manifest& m, const std::string& norm);
+
+// Run identity: sha256 over (model file sha256, category, prompt, every generation setting, the
+// metric options record, save_states).
+std::string run_id(const Manifest& m, const GridPoint& p, const std::string& model_sha256);
+
+// Shard "i/N" (1-based i): grid points whose generation group g satisfies g % N == i - 1.
+struct Shard {
+    size_t index = 1, count = 1;
+    bool contains(size_t group) const { return group % count == index - 1; }
+    std::string str() const { return std::to_string(index) + "/" + std::to_string(count); }
+};
+Shard parse_shard(const std::string& s);   // throws std::invalid_argument
+
+}  // namespace phasemap::panel

@@ -1,0 +1,32 @@
+// `phasemap panel plan`: the expanded grid's size and an estimate of tokens and disk.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "phasemap/panel/manifest.hpp"
+
+namespace phasemap::panel {
+
+struct ModelPlan {
+    std::string label;
+    std::string architecture;       // general.architecture from the file
+    int64_t n_layer = 0, n_embd = 0;
+    int64_t captured_layers = 0;    // rows of [L', d] per token for the model's layer spec
+    int64_t generations = 0;        // sequences generated (norms share one generation)
+    int64_t runs = 0;               // run rows
+    int64_t max_tokens = 0;         // sum of the token budgets
+};
+
+struct PlanEstimate {
+    std::vector<ModelPlan> models;
+    int64_t runs = 0, generations = 0, max_tokens = 0, prompts = 0;
+    int64_t db_bytes = 0;           // results DB (run and token rows), upper bound
+    int64_t states_bytes = 0;       // NPZ raw states when save_states, upper bound
+};
+
+// Reads each model's GGUF header (no weights) and multiplies out the grid.
+PlanEstimate plan_panel(const Manifest& m);
+std::string format_plan(const Manifest& m, const PlanEstimate& p);
+
+}  // namespace phasemap::panel

@@ -1,0 +1,59 @@
+// The panel runner: generates every pending run of a manifest's grid (or of one shard of it),
+// analyses it and commits it to the results DB, one transaction per run.
+//
+// Runs of one model go through one Engine, n_parallel sequences per batch; each model is loaded
+// once. A run's identity is panel::run_id (model file sha256, prompt, every setting); runs
+// already in the DB are skipped, so a killed runner restarts where it stopped and loses at most
+// the runs that were in flight.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "phasemap/panel/manifest.hpp"
+
+namespace phasemap::panel {
+
+struct Progress {
+    size_t runs_done = 0, runs_total = 0;     // run rows of this invocation (skipped ones excluded)
+    int64_t tokens = 0;                        // tokens generated so far
+    double seconds = 0;                        // since generation started
+    std::string model;                         // label of the model being run
+};
+
+struct RunnerOptions {
+    fs::path db;                 // results DB; empty: analyse but store nothing (benchmarks)
+    int n_parallel = 1;          // sequences decoded together
+    int n_threads = 0;           // CPU threads (0 = all)
+    Shard shard;                 // 1/1 = the whole grid
+    // Called after every committed generation and once at the end; none: silent.
+    std::function<void(const Progress&)> on_progress;
+    // Called once before generation with (pending run rows, run rows already in the DB).
+    std::function<void(size_t, size_t)> on_plan;
+};
+
+struct RunnerResult {
+    size_t grid_runs = 0;        // run rows of the whole grid
+    size_t shard_runs = 0;       // run rows of this shard
+    size_t skipped = 0;          // already in the DB
+    size_t done = 0;             // committed by this invocation
+    int64_t tokens = 0;
+    double seconds = 0;          // generation wall time (model loading excluded)
+};
+
+// Hash of the whole grid (model labels and file hashes, every run id): what the DB records
+// as manifest_hash. Shards of one manifest share it.
+std::string grid_hash(const Manifest& m, const std::vector<std::string>& model_sha256);
+
+// Model file hashes, in manifest order (cached per file for the process).
+std::vector<std::string> model_hashes(const Manifest& m);
+
+// Runs the panel. Throws std::runtime_error (store::StoreError for DB problems) with a message
+// for the user; validation of the DB happens before any model is loaded.
+RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt);
+
+// Progress rendering: an in-place bar (tty) or a plain line.
+std::string progress_line(const Progress& p, bool tty);
+
+}  // namespace phasemap::panel

@@ -1,0 +1,145 @@
+// Results store of panel runs: one DuckDB file with the tables meta, models, runs and tokens
+// (docs/panels.md lists every column). src/store is the only code that includes duckdb.h; this
+// header exposes no DuckDB type.
+//
+// Crash safety: every run (its runs row and all its tokens rows) is written in one DuckDB
+// transaction, so a killed writer leaves either the whole run or nothing of it.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "phasemap/panel_table.hpp"
+
+namespace phasemap::metrics {
+struct RunSummary;
+}
+
+namespace phasemap::store {
+
+namespace fs = std::filesystem;
+
+// Version of the table layout below; a DB written with another version is refused.
+inline constexpr int kSchemaVersion = 1;
+
+// Any problem with a results DB (cannot open, locked, other schema version, wrong manifest,
+// failed write). The message is meant for the user.
+struct StoreError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct ModelRow {
+    std::string label;          // unique within a panel
+    std::string path;           // model file as given in the manifest (resolved)
+    std::string sha256;         // of the model file
+    std::string family;         // "" when none
+    std::string architecture;   // architecture tag (manifest, else general.architecture)
+    std::string gguf_architecture;
+    std::string size;           // "" when none
+    std::string variant_of;     // "" when none
+    std::map<std::string, double> covariates;
+    std::string description;    // llama_model_desc
+    int64_t n_layer = 0, n_embd = 0, n_vocab = 0, n_params = 0;
+};
+
+// One analysed run (the runs table row without the metric columns, which come from the summary).
+struct RunRow {
+    std::string run_id;
+    std::string model;           // model label
+    std::string category;
+    int64_t prompt_index = 0;    // index of the prompt within its category
+    std::string prompt;          // prompt as declared
+    std::string prompt_text;     // text actually tokenised (chat template applied or not)
+    bool chat = false;
+    double temperature = 0;
+    int64_t top_k = 0;
+    double top_p = 1;
+    uint64_t seed = 0;
+    int64_t n_predict = 0;
+    std::string layers;          // layer spec
+    std::string precision;
+    int64_t n_ctx = 0;
+    std::string norm;
+    std::string metric_options;  // JSON object: options_record of the analysis
+    int64_t n_generated = 0;
+    std::string stop_reason;
+    std::string text;
+    std::string states_path;     // NPZ of the raw states, relative to the DB's directory; "" when not kept
+};
+
+// Per-token data of a run: one entry per generated token.
+struct TokenData {
+    int32_t id = -1;
+    std::string text;
+    int64_t position = 0;
+};
+
+// Metric columns of the runs table, in order: every scalar metric of the registry, then
+// perplexity and mean_ct, then median_<m> for every per-token metric m (all DOUBLE).
+const std::vector<std::string>& run_metric_columns();
+// Metric columns of the tokens table: every per-token metric of the registry (DOUBLE).
+const std::vector<std::string>& token_metric_columns();
+
+struct OpenOptions {
+    bool read_only = false;
+    // Write mode: the hash identifying the manifest's grid. A new DB records it; an existing DB
+    // recorded with another hash is refused (one DB holds one panel).
+    std::string manifest_hash;
+    std::map<std::string, std::string> meta;   // further meta rows written on creation
+};
+
+class Store {
+public:
+    // Opens or (write mode) creates the DB. Throws StoreError when the file is not a DuckDB
+    // file, is locked by another process, was written with another schema version, is not a
+    // phasemap results DB, or (write mode) belongs to another manifest. Nothing is written
+    // before these checks pass.
+    static std::unique_ptr<Store> open(const fs::path& path, const OpenOptions& opt = {});
+    ~Store();
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    const fs::path& path() const;
+    std::map<std::string, std::string> meta() const;
+    std::set<std::string> run_ids() const;
+    int64_t count(const std::string& table) const;
+
+    // Inserts the model or checks that the stored row has the same sha256 (StoreError otherwise).
+    void put_model(const ModelRow& m);
+    // Writes the runs row and the tokens rows of one analysed run in one transaction.
+    void commit_run(const RunRow& run, const metrics::RunSummary& summary, const std::vector<TokenData>& tokens);
+
+    // One Parquet file per table (<table>.parquet), written to a temporary directory next to
+    // `dir` and renamed into place. An existing `dir` holding only Parquet files is replaced.
+    void export_parquet(const fs::path& dir) const;
+
+    PanelTable panel_table() const;
+
+    struct Impl;
+
+private:
+    friend struct MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out);
+    explicit Store(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// Reads the models and runs of a results DB (read-only) as the audits' PanelTable.
+PanelTable load_panel_table(const fs::path& db);
+
+struct MergeResult {
+    int64_t runs_added = 0;
+    int64_t runs_present = 0;    // already in the output (skipped)
+};
+// Merges shard DBs into `out` (created when missing). All inputs (and an existing output) must
+// come from the same manifest; runs already present are skipped, so merging twice is a no-op.
+MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out);
+
+// Writes the meta table rows `schema_version`, ... — exposed for tests that fake other versions.
+void set_meta_for_test(const fs::path& db, const std::string& key, const std::string& value);
+
+}  // namespace phasemap::store

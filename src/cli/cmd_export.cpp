@@ -1,0 +1,38 @@
+// `phasemap export DB --parquet DIR`: one Parquet file per table of a results DB.
+#include <fmt/core.h>
+
+#include <memory>
+
+#include "phasemap/store.hpp"
+#include "verb.hpp"
+
+namespace phasemap::cli {
+namespace {
+
+struct ExportArgs {
+    std::string db, parquet;
+    bool quiet = false;
+};
+
+Verb reg{"export", "Export a results DB: one Parquet file per table (meta, models, runs, tokens)", [](CLI::App& app) {
+    auto a = std::make_shared<ExportArgs>();
+    app.add_option("db", a->db, "results DB (DuckDB file)")->required();
+    app.add_option("--parquet", a->parquet, "output directory (written atomically; an existing Parquet-only directory is replaced)")
+        ->required();
+    app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
+    return [a]() -> int {
+        try {
+            auto s = store::Store::open(a->db, {.read_only = true});
+            s->export_parquet(a->parquet);
+            if (!a->quiet)
+                fmt::print(stderr, "wrote {}/{{meta,models,runs,tokens}}.parquet ({} runs, {} tokens)\n", a->parquet,
+                           s->count("runs"), s->count("tokens"));
+        } catch (const store::StoreError& e) {
+            throw UserError(e.what());
+        }
+        return 0;
+    };
+}};
+
+}  // namespace
+}  // namespace phasemap::cli

@@ -1,0 +1,97 @@
+// Grid size and token / disk estimates from the manifest and the models' GGUF headers.
+#include "phasemap/panel/plan.hpp"
+
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+#include <gguf.h>
+
+#include <map>
+#include <stdexcept>
+
+#include "phasemap/layers.hpp"
+#include "phasemap/store.hpp"
+
+namespace phasemap::panel {
+
+namespace {
+
+int64_t gguf_int(const gguf_context* ctx, const std::string& key) {
+    const int64_t k = gguf_find_key(ctx, key.c_str());
+    if (k < 0) return 0;
+    switch (gguf_get_kv_type(ctx, k)) {
+        case GGUF_TYPE_UINT32: return gguf_get_val_u32(ctx, k);
+        case GGUF_TYPE_INT32: return gguf_get_val_i32(ctx, k);
+        case GGUF_TYPE_UINT64: return int64_t(gguf_get_val_u64(ctx, k));
+        case GGUF_TYPE_INT64: return gguf_get_val_i64(ctx, k);
+        default: return 0;
+    }
+}
+
+std::string human(int64_t b) {
+    const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double x = double(b);
+    int i = 0;
+    while (x >= 1024 && i < 4) x /= 1024, ++i;
+    return i == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", x, u[i]);
+}
+
+}  // namespace
+
+PlanEstimate plan_panel(const Manifest& m) {
+    PlanEstimate p;
+    p.prompts = int64_t(m.prompts.size());
+    for (const auto& me : m.models) {
+        ModelPlan mp;
+        mp.label = me.label;
+        gguf_init_params gp{true, nullptr};
+        gguf_context* ctx = gguf_init_from_file(me.path.c_str(), gp);
+        if (!ctx) throw std::runtime_error(fmt::format("model '{}': '{}' is not a readable GGUF file", me.label, me.path.string()));
+        const int64_t ak = gguf_find_key(ctx, "general.architecture");
+        mp.architecture = ak >= 0 ? gguf_get_val_str(ctx, ak) : "";
+        mp.n_layer = gguf_int(ctx, mp.architecture + ".block_count");
+        mp.n_embd = gguf_int(ctx, mp.architecture + ".embedding_length");
+        gguf_free(ctx);
+        try {
+            mp.captured_layers = int64_t(resolve_layers(me.gen.layers, int(mp.n_layer)).size());
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("model '{}': layers '{}': {}", me.label, me.gen.layers, e.what()));
+        }
+        const int64_t per_prompt = int64_t(me.gen.temperatures.size() * me.gen.seeds.size());
+        int64_t budget = 0;
+        for (int64_t n : me.gen.n_predict) budget += n;
+        mp.generations = p.prompts * per_prompt * int64_t(me.gen.n_predict.size());
+        mp.runs = mp.generations * int64_t(m.norms.size());
+        mp.max_tokens = p.prompts * per_prompt * budget;
+        p.runs += mp.runs;
+        p.generations += mp.generations;
+        p.max_tokens += mp.max_tokens;
+        // Token rows: run id, ids, text, ~ per-token metric columns of 8 bytes (uncompressed bound).
+        const int64_t token_row = 64 + 8 * int64_t(store::token_metric_columns().size());
+        const int64_t run_row = 1024 + 8 * int64_t(store::run_metric_columns().size());
+        p.db_bytes += mp.max_tokens * int64_t(m.norms.size()) * token_row + mp.runs * run_row;
+        if (m.save_states) p.states_bytes += mp.max_tokens * (mp.captured_layers * mp.n_embd * 4 + 64);
+        p.models.push_back(mp);
+    }
+    return p;
+}
+
+std::string format_plan(const Manifest& m, const PlanEstimate& p) {
+    std::string s = fmt::format("panel '{}' ({})\n", m.name, m.file.string());
+    std::map<std::string, int64_t> cats;
+    for (const auto& pr : m.prompts) ++cats[pr.category];
+    s += fmt::format("prompts: {} in {} categories (", p.prompts, cats.size());
+    bool first = true;
+    for (const auto& [c, n] : cats) s += fmt::format("{}{} {}", first ? "" : ", ", c, n), first = false;
+    s += fmt::format(")\nnormalisations: {}\n", fmt::join(m.norms, ", "));
+    s += fmt::format("{:<20} {:>8} {:>8} {:>12} {:>12} {:>8}\n", "model", "layers", "d", "generations", "runs", "tokens≤");
+    for (const auto& mp : p.models)
+        s += fmt::format("{:<20} {:>8} {:>8} {:>12} {:>12} {:>8}\n", mp.label, fmt::format("{}/{}", mp.captured_layers, mp.n_layer + 1),
+                         mp.n_embd, mp.generations, mp.runs, mp.max_tokens);
+    s += fmt::format("grid: {} runs ({} generations), at most {} generated tokens\n", p.runs, p.generations, p.max_tokens);
+    s += fmt::format("disk: results DB ≤ {}", human(p.db_bytes));
+    if (m.save_states) s += fmt::format(", raw states (NPZ) ≤ {}", human(p.states_bytes));
+    s += "\n";
+    return s;
+}
+
+}  // namespace phasemap::panel

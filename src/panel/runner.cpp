@@ -1,0 +1,366 @@
+// Panel runner: grid → batched generation → analysis → one DB transaction per run.
+#include "phasemap/panel/runner.hpp"
+
+#include <fmt/core.h>
+#include <openssl/evp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include "phasemap/capture.hpp"
+#include "phasemap/run_file.hpp"
+#include "phasemap/run_sinks.hpp"
+#include "phasemap/store.hpp"
+#include "phasemap/version.hpp"
+
+namespace phasemap::panel {
+
+namespace {
+
+using namespace phasemap::capture;
+using Clock = std::chrono::steady_clock;
+
+std::string sha256_hex(const std::string& s) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(s.data(), s.size(), md, &n, EVP_sha256(), nullptr);
+    std::string hex;
+    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
+    return hex;
+}
+
+// Points of one generation group (they differ only in the normalisation).
+struct Group {
+    std::vector<const GridPoint*> points;
+    std::vector<std::string> ids;
+};
+
+// Receives one generated run, then analyses every normalisation of its group and commits them.
+class PanelSink : public RunSink {
+public:
+    struct Shared {
+        const Manifest* m = nullptr;
+        store::Store* db = nullptr;
+        const ModelEntry* model = nullptr;
+        std::vector<std::string> layer_names;      // captured
+        std::string precision;
+        int64_t n_ctx = 0;
+        std::atomic<int64_t>* tokens = nullptr;
+        std::function<void()> on_commit;
+    };
+    PanelSink(Shared& sh, const Group& g, std::string states_rel) : sh_(sh), g_(g), states_rel_(std::move(states_rel)) {}
+
+    void begin(const RunStart& s) override { rec_.begin(s); }
+    void token(const TokenRecord& r, std::span<const float> st, std::span<const float> lg) override {
+        rec_.token(r, st, lg);
+        ++*sh_.tokens;
+    }
+    void end(const RunEnd& e) override {
+        rec_.end(e);
+        commit();
+        rec_.record = {};  // free the states
+    }
+
+private:
+    void commit() {
+        const RunRecord& r = rec_.record;
+        const Manifest& m = *sh_.m;
+        const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
+        // LIMEN's protocol leaves the embedding output (hf:0) out of the analysed states.
+        std::vector<std::string> names = sh_.layer_names;
+        const float* data = r.states.data();
+        size_t Lp = L;
+        std::vector<float> trimmed;
+        if (!m.include_embedding && L > 1 && !names.empty() && names.front() == "hf:0") {
+            trimmed.resize(T * (L - 1) * d);
+            for (size_t t = 0; t < T; ++t)
+                std::copy_n(data + (t * L + 1) * d, (L - 1) * d, trimmed.data() + t * (L - 1) * d);
+            data = trimmed.data();
+            --Lp;
+            names.erase(names.begin());
+        }
+        std::vector<metrics::TokenProbStats> stats;
+        std::vector<store::TokenData> toks;
+        for (const auto& t : r.tokens) {
+            stats.push_back(t.stats);
+            toks.push_back({t.id, t.text, t.position});
+        }
+        const auto& gen = sh_.model->gen;
+        for (size_t k = 0; k < g_.points.size(); ++k) {
+            const GridPoint& p = *g_.points[k];
+            const metrics::AnalysisOptions opt = analysis_options(m, p.norm, names);
+            metrics::RunSummary s;
+            if (T == 0) {
+                s.options = opt;
+                const std::string why = "the run has no generated tokens";
+                s.token.ratio_norm = metrics::Value::missing(why);
+                s.token.late_ct = metrics::Value::missing(why);
+                s.layer.missing_reason = why;
+                s.output_missing_reason = why;
+            } else {
+                s = metrics::analyze_run({data, T, Lp, d, names}, stats, opt);
+            }
+            if (!sh_.db) continue;
+            store::RunRow row;
+            const Prompt& pr = m.prompts[p.prompt];
+            row.run_id = g_.ids[k];
+            row.model = sh_.model->label;
+            row.category = pr.category;
+            row.prompt_index = pr.index;
+            row.prompt = pr.text;
+            row.prompt_text = r.start.prompt_text;
+            row.chat = gen.chat;
+            row.temperature = p.temperature;
+            row.top_k = gen.top_k;
+            row.top_p = gen.top_p;
+            row.seed = p.seed;
+            row.n_predict = p.n_predict;
+            row.layers = gen.layers;
+            row.precision = sh_.precision;
+            row.n_ctx = sh_.n_ctx;
+            row.norm = p.norm;
+            row.metric_options = options_record_json(m, p.norm);
+            row.n_generated = r.end.n_generated;
+            row.stop_reason = r.end.stop_reason;
+            row.text = r.end.text;
+            row.states_path = states_rel_;
+            sh_.db->commit_run(row, s, toks);
+        }
+        if (sh_.on_commit) sh_.on_commit();
+    }
+
+    Shared& sh_;
+    const Group& g_;
+    std::string states_rel_;
+    RecordingSink rec_;
+};
+
+std::string fmt_duration(double s) {
+    if (!std::isfinite(s) || s < 0) return "--:--";
+    const auto x = int64_t(std::llround(s));
+    if (x >= 3600) return fmt::format("{}:{:02}:{:02}", x / 3600, (x / 60) % 60, x % 60);
+    return fmt::format("{}:{:02}", x / 60, x % 60);
+}
+
+}  // namespace
+
+std::string progress_line(const Progress& p, bool tty) {
+    const double tps = p.seconds > 0 ? double(p.tokens) / p.seconds : 0.0;
+    const double eta = p.runs_done > 0 ? p.seconds / double(p.runs_done) * double(p.runs_total - p.runs_done) : NAN;
+    if (tty) {
+        const int W = 28;
+        const int fill = p.runs_total ? int(double(W) * double(p.runs_done) / double(p.runs_total)) : W;
+        return fmt::format("\r[{}{}] {}/{} runs  {:.1f} tok/s  ETA {}  {}\x1b[K", std::string(size_t(fill), '#'),
+                           std::string(size_t(W - fill), '.'), p.runs_done, p.runs_total, tps, fmt_duration(eta), p.model);
+    }
+    return fmt::format("panel: {}/{} runs, {} tokens, {:.1f} tok/s, elapsed {}, ETA {} ({})\n", p.runs_done, p.runs_total,
+                       p.tokens, tps, fmt_duration(p.seconds), fmt_duration(eta), p.model);
+}
+
+std::vector<std::string> model_hashes(const Manifest& m) {
+    static std::mutex mu;
+    static std::map<std::string, std::string> cache;  // path → sha256
+    std::vector<std::string> out;
+    for (const auto& me : m.models) {
+        const std::string key = fs::weakly_canonical(me.path).string();
+        std::lock_guard lk(mu);
+        auto it = cache.find(key);
+        if (it == cache.end()) it = cache.emplace(key, io::file_sha256(me.path)).first;
+        out.push_back(it->second);
+    }
+    return out;
+}
+
+std::string grid_hash(const Manifest& m, const std::vector<std::string>& sha) {
+    std::string s = "phasemap-grid-v1\n";
+    for (size_t i = 0; i < m.models.size(); ++i) s += m.models[i].label + "\t" + sha[i] + "\n";
+    for (const auto& p : expand_grid(m)) s += run_id(m, p, sha[p.model]) + "\n";
+    return sha256_hex(s);
+}
+
+RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
+    if (opt.n_parallel < 1) throw std::runtime_error("--parallel must be at least 1");
+    const auto sha = model_hashes(m);
+    const auto grid = expand_grid(m);
+    RunnerResult res;
+    res.grid_runs = grid.size();
+
+    // Generation groups of this shard with their run ids.
+    std::map<size_t, Group> groups;
+    for (const auto& p : grid) {
+        if (!opt.shard.contains(p.group)) continue;
+        auto& g = groups[p.group];
+        g.points.push_back(&p);
+        g.ids.push_back(run_id(m, p, sha[p.model]));
+        ++res.shard_runs;
+    }
+
+    std::unique_ptr<store::Store> db;
+    std::set<std::string> have;
+    if (!opt.db.empty()) {
+        store::OpenOptions oo;
+        oo.manifest_hash = grid_hash(m, sha);
+        oo.meta = {{"manifest_name", m.name},
+                   {"manifest_file", m.file.filename().string()},
+                   {"grid_runs", std::to_string(grid.size())},
+                   {"phasemap_version", version()},
+                   {"llama_commit", llama_commit()}};
+        if (opt.shard.count > 1) oo.meta["shard"] = opt.shard.str();
+        db = store::Store::open(opt.db, oo);
+        have = db->run_ids();
+    }
+
+    // Pending groups by model (a group is pending unless every run of it is stored).
+    std::map<size_t, std::vector<const Group*>> pending;
+    size_t pending_runs = 0;
+    for (const auto& [gi, g] : groups) {
+        bool all = true;
+        for (const auto& id : g.ids) all = all && have.count(id);
+        if (all) {
+            res.skipped += g.ids.size();
+            continue;
+        }
+        pending[g.points.front()->model].push_back(&g);
+        pending_runs += g.ids.size();
+    }
+    if (opt.on_plan) opt.on_plan(pending_runs, res.skipped);
+
+    const fs::path states_dir = opt.db.empty() ? fs::path() : fs::path(opt.db.string() + ".states");
+    if (m.save_states && db && !pending.empty()) fs::create_directories(states_dir);
+
+    std::atomic<int64_t> tokens{0};
+    Progress prog;
+    prog.runs_total = pending_runs;
+    double gen_seconds = 0;
+
+    for (const auto& [mi, gs] : pending) {
+        const ModelEntry& me = m.models[mi];
+        ModelOptions mo;
+        mo.n_threads = opt.n_threads;
+        std::shared_ptr<Model> model;
+        try {
+            model = Model::load(me.path, mo);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
+        }
+        if (db) {
+            store::ModelRow row;
+            const auto& info = model->info();
+            row.label = me.label;
+            row.path = me.path.string();
+            row.sha256 = sha[mi];
+            row.family = me.family;
+            row.architecture = me.architecture.empty() ? info.architecture : me.architecture;
+            row.gguf_architecture = info.architecture;
+            row.size = me.size;
+            row.variant_of = me.variant_of;
+            row.covariates = me.covariates;
+            row.description = info.description;
+            row.n_layer = info.n_layer;
+            row.n_embd = info.n_embd;
+            row.n_vocab = info.n_vocab;
+            row.n_params = info.n_params;
+            db->put_model(row);
+        }
+        EngineOptions eo;
+        eo.precision = parse_precision(me.gen.precision);
+        eo.n_ctx = int(me.gen.n_ctx);
+        eo.n_parallel = std::max(1, std::min<int>(opt.n_parallel, int(gs.size())));
+        eo.n_threads = opt.n_threads;
+        eo.layers = me.gen.layers;
+        std::unique_ptr<Engine> engine;
+        try {
+            engine = std::make_unique<Engine>(model, eo);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
+        }
+        PanelSink::Shared sh;
+        sh.m = &m;
+        sh.db = db.get();
+        sh.model = &me;
+        for (const auto& l : engine->layers()) sh.layer_names.push_back(l.label);
+        sh.precision = me.gen.precision;
+        sh.n_ctx = engine->facts().n_ctx;
+        sh.tokens = &tokens;
+        // The metric layer must exist among the captured layers: check before generating.
+        {
+            std::vector<std::string> names = sh.layer_names;
+            if (!m.include_embedding && names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
+            try {
+                (void)analysis_options(m, m.norms.front(), names);
+            } catch (const std::exception& e) {
+                throw std::runtime_error(fmt::format("model '{}': [metrics] layer: {}", me.label, e.what()));
+            }
+        }
+        std::vector<Request> reqs;
+        for (const Group* g : gs) {
+            const GridPoint& p = *g->points.front();
+            Request r;
+            r.prompt = m.prompts[p.prompt].text;
+            r.chat = me.gen.chat;
+            r.n_predict = int(p.n_predict);
+            r.sampling = {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed};
+            reqs.push_back(r);
+        }
+        const nlohmann::json prov = provenance_json(model->info(), engine->facts(), me.gen.layers);
+        prog.model = me.label;
+        const auto t0 = Clock::now();
+        const double before = gen_seconds;
+        sh.on_commit = [&] {
+            prog.runs_done = res.done;
+            prog.tokens = tokens.load();
+            prog.seconds = before + std::chrono::duration<double>(Clock::now() - t0).count();
+            if (opt.on_progress) opt.on_progress(prog);
+        };
+        struct Slot {
+            std::unique_ptr<PanelSink> panel;
+            std::unique_ptr<NpzRunWriter> npz;
+            std::unique_ptr<TeeSink> tee;
+        };
+        std::vector<Slot> slots(reqs.size());
+        struct Count : RunSink {
+            size_t* done;
+            size_t n;
+            void begin(const RunStart&) override {}
+            void token(const TokenRecord&, std::span<const float>, std::span<const float>) override {}
+            void end(const RunEnd&) override { *done += n; }
+        };
+        std::vector<Count> counts(reqs.size());
+        auto sink_for = [&](size_t i) -> RunSink& {
+            const Group& g = *gs[i];
+            std::string rel;
+            std::vector<RunSink*> sinks;
+            if (m.save_states && db) {
+                rel = states_dir.filename().string() + "/" + g.ids.front() + ".npz";
+                nlohmann::json meta = prov;
+                meta["run_id"] = g.ids.front();
+                meta["panel"] = m.name;
+                slots[i].npz = std::make_unique<NpzRunWriter>(states_dir / (g.ids.front() + ".npz"), meta);
+                sinks.push_back(slots[i].npz.get());
+            }
+            counts[i].done = &res.done;
+            counts[i].n = g.ids.size();
+            sinks.push_back(&counts[i]);  // counted before the commit reports progress
+            slots[i].panel = std::make_unique<PanelSink>(sh, g, rel);
+            sinks.push_back(slots[i].panel.get());
+            slots[i].tee = std::make_unique<TeeSink>(sinks);
+            return *slots[i].tee;
+        };
+        engine->generate(reqs, sink_for);
+        gen_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    res.tokens = tokens.load();
+    res.seconds = gen_seconds;
+    prog.runs_done = res.done;
+    prog.tokens = res.tokens;
+    prog.seconds = gen_seconds;
+    if (opt.on_progress && pending_runs > 0) opt.on_progress(prog);
+    return res;
+}
+
+}  // namespace phasemap::panel

@@ -1,0 +1,510 @@
+// The results store on DuckDB's C API (the only file that includes duckdb.h).
+#include "phasemap/store.hpp"
+
+#include <duckdb.h>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/registry.hpp"
+
+namespace phasemap::store {
+
+namespace {
+
+using metrics::MetricInfo;
+using metrics::Shape;
+
+const char* kTables[] = {"meta", "models", "runs", "tokens"};
+
+std::string q(const std::string& s) {  // SQL string literal
+    std::string o = "'";
+    for (char c : s) {
+        if (c == '\'') o += "''";
+        else o.push_back(c);
+    }
+    return o + "'";
+}
+std::string ident(const std::string& s) { return "\"" + s + "\""; }
+
+struct Result {
+    duckdb_result r{};
+    bool owned = false;
+    ~Result() {
+        if (owned) duckdb_destroy_result(&r);
+    }
+    idx_t rows() { return duckdb_row_count(&r); }
+    idx_t cols() { return duckdb_column_count(&r); }
+    bool null(idx_t c, idx_t row) { return duckdb_value_is_null(&r, c, row); }
+    std::string str(idx_t c, idx_t row) {
+        if (null(c, row)) return {};
+        char* v = duckdb_value_varchar(&r, c, row);
+        std::string s = v ? v : "";
+        duckdb_free(v);
+        return s;
+    }
+    double dbl(idx_t c, idx_t row) { return null(c, row) ? std::nan("") : duckdb_value_double(&r, c, row); }
+    int64_t i64(idx_t c, idx_t row) { return null(c, row) ? 0 : duckdb_value_int64(&r, c, row); }
+    uint64_t u64(idx_t c, idx_t row) { return null(c, row) ? 0 : duckdb_value_uint64(&r, c, row); }
+    std::string colname(idx_t c) { return duckdb_column_name(&r, c); }
+};
+
+const std::vector<std::string>& run_cols_impl() {
+    static const std::vector<std::string> v = [] {
+        std::vector<std::string> o;
+        for (const MetricInfo& m : metrics::metric_registry())
+            if (m.shape == Shape::scalar) o.emplace_back(m.name);
+        o.emplace_back("perplexity");
+        o.emplace_back("mean_ct");
+        for (const MetricInfo& m : metrics::metric_registry())
+            if (m.shape == Shape::per_token) o.push_back("median_" + std::string(m.name));
+        return o;
+    }();
+    return v;
+}
+
+const std::vector<std::string>& token_cols_impl() {
+    static const std::vector<std::string> v = [] {
+        std::vector<std::string> o;
+        for (const MetricInfo& m : metrics::metric_registry())
+            if (m.shape == Shape::per_token) o.emplace_back(m.name);
+        return o;
+    }();
+    return v;
+}
+
+std::vector<std::string> schema_sql() {
+    std::string runs =
+        "CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, category VARCHAR, prompt_index BIGINT, "
+        "prompt VARCHAR, prompt_text VARCHAR, chat BOOLEAN, temperature DOUBLE, top_k BIGINT, top_p DOUBLE, seed UBIGINT, "
+        "n_predict BIGINT, layers VARCHAR, \"precision\" VARCHAR, n_ctx BIGINT, norm VARCHAR, metric_layer VARCHAR, "
+        "metric_options VARCHAR, n_generated BIGINT, stop_reason VARCHAR, text VARCHAR, regime VARCHAR";
+    for (const auto& c : run_cols_impl()) runs += ", " + ident(c) + " DOUBLE";
+    runs += ", missing_reasons VARCHAR, states_path VARCHAR)";
+    std::string tokens =
+        "CREATE TABLE tokens (run_id VARCHAR NOT NULL, t BIGINT NOT NULL, token_id BIGINT, token_text VARCHAR, "
+        "position BIGINT";
+    for (const auto& c : token_cols_impl()) tokens += ", " + ident(c) + " DOUBLE";
+    tokens += ", output_state VARCHAR)";
+    return {
+        "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        "CREATE TABLE models (label VARCHAR PRIMARY KEY, path VARCHAR, sha256 VARCHAR, family VARCHAR, "
+        "architecture VARCHAR, gguf_architecture VARCHAR, size VARCHAR, variant_of VARCHAR, covariates VARCHAR, "
+        "description VARCHAR, n_layer BIGINT, n_embd BIGINT, n_vocab BIGINT, n_params BIGINT)",
+        runs,
+        tokens,
+    };
+}
+
+}  // namespace
+
+const std::vector<std::string>& run_metric_columns() { return run_cols_impl(); }
+const std::vector<std::string>& token_metric_columns() { return token_cols_impl(); }
+
+struct Store::Impl {
+    fs::path path;
+    duckdb_database db = nullptr;
+    duckdb_connection con = nullptr;
+    bool read_only = false;
+
+    ~Impl() {
+        if (con) duckdb_disconnect(&con);
+        if (db) duckdb_close(&db);
+    }
+
+    void exec(const std::string& sql) {
+        Result r;
+        const bool ok = duckdb_query(con, sql.c_str(), &r.r) == DuckDBSuccess;
+        r.owned = true;
+        if (!ok) throw StoreError(fmt::format("results DB '{}': {}", path.string(), duckdb_result_error(&r.r)));
+    }
+    std::unique_ptr<Result> query(const std::string& sql) {
+        auto r = std::make_unique<Result>();
+        const bool ok = duckdb_query(con, sql.c_str(), &r->r) == DuckDBSuccess;
+        r->owned = true;
+        if (!ok) throw StoreError(fmt::format("results DB '{}': {}", path.string(), duckdb_result_error(&r->r)));
+        return r;
+    }
+    std::map<std::string, std::string> meta() {
+        std::map<std::string, std::string> m;
+        auto r = query("SELECT key, value FROM meta");
+        for (idx_t i = 0; i < r->rows(); ++i) m[r->str(0, i)] = r->str(1, i);
+        return m;
+    }
+};
+
+namespace {
+
+// Opens the database file; maps DuckDB's errors to user-facing messages.
+std::unique_ptr<Store::Impl> open_raw(const fs::path& path, bool read_only) {
+    auto im = std::make_unique<Store::Impl>();
+    im->path = path;
+    im->read_only = read_only;
+    duckdb_config cfg;
+    duckdb_create_config(&cfg);
+    if (read_only) duckdb_set_config(cfg, "access_mode", "READ_ONLY");
+    duckdb_set_config(cfg, "threads", "1");
+    char* err = nullptr;
+    const bool ok = duckdb_open_ext(path.c_str(), &im->db, cfg, &err) == DuckDBSuccess;
+    duckdb_destroy_config(&cfg);
+    if (!ok) {
+        std::string e = err ? err : "unknown error";
+        if (err) duckdb_free(err);
+        im->db = nullptr;
+        if (e.find("lock") != std::string::npos)
+            throw StoreError(fmt::format("results DB '{}' is locked by another process (another `phasemap panel run` "
+                                         "or a DuckDB session has it open): {}",
+                                         path.string(), e));
+        throw StoreError(fmt::format("cannot open results DB '{}': {}", path.string(), e));
+    }
+    if (duckdb_connect(im->db, &im->con) != DuckDBSuccess)
+        throw StoreError(fmt::format("cannot connect to results DB '{}'", path.string()));
+    return im;
+}
+
+// Checks an opened DB: phasemap tables present, schema version ours. Returns false for an empty DB.
+bool check_layout(Store::Impl& im) {
+    auto t = im.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'");
+    std::set<std::string> names;
+    for (idx_t i = 0; i < t->rows(); ++i) names.insert(t->str(0, i));
+    if (names.empty()) return false;
+    if (!names.count("meta"))
+        throw StoreError(fmt::format("'{}' is a DuckDB file but not a phasemap results DB (no meta table)", im.path.string()));
+    const auto m = im.meta();
+    const auto it = m.find("schema_version");
+    if (it == m.end())
+        throw StoreError(fmt::format("'{}' is not a phasemap results DB (meta has no schema_version)", im.path.string()));
+    if (it->second != std::to_string(kSchemaVersion))
+        throw StoreError(fmt::format("results DB '{}' has phasemap schema version {}, this phasemap reads and writes "
+                                     "version {}: use a new DB file (or the phasemap release that wrote it)",
+                                     im.path.string(), it->second, kSchemaVersion));
+    for (const char* tb : kTables)
+        if (!names.count(tb))
+            throw StoreError(fmt::format("results DB '{}' lacks the {} table", im.path.string(), tb));
+    return true;
+}
+
+}  // namespace
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+const fs::path& Store::path() const { return impl_->path; }
+
+std::unique_ptr<Store> Store::open(const fs::path& path, const OpenOptions& opt) {
+    std::error_code ec;
+    const bool exists = fs::exists(path, ec);
+    if (opt.read_only && !exists) throw StoreError(fmt::format("results DB '{}' does not exist", path.string()));
+    if (exists && fs::is_directory(path, ec)) throw StoreError(fmt::format("results DB '{}' is a directory", path.string()));
+    if (!exists) {
+        const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+        if (!fs::is_directory(dir, ec))
+            throw StoreError(fmt::format("cannot create results DB '{}': directory '{}' does not exist", path.string(), dir.string()));
+    }
+    if (exists && !opt.read_only) {
+        // Validate read-only first, so that a refused DB is never opened for writing.
+        auto probe = open_raw(path, true);
+        if (check_layout(*probe)) {
+            const auto m = probe->meta();
+            const auto h = m.find("manifest_hash");
+            if (!opt.manifest_hash.empty() && h != m.end() && h->second != opt.manifest_hash)
+                throw StoreError(fmt::format("results DB '{}' holds runs of another panel manifest (grid hash {} ≠ {}): "
+                                             "use a new DB file for this manifest",
+                                             path.string(), h->second.substr(0, 12), opt.manifest_hash.substr(0, 12)));
+        }
+    }
+    auto im = open_raw(path, opt.read_only);
+    const bool laid_out = check_layout(*im);
+    if (!laid_out) {
+        if (opt.read_only) throw StoreError(fmt::format("results DB '{}' is empty (no phasemap tables)", path.string()));
+        im->exec("BEGIN TRANSACTION");
+        for (const auto& s : schema_sql()) im->exec(s);
+        std::map<std::string, std::string> meta = opt.meta;
+        meta["schema_version"] = std::to_string(kSchemaVersion);
+        if (!opt.manifest_hash.empty()) meta["manifest_hash"] = opt.manifest_hash;
+        for (const auto& [k, v] : meta) im->exec(fmt::format("INSERT INTO meta VALUES ({}, {})", q(k), q(v)));
+        im->exec("COMMIT");
+    } else if (!opt.read_only && !opt.manifest_hash.empty()) {
+        const auto m = im->meta();
+        if (!m.count("manifest_hash"))
+            im->exec(fmt::format("INSERT INTO meta VALUES ('manifest_hash', {})", q(opt.manifest_hash)));
+    }
+    return std::unique_ptr<Store>(new Store(std::move(im)));
+}
+
+std::map<std::string, std::string> Store::meta() const { return impl_->meta(); }
+
+std::set<std::string> Store::run_ids() const {
+    std::set<std::string> ids;
+    auto r = impl_->query("SELECT run_id FROM runs");
+    for (idx_t i = 0; i < r->rows(); ++i) ids.insert(r->str(0, i));
+    return ids;
+}
+
+int64_t Store::count(const std::string& table) const {
+    auto r = impl_->query("SELECT count(*) FROM " + ident(table));
+    return r->i64(0, 0);
+}
+
+void Store::put_model(const ModelRow& m) {
+    auto r = impl_->query("SELECT sha256 FROM models WHERE label = " + q(m.label));
+    if (r->rows() > 0) {
+        if (r->str(0, 0) != m.sha256)
+            throw StoreError(fmt::format("results DB '{}' already holds a model '{}' with another file (sha256 {} ≠ {})",
+                                         impl_->path.string(), m.label, r->str(0, 0).substr(0, 12), m.sha256.substr(0, 12)));
+        return;
+    }
+    nlohmann::json cov = nlohmann::json::object();
+    for (const auto& [k, v] : m.covariates) cov[k] = v;
+    auto opt = [](const std::string& s) { return s.empty() ? std::string("NULL") : q(s); };
+    impl_->exec(fmt::format("INSERT INTO models VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})", q(m.label),
+                            q(m.path), q(m.sha256), opt(m.family), q(m.architecture), q(m.gguf_architecture), opt(m.size),
+                            opt(m.variant_of), q(cov.dump()), q(m.description), m.n_layer, m.n_embd, m.n_vocab, m.n_params));
+}
+
+namespace {
+
+struct Appender {
+    duckdb_appender a = nullptr;
+    std::string table;
+    fs::path path;
+    Appender(duckdb_connection con, const char* t, const fs::path& p) : table(t), path(p) {
+        if (duckdb_appender_create(con, nullptr, t, &a) != DuckDBSuccess) {
+            std::string e = a ? duckdb_appender_error(a) : "cannot create appender";
+            throw StoreError(fmt::format("results DB '{}': {}", p.string(), e));
+        }
+    }
+    ~Appender() {
+        if (a) duckdb_appender_destroy(&a);
+    }
+    void check(duckdb_state s) {
+        if (s != DuckDBSuccess)
+            throw StoreError(fmt::format("results DB '{}': writing {} failed: {}", path.string(), table, duckdb_appender_error(a)));
+    }
+    void str(const std::string& s) { check(duckdb_append_varchar_length(a, s.data(), s.size())); }
+    void str_or_null(const std::string& s) { s.empty() ? null() : str(s); }
+    void i64(int64_t v) { check(duckdb_append_int64(a, v)); }
+    void u64(uint64_t v) { check(duckdb_append_uint64(a, v)); }
+    void b(bool v) { check(duckdb_append_bool(a, v)); }
+    void dbl(double v) { std::isfinite(v) ? check(duckdb_append_double(a, v)) : null(); }
+    void null() { check(duckdb_append_null(a)); }
+    void end_row() { check(duckdb_appender_end_row(a)); }
+    void close() {
+        check(duckdb_appender_close(a));
+    }
+};
+
+double mean_of(const std::vector<double>& v) {
+    double s = 0;
+    size_t n = 0;
+    for (double x : v)
+        if (std::isfinite(x)) s += x, ++n;
+    return n ? s / double(n) : std::nan("");
+}
+
+}  // namespace
+
+void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const std::vector<TokenData>& tokens) {
+    using namespace phasemap::metrics;
+    // Run-level values by column name, and the reasons of missing ones.
+    std::map<std::string, double> vals;
+    nlohmann::json missing = nlohmann::json::object();
+    for (const MetricInfo& m : metric_registry())
+        if (m.shape == Shape::scalar) {
+            const Value v = m.scalar(s);
+            vals[std::string(m.name)] = v.ok() ? v.v : std::nan("");
+            if (!v.ok()) missing[std::string(m.name)] = v.missing_reason;
+        }
+    std::string regime;
+    if (const MetricInfo* rm = find_metric("regime")) {
+        std::string why;
+        regime = rm->label(s, why);
+        if (regime.empty()) missing["regime"] = why;
+    }
+    std::vector<double> surpr;
+    for (const auto& st : s.stats) surpr.push_back(st.surprisal);
+    vals["perplexity"] = surpr.empty() ? std::nan("") : std::exp(mean_of(surpr));
+    vals["mean_ct"] = mean_of(s.token.series.ct);
+    for (const NamedSummary& ns : per_token_summaries(s))
+        vals["median_" + std::string(ns.name)] = ns.summary.median.ok() ? ns.summary.median.v : std::nan("");
+
+    // Per-token columns.
+    std::vector<std::vector<double>> tok_vals;
+    for (const auto& c : token_metric_columns()) tok_vals.push_back(find_metric(c)->per_token(s));
+    std::vector<std::string> states(tokens.size());
+    if (const MetricInfo* os = find_metric("output_state")) states = os->per_token_label(s);
+
+    auto& im = *impl_;
+    im.exec("BEGIN TRANSACTION");
+    try {
+        {
+            Appender a(im.con, "runs", im.path);
+            a.str(run.run_id); a.str(run.model); a.str(run.category); a.i64(run.prompt_index); a.str(run.prompt);
+            a.str(run.prompt_text); a.b(run.chat); a.dbl(run.temperature); a.i64(run.top_k); a.dbl(run.top_p);
+            a.u64(run.seed); a.i64(run.n_predict); a.str(run.layers); a.str(run.precision); a.i64(run.n_ctx);
+            a.str(run.norm); a.str(s.layer_name); a.str(run.metric_options); a.i64(run.n_generated);
+            a.str(run.stop_reason); a.str(run.text); a.str_or_null(regime);
+            for (const auto& c : run_metric_columns()) a.dbl(vals.at(c));
+            a.str(missing.dump());
+            a.str_or_null(run.states_path);
+            a.end_row();
+            a.close();
+        }
+        {
+            Appender a(im.con, "tokens", im.path);
+            for (size_t t = 0; t < tokens.size(); ++t) {
+                a.str(run.run_id); a.i64(int64_t(t)); a.i64(tokens[t].id); a.str(tokens[t].text); a.i64(tokens[t].position);
+                for (const auto& col : tok_vals) a.dbl(t < col.size() ? col[t] : std::nan(""));
+                a.str_or_null(t < states.size() ? states[t] : std::string());
+                a.end_row();
+            }
+            a.close();
+        }
+        im.exec("COMMIT");
+    } catch (...) {
+        try { im.exec("ROLLBACK"); } catch (...) {}
+        throw;
+    }
+}
+
+void Store::export_parquet(const fs::path& dir_in) const {
+    const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+    std::error_code ec;
+    if (fs::exists(dir, ec)) {
+        if (!fs::is_directory(dir, ec)) throw StoreError(fmt::format("export target '{}' exists and is not a directory", dir.string()));
+        for (const auto& e : fs::directory_iterator(dir))
+            if (e.path().extension() != ".parquet")
+                throw StoreError(fmt::format("export target '{}' holds other files than Parquet ('{}'): not replacing it",
+                                             dir.string(), e.path().filename().string()));
+    }
+    const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+    if (!fs::is_directory(parent, ec)) throw StoreError(fmt::format("cannot export to '{}': directory '{}' does not exist", dir.string(), parent.string()));
+    const fs::path tmp = parent / fmt::format(".{}.tmp-{}", dir.filename().string(), ::getpid());
+    fs::remove_all(tmp, ec);
+    fs::create_directory(tmp);
+    try {
+        const std::map<std::string, std::string> order{{"meta", "key"}, {"models", "label"}, {"runs", "run_id"}, {"tokens", "run_id, t"}};
+        for (const char* t : kTables)
+            impl_->exec(fmt::format("COPY (SELECT * FROM {} ORDER BY {}) TO {} (FORMAT PARQUET)", t, order.at(t),
+                                    q((tmp / (std::string(t) + ".parquet")).string())));
+        const fs::path old = parent / fmt::format(".{}.old-{}", dir.filename().string(), ::getpid());
+        const bool had = fs::exists(dir);
+        if (had) fs::rename(dir, old);
+        fs::rename(tmp, dir);
+        if (had) fs::remove_all(old, ec);
+    } catch (...) {
+        fs::remove_all(tmp, ec);
+        throw;
+    }
+}
+
+PanelTable Store::panel_table() const {
+    PanelTable pt;
+    {
+        auto r = impl_->query("SELECT label, family, architecture, sha256, variant_of, covariates, size FROM models ORDER BY label");
+        for (idx_t i = 0; i < r->rows(); ++i) {
+            PanelModel m;
+            m.label = r->str(0, i);
+            m.family = r->str(1, i);
+            m.architecture = r->str(2, i);
+            m.sha256 = r->str(3, i);
+            if (!r->null(4, i)) m.variant_of = r->str(4, i);
+            const auto cov = nlohmann::json::parse(r->str(5, i).empty() ? "{}" : r->str(5, i));
+            for (const auto& [k, v] : cov.items())
+                if (v.is_number()) m.covariates[k] = v.get<double>();
+            pt.models.push_back(std::move(m));
+        }
+    }
+    std::string sql = "SELECT run_id, model, category, prompt, temperature, n_predict, seed, n_generated, text, regime, norm";
+    for (const auto& c : run_metric_columns()) sql += ", " + ident(c);
+    sql += " FROM runs ORDER BY model, category, prompt_index, temperature, n_predict, seed, norm, run_id";
+    auto r = impl_->query(sql);
+    for (idx_t i = 0; i < r->rows(); ++i) {
+        PanelRun p;
+        p.run_id = r->str(0, i);
+        p.model = r->str(1, i);
+        p.category = r->str(2, i);
+        p.prompt = r->str(3, i);
+        p.temperature = r->dbl(4, i);
+        p.n_predict = r->i64(5, i);
+        p.seed = r->u64(6, i);
+        p.n_generated = r->i64(7, i);
+        p.text = r->str(8, i);
+        p.regime = r->str(9, i);
+        p.norm = r->str(10, i);
+        idx_t c = 11;
+        for (const auto& name : run_metric_columns()) p.metrics[name] = r->dbl(c++, i);
+        pt.runs.push_back(std::move(p));
+    }
+    return pt;
+}
+
+PanelTable load_panel_table(const fs::path& db) {
+    return Store::open(db, {.read_only = true})->panel_table();
+}
+
+MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
+    if (inputs.empty()) throw StoreError("merge: no input DB given");
+    // Check every input first (read-only), so a refused merge writes nothing.
+    std::string hash;
+    std::string first;
+    std::error_code ec;
+    for (const auto& in : inputs) {
+        if (fs::exists(out, ec) && fs::equivalent(in, out, ec))
+            throw StoreError(fmt::format("merge: input '{}' is the output", in.string()));
+        auto s = Store::open(in, {.read_only = true});
+        const auto m = s->meta();
+        const std::string h = m.count("manifest_hash") ? m.at("manifest_hash") : "";
+        if (hash.empty() && first.empty()) hash = h, first = in.string();
+        else if (h != hash)
+            throw StoreError(fmt::format("merge: '{}' and '{}' come from different panel manifests (grid hash {} ≠ {})",
+                                         first, in.string(), hash.substr(0, 12), h.substr(0, 12)));
+    }
+    std::map<std::string, std::string> meta;
+    {
+        auto s = Store::open(inputs.front(), {.read_only = true});
+        meta = s->meta();
+        meta.erase("shard");
+        meta.erase("schema_version");
+        meta.erase("manifest_hash");
+    }
+    auto o = Store::open(out, {.read_only = false, .manifest_hash = hash, .meta = meta});
+    auto& im = *o->impl_;
+    MergeResult res;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const std::string alias = fmt::format("pm_src{}", i);
+        im.exec(fmt::format("ATTACH {} AS {} (READ_ONLY)", q(fs::absolute(inputs[i]).string()), alias));
+        try {
+            // Same label must mean the same model file.
+            auto c = im.query(fmt::format("SELECT s.label FROM {}.models s JOIN models m USING (label) WHERE s.sha256 <> m.sha256", alias));
+            if (c->rows() > 0)
+                throw StoreError(fmt::format("merge: model '{}' has another file in '{}' than in '{}'", c->str(0, 0), inputs[i].string(), out.string()));
+            auto n = im.query(fmt::format("SELECT count(*) FILTER (WHERE run_id IN (SELECT run_id FROM runs)), count(*) FROM {}.runs", alias));
+            const int64_t present = n->i64(0, 0), total = n->i64(1, 0);
+            im.exec("BEGIN TRANSACTION");
+            im.exec(fmt::format("INSERT INTO models SELECT * FROM {0}.models WHERE label NOT IN (SELECT label FROM models)", alias));
+            im.exec(fmt::format("CREATE TEMP TABLE pm_new AS SELECT run_id FROM {}.runs WHERE run_id NOT IN (SELECT run_id FROM runs)", alias));
+            im.exec(fmt::format("INSERT INTO runs SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+            im.exec(fmt::format("INSERT INTO tokens SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+            im.exec("DROP TABLE pm_new");
+            im.exec("COMMIT");
+            res.runs_added += total - present;
+            res.runs_present += present;
+        } catch (...) {
+            try { im.exec("ROLLBACK"); } catch (...) {}
+            try { im.exec("DETACH " + alias); } catch (...) {}
+            throw;
+        }
+        im.exec("DETACH " + alias);
+    }
+    return res;
+}
+
+void set_meta_for_test(const fs::path& db, const std::string& key, const std::string& value) {
+    auto im = open_raw(db, false);
+    im->exec(fmt::format("INSERT OR REPLACE INTO meta VALUES ({}, {})", q(key), q(value)));
+}
+
+}  // namespace phasemap::store

@@ -120,6 +120,10 @@ public:
 
     PanelTable panel_table() const;
 
+    // Rows of a read-only SQL query, each as its values joined by tabs (NULL as \N): for tests
+    // and diagnostics (e.g. comparing two DBs row by row).
+    std::vector<std::string> rows(const std::string& sql) const;
+
     struct Impl;
 
 private:

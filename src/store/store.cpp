@@ -441,6 +441,20 @@ PanelTable Store::panel_table() const {
     return pt;
 }
 
+std::vector<std::string> Store::rows(const std::string& sql) const {
+    auto r = impl_->query(sql);
+    std::vector<std::string> out;
+    for (idx_t i = 0; i < r->rows(); ++i) {
+        std::string line;
+        for (idx_t c = 0; c < r->cols(); ++c) {
+            if (c) line += '\t';
+            line += r->null(c, i) ? std::string("\\N") : r->str(c, i);
+        }
+        out.push_back(std::move(line));
+    }
+    return out;
+}
+
 PanelTable load_panel_table(const fs::path& db) {
     return Store::open(db, {.read_only = true})->panel_table();
 }

@@ -1,0 +1,251 @@
+// Results store: schema, atomic run commits, reopen, schema-version and lock errors, Parquet
+// export, merge (idempotent, refuses mixed manifests), PanelTable loading.
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "phasemap/metrics/analyze.hpp"
+#include "phasemap/store.hpp"
+#include "support/paths.hpp"
+
+extern char** environ;
+
+using namespace phasemap;
+using namespace phasemap::store;
+
+namespace {
+
+// A synthetic run: T tokens, 3 layers, d = 8, random states and plausible stats.
+struct Synth {
+    std::vector<float> states;
+    std::vector<metrics::TokenProbStats> stats;
+    std::vector<std::string> names{"hf:1", "hf:2", "hf:3"};
+    metrics::RunSummary summary;
+    std::vector<TokenData> tokens;
+    Synth(size_t T, uint64_t seed) {
+        std::mt19937_64 g(seed);
+        std::normal_distribution<float> nd;
+        states.resize(T * 3 * 8);
+        for (auto& x : states) x = nd(g);
+        std::uniform_real_distribution<double> u(0.05, 0.99);
+        for (size_t t = 0; t < T; ++t) {
+            metrics::TokenProbStats s;
+            s.top1 = u(g);
+            s.margin = s.top1 / 2;
+            s.entropy = 3 * (1 - s.top1);
+            s.surprisal = -std::log(s.top1);
+            stats.push_back(s);
+            tokens.push_back({int32_t(100 + t), "tok" + std::to_string(t), int64_t(5 + t)});
+        }
+        summary = metrics::analyze_run({states.data(), T, 3, 8, names}, stats);
+    }
+};
+
+RunRow row(const std::string& id, const std::string& model = "m1") {
+    RunRow r;
+    r.run_id = id;
+    r.model = model;
+    r.category = "cat";
+    r.prompt = "hello";
+    r.prompt_text = "hello";
+    r.temperature = 0.5;
+    r.seed = 7;
+    r.n_predict = 12;
+    r.layers = "hf:all";
+    r.precision = "exact";
+    r.norm = "raw";
+    r.metric_options = "{}";
+    r.n_generated = 12;
+    r.stop_reason = "length";
+    r.text = "generated's text";
+    return r;
+}
+
+ModelRow model(const std::string& label, const std::string& sha = "abc") {
+    ModelRow m;
+    m.label = label;
+    m.path = "/x/" + label + ".gguf";
+    m.sha256 = sha;
+    m.architecture = "llama";
+    m.gguf_architecture = "llama";
+    m.covariates = {{"training_loss", 1.5}};
+    m.n_layer = 2;
+    return m;
+}
+
+}  // namespace
+
+TEST(Store, CreatesSchemaAndCommitsRuns) {
+    pmtest::TempDir d;
+    const auto p = d / "r.duckdb";
+    {
+        auto s = Store::open(p, {.manifest_hash = "h1"});
+        EXPECT_EQ(s->meta().at("schema_version"), std::to_string(kSchemaVersion));
+        EXPECT_EQ(s->meta().at("manifest_hash"), "h1");
+        s->put_model(model("m1"));
+        s->put_model(model("m1"));  // same file: no-op
+        EXPECT_THROW(s->put_model(model("m1", "other")), StoreError);
+        Synth a(12, 1), b(9, 2);
+        s->commit_run(row("r1"), a.summary, a.tokens);
+        s->commit_run(row("r2"), b.summary, b.tokens);
+        EXPECT_EQ(s->count("runs"), 2);
+        EXPECT_EQ(s->count("tokens"), 21);
+        // The same run id again violates the primary key: the whole transaction is rolled back.
+        EXPECT_THROW(s->commit_run(row("r1"), a.summary, a.tokens), StoreError);
+        EXPECT_EQ(s->count("tokens"), 21);
+    }
+    auto s = Store::open(p, {.read_only = true});
+    EXPECT_EQ(s->run_ids(), (std::set<std::string>{"r1", "r2"}));
+    // Metric columns hold the summary's values; per-token rows the per-token metrics.
+    Synth a(12, 1);
+    const auto rows = s->rows("SELECT ratio_norm, late_ct, regime, text FROM runs WHERE run_id = 'r1'");
+    ASSERT_EQ(rows.size(), 1u);
+    ASSERT_TRUE(a.summary.token.ratio_norm.ok());
+    EXPECT_NEAR(std::stod(rows[0].substr(0, rows[0].find('\t'))), a.summary.token.ratio_norm.v, 1e-12);
+    EXPECT_NE(rows[0].find("generated's text"), std::string::npos);
+    const auto ct = s->rows("SELECT t, ct_t, entropy, token_text FROM tokens WHERE run_id = 'r1' ORDER BY t");
+    ASSERT_EQ(ct.size(), 12u);
+    EXPECT_EQ(ct[0], "0\t\\N\t" + s->rows("SELECT entropy FROM tokens WHERE run_id='r1' AND t=0")[0] + "\ttok0");
+    EXPECT_NEAR(std::stod(ct[2].substr(2)), a.summary.token.series.ct[0], 1e-12);
+    // PanelTable.
+    const PanelTable pt = s->panel_table();
+    ASSERT_EQ(pt.models.size(), 1u);
+    EXPECT_EQ(pt.models[0].covariates.at("training_loss"), 1.5);
+    ASSERT_EQ(pt.runs.size(), 2u);
+    EXPECT_EQ(pt.runs[0].model, "m1");
+    EXPECT_EQ(pt.runs[0].seed, 7u);
+    EXPECT_NEAR(pt.runs[0].metrics.at("ratio_norm"), a.summary.token.ratio_norm.v, 1e-12);
+    for (const char* k : {"late_ct", "collapse", "collapse_rate", "steady_rate", "perplexity", "mean_ct", "median_tortuosity"})
+        EXPECT_TRUE(pt.runs[0].metrics.count(k)) << k;
+    EXPECT_EQ(load_panel_table(p).runs.size(), 2u);
+}
+
+TEST(Store, ColumnsFollowTheRegistry) {
+    const auto& rc = run_metric_columns();
+    for (const char* k : {"ratio_norm", "late_ct", "collapse", "exit_rate", "collapse_rate", "perplexity", "median_ct_t",
+                          "median_path_length", "median_mean_turning_angle_rad"})
+        EXPECT_NE(std::find(rc.begin(), rc.end(), k), rc.end()) << k;
+    const auto& tc = token_metric_columns();
+    for (const char* k : {"delta_t", "curvature_t", "ct_t", "entropy", "top1", "margin", "surprisal", "tortuosity"})
+        EXPECT_NE(std::find(tc.begin(), tc.end(), k), tc.end()) << k;
+}
+
+TEST(Store, RefusesOtherSchemaVersionAndOtherManifestWithoutWriting) {
+    pmtest::TempDir d;
+    const auto p = d / "r.duckdb";
+    { Store::open(p, {.manifest_hash = "h1"}); }
+    set_meta_for_test(p, "schema_version", "999");
+    const auto before = fs::last_write_time(p);
+    const auto size = fs::file_size(p);
+    try {
+        Store::open(p, {.manifest_hash = "h1"});
+        FAIL() << "expected StoreError";
+    } catch (const StoreError& e) {
+        EXPECT_NE(std::string(e.what()).find("schema version 999"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(fs::last_write_time(p), before);
+    EXPECT_EQ(fs::file_size(p), size);
+    set_meta_for_test(p, "schema_version", std::to_string(kSchemaVersion));
+    try {
+        Store::open(p, {.manifest_hash = "h2"});
+        FAIL() << "expected StoreError";
+    } catch (const StoreError& e) {
+        EXPECT_NE(std::string(e.what()).find("another panel manifest"), std::string::npos) << e.what();
+    }
+    // Not a DuckDB file / missing file.
+    { std::ofstream(d / "junk.duckdb") << "this is not a database"; }
+    EXPECT_THROW(Store::open(d / "junk.duckdb", {.manifest_hash = "h1"}), StoreError);
+    EXPECT_THROW(Store::open(d / "missing.duckdb", {.read_only = true}), StoreError);
+    EXPECT_THROW(Store::open(d / "no-dir" / "x.duckdb", {}), StoreError);
+}
+
+TEST(Store, LockedByAnotherProcess) {
+    pmtest::TempDir d;
+    const auto p = d / "r.duckdb";
+    { Store::open(p, {.manifest_hash = "h1"}); }
+    // Another process holds the same POSIX record lock DuckDB takes on its file.
+    const std::string code = "import fcntl,sys,time\nf=open(sys.argv[1],'r+b')\nfcntl.lockf(f,fcntl.LOCK_EX)\n"
+                             "open(sys.argv[2],'w').close()\ntime.sleep(30)\n";
+    const std::string ready = (d / "ready").string();
+    std::vector<std::string> args{"/usr/bin/python3", "-c", code, p.string(), ready};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+    for (int i = 0; i < 200 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    ASSERT_TRUE(fs::exists(ready));
+    const auto size = fs::file_size(p);
+    try {
+        Store::open(p, {.manifest_hash = "h1"});
+        ADD_FAILURE() << "expected StoreError";
+    } catch (const StoreError& e) {
+        EXPECT_NE(std::string(e.what()).find("locked by another process"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(fs::file_size(p), size);
+    kill(pid, SIGKILL);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    EXPECT_NO_THROW(Store::open(p, {.manifest_hash = "h1"}));
+}
+
+TEST(Store, ExportWritesOneParquetPerTableAtomically) {
+    pmtest::TempDir d;
+    auto s = Store::open(d / "r.duckdb", {.manifest_hash = "h1"});
+    s->put_model(model("m1"));
+    Synth a(6, 3);
+    s->commit_run(row("r1"), a.summary, a.tokens);
+    s->export_parquet(d / "pq");
+    for (const char* t : {"meta", "models", "runs", "tokens"}) EXPECT_TRUE(fs::is_regular_file(d / "pq" / (std::string(t) + ".parquet"))) << t;
+    s->export_parquet(d / "pq");  // replaces a Parquet-only directory
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(d.path)) n += e.path().filename().string().starts_with(".pq") ? 1 : 0;
+    EXPECT_EQ(n, 0u) << "temporary directories left behind";
+    { std::ofstream(d / "pq" / "notes.txt") << "mine"; }
+    EXPECT_THROW(s->export_parquet(d / "pq"), StoreError);
+    EXPECT_TRUE(fs::exists(d / "pq" / "notes.txt"));
+}
+
+TEST(Store, MergeIsIdempotentAndRefusesMixedManifests) {
+    pmtest::TempDir d;
+    Synth a(6, 4), b(7, 5), c(8, 6);
+    {
+        auto s1 = Store::open(d / "s1.duckdb", {.manifest_hash = "h1", .meta = {{"shard", "1/2"}}});
+        s1->put_model(model("m1"));
+        s1->commit_run(row("r1"), a.summary, a.tokens);
+        auto s2 = Store::open(d / "s2.duckdb", {.manifest_hash = "h1", .meta = {{"shard", "2/2"}}});
+        s2->put_model(model("m1"));
+        s2->commit_run(row("r2"), b.summary, b.tokens);
+        s2->commit_run(row("r3"), c.summary, c.tokens);
+        auto o = Store::open(d / "other.duckdb", {.manifest_hash = "h9"});
+        o->commit_run(row("r9"), a.summary, a.tokens);
+    }
+    auto r = merge({d / "s1.duckdb", d / "s2.duckdb"}, d / "all.duckdb");
+    EXPECT_EQ(r.runs_added, 3);
+    r = merge({d / "s1.duckdb", d / "s2.duckdb"}, d / "all.duckdb");
+    EXPECT_EQ(r.runs_added, 0);
+    EXPECT_EQ(r.runs_present, 3);
+    {
+        auto s = Store::open(d / "all.duckdb", {.read_only = true});
+        EXPECT_EQ(s->count("runs"), 3);
+        EXPECT_EQ(s->count("tokens"), 21);
+        EXPECT_EQ(s->count("models"), 1);
+        EXPECT_EQ(s->meta().count("shard"), 0u);
+        EXPECT_EQ(s->meta().at("manifest_hash"), "h1");
+    }
+    try {
+        merge({d / "s1.duckdb", d / "other.duckdb"}, d / "x.duckdb");
+        FAIL() << "expected StoreError";
+    } catch (const StoreError& e) {
+        EXPECT_NE(std::string(e.what()).find("different panel manifests"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(d / "x.duckdb"));
+    EXPECT_THROW(merge({d / "other.duckdb"}, d / "all.duckdb"), StoreError);  // output holds manifest h1
+    EXPECT_EQ(Store::open(d / "all.duckdb", {.read_only = true})->count("runs"), 3);
+}

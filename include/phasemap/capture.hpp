@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "phasemap/intervene.hpp"
 #include "phasemap/layers.hpp"
 #include "phasemap/metrics/token_stats.hpp"
 
@@ -82,6 +83,10 @@ struct EngineOptions {
     int n_threads = 0;           // 0 → all hardware threads
     std::string layers = "hf:all";  // layer spec (see layers.hpp); "" or "none" → no capture
     bool save_logits = false;    // pass full logits to the sink
+    // Requests of one batch with the same prompt tokens (and no prefill interventions) are
+    // prefilled once and forked with llama_memory_seq_cp; recurrent memory falls back to a
+    // prefill per sequence (see docs/interventions.md).
+    bool share_prompt_prefix = false;
 };
 
 struct Request {
@@ -89,6 +94,12 @@ struct Request {
     bool chat = false;           // apply the model's chat template
     int n_predict = 64;          // maximum number of generated tokens (≥ 1)
     SamplingOptions sampling;
+    // Hidden-state edits for this request's sequence only (intervene.hpp); validated against the
+    // model before any decoding starts.
+    std::vector<Intervention> interventions;
+    // Online monitor / guard: called after every generated token (may stop the run, add
+    // interventions or insert text). Not owned; must outlive generate().
+    GenerationController* controller = nullptr;
 };
 
 // Per-run facts fixed before generation starts.
@@ -113,7 +124,9 @@ struct TokenRecord {
 struct RunEnd {
     std::string stop_reason;              // "eog" or "length"
     int n_generated = 0;
-    std::string text;                     // generated text (detokenised)
+    std::string text;                     // generated text (detokenised; inserted text excluded)
+    std::vector<Insertion> insertions;    // guard text decoded into the context (in order)
+    std::vector<std::string> events;      // controller log lines
 };
 
 // Receives a run's tokens as they are generated. `states` is row-major [L', d] float32 for
@@ -157,6 +170,12 @@ public:
     // Prefills `ids` (one sequence) and returns the states of the captured layers at the last
     // position, [L', d] row-major, plus the logits there. Used to check the emitting position.
     std::vector<float> prefill_states(std::span<const int32_t> ids, std::vector<float>* logits = nullptr);
+
+    // Applies a control vector through llama.cpp's own cvec path (llama_set_adapter_cvec):
+    // `data` holds n_embd values per block starting at block 1 (steer::ControlVector::flat),
+    // added to the output of blocks il_start..il_end (inclusive; −1: 1..L−1) at every position.
+    // Empty `data` removes it. Throws std::invalid_argument when llama.cpp rejects it.
+    void set_control_vector(std::span<const float> data, int il_start = -1, int il_end = -1);
 
     struct Impl;
 

@@ -9,6 +9,12 @@
 // Prompts are prefilled without capture up to their second-to-last token; the last prompt
 // token is then decoded in the first captured step, whose position is the emitting position of
 // generated token 0 (METRICS.md §1).
+//
+// Interventions (intervene.hpp): before a decode the engine lists, per block, the batch rows
+// to edit; the callback then also asks for `l_out-i` of those blocks, edits the rows in place
+// (host buffer directly, otherwise through ggml_backend_tensor_get/set) and only then copies
+// captured rows, so captures of an edited tensor show the edited state. With no intervention
+// declared the edit table is empty and the callback does no extra work.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -33,6 +39,25 @@ bool is_embd_name(const char* n) {
         if (std::strcmp(n, e) == 0) return true;
     return false;
 }
+
+// Block index of an exact "l_out-N" name, else −1 (views such as "l_out-3 (reshaped)" excluded).
+int l_out_block(const char* n) {
+    if (std::strncmp(n, "l_out-", 6) != 0) return -1;
+    int v = 0;
+    const char* p = n + 6;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; ++p) v = v * 10 + (*p - '0');
+    return *p == '\0' ? v : -1;
+}
+
+// One row of one decode to edit.
+struct RowEdit {
+    int row;                       // batch row
+    const Intervention* iv;
+    InterventionState* st;
+    int t;                         // generated-token step, or −1 − position for prefill rows
+    uint64_t key;                  // sequence key (request index)
+};
 }  // namespace
 
 struct Engine::Impl {
@@ -58,17 +83,63 @@ struct Engine::Impl {
     std::string cb_error;
     std::vector<unsigned char> scratch;
 
+    // edits of the current decode, per block (see RowEdit); edit_on when any is listed
+    bool edit_on = false;
+    std::vector<std::vector<RowEdit>> edits;   // [n_layer]
+    std::vector<int> edit_rows_seen;           // per block, rows handed to the callback so far
+    int edit_rows_expected = 0;
+    std::vector<float> edit_row;               // device round trip
+
     ~Impl() {
         if (ctx) llama_free(ctx);
     }
 
     static bool eval_cb(ggml_tensor* t, bool ask, void* ud) {
         auto* self = static_cast<Impl*>(ud);
-        if (!self->capture_on) return ask ? false : true;
-        const bool embd = !self->embd_slots.empty() && is_embd_name(t->name);
-        if (ask) return embd || self->want.count(t->name) > 0;
-        self->on_tensor(t, embd);
+        if (!self->capture_on && !self->edit_on) return ask ? false : true;
+        int blk = -1;
+        if (self->edit_on) {
+            blk = l_out_block(t->name);
+            if (blk >= 0 && (blk >= int(self->edits.size()) || self->edits[size_t(blk)].empty())) blk = -1;
+        }
+        const bool embd = self->capture_on && !self->embd_slots.empty() && is_embd_name(t->name);
+        const bool cap = self->capture_on && (embd || self->want.count(t->name) > 0);
+        if (ask) return cap || blk >= 0;
+        if (blk >= 0) self->on_edit(t, blk);  // edit first: captures see the edited state
+        if (cap) self->on_tensor(t, embd);
         return true;
+    }
+
+    void on_edit(ggml_tensor* t, int blk) {
+        if (!cb_error.empty()) return;
+        if (t->type != GGML_TYPE_F32 || t->ne[0] != d || t->ne[3] != 1 || t->nb[0] != sizeof(float)) {
+            cb_error = fmt::format("cannot edit tensor '{}' (type {}, shape [{}, {}, {}])", t->name, ggml_type_name(t->type), t->ne[0],
+                                   t->ne[1], t->ne[2]);
+            return;
+        }
+        const int rows = int(t->ne[1] * t->ne[2]);
+        int& seen = edit_rows_seen[size_t(blk)];
+        const int base = seen;
+        seen += rows;
+        if (seen > edit_rows_expected) {
+            cb_error = fmt::format("tensor '{}' produced {} rows, expected {}", t->name, seen, edit_rows_expected);
+            return;
+        }
+        const bool host = t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
+        for (const RowEdit& e : edits[size_t(blk)]) {
+            if (e.row < base || e.row >= base + rows) continue;
+            const int r = e.row - base;
+            const size_t off = size_t(r % t->ne[1]) * t->nb[1] + size_t(r / t->ne[1]) * t->nb[2];
+            if (host) {
+                float* h = reinterpret_cast<float*>(static_cast<unsigned char*>(t->data) + off);
+                apply_intervention(*e.iv, std::span<float>(h, size_t(d)), e.t, e.key, e.st);
+            } else {
+                edit_row.resize(size_t(d));
+                ggml_backend_tensor_get(t, edit_row.data(), off, size_t(d) * sizeof(float));
+                apply_intervention(*e.iv, edit_row, e.t, e.key, e.st);
+                ggml_backend_tensor_set(t, edit_row.data(), off, size_t(d) * sizeof(float));
+            }
+        }
     }
 
     void on_tensor(ggml_tensor* t, bool embd) {
@@ -123,7 +194,16 @@ struct Engine::Impl {
     }
 
     // Decodes `batch`; when `capture` is set, fills `step` for its n_tokens rows.
+    // Edits listed in `edits` apply to this decode's rows (cleared afterwards).
     void decode(llama_batch& batch, bool capture) {
+        edit_on = false;
+        for (const auto& e : edits)
+            if (!e.empty()) edit_on = true;
+        if (edit_on) {
+            edit_rows_seen.assign(edits.size(), 0);
+            edit_rows_expected = batch.n_tokens;
+            cb_error.clear();
+        }
         capture_on = capture && Lp > 0;
         if (capture_on) {
             rows_expected = batch.n_tokens;
@@ -134,6 +214,11 @@ struct Engine::Impl {
         take_llama_errors();
         const int rc = llama_decode(ctx, batch);
         capture_on = false;
+        if (edit_on) {
+            edit_on = false;
+            for (auto& e : edits) e.clear();
+            if (rc == 0 && !cb_error.empty()) throw std::runtime_error("intervention failed: " + cb_error);
+        }
         if (rc != 0) {
             const std::string why = take_llama_errors();
             throw std::runtime_error(fmt::format("llama_decode failed (code {}){}{}", rc, why.empty() ? "" : ": ", why));
@@ -275,10 +360,12 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
     Impl& s = *impl_;
     const Model& m = *s.model;
     const int V = m.info().n_vocab;
+    const int L = m.info().n_layer;
 
     // Validate everything before decoding anything.
     std::vector<std::vector<int32_t>> prompts(requests.size());
     std::vector<std::string> texts(requests.size());
+    std::vector<std::vector<Intervention>> ivs(requests.size());
     for (size_t i = 0; i < requests.size(); ++i) {
         const Request& r = requests[i];
         const std::string who = requests.size() > 1 ? fmt::format("prompt {}: ", i) : "";
@@ -286,18 +373,23 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
         if (r.n_predict < 1) throw std::runtime_error(who + fmt::format("-n must be at least 1 (got {})", r.n_predict));
         if (r.sampling.temperature < 0) throw std::runtime_error(who + "temperature must be ≥ 0");
         if (r.sampling.top_p <= 0 || r.sampling.top_p > 1) throw std::runtime_error(who + "top-p must be in (0, 1]");
+        ivs[i] = r.interventions;
+        try { resolve_interventions(ivs[i], L, s.d); }
+        catch (const std::exception& e) { throw std::runtime_error(who + e.what()); }
         prompts[i] = request_tokens(m, r, texts[i]);
         if (prompts[i].empty()) throw std::runtime_error(who + "the prompt tokenises to no tokens");
         if (int(prompts[i].size()) >= s.n_ctx_seq)
             throw std::runtime_error(who + fmt::format("the prompt has {} tokens, the context holds {} (use --ctx to enlarge it)",
                                                        prompts[i].size(), s.n_ctx_seq));
     }
+    s.edits.assign(size_t(L), {});
 
     const int P = s.opt.n_parallel;
     BatchGuard batch(std::max(s.n_batch, P));
     for (size_t first = 0; first < requests.size(); first += size_t(P)) {
         const int n = int(std::min(requests.size() - first, size_t(P)));
-        llama_memory_clear(llama_get_memory(s.ctx), true);
+        llama_memory_t mem = llama_get_memory(s.ctx);
+        llama_memory_clear(mem, true);
 
         struct Slot {
             size_t req;
@@ -308,6 +400,11 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             int generated = 0;
             bool done = false;
             std::vector<int32_t> out;
+            std::vector<Intervention> ivs;           // resolved; controllers may append
+            std::vector<InterventionState> ivst;     // one per intervention
+            std::vector<Insertion> insertions;
+            std::vector<std::string> events;
+            std::vector<int32_t> pending;            // inserted tokens to decode before the next step
         };
         std::vector<Slot> slots;
         slots.reserve(size_t(n));
@@ -315,6 +412,8 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             const size_t ri = first + size_t(k);
             Slot sl{ri, &sink_for(ri), make_sampler(requests[ri].sampling), prompts[ri].back(),
                     llama_pos(prompts[ri].size() - 1)};
+            sl.ivs = ivs[ri];
+            sl.ivst.resize(sl.ivs.size());
             RunStart st;
             st.run_index = ri;
             st.prompt_text = texts[ri];
@@ -325,20 +424,50 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             sl.sink->begin(st);
             slots.push_back(std::move(sl));
         }
+        auto has_prefill_edits = [&](const Slot& sl) {
+            return std::any_of(sl.ivs.begin(), sl.ivs.end(), [&](const Intervention& iv) { return iv.prefill && iv.block < L - 1; });
+        };
+        // Sequences that fork an earlier one's prompt prefix instead of prefilling it.
+        std::vector<int> fork_from(size_t(n), -1);
+        if (s.opt.share_prompt_prefix && !m.info().recurrent)
+            for (int k = 1; k < n; ++k)
+                for (int j = 0; j < k && fork_from[size_t(k)] < 0; ++j)
+                    if (fork_from[size_t(j)] < 0 && prompts[slots[size_t(k)].req] == prompts[slots[size_t(j)].req] &&
+                        !has_prefill_edits(slots[size_t(k)]) && !has_prefill_edits(slots[size_t(j)]))
+                        fork_from[size_t(k)] = j;
 
         // Prefill all but the last prompt token of each sequence, without capture.
         batch.clear();
         for (int k = 0; k < n; ++k) {
-            const auto& ids = prompts[slots[size_t(k)].req];
+            if (fork_from[size_t(k)] >= 0) continue;
+            Slot& sl = slots[size_t(k)];
+            const auto& ids = prompts[sl.req];
             for (size_t j = 0; j + 1 < ids.size(); ++j) {
                 if (batch.b.n_tokens == s.n_batch) {
                     s.decode(batch.b, false);
                     batch.clear();
                 }
+                for (size_t q = 0; q < sl.ivs.size(); ++q)
+                    if (sl.ivs[q].prefill && sl.ivs[q].block < L - 1)
+                        s.edits[size_t(sl.ivs[q].block)].push_back(
+                            RowEdit{batch.b.n_tokens, &sl.ivs[q], &sl.ivst[q], -1 - int(j), uint64_t(sl.req)});
                 batch.add(ids[j], llama_pos(j), k, false);
             }
         }
         if (batch.b.n_tokens > 0) s.decode(batch.b, false);
+        for (int k = 0; k < n; ++k)
+            if (fork_from[size_t(k)] >= 0) llama_memory_seq_cp(mem, fork_from[size_t(k)], k, -1, -1);
+
+        auto finish = [&](Slot& sl, const std::string& reason) {
+            sl.done = true;
+            RunEnd e;
+            e.stop_reason = reason;
+            e.n_generated = sl.generated;
+            e.text = m.detokenize(sl.out);
+            e.insertions = sl.insertions;
+            e.events = sl.events;
+            sl.sink->end(e);
+        };
 
         // Lock-step decoding: one token per active sequence per step.
         std::vector<int> active;
@@ -346,9 +475,17 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             active.clear();
             batch.clear();
             for (int k = 0; k < n; ++k) {
-                if (slots[size_t(k)].done) continue;
+                Slot& sl = slots[size_t(k)];
+                if (sl.done) continue;
+                const int row = int(active.size());
                 active.push_back(k);
-                batch.add(slots[size_t(k)].next, slots[size_t(k)].pos, k, true);
+                const int t = sl.generated;
+                for (size_t q = 0; q < sl.ivs.size(); ++q) {
+                    const Intervention& iv = sl.ivs[q];
+                    const bool use = iv.op == InterventionOp::damp ? (t >= iv.t_begin - 1 && t < iv.t_end) : iv.active_at(t);
+                    if (use) s.edits[size_t(iv.block)].push_back(RowEdit{row, &iv, &sl.ivst[q], t, uint64_t(sl.req)});
+                }
+                batch.add(sl.next, sl.pos, k, true);
             }
             if (active.empty()) break;
             s.decode(batch.b, true);
@@ -375,15 +512,59 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
                 if (m.is_eog(id)) reason = "eog";
                 else if (sl.generated >= requests[sl.req].n_predict) reason = "length";
                 else if (sl.pos >= s.n_ctx_seq) reason = "context";
-                if (!reason.empty()) {
-                    sl.done = true;
-                    RunEnd e;
-                    e.stop_reason = reason;
-                    e.n_generated = sl.generated;
-                    e.text = m.detokenize(sl.out);
-                    sl.sink->end(e);
+                if (reason.empty() && requests[sl.req].controller) {
+                    StepAction act = requests[sl.req].controller->after_token(rec, st);
+                    for (auto& ev : act.events) sl.events.push_back(fmt::format("t={}: {}", rec.t, ev));
+                    if (!act.add_interventions.empty()) {
+                        try { resolve_interventions(act.add_interventions, L, s.d); }
+                        catch (const std::exception& e) { throw std::runtime_error(fmt::format("monitor action: {}", e.what())); }
+                        for (auto& iv : act.add_interventions) {
+                            sl.ivs.push_back(std::move(iv));
+                            sl.ivst.emplace_back();
+                        }
+                    }
+                    if (act.stop) {
+                        reason = act.stop_reason.empty() ? "monitor" : act.stop_reason;
+                    } else if (!act.insert_text.empty()) {
+                        std::vector<int32_t> ins = m.tokenize(act.insert_text, false, false);
+                        if (!ins.empty()) {
+                            if (ins.size() > size_t(s.n_batch - 1))
+                                throw std::runtime_error(fmt::format("guard text of {} tokens exceeds the batch size {}", ins.size(), s.n_batch - 1));
+                            if (sl.pos + int(ins.size()) >= s.n_ctx_seq) {
+                                reason = "context";
+                            } else {
+                                Insertion in;
+                                in.after_t = rec.t;
+                                in.position = sl.pos + 1;
+                                in.ids = ins;
+                                in.text = m.detokenize(ins);
+                                in.text_offset = m.detokenize(sl.out).size();
+                                sl.insertions.push_back(std::move(in));
+                                sl.pending = std::move(ins);
+                            }
+                        }
+                    }
                 }
+                if (!reason.empty()) finish(sl, reason);
             }
+            // Guard text: decode [sampled token, inserted tokens except the last] into each
+            // sequence's context; the last inserted token is fed at the next captured step and so
+            // becomes the emitting position of the next generated token.
+            batch.clear();
+            for (int k : active) {
+                Slot& sl = slots[size_t(k)];
+                if (sl.done || sl.pending.empty()) continue;
+                if (batch.b.n_tokens + int(sl.pending.size()) > s.n_batch && batch.b.n_tokens > 0) {
+                    s.decode(batch.b, false);
+                    batch.clear();
+                }
+                batch.add(sl.next, sl.pos, k, false);
+                for (size_t j = 0; j + 1 < sl.pending.size(); ++j) batch.add(sl.pending[j], sl.pos + 1 + llama_pos(j), k, false);
+                sl.pos += llama_pos(sl.pending.size());
+                sl.next = sl.pending.back();
+                sl.pending.clear();
+            }
+            if (batch.b.n_tokens > 0) s.decode(batch.b, false);
         }
     }
 }
@@ -410,6 +591,26 @@ std::vector<float> Engine::prefill_states(std::span<const int32_t> ids, std::vec
         logits->assign(lg, lg + s.model->info().n_vocab);
     }
     return s.step;
+}
+
+void Engine::set_control_vector(std::span<const float> data, int il_start, int il_end) {
+    Impl& s = *impl_;
+    const int L = s.model->info().n_layer;
+    if (data.empty()) {
+        llama_set_adapter_cvec(s.ctx, nullptr, 0, s.d, 0, 0);
+        return;
+    }
+    if (data.size() % size_t(s.d) != 0 || data.size() / size_t(s.d) > size_t(L - 1))
+        throw std::invalid_argument(fmt::format("control vector data of {} values does not fit {} blocks of n_embd {}", data.size(), L - 1, s.d));
+    if (il_start < 0) il_start = 1;
+    if (il_end < 0) il_end = L - 1;
+    if (il_start < 1 || il_end >= L || il_start > il_end)
+        throw std::invalid_argument(fmt::format("control vector layer range {}..{} is outside 1..{}", il_start, il_end, L - 1));
+    take_llama_errors();
+    if (llama_set_adapter_cvec(s.ctx, data.data(), data.size(), s.d, il_start, il_end) != 0) {
+        const std::string why = take_llama_errors();
+        throw std::invalid_argument("llama.cpp rejected the control vector" + (why.empty() ? std::string() : ": " + why));
+    }
 }
 
 }  // namespace phasemap::capture

@@ -7,7 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -16,6 +19,9 @@
 #include "phasemap/run_sinks.hpp"
 #include "analysis_cli.hpp"
 #include "phasemap/run_file.hpp"
+#include "phasemap/steer/control_vector.hpp"
+#include "phasemap/steer/monitor.hpp"
+#include "phasemap/steer/spec.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -44,6 +50,19 @@ struct GenerateArgs {
     bool compress = false;
     bool quiet = false;
     AnalysisArgs analyze;
+    // interventions, control vectors, monitor (docs/interventions.md)
+    std::vector<std::string> intervene;
+    std::vector<std::string> intervene_files;
+    std::vector<std::string> control_vectors;     // FILE[:SCALE]
+    bool monitor = false;
+    std::vector<std::string> triggers;
+    std::string on = "log";
+    std::string guard_text = "\n";
+    std::string on_intervene;
+    int for_tokens = 8;
+    size_t monitor_cooldown = 16;
+    size_t monitor_max_actions = 1;
+    std::string monitor_json;
 };
 
 std::string read_text_file(const std::string& path, const char* what) {
@@ -78,10 +97,25 @@ std::string printable(const std::string& s) {
     return o;
 }
 
+// The generated text with guard insertions marked ⟦guard: …⟧ where they entered the context.
+std::string marked_text(const RunEnd& e) {
+    std::string out;
+    size_t at = 0;
+    for (const auto& in : e.insertions) {
+        const size_t off = std::min(in.text_offset, e.text.size());
+        out += e.text.substr(at, off - at);
+        out += "⟦guard: " + in.text + "⟧";
+        at = off;
+    }
+    return out + e.text.substr(std::min(at, e.text.size()));
+}
+
 // Prints the generated text and the per-token table of a finished run.
 void print_run(const RunRecord& r, size_t n_runs) {
     if (n_runs > 1) fmt::print("=== run {} ===\n", r.start.run_index);
-    fmt::print("{}{}\n\n", r.start.prompt_text, r.end.text);
+    fmt::print("{}{}\n\n", r.start.prompt_text, marked_text(r.end));
+    for (const auto& ev : r.end.events) fmt::print("monitor: {}\n", ev);
+    if (!r.end.events.empty()) fmt::print("\n");
     fmt::print("{:>4}  {:<16} {:>8} {:>7} {:>7} {:>9}\n", "t", "token", "entropy", "top1", "margin", "surprisal");
     for (const auto& t : r.tokens)
         fmt::print("{:>4}  {:<16} {:>8.4f} {:>7.4f} {:>7.4f} {:>9.4f}\n", t.t, "'" + printable(t.text) + "'", t.stats.entropy,
@@ -156,13 +190,103 @@ int run_generate(GenerateArgs& a) {
     try { engine = std::make_unique<Engine>(model, eo); }
     catch (const std::invalid_argument& e) { throw UserError(e.what()); }
 
+    // Interventions and control vectors: parsed and checked against the model before generating.
+    const ModelInfo& mi = model->info();
+    std::vector<steer::ParsedIntervention> parsed;
+    nlohmann::json iv_meta = nlohmann::json::array();
+    try {
+        for (const auto& spec : a.intervene) parsed.push_back(steer::parse_intervention_spec(spec, mi.n_layer));
+        for (const auto& f : a.intervene_files)
+            for (auto& p : steer::parse_intervention_file(f, mi.n_layer)) parsed.push_back(std::move(p));
+        std::vector<Intervention> all;
+        for (const auto& p : parsed) {
+            for (int k : p.prompts)
+                if (k >= int(prompts.size()))
+                    throw std::invalid_argument(fmt::format("intervention '{}': prompt index {} out of range ({} prompts)", p.iv.label, k, prompts.size()));
+            all.push_back(p.iv);
+        }
+        resolve_interventions(all, mi.n_layer, mi.n_embd);
+        for (size_t i = 0; i < parsed.size(); ++i)
+            iv_meta.push_back({{"intervention", all[i].describe()}, {"prompts", parsed[i].prompts}});
+    } catch (const std::invalid_argument& e) {
+        throw UserError(e.what());
+    }
+    nlohmann::json cv_meta = nlohmann::json::array();
+    if (!a.control_vectors.empty()) {
+        std::vector<float> sum;
+        for (const auto& spec : a.control_vectors) {
+            std::string path = spec;
+            float scale = 1.0f;
+            if (const size_t c = spec.rfind(':'); c != std::string::npos && c + 1 < spec.size()) {
+                try {
+                    size_t used = 0;
+                    scale = std::stof(spec.substr(c + 1), &used);
+                    if (used == spec.size() - c - 1) path = spec.substr(0, c);
+                    else scale = 1.0f;
+                } catch (...) { scale = 1.0f; }
+            }
+            try {
+                const steer::ControlVector cv = steer::read_control_vector(path);
+                steer::check_control_vector(cv, mi.architecture, mi.n_layer, mi.n_embd);
+                const std::vector<float> f = cv.flat(scale);
+                if (f.size() > sum.size()) sum.resize(f.size(), 0.0f);
+                for (size_t i = 0; i < f.size(); ++i) sum[i] += f[i];
+                cv_meta.push_back({{"path", path}, {"scale", scale}, {"sha256", io::file_sha256(path)}, {"method", cv.method}});
+            } catch (const std::exception& e) {
+                throw UserError(fmt::format("control vector '{}': {}", path, e.what()));
+            }
+        }
+        try { engine->set_control_vector(sum); } catch (const std::exception& e) { throw UserError(e.what()); }
+    }
+    // Monitor and guard.
+    std::optional<steer::MonitorOptions> mon;
+    const bool monitor_opts = !a.triggers.empty() || a.on != "log" || !a.monitor_json.empty() || !a.on_intervene.empty();
+    if (monitor_opts && !a.monitor) throw UserError("--trigger/--on/--on-intervene/--monitor-json need --monitor");
+    if (a.monitor) {
+        if (engine->layers().empty()) throw UserError("--monitor needs captured layers (--layers is none)");
+        steer::MonitorOptions mo;
+        try {
+            for (const auto& t : a.triggers) mo.triggers.push_back(steer::parse_trigger(t));
+            if (a.on == "log") mo.action = steer::ActionKind::log;
+            else if (a.on == "stop") mo.action = steer::ActionKind::stop;
+            else if (a.on == "guard") mo.action = steer::ActionKind::guard;
+            else if (a.on == "intervene") mo.action = steer::ActionKind::intervene;
+            else throw std::invalid_argument(fmt::format("--on '{}': use log, stop, guard or intervene", a.on));
+            mo.guard_text = a.guard_text;
+            mo.for_tokens = a.for_tokens;
+            mo.cooldown = a.monitor_cooldown;
+            mo.max_actions = a.monitor_max_actions;
+            if (mo.action == steer::ActionKind::intervene) {
+                if (a.on_intervene.empty()) throw std::invalid_argument("--on intervene needs --on-intervene SPEC");
+                mo.intervention = steer::parse_intervention_spec(a.on_intervene, mi.n_layer).iv;
+                std::vector<Intervention> chk{mo.intervention};
+                resolve_interventions(chk, mi.n_layer, mi.n_embd);
+                mo.intervention = chk[0];
+            }
+            mo.validate();
+        } catch (const std::invalid_argument& e) {
+            throw UserError(e.what());
+        }
+        mon = mo;
+        if (!a.monitor_json.empty())
+            for (size_t i = 0; i < prompts.size(); ++i) check_writable(numbered_path(a.monitor_json, i, prompts.size()));
+    }
+    std::vector<std::unique_ptr<steer::Monitor>> monitors;
+
     std::vector<Request> reqs;
-    for (const auto& p : prompts) {
+    for (size_t i = 0; i < prompts.size(); ++i) {
         Request r;
-        r.prompt = p;
+        r.prompt = prompts[i];
         r.chat = a.chat;
         r.n_predict = a.n_predict;
         r.sampling = {a.temp, a.top_k, a.top_p, a.seed};
+        for (const auto& p : parsed)
+            if (p.prompts.empty() || std::find(p.prompts.begin(), p.prompts.end(), int(i)) != p.prompts.end())
+                r.interventions.push_back(p.iv);
+        if (mon) {
+            monitors.push_back(std::make_unique<steer::Monitor>(*mon, engine->layers().size(), size_t(mi.n_embd)));
+            r.controller = monitors.back().get();
+        }
         reqs.push_back(r);
     }
     nlohmann::json base = provenance_json(model->info(), engine->facts(), a.layers);
@@ -172,6 +296,9 @@ int run_generate(GenerateArgs& a) {
     base["n_predict"] = a.n_predict;
     base["save_logits"] = a.save_logits;
     base["n_parallel"] = eo.n_parallel;
+    if (!iv_meta.empty()) base["interventions"] = iv_meta;
+    if (!cv_meta.empty()) base["control_vectors"] = cv_meta;
+    if (mon) base["monitor"] = {{"action", steer::action_name(mon->action)}, {"triggers", a.triggers}, {"guard_text", mon->guard_text}};
 
     // Per run: an NPZ writer (with -o), a recorder (for printing / analysis), tee'd together.
     struct DoneFlag : RunSink {
@@ -230,6 +357,23 @@ int run_generate(GenerateArgs& a) {
             if (a.analyze.enabled) analyze_record(runs[i].rec->record, runs[i].npz.get(), a, runs.size());
         }
     }
+    if (!a.monitor_json.empty())
+        for (size_t i = 0; i < monitors.size(); ++i) {
+            const steer::Monitor& m = *monitors[i];
+            nlohmann::json j;
+            j["run_index"] = i;
+            j["ct"] = nlohmann::json::array();
+            for (double x : m.ct()) j["ct"].push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+            j["ct_star"] = nlohmann::json::array();
+            for (double x : m.ct_star()) j["ct_star"].push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+            j["ct_first_t"] = 2;
+            j["states"] = nlohmann::json::array();
+            for (auto st : m.states()) j["states"].push_back(std::string(metrics::to_string(st)));
+            j["events"] = nlohmann::json::array();
+            for (const auto& ev : m.events())
+                j["events"].push_back({{"t", ev.t}, {"trigger", ev.trigger}, {"action", ev.action}, {"value", ev.value}, {"detail", ev.detail}});
+            io::write_file_atomic(numbered_path(a.monitor_json, i, prompts.size()), j.dump(2) + "\n");
+        }
     if (!a.out.empty() && !a.quiet)
         fmt::print(stderr, "wrote {} run file{} ({})\n", prompts.size(), prompts.size() == 1 ? "" : "s",
                    prompts.size() == 1 ? a.out : numbered_path(a.out, 0, prompts.size()).string() + " …");
@@ -259,6 +403,22 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_flag("--compress", a->compress, "deflate the NPZ members");
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     a->analyze.add_options(app, true);
+    app.add_option("--intervene", a->intervene,
+                   "hidden-state edit OP:block:N[:ARG...][@t=A-B,prefill,seed=N,prompts=I+J] (repeatable; docs/interventions.md), "
+                   "e.g. add:block:3:vec.npy:2.0@t=0-10");
+    app.add_option("--intervene-file", a->intervene_files, "TOML file with [[intervention]] tables (repeatable)");
+    app.add_option("--control-vector", a->control_vectors,
+                   "llama.cpp control-vector GGUF FILE[:SCALE], applied through llama.cpp's cvec path (repeatable: summed)");
+    app.add_flag("--monitor", a->monitor, "online monitor: ct_t on the last captured layer and output states while generating");
+    app.add_option("--trigger", a->triggers,
+                   "monitor trigger: collapse[:window=8][:threshold=0.001], spike[:k=5][:min=8], streak[:n=8] (repeatable; default: all three)");
+    app.add_option("--on", a->on, "monitor action when a trigger fires: log, stop, guard, intervene")->capture_default_str();
+    app.add_option("--guard-text", a->guard_text, "text the guard inserts into the context (--on guard)");
+    app.add_option("--on-intervene", a->on_intervene, "intervention the monitor applies (--on intervene), same grammar as --intervene");
+    app.add_option("--for", a->for_tokens, "tokens an --on intervene edit lasts")->capture_default_str();
+    app.add_option("--monitor-cooldown", a->monitor_cooldown, "tokens before a trigger may fire again")->capture_default_str();
+    app.add_option("--monitor-max-actions", a->monitor_max_actions, "stop/guard/intervene actions per run")->capture_default_str();
+    app.add_option("--monitor-json", a->monitor_json, "write the monitor's ct_t, states and events per run (JSON)");
     return [a] { return run_generate(*a); };
 }};
 

@@ -1,0 +1,137 @@
+// Bootstrap CIs, CSV reading, text agreement and exact match (include/phasemap/steer/eval.hpp).
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "phasemap/metrics/controls.hpp"
+#include "phasemap/metrics/quantile.hpp"
+#include "phasemap/steer/eval.hpp"
+
+namespace phasemap::steer {
+
+MeanCi bootstrap_mean(std::span<const double> xs_in, size_t resamples, uint64_t seed, double level) {
+    std::vector<double> xs;
+    for (double x : xs_in)
+        if (std::isfinite(x)) xs.push_back(x);
+    MeanCi c;
+    c.n = xs.size();
+    if (xs.empty()) {
+        c.mean = c.lo = c.hi = metrics::kNaN;
+        return c;
+    }
+    double s = 0;
+    for (double x : xs) s += x;
+    c.mean = s / double(xs.size());
+    if (xs.size() < 2 || resamples == 0) {
+        c.lo = c.hi = metrics::kNaN;
+        return c;
+    }
+    std::mt19937_64 rng(seed);
+    std::vector<double> means(resamples);
+    for (size_t b = 0; b < resamples; ++b) {
+        double m = 0;
+        for (size_t i = 0; i < xs.size(); ++i) m += xs[size_t(metrics::uniform_index(rng, xs.size() - 1))];
+        means[b] = m / double(xs.size());
+    }
+    std::sort(means.begin(), means.end());
+    c.lo = metrics::quantile_sorted(means, (1 - level) / 2);
+    c.hi = metrics::quantile_sorted(means, 1 - (1 - level) / 2);
+    return c;
+}
+
+nlohmann::json to_json(const MeanCi& c) {
+    auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+    return {{"n", c.n}, {"mean", num(c.mean)}, {"ci95", {num(c.lo), num(c.hi)}}};
+}
+
+size_t CsvTable::column(const std::string& name) const {
+    for (size_t i = 0; i < header.size(); ++i)
+        if (header[i] == name) return i;
+    std::string cols;
+    for (const auto& h : header) cols += (cols.empty() ? "" : ", ") + h;
+    throw std::invalid_argument(fmt::format("'{}' has no column '{}' (columns: {})", source, name, cols));
+}
+
+CsvTable read_csv(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::invalid_argument(fmt::format("cannot read CSV file '{}'", path));
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const std::string s = ss.str();
+    CsvTable t;
+    t.source = path;
+    std::vector<std::string> row;
+    std::string field;
+    bool quoted = false, any = false;
+    auto end_row = [&] {
+        row.push_back(field);
+        field.clear();
+        if (!(row.size() == 1 && row[0].empty())) {
+            if (t.header.empty()) t.header = row;
+            else t.rows.push_back(row);
+        }
+        row.clear();
+        any = false;
+    };
+    for (size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (quoted) {
+            if (c == '"' && i + 1 < s.size() && s[i + 1] == '"') { field += '"'; ++i; }
+            else if (c == '"') quoted = false;
+            else field += c;
+        } else if (c == '"') { quoted = true; any = true; }
+        else if (c == ',') { row.push_back(field); field.clear(); any = true; }
+        else if (c == '\n') end_row();
+        else if (c == '\r') {}
+        else { field += c; any = true; }
+    }
+    if (quoted) throw std::invalid_argument(fmt::format("CSV file '{}' ends inside a quoted field", path));
+    if (any || !field.empty()) end_row();
+    if (t.header.empty()) throw std::invalid_argument(fmt::format("CSV file '{}' is empty", path));
+    for (size_t r = 0; r < t.rows.size(); ++r)
+        if (t.rows[r].size() != t.header.size())
+            throw std::invalid_argument(fmt::format("CSV file '{}' row {} has {} fields, the header {}", path, r + 2, t.rows[r].size(), t.header.size()));
+    return t;
+}
+
+Agreement token_agreement(std::span<const int32_t> a, std::span<const int32_t> b) {
+    Agreement g;
+    const size_t n = std::min(a.size(), b.size()), mx = std::max(a.size(), b.size());
+    size_t same = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (a[i] == b[i]) ++same;
+        else if (g.first_divergence < 0) g.first_divergence = int(i);
+    }
+    if (g.first_divergence < 0 && a.size() != b.size()) g.first_divergence = int(n);
+    g.match_rate = mx ? double(same) / double(mx) : 1.0;
+    return g;
+}
+
+namespace {
+std::string normalise(std::string s) {
+    for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    auto strip = [](unsigned char c) { return std::isspace(c) || c == '.' || c == '!' || c == '?' || c == ',' || c == '"' || c == '\''; };
+    while (!s.empty() && strip(static_cast<unsigned char>(s.back()))) s.pop_back();
+    size_t b = 0;
+    while (b < s.size() && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+    return s.substr(b);
+}
+}  // namespace
+
+bool exact_match(const std::string& generated, const std::string& answer) {
+    std::istringstream in(generated);
+    std::string line, first;
+    while (std::getline(in, line))
+        if (!normalise(line).empty()) { first = normalise(line); break; }
+    const std::string a = normalise(answer);
+    if (a.empty() || first.size() < a.size() || first.compare(0, a.size(), a) != 0) return false;
+    return first.size() == a.size() || !std::isalnum(static_cast<unsigned char>(first[a.size()]));
+}
+
+}  // namespace phasemap::steer

@@ -25,6 +25,7 @@ target_link_libraries(phasemap PRIVATE phasemap_panel)
 pm_test(panel phasemap_panel phasemap_store phasemap_capture phasemap_metrics phasemap_io phasemap_modelgen)
 if(TARGET test_panel)
   add_dependencies(test_panel phasemap)
+  target_compile_definitions(test_panel PRIVATE PHASEMAP_DUCKDB_LIB_PATH="${PHASEMAP_DUCKDB_LIB}")
 endif()
 # Benchmarks are defined after the module files: link bench_panel at the end of configuration.
 function(pm_panel_link_bench)

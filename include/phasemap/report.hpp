@@ -1,0 +1,79 @@
+// `phasemap report`: one self-contained HTML page (Vega-Lite figures + tables) from a panel,
+// its audits, and per-run summaries. The page inlines vega, vega-lite and vega-embed (pinned
+// npm bundles, embedded in the binary at build time), so it works offline from file://.
+//
+// Data flow: Inputs → build_data() → report data JSON (figure data, tables, notes) →
+// render_html() (template + report.js + data) and export_figures() (same specs, rendered by
+// vega's own SVG renderer under Node; PNG by rsvg-convert). No DuckDB here.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "phasemap/panel_table.hpp"
+
+namespace phasemap::report {
+
+struct Inputs {
+    std::optional<PanelTable> panel;         // run points, models, categories
+    std::string panel_source;                // shown under provenance
+    nlohmann::json audit;                    // `phasemap audit --json` output, or null
+    std::string audit_source;
+    std::vector<nlohmann::json> runs;        // per-run summary JSONs (`phasemap analyze --json`)
+    std::vector<std::string> run_sources;    // same length as runs
+    std::vector<nlohmann::json> control_audit;  // `phasemap control-audit` JSON outputs
+    std::vector<nlohmann::json> monitor;        // `phasemap monitor-eval` JSON outputs
+    std::vector<std::string> control_sources, monitor_sources;
+};
+
+struct Options {
+    std::string title = "phasemap report";
+    std::vector<double> regime_cuts;    // empty: the runs' own cut-points, else METRICS.md's defaults
+    size_t max_series = 24;             // runs whose token series go into the page
+    size_t max_points = 400;            // points per token series after downsampling
+    size_t bootstrap = 2000;            // resamples for the CI of each median
+    uint64_t seed = 20240521;           // bootstrap seed (the page is deterministic)
+    std::string generator;              // "phasemap X (llama.cpp Y)", shown under provenance
+};
+
+// PanelTable from the JSON dump `phasemap audit --panel-json` writes (field names as in
+// panel_table.hpp; a missing metric is null). Throws std::runtime_error on a malformed file.
+PanelTable panel_from_json(const nlohmann::json& j);
+
+// The report data: sections (figures, tables, notes) and the data each figure plots.
+nlohmann::json build_data(const Inputs& in, const Options& opt);
+
+// The page: template + inlined libraries + report.js + data.
+std::string render_html(const nlohmann::json& data);
+
+// Writes <id>.svg for each figure that has data into svg_dir (if set) and <id>.png into png_dir
+// (if set), by running vega under Node (`node` on PATH) and rsvg-convert. Returns the ids written.
+std::vector<std::string> export_figures(const nlohmann::json& data, const std::optional<std::filesystem::path>& svg_dir,
+                                        const std::optional<std::filesystem::path>& png_dir);
+
+// Percentile-bootstrap CI of the median (95 %); {nan, nan} with fewer than 2 values.
+struct MedianCI {
+    double median, lo, hi;
+};
+MedianCI median_ci(std::vector<double> v, size_t resamples, uint64_t seed);
+
+// Peak-preserving downsampling of a token series to at most max_points buckets of w tokens:
+// each bucket keeps the token with the largest value (its index is returned). Documented in
+// docs/report.md.
+std::vector<size_t> downsample_peaks(const std::vector<double>& v, size_t max_points, size_t& bucket);
+
+// Average-linkage clustering of a symmetric distance matrix: leaf order and the dendrogram as
+// segments {x, x2, y, y2} (leaves at x = i + 0.5, merges at their heights).
+struct Dendrogram {
+    std::vector<size_t> order;
+    nlohmann::json segments;
+};
+Dendrogram cluster_average(const std::vector<std::vector<double>>& d);
+// Same, from a given scipy-style linkage ([[a, b, height, count], ...], n - 1 rows).
+Dendrogram dendrogram_from_linkage(size_t n, const std::vector<std::array<double, 3>>& merges);
+
+}  // namespace phasemap::report

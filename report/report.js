@@ -1,0 +1,194 @@
+// phasemap report: Vega-Lite specs for every figure, built from the report data that
+// `phasemap report` assembles (src/report). Shared by the page (template.html) and by the
+// Node exporter (export.js), so the SVG/PNG files are the same figures as on the page.
+// Plain ES2020, no modules: defines globalThis.PhasemapReport.
+(function (root) {
+  'use strict';
+
+  const STATES = ['COLLAPSE', 'RIVALRY', 'DIFFUSE', 'STEADY'];
+  const STATE_COLOURS = ['#d62728', '#ff7f0e', '#9467bd', '#2ca02c'];
+  const REGIMES = ['UNDERACTIVE', 'ADAPTIVE', 'TRANSITION', 'CHAOTIC'];
+  const REGIME_COLOURS = ['#9ecae1', '#a1d99b', '#fdd0a2', '#fcbba1'];
+  const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+
+  const base = (spec) => Object.assign({ $schema: SCHEMA, config: { view: { stroke: '#ccc' }, font: 'sans-serif' } }, spec);
+  const has = (a) => Array.isArray(a) && a.length > 0;
+
+  // Regime bands [lo, hi) on the ratio_norm axis, from the cut-points in use.
+  function regimeBands(cuts, lo, hi) {
+    const edges = [Math.min(lo, cuts[0]) * 0.95, ...cuts, Math.max(hi, cuts[cuts.length - 1]) * 1.05];
+    return REGIMES.map((r, i) => ({ regime: r, lo: edges[i], hi: edges[i + 1] }));
+  }
+
+  function phaseMap(d) {
+    const vals = d.runs.map((r) => r.ratio_norm).filter((v) => v != null);
+    const lo = Math.min(...vals, ...d.model_stats.map((m) => m.ci_low ?? m.median));
+    const hi = Math.max(...vals, ...d.model_stats.map((m) => m.ci_high ?? m.median));
+    const bands = regimeBands(d.cuts, lo, hi);
+    const order = d.model_stats.slice().sort((a, b) => a.median - b.median).map((m) => m.model);
+    const y = { scale: { type: 'log', domain: [bands[0].lo, bands[3].hi], nice: false }, title: 'ratio_norm (log)' };
+    const xModel = { field: 'model', type: 'nominal', sort: order, title: 'model', axis: { labelAngle: -30 } };
+    return base({
+      width: Math.max(240, 70 * order.length), height: 320,
+      layer: [
+        { data: { values: bands }, mark: { type: 'rect', opacity: 0.35 },
+          encoding: { y: Object.assign({ field: 'lo', type: 'quantitative' }, y), y2: { field: 'hi' },
+            fill: { field: 'regime', type: 'nominal', scale: { domain: REGIMES, range: REGIME_COLOURS }, title: 'regime (cuts ' + d.cuts.join(', ') + ')' },
+            tooltip: [{ field: 'regime' }, { field: 'lo', format: '.3f', title: 'from' }, { field: 'hi', format: '.3f', title: 'to' }] } },
+        { data: { values: d.runs.filter((r) => r.ratio_norm != null) },
+          transform: [{ calculate: '(random() - 0.5) * 0.6', as: 'jitter' }],
+          mark: { type: 'point', filled: true, size: 28, opacity: 0.65 },
+          encoding: { x: xModel, xOffset: { field: 'jitter', type: 'quantitative', scale: { domain: [-0.5, 0.5] } },
+            y: Object.assign({ field: 'ratio_norm', type: 'quantitative' }, y),
+            color: { field: 'family', type: 'nominal', title: 'family' },
+            tooltip: [{ field: 'id', title: 'run' }, { field: 'model' }, { field: 'family' }, { field: 'category' },
+              { field: 'ratio_norm', format: '.3f' }, { field: 'regime' }, { field: 'temperature' }] } },
+        { data: { values: d.model_stats.filter((m) => m.ci_low != null) }, mark: { type: 'rule', strokeWidth: 2, color: '#222' },
+          encoding: { x: xModel, y: Object.assign({ field: 'ci_low', type: 'quantitative' }, y), y2: { field: 'ci_high' } } },
+        { data: { values: d.model_stats }, mark: { type: 'tick', thickness: 3, size: 30, color: '#222' },
+          encoding: { x: xModel, y: Object.assign({ field: 'median', type: 'quantitative' }, y),
+            tooltip: [{ field: 'model' }, { field: 'family' }, { field: 'n', title: 'runs' }, { field: 'median', format: '.3f', title: 'median' },
+              { field: 'ci_low', format: '.3f', title: 'CI low' }, { field: 'ci_high', format: '.3f', title: 'CI high' }] } },
+      ],
+    });
+  }
+
+  function phaseMapByCategory(d) {
+    const rows = d.model_category_stats;
+    return base({
+      data: { values: rows },
+      width: Math.max(160, 60 * new Set(rows.map((r) => r.category)).size),
+      height: Math.max(80, 26 * new Set(rows.map((r) => r.model)).size),
+      encoding: { x: { field: 'category', type: 'nominal', axis: { labelAngle: -30 } }, y: { field: 'model', type: 'nominal' } },
+      layer: [
+        { mark: 'rect', encoding: { color: { field: 'median', type: 'quantitative', title: 'median ratio_norm',
+            scale: { type: 'threshold', domain: d.cuts, range: REGIME_COLOURS } },
+          tooltip: [{ field: 'model' }, { field: 'family' }, { field: 'category' }, { field: 'n', title: 'runs' },
+            { field: 'median', format: '.3f' }, { field: 'ci_low', format: '.3f', title: 'CI low' }, { field: 'ci_high', format: '.3f', title: 'CI high' }] } },
+        { mark: { type: 'text', fontSize: 10 }, encoding: { text: { field: 'label' } } },
+      ],
+    });
+  }
+
+  function trajectories(d) {
+    const t = d.trajectories;
+    const ids = t.runs.map((r) => r.id);
+    const labels = t.runs.map((r) => r.label);
+    const metrics = t.metrics;
+    const params = [
+      { name: 'pm_run', value: ids[0], bind: { input: 'select', options: ids, labels: labels, name: 'run ' } },
+      { name: 'pm_metric', value: metrics[0], bind: { input: 'radio', options: metrics, name: 'series ' } },
+    ];
+    const filt = [{ filter: 'datum.run === pm_run' }];
+    return base({
+      params: params,
+      data: { values: t.points },
+      vconcat: [
+        { width: 640, height: 220, transform: filt.concat([{ calculate: 'datum[pm_metric]', as: 'value' }, { filter: 'isValid(datum.value)' }]),
+          layer: [
+            { mark: { type: 'line', interpolate: 'linear', color: '#1f77b4' },
+              encoding: { x: { field: 't', type: 'quantitative', title: 'generated token' }, y: { field: 'value', type: 'quantitative', title: 'value of the chosen series' } } },
+            { mark: { type: 'point', filled: true, size: 18, color: '#1f77b4' },
+              encoding: { x: { field: 't', type: 'quantitative' }, y: { field: 'value', type: 'quantitative' },
+                tooltip: [{ field: 't', title: 'token #' }, { field: 'token', title: 'text' }, { field: 'value', format: '.4g', title: 'value' },
+                  { field: 'state', title: 'output state' }] } },
+          ] },
+        { width: 640, height: 24, transform: filt.concat([{ filter: 'isValid(datum.state) && datum.state !== ""' }, { calculate: 'datum.t + (datum.w || 1)', as: 't2' }]),
+          mark: { type: 'rect' },
+          encoding: { x: { field: 't', type: 'quantitative', title: null, axis: null }, x2: { field: 't2' },
+            color: { field: 'state', type: 'nominal', scale: { domain: STATES, range: STATE_COLOURS }, title: 'output state' },
+            tooltip: [{ field: 't', title: 'token #' }, { field: 'token', title: 'text' }, { field: 'state' }] } },
+      ],
+      resolve: { scale: { x: 'shared' } },
+    });
+  }
+
+  function layerProfiles(d) {
+    const L = d.layer;
+    return base({
+      data: { values: L.rows },
+      facet: { column: { field: 'metric', type: 'nominal', sort: L.metrics, title: null } },
+      spec: { width: Math.max(90, 34 * d.models.length), height: 180,
+        mark: { type: 'boxplot', extent: 'min-max', size: 14 },
+        encoding: { x: { field: 'model', type: 'nominal', axis: { labelAngle: -40 } },
+          y: { field: 'value', type: 'quantitative', scale: { zero: false }, title: L.value_title },
+          color: { field: 'family', type: 'nominal' } } },
+      resolve: { scale: { y: 'independent' } },
+    });
+  }
+
+  function varianceBars(v) {
+    const ci = v.rows.some((r) => r.ci_low != null);
+    const layer = [
+      { mark: 'bar', encoding: { x: { field: 'share', type: 'quantitative', title: v.value_title || 'share of variance' },
+        y: { field: 'factor', type: 'nominal', sort: null, title: null }, color: { field: 'factor', type: 'nominal', legend: null },
+        tooltip: [{ field: 'metric' }, { field: 'factor' }, { field: 'share', format: '.3f' }, { field: 'ci_low', format: '.3f', title: 'CI low' }, { field: 'ci_high', format: '.3f', title: 'CI high' }] } },
+    ];
+    if (ci) layer.push({ transform: [{ filter: 'isValid(datum.ci_low)' }], mark: { type: 'errorbar', ticks: true, color: '#222' },
+      encoding: { x: { field: 'ci_low', type: 'quantitative', title: v.value_title || 'share of variance' }, x2: { field: 'ci_high' }, y: { field: 'factor', type: 'nominal', sort: null } } });
+    return base({ data: { values: v.rows }, facet: { row: { field: 'metric', type: 'nominal', title: null } },
+      spec: { width: 420, height: { step: 18 }, layer: layer }, resolve: { scale: { y: 'independent' } } });
+  }
+
+  function topology(t) {
+    const n = t.order.length;
+    const side = Math.max(160, Math.min(520, 22 * n));
+    return base({
+      vconcat: [
+        { width: side, height: 110, data: { values: t.dendrogram }, mark: { type: 'rule', color: '#444' },
+          encoding: { x: { field: 'x', type: 'quantitative', scale: { domain: [0, n] }, axis: null },
+            x2: { field: 'x2' }, y: { field: 'y', type: 'quantitative', title: 'merge height' }, y2: { field: 'y2' } } },
+        { width: side, height: side, data: { values: t.cells },
+          encoding: { x: { field: 'a', type: 'nominal', sort: t.order, title: null, scale: { paddingInner: 0, paddingOuter: 0 }, axis: { labelAngle: -45 } },
+            y: { field: 'b', type: 'nominal', sort: t.order, title: null } },
+          layer: [
+            { mark: 'rect', encoding: { color: { field: 'd', type: 'quantitative', title: t.value_title || 'distance', scale: { scheme: 'viridis' } },
+              tooltip: [{ field: 'a' }, { field: 'b' }, { field: 'd', format: '.4g', title: 'distance' }, { field: 'robust', title: 'robust pair' }] } },
+            { transform: [{ filter: 'datum.robust' }], mark: { type: 'rect', filled: false, color: '#ff2d2d', strokeWidth: 2.5 } },
+          ] },
+      ],
+      spacing: 4,
+      resolve: { scale: { x: 'independent', y: 'independent' } },
+    });
+  }
+
+  function rateBars(c, title) {
+    const ci = c.rows.some((r) => r.ci_low != null);
+    const y = { field: 'label', type: 'nominal', title: null, sort: null };
+    const yOff = { field: 'measure', type: 'nominal' };
+    const layer = [{ mark: 'bar', encoding: { x: { field: 'value', type: 'quantitative', title: title, scale: { domain: [0, 1] } },
+      y: y, yOffset: yOff, color: { field: 'measure', type: 'nominal', title: null },
+      tooltip: [{ field: 'label', title: 'model' }, { field: 'measure' }, { field: 'value', format: '.3f' }, { field: 'ci_low', format: '.3f', title: 'CI low' },
+        { field: 'ci_high', format: '.3f', title: 'CI high' }, { field: 'n', title: 'episodes' }] } }];
+    if (ci) layer.push({ transform: [{ filter: 'isValid(datum.ci_low)' }], mark: { type: 'rule', color: '#222' },
+      encoding: { x: { field: 'ci_low', type: 'quantitative', title: title }, x2: { field: 'ci_high' }, y: y, yOffset: yOff } });
+    return base({ data: { values: c.rows }, width: 420, height: { step: 14 }, layer: layer });
+  }
+
+  // Every figure of the report, in page order. A figure whose data is absent has spec null and a
+  // note saying what is missing; the page and the exporter skip it.
+  function figures(d) {
+    const a = d.audit || {};
+    const out = [];
+    const add = (id, section, title, ok, build, missing) =>
+      out.push({ id, section, title, spec: ok ? build() : null, note: ok ? null : missing });
+    const nRuns = d.runs.filter((r) => r.ratio_norm != null).length;
+    add('phase-map', 'phase', 'ratio_norm per model: runs, model median with bootstrap CI, regime bands', nRuns > 0, () => phaseMap(d),
+      'No run has a ratio_norm value.');
+    add('phase-map-category', 'phase', 'median ratio_norm per model × category (colour = regime of the median)',
+      has(d.model_category_stats), () => phaseMapByCategory(d), 'No run has a ratio_norm value.');
+    add('trajectories', 'trajectories', 'token series of the chosen runs, output state strip below', d.trajectories && has(d.trajectories.runs),
+      () => trajectories(d), 'No per-token series: pass --runs-json (summaries from `phasemap analyze --json`).');
+    add('layer-profiles', 'layers', 'layer-axis metrics per model', d.layer && has(d.layer.rows), () => layerProfiles(d),
+      'No layer-axis metrics in the inputs (runs analysed with --no-layer-axis, or none given).');
+    add('audit-variance', 'audits', 'variance decomposition (share of variance, with CIs)', a.variance && has(a.variance.rows),
+      () => varianceBars(a.variance), 'No variance decomposition: pass --audit-json (from `phasemap audit`).');
+    add('audit-topology', 'audits', 'model topology: distance heat map in clustering order, dendrogram above, robust pairs outlined in red',
+      a.topology && has(a.topology.cells), () => topology(a.topology), 'No topology section in the audit.');
+    add('audit-cycles', 'audits', 'COLLAPSE cycle rates', a.cycles && has(a.cycles.rows), () => rateBars(a.cycles, a.cycles.value_title || 'rate'),
+      'No cycle rates in the audit.');
+    return out;
+  }
+
+  root.PhasemapReport = { figures, STATES, REGIMES };
+})(typeof globalThis !== 'undefined' ? globalThis : this);

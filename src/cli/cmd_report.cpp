@@ -1,0 +1,198 @@
+// `phasemap report`: one self-contained HTML page (phase map, trajectories, layer profiles,
+// audits, provenance) from a panel, its audit and per-run summaries; optional SVG/PNG export of
+// every figure. See docs/report.md.
+#include <fmt/core.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "phasemap/report.hpp"
+#include "phasemap/version.hpp"
+#include "verb.hpp"
+
+// Built with the results store and the audits (cmake/report.cmake): `phasemap report DB`.
+#ifdef PHASEMAP_REPORT_DB
+#include "phasemap/audit/audit.hpp"
+#include "phasemap/audit/hypotheses.hpp"
+#include "phasemap/store.hpp"
+#endif
+
+namespace phasemap::cli {
+namespace {
+
+struct ReportCmd {
+    std::string db, hypotheses;
+    std::string out = "report.html";
+    std::string panel_json, audit_json;
+    std::vector<std::string> runs_json, control_json, monitor_json;
+    std::string svg_dir, png_dir, regime_cuts;
+    report::Options opt;
+    bool quiet = false;
+};
+
+nlohmann::json read_json(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw UserError(fmt::format("cannot open {}", path));
+    try {
+        return nlohmann::json::parse(f);
+    } catch (const nlohmann::json::exception& e) {
+        throw UserError(fmt::format("{}: not valid JSON ({})", path, e.what()));
+    }
+}
+
+std::vector<double> parse_cuts(const std::string& spec) {
+    std::string s = spec;
+    if (!s.empty() && s[0] == '@') {
+        std::ifstream f(s.substr(1));
+        if (!f) throw UserError(fmt::format("cannot open {}", s.substr(1)));
+        std::stringstream ss;
+        ss << f.rdbuf();
+        s = ss.str();
+    }
+    std::vector<double> v;
+    std::stringstream ss(s);
+    for (std::string item; std::getline(ss, item, ',');) {
+        try {
+            size_t used = 0;
+            v.push_back(std::stod(item, &used));
+        } catch (const std::exception&) {
+            throw UserError(fmt::format("--regime-cuts: '{}' is not a number", item));
+        }
+    }
+    if (v.size() != 3 || !(v[0] < v[1] && v[1] < v[2]))
+        throw UserError("--regime-cuts needs three increasing numbers a,b,c");
+    return v;
+}
+
+#ifdef PHASEMAP_REPORT_DB
+// The panel of a results DB and every audit section computed on it (the audit library's JSON).
+void load_db(ReportCmd& c, report::Inputs& in) {
+    try {
+        in.panel = store::load_panel_table(c.db);
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    in.panel_source = c.db;
+    audit::Options o;
+    if (!c.opt.regime_cuts.empty())
+        o.cuts = {c.opt.regime_cuts[0], c.opt.regime_cuts[1], c.opt.regime_cuts[2]};
+    const PanelTable& p = *in.panel;
+    nlohmann::json secs = nlohmann::json::array();
+    secs.push_back(audit::to_json(audit::regime_table(p, o)));
+    secs.push_back(audit::to_json(audit::normalisation_sensitivity(p, o)));
+    secs.push_back(audit::to_json(audit::variance_decomposition(p, o)));
+    secs.push_back(audit::to_json(audit::topology(p, o)));
+    if (!c.hypotheses.empty()) {
+        try {
+            secs.push_back(audit::to_json(audit::falsification_registry(p, audit::load_hypotheses(c.hypotheses), o)));
+        } catch (const std::exception& e) {
+            throw UserError(fmt::format("{}: {}", c.hypotheses, e.what()));
+        }
+    }
+    secs.push_back(audit::to_json(audit::cycles(p, o)));
+    secs.push_back(audit::to_json(audit::robustness(p, o)));
+    secs.push_back(audit::to_json(audit::variants(p, o)));
+    secs.push_back(audit::to_json(audit::controls(p, o)));
+    if (in.audit.is_null()) {
+        in.audit = secs;
+        in.audit_source = c.db + " (audits computed with default options)";
+    }
+}
+#endif
+
+int run_report(ReportCmd& c) {
+    if (c.db.empty() && c.panel_json.empty() && c.runs_json.empty() && c.audit_json.empty())
+        throw UserError("nothing to report: give a results DB, --panel-json, --runs-json and/or --audit-json");
+    if (c.opt.max_points < 2) throw UserError("--max-points must be at least 2");
+    if (!c.db.empty() && !c.panel_json.empty()) throw UserError("give either a results DB or --panel-json, not both");
+    report::Inputs in;
+    if (!c.panel_json.empty()) {
+        try {
+            in.panel = report::panel_from_json(read_json(c.panel_json));
+        } catch (const std::runtime_error& e) {
+            throw UserError(fmt::format("{}: {}", c.panel_json, e.what()));
+        }
+        in.panel_source = c.panel_json;
+    }
+    if (!c.audit_json.empty()) {
+        in.audit = read_json(c.audit_json);
+        if (!in.audit.is_object() && !in.audit.is_array())
+            throw UserError(fmt::format("{}: expected audit sections (a JSON object or array)", c.audit_json));
+        in.audit_source = c.audit_json;
+    }
+    for (const auto& p : c.runs_json) {
+        in.runs.push_back(read_json(p));
+        if (!in.runs.back().is_object()) throw UserError(fmt::format("{}: expected a summary JSON object", p));
+        in.run_sources.push_back(p);
+    }
+    for (const auto& p : c.control_json) in.control_audit.push_back(read_json(p)), in.control_sources.push_back(p);
+    for (const auto& p : c.monitor_json) in.monitor.push_back(read_json(p)), in.monitor_sources.push_back(p);
+    if (!c.regime_cuts.empty()) c.opt.regime_cuts = parse_cuts(c.regime_cuts);
+    c.opt.generator = version_string();
+#ifdef PHASEMAP_REPORT_DB
+    if (!c.db.empty()) load_db(c, in);
+#endif
+
+    nlohmann::json data;
+    std::string page;
+    try {
+        data = report::build_data(in, c.opt);
+        page = report::render_html(data);
+    } catch (const std::runtime_error& e) {
+        throw UserError(e.what());
+    }
+    const std::string tmp = c.out + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary);
+        f.write(page.data(), static_cast<std::streamsize>(page.size()));
+        if (!f) throw UserError(fmt::format("cannot write {}", c.out));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, c.out, ec);
+    if (ec) throw UserError(fmt::format("cannot write {}: {}", c.out, ec.message()));
+    if (!c.quiet) fmt::print("{}: {:.1f} MB\n", c.out, static_cast<double>(page.size()) / 1e6);
+
+    if (!c.svg_dir.empty() || !c.png_dir.empty()) {
+        std::vector<std::string> ids;
+        try {
+            ids = report::export_figures(data, c.svg_dir.empty() ? std::nullopt : std::optional<std::filesystem::path>(c.svg_dir),
+                                         c.png_dir.empty() ? std::nullopt : std::optional<std::filesystem::path>(c.png_dir));
+        } catch (const std::runtime_error& e) {
+            throw UserError(e.what());
+        }
+        if (!c.quiet)
+            for (const auto& id : ids) {
+                if (!c.svg_dir.empty()) fmt::print("{}\n", (std::filesystem::path(c.svg_dir) / (id + ".svg")).string());
+                if (!c.png_dir.empty()) fmt::print("{}\n", (std::filesystem::path(c.png_dir) / (id + ".png")).string());
+            }
+    }
+    return 0;
+}
+
+Verb reg{"report", "One self-contained HTML page of plots and tables (phase map, trajectories, audits, provenance)",
+         [](CLI::App& app) {
+    auto c = std::make_shared<ReportCmd>();
+#ifdef PHASEMAP_REPORT_DB
+    app.add_option("db", c->db, "results DB (`phasemap panel run`): the panel, and the audits computed on it");
+    app.add_option("--hypotheses", c->hypotheses, "falsification registry TOML evaluated on the DB's panel");
+#endif
+    app.add_option("-o,--output", c->out, "HTML file to write (default report.html)");
+    app.add_option("--panel-json", c->panel_json, "panel table as JSON (`phasemap audit --panel-json`)");
+    app.add_option("--audit-json", c->audit_json, "audit results as JSON (`phasemap audit --json`)");
+    app.add_option("--runs-json", c->runs_json, "per-run summaries (`phasemap analyze --json`): token series, layer metrics")
+        ->expected(1, -1);
+    app.add_option("--control-json", c->control_json, "control-audit results (`phasemap control-audit` JSON)")->expected(1, -1);
+    app.add_option("--monitor-json", c->monitor_json, "monitor-arm results (`phasemap monitor-eval` JSON)")->expected(1, -1);
+    app.add_option("--svg", c->svg_dir, "also write each figure as DIR/<figure>.svg (vega's renderer under Node)");
+    app.add_option("--png", c->png_dir, "also write each figure as DIR/<figure>.png (SVG through rsvg-convert)");
+    app.add_option("--title", c->opt.title, "page title");
+    app.add_option("--regime-cuts", c->regime_cuts, "regime cut-points a,b,c or @FILE (default: the runs' own, else 1.985,2.945,3.695)");
+    app.add_option("--max-series", c->opt.max_series, "runs whose token series go into the page (default 24)");
+    app.add_option("--max-points", c->opt.max_points, "points per token series after downsampling (default 400)");
+    app.add_option("--bootstrap", c->opt.bootstrap, "bootstrap resamples for each median's CI (default 2000)");
+    app.add_flag("-q,--quiet", c->quiet, "print nothing");
+    return [c] { return run_report(*c); };
+}};
+
+}  // namespace
+}  // namespace phasemap::cli

@@ -1,0 +1,688 @@
+// build_data(): everything the page shows, as one JSON document. Figure data is shaped for the
+// Vega-Lite specs in report/report.js; tables are {title, columns, rows}; a section whose inputs
+// are absent carries a note that says so.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <map>
+#include <set>
+
+#include "phasemap/report.hpp"
+
+namespace phasemap::report {
+
+using nlohmann::json;
+
+namespace {
+
+const std::vector<double> kDefaultCuts = {1.985, 2.945, 3.695};
+const std::vector<std::string> kLayerMetrics = {"mean_speed", "speed_cv", "mean_turning_angle_rad", "tortuosity",
+                                                "path_length", "mean_acceleration", "displacement"};
+const std::vector<std::string> kSeries = {"ct_t", "delta_t", "curvature_t"};
+
+json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+double to_double(const json& v) {
+    if (v.is_number()) return v.get<double>();
+    if (v.is_boolean()) return v.get<bool>() ? 1.0 : 0.0;
+    return std::numeric_limits<double>::quiet_NaN();
+}
+
+std::string str(const json& j, const char* key, const std::string& def = "") {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return def;
+    if (it->is_string()) return it->get<std::string>();
+    return it->dump();
+}
+
+std::string regime_of(double r, const std::vector<double>& cuts) {
+    static const char* names[] = {"UNDERACTIVE", "ADAPTIVE", "TRANSITION", "CHAOTIC"};
+    if (!std::isfinite(r)) return "";
+    size_t i = 0;
+    while (i < cuts.size() && r >= cuts[i]) ++i;
+    return names[std::min<size_t>(i, 3)];
+}
+
+std::vector<double> parse_cuts(const std::string& s) {
+    std::vector<double> out;
+    size_t p = 0;
+    while (p <= s.size()) {
+        const size_t q = std::min(s.find(',', p), s.size());
+        try {
+            out.push_back(std::stod(s.substr(p, q - p)));
+        } catch (const std::exception&) {
+            return {};
+        }
+        p = q + 1;
+    }
+    return out.size() == 3 ? out : std::vector<double>{};
+}
+
+// A scalar for a table cell; nested values become compact JSON text.
+json cell(const json& v) {
+    if (v.is_primitive()) return v;
+    std::string s = v.dump();
+    if (s.size() > 200) s = s.substr(0, 197) + "...";
+    return s;
+}
+
+json table(const std::string& title, std::vector<std::string> columns, json rows, const std::string& empty = "") {
+    json t{{"kind", "table"}, {"title", title}, {"columns", columns}, {"rows", std::move(rows)}};
+    if (!empty.empty()) t["empty"] = empty;
+    return t;
+}
+json note(const std::string& text) { return {{"kind", "note"}, {"text", text}}; }
+json figure(const std::string& id, const std::string& caption = "") {
+    json f{{"kind", "figure"}, {"id", id}};
+    if (!caption.empty()) f["caption"] = caption;
+    return f;
+}
+
+// Generic JSON → tables: an array of objects is one table (union of keys as columns); an object
+// of scalars is a key/value table; nested objects recurse with their key in the title.
+void to_tables(const std::string& title, const json& j, json& items, int depth = 0) {
+    constexpr size_t kMaxRows = 2000;
+    if (j.is_array() && !j.empty() && std::all_of(j.begin(), j.end(), [](const json& x) { return x.is_object(); })) {
+        std::vector<std::string> cols;
+        for (const auto& r : j)
+            for (const auto& [k, v] : r.items())
+                if (std::find(cols.begin(), cols.end(), k) == cols.end()) cols.push_back(k);
+        json rows = json::array();
+        for (const auto& r : j) {
+            if (rows.size() >= kMaxRows) break;
+            json row = json::array();
+            for (const auto& c : cols) row.push_back(r.contains(c) ? cell(r[c]) : json(nullptr));
+            rows.push_back(row);
+        }
+        json t = table(title, cols, rows);
+        if (j.size() > kMaxRows) t["note"] = fmt::format("first {} of {} rows", kMaxRows, j.size());
+        items.push_back(t);
+        return;
+    }
+    if (j.is_object()) {
+        json rows = json::array();
+        std::vector<std::pair<std::string, const json*>> nested;
+        for (const auto& [k, v] : j.items()) {
+            if (depth < 3 && (v.is_object() || (v.is_array() && !v.empty() && v.front().is_object())))
+                nested.push_back({k, &v});
+            else
+                rows.push_back(json::array({k, cell(v)}));
+        }
+        if (!rows.empty()) items.push_back(table(title, {"field", "value"}, rows));
+        for (const auto& [k, v] : nested) to_tables(title + " › " + k, *v, items, depth + 1);
+        return;
+    }
+    items.push_back(table(title, {"value"}, json::array({json::array({cell(j)})})));
+}
+
+// Run record shared by panel runs and per-run summaries.
+struct RunRec {
+    std::string id, model, family, category, regime, source;
+    double ratio_norm = std::numeric_limits<double>::quiet_NaN();
+    double temperature = std::numeric_limits<double>::quiet_NaN();
+    int64_t n_generated = 0;
+};
+
+std::string family_or_none(const std::string& f) { return f.empty() ? "(no family)" : f; }
+
+struct ModelRec {
+    std::string label, family, architecture, sha256, variant_of;
+    json covariates = json::object();
+};
+
+// Model and family of a per-run summary (phasemap's provenance, or LIMEN's top-level model_id).
+ModelRec model_of_summary(const json& s) {
+    ModelRec m;
+    const json prov = s.value("provenance", json());
+    const json pm = prov.is_object() ? prov.value("model", json::object()) : json::object();
+    m.label = str(s, "model_id");
+    if (m.label.empty()) m.label = str(pm, "name");
+    if (m.label.empty()) m.label = str(pm, "file");
+    if (m.label.empty()) m.label = "(unnamed model)";
+    m.sha256 = str(s, "model_sha256", str(pm, "sha256"));
+    m.architecture = str(pm, "architecture");
+    m.family = str(s, "family");
+    return m;
+}
+
+// Every setting behind the runs: provenance and options flattened to key paths, with the
+// distinct values seen (per-token texts and the generated text are left out).
+void flatten(const std::string& prefix, const json& j, std::map<std::string, std::set<std::string>>& out) {
+    static const std::set<std::string> skip = {"generated_text", "token_texts", "tokens", "prompt_text", "prompt_tokens",
+                                               "per_token", "layers"};
+    if (j.is_object()) {
+        for (const auto& [k, v] : j.items())
+            if (!skip.count(k)) flatten(prefix.empty() ? k : prefix + "." + k, v, out);
+        return;
+    }
+    std::string v = j.is_string() ? j.get<std::string>() : j.dump();
+    if (v.size() > 160) v = v.substr(0, 157) + "...";
+    out[prefix].insert(v);
+}
+
+std::string utc_now() {
+    const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    return buf;
+}
+
+std::string fmt3(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "—"; }
+
+}  // namespace
+
+PanelTable panel_from_json(const json& j) {
+    if (!j.is_object() || !j.contains("runs") || !j["runs"].is_array())
+        throw std::runtime_error("panel JSON: expected an object with a \"runs\" array");
+    PanelTable t;
+    for (const auto& m : j.value("models", json::array())) {
+        PanelModel pm;
+        pm.label = str(m, "label");
+        pm.family = str(m, "family");
+        pm.architecture = str(m, "architecture");
+        pm.sha256 = str(m, "sha256");
+        if (m.contains("variant_of") && m["variant_of"].is_string()) pm.variant_of = m["variant_of"].get<std::string>();
+        const json cov = m.value("covariates", json::object());
+        for (const auto& [k, v] : cov.items()) pm.covariates[k] = to_double(v);
+        t.models.push_back(std::move(pm));
+    }
+    for (const auto& r : j["runs"]) {
+        if (!r.is_object()) throw std::runtime_error("panel JSON: a run is not an object");
+        PanelRun pr;
+        pr.run_id = str(r, "run_id");
+        pr.model = str(r, "model");
+        pr.category = str(r, "category");
+        pr.prompt = str(r, "prompt");
+        pr.temperature = to_double(r.value("temperature", json(0.0)));
+        pr.n_predict = r.value("n_predict", int64_t{0});
+        pr.seed = r.value("seed", uint64_t{0});
+        pr.n_generated = r.value("n_generated", int64_t{0});
+        pr.text = str(r, "text");
+        const json metrics = r.value("metrics", json::object());
+        for (const auto& [k, v] : metrics.items()) pr.metrics[k] = to_double(v);
+        pr.regime = str(r, "regime");
+        pr.norm = str(r, "norm");
+        t.runs.push_back(std::move(pr));
+    }
+    return t;
+}
+
+json build_data(const Inputs& in, const Options& opt) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    json d;
+    d["title"] = opt.title;
+
+    // ------------------------------------------------------------ cut-points in use
+    std::vector<double> cuts = opt.regime_cuts;
+    std::string cuts_from = "--regime-cuts";
+    if (cuts.empty())
+        for (const auto& s : in.runs)
+            if (s.contains("options") && s["options"].contains("regime_cuts")) {
+                cuts = parse_cuts(str(s["options"], "regime_cuts"));
+                cuts_from = "the runs' options";
+                if (!cuts.empty()) break;
+            }
+    if (cuts.empty() && in.audit.is_object() && in.audit.contains("regime_cuts") && in.audit["regime_cuts"].is_array()) {
+        for (const auto& c : in.audit["regime_cuts"]) cuts.push_back(to_double(c));
+        cuts_from = "the audit";
+        if (cuts.size() != 3) cuts.clear();
+    }
+    if (cuts.empty()) cuts = kDefaultCuts, cuts_from = "METRICS.md §2.7 defaults";
+    d["cuts"] = cuts;
+
+    // ------------------------------------------------------------ models and runs
+    std::vector<ModelRec> models;
+    std::vector<RunRec> runs;
+    std::map<std::string, size_t> model_index;
+    auto add_model = [&](const ModelRec& m) {
+        if (!model_index.count(m.label)) model_index[m.label] = models.size(), models.push_back(m);
+        return model_index[m.label];
+    };
+    // layer rows: model, family, metric, value (per-run medians)
+    json layer_rows = json::array();
+    std::string layer_from;
+    if (in.panel) {
+        for (const auto& m : in.panel->models) {
+            ModelRec r{m.label, m.family, m.architecture, m.sha256, m.variant_of.value_or(""), json::object()};
+            for (const auto& [k, v] : m.covariates) r.covariates[k] = num(v);
+            add_model(r);
+        }
+        for (const auto& pr : in.panel->runs) {
+            if (!model_index.count(pr.model)) add_model({pr.model, "", "", "", "", json::object()});
+            RunRec r;
+            r.id = pr.run_id;
+            r.model = pr.model;
+            r.family = family_or_none(models[model_index[pr.model]].family);
+            r.category = pr.category.empty() ? "(none)" : pr.category;
+            auto it = pr.metrics.find("ratio_norm");
+            r.ratio_norm = it == pr.metrics.end() ? nan : it->second;
+            r.regime = pr.regime.empty() ? regime_of(r.ratio_norm, cuts) : pr.regime;
+            r.temperature = pr.temperature;
+            r.n_generated = pr.n_generated;
+            r.source = "panel";
+            runs.push_back(r);
+            for (const auto& lm : kLayerMetrics) {
+                auto mt = pr.metrics.find("median_" + lm);
+                if (mt != pr.metrics.end() && std::isfinite(mt->second))
+                    layer_rows.push_back({{"model", r.model}, {"family", r.family}, {"metric", lm}, {"value", mt->second}});
+            }
+        }
+        if (!layer_rows.empty()) layer_from = "panel (median_<metric> per run)";
+    }
+    // Per-run summaries: run points when there is no panel; always the token series.
+    std::vector<RunRec> summary_runs;
+    for (size_t i = 0; i < in.runs.size(); ++i) {
+        const json& s = in.runs[i];
+        if (!s.is_object()) throw std::runtime_error(fmt::format("{}: not a summary JSON object", in.run_sources[i]));
+        ModelRec m = model_of_summary(s);
+        RunRec r;
+        r.source = in.run_sources[i];
+        r.id = std::filesystem::path(r.source).stem().string();
+        r.model = m.label;
+        const json ta = s.value("token_axis", json::object());
+        r.ratio_norm = to_double(ta.value("ratio_norm", json()));
+        r.regime = str(ta, "regime");
+        if (r.regime.empty()) r.regime = regime_of(r.ratio_norm, cuts);
+        r.category = str(s, "category", "(none)");
+        const json prov = s.value("provenance", json::object());
+        if (prov.is_object() && prov.contains("sampling")) r.temperature = to_double(prov["sampling"].value("temperature", json()));
+        r.n_generated = s.value("input", json::object()).value("generated_tokens", int64_t{0});
+        if (!in.panel) {
+            r.family = family_or_none(models[add_model(m)].family);
+            runs.push_back(r);
+            const json sum = s.value("summary", json::object());
+            for (const auto& lm : kLayerMetrics) {
+                const json v = sum.value("trajectory." + lm, json::object()).value("median", json());
+                if (v.is_number())
+                    layer_rows.push_back({{"model", r.model}, {"family", r.family}, {"metric", lm}, {"value", v.get<double>()}});
+            }
+            if (!layer_rows.empty()) layer_from = "per-run summaries (median over tokens per run)";
+        } else {
+            r.family = model_index.count(r.model) ? family_or_none(models[model_index[r.model]].family) : "(no family)";
+        }
+        summary_runs.push_back(r);
+    }
+
+    json jruns = json::array();
+    for (const auto& r : runs)
+        jruns.push_back({{"id", r.id}, {"model", r.model}, {"family", r.family}, {"category", r.category},
+                         {"ratio_norm", num(r.ratio_norm)}, {"regime", r.regime}, {"temperature", num(r.temperature)}});
+    d["runs"] = jruns;
+    json jmodels = json::array();
+    for (const auto& m : models)
+        jmodels.push_back({{"label", m.label}, {"family", family_or_none(m.family)}, {"architecture", m.architecture}});
+    d["models"] = jmodels;
+
+    // ------------------------------------------------------------ medians with bootstrap CIs
+    std::map<std::string, std::vector<double>> by_model;
+    std::map<std::pair<std::string, std::string>, std::vector<double>> by_cell;
+    for (const auto& r : runs) {
+        if (!std::isfinite(r.ratio_norm)) continue;
+        by_model[r.model].push_back(r.ratio_norm);
+        by_cell[{r.model, r.category}].push_back(r.ratio_norm);
+    }
+    json model_stats = json::array(), cell_stats = json::array(), model_rows = json::array();
+    uint64_t seed = opt.seed;
+    for (const auto& m : models) {
+        auto it = by_model.find(m.label);
+        if (it == by_model.end()) continue;
+        const MedianCI ci = median_ci(it->second, opt.bootstrap, seed++);
+        model_stats.push_back({{"model", m.label}, {"family", family_or_none(m.family)}, {"n", it->second.size()},
+                               {"median", num(ci.median)}, {"ci_low", num(ci.lo)}, {"ci_high", num(ci.hi)}});
+        model_rows.push_back({m.label, family_or_none(m.family), it->second.size(), num(ci.median), num(ci.lo), num(ci.hi),
+                              regime_of(ci.median, cuts)});
+    }
+    for (const auto& [key, v] : by_cell) {
+        const MedianCI ci = median_ci(v, opt.bootstrap, seed++);
+        const std::string fam = family_or_none(models[model_index[key.first]].family);
+        cell_stats.push_back({{"model", key.first}, {"category", key.second}, {"family", fam}, {"n", v.size()},
+                              {"median", num(ci.median)}, {"ci_low", num(ci.lo)}, {"ci_high", num(ci.hi)},
+                              {"label", fmt3(ci.median)}});
+    }
+    d["model_stats"] = model_stats;
+    d["model_category_stats"] = cell_stats;
+
+    // ------------------------------------------------------------ trajectories
+    std::vector<size_t> with_series;
+    for (size_t i = 0; i < in.runs.size(); ++i) {
+        const json pt = in.runs[i].value("per_token", json::object());
+        if (pt.contains("ct_t") && pt["ct_t"].is_array() && !pt["ct_t"].empty()) with_series.push_back(i);
+    }
+    // More runs than max_series: keep an even spread over the ratio_norm order.
+    std::vector<size_t> chosen = with_series;
+    if (chosen.size() > opt.max_series) {
+        std::stable_sort(chosen.begin(), chosen.end(), [&](size_t a, size_t b) {
+            const double x = summary_runs[a].ratio_norm, y = summary_runs[b].ratio_norm;
+            if (std::isfinite(x) != std::isfinite(y)) return std::isfinite(x);
+            return x < y;
+        });
+        std::vector<size_t> pick;
+        const size_t n = chosen.size(), k = std::max<size_t>(opt.max_series, 1);
+        for (size_t j = 0; j < k; ++j) pick.push_back(chosen[k == 1 ? 0 : j * (n - 1) / (k - 1)]);
+        chosen = pick;
+    }
+    json traj_runs = json::array(), points = json::array(), traj_rows = json::array();
+    size_t max_bucket = 1;
+    for (size_t i : chosen) {
+        const json& s = in.runs[i];
+        const RunRec& r = summary_runs[i];
+        const json pt = s["per_token"];
+        const size_t T = pt["ct_t"].size();
+        auto series = [&](const std::string& name) {
+            std::vector<double> v(T, nan);
+            if (pt.contains(name) && pt[name].is_array())
+                for (size_t t = 0; t < T && t < pt[name].size(); ++t) v[t] = to_double(pt[name][t]);
+            return v;
+        };
+        const auto ct = series("ct_t"), delta = series("delta_t"), curv = series("curvature_t");
+        size_t w = 1;
+        const auto keep = downsample_peaks(ct, opt.max_points, w);
+        max_bucket = std::max(max_bucket, w);
+        const json tok = pt.value("token", json::array());
+        const json st = pt.value("output_state", json::array());
+        const std::string label = fmt::format("{} · {} · ratio_norm {} ({})", r.id, r.model, fmt3(r.ratio_norm),
+                                              r.regime.empty() ? "no regime" : r.regime);
+        traj_runs.push_back({{"id", r.id}, {"label", label}, {"tokens", T}, {"bucket", w}});
+        traj_rows.push_back({r.id, r.model, T, num(r.ratio_norm), r.regime, w == 1 ? "all tokens" : fmt::format("1 point per {} tokens", w)});
+        for (size_t b = 0; b < keep.size(); ++b) {
+            const size_t t = keep[b], start = b * w;
+            // The bucket's state is its most frequent one.
+            std::map<std::string, size_t> counts;
+            for (size_t u = start; u < std::min(T, start + w); ++u)
+                if (u < st.size() && st[u].is_string()) counts[st[u].get<std::string>()]++;
+            std::string state;
+            size_t best = 0;
+            for (const auto& [k, c] : counts)
+                if (c > best) best = c, state = k;
+            json p{{"run", r.id}, {"t", start}, {"ct_t", num(ct[t])}, {"delta_t", num(delta[t])}, {"curvature_t", num(curv[t])},
+                   {"state", state}};
+            if (t < tok.size() && tok[t].is_string()) p["token"] = tok[t];
+            if (w > 1) p["w"] = w;
+            points.push_back(p);
+        }
+    }
+    if (!traj_runs.empty()) d["trajectories"] = {{"runs", traj_runs}, {"points", points}, {"metrics", kSeries}};
+
+    // ------------------------------------------------------------ layer profiles
+    if (!layer_rows.empty()) {
+        std::vector<std::string> present;
+        for (const auto& lm : kLayerMetrics)
+            if (std::any_of(layer_rows.begin(), layer_rows.end(), [&](const json& r) { return r["metric"] == lm; }))
+                present.push_back(lm);
+        d["layer"] = {{"rows", layer_rows}, {"metrics", present}, {"value_title", "per-run median over tokens"}};
+    }
+
+    // ------------------------------------------------------------ audits
+    // The audit JSON holds the sections of `phasemap audit` (each with "section", "ok", "reason"):
+    // as {"sections": [...]}, as an array, or as an object keyed by section name.
+    json audit_fig = json::object();
+    json audit_items = json::array();
+    const json& a = in.audit;
+    std::vector<std::pair<std::string, json>> secs;
+    if (a.is_array()) {
+        for (const auto& s : a) secs.push_back({str(s, "section", "section"), s});
+    } else if (a.is_object() && a.contains("sections") && a["sections"].is_array()) {
+        for (const auto& s : a["sections"]) secs.push_back({str(s, "section", "section"), s});
+    } else if (a.is_object()) {
+        for (const auto& [k, v] : a.items())
+            if (v.is_object() && k != "provenance" && k != "settings") secs.push_back({str(v, "section", k), v});
+    }
+    auto interval = [&](const json& o, const char* key, double& lo, double& hi) {
+        lo = hi = nan;
+        if (o.contains(key) && o[key].is_array() && o[key].size() == 2) lo = to_double(o[key][0]), hi = to_double(o[key][1]);
+    };
+    for (const auto& [name, s] : secs) {
+        if (s.contains("ok") && s["ok"] == false) {
+            audit_items.push_back(note(fmt::format("{}: {}", name, str(s, "reason", "not computed"))));
+            continue;
+        }
+        const std::string head = name + (s.contains("metric") ? " (" + str(s, "metric") + ")" : "");
+        if (name == "variance") {
+            json rows = json::array();
+            auto add_terms = [&](const json& arr, const std::string& est) {
+                if (!arr.is_array()) return;
+                for (const auto& t : arr) {
+                    const double share = to_double(t.value("share", json()));
+                    if (!std::isfinite(share)) continue;
+                    double lo, hi;
+                    interval(t, "share_ci", lo, hi);
+                    rows.push_back({{"metric", est}, {"factor", str(t, "term")}, {"share", share}, {"ci_low", num(lo)}, {"ci_high", num(hi)}});
+                }
+            };
+            add_terms(s.value("type2", json()), "ANOVA type-II share");
+            if (s.contains("reml")) add_terms(s["reml"].value("components", json()), "REML variance share");
+            if (!rows.empty())
+                audit_fig["variance"] = {{"rows", rows}, {"value_title", "share of variance of " + str(s, "metric", "the metric")}};
+            json rest = s;
+            to_tables("variance decomposition" + (s.contains("metric") ? " of " + str(s, "metric") : ""), rest, audit_items);
+        } else if (name == "topology" && s.contains("distances") && s.contains("models")) {
+            const json& labels = s["models"];
+            const json& mat = s["distances"];
+            const size_t n = labels.size();
+            std::vector<std::string> names;
+            for (const auto& l : labels) names.push_back(l.is_string() ? l.get<std::string>() : l.dump());
+            std::vector<std::vector<double>> dm(n, std::vector<double>(n, nan));
+            for (size_t i = 0; i < n && i < mat.size(); ++i)
+                for (size_t j = 0; j < n && j < mat[i].size(); ++j) dm[i][j] = to_double(mat[i][j]);
+            Dendrogram dg;
+            const json merges = s.value("merges", json::array());
+            if (merges.is_array() && merges.size() + 1 == n && n > 1) {
+                std::vector<std::array<double, 3>> ms;
+                for (const auto& m : merges)
+                    ms.push_back({to_double(m.value("a", json())), to_double(m.value("b", json())), to_double(m.value("height", json()))});
+                dg = dendrogram_from_linkage(n, ms);
+            } else {
+                dg = cluster_average(dm);
+            }
+            std::set<std::pair<std::string, std::string>> robust;
+            json pair_rows = json::array(), hl = json::array();
+            for (const auto& p : s.value("pairs", json::array())) {
+                const bool r = p.value("robust", false);
+                if (r) robust.insert({str(p, "a"), str(p, "b")}), robust.insert({str(p, "b"), str(p, "a")});
+                pair_rows.push_back({str(p, "a"), str(p, "b"), num(to_double(p.value("share", json()))), r, p.value("same_family", false)});
+                hl.push_back(r);
+            }
+            json cells = json::array();
+            for (size_t i = 0; i < n; ++i)
+                for (size_t j = 0; j < n; ++j)
+                    cells.push_back({{"a", names[i]}, {"b", names[j]}, {"d", num(dm[i][j])}, {"robust", robust.count({names[i], names[j]}) > 0}});
+            json order = json::array();
+            for (size_t i : dg.order) order.push_back(names[i]);
+            audit_fig["topology"] = {{"order", order}, {"cells", cells}, {"dendrogram", dg.segments},
+                                     {"value_title", "distance (" + str(s, "metric", "signature") + ")"}};
+            json pt = table("mutual-nearest-neighbour pairs (robust pairs highlighted)", {"a", "b", "bootstrap share", "robust", "same family"},
+                            pair_rows, "No mutual-nearest-neighbour pairs.");
+            pt["highlight"] = hl;
+            audit_items.push_back(pt);
+            json scalars = json::array();
+            for (const char* k : {"robust_pairs", "fragmentation", "family_nn_share", "ari", "ari_perm_p", "ari_reason", "norm"})
+                if (s.contains(k)) scalars.push_back({k, cell(s[k])});
+            audit_items.push_back(table("topology summary", {"field", "value"}, scalars));
+        } else if (name == "hypotheses" || name.find("falsif") != std::string::npos) {
+            std::vector<json> rs;
+            for (const auto& r : s.value("results", json::array())) rs.push_back(r);
+            auto verdict = [](const json& r, const char* which) {
+                return r.contains(which) && r[which].is_object() ? str(r[which], "verdict") : str(r, "verdict");
+            };
+            std::stable_sort(rs.begin(), rs.end(), [&](const json& x, const json& y) {
+                return (verdict(x, "full") == "FALSIFIED") > (verdict(y, "full") == "FALSIFIED");
+            });
+            json rows = json::array(), hl = json::array();
+            for (const auto& r : rs) {
+                const json full = r.value("full", json::object());
+                double lo, hi;
+                interval(full, "ci", lo, hi);
+                rows.push_back({str(r, "id"), verdict(r, "full"), verdict(r, "subpanel"), str(full, "statistic_name"),
+                                num(to_double(full.value("statistic", json()))),
+                                std::isfinite(lo) ? json(fmt::format("[{:.4g}, {:.4g}]", lo, hi)) : json(nullptr),
+                                num(to_double(full.value("p", json()))), full.value("n", json()), str(r, "claim"), str(full, "detail")});
+                hl.push_back(verdict(r, "full") == "FALSIFIED");
+            }
+            json t = table("falsification registry (falsified first)",
+                           {"id", "full panel", "sub-panel", "statistic", "value", "95 % CI", "p", "n", "claim", "detail"}, rows,
+                           "No hypotheses were evaluated.");
+            t["highlight"] = hl;
+            audit_items.push_back(t);
+        } else if (name == "cycles") {
+            json rows = json::array();
+            for (const auto& m : s.value("models", json::array()))
+                for (const char* k : {"reopening_rate", "exit_rate"}) {
+                    if (!m.contains(k) || !m[k].is_object()) continue;
+                    const double v = to_double(m[k].value("value", json()));
+                    if (!std::isfinite(v)) continue;
+                    double lo, hi;
+                    interval(m[k], "ci", lo, hi);
+                    rows.push_back({{"label", str(m, "model")}, {"measure", k}, {"value", v}, {"ci_low", num(lo)}, {"ci_high", num(hi)},
+                                    {"n", m.value("episodes", json())}});
+                }
+            if (!rows.empty()) audit_fig["cycles"] = {{"rows", rows}, {"value_title", "rate per COLLAPSE episode"}};
+            to_tables("cycles", s, audit_items);
+        } else {
+            to_tables(head, s, audit_items);
+        }
+    }
+    d["audit"] = audit_fig;
+
+    // ------------------------------------------------------------ sections
+    json sections = json::array();
+    const bool any_ratio = std::any_of(runs.begin(), runs.end(), [](const RunRec& r) { return std::isfinite(r.ratio_norm); });
+    {
+        json items = json::array();
+        if (runs.empty()) items.push_back(note("No runs: pass a results DB, --panel-json or --runs-json."));
+        items.push_back(figure("phase-map", fmt::format("Each point is one run (colour = model family); the black tick is the "
+                                                        "model's median, the vertical bar its 95 % percentile-bootstrap CI "
+                                                        "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).",
+                                                        opt.bootstrap, cuts[0], cuts[1], cuts[2], cuts_from)));
+        items.push_back(figure("phase-map-category"));
+        if (any_ratio && by_model.size() < 2) items.push_back(note("Only one model: no between-model comparison."));
+        items.push_back(table("models", {"model", "family", "runs", "median ratio_norm", "CI low", "CI high", "regime of median"},
+                              model_rows, "No model has a ratio_norm value."));
+        json run_rows = json::array();
+        for (const auto& r : runs)
+            run_rows.push_back({r.id, r.model, r.category, num(r.temperature), r.n_generated, num(r.ratio_norm), r.regime});
+        items.push_back(table("runs", {"run", "model", "category", "temperature", "tokens", "ratio_norm", "regime"}, run_rows,
+                              "No runs."));
+        sections.push_back({{"id", "phase"}, {"title", "Phase map"}, {"items", items},
+                            {"intro", "ratio_norm = max ct_t / mean ct_t per run (METRICS.md §2.5) and its regime (§2.7)."}});
+    }
+    {
+        json items = json::array();
+        items.push_back(figure("trajectories", "Hover a point for the token text. Choose the run and the series "
+                                               "(ct_t, or delta_t / curvature_t) with the controls below the plot."));
+        if (!traj_runs.empty()) {
+            if (with_series.size() > chosen.size())
+                items.push_back(note(fmt::format("{} of {} runs with token series are in the page, spread evenly over the "
+                                                 "ratio_norm order (--max-series).", chosen.size(), with_series.size())));
+            if (max_bucket > 1)
+                items.push_back(note(fmt::format("Long series are downsampled to at most {} points: each point stands for a "
+                                                 "bucket of w consecutive tokens and shows the token with the largest ct_t in it "
+                                                 "(so every peak, and ratio_norm's max, stays visible); the state strip shows "
+                                                 "the bucket's most frequent state (--max-points).", opt.max_points)));
+            items.push_back(table("runs shown", {"run", "model", "tokens", "ratio_norm", "regime", "points"}, traj_rows));
+        }
+        sections.push_back({{"id", "trajectories"}, {"title", "Trajectories"}, {"items", items},
+                            {"intro", "ct_t = delta_t × curvature_t per generated token (METRICS.md §2.2–2.4); output states "
+                                      "COLLAPSE / RIVALRY / DIFFUSE / STEADY per token (§5)."}});
+    }
+    {
+        json items = json::array();
+        items.push_back(figure("layer-profiles", layer_from.empty() ? "" : "Source: " + layer_from + "."));
+        sections.push_back({{"id", "layers"}, {"title", "Layer profiles"}, {"items", items},
+                            {"intro", "Layer-axis path metrics over the captured layers, per token, summarised per run "
+                                      "(METRICS.md §3)."}});
+    }
+    {
+        json items = json::array();
+        if (secs.empty()) items.push_back(note("No audit: pass a results DB or --audit-json (from `phasemap audit --json`)."));
+        items.push_back(figure("audit-variance"));
+        items.push_back(figure("audit-topology"));
+        items.push_back(figure("audit-cycles"));
+        for (auto& it : audit_items) items.push_back(it);
+        if (in.control_audit.empty()) items.push_back(note("No control-audit results (pass --control-json)."));
+        for (size_t i = 0; i < in.control_audit.size(); ++i)
+            to_tables("control audit: " + std::filesystem::path(in.control_sources[i]).filename().string(), in.control_audit[i], items);
+        if (in.monitor.empty()) items.push_back(note("No monitor-arm results (pass --monitor-json)."));
+        for (size_t i = 0; i < in.monitor.size(); ++i)
+            to_tables("monitor arms: " + std::filesystem::path(in.monitor_sources[i]).filename().string(), in.monitor[i], items);
+        sections.push_back({{"id", "audits"}, {"title", "Audits"}, {"items", items}});
+    }
+    {
+        json items = json::array();
+        json gen = json::array();
+        gen.push_back({"generated", utc_now()});
+        if (!opt.generator.empty()) gen.push_back({"generator", opt.generator});
+        gen.push_back({"panel", in.panel ? in.panel_source : "(none)"});
+        gen.push_back({"audit", secs.empty() ? std::string("(none)") : in.audit_source});
+        gen.push_back({"per-run summaries", in.runs.size()});
+        gen.push_back({"regime cut-points", fmt::format("{}, {}, {} ({})", cuts[0], cuts[1], cuts[2], cuts_from)});
+        gen.push_back({"bootstrap", fmt::format("{} resamples, seed {}, 95 % percentile CI of the median", opt.bootstrap, opt.seed)});
+        gen.push_back({"token series", fmt::format("at most {} runs, at most {} points each (peak-preserving buckets)",
+                                                   opt.max_series, opt.max_points)});
+        items.push_back(table("this page", {"field", "value"}, gen));
+        json mrows = json::array();
+        for (const auto& m : models) {
+            size_t n = 0;
+            for (const auto& r : runs) n += r.model == m.label;
+            mrows.push_back({m.label, family_or_none(m.family), m.architecture, m.variant_of, n, m.sha256,
+                             m.covariates.empty() ? json(nullptr) : json(m.covariates.dump())});
+        }
+        json mt = table("models", {"model", "family", "architecture", "variant of", "runs", "sha256", "covariates"}, mrows, "No models.");
+        mt["mono"] = {5};
+        items.push_back(mt);
+        if (in.panel) {
+            std::map<std::string, std::set<std::string>> settings;
+            for (const auto& r : in.panel->runs) {
+                settings["norm"].insert(r.norm.empty() ? "(unset)" : r.norm);
+                settings["temperature"].insert(fmt::format("{}", r.temperature));
+                settings["n_predict"].insert(std::to_string(r.n_predict));
+                settings["seed"].insert(std::to_string(r.seed));
+            }
+            json rows = json::array();
+            for (const auto& [k, vs] : settings) {
+                std::string joined;
+                size_t c = 0;
+                for (const auto& v : vs) {
+                    if (c++ == 12) { joined += fmt::format(", … ({} values)", vs.size()); break; }
+                    joined += (joined.empty() ? "" : ", ") + v;
+                }
+                rows.push_back({k, joined});
+            }
+            items.push_back(table("panel settings (distinct values)", {"setting", "values"}, rows));
+        }
+        if (!in.runs.empty()) {
+            std::map<std::string, std::set<std::string>> settings;
+            for (const auto& s : in.runs) {
+                if (s.contains("options")) flatten("options", s["options"], settings);
+                if (s.contains("provenance")) flatten("provenance", s["provenance"], settings);
+                for (const char* k : {"schema_version", "extraction_protocol", "model_sha256", "embedding_output_included"})
+                    if (s.contains(k)) flatten(k, s[k], settings);
+            }
+            json rows = json::array();
+            for (const auto& [k, vs] : settings) {
+                std::string joined;
+                size_t c = 0;
+                for (const auto& v : vs) {
+                    if (c++ == 8) { joined += fmt::format(", … ({} values)", vs.size()); break; }
+                    joined += (joined.empty() ? "" : ", ") + v;
+                }
+                rows.push_back({k, joined});
+            }
+            items.push_back(table("run settings and provenance (distinct values over the per-run summaries)", {"key", "values"}, rows));
+        }
+        if (a.is_object())
+            for (const char* k : {"provenance", "settings"})
+                if (a.contains(k)) to_tables(std::string("audit ") + k, a[k], items);
+        sections.push_back({{"id", "provenance"}, {"title", "Provenance"}, {"items", items}});
+    }
+    d["sections"] = sections;
+    d["subtitle"] = fmt::format("{} models · {} runs · {} per-run summaries{}", models.size(), runs.size(), in.runs.size(),
+                                secs.empty() ? "" : " · audit");
+    return d;
+}
+
+}  // namespace phasemap::report

@@ -1,0 +1,455 @@
+// `phasemap report`: the numerics behind the page, and the page itself opened in headless
+// Chromium (no network): every figure renders with marks, no console errors, sections without
+// data say so, a 1,000-run panel stays under 10 MB, and the SVG/PNG export writes every figure.
+// Chromium is installed by scripts/deps.sh; without it the browser tests fail, unless
+// PHASEMAP_NO_BROWSER=1 is set (then they skip, saying why).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "phasemap/report.hpp"
+#include "support/paths.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using pmtest::run_command;
+using pmtest::run_phasemap;
+
+fs::path out_dir() {
+    fs::path d = PHASEMAP_REPORT_TEST_OUT;
+    fs::create_directories(d);
+    return d;
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+void write_json(const fs::path& p, const json& j) {
+    std::ofstream f(p);
+    f << j.dump();
+}
+
+// ------------------------------------------------------------------ synthetic inputs
+const char* kStates[] = {"COLLAPSE", "RIVALRY", "DIFFUSE", "STEADY"};
+
+// A panel in the JSON layout of PanelTable (panel_table.hpp).
+json synthetic_panel(size_t n_models, size_t n_categories, size_t runs_per_cell, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> noise(0.0, 0.25);
+    json models = json::array(), runs = json::array();
+    const char* families[] = {"llama", "qwen", "gemma", "gpt2"};
+    for (size_t m = 0; m < n_models; ++m) {
+        const std::string label = "model-" + std::to_string(m);
+        models.push_back({{"label", label}, {"family", families[m % 4]}, {"architecture", families[m % 4]},
+                          {"sha256", std::string(64, "0123456789abcdef"[m % 16])},
+                          {"variant_of", m == 1 ? json("model-0") : json(nullptr)},
+                          {"covariates", {{"size_b", 0.5 * double(m + 1)}}}});
+        const double centre = std::log(1.6 + 0.7 * double(m));
+        for (size_t c = 0; c < n_categories; ++c)
+            for (size_t r = 0; r < runs_per_cell; ++r) {
+                const double rn = std::exp(centre + 0.1 * double(c) + noise(rng));
+                json metrics = {{"ratio_norm", rn}, {"late_ct", 0.2 + 0.01 * double(r)}, {"collapse_rate", 0.3},
+                                {"median_mean_speed", 5.0 + double(m) + noise(rng)},
+                                {"median_mean_turning_angle_rad", 1.2 + 0.05 * double(m) + 0.1 * noise(rng)},
+                                {"median_tortuosity", 1.5 + 0.1 * noise(rng)}, {"median_speed_cv", 0.5 + 0.05 * noise(rng)}};
+                runs.push_back({{"run_id", label + "-c" + std::to_string(c) + "-r" + std::to_string(r)},
+                                {"model", label}, {"category", "cat-" + std::to_string(c)}, {"prompt", "p"},
+                                {"temperature", r % 2 ? 0.7 : 0.0}, {"n_predict", 64}, {"seed", r}, {"n_generated", 64},
+                                {"text", "once upon a time"}, {"metrics", metrics}, {"regime", ""}, {"norm", "raw"}});
+            }
+    }
+    return {{"models", models}, {"runs", runs}};
+}
+
+// A per-run summary in the layout `phasemap analyze --json` writes (the fields the report reads).
+json synthetic_summary(const std::string& model, size_t T, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    json delta = json::array(), curv = json::array(), ct = json::array(), tok = json::array(), st = json::array();
+    double mx = 0, sum = 0;
+    size_t n = 0;
+    for (size_t t = 0; t < T; ++t) {
+        const double d = 0.5 + 0.5 * u(rng), c = 0.3 + u(rng) * (t % 97 == 50 ? 4.0 : 1.0);
+        delta.push_back(t >= 1 ? json(d) : json(nullptr));
+        curv.push_back(t >= 2 ? json(c) : json(nullptr));
+        if (t >= 2) ct.push_back(d * c), mx = std::max(mx, d * c), sum += d * c, ++n;
+        else ct.push_back(nullptr);
+        tok.push_back(t % 7 == 3 ? " <b>&\"tag\"</b>" : " tok" + std::to_string(t));
+        st.push_back(kStates[(t / 5) % 4]);
+    }
+    const double rn = n ? mx / (sum / double(n)) : NAN;
+    json summary = json::object();
+    for (const char* m : {"mean_speed", "speed_cv", "mean_turning_angle_rad", "tortuosity", "path_length"})
+        summary[std::string("trajectory.") + m] = {{"n", T}, {"median", 1.0 + u(rng)}, {"q1", 0.5}, {"q3", 1.5}};
+    return {{"schema_version", "phasemap.summary.v1"}, {"model_id", model}, {"model_sha256", std::string(64, 'a')},
+            {"input", {{"generated_tokens", T}}}, {"token_axis", {{"ratio_norm", rn}, {"regime", ""}}},
+            {"summary", summary},
+            {"per_token", {{"delta_t", delta}, {"curvature_t", curv}, {"ct_t", ct}, {"token", tok}, {"output_state", st}}},
+            {"options", {{"regime_cuts", "1.985,2.945,3.695"}, {"norm", "raw"}}},
+            {"provenance", {{"phasemap_version", "test"}, {"model", {{"name", model}, {"architecture", "llama"}}}}}};
+}
+
+// Audit sections in the layout of the audit library's to_json (src/audit).
+json synthetic_audit(size_t n_models) {
+    json models = json::array(), dist = json::array(), pairs = json::array(), cyc = json::array();
+    for (size_t i = 0; i < n_models; ++i) {
+        models.push_back("model-" + std::to_string(i));
+        json row = json::array();
+        for (size_t j = 0; j < n_models; ++j) row.push_back(std::abs(double(i) - double(j)) * (1.0 + 0.1 * double((i + j) % 3)));
+        dist.push_back(row);
+        cyc.push_back({{"model", "model-" + std::to_string(i)}, {"runs", 8}, {"episodes", 20},
+                       {"exit_rate", {{"value", 0.6}, {"ci", {0.5, 0.7}}, {"n", 8}}},
+                       {"reopening_rate", {{"value", 0.8 - 0.05 * double(i)}, {"ci", {0.7, 0.9}}, {"n", 8}}}});
+    }
+    for (size_t i = 0; i + 1 < n_models; i += 2)
+        pairs.push_back({{"a", models[i]}, {"b", models[i + 1]}, {"share", i == 0 ? 0.97 : 0.6}, {"robust", i == 0}, {"same_family", false}});
+    return json::array({
+        {{"section", "regime"}, {"ok", true}, {"models", json::array({{{"model", "model-0"}, {"n", 8}, {"mean", 1.7}, {"label", "UNDERACTIVE"}}})}},
+        {{"section", "normalisation"}, {"ok", true},
+         {"modes", json::array({{{"mode", "raw"}, {"runs", 48}, {"eta2", 0.4}, {"eta2_ci", {0.3, 0.5}}}})},
+         {"agreement", json::array()}, {"agreement_reason", "one normalisation mode only"}},
+        {{"section", "variance"}, {"ok", true}, {"metric", "ratio_norm"}, {"factor", "model"},
+         {"type2", json::array({{{"term", "model"}, {"share", 0.55}, {"share_ci", {0.45, 0.65}}},
+                                {{"term", "category"}, {"share", 0.1}, {"share_ci", {0.05, 0.15}}},
+                                {{"term", "Residual"}, {"share", 0.35}}})},
+         {"reml", {{"components", json::array({{{"term", "model"}, {"share", 0.6}, {"share_ci", {0.4, 0.7}}},
+                                               {{"term", "Residual"}, {"share", 0.4}, {"share_ci", {0.3, 0.6}}}})},
+                   {"converged", true}}}},
+        {{"section", "topology"}, {"ok", true}, {"metric", "ratio_norm"}, {"models", models}, {"distances", dist},
+         {"pairs", pairs}, {"robust_pairs", 1}, {"fragmentation", 0.5}},
+        {{"section", "hypotheses"}, {"ok", true},
+         {"results", json::array({{{"id", "H-survive"}, {"claim", "it holds"}, {"type", "t"},
+                                   {"full", {{"verdict", "SURVIVED"}, {"statistic", 0.2}, {"ci", {0.1, 0.3}}, {"p", 0.01}, {"n", 48}}},
+                                   {"subpanel", {{"verdict", "SURVIVED"}}}},
+                                  {{"id", "H-falsified"}, {"claim", "it breaks"}, {"type", "t"},
+                                   {"full", {{"verdict", "FALSIFIED"}, {"statistic", -0.4}, {"ci", {-0.5, -0.3}}, {"p", 0.001}, {"n", 48}}},
+                                   {"subpanel", {{"verdict", "INCONCLUSIVE"}}}}})}},
+        {{"section", "cycles"}, {"ok", true}, {"models", cyc}},
+        {{"section", "robustness"}, {"ok", false}, {"reason", "one temperature only"}},
+    });
+}
+
+struct Status {
+    json j;
+    std::string dom;
+};
+
+// ------------------------------------------------------------------ the browser
+std::string find_chromium() {
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(path ? path : "/usr/bin");
+    std::vector<std::string> ds;
+    for (std::string d; std::getline(dirs, d, ':');) ds.push_back(d);
+    for (const char* name : {"chromium", "chromium-browser", "google-chrome"})
+        for (const auto& d : ds) {
+            const fs::path p = fs::path(d) / name;
+            if (!d.empty() && ::access(p.c_str(), X_OK) == 0) return p.string();
+        }
+    return "";
+}
+
+#define REQUIRE_BROWSER(chrome)                                                                          \
+    const std::string chrome = find_chromium();                                                          \
+    if (chrome.empty()) {                                                                                \
+        const char* nb = std::getenv("PHASEMAP_NO_BROWSER");                                             \
+        if (nb && std::string(nb) == "1") GTEST_SKIP() << "PHASEMAP_NO_BROWSER=1: headless Chromium not used"; \
+        FAIL() << "chromium not found (scripts/deps.sh installs Debian's chromium; "                    \
+                  "set PHASEMAP_NO_BROWSER=1 to skip the browser checks)";                               \
+    }
+
+std::vector<std::string> chrome_flags(const std::string& chrome, const fs::path& profile) {
+    return {chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--user-data-dir=" + profile.string(), "--virtual-time-budget=30000"};
+}
+
+std::string unescape_html(std::string s) {
+    for (auto [from, to] : {std::pair{"&quot;", "\""}, {"&lt;", "<"}, {"&gt;", ">"}, {"&#39;", "'"}, {"&amp;", "&"}}) {
+        for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + std::strlen(to))) s.replace(p, std::strlen(from), to);
+    }
+    return s;
+}
+
+// Opens the page from file:// and returns #pm-status (and the DOM); saves a screenshot if asked.
+Status open_page(const std::string& chrome, const fs::path& html, const fs::path& screenshot = {}) {
+    pmtest::TempDir profile;
+    auto args = chrome_flags(chrome, profile.path);
+    args.push_back("--dump-dom");
+    args.push_back("file://" + fs::absolute(html).string());
+    auto r = run_command(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    Status s;
+    s.dom = r.out;
+    std::smatch m;
+    static const std::regex re(R"re(<pre id="pm-status">([^<]*)</pre>)re");
+    if (!std::regex_search(s.dom, m, re)) {
+        ADD_FAILURE() << "no #pm-status in the dumped DOM:\n" << s.dom.substr(0, 2000) << "\nstderr:\n" << r.err;
+        return s;
+    }
+    s.j = json::parse(unescape_html(m[1].str()));
+    if (!screenshot.empty()) {
+        pmtest::TempDir profile2;
+        auto a2 = chrome_flags(chrome, profile2.path);
+        a2.push_back("--hide-scrollbars");
+        a2.push_back("--window-size=1280,3400");
+        a2.push_back("--screenshot=" + screenshot.string());
+        a2.push_back("file://" + fs::absolute(html).string());
+        auto r2 = run_command(a2);
+        EXPECT_EQ(r2.exit_code, 0) << r2.err;
+        EXPECT_TRUE(fs::exists(screenshot) && fs::file_size(screenshot) > 10000) << screenshot;
+    }
+    return s;
+}
+
+void expect_rendered(const Status& s, size_t expected) {
+    ASSERT_TRUE(s.j.is_object());
+    EXPECT_EQ(s.j["state"], "done") << s.j.dump();
+    EXPECT_EQ(s.j["errors"].size(), 0u) << s.j["errors"].dump(1);
+    EXPECT_EQ(s.j["failed"].size(), 0u) << s.j["failed"].dump(1);
+    EXPECT_EQ(s.j["empty"].size(), 0u) << s.j["empty"].dump(1);
+    EXPECT_EQ(s.j["expected"].get<size_t>(), expected) << s.j.dump();
+    EXPECT_EQ(s.j["rendered"].get<size_t>(), expected) << s.j.dump();
+    // One SVG per figure in the DOM.
+    size_t svgs = 0;
+    for (size_t p = s.dom.find("<svg"); p != std::string::npos; p = s.dom.find("<svg", p + 4)) ++svgs;
+    EXPECT_GE(svgs, expected);
+}
+
+// The HTML references nothing outside itself.
+void expect_self_contained(const std::string& html) {
+    EXPECT_EQ(html.find("<script src"), std::string::npos);
+    EXPECT_EQ(html.find("<link "), std::string::npos);
+    EXPECT_NE(html.find("default-src 'none'"), std::string::npos);
+}
+
+// Inputs shared by the full-report tests (written once per process).
+struct FullInputs {
+    fs::path dir, panel, audit, control, monitor;
+    std::vector<fs::path> runs;
+    bool real_run = false;
+};
+
+const FullInputs& full_inputs() {
+    static FullInputs in = [] {
+        FullInputs f;
+        f.dir = out_dir() / "inputs";
+        fs::create_directories(f.dir);
+        f.panel = f.dir / "panel.json";
+        write_json(f.panel, synthetic_panel(6, 4, 8, 7));
+        f.audit = f.dir / "audit.json";
+        write_json(f.audit, synthetic_audit(6));
+        f.control = f.dir / "control.json";
+        write_json(f.control, {{"arms", json::array({{{"arm", "steer"}, {"delta_ratio_norm", 0.3}, {"p", 0.01}},
+                                                     {{"arm", "random"}, {"delta_ratio_norm", 0.02}, {"p", 0.6}}})}});
+        f.monitor = f.dir / "monitor.json";
+        write_json(f.monitor, {{"monitors", json::array({{{"arm", "ct_t"}, {"auc", 0.71}}, {{"arm", "entropy"}, {"auc", 0.66}}})}});
+        for (size_t i = 0; i < 8; ++i) {
+            f.runs.push_back(f.dir / ("run" + std::to_string(i) + ".summary.json"));
+            write_json(f.runs.back(), synthetic_summary("model-" + std::to_string(i % 6), i == 0 ? 3000 : 60 + 10 * i, 100 + i));
+        }
+        const fs::path model = pmtest::shared_model("stories260K.gguf");
+        if (!model.empty()) {
+            const fs::path real = f.dir / "stories.summary.json";
+            auto r = run_phasemap({"generate", "-m", model.string(), "-p", "Once upon a time", "-n", "48", "--analyze",
+                                   "--json", real.string()});
+            if (r.exit_code == 0 && fs::exists(real)) f.runs.push_back(real), f.real_run = true;
+            else ADD_FAILURE() << "generate --analyze failed: " << r.err;
+        }
+        return f;
+    }();
+    return in;
+}
+
+std::vector<std::string> full_args(const FullInputs& f, const fs::path& out) {
+    std::vector<std::string> a = {"report", "-q", "-o", out.string(), "--title", "phasemap report — test panel",
+                                  "--panel-json", f.panel.string(), "--audit-json", f.audit.string(),
+                                  "--control-json", f.control.string(), "--monitor-json", f.monitor.string(), "--runs-json"};
+    for (const auto& r : f.runs) a.push_back(r.string());
+    return a;
+}
+
+// ------------------------------------------------------------------ numerics
+TEST(ReportStats, MedianCI) {
+    auto ci = phasemap::report::median_ci({3, 1, 2, 5, 4}, 500, 1);
+    EXPECT_DOUBLE_EQ(ci.median, 3.0);
+    EXPECT_LE(ci.lo, 3.0);
+    EXPECT_GE(ci.hi, 3.0);
+    EXPECT_GE(ci.lo, 1.0);
+    EXPECT_LE(ci.hi, 5.0);
+    auto one = phasemap::report::median_ci({2.5}, 500, 1);
+    EXPECT_DOUBLE_EQ(one.median, 2.5);
+    EXPECT_TRUE(std::isnan(one.lo));
+    auto even = phasemap::report::median_ci({1, 2, 3, NAN, 10}, 0, 1);
+    EXPECT_DOUBLE_EQ(even.median, 2.5);
+}
+
+TEST(ReportStats, DownsampleKeepsPeaks) {
+    std::vector<double> v(1000, 1.0);
+    v[0] = NAN;
+    v[517] = 9.0;
+    size_t w = 0;
+    auto keep = phasemap::report::downsample_peaks(v, 100, w);
+    EXPECT_EQ(w, 10u);
+    EXPECT_EQ(keep.size(), 100u);
+    EXPECT_NE(std::find(keep.begin(), keep.end(), 517u), keep.end());
+    auto all = phasemap::report::downsample_peaks(std::vector<double>(50, 1.0), 100, w);
+    EXPECT_EQ(w, 1u);
+    EXPECT_EQ(all.size(), 50u);
+}
+
+TEST(ReportStats, AverageLinkageDendrogram) {
+    // Two tight pairs far apart: {0, 2} and {1, 3}.
+    std::vector<std::vector<double>> d = {{0, 9, 1, 9}, {9, 0, 9, 2}, {1, 9, 0, 9}, {9, 2, 9, 0}};
+    auto dg = phasemap::report::cluster_average(d);
+    ASSERT_EQ(dg.order.size(), 4u);
+    EXPECT_EQ(dg.segments.size(), 9u);  // three rules per merge
+    // Members of a pair are adjacent in the leaf order.
+    auto pos = [&](size_t leaf) { return std::find(dg.order.begin(), dg.order.end(), leaf) - dg.order.begin(); };
+    EXPECT_EQ(std::abs(pos(0) - pos(2)), 1);
+    EXPECT_EQ(std::abs(pos(1) - pos(3)), 1);
+    double top = 0;
+    for (const auto& s : dg.segments) top = std::max(top, s["y2"].get<double>());
+    EXPECT_DOUBLE_EQ(top, 9.0);
+    // The same tree from a scipy-style linkage.
+    auto l = phasemap::report::dendrogram_from_linkage(4, {{{0, 2, 1}}, {{1, 3, 2}}, {{4, 5, 9}}});
+    EXPECT_EQ(l.order, (std::vector<size_t>{0, 2, 1, 3}));
+}
+
+TEST(ReportData, PanelFromJsonAndNoDataNotes) {
+    auto p = phasemap::report::panel_from_json(synthetic_panel(2, 2, 3, 1));
+    EXPECT_EQ(p.models.size(), 2u);
+    EXPECT_EQ(p.runs.size(), 12u);
+    EXPECT_EQ(p.models[1].variant_of.value_or(""), "model-0");
+    EXPECT_THROW(phasemap::report::panel_from_json(json::object()), std::runtime_error);
+    phasemap::report::Inputs in;
+    in.panel = p;
+    auto d = phasemap::report::build_data(in, {});
+    EXPECT_EQ(d["model_stats"].size(), 2u);
+    EXPECT_EQ(d["model_category_stats"].size(), 4u);
+    EXPECT_FALSE(d.contains("trajectories"));
+    EXPECT_TRUE(d["audit"].empty());
+    const std::string page = phasemap::report::render_html(d);
+    expect_self_contained(page);
+    EXPECT_NE(page.find("No audit"), std::string::npos);
+}
+
+// ------------------------------------------------------------------ CLI errors
+TEST(ReportCli, Errors) {
+    auto r = run_phasemap({"report", "-o", (out_dir() / "x.html").string()});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("nothing to report"), std::string::npos) << r.err;
+    r = run_phasemap({"report", "--runs-json", "/nonexistent/run.json"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("cannot open /nonexistent/run.json"), std::string::npos) << r.err;
+    r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "3,2,1"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("three increasing numbers"), std::string::npos) << r.err;
+}
+
+// ------------------------------------------------------------------ the page in a browser
+TEST(ReportBrowser, FullReportRenders) {
+    REQUIRE_BROWSER(chrome);
+    const auto& f = full_inputs();
+    const fs::path html = out_dir() / "report-full.html";
+    auto r = run_phasemap(full_args(f, html));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string page = slurp(html);
+    expect_self_contained(page);
+    const fs::path shot = out_dir() / "report-full.png";
+    auto s = open_page(chrome, html, shot);
+    // phase map, by category, trajectories, layer profiles, variance, topology, cycles
+    expect_rendered(s, 7);
+    for (const char* fig : {"phase-map", "phase-map-category", "trajectories", "layer-profiles", "audit-variance",
+                            "audit-topology", "audit-cycles"})
+        EXPECT_GT(s.j["figures"].value(fig, 0), 0) << fig;
+    // Tables: falsified hypothesis first, the failed section's reason, control/monitor results.
+    const size_t falsified = s.dom.find("H-falsified"), survived = s.dom.find("H-survive");
+    EXPECT_LT(falsified, survived);
+    EXPECT_NE(s.dom.find("robustness: one temperature only"), std::string::npos);
+    EXPECT_NE(s.dom.find("control audit: control.json"), std::string::npos);
+    EXPECT_NE(s.dom.find("monitor arms: monitor.json"), std::string::npos);
+    EXPECT_NE(s.dom.find("downsampled"), std::string::npos);  // the 3,000-token run
+    std::cout << "[ report ] " << html.string() << " " << page.size() << " bytes, screenshot " << shot.string()
+              << (f.real_run ? " (with the stories260K run)" : " (stories260K absent: synthetic runs only)") << "\n";
+}
+
+TEST(ReportBrowser, OneModelOneRun) {
+    REQUIRE_BROWSER(chrome);
+    const auto& f = full_inputs();
+    const fs::path html = out_dir() / "report-one-run.html";
+    const fs::path run = f.real_run ? f.runs.back() : f.runs[1];
+    auto r = run_phasemap({"report", "-q", "-o", html.string(), "--runs-json", run.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto s = open_page(chrome, html, out_dir() / "report-one-run.png");
+    // phase map (one point), by category (one cell), trajectory, layer profiles; no audit figures.
+    expect_rendered(s, 4);
+    EXPECT_NE(s.dom.find("No variance decomposition"), std::string::npos);
+    EXPECT_NE(s.dom.find("No topology"), std::string::npos);
+    EXPECT_NE(s.dom.find("No audit"), std::string::npos);
+    EXPECT_NE(s.dom.find("Only one model"), std::string::npos);
+}
+
+TEST(ReportBrowser, ThousandRunPanelUnder10MB) {
+    REQUIRE_BROWSER(chrome);
+    const fs::path dir = out_dir() / "panel1000";
+    fs::create_directories(dir);
+    // 20 models × 5 categories × 10 runs = 1,000 runs, each with a 1,000-token summary.
+    write_json(dir / "panel.json", synthetic_panel(20, 5, 10, 3));
+    write_json(dir / "audit.json", synthetic_audit(20));
+    std::vector<std::string> args = {"report", "-q", "-o", (dir / "report.html").string(), "--panel-json",
+                                     (dir / "panel.json").string(), "--audit-json", (dir / "audit.json").string(), "--runs-json"};
+    for (size_t i = 0; i < 1000; ++i) {
+        const fs::path p = dir / ("run" + std::to_string(i) + ".json");
+        if (!fs::exists(p)) write_json(p, synthetic_summary("model-" + std::to_string(i % 20), 1000, i));
+        args.push_back(p.string());
+    }
+    auto r = run_phasemap(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto size = fs::file_size(dir / "report.html");
+    std::cout << "[ report ] 1,000-run panel: " << size << " bytes\n";
+    EXPECT_LT(size, 10u * 1000 * 1000);
+    auto s = open_page(chrome, dir / "report.html");
+    expect_rendered(s, 7);
+}
+
+TEST(ReportExport, SvgAndPng) {
+    const auto& f = full_inputs();
+    const fs::path svg = out_dir() / "svg", png = out_dir() / "png";
+    fs::remove_all(svg);
+    fs::remove_all(png);
+    auto args = full_args(f, out_dir() / "report-export.html");
+    for (auto x : {"--svg", svg.c_str(), "--png", png.c_str()}) args.push_back(x);
+    auto r = run_phasemap(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    size_t n = 0;
+    for (const char* fig : {"phase-map", "phase-map-category", "trajectories", "layer-profiles", "audit-variance",
+                            "audit-topology", "audit-cycles"}) {
+        const std::string s = slurp(svg / (std::string(fig) + ".svg"));
+        EXPECT_NE(s.find("<svg"), std::string::npos) << fig;
+        EXPECT_GT(s.size(), 2000u) << fig;
+        const std::string p = slurp(png / (std::string(fig) + ".png"));
+        ASSERT_GT(p.size(), 8u) << fig;
+        EXPECT_EQ(p.substr(1, 3), "PNG") << fig;
+        ++n;
+    }
+    EXPECT_EQ(n, 7u);
+    EXPECT_EQ(std::distance(fs::directory_iterator(svg), fs::directory_iterator{}), 7);
+}
+
+}  // namespace

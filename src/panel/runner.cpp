@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -139,6 +140,12 @@ private:
     std::string states_rel_;
     RecordingSink rec_;
 };
+
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 
 std::string fmt_duration(double s) {
     if (!std::isfinite(s) || s < 0) return "--:--";
@@ -351,7 +358,9 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             slots[i].tee = std::make_unique<TeeSink>(sinks);
             return *slots[i].tee;
         };
+        const double c0 = process_cpu_seconds();
         engine->generate(reqs, sink_for);
+        res.cpu_seconds += process_cpu_seconds() - c0;
         gen_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     }
     res.tokens = tokens.load();

@@ -40,6 +40,7 @@ struct RunnerResult {
     size_t done = 0;             // committed by this invocation
     int64_t tokens = 0;
     double seconds = 0;          // generation wall time (model loading excluded)
+    double cpu_seconds = 0;      // process CPU time spent generating, analysing and storing
 };
 
 // Hash of the whole grid (model labels and file hashes, every run id): what the DB records

@@ -1,0 +1,117 @@
+// Panel runner benchmark on the Qwen2.5-0.5B-shaped random-weight model:
+//   1. tokens/s with --parallel P (default 16) against --parallel 1 (target ≥ 3×);
+//   2. storage overhead: the runner with DB writes against the same runner storing nothing
+//      (target ≤ 5 %).
+//
+//   bench_panel [MODEL.gguf] [--runs N] [--tokens T] [--threads K] [--parallel P] [--layers SPEC]
+//
+// Without MODEL, writes `phasemap make-model --arch qwen2 --size real` to a temporary file
+// (~1 GB, removed at exit). Reports wall-clock and CPU-time rates: on a shared machine the
+// CPU-time figures are the less disturbed ones.
+#include <fmt/core.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+
+#include "phasemap/modelgen.hpp"
+#include "phasemap/panel/manifest.hpp"
+#include "phasemap/panel/prompts.hpp"
+#include "phasemap/panel/runner.hpp"
+#include "phasemap/version.hpp"
+
+namespace fs = std::filesystem;
+using namespace phasemap;
+using namespace phasemap::panel;
+
+namespace {
+
+struct Rate {
+    double wall_tok_s = 0, cpu_tok_s = 0;
+    int64_t tokens = 0;
+};
+
+Rate measure(const Manifest& m, int parallel, int threads, const fs::path& db) {
+    RunnerOptions o;
+    o.db = db;
+    o.n_parallel = parallel;
+    o.n_threads = threads;
+    // Model loading is excluded: the runner times generation (with analysis and storage).
+    const RunnerResult r = run_panel(m, o);
+    Rate x;
+    x.tokens = r.tokens;
+    x.wall_tok_s = double(r.tokens) / r.seconds;
+    x.cpu_tok_s = double(r.tokens) / r.cpu_seconds;
+    return x;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string model;
+    int runs = 16, tokens = 16, threads = 2, parallel = 16;
+    std::string layers = "hf:all";
+    for (int i = 1; i < argc; ++i) {
+        auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+        if (!std::strcmp(argv[i], "--runs")) runs = std::stoi(next());
+        else if (!std::strcmp(argv[i], "--tokens")) tokens = std::stoi(next());
+        else if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(next());
+        else if (!std::strcmp(argv[i], "--parallel")) parallel = std::stoi(next());
+        else if (!std::strcmp(argv[i], "--layers")) layers = next();
+        else if (argv[i][0] != '-') model = argv[i];
+        else {
+            fmt::print(stderr, "usage: bench_panel [MODEL.gguf] [--runs N] [--tokens T] [--threads K] [--parallel P] [--layers SPEC]\n");
+            return 2;
+        }
+    }
+    const fs::path tmp = fs::temp_directory_path() / fmt::format("bench-panel-{}", ::getpid());
+    fs::create_directories(tmp);
+    struct Cleanup {
+        fs::path p;
+        ~Cleanup() { std::error_code ec; fs::remove_all(p, ec); }
+    } cleanup{tmp};
+    if (model.empty()) {
+        const fs::path vocab = modelgen::default_vocab_dir(llama_commit());
+        if (vocab.empty()) {
+            fmt::print(stderr, "bench_panel: no llama.cpp vocab dir found; pass a MODEL.gguf\n");
+            return 1;
+        }
+        model = (tmp / "qwen2-real.gguf").string();
+        fmt::print("writing the Qwen2.5-0.5B-shaped random model to {} …\n", model);
+        modelgen::write_random_model(modelgen::preset("qwen2", "real"), vocab, model);
+    }
+
+    // `runs` greedy prompts from the built-in general panel, one seed, one budget.
+    Manifest m;
+    m.name = "bench";
+    m.file = tmp / "bench.toml";
+    ModelEntry me;
+    me.label = "model";
+    me.path = model;
+    me.gen.temperatures = {0.0};
+    me.gen.n_predict = {tokens};
+    me.gen.seeds = {1};
+    me.gen.layers = layers;
+    m.models.push_back(me);
+    const auto all = parse_prompt_csv(builtin_panel_csv("general"), "general");
+    for (size_t i = 0; i < all.size() && int(m.prompts.size()) < runs; ++i) m.prompts.push_back(all[(i * 7) % all.size()]);
+
+    fmt::print("panel: {} runs × ≤ {} tokens, layers {}, {} threads, model {}\n", m.prompts.size(), tokens, layers, threads, model);
+    (void)measure(m, parallel, threads, {});  // warm the page cache
+    const Rate seq = measure(m, 1, threads, {});
+    const Rate par = measure(m, parallel, threads, {});
+    fmt::print("no DB,  --parallel 1 : {:8.2f} tok/s wall  {:8.2f} tok/CPU-s  ({} tokens)\n", seq.wall_tok_s, seq.cpu_tok_s, seq.tokens);
+    fmt::print("no DB,  --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s\n", parallel, par.wall_tok_s, par.cpu_tok_s);
+    fmt::print("speed-up parallel {} / 1: {:.2f}× wall, {:.2f}× CPU (target ≥ 3×)\n", parallel, par.wall_tok_s / seq.wall_tok_s,
+               par.cpu_tok_s / seq.cpu_tok_s);
+    const Rate db = measure(m, parallel, threads, tmp / "bench.duckdb");
+    const Rate nodb = measure(m, parallel, threads, {});
+    fmt::print("DB,     --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s\n", parallel, db.wall_tok_s, db.cpu_tok_s);
+    fmt::print("no DB,  --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s (again)\n", parallel, nodb.wall_tok_s, nodb.cpu_tok_s);
+    fmt::print("storage overhead (DB vs none): {:+.1f} % wall, {:+.1f} % CPU (target ≤ 5 %)\n",
+               100.0 * (nodb.wall_tok_s / db.wall_tok_s - 1.0), 100.0 * (nodb.cpu_tok_s / db.cpu_tok_s - 1.0));
+    return 0;
+}

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <stdexcept>
 #include <string_view>
+#include <unordered_set>
 
 namespace phasemap {
 namespace {
@@ -39,6 +40,7 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
     const std::string spec = trim(spec_in);
     std::vector<ResolvedLayer> out;
     if (spec.empty() || spec == "none") return out;
+    std::unordered_set<std::string> seen;  // labels already added (a linear scan is quadratic for hf:all)
 
     auto add = [&](bool hf, int i) {
         ResolvedLayer r;
@@ -51,8 +53,7 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
             r.hf_index = i < n_layer - 1 ? i + 1 : -1;
             r.tensor = fmt::format("l_out-{}", i);
         }
-        if (std::none_of(out.begin(), out.end(), [&](const ResolvedLayer& x) { return x.label == r.label; }))
-            out.push_back(std::move(r));
+        if (seen.insert(r.label).second) out.push_back(std::move(r));
     };
 
     size_t pos = 0;

@@ -5,7 +5,9 @@
 #include <fmt/core.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <numeric>
@@ -161,7 +163,7 @@ std::vector<float> NpyArray::as_float() const {
     const size_t n = size();
     std::vector<float> out(n);
     if (dtype == "<f4") {
-        std::memcpy(out.data(), data.data(), n * 4);
+        if (n) std::memcpy(out.data(), data.data(), n * 4);
     } else if (dtype == "<f8") {
         for (size_t i = 0; i < n; ++i) { double v; std::memcpy(&v, data.data() + 8 * i, 8); out[i] = float(v); }
     } else if (dtype == "<f2") {
@@ -267,12 +269,19 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
             size_t q = p;
             while (q < inner.size() && std::isdigit(static_cast<unsigned char>(inner[q]))) ++q;
             if (q == p) throw bad("bad shape");
-            a.shape.push_back(std::stoull(inner.substr(p, q - p)));
+            unsigned long long d = 0;
+            const auto [end, ec] = std::from_chars(inner.data() + p, inner.data() + q, d);
+            if (ec != std::errc() || end != inner.data() + q) throw bad("shape dimension out of range");
+            a.shape.push_back(size_t(d));
             p = q;
         }
     }
-    size_t item = 0;
-    try { item = dtype_size(a.dtype); } catch (...) { throw bad("bad dtype " + a.dtype); }
+    // Item sizes numpy uses for these kinds (f2/f4/f8, i1..i8, u1..u8); anything else is rejected
+    // here rather than dividing by a zero size below.
+    static const char* const kSupported[] = {"<f2", "<f4", "<f8", "<i1", "<i2", "<i4", "<i8", "<u1", "<u2", "<u4", "<u8"};
+    if (std::find(std::begin(kSupported), std::end(kSupported), a.dtype) == std::end(kSupported))
+        throw bad("unsupported dtype '" + a.dtype + "'");
+    const size_t item = dtype_size(a.dtype);
     // Overflow-safe element count.
     size_t n = 1;
     for (size_t d : a.shape) {

@@ -26,6 +26,10 @@ RunData load_run_npz(const std::filesystem::path& path) {
         r.tokens = hs.shape[0];
         r.layers = hs.shape[1];
         r.dim = hs.shape[2];
+        // An empty array leaves the other dimensions unbacked by data (a 100-byte file could
+        // declare 10^12 layers and make the per-layer / per-token vectors below exhaust memory).
+        if (r.tokens == 0 || r.layers == 0 || r.dim == 0)
+            throw std::runtime_error(fmt::format("{}: hidden_states is empty (shape [{}, {}, {}])", where, r.tokens, r.layers, r.dim));
         try {
             r.states = hs.as_float();
         } catch (const std::exception& e) {
@@ -42,7 +46,8 @@ RunData load_run_npz(const std::filesystem::path& path) {
     }
     if (r.metadata.is_object() && r.metadata.contains("layers") && r.metadata["layers"].is_array() &&
         r.metadata["layers"].size() == r.layers) {
-        for (const auto& l : r.metadata["layers"]) r.layer_names.push_back(l.value("label", std::string()));
+        for (const auto& l : r.metadata["layers"])
+            r.layer_names.push_back(l.is_object() && l.contains("label") && l["label"].is_string() ? l["label"].get<std::string>() : std::string());
     } else {
         for (size_t l = 0; l < r.layers; ++l) r.layer_names.push_back(fmt::format("layer[{}]", l));
     }
@@ -63,7 +68,7 @@ RunData load_run_npz(const std::filesystem::path& path) {
             if (a.shape.size() != 1 || a.shape[0] != r.tokens)
                 throw std::runtime_error(fmt::format("{}: {} has {} values, expected {}", where, k, a.size(), r.tokens));
             std::vector<double> v(a.size());
-            if (a.dtype == "<f8") std::memcpy(v.data(), a.data.data(), v.size() * sizeof(double));
+            if (a.dtype == "<f8") { if (!v.empty()) std::memcpy(v.data(), a.data.data(), v.size() * sizeof(double)); }
             else { auto f = a.as_float(); std::copy(f.begin(), f.end(), v.begin()); }
             return v;
         };

@@ -39,7 +39,13 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // --help / --version: CLI11 prints them (exit 0). A usage error: one line, like every
+        // other error (the bad-input corpus in tests/bad-inputs holds the CLI to this).
+        if (e.get_exit_code() == 0) return app.exit(e);
+        std::string msg = e.what();
+        std::replace(msg.begin(), msg.end(), '\n', ' ');
+        fmt::print(stderr, "phasemap: error: {} (see --help)\n", msg);
+        return 2;
     }
     try {
         return action ? action() : 0;

@@ -142,6 +142,20 @@ Interval percentile_interval(std::span<const double> draws, double level) {
     return {metrics::quantile_sorted(v, (1 - level) / 2), metrics::quantile_sorted(v, (1 + level) / 2)};
 }
 
+Interval bias_shifted_interval(std::span<const double> draws, double estimate, double level) {
+    const Interval q = percentile_interval(draws, level);
+    if (!q.ok() || !std::isfinite(estimate)) return {};
+    double s = 0;
+    std::size_t n = 0;
+    for (double d : draws)
+        if (std::isfinite(d)) {
+            s += d;
+            ++n;
+        }
+    const double bias = s / static_cast<double>(n) - estimate;
+    return {q.lo - bias, q.hi - bias};
+}
+
 double permutation_p(double observed, std::span<const double> permuted) {
     if (!std::isfinite(observed)) return kNaN;
     std::size_t k = 0, ge = 0;

@@ -110,31 +110,34 @@ VarianceDecomposition variance_decomposition(const PanelTable& p, const Options&
         v.reml_reason = e.what();
     }
 
-    // Bootstrap within cells.
+    // Residual bootstrap within cells: y* = cell mean + a residual drawn from the same cell, scaled
+    // by sqrt(n_c / (n_c − 1)) so the within-cell variance is not shrunk (a cell of one run keeps its
+    // value). The design (labels, cell sizes) stays fixed.
     auto rng = rng_for(o, kVarBoot);
     const std::size_t T = v.anova.type1.size();
     const std::size_t R = v.reml_terms.size();
     std::vector<std::vector<double>> d1(T), d2(T), dr(R), drs(R);
-    std::vector<double> yb(y.size());
-    std::vector<int> ab_(y.size()), bb_(y.size());
-    std::vector<std::vector<int>> fb(fac.size(), std::vector<int>(y.size()));
+    std::vector<double> yb(y.size()), cell_mean(y.size()), resid(y.size());
+    for (const auto& [k, idx] : cells) {
+        double m = 0;
+        for (auto i : idx) m += y[i];
+        m /= static_cast<double>(idx.size());
+        const double infl = idx.size() > 1 ? std::sqrt(static_cast<double>(idx.size()) / static_cast<double>(idx.size() - 1)) : 0.0;
+        for (auto i : idx) {
+            cell_mean[i] = m;
+            resid[i] = (y[i] - m) * infl;
+        }
+    }
     for (std::size_t b = 0; b < o.bootstrap; ++b) {
-        std::size_t j = 0;
         for (const auto& [k, idx] : cells)
-            for (std::size_t i = 0; i < idx.size(); ++i, ++j) {
-                const std::size_t src = idx[metrics::uniform_index(rng, idx.size() - 1)];
-                yb[j] = y[src];
-                ab_[j] = A.code[src];
-                bb_[j] = B.code[src];
-                for (std::size_t f = 0; f < fac.size(); ++f) fb[f][j] = fac[f][src];
-            }
-        const auto tab = stats::two_way_anova(yb, ab_, bb_, "a", "b", inter);
+            for (auto i : idx) yb[i] = cell_mean[i] + resid[idx[metrics::uniform_index(rng, idx.size() - 1)]];
+        const auto tab = stats::two_way_anova(yb, A.code, B.code, "a", "b", inter);
         for (std::size_t t = 0; t < T && t < tab.type1.size(); ++t) {
             d1[t].push_back(tab.type1[t].share);
             d2[t].push_back(tab.type2[t].share);
         }
         if (b < o.reml_bootstrap && v.reml_reason.empty()) {
-            const auto rm = stats::reml(yb, fb);
+            const auto rm = stats::reml(yb, fac);
             const auto sh = shares_of(rm.sigma2);
             for (std::size_t t = 0; t < R; ++t) {
                 dr[t].push_back(rm.sigma2[t]);
@@ -142,13 +145,25 @@ VarianceDecomposition variance_decomposition(const PanelTable& p, const Options&
             }
         }
     }
+    // Bias-shifted percentile intervals: the resampling treats the observed cell means as true and
+    // adds noise to them again, which shifts the draws of every between-cell share or component
+    // upwards (most visibly the interaction); the shift is estimated and removed. Shares are
+    // clamped to [0, 1], components to ≥ 0.
+    auto clamp = [](Interval i, double hi) {
+        if (i.ok()) {
+            i.lo = std::clamp(i.lo, 0.0, hi);
+            i.hi = std::clamp(i.hi, 0.0, hi);
+        }
+        return i;
+    };
+    const double inf = std::numeric_limits<double>::infinity();
     for (std::size_t t = 0; t < T; ++t) {
-        v.type1_ci.push_back(stats::percentile_interval(d1[t], o.level));
-        v.type2_ci.push_back(stats::percentile_interval(d2[t], o.level));
+        v.type1_ci.push_back(clamp(stats::bias_shifted_interval(d1[t], v.anova.type1[t].share, o.level), 1.0));
+        v.type2_ci.push_back(clamp(stats::bias_shifted_interval(d2[t], v.anova.type2[t].share, o.level), 1.0));
     }
-    for (std::size_t t = 0; t < R; ++t) {
-        v.reml_ci.push_back(stats::percentile_interval(dr[t], o.level));
-        v.reml_share_ci.push_back(stats::percentile_interval(drs[t], o.level));
+    for (std::size_t t = 0; t < R && t < v.reml.sigma2.size(); ++t) {
+        v.reml_ci.push_back(clamp(stats::bias_shifted_interval(dr[t], v.reml.sigma2[t], o.level), inf));
+        v.reml_share_ci.push_back(clamp(stats::bias_shifted_interval(drs[t], v.reml_share[t], o.level), 1.0));
     }
 
     // Permutation p-values of the type-II shares: A within categories, B within A levels (exact

@@ -289,6 +289,10 @@ TEST(AuditStats, PercentileIntervalAndPermutationP) {
     EXPECT_NEAR(ci.lo, 2.5, 1e-12);
     EXPECT_NEAR(ci.hi, 97.5, 1e-12);
     EXPECT_DOUBLE_EQ(permutation_p(50, v), 52.0 / 102.0);
+    // Draws centred at 50 for an estimate of 40: the interval moves down by the bias 10.
+    const auto sh = bias_shifted_interval(v, 40, 0.95);
+    EXPECT_NEAR(sh.lo, -7.5, 1e-12);
+    EXPECT_NEAR(sh.hi, 87.5, 1e-12);
     EXPECT_EQ(derive_seed(1, 2), derive_seed(1, 2));
     EXPECT_NE(derive_seed(1, 2), derive_seed(1, 3));
 }

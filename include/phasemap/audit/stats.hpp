@@ -38,6 +38,10 @@ struct Interval {
 // Percentile interval of the finite draws at `level` (numpy-linear quantiles (1−level)/2 and
 // (1+level)/2); NaN bounds when fewer than 2 finite draws.
 Interval percentile_interval(std::span<const double> draws, double level = 0.95);
+// Bias-shifted percentile interval [q_lo − b, q_hi − b] with the bootstrap bias estimate
+// b = mean(draws) − estimate: for statistics whose resamples are shifted against the estimate
+// (variance shares and components: resampling adds the noise part of the cell means a second time).
+Interval bias_shifted_interval(std::span<const double> draws, double estimate, double level = 0.95);
 // Empirical permutation p-value, (1 + #{perm ≥ observed}) / (1 + K) over the finite permuted values
 // (the observed statistic is oriented so that large = stronger effect). NaN when observed is NaN.
 double permutation_p(double observed, std::span<const double> permuted);

@@ -1,0 +1,118 @@
+// `phasemap audit DB`: the panel audits of issue 5 (docs/audit.md) over a results DB (or a
+// PanelTable JSON dump), printed as tables and optionally written as one JSON document.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "phasemap/audit/report.hpp"
+#include "phasemap/npz.hpp"
+#include "phasemap/store.hpp"
+#include "phasemap/version.hpp"
+#include "verb.hpp"
+
+namespace phasemap::cli {
+namespace {
+
+struct AuditCmd {
+    std::string db, panel_json, hypotheses, json_out;
+    std::vector<std::string> sections;
+    audit::Options opt;
+    bool quiet = false;
+};
+
+PanelTable load_panel(const AuditCmd& c) {
+    if (c.db.empty() == c.panel_json.empty())
+        throw UserError("audit: give either a results DB or --panel-json FILE (exactly one)");
+    if (!c.db.empty()) {
+        try {
+            return store::load_panel_table(c.db);
+        } catch (const std::exception& e) {
+            throw UserError(e.what());
+        }
+    }
+    std::ifstream in(c.panel_json, std::ios::binary);
+    if (!in) throw UserError("audit: cannot read " + c.panel_json);
+    try {
+        return nlohmann::json::parse(in).get<PanelTable>();
+    } catch (const std::exception& e) {
+        throw UserError("audit: " + c.panel_json + " is not a PanelTable JSON: " + e.what());
+    }
+}
+
+int run_audit(AuditCmd& c) {
+    try {
+        c.opt.validate();
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    std::vector<std::string> sections = c.sections.empty() ? audit::section_names() : c.sections;
+    for (const auto& s : sections)
+        if (std::find(audit::section_names().begin(), audit::section_names().end(), s) == audit::section_names().end()) {
+            std::string list;
+            for (const auto& n : audit::section_names()) list += (list.empty() ? "" : ", ") + n;
+            throw UserError("audit: unknown section \"" + s + "\" (sections: " + list + ")");
+        }
+    std::optional<audit::HypothesisFile> hyp;
+    if (!c.hypotheses.empty()) {
+        try {
+            hyp = audit::load_hypotheses(c.hypotheses);
+        } catch (const std::exception& e) {
+            throw UserError(e.what());
+        }
+    } else if (!c.sections.empty() &&
+               std::find(c.sections.begin(), c.sections.end(), "hypotheses") != c.sections.end()) {
+        throw UserError("audit: --section hypotheses needs --hypotheses FILE");
+    }
+    const PanelTable panel = load_panel(c);
+    nlohmann::json out = {{"phasemap_version", std::string(version_string())},
+                          {"source", c.db.empty() ? c.panel_json : c.db},
+                          {"options", audit::options_json(c.opt)},
+                          {"panel", {{"models", panel.models.size()}, {"runs", panel.runs.size()}}},
+                          {"sections", nlohmann::json::object()}};
+    if (!c.quiet) fmt::print("phasemap audit: {} models, {} runs\n\n", panel.models.size(), panel.runs.size());
+    for (const auto& s : sections) {
+        if (s == "hypotheses" && !hyp && c.sections.empty()) continue;   // not asked for
+        const auto r = audit::run_section(s, panel, c.opt, hyp ? &*hyp : nullptr);
+        out["sections"][s] = r.data;
+        if (!c.quiet) fmt::print("{}\n", r.table);
+    }
+    if (!c.json_out.empty()) {
+        try {
+            io::write_file_atomic(c.json_out, out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+        } catch (const std::exception& e) {
+            throw UserError(e.what());
+        }
+    }
+    return 0;
+}
+
+Verb reg{"audit", "Panel audits: regimes, normalisation, variance, topology, hypotheses, cycles, robustness, variants, controls",
+         [](CLI::App& app) {
+             auto c = std::make_shared<AuditCmd>();
+             app.add_option("db", c->db, "results DB (phasemap panel)");
+             app.add_option("--panel-json", c->panel_json, "read the panel from a PanelTable JSON dump instead of a DB");
+             app.add_option("--section", c->sections, "run only these sections (repeatable): regime, normalisation, "
+                                                      "variance, topology, hypotheses, cycles, robustness, variants, controls");
+             app.add_option("--hypotheses", c->hypotheses, "TOML file of hypotheses (falsification registry)");
+             app.add_option("--json", c->json_out, "write every section's results as one JSON file");
+             app.add_option("--metric", c->opt.metric, "run metric of the variance decomposition, topology and rankings")
+                 ->capture_default_str();
+             app.add_option("--factor", c->opt.factor, "factor of the variance decomposition: model or family")
+                 ->capture_default_str();
+             app.add_option("--norm", c->opt.norm, "normalisation mode of the runs to audit (default: the most common)");
+             app.add_option("--bootstrap", c->opt.bootstrap, "bootstrap resamples")->capture_default_str();
+             app.add_option("--reml-bootstrap", c->opt.reml_bootstrap, "bootstrap resamples of the REML components")
+                 ->capture_default_str();
+             app.add_option("--permutations", c->opt.permutations, "permutations per effect")->capture_default_str();
+             app.add_option("--seed", c->opt.seed, "seed of every bootstrap, permutation and split")->capture_default_str();
+             app.add_option("--robust-share", c->opt.robust_share, "MNN share that makes a topology pair robust")
+                 ->capture_default_str();
+             app.add_flag("-q,--quiet", c->quiet, "print nothing (use with --json)");
+             return [c] { return run_audit(*c); };
+         }};
+
+}  // namespace
+}  // namespace phasemap::cli

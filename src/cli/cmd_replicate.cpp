@@ -1,0 +1,183 @@
+// `phasemap replicate`: runs one declared protocol twice (a fresh model load and a fresh Engine
+// each time), compares every array bit for bit and writes a report in the layout of LIMEN's
+// replication.json (schema limen.replication.v1, see include/phasemap/replicate.hpp).
+//
+// Exit status: 0 for EXACT_REPLICATION, 3 for NUMERICAL_DRIFT or DIVERGED (the report is written
+// in every case), 1 for errors.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "phasemap/capture.hpp"
+#include "phasemap/npz.hpp"
+#include "phasemap/replicate.hpp"
+#include "phasemap/run_sinks.hpp"
+#include "phasemap/version.hpp"
+#include "verb.hpp"
+
+namespace phasemap::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace phasemap::capture;
+
+struct ReplicateArgs {
+    std::string model, prompt, out, layers = "hf:all", precision = "exact";
+    int n_predict = 16, threads = 0, ctx = 0, top_k = 0;
+    float temp = 0.0f, top_p = 1.0f;
+    uint64_t seed = 0;
+    bool chat = false, quiet = false;
+};
+
+void check_output(const fs::path& p) {
+    const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) throw UserError(fmt::format("cannot write '{}': directory '{}' does not exist", p.string(), dir.string()));
+    if (fs::is_directory(p, ec)) throw UserError(fmt::format("cannot write '{}': it is a directory", p.string()));
+    // Probe by creating a file: access(2) says yes to root even on read-only file systems.
+    const fs::path probe = dir / fmt::format(".phasemap-probe-{}", ::getpid());
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) throw UserError(fmt::format("cannot write '{}': directory '{}' is not writable ({})", p.string(), dir.string(), std::strerror(errno)));
+    ::close(fd);
+    ::unlink(probe.c_str());
+}
+
+// One execution of the protocol, captured in memory.
+io::Replica execute(const ReplicateArgs& a, const std::string& prompt, Precision precision, nlohmann::json& provenance) {
+    std::shared_ptr<Model> model;
+    try { model = Model::load(a.model); } catch (const std::exception& e) { throw UserError(e.what()); }
+    EngineOptions eo;
+    eo.precision = precision;
+    eo.n_ctx = a.ctx;
+    eo.n_threads = a.threads;
+    eo.layers = a.layers;
+    eo.save_logits = true;
+    std::unique_ptr<Engine> engine;
+    try { engine = std::make_unique<Engine>(model, eo); } catch (const std::invalid_argument& e) { throw UserError(e.what()); }
+    Request req;
+    req.prompt = prompt;
+    req.chat = a.chat;
+    req.n_predict = a.n_predict;
+    req.sampling = {a.temp, a.top_k, a.top_p, a.seed};
+    RecordingSink rec;
+    try {
+        engine->generate(std::span<const Request>(&req, 1), [&](size_t) -> RunSink& { return rec; });
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    const RunRecord& r = rec.record;
+    if (!r.finished) throw UserError("the run did not finish");
+    const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd), V = size_t(r.start.n_vocab);
+    io::Replica out;
+    if (L) out.arrays["hidden_states"] = io::ReplicaArray::f32({T, L, d}, r.states);
+    out.arrays["logits"] = io::ReplicaArray::f32({T, V}, r.logits);
+    std::vector<int64_t> ids, pos, pids(r.start.prompt_ids.begin(), r.start.prompt_ids.end());
+    std::vector<double> ent, top1, margin, surp;
+    for (const auto& t : r.tokens) {
+        ids.push_back(t.id);
+        pos.push_back(t.position);
+        ent.push_back(t.stats.entropy);
+        top1.push_back(t.stats.top1);
+        margin.push_back(t.stats.margin);
+        surp.push_back(t.stats.surprisal);
+    }
+    out.arrays["token_ids"] = io::ReplicaArray::i64({T}, ids);
+    out.arrays["positions"] = io::ReplicaArray::i64({T}, pos);
+    out.arrays["prompt_ids"] = io::ReplicaArray::i64({pids.size()}, pids);
+    out.arrays["entropy"] = io::ReplicaArray::f64({T}, ent);
+    out.arrays["top1"] = io::ReplicaArray::f64({T}, top1);
+    out.arrays["margin"] = io::ReplicaArray::f64({T}, margin);
+    out.arrays["surprisal"] = io::ReplicaArray::f64({T}, surp);
+    out.arrays_sha256 = io::replica_sha256(out);
+
+    const ModelInfo& mi = model->info();
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : r.start.layers) layers.push_back(l.label);
+    out.fixed_metadata = {
+        {"model_id", mi.name.empty() ? mi.path.filename().string() : mi.name},
+        {"model_sha256", mi.sha256},
+        {"architecture", mi.architecture},
+        {"engine", {{"precision", engine->facts().precision}, {"n_ctx", engine->facts().n_ctx},
+                    {"n_batch", engine->facts().n_batch}, {"type_k", engine->facts().type_k},
+                    {"type_v", engine->facts().type_v}, {"flash_attn", engine->facts().flash_attn},
+                    {"n_threads", engine->facts().n_threads}}},
+        {"layers", layers},
+        {"prompt_text", r.start.prompt_text},
+        {"stop_reason", r.end.stop_reason},
+        {"n_generated", r.end.n_generated},
+        {"generated_text", r.end.text},
+    };
+    provenance = provenance_json(mi, engine->facts(), a.layers);
+    return out;
+}
+
+int run_replicate(const ReplicateArgs& a) {
+    std::string prompt = a.prompt;
+    if (!prompt.empty() && prompt[0] == '@') {
+        std::ifstream f(prompt.substr(1), std::ios::binary);
+        if (!f) throw UserError(fmt::format("cannot read prompt file '{}'", prompt.substr(1)));
+        std::stringstream ss;
+        ss << f.rdbuf();
+        prompt = ss.str();
+    }
+    if (prompt.empty()) throw UserError("prompt is empty");
+    if (a.n_predict < 1) throw UserError(fmt::format("-n must be at least 1 (got {})", a.n_predict));
+    Precision precision;
+    try { precision = parse_precision(a.precision); } catch (const std::exception& e) { throw UserError(e.what()); }
+    check_output(a.out);
+
+    nlohmann::json prov_a, prov_b;
+    const io::Replica ref = execute(a, prompt, precision, prov_a);
+    const io::Replica rep = execute(a, prompt, precision, prov_b);
+    const bool greedy = a.temp <= 0.0f;
+    nlohmann::json protocol = {
+        {"prompt", prompt},      {"chat", a.chat},     {"n_predict", a.n_predict}, {"layers", a.layers},
+        {"precision", a.precision}, {"greedy", greedy}, {"temperature", a.temp},    {"top_k", a.top_k},
+        {"top_p", a.top_p},      {"seed", a.seed},     {"executions", 2},
+        {"fresh_engine_per_execution", true},
+        {"phasemap_version", std::string(version())}, {"llama_cpp_commit", std::string(llama_commit())},
+        {"provenance", prov_a},
+    };
+    const nlohmann::json report = io::replication_report(ref, rep, protocol);
+    try {
+        io::write_file_atomic(a.out, report.dump(2) + "\n");
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    const std::string verdict = report["verdict"];
+    if (!a.quiet) {
+        const auto& mx = report["phasemap"]["max_absolute_difference"];
+        fmt::print("{}: {} arrays compared, max |diff| {}, report {}\n", verdict, report["arrays"].size(),
+                   mx.is_null() ? std::string("inf") : fmt::format("{:.3g}", mx.get<double>()), a.out);
+    }
+    return verdict == io::kExactReplication ? 0 : 3;
+}
+
+Verb reg{"replicate", "Run one protocol twice and compare every array bitwise (LIMEN replication.json layout)", [](CLI::App& app) {
+    auto a = std::make_shared<ReplicateArgs>();
+    app.add_option("-m,--model", a->model, "GGUF model file")->required();
+    app.add_option("-p,--prompt", a->prompt, "prompt text, or @FILE to read it from a file")->required();
+    app.add_option("-n,--n-predict", a->n_predict, "tokens to generate per execution")->capture_default_str();
+    app.add_option("--layers", a->layers, "layers to capture (see generate --layers)")->capture_default_str();
+    app.add_option("--temp", a->temp, "sampling temperature; 0 = greedy")->capture_default_str();
+    app.add_option("--top-k", a->top_k, "top-k sampling (0 = off)")->capture_default_str();
+    app.add_option("--top-p", a->top_p, "top-p sampling (1 = off)")->capture_default_str();
+    app.add_option("--seed", a->seed, "sampling seed (the same in both executions)")->capture_default_str();
+    app.add_flag("--chat", a->chat, "apply the model's chat template");
+    app.add_option("--precision", a->precision, "exact or fast")->capture_default_str();
+    app.add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
+    app.add_option("--ctx", a->ctx, "context length (0 = min(training context, 4096))")->capture_default_str();
+    app.add_option("-o,--output", a->out, "replication report (JSON)")->required();
+    app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
+    return [a] { return run_replicate(*a); };
+}};
+
+}  // namespace
+}  // namespace phasemap::cli

@@ -45,12 +45,16 @@ target_compile_definitions(phasemap_report PRIVATE
 set_source_files_properties(src/report/assets.cpp PROPERTIES OBJECT_DEPENDS "${_pm_report_files};${_pm_report_local}")
 target_link_libraries(phasemap PRIVATE phasemap_report)
 # `phasemap report DB`: the store's panel table and the audit library (modules included before this one).
-if(TARGET phasemap_store AND TARGET phasemap_audit)
-  target_compile_definitions(phasemap PRIVATE PHASEMAP_REPORT_DB=1)
-endif()
 
 pm_test(report phasemap_report)
 if(TARGET test_report)
   add_dependencies(test_report phasemap)
   target_compile_definitions(test_report PRIVATE PHASEMAP_REPORT_TEST_OUT="${CMAKE_BINARY_DIR}/report-test")
+endif()
+# `phasemap report DB`: the store's panel table and the audit library (modules included before this one).
+if(TARGET phasemap_store AND TARGET phasemap_audit)
+  target_compile_definitions(phasemap PRIVATE PHASEMAP_REPORT_DB=1)
+  if(TARGET test_report)
+    target_compile_definitions(test_report PRIVATE PHASEMAP_REPORT_DB=1)
+  endif()
 endif()

@@ -126,7 +126,9 @@
     ];
     if (ci) layer.push({ transform: [{ filter: 'isValid(datum.ci_low)' }], mark: { type: 'errorbar', ticks: true, color: '#222' },
       encoding: { x: { field: 'ci_low', type: 'quantitative', title: v.value_title || 'share of variance' }, x2: { field: 'ci_high' }, y: { field: 'factor', type: 'nominal', sort: null } } });
-    return base({ data: { values: v.rows }, facet: { row: { field: 'metric', type: 'nominal', title: null } },
+    return base({ data: { values: v.rows },
+      facet: { row: { field: 'metric', type: 'nominal', title: null,
+        header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold' } } },
       spec: { width: 420, height: { step: 18 }, layer: layer }, resolve: { scale: { y: 'independent' } } });
   }
 
@@ -182,11 +184,11 @@
     add('layer-profiles', 'layers', 'layer-axis metrics per model', d.layer && has(d.layer.rows), () => layerProfiles(d),
       'No layer-axis metrics in the inputs (runs analysed with --no-layer-axis, or none given).');
     add('audit-variance', 'audits', 'variance decomposition (share of variance, with CIs)', a.variance && has(a.variance.rows),
-      () => varianceBars(a.variance), 'No variance decomposition: pass --audit-json (from `phasemap audit`).');
+      () => varianceBars(a.variance), 'No variance decomposition: no audit given, or the section could not run (see the notes below).');
     add('audit-topology', 'audits', 'model topology: distance heat map in clustering order, dendrogram above, robust pairs outlined in red',
-      a.topology && has(a.topology.cells), () => topology(a.topology), 'No topology section in the audit.');
+      a.topology && has(a.topology.cells), () => topology(a.topology), 'No topology figure: the audit has no topology, or it could not run (see the notes below).');
     add('audit-cycles', 'audits', 'COLLAPSE cycle rates', a.cycles && has(a.cycles.rows), () => rateBars(a.cycles, a.cycles.value_title || 'rate'),
-      'No cycle rates in the audit.');
+      'No cycle rates: no audit given, or the section could not run (see the notes below).');
     return out;
   }
 

@@ -248,8 +248,9 @@ struct FullInputs {
 const FullInputs& full_inputs() {
     static FullInputs in = [] {
         FullInputs f;
-        f.dir = out_dir() / "inputs";
-        fs::create_directories(f.dir);
+        // One directory per test process: ctest runs the tests of this file in parallel.
+        static pmtest::TempDir tmp;
+        f.dir = tmp.path;
         f.panel = f.dir / "panel.json";
         write_json(f.panel, synthetic_panel(6, 4, 8, 7));
         f.audit = f.dir / "audit.json";
@@ -400,7 +401,7 @@ TEST(ReportBrowser, OneModelOneRun) {
     // phase map (one point), by category (one cell), trajectory, layer profiles; no audit figures.
     expect_rendered(s, 4);
     EXPECT_NE(s.dom.find("No variance decomposition"), std::string::npos);
-    EXPECT_NE(s.dom.find("No topology"), std::string::npos);
+    EXPECT_NE(s.dom.find("No topology figure"), std::string::npos);
     EXPECT_NE(s.dom.find("No audit"), std::string::npos);
     EXPECT_NE(s.dom.find("Only one model"), std::string::npos);
 }
@@ -453,3 +454,36 @@ TEST(ReportExport, SvgAndPng) {
 }
 
 }  // namespace
+
+#ifdef PHASEMAP_REPORT_DB
+namespace {
+
+// `phasemap report DB`: a small panel run into a results DB, the audits computed from it.
+TEST(ReportDb, FromResultsDb) {
+    REQUIRE_BROWSER(chrome);
+    const fs::path model = pmtest::shared_model("stories260K.gguf");
+    if (model.empty()) GTEST_SKIP() << "../shared/models/stories260K.gguf absent";
+    pmtest::TempDir tmp;
+    {
+        std::ofstream m(tmp / "m.toml");
+        m << "name = \"report-test\"\n[generation]\ntemperatures = [0.0, 0.7]\nn_predict = [16]\nseeds = [1]\n"
+          << "[[models]]\nlabel = \"stories\"\npath = \"" << model.string() << "\"\nfamily = \"llama\"\n"
+          << "[[prompts]]\nbuiltin = \"stories\"\ncategories = [\"animals\", \"family\"]\nlimit = 2\n";
+    }
+    auto r = run_phasemap({"panel", "run", (tmp / "m.toml").string(), "--db", (tmp / "r.duckdb").string(), "-t", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const fs::path html = out_dir() / "report-db.html";
+    r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto s = open_page(chrome, html, out_dir() / "report-db.png");
+    ASSERT_TRUE(s.j.is_object());
+    // Phase map, by category and layer profiles at least; the audit figures the sections allow.
+    EXPECT_GE(s.j["expected"].get<size_t>(), 3u);
+    expect_rendered(s, s.j["expected"].get<size_t>());
+    EXPECT_NE(s.dom.find("8 runs"), std::string::npos);
+    r = run_phasemap({"report", (tmp / "missing.duckdb").string(), "-o", (tmp / "x.html").string()});
+    EXPECT_EQ(r.exit_code, 1);
+}
+
+}  // namespace
+#endif

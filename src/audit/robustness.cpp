@@ -51,6 +51,7 @@ std::vector<RankingStability> rankings(const std::vector<const PanelRun*>& runs,
                 xa.push_back(&xs);
                 xb.push_back(&it->second);
             }
+            if (xa.size() < 3) continue;   // a ranking of fewer than 3 models says nothing
             RankingStability rs;
             rs.factor = factor;
             rs.level_a = f(a->first);
@@ -69,13 +70,12 @@ std::vector<RankingStability> rankings(const std::vector<const PanelRun*>& runs,
                 return m;
             };
             rs.tau = stats::kendall_tau_b(means(xa, false), means(xb, false));
-            if (xa.size() >= 3) {
-                std::vector<double> draws(o.bootstrap);
-                for (auto& d : draws) d = stats::kendall_tau_b(means(xa, true), means(xb, true)).tau;
-                rs.ci = stats::percentile_interval(draws, o.level);
-            }
+            std::vector<double> draws(o.bootstrap);
+            for (auto& d : draws) d = stats::kendall_tau_b(means(xa, true), means(xb, true)).tau;
+            rs.ci = stats::percentile_interval(draws, o.level);
             out.push_back(rs);
         }
+    if (out.empty()) reason = "no two " + factor + " levels share ≥ 3 models with " + metric;
     return out;
 }
 

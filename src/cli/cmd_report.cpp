@@ -12,8 +12,7 @@
 
 // Built with the results store and the audits (cmake/report.cmake): `phasemap report DB`.
 #ifdef PHASEMAP_REPORT_DB
-#include "phasemap/audit/audit.hpp"
-#include "phasemap/audit/hypotheses.hpp"
+#include "phasemap/audit/report.hpp"
 #include "phasemap/store.hpp"
 #endif
 
@@ -73,30 +72,30 @@ void load_db(ReportCmd& c, report::Inputs& in) {
         throw UserError(e.what());
     }
     in.panel_source = c.db;
+    if (!in.audit.is_null()) return;  // --audit-json given
+    // The same sections, options and layout as `phasemap audit DB --json`.
     audit::Options o;
     if (!c.opt.regime_cuts.empty())
         o.cuts = {c.opt.regime_cuts[0], c.opt.regime_cuts[1], c.opt.regime_cuts[2]};
-    const PanelTable& p = *in.panel;
-    nlohmann::json secs = nlohmann::json::array();
-    secs.push_back(audit::to_json(audit::regime_table(p, o)));
-    secs.push_back(audit::to_json(audit::normalisation_sensitivity(p, o)));
-    secs.push_back(audit::to_json(audit::variance_decomposition(p, o)));
-    secs.push_back(audit::to_json(audit::topology(p, o)));
+    std::optional<audit::HypothesisFile> hyp;
     if (!c.hypotheses.empty()) {
         try {
-            secs.push_back(audit::to_json(audit::falsification_registry(p, audit::load_hypotheses(c.hypotheses), o)));
+            hyp = audit::load_hypotheses(c.hypotheses);
         } catch (const std::exception& e) {
-            throw UserError(fmt::format("{}: {}", c.hypotheses, e.what()));
+            throw UserError(e.what());
         }
     }
-    secs.push_back(audit::to_json(audit::cycles(p, o)));
-    secs.push_back(audit::to_json(audit::robustness(p, o)));
-    secs.push_back(audit::to_json(audit::variants(p, o)));
-    secs.push_back(audit::to_json(audit::controls(p, o)));
-    if (in.audit.is_null()) {
-        in.audit = secs;
-        in.audit_source = c.db + " (audits computed with default options)";
+    nlohmann::json secs = nlohmann::json::object();
+    for (const auto& name : audit::section_names()) {
+        if (name == "hypotheses" && !hyp) continue;
+        secs[name] = audit::run_section(name, *in.panel, o, hyp ? &*hyp : nullptr).data;
     }
+    const nlohmann::json computed = {{"source", c.db},
+                                     {"options", audit::options_json(o)},
+                                     {"panel", {{"models", in.panel->models.size()}, {"runs", in.panel->runs.size()}}},
+                                     {"sections", secs}};
+    in.audit = computed;
+    in.audit_source = c.db + " (audits computed with default options)";
 }
 #endif
 

@@ -428,6 +428,9 @@ json build_data(const Inputs& in, const Options& opt) {
         for (const auto& s : a) secs.push_back({str(s, "section", "section"), s});
     } else if (a.is_object() && a.contains("sections") && a["sections"].is_array()) {
         for (const auto& s : a["sections"]) secs.push_back({str(s, "section", "section"), s});
+    } else if (a.is_object() && a.contains("sections") && a["sections"].is_object()) {
+        // `phasemap audit --json`: {"phasemap_version", "source", "options", "panel", "sections": {name: ...}}
+        for (const auto& [k, v] : a["sections"].items()) secs.push_back({str(v, "section", k), v});
     } else if (a.is_object()) {
         for (const auto& [k, v] : a.items())
             if (v.is_object() && k != "provenance" && k != "settings") secs.push_back({str(v, "section", k), v});
@@ -674,9 +677,14 @@ json build_data(const Inputs& in, const Options& opt) {
             }
             items.push_back(table("run settings and provenance (distinct values over the per-run summaries)", {"key", "values"}, rows));
         }
-        if (a.is_object())
-            for (const char* k : {"provenance", "settings"})
+        if (a.is_object()) {
+            json rows = json::array();
+            for (const char* k : {"phasemap_version", "source", "panel"})
+                if (a.contains(k)) rows.push_back({k, cell(a[k])});
+            if (!rows.empty()) items.push_back(table("audit", {"field", "value"}, rows));
+            for (const char* k : {"options", "provenance", "settings"})
                 if (a.contains(k)) to_tables(std::string("audit ") + k, a[k], items);
+        }
         sections.push_back({{"id", "provenance"}, {"title", "Provenance"}, {"items", items}});
     }
     d["sections"] = sections;

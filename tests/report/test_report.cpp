@@ -412,7 +412,10 @@ TEST(ReportBrowser, ThousandRunPanelUnder10MB) {
     fs::create_directories(dir);
     // 20 models × 5 categories × 10 runs = 1,000 runs, each with a 1,000-token summary.
     write_json(dir / "panel.json", synthetic_panel(20, 5, 10, 3));
-    write_json(dir / "audit.json", synthetic_audit(20));
+    // The audit in `phasemap audit --json`'s layout: sections keyed by name.
+    json sections = json::object();
+    for (const auto& sec : synthetic_audit(20)) sections[sec["section"].get<std::string>()] = sec;
+    write_json(dir / "audit.json", {{"phasemap_version", "test"}, {"source", "panel.json"}, {"sections", sections}});
     std::vector<std::string> args = {"report", "-q", "-o", (dir / "report.html").string(), "--panel-json",
                                      (dir / "panel.json").string(), "--audit-json", (dir / "audit.json").string(), "--runs-json"};
     for (size_t i = 0; i < 1000; ++i) {

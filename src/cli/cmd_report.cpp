@@ -176,8 +176,8 @@ Verb reg{"report", "One self-contained HTML page of plots and tables (phase map,
     app.add_option("--hypotheses", c->hypotheses, "falsification registry TOML evaluated on the DB's panel");
 #endif
     app.add_option("-o,--output", c->out, "HTML file to write (default report.html)");
-    app.add_option("--panel-json", c->panel_json, "panel table as JSON (`phasemap audit --panel-json`)");
-    app.add_option("--audit-json", c->audit_json, "audit results as JSON (`phasemap audit --json`)");
+    app.add_option("--panel-json", c->panel_json, "PanelTable as JSON (the layout `phasemap audit --panel-json` reads)");
+    app.add_option("--audit-json", c->audit_json, "audit results (`phasemap audit --json` output)");
     app.add_option("--runs-json", c->runs_json, "per-run summaries (`phasemap analyze --json`): token series, layer metrics")
         ->expected(1, -1);
     app.add_option("--control-json", c->control_json, "control-audit results (`phasemap control-audit` JSON)")->expected(1, -1);

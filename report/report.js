@@ -163,7 +163,8 @@
       tooltip: [{ field: 'label', title: 'model' }, { field: 'measure' }, { field: 'value', format: '.3f' }, { field: 'ci_low', format: '.3f', title: 'CI low' },
         { field: 'ci_high', format: '.3f', title: 'CI high' }, { field: 'n', title: 'episodes' }] } }];
     if (ci) layer.push({ transform: [{ filter: 'isValid(datum.ci_low)' }], mark: { type: 'rule', color: '#222' },
-      encoding: { x: { field: 'ci_low', type: 'quantitative', title: title }, x2: { field: 'ci_high' }, y: y, yOffset: yOff } });
+      encoding: { x: { field: 'ci_low', type: 'quantitative', title: title }, x2: { field: 'ci_high' }, y: y,
+        yOffset: Object.assign({ bandPosition: 0.5 }, yOff) } });
     return base({ data: { values: c.rows }, width: 420, height: { step: 14 }, layer: layer });
   }
 

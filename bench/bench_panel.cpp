@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -51,6 +52,7 @@ Rate measure(const Manifest& m, int parallel, int threads, const fs::path& db) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // figures appear as they are measured
     std::string model;
     int runs = 16, tokens = 16, threads = 2, parallel = 16;
     std::string layers = "hf:all";
@@ -100,10 +102,9 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < all.size() && int(m.prompts.size()) < runs; ++i) m.prompts.push_back(all[(i * 7) % all.size()]);
 
     fmt::print("panel: {} runs × ≤ {} tokens, layers {}, {} threads, model {}\n", m.prompts.size(), tokens, layers, threads, model);
-    (void)measure(m, parallel, threads, {});  // warm the page cache
     const Rate seq = measure(m, 1, threads, {});
-    const Rate par = measure(m, parallel, threads, {});
     fmt::print("no DB,  --parallel 1 : {:8.2f} tok/s wall  {:8.2f} tok/CPU-s  ({} tokens)\n", seq.wall_tok_s, seq.cpu_tok_s, seq.tokens);
+    const Rate par = measure(m, parallel, threads, {});
     fmt::print("no DB,  --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s\n", parallel, par.wall_tok_s, par.cpu_tok_s);
     fmt::print("speed-up parallel {} / 1: {:.2f}× wall, {:.2f}× CPU (target ≥ 3×)\n", parallel, par.wall_tok_s / seq.wall_tok_s,
                par.cpu_tok_s / seq.cpu_tok_s);

@@ -368,7 +368,8 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
     prog.runs_done = res.done;
     prog.tokens = res.tokens;
     prog.seconds = gen_seconds;
-    if (opt.on_progress && pending_runs > 0) opt.on_progress(prog);
+    // The last commit already reported a complete panel; otherwise report where it ended.
+    if (opt.on_progress && pending_runs > 0 && res.done != pending_runs) opt.on_progress(prog);
     return res;
 }
 

@@ -1,0 +1,38 @@
+# Hardening suite (issue 8, docs/hardening.md): parser contracts on the fuzz seed corpora and
+# regression inputs, replication checks, and the bad-input corpus through the CLI. Included by
+# CMakeLists.txt. The long parts live behind their own entry points: `make test-asan`
+# (scripts/test-asan.sh), `make fuzz` (scripts/fuzz.sh, fuzz/CMakeLists.txt), `make bench`
+# (bench/run.sh) and scripts/torture.sh.
+pm_test(hardening phasemap_capture phasemap_io phasemap_metrics)
+if(TARGET test_hardening)
+  # The fuzz harnesses, linked as plain functions: the tests replay every seed and regression input.
+  target_sources(test_hardening PRIVATE ${CMAKE_SOURCE_DIR}/fuzz/harness.cpp)
+  target_include_directories(test_hardening PRIVATE ${CMAKE_SOURCE_DIR}/fuzz)
+  add_dependencies(test_hardening phasemap)
+  # The manifest and hypothesis-file harnesses when those modules are part of the build.
+  if(TARGET phasemap_panel)
+    target_link_libraries(test_hardening PRIVATE phasemap_panel)
+    target_compile_definitions(test_hardening PRIVATE PM_FUZZ_PANEL)
+  endif()
+  if(TARGET phasemap_audit)
+    target_link_libraries(test_hardening PRIVATE phasemap_audit)
+    target_compile_definitions(test_hardening PRIVATE PM_FUZZ_AUDIT)
+  endif()
+endif()
+
+# Crash/resume torture of `phasemap panel run` (tests/hardening/torture): its own executable,
+# run by scripts/torture.sh (minutes of restarts: not part of the default ctest run).
+if(TARGET phasemap_panel AND TARGET phasemap_store)
+  add_executable(test_torture tests/hardening/torture/test_torture.cpp)
+  target_link_libraries(test_torture PRIVATE phasemap_test_support phasemap_store GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_torture PRIVATE PM_HAVE_PANEL)
+  add_dependencies(test_torture phasemap)
+endif()
+
+# Bad-input corpus: one declarative case per file under tests/bad-inputs/cases, one runner.
+find_program(PM_HARDENING_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+add_test(NAME hardening.bad_inputs
+         COMMAND ${PM_HARDENING_PYTHON} ${CMAKE_SOURCE_DIR}/tests/bad-inputs/run.py
+                 --phasemap $<TARGET_FILE:phasemap> --cases ${CMAKE_SOURCE_DIR}/tests/bad-inputs/cases
+                 --source-dir ${CMAKE_SOURCE_DIR})
+set_tests_properties(hardening.bad_inputs PROPERTIES TIMEOUT 300)

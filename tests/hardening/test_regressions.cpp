@@ -1,0 +1,94 @@
+// Regression tests for parser bugs found by fuzzing (fuzz/, `make fuzz`). Each test names the
+// input shape that used to crash or misbehave; the fixed behaviour is a clear runtime_error.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "phasemap/layers.hpp"
+#include "phasemap/npz.hpp"
+#include "phasemap/run_file.hpp"
+#include "support/paths.hpp"
+
+namespace io = phasemap::io;
+
+namespace {
+
+// A version-1 .npy with a hand-written header dict.
+std::string npy_with_header(const std::string& dict, const std::string& payload) {
+    std::string h = dict;
+    while ((10 + h.size() + 1) % 64) h.push_back(' ');
+    h.push_back('\n');
+    std::string b = "\x93NUMPY\x01";
+    b.push_back('\0');
+    b.push_back(char(h.size() & 0xff));
+    b.push_back(char(h.size() >> 8));
+    return b + h + payload;
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// fuzz_npy: dtype '<f0' has item size 0 and made the overflow check divide by zero (SIGFPE).
+TEST(FuzzRegression, ZeroItemSizeDtypeIsRejected) {
+    const std::string b = npy_with_header("{'descr': '<f0', 'fortran_order': False, 'shape': (3,), }", "");
+    EXPECT_NE(error_of([&] { io::parse_npy(b, "x"); }).find("unsupported dtype '<f0'"), std::string::npos);
+    for (const char* dt : {"<f3", "<i16", "<u0", "<f4x", "<f 4", "<b1"}) {
+        const std::string s = npy_with_header(std::string("{'descr': '") + dt + "', 'fortran_order': False, 'shape': (1,), }",
+                                              std::string(16, '\0'));
+        EXPECT_NE(error_of([&] { io::parse_npy(s, "x"); }).find("unsupported dtype"), std::string::npos) << dt;
+    }
+}
+
+// fuzz_npy: a 23-digit dimension threw std::out_of_range ("stoull") instead of a clear error.
+TEST(FuzzRegression, HugeShapeDimensionIsAClearError) {
+    const std::string b = npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }", "");
+    EXPECT_NE(error_of([&] { io::parse_npy(b, "x"); }).find("shape dimension out of range"), std::string::npos);
+    const std::string c = npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296,), }", "");
+    EXPECT_NE(error_of([&] { io::parse_npy(c, "x"); }).find("shape too large"), std::string::npos);
+}
+
+// fuzz_npy (UBSan): as_float on an empty <f4 array passed a null pointer to memcpy.
+TEST(FuzzRegression, EmptyArrayConvertsToEmptyVector) {
+    const std::string b = npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", "");
+    const io::NpyArray a = io::parse_npy(b, "x");
+    EXPECT_EQ(a.size(), 0u);
+    EXPECT_TRUE(a.as_float().empty());
+}
+
+void write_run(const std::filesystem::path& p, const std::vector<size_t>& hs_shape, const std::string& meta) {
+    io::NpzBuilder b;
+    const size_t n = hs_shape[0] * hs_shape[1] * hs_shape[2];
+    std::vector<float> v(n, 0.25f);
+    b.add_bytes("hidden_states.npy", io::npy_bytes("<f4", hs_shape, v.data()));
+    if (!meta.empty()) b.add_bytes("metadata.json", meta);
+    b.commit(p, false);
+}
+
+// fuzz_run_file: metadata "layers" entries that are not objects (or labels that are not strings)
+// threw nlohmann's type_error out of load_run_npz.
+TEST(FuzzRegression, OddLayerMetadataFallsBackToEmptyLabels) {
+    pmtest::TempDir d;
+    write_run(d / "r.npz", {2, 3, 4}, R"({"layers": [1, {"label": 2}, {"label": "hf:3"}], "tokens": [1, "x"]})");
+    const io::RunData r = io::load_run_npz(d / "r.npz");
+    EXPECT_EQ(r.layer_names, (std::vector<std::string>{"", "", "hf:3"}));
+    EXPECT_EQ(r.token_texts, (std::vector<std::string>{"", "x"}));
+}
+
+// fuzz_run_file: hidden_states of shape [0, 10^9, 0] (a few bytes) made the loader build a
+// billion layer names; an empty array is now rejected.
+TEST(FuzzRegression, EmptyHiddenStatesAreRejected) {
+    pmtest::TempDir d;
+    io::NpzBuilder b;
+    b.add_bytes("hidden_states.npy", io::npy_bytes("<f4", {0, 1000000000, 0}, nullptr));
+    b.commit(d / "e.npz", false);
+    EXPECT_NE(error_of([&] { io::load_run_npz(d / "e.npz"); }).find("hidden_states is empty"), std::string::npos);
+}
+
+}  // namespace

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <exception>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -53,6 +54,7 @@ public:
         int64_t n_ctx = 0;
         std::atomic<int64_t>* tokens = nullptr;
         std::function<void()> on_commit;
+        std::exception_ptr* error = nullptr;
     };
     PanelSink(Shared& sh, const Group& g, std::string states_rel) : sh_(sh), g_(g), states_rel_(std::move(states_rel)) {}
 
@@ -63,7 +65,15 @@ public:
     }
     void end(const RunEnd& e) override {
         rec_.end(e);
-        commit();
+        // An exception must not cross the engine's decode loop: keep the first one, skip later
+        // commits, and let run_panel rethrow it after generation.
+        if (!*sh_.error) {
+            try {
+                commit();
+            } catch (...) {
+                *sh_.error = std::current_exception();
+            }
+        }
         rec_.record = {};  // free the states
     }
 
@@ -358,8 +368,11 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             slots[i].tee = std::make_unique<TeeSink>(sinks);
             return *slots[i].tee;
         };
+        std::exception_ptr error;
+        sh.error = &error;
         const double c0 = process_cpu_seconds();
         engine->generate(reqs, sink_for);
+        if (error) std::rethrow_exception(error);
         res.cpu_seconds += process_cpu_seconds() - c0;
         gen_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     }

@@ -266,6 +266,35 @@ void Store::put_model(const ModelRow& m) {
 
 namespace {
 
+// DuckDB's VARCHAR holds UTF-8 only; generated tokens may be partial byte sequences (byte-level
+// BPE). Invalid sequences become U+FFFD (token ids stay exact in the tokens table).
+std::string valid_utf8(const std::string& s) {
+    std::string o;
+    o.reserve(s.size());
+    size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = n > 0 && i + n <= s.size();
+        for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
+        if (ok && n > 1) {
+            uint32_t cp = c & (0x7f >> n);
+            for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+            const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+            ok = cp >= min[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+        }
+        if (ok && c == 0) ok = false;  // NUL is not allowed either
+        if (ok) {
+            o.append(s, i, n);
+            i += n;
+        } else {
+            o += "\xEF\xBF\xBD";
+            ++i;
+        }
+    }
+    return o;
+}
+
 struct Appender {
     duckdb_appender a = nullptr;
     std::string table;
@@ -283,7 +312,10 @@ struct Appender {
         if (s != DuckDBSuccess)
             throw StoreError(fmt::format("results DB '{}': writing {} failed: {}", path.string(), table, duckdb_appender_error(a)));
     }
-    void str(const std::string& s) { check(duckdb_append_varchar_length(a, s.data(), s.size())); }
+    void str(const std::string& s) {
+        const std::string v = valid_utf8(s);
+        check(duckdb_append_varchar_length(a, v.data(), v.size()));
+    }
     void str_or_null(const std::string& s) { s.empty() ? null() : str(s); }
     void i64(int64_t v) { check(duckdb_append_int64(a, v)); }
     void u64(uint64_t v) { check(duckdb_append_uint64(a, v)); }

@@ -249,3 +249,18 @@ TEST(Store, MergeIsIdempotentAndRefusesMixedManifests) {
     EXPECT_THROW(merge({d / "other.duckdb"}, d / "all.duckdb"), StoreError);  // output holds manifest h1
     EXPECT_EQ(Store::open(d / "all.duckdb", {.read_only = true})->count("runs"), 3);
 }
+
+TEST(Store, InvalidUtf8TokenTextIsStoredAsReplacementCharacters) {
+    pmtest::TempDir d;
+    auto s = Store::open(d / "r.duckdb", {.manifest_hash = "h1"});
+    Synth a(4, 7);
+    a.tokens[0].text = "\xe4\xbd";         // first two bytes of a three-byte character (byte-level BPE)
+    a.tokens[1].text = "ok \xff end";
+    RunRow r = row("r1");
+    r.text = std::string("caf\xc3", 4);
+    s->commit_run(r, a.summary, a.tokens);
+    EXPECT_EQ(s->rows("SELECT token_text FROM tokens ORDER BY t LIMIT 2"),
+              (std::vector<std::string>{"\xef\xbf\xbd\xef\xbf\xbd", "ok \xef\xbf\xbd end"}));
+    EXPECT_EQ(s->rows("SELECT text FROM runs")[0], "caf\xef\xbf\xbd");
+    EXPECT_EQ(s->rows("SELECT token_id FROM tokens ORDER BY t LIMIT 1")[0], "100");
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# `make bench`: phasemap's performance suite. Runs every benchmark once with settings short enough
+# for a shared machine (~5 min), then rewrites BENCHMARKS.md: figures as ratios to a baseline
+# measured in the same run, the machine, the date, the commands, and — at the top — every ratio
+# that moved more than 10 % in the bad direction since the figures the file held before.
+#
+#   bench/run.sh [BUILD=build]
+#   BENCH_TOKENS (32) BENCH_REPS (3) BENCH_THREADS (2)   bench_capture on the real-shape qwen2
+#   BENCH_MIN_TIME (0.5)                                 seconds per google-benchmark case
+#   BENCH_RSS_SHORT (64) BENCH_RSS_LONG (1024)           run lengths of the peak-RSS check
+#   BENCH_MD (BENCHMARKS.md)                             file to rewrite
+#   PHASEMAP_CACHE                                       the random-weight models are cached in $PHASEMAP_CACHE/bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+TOKENS=${BENCH_TOKENS:-32} REPS=${BENCH_REPS:-3} THREADS=${BENCH_THREADS:-2} MIN_TIME=${BENCH_MIN_TIME:-0.5}
+RSS_SHORT=${BENCH_RSS_SHORT:-64} RSS_LONG=${BENCH_RSS_LONG:-1024}
+MD=${BENCH_MD:-BENCHMARKS.md}
+CACHE=${PHASEMAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasemap}/bench
+PM="$BUILD/phasemap"
+for b in "$PM" "$BUILD/bench_capture" "$BUILD/bench_metrics" "$BUILD/bench_baseline"; do
+  [ -x "$b" ] || { echo "bench: $b is missing (build with PHASEMAP_BUILD_BENCH=ON)" >&2; exit 1; }
+done
+mkdir -p "$CACHE"
+R=$(mktemp -d "${TMPDIR:-/tmp}/pm-bench.XXXXXX")
+trap 'rm -rf "$R"' EXIT
+log() { printf '[bench] %s\n' "$*" >&2; }
+step() {  # step NAME CMD...: runs CMD, stdout to $R/NAME.out, wall time to $R/NAME.wall
+  local name=$1; shift
+  log "$name: $*"
+  local t0; t0=$(date +%s.%N)
+  "$@" > "$R/$name.out"
+  echo "$(date +%s.%N) - $t0" | bc > "$R/$name.wall"
+}
+t_start=$(date +%s)
+cat /proc/loadavg > "$R/load_start"
+
+# Random-weight models with real shapes (cached; same seed → same bytes).
+QWEN="$CACHE/qwen2-real.gguf" LLAMA="$CACHE/llama-tiny.gguf"
+[ -s "$QWEN" ] || "$PM" make-model --arch qwen2 --size real -o "$QWEN" >&2
+[ -s "$LLAMA" ] || "$PM" make-model --arch llama --size tiny -o "$LLAMA" >&2
+
+step capture "$BUILD/bench_capture" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
+step metrics "$BUILD/bench_metrics" --benchmark_min_time="$MIN_TIME" --benchmark_format=json
+step baseline "$BUILD/bench_baseline" --benchmark_min_time="$MIN_TIME" --benchmark_format=json
+step rss bash bench/bench_rss.sh "$PM" "$LLAMA" "$RSS_SHORT" "$RSS_LONG" "$THREADS"
+if [ -x "$BUILD/bench_panel" ]; then
+  step panel "$BUILD/bench_panel" "$QWEN" --threads "$THREADS"
+fi
+cat /proc/loadavg > "$R/load_end"
+t_total=$(( $(date +%s) - t_start ))
+
+/usr/bin/python3 - "$R" "$MD" "$t_total" "$QWEN" "$LLAMA" "$BUILD" <<'PY'
+import datetime, json, os, platform, re, subprocess, sys
+R, MD, total, QWEN, LLAMA, BUILD = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+rd = lambda n: open(os.path.join(R, n)).read()
+env = os.environ
+
+def lscpu(key):
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    m = re.search(rf"^{key}:\s*(.+)$", out, re.M)
+    return m.group(1).strip() if m else "?"
+
+ratios = {}   # key -> (value, better, label)
+sections = []
+
+# ---- capture overhead
+cap = rd("capture.out")
+modes = {}
+for line in cap.splitlines():
+    # mode, tok/s, ratio[, tok/cpu-s, ratio] (ratios to the plain loop)
+    m = re.match(r"^(plain llama\.cpp decode loop|phasemap capture .+?)((?:\s+[\d.]+){2,4})$", line.strip())
+    if m: modes[m.group(1).strip()] = [float(x) for x in m.group(2).split()]
+for k, key in [("phasemap capture off", "capture_off_vs_plain"), ("phasemap capture hf:all", "capture_all_vs_plain"),
+               ("phasemap capture hf:all + NPZ", "capture_npz_vs_plain")]:
+    if k in modes:
+        ratios[key] = (modes[k][1], "higher", f"tokens/s (wall), {k} ÷ plain llama.cpp decode loop")
+        if len(modes[k]) == 4:
+            ratios[key + "_cpu"] = (modes[k][3], "higher", f"tokens per CPU-second, {k} ÷ plain loop")
+if "phasemap capture off" in modes and "phasemap capture hf:all" in modes:
+    ratios["capture_all_vs_off"] = (modes["phasemap capture hf:all"][0] / modes["phasemap capture off"][0], "higher",
+                                    "tokens/s, capture hf:all ÷ capture off")
+sections.append(("Capture overhead (bench_capture)",
+    f"Median tokens/s of a plain llama.cpp decode loop built from the same pinned llama.cpp (same context settings), "
+    f"of phasemap's engine with capture off, with every layer captured, and captured + streamed to an NPZ; "
+    f"the baseline is the plain loop of the same run.\n\n"
+    f"```\n{BUILD}/bench_capture {QWEN} --tokens {env.get('BENCH_TOKENS', '32')} --threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_REPS', '3')}\n```\n\n```\n{cap.strip()}\n```"))
+
+# ---- metric core
+def gbench(name):
+    j = json.loads(rd(name))
+    return {b["name"]: b for b in j["benchmarks"]}
+met, base = gbench("metrics.out"), gbench("baseline.out")
+b_ips = base["BM_StreamSumSquares"]["items_per_second"]
+rows = ["| benchmark | floats/s | ratio to stream baseline |", "|---|---:|---:|",
+        f"| BM_StreamSumSquares (baseline) | {b_ips:.3g} | 1.000 |"]
+for n, b in met.items():
+    ips = b.get("items_per_second")
+    if ips is None: continue
+    rows.append(f"| {n} | {ips:.3g} | {ips / b_ips:.3f} |")
+    ratios["metrics_" + n] = (ips / b_ips, "higher", f"floats/s of {n} ÷ floats/s of one streaming Σx² pass over the same array")
+sections.append(("Metric core throughput (bench_metrics)",
+    "Float32 values processed per second on one core, [T=4096, L'=24, d=896] (Qwen2.5-0.5B-sized run), as a ratio to "
+    "bench_baseline's single streaming pass (Σx² in double) over the same array in the same run.\n\n"
+    f"```\n{BUILD}/bench_metrics --benchmark_min_time={env.get('BENCH_MIN_TIME', '0.5')}\n"
+    f"{BUILD}/bench_baseline --benchmark_min_time={env.get('BENCH_MIN_TIME', '0.5')}\n```\n\n" + "\n".join(rows)))
+
+# ---- peak RSS vs run length, storage overhead
+runs = [json.loads(l) for l in rd("rss.out").splitlines() if l.strip()]
+short, long_ = runs[0], runs[-1]
+ratios["rss_long_vs_short"] = (long_["max_rss_kb"] / short["max_rss_kb"], "lower",
+                               f"peak RSS, n={long_['n_predict']} ÷ n={short['n_predict']} (flat = 1.00)")
+ratios["npz_bytes_vs_arrays"] = (long_["npz_bytes"] / long_["array_bytes"], "lower",
+                                 "NPZ file size ÷ bytes of its arrays (storage overhead)")
+rows = ["| n_predict | tokens | hidden_states | logits | peak RSS | wall | NPZ bytes | NPZ ÷ arrays |", "|---:|---:|---|---|---:|---:|---:|---:|"]
+for r in runs:
+    rows.append(f"| {r['n_predict']} | {r['tokens']} | {r['hidden_states_shape']} | {r['logits_shape']} | {r['max_rss_kb']/1024:.1f} MiB | "
+                f"{r['wall_s']:.2f} s | {r['npz_bytes']} | {r['npz_bytes']/r['array_bytes']:.4f} |")
+sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss.sh)",
+    "`phasemap generate -o` on the tiny random-weight llama (vocab 32000), every layer captured and the full logits "
+    "saved, context fixed at the longer length so that the KV cache is the same size. The run writer streams to "
+    "disk: the peak must not grow with the run (ratio ≈ 1). Storage overhead: the NPZ's size over the raw bytes of "
+    "its arrays (headers, metadata.json, zip directory).\n\n"
+    f"```\nbash bench/bench_rss.sh {BUILD}/phasemap {LLAMA} {env.get('BENCH_RSS_SHORT', '64')} {env.get('BENCH_RSS_LONG', '1024')} {env.get('BENCH_THREADS', '2')}\n```\n\n" + "\n".join(rows)))
+
+# ---- batched panel scaling
+if os.path.exists(os.path.join(R, "panel.out")):
+    sections.append(("Batched panel scaling (bench_panel)", f"```\n{rd('panel.out').strip()}\n```"))
+else:
+    sections.append(("Batched panel scaling", f"Not measured: `{BUILD}/bench_panel` does not exist in this build (the panel runner's benchmark has not landed)."))
+
+# ---- previous figures and regressions
+prev, prev_date = {}, None
+if os.path.exists(MD):
+    m = re.search(r"<!-- bench-data (\{.*?\}) -->", open(MD).read(), re.S)
+    if m:
+        d = json.loads(m.group(1)); prev, prev_date = d.get("ratios", {}), d.get("date")
+regress, table = [], ["| ratio | value | previous | change | better |", "|---|---:|---:|---:|---|"]
+for k, (v, better, label) in ratios.items():
+    p = prev.get(k, {}).get("value")
+    ch = "" if p in (None, 0) else f"{100 * (v / p - 1):+.1f} %"
+    table.append(f"| `{k}` — {label} | {v:.3f} | {'' if p is None else f'{p:.3f}'} | {ch} | {better} |")
+    if p:
+        if (better == "higher" and v < 0.9 * p) or (better == "lower" and v > 1.1 * p):
+            regress.append(f"- **`{k}`**: {v:.3f} against {p:.3f} before ({100 * (v / p - 1):+.1f} %) — {label}")
+
+cores, threads = lscpu(r"Core\(s\) per socket"), lscpu(r"Thread\(s\) per core")
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+ls, le = rd("load_start").split()[:3], rd("load_end").split()[:3]
+out = ["# BENCHMARKS", ""]
+if regress:
+    out += [f"## ⚠ Regressions beyond 10 % against the previous figures ({prev_date})", ""] + regress + [""]
+elif prev:
+    out += [f"No ratio moved more than 10 % in the bad direction since the previous figures ({prev_date}).", ""]
+else:
+    out += ["First recorded figures: no previous run to compare with.", ""]
+out += [
+    "Written by `make bench` (`bash bench/run.sh BUILD`); every figure is a ratio to a baseline measured in the same run,",
+    "so figures from different machines or loads stay comparable. Regressions are checked against the figures this",
+    "file held before the run (the `bench-data` block at the end).", "",
+    "## Machine and run", "",
+    f"- date: {now}",
+    f"- CPU: {lscpu('Model name')}; {os.cpu_count()} logical CPUs ({cores} cores per socket, {threads} threads per core)",
+    f"- kernel: {platform.release()}; memory: {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+    f"- load average at start / end: {' '.join(ls)} / {' '.join(le)}",
+    f"- total bench wall time: {total} s",
+    f"- models: `{QWEN}` (`phasemap make-model --arch qwen2 --size real`), `{LLAMA}` (`phasemap make-model --arch llama --size tiny`)",
+    "",
+    "Contention: this machine is shared (other builds and tests ran during the measurement, see the load average).",
+    "The ratios divide out most of it — the baseline and the measured mode share the same moments (bench_capture",
+    "rotates the order of its modes per repetition) — but single figures can move by several percent between runs.",
+    "",
+    "## Ratios", "",
+] + table + [""]
+for title, body in sections:
+    out += [f"## {title}", "", body, ""]
+out += [f"<!-- bench-data {json.dumps({'date': now, 'ratios': {k: {'value': v, 'better': b} for k, (v, b, _) in ratios.items()}})} -->", ""]
+open(MD, "w").write("\n".join(out))
+print("\n".join(regress) if regress else "bench: no regression beyond 10 %", file=sys.stderr)
+PY
+log "wrote $MD (${t_total} s)"

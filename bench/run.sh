@@ -117,7 +117,7 @@ for r in runs:
     rows.append(f"| {r['n_predict']} | {r['tokens']} | {r['hidden_states_shape']} | {r['logits_shape']} | {r['max_rss_kb']/1024:.1f} MiB | "
                 f"{r['wall_s']:.2f} s | {r['npz_bytes']} | {r['npz_bytes']/r['array_bytes']:.4f} |")
 sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss.sh)",
-    "`phasemap generate -o` on the tiny random-weight llama (vocab 32000), every layer captured and the full logits "
+    "`phasemap generate -o` on the tiny random-weight llama (d=64, 4 blocks, vocab 128256: logits are ~0.5 MB per token), every layer captured and the full logits "
     "saved, context fixed at the longer length so that the KV cache is the same size. The run writer streams to "
     "disk: the peak must not grow with the run (ratio ≈ 1). Storage overhead: the NPZ's size over the raw bytes of "
     "its arrays (headers, metadata.json, zip directory).\n\n"

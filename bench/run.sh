@@ -127,7 +127,7 @@ sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss
 if os.path.exists(os.path.join(R, "panel.out")):
     sections.append(("Batched panel scaling (bench_panel)", f"```\n{rd('panel.out').strip()}\n```"))
 else:
-    sections.append(("Batched panel scaling", f"Not measured: `{BUILD}/bench_panel` does not exist in this build (the panel runner's benchmark has not landed)."))
+    sections.append(("Batched panel scaling", f"Not measured: `{BUILD}/bench_panel` does not exist in this build (build it with the project, PHASEMAP_BUILD_BENCH=ON, to measure 1/4/16 sequences)."))
 
 # ---- previous figures and regressions
 prev, prev_date = {}, None

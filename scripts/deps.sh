@@ -22,7 +22,8 @@ APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libeigen3-dev libboost-math-dev
   libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libzip-dev zlib1g-dev libssl-dev
   python3 python3-numpy python3-pandas
-  chromium librsvg2-bin)
+  chromium librsvg2-bin
+  clang libclang-rt-14-dev)  # make fuzz: clang with libFuzzer (scripts/fuzz.sh)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -7,6 +7,7 @@
 #   FUZZ_SECONDS   seconds per target (default 60; CI runs a short pass with 20)
 #   FUZZ_TARGETS   space-separated subset of: npy npz layers run_file manifest hypotheses (default all built)
 #   FUZZ_BUILD     build directory (default build-fuzz)
+#   FUZZ_SEED      libFuzzer -seed (default: libFuzzer's own random seed; CI fixes it so a pass is repeatable)
 #   JOBS           compile jobs (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ SECS=${FUZZ_SECONDS:-60}
 BDIR=${FUZZ_BUILD:-build-fuzz}
 JOBS=${JOBS:-2}
 TARGETS_ARG=${FUZZ_TARGETS:-}
+SEED_ARG=()
+[ -n "${FUZZ_SEED:-}" ] && SEED_ARG=(-seed="$FUZZ_SEED")
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (scripts/deps.sh installs clang)" >&2; exit 1; }
 
 cmake -S fuzz -B "$BDIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -35,7 +38,7 @@ for t in $TARGETS; do
   echo "fuzz: $t for ${SECS}s" >&2
   # First directory receives new inputs; the seeds are read only.
   if "$BDIR/fuzz_$t" "$work" "$seeds" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 \
-      -timeout=10 -print_final_stats=1 -artifact_prefix="$art/" >"$BDIR/$t.log" 2>&1; then
+      -timeout=10 -print_final_stats=1 "${SEED_ARG[@]}" -artifact_prefix="$art/" >"$BDIR/$t.log" 2>&1; then
     grep -E '^stat::(number_of_executed_units|new_units_added)' "$BDIR/$t.log" | tr '\n' ' ' >&2; echo >&2
   else
     echo "fuzz: $t FAILED — see $BDIR/$t.log and $art/" >&2

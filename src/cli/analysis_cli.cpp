@@ -1,4 +1,5 @@
 #include "analysis_cli.hpp"
+#include "cli_util.hpp"
 
 #include <fmt/core.h>
 
@@ -97,15 +98,6 @@ std::string fmt_summary(const Summary& s) {
     return fmt::format("{:.4g} [{:.4g}, {:.4g}]", s.median.v, s.q1.v, s.q3.v);
 }
 
-std::string printable(const std::string& s) {
-    std::string o;
-    for (unsigned char c : s) {
-        if (c == '\n') o += "\\n";
-        else if (c < 0x20 || c == 0x7f) o += fmt::format("\\x{:02x}", c);
-        else o.push_back(char(c));
-    }
-    return o;
-}
 
 void print_summary(const RunSummary& s, const RunInput& in) {
     fmt::print("── {} — T={} tokens, {} layers ({} … {}), d={}\n", in.label, s.tokens, s.layers,

@@ -11,6 +11,7 @@
 #include "phasemap/npz.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "phasemap/steer/spec.hpp"
+#include "cli_util.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -18,18 +19,6 @@ namespace {
 
 using namespace phasemap::capture;
 
-std::vector<std::string> read_prompt_lines(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw UserError(fmt::format("cannot read prompt file '{}'", path));
-    std::vector<std::string> out;
-    std::string line;
-    while (std::getline(f, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (!line.empty()) out.push_back(line);
-    }
-    if (out.empty()) throw UserError(fmt::format("prompt file '{}' holds no prompt", path));
-    return out;
-}
 
 std::shared_ptr<Model> load_model(const std::string& path) {
     try { return Model::load(path); } catch (const std::exception& e) { throw UserError(e.what()); }

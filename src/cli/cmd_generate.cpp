@@ -18,6 +18,7 @@
 #include "phasemap/capture.hpp"
 #include "phasemap/run_sinks.hpp"
 #include "analysis_cli.hpp"
+#include "cli_util.hpp"
 #include "phasemap/run_file.hpp"
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/monitor.hpp"
@@ -65,13 +66,6 @@ struct GenerateArgs {
     std::string monitor_json;
 };
 
-std::string read_text_file(const std::string& path, const char* what) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw UserError(fmt::format("cannot read {} '{}'", what, path));
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 void check_writable(const fs::path& p) {
     const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
@@ -86,16 +80,6 @@ void check_writable(const fs::path& p) {
     if (fs::is_directory(p, ec)) throw UserError(fmt::format("cannot write '{}': it is a directory", p.string()));
 }
 
-std::string printable(const std::string& s) {
-    std::string o;
-    for (unsigned char c : s) {
-        if (c == '\n') o += "\\n";
-        else if (c == '\t') o += "\\t";
-        else if (c < 0x20 || c == 0x7f) o += fmt::format("\\x{:02x}", c);
-        else o.push_back(char(c));
-    }
-    return o;
-}
 
 // The generated text with guard insertions marked ⟦guard: …⟧ where they entered the context.
 std::string marked_text(const RunEnd& e) {
@@ -155,15 +139,8 @@ int run_generate(GenerateArgs& a) {
     // Prompts: -p TEXT (repeatable; @path reads a file), -f FILE (one prompt per line).
     std::vector<std::string> prompts;
     for (const auto& p : a.prompts) prompts.push_back(!p.empty() && p[0] == '@' ? read_text_file(p.substr(1), "prompt file") : p);
-    if (!a.prompt_file.empty()) {
-        std::istringstream in(read_text_file(a.prompt_file, "prompt file"));
-        std::string line;
-        while (std::getline(in, line)) {
-            if (!line.empty() && line.back() == '\r') line.pop_back();
-            if (!line.empty()) prompts.push_back(line);
-        }
-        if (prompts.empty()) throw UserError(fmt::format("prompt file '{}' holds no prompt", a.prompt_file));
-    }
+    if (!a.prompt_file.empty())
+        for (auto& line : read_prompt_lines(a.prompt_file)) prompts.push_back(std::move(line));
     if (prompts.empty()) throw UserError("no prompt given (use -p TEXT, -p @file.txt or -f prompts.txt)");
     if (a.n_predict < 1) throw UserError(fmt::format("-n must be at least 1 (got {})", a.n_predict));
     if (a.parallel < 1) throw UserError("--parallel must be at least 1");

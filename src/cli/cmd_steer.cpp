@@ -8,6 +8,7 @@
 
 #include "phasemap/capture.hpp"
 #include "phasemap/steer/eval.hpp"
+#include "cli_util.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -20,18 +21,6 @@ struct SteerBuildArgs {
     bool quiet = false;
 };
 
-std::vector<std::string> read_lines(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw UserError(fmt::format("cannot read prompt file '{}'", path));
-    std::vector<std::string> out;
-    std::string line;
-    while (std::getline(f, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (!line.empty()) out.push_back(line);
-    }
-    if (out.empty()) throw UserError(fmt::format("prompt file '{}' holds no prompt", path));
-    return out;
-}
 
 // "1,3,5-7" or "block:1-3" or "all" → block indices.
 std::vector<int> parse_blocks(std::string s, int n_layer) {
@@ -59,8 +48,8 @@ std::vector<int> parse_blocks(std::string s, int n_layer) {
 int run_build(const SteerBuildArgs& a) {
     using namespace phasemap::capture;
     steer::BuildOptions bo;
-    bo.pos = read_lines(a.pos);
-    bo.neg = read_lines(a.neg);
+    bo.pos = read_prompt_lines(a.pos);
+    bo.neg = read_prompt_lines(a.neg);
     try { bo.method = steer::parse_vector_method(a.method); } catch (const std::exception& e) { throw UserError(e.what()); }
     bo.chat = a.chat;
     bo.n_threads = a.threads;

@@ -120,6 +120,16 @@ public:
 
     PanelTable panel_table() const;
 
+    // Per-token series of the given runs (tokens table), in the order of `run_ids`; runs without
+    // token rows are left out. Undefined values (ct_t for t < 2, …) are NaN.
+    struct TokenSeries {
+        std::string run_id;
+        std::vector<std::string> token;         // token text
+        std::vector<double> delta_t, curvature_t, ct_t;
+        std::vector<std::string> output_state;  // "" when the run had no probability stats
+    };
+    std::vector<TokenSeries> token_series(const std::vector<std::string>& run_ids) const;
+
     // Rows of a read-only SQL query, each as its values joined by tabs (NULL as \N): for tests
     // and diagnostics (e.g. comparing two DBs row by row).
     std::vector<std::string> rows(const std::string& sql) const;

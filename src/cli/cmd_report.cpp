@@ -3,6 +3,8 @@
 // every figure. See docs/report.md.
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -64,6 +66,52 @@ std::vector<double> parse_cuts(const std::string& spec) {
 }
 
 #ifdef PHASEMAP_REPORT_DB
+// Token series for the trajectories section, read from the DB's tokens table: at most
+// --max-series runs, an even spread over the ratio_norm order, each turned into the per-run
+// summary layout the report reads (token_axis, per_token, model_id, category).
+void add_db_series(const ReportCmd& c, report::Inputs& in) {
+    std::vector<const PanelRun*> runs;
+    for (const auto& r : in.panel->runs) runs.push_back(&r);
+    auto rn = [](const PanelRun* r) {
+        auto it = r->metrics.find("ratio_norm");
+        return it == r->metrics.end() ? std::nan("") : it->second;
+    };
+    std::stable_sort(runs.begin(), runs.end(), [&](const PanelRun* a, const PanelRun* b) {
+        const double x = rn(a), y = rn(b);
+        if (std::isfinite(x) != std::isfinite(y)) return std::isfinite(x);
+        return x < y;
+    });
+    std::vector<const PanelRun*> pick;
+    const size_t n = runs.size(), k = std::min(n, std::max<size_t>(c.opt.max_series, 1));
+    for (size_t j = 0; j < k; ++j) pick.push_back(runs[k == 1 ? 0 : j * (n - 1) / (k - 1)]);
+    std::vector<std::string> ids;
+    for (const auto* r : pick) ids.push_back(r->run_id);
+    std::vector<store::Store::TokenSeries> series;
+    try {
+        series = store::Store::open(c.db, {.read_only = true})->token_series(ids);
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    auto nums = [](const std::vector<double>& v) {
+        nlohmann::json a = nlohmann::json::array();
+        for (double x : v) a.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+        return a;
+    };
+    for (const auto& ts : series) {
+        const PanelRun* r = *std::find_if(pick.begin(), pick.end(), [&](const PanelRun* p) { return p->run_id == ts.run_id; });
+        const double ratio = rn(r);
+        nlohmann::json s = {{"model_id", r->model},
+                            {"category", r->category},
+                            {"input", {{"generated_tokens", ts.ct_t.size()}}},
+                            {"token_axis", {{"ratio_norm", std::isfinite(ratio) ? nlohmann::json(ratio) : nlohmann::json(nullptr)},
+                                            {"regime", r->regime}}},
+                            {"per_token", {{"token", ts.token}, {"delta_t", nums(ts.delta_t)}, {"curvature_t", nums(ts.curvature_t)},
+                                           {"ct_t", nums(ts.ct_t)}, {"output_state", ts.output_state}}}};
+        in.runs.push_back(std::move(s));
+        in.run_sources.push_back(ts.run_id.substr(0, 12));
+    }
+}
+
 // The panel of a results DB and every audit section computed on it (the audit library's JSON).
 void load_db(ReportCmd& c, report::Inputs& in) {
     try {
@@ -72,6 +120,7 @@ void load_db(ReportCmd& c, report::Inputs& in) {
         throw UserError(e.what());
     }
     in.panel_source = c.db;
+    add_db_series(c, in);
     if (!in.audit.is_null()) return;  // --audit-json given
     // The same sections, options and layout as `phasemap audit DB --json`.
     audit::Options o;

@@ -487,6 +487,36 @@ std::vector<std::string> Store::rows(const std::string& sql) const {
     return out;
 }
 
+std::vector<Store::TokenSeries> Store::token_series(const std::vector<std::string>& run_ids) const {
+    std::vector<TokenSeries> out;
+    if (run_ids.empty()) return out;
+    std::string in;
+    for (const auto& id : run_ids) {
+        std::string q;
+        for (char ch : id) q += ch == '\'' ? std::string("''") : std::string(1, ch);
+        in += (in.empty() ? "'" : ",'") + q + "'";
+    }
+    auto r = impl_->query("SELECT run_id, token_text, delta_t, curvature_t, ct_t, output_state FROM tokens WHERE run_id IN (" +
+                          in + ") ORDER BY run_id, t");
+    std::map<std::string, TokenSeries> by_id;
+    for (idx_t i = 0; i < r->rows(); ++i) {
+        TokenSeries& ts = by_id[r->str(0, i)];
+        ts.token.push_back(r->null(1, i) ? std::string() : r->str(1, i));
+        ts.delta_t.push_back(r->dbl(2, i));
+        ts.curvature_t.push_back(r->dbl(3, i));
+        ts.ct_t.push_back(r->dbl(4, i));
+        ts.output_state.push_back(r->null(5, i) ? std::string() : r->str(5, i));
+    }
+    for (const auto& id : run_ids) {
+        auto it = by_id.find(id);
+        if (it == by_id.end()) continue;
+        it->second.run_id = id;
+        out.push_back(std::move(it->second));
+        by_id.erase(it);
+    }
+    return out;
+}
+
 PanelTable load_panel_table(const fs::path& db) {
     return Store::open(db, {.read_only = true})->panel_table();
 }

@@ -484,6 +484,8 @@ TEST(ReportDb, FromResultsDb) {
     EXPECT_GE(s.j["expected"].get<size_t>(), 3u);
     expect_rendered(s, s.j["expected"].get<size_t>());
     EXPECT_NE(s.dom.find("8 runs"), std::string::npos);
+    // Token series come from the DB's tokens table: the trajectories figure is drawn.
+    EXPECT_NE(s.dom.find("id=\"fig-trajectories\""), std::string::npos);
     r = run_phasemap({"report", (tmp / "missing.duckdb").string(), "-o", (tmp / "x.html").string()});
     EXPECT_EQ(r.exit_code, 1);
 }

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "phasemap/metrics/token_stats.hpp"
@@ -32,5 +33,9 @@ RunData load_run_npz(const std::filesystem::path& path);
 
 // sha256 of a file as lowercase hex.
 std::string file_sha256(const std::filesystem::path& path);
+// sha256 of a byte string as lowercase hex.
+std::string sha256_hex(std::string_view data);
+// Lowercase hex of a digest.
+std::string hex_digest(const unsigned char* md, unsigned int n);
 
 }  // namespace phasemap::io

@@ -23,8 +23,23 @@ std::string file_sha256(const std::filesystem::path& p) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_DigestFinal_ex(ctx.get(), md, &n);
-    std::string hex;
-    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
+    return hex_digest(md, n);
+}
+
+std::string sha256_hex(std::string_view data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+    return hex_digest(md, n);
+}
+
+std::string hex_digest(const unsigned char* md, unsigned int n) {
+    static const char* const kHex = "0123456789abcdef";
+    std::string hex(size_t(n) * 2, '0');
+    for (unsigned i = 0; i < n; ++i) {
+        hex[2 * i] = kHex[md[i] >> 4];
+        hex[2 * i + 1] = kHex[md[i] & 15];
+    }
     return hex;
 }
 

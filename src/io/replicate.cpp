@@ -1,4 +1,5 @@
 // Bitwise comparison of two executions and the limen.replication.v1 report (see replicate.hpp).
+#include "phasemap/run_file.hpp"
 #include "phasemap/replicate.hpp"
 
 #include <fmt/core.h>
@@ -95,9 +96,7 @@ std::string replica_sha256(const Replica& r) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_DigestFinal_ex(ctx.get(), md, &n);
-    std::string hex;
-    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
-    return hex;
+    return hex_digest(md, n);
 }
 
 namespace {

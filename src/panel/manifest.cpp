@@ -1,8 +1,8 @@
 // Panel manifest parsing (toml++), grid expansion and run identity.
+#include "phasemap/run_file.hpp"
 #include "phasemap/panel/manifest.hpp"
 
 #include <fmt/core.h>
-#include <openssl/evp.h>
 
 #include <fstream>
 #include <memory>
@@ -452,17 +452,6 @@ std::string options_record_json(const Manifest& m, const std::string& norm) {
     return j.dump();
 }
 
-namespace {
-std::string sha256_hex(const std::string& s) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(s.data(), s.size(), md, &n, EVP_sha256(), nullptr);
-    std::string hex;
-    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
-    return hex;
-}
-}  // namespace
-
 std::string run_id(const Manifest& m, const GridPoint& p, const std::string& model_sha256) {
     const auto& gen = m.models[p.model].gen;
     const auto& pr = m.prompts[p.prompt];
@@ -481,7 +470,7 @@ std::string run_id(const Manifest& m, const GridPoint& p, const std::string& mod
     j["n_ctx"] = gen.n_ctx;
     j["metric_options"] = nlohmann::ordered_json::parse(options_record_json(m, p.norm));
     j["save_states"] = m.save_states;
-    return sha256_hex(j.dump()).substr(0, 32);
+    return io::sha256_hex(j.dump()).substr(0, 32);
 }
 
 Shard parse_shard(const std::string& s) {

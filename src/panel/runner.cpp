@@ -2,7 +2,6 @@
 #include "phasemap/panel/runner.hpp"
 
 #include <fmt/core.h>
-#include <openssl/evp.h>
 
 #include <atomic>
 #include <chrono>
@@ -26,15 +25,6 @@ namespace {
 
 using namespace phasemap::capture;
 using Clock = std::chrono::steady_clock;
-
-std::string sha256_hex(const std::string& s) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(s.data(), s.size(), md, &n, EVP_sha256(), nullptr);
-    std::string hex;
-    for (unsigned i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
-    return hex;
-}
 
 // Points of one generation group (they differ only in the normalisation).
 struct Group {
@@ -197,7 +187,7 @@ std::string grid_hash(const Manifest& m, const std::vector<std::string>& sha) {
     std::string s = "phasemap-grid-v1\n";
     for (size_t i = 0; i < m.models.size(); ++i) s += m.models[i].label + "\t" + sha[i] + "\n";
     for (const auto& p : expand_grid(m)) s += run_id(m, p, sha[p.model]) + "\n";
-    return sha256_hex(s);
+    return io::sha256_hex(s);
 }
 
 RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {

@@ -105,4 +105,43 @@ struct WriteResult {
 // Throws std::invalid_argument for a bad spec, std::runtime_error for I/O or vocab problems.
 WriteResult write_random_model(const ModelSpec& spec, const fs::path& vocab_dir, const fs::path& out);
 
+// ---------------------------------------------------------------- LoRA adapters
+//
+// A random-weight LoRA adapter for an existing GGUF model, in the layout the pinned llama.cpp
+// loads (src/llama-adapter.cpp): general.type "adapter", general.architecture of the base model,
+// adapter.type "lora", adapter.lora.alpha; for every adapted weight W of shape {n_in, n_out}
+// (ggml order) the tensors "<W>.lora_a" of shape {n_in, rank} and "<W>.lora_b" of shape
+// {rank, n_out}. llama.cpp then computes W·x + scale · (alpha / rank) · B·(A·x).
+
+struct LoraSpec {
+    // Which base weights to adapt. Each target matches the 2-D tensors whose name is the target,
+    // "<target>.weight", or ends in ".<target>.weight" (so "attn_q" adapts blk.N.attn_q.weight of
+    // every block, "output" the LM head output.weight, "blk.2.ffn_up" one matrix).
+    // token_embd (whose adapter layout is transposed) is not offered.
+    std::vector<std::string> targets{"attn_q", "attn_v"};
+    uint32_t rank = 8;
+    float alpha = 0.0f;            // written to adapter.lora.alpha; 0 means "= rank"
+    WeightType type = WeightType::f32;
+    uint64_t seed = 0;
+    // A ~ N(0, 1/n_in) entries (std 1/sqrt(n_in)), B ~ N(0, b_std^2): unlike a fresh fine-tune
+    // (B = 0) the adapter changes the model from the start.
+    float b_std = 0.02f;
+};
+
+struct LoraWriteResult {
+    fs::path path;
+    std::string architecture;          // of the base model
+    std::vector<std::string> weights;  // adapted base tensors, in base-file order
+    uint32_t rank = 0;
+    float alpha = 0.0f;
+    uint64_t n_params = 0;             // elements of all lora_a / lora_b tensors
+    uint64_t file_bytes = 0;
+};
+
+// Writes the adapter for `base_model` to `out` (atomically, like write_random_model).
+// Same spec and base shapes -> byte-identical file. Throws std::invalid_argument for a bad
+// spec or a target that matches no 2-D weight of the base (the message lists the weights it
+// has), std::runtime_error for an unreadable base or I/O problems.
+LoraWriteResult write_random_lora(const fs::path& base_model, const LoraSpec& spec, const fs::path& out);
+
 }  // namespace phasemap::modelgen

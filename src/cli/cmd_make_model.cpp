@@ -1,12 +1,15 @@
 // `phasemap make-model`: writes a random-weight GGUF model of a supported architecture
-// (tests and benchmarks; see include/phasemap/modelgen.hpp).
+// (tests and benchmarks; see include/phasemap/modelgen.hpp), or with --lora-for a random-weight
+// LoRA adapter for an existing GGUF model.
 #include <fmt/core.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "phasemap/modelgen.hpp"
 #include "phasemap/version.hpp"
@@ -21,7 +24,49 @@ struct Options {
     std::string arch, size = "tiny", type, out, vocab_dir, vocab;
     uint64_t seed = 0;
     bool list = false;
+    // --lora-for: a LoRA adapter for this base model instead of a model
+    std::string lora_for, targets = "attn_q,attn_v";
+    uint32_t rank = 8;
+    float alpha = 0.0f, b_std = 0.02f;
 };
+
+std::vector<std::string> split_commas(const std::string& s) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    while (at <= s.size()) {
+        const size_t c = std::min(s.find(',', at), s.size());
+        std::string item = s.substr(at, c - at);
+        while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+        while (!item.empty() && item.back() == ' ') item.pop_back();
+        if (!item.empty()) out.push_back(item);
+        at = c + 1;
+    }
+    return out;
+}
+
+int run_lora(const Options& o) {
+    if (!o.arch.empty() || o.size != "tiny" || !o.vocab.empty() || !o.vocab_dir.empty())
+        throw UserError("--lora-for writes an adapter for an existing model: --arch, --size, --vocab and --vocab-dir do not apply");
+    mg::LoraSpec spec;
+    spec.targets = split_commas(o.targets);
+    spec.rank = o.rank;
+    spec.alpha = o.alpha;
+    spec.b_std = o.b_std;
+    spec.seed = o.seed;
+    mg::LoraWriteResult r;
+    try {
+        if (!o.type.empty()) spec.type = mg::parse_weight_type(o.type);
+        r = mg::write_random_lora(o.lora_for, spec, o.out);
+    } catch (const std::invalid_argument& e) {
+        throw UserError(e.what());
+    } catch (const std::runtime_error& e) {
+        throw UserError(e.what());
+    }
+    fmt::print("wrote {}: LoRA adapter for {} ({}), rank {}, alpha {}, {} weights adapted, {} params, {} weights, seed {}\n",
+               r.path.string(), o.lora_for, r.architecture, r.rank, r.alpha, r.weights.size(), r.n_params,
+               mg::weight_type_name(spec.type), spec.seed);
+    return 0;
+}
 
 void print_list() {
     fmt::print("{:<8}  {:<5}  {:<10}  {}\n", "arch", "size", "vocab", "shape");
@@ -40,8 +85,9 @@ int run(const Options& o) {
         print_list();
         return 0;
     }
-    if (o.arch.empty()) throw UserError("--arch is required (see --list)");
     if (o.out.empty()) throw UserError("-o/--output is required");
+    if (!o.lora_for.empty()) return run_lora(o);
+    if (o.arch.empty()) throw UserError("--arch (a model) or --lora-for BASE.gguf (an adapter) is required (see --list)");
 
     mg::ModelSpec spec;
     try {
@@ -89,6 +135,18 @@ std::function<int()> setup(CLI::App& app) {
                    "directory holding llama.cpp's ggml-vocab-*.gguf files (default: $PHASEMAP_VOCAB_DIR, "
                    "$PHASEMAP_LLAMA_SRC/models, then the scripts/deps.sh cache of the pinned llama.cpp)");
     app.add_option("--vocab", o->vocab, "vocab file stem overriding the arch default, e.g. llama-spm");
+    app.add_option("--lora-for", o->lora_for,
+                   "write a random-weight LoRA adapter GGUF for this base model instead of a model "
+                   "(use with generate --lora or a manifest's adapters)");
+    app.add_option("--targets", o->targets,
+                   "--lora-for: comma-separated weights to adapt: a short name for every block (attn_q, ffn_up, ...), "
+                   "output (the LM head) or a full tensor name")
+        ->capture_default_str();
+    app.add_option("--rank", o->rank, "--lora-for: LoRA rank r")->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--alpha", o->alpha, "--lora-for: adapter.lora.alpha (0 = rank); the update is scale * alpha / r * B A x")
+        ->capture_default_str();
+    app.add_option("--b-std", o->b_std, "--lora-for: standard deviation of the B entries (A has 1/sqrt(n_in))")
+        ->capture_default_str();
     return [o] { return run(*o); };
 }
 

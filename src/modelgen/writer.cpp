@@ -376,4 +376,158 @@ WriteResult write_random_model(const ModelSpec& spec, const fs::path& vocab_dir,
     return res;
 }
 
+namespace {
+
+// Writes n values of N(0, std^2) from `gauss`, as F32 or F16, in chunks.
+void write_gauss(TempOutput& out, Gauss& gauss, int64_t n, float std, bool f16) {
+    constexpr int64_t kChunk = int64_t(1) << 20;
+    std::vector<float> buf(size_t(std::min(n, kChunk)));
+    std::vector<ggml_fp16_t> half(f16 ? buf.size() : 0);
+    for (int64_t done = 0; done < n; done += kChunk) {
+        const int64_t m = std::min(kChunk, n - done);
+        for (int64_t j = 0; j < m; ++j) buf[size_t(j)] = gauss() * std;
+        if (f16) {
+            ggml_fp32_to_fp16_row(buf.data(), half.data(), m);
+            out.write(half.data(), size_t(m) * sizeof(ggml_fp16_t));
+        } else {
+            out.write(buf.data(), size_t(m) * sizeof(float));
+        }
+    }
+}
+
+bool target_matches(const std::string& tensor, const std::string& target) {
+    return tensor == target || tensor == target + ".weight" || tensor.ends_with("." + target + ".weight");
+}
+
+// "blk.3.attn_q.weight" -> "attn_q"; "output.weight" -> "output" (for listing what a base has).
+std::string short_weight_name(const std::string& tensor) {
+    std::string s = tensor;
+    if (s.ends_with(".weight")) s.resize(s.size() - 7);
+    if (s.rfind("blk.", 0) == 0) {
+        const size_t dot = s.find('.', 4);
+        if (dot != std::string::npos) s.erase(0, dot + 1);
+    }
+    return s;
+}
+
+}  // namespace
+
+LoraWriteResult write_random_lora(const fs::path& base_model, const LoraSpec& spec, const fs::path& out) {
+    if (spec.rank < 1) throw std::invalid_argument("LoRA rank must be at least 1");
+    if (!(spec.alpha >= 0.0f) || !std::isfinite(spec.alpha)) throw std::invalid_argument("LoRA alpha must be a finite number >= 0");
+    if (!(spec.b_std >= 0.0f) || !std::isfinite(spec.b_std)) throw std::invalid_argument("LoRA b_std must be a finite number >= 0");
+    if (spec.targets.empty()) throw std::invalid_argument("no LoRA target given");
+    for (const auto& t : spec.targets) {
+        if (t.empty()) throw std::invalid_argument("empty LoRA target name");
+        if (t == "token_embd" || t.rfind("token_embd.", 0) == 0)
+            throw std::invalid_argument("token_embd is not offered as a LoRA target (its adapter layout is transposed)");
+    }
+    if (out.empty() || !out.has_filename()) throw std::invalid_argument(fmt::format("bad output path '{}'", out.string()));
+    std::error_code ec;
+    if (fs::is_directory(out, ec)) throw std::runtime_error(fmt::format("output {} is a directory", out.string()));
+    const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+    if (!fs::is_directory(parent, ec))
+        throw std::runtime_error(fmt::format("output directory {} does not exist", parent.string()));
+    if (!fs::is_regular_file(base_model, ec))
+        throw std::runtime_error(fmt::format("base model {} does not exist", base_model.string()));
+
+    // The base model's metadata and tensor shapes (no data).
+    ggml_context* base_ctx_raw = nullptr;
+    gguf_init_params bp{/*no_alloc =*/true, /*ctx =*/&base_ctx_raw};
+    GgufPtr base(gguf_init_from_file(base_model.c_str(), bp));
+    GgmlPtr base_ctx(base_ctx_raw);
+    if (!base || !base_ctx) throw std::runtime_error(fmt::format("cannot read GGUF base model {}", base_model.string()));
+    const int64_t ka = gguf_find_key(base.get(), "general.architecture");
+    if (ka < 0 || gguf_get_kv_type(base.get(), ka) != GGUF_TYPE_STRING)
+        throw std::runtime_error(fmt::format("{} has no general.architecture", base_model.string()));
+    const int64_t kt = gguf_find_key(base.get(), "general.type");
+    if (kt >= 0 && gguf_get_kv_type(base.get(), kt) == GGUF_TYPE_STRING && std::string_view(gguf_get_val_str(base.get(), kt)) == "adapter")
+        throw std::invalid_argument(fmt::format("{} is an adapter, not a base model", base_model.string()));
+
+    LoraWriteResult res;
+    res.path = out;
+    res.architecture = gguf_get_val_str(base.get(), ka);
+    res.rank = spec.rank;
+    res.alpha = spec.alpha > 0.0f ? spec.alpha : float(spec.rank);
+
+    // Adapted weights in base-file order; every target must match at least one.
+    struct Pair {
+        std::string name;
+        int64_t n_in, n_out;
+    };
+    std::vector<Pair> pairs;
+    std::vector<bool> used(spec.targets.size(), false);
+    std::vector<std::string> available;
+    for (int64_t i = 0; i < gguf_get_n_tensors(base.get()); ++i) {
+        const std::string name = gguf_get_tensor_name(base.get(), i);
+        const ggml_tensor* t = ggml_get_tensor(base_ctx.get(), name.c_str());
+        if (!t || ggml_n_dims(t) != 2 || name.rfind("token_embd", 0) == 0) continue;
+        const std::string sn = short_weight_name(name);
+        if (std::find(available.begin(), available.end(), sn) == available.end()) available.push_back(sn);
+        bool hit = false;
+        for (size_t k = 0; k < spec.targets.size(); ++k)
+            if (target_matches(name, spec.targets[k])) used[k] = hit = true;
+        if (hit) pairs.push_back({name, t->ne[0], t->ne[1]});
+    }
+    for (size_t k = 0; k < spec.targets.size(); ++k)
+        if (!used[k]) {
+            std::string list;
+            for (const auto& a : available) list += (list.empty() ? "" : ", ") + a;
+            throw std::invalid_argument(fmt::format("LoRA target '{}' matches no 2-D weight of {} (it has: {})", spec.targets[k],
+                                                    base_model.filename().string(), list));
+        }
+    for (const Pair& p : pairs) res.weights.push_back(p.name);
+
+    GgufPtr g(gguf_init_empty());
+    gguf_set_val_str(g.get(), "general.type", "adapter");
+    gguf_set_val_str(g.get(), "general.architecture", res.architecture.c_str());
+    gguf_set_val_str(g.get(), "general.name", fmt::format("phasemap-random-lora-r{}", spec.rank).c_str());
+    gguf_set_val_str(g.get(), "adapter.type", "lora");
+    gguf_set_val_f32(g.get(), "adapter.lora.alpha", res.alpha);
+    gguf_set_val_u64(g.get(), "phasemap.modelgen.seed", spec.seed);
+    gguf_set_val_str(g.get(), "phasemap.modelgen.lora_base", base_model.filename().string().c_str());
+
+    struct Desc {
+        std::string name;
+        int64_t ne0, ne1;
+        float std;
+    };
+    std::vector<Desc> descs;
+    for (const Pair& p : pairs) {
+        descs.push_back({p.name + ".lora_a", p.n_in, int64_t(spec.rank), 1.0f / std::sqrt(float(p.n_in))});
+        descs.push_back({p.name + ".lora_b", int64_t(spec.rank), p.n_out, spec.b_std});
+    }
+    for (const Desc& d : descs)
+        if (d.name.size() >= GGML_MAX_NAME)
+            throw std::invalid_argument(fmt::format("tensor name '{}' is too long for GGUF", d.name));
+    const bool f16 = spec.type == WeightType::f16;
+    ggml_init_params ip{/*mem_size =*/ggml_tensor_overhead() * (descs.size() + 1), /*mem_buffer =*/nullptr, /*no_alloc =*/true};
+    GgmlPtr meta(ggml_init(ip));
+    if (!meta) throw std::runtime_error("ggml_init failed");
+    for (const Desc& d : descs) {
+        ggml_tensor* x = ggml_new_tensor_2d(meta.get(), f16 ? GGML_TYPE_F16 : GGML_TYPE_F32, d.ne0, d.ne1);
+        ggml_set_name(x, d.name.c_str());
+        gguf_add_tensor(g.get(), x);
+        res.n_params += uint64_t(ggml_nelements(x));
+    }
+
+    TempOutput tmp(out);
+    if (!gguf_write_to_file_ptr(g.get(), tmp.file(), /*only_meta =*/true))
+        throw std::runtime_error(fmt::format("writing GGUF metadata for {} failed", out.string()));
+    const uint64_t data_offset = gguf_get_meta_size(g.get());
+    tmp.count(data_offset);
+    const size_t align = gguf_get_alignment(g.get());
+    const std::vector<char> zeros(align, 0);
+    for (size_t i = 0; i < descs.size(); ++i) {
+        if (tmp.written() != data_offset + gguf_get_tensor_offset(g.get(), int64_t(i)))
+            throw std::logic_error("tensor data offset mismatch for " + descs[i].name);
+        Gauss gauss(splitmix64(spec.seed ^ fnv1a(descs[i].name)));
+        write_gauss(tmp, gauss, descs[i].ne0 * descs[i].ne1, descs[i].std, f16);
+        tmp.write(zeros.data(), (align - tmp.written() % align) % align);
+    }
+    res.file_bytes = tmp.written();
+    tmp.commit();
+    return res;
+}
+
 }  // namespace phasemap::modelgen

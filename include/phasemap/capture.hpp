@@ -23,9 +23,30 @@ enum class Precision { exact, fast };
 const char* precision_name(Precision p);
 Precision parse_precision(const std::string& s);  // throws std::invalid_argument
 
+// A LoRA adapter GGUF (general.type "adapter", adapter.type "lora"; tensors <weight>.lora_a /
+// <weight>.lora_b) and its scale. Every adapted weight W then computes
+// W·x + scale · (alpha / rank) · B·(A·x), as llama.cpp's build_lora_mm does (alpha: the file's
+// adapter.lora.alpha; 0 or absent means a factor of scale alone).
+struct LoraAdapter {
+    std::filesystem::path path;
+    float scale = 1.0f;
+};
+
 struct ModelOptions {
     int n_threads = 0;       // 0: all hardware threads
     int n_gpu_layers = 0;    // layers offloaded when a GPU backend is built in
+    // Loaded together with the model (llama_adapter_lora_init) and applied, with their scales,
+    // by every Engine on it; freed with the model. A scale of 0 leaves the graph untouched.
+    std::vector<LoraAdapter> adapters;
+};
+
+// A loaded LoRA adapter (recorded with every run).
+struct AdapterInfo {
+    std::filesystem::path path;  // absolute
+    std::string sha256;          // of the adapter file
+    float scale = 1.0f;
+    float alpha = 0.0f;          // adapter.lora.alpha (0: absent)
+    int n_weights = 0;           // adapted weight matrices (lora_a / lora_b pairs)
 };
 
 // Facts about a loaded model (all read through llama.cpp or the GGUF metadata).
@@ -42,12 +63,15 @@ struct ModelInfo {
     bool recurrent = false;
     bool has_chat_template = false;
     int64_t n_params = 0;
+    std::vector<AdapterInfo> adapters;  // in ModelOptions order; empty for the bare model
 };
 
 class Model {
 public:
     // Throws std::runtime_error with a clear message for a missing, non-GGUF, truncated or
-    // unsupported file.
+    // unsupported file, and for an adapter that cannot be applied to this model (missing file,
+    // not a LoRA GGUF, another architecture, tensors of other shapes); that message names the
+    // adapter file.
     static std::shared_ptr<Model> load(const std::filesystem::path& path, const ModelOptions& opt = {});
     ~Model();
     const ModelInfo& info() const { return info_; }

@@ -287,6 +287,12 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         throw std::runtime_error(fmt::format("cannot create a llama.cpp context (n_ctx {} × {} sequences){}{}", s.n_ctx_seq,
                                              opt.n_parallel, why.empty() ? "" : ": ", why));
     }
+    // The model's LoRA adapters (ModelOptions::adapters), with their scales.
+    Model::Impl& mimpl = *s.model->impl();
+    if (!mimpl.loras.empty()) {
+        std::vector<float> scales = mimpl.lora_scales;
+        llama_set_adapters_lora(s.ctx, mimpl.loras.data(), mimpl.loras.size(), scales.data());
+    }
     s.facts.precision = precision_name(opt.precision);
     s.facts.n_ctx = s.n_ctx_seq;
     s.facts.n_batch = s.n_batch;

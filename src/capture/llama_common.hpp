@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "phasemap/capture.hpp"
 
@@ -14,12 +15,24 @@ namespace phasemap::capture {
 struct Model::Impl {
     llama_model* model = nullptr;
     const llama_vocab* vocab = nullptr;
+    // LoRA adapters of this model and their scales (ModelOptions::adapters order); freed before
+    // the model.
+    std::vector<llama_adapter_lora*> loras;
+    std::vector<float> lora_scales;
     ~Impl();
 };
+
+// Loads `adapters` onto the loaded model `impl.model` (src/capture/lora.cpp): checks each file
+// first (exists, GGUF, general.type "adapter", adapter.type "lora", architecture `arch`), then
+// hands it to llama_adapter_lora_init. Throws std::runtime_error naming the adapter file.
+std::vector<AdapterInfo> load_lora_adapters(Model::Impl& impl, const std::string& arch, const std::string& model_file,
+                                            const std::vector<LoraAdapter>& adapters);
 
 // Initialises the llama.cpp backend once and routes its log: errors are kept (the last few
 // lines are appended to our error messages); everything is printed when PHASEMAP_LLAMA_LOG=1.
 void ensure_backend();
 std::string take_llama_errors();
+// The collected error lines as llama.cpp wrote them (cleared).
+std::string take_llama_errors_raw();
 
 }  // namespace phasemap::capture

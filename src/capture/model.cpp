@@ -46,10 +46,15 @@ void ensure_backend() {
     });
 }
 
-std::string take_llama_errors() {
+std::string take_llama_errors_raw() {
     std::lock_guard<std::mutex> lk(g_log_mu);
     std::string s;
     s.swap(g_log_errors);
+    return s;
+}
+
+std::string take_llama_errors() {
+    std::string s = take_llama_errors_raw();
     // First line only, without llama.cpp's function-name prefixes.
     const size_t nl = s.find('\n');
     if (nl != std::string::npos) s.resize(nl);
@@ -62,6 +67,7 @@ std::string take_llama_errors() {
 }
 
 Model::Impl::~Impl() {
+    for (llama_adapter_lora* a : loras) llama_adapter_lora_free(a);
     if (model) llama_model_free(model);
 }
 
@@ -109,6 +115,8 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     i.recurrent = llama_model_is_recurrent(m) || llama_model_is_hybrid(m);
     i.has_chat_template = llama_model_chat_template(m, nullptr) != nullptr;
     i.n_params = int64_t(llama_model_n_params(m));
+    if (!opt.adapters.empty())
+        i.adapters = load_lora_adapters(*model->impl_, i.architecture, path.filename().string(), opt.adapters);
     return model;
 }
 

@@ -40,6 +40,14 @@ nlohmann::json provenance_json(const ModelInfo& mi, const EngineFacts& f, const 
                    {"type_k", f.type_k},       {"type_v", f.type_v},     {"flash_attn", f.flash_attn},
                    {"n_threads", f.n_threads}};
     j["layer_spec"] = layer_spec;
+    if (!mi.adapters.empty()) {
+        // LoRA adapters applied to the model (only present when there are any).
+        nlohmann::json ad = nlohmann::json::array();
+        for (const AdapterInfo& a : mi.adapters)
+            ad.push_back({{"path", a.path.string()}, {"sha256", a.sha256}, {"scale", a.scale}, {"alpha", a.alpha},
+                          {"n_weights", a.n_weights}});
+        j["adapters"] = ad;
+    }
     return j;
 }
 

@@ -55,6 +55,7 @@ struct GenerateArgs {
     std::vector<std::string> intervene;
     std::vector<std::string> intervene_files;
     std::vector<std::string> control_vectors;     // FILE[:SCALE]
+    std::vector<std::string> loras;               // LoRA adapters FILE[:SCALE]
     bool monitor = false;
     std::vector<std::string> triggers;
     std::string on = "log";
@@ -80,6 +81,20 @@ void check_writable(const fs::path& p) {
     if (fs::is_directory(p, ec)) throw UserError(fmt::format("cannot write '{}': it is a directory", p.string()));
 }
 
+
+// FILE[:SCALE] (control vectors, LoRA adapters): a trailing ":number" is the scale (default 1);
+// anything else after the last colon stays part of the file name.
+std::pair<std::string, float> split_file_scale(const std::string& spec) {
+    if (const size_t c = spec.rfind(':'); c != std::string::npos && c + 1 < spec.size()) {
+        try {
+            size_t used = 0;
+            const float scale = std::stof(spec.substr(c + 1), &used);
+            if (used == spec.size() - c - 1) return {spec.substr(0, c), scale};
+        } catch (...) {
+        }
+    }
+    return {spec, 1.0f};
+}
 
 // The generated text with guard insertions marked ⟦guard: …⟧ where they entered the context.
 std::string marked_text(const RunEnd& e) {
@@ -154,8 +169,14 @@ int run_generate(GenerateArgs& a) {
     }
     if (a.analyze.enabled && (a.layers == "none" || a.layers.empty())) throw UserError("--analyze needs captured layers (--layers is none)");
 
+    ModelOptions mopt;
+    for (const auto& spec : a.loras) {
+        const auto [path, scale] = split_file_scale(spec);
+        if (!std::isfinite(scale)) throw UserError(fmt::format("--lora '{}': the scale is not a finite number", spec));
+        mopt.adapters.push_back({path, scale});
+    }
     std::shared_ptr<Model> model;
-    try { model = Model::load(a.model); } catch (const std::exception& e) { throw UserError(e.what()); }
+    try { model = Model::load(a.model, mopt); } catch (const std::exception& e) { throw UserError(e.what()); }
     EngineOptions eo;
     eo.precision = precision;
     eo.n_ctx = a.ctx;
@@ -192,16 +213,7 @@ int run_generate(GenerateArgs& a) {
     if (!a.control_vectors.empty()) {
         std::vector<float> sum;
         for (const auto& spec : a.control_vectors) {
-            std::string path = spec;
-            float scale = 1.0f;
-            if (const size_t c = spec.rfind(':'); c != std::string::npos && c + 1 < spec.size()) {
-                try {
-                    size_t used = 0;
-                    scale = std::stof(spec.substr(c + 1), &used);
-                    if (used == spec.size() - c - 1) path = spec.substr(0, c);
-                    else scale = 1.0f;
-                } catch (...) { scale = 1.0f; }
-            }
+            const auto [path, scale] = split_file_scale(spec);
             try {
                 const steer::ControlVector cv = steer::read_control_vector(path);
                 steer::check_control_vector(cv, mi.architecture, mi.n_layer, mi.n_embd);
@@ -384,6 +396,8 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
                    "hidden-state edit OP:block:N[:ARG...][@t=A-B,prefill,seed=N,prompts=I+J] (repeatable; docs/interventions.md), "
                    "e.g. add:block:3:vec.npy:2.0@t=0-10");
     app.add_option("--intervene-file", a->intervene_files, "TOML file with [[intervention]] tables (repeatable)");
+    app.add_option("--lora", a->loras,
+                   "LoRA adapter GGUF FILE[:SCALE] (default scale 1) applied through llama.cpp's adapter API (repeatable)");
     app.add_option("--control-vector", a->control_vectors,
                    "llama.cpp control-vector GGUF FILE[:SCALE], applied through llama.cpp's cvec path (repeatable: summed)");
     app.add_flag("--monitor", a->monitor, "online monitor: ct_t on the last captured layer and output states while generating");

@@ -61,6 +61,16 @@ std::vector<int32_t> ids_of(const RunRecord& r) {
     return v;
 }
 
+// Appends one row {arm, measure, n, mean, ci_low, ci_high} per MeanCi-shaped member of `obj`
+// (to_json(MeanCi): {"n", "mean", "ci95"}): the flat per-arm table of a report (summary_rows).
+void append_summary_rows(nlohmann::json& rows, const std::string& arm, const nlohmann::json& obj) {
+    for (const auto& [k, v] : obj.items()) {
+        if (!v.is_object() || !v.contains("mean") || !v.contains("ci95")) continue;
+        rows.push_back({{"arm", arm}, {"measure", k}, {"n", v.value("n", size_t{0})}, {"mean", v["mean"]},
+                        {"ci_low", v["ci95"].at(0)}, {"ci_high", v["ci95"].at(1)}});
+    }
+}
+
 std::string column_or(const CsvTable& t, const std::string& want, const std::string& a, const std::string& b) {
     if (!want.empty()) return t.header[t.column(want)];
     for (const auto& h : t.header)
@@ -314,6 +324,15 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
         report["exact_match"] = qj;
     }
     report["summary"] = summary;
+    // The same numbers as one flat table (arm, measure, n, mean, CI): dynamics and their paired
+    // deltas, token agreement, truth accuracy and exact match.
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& arm : arms) {
+        append_summary_rows(rows, arm, summary[arm]);
+        if (report.contains("truth")) append_summary_rows(rows, arm, report["truth"][arm]);
+        if (report.contains("exact_match")) append_summary_rows(rows, arm, report["exact_match"][arm]);
+    }
+    report["summary_rows"] = rows;
 
     // Headline: "dynamics moved by X, accuracy by Y", beside the random-direction control.
     auto mean_of = [&](const std::string& arm, const std::string& key) -> double {
@@ -448,7 +467,11 @@ nlohmann::json run_monitor_eval(const std::shared_ptr<capture::Model>& model, co
             const Monitor* m = monitors[i * A + a];
             fired[arms[a]].push_back(m && m->fired() ? 1.0 : 0.0);
             inserted[arms[a]].push_back(r.end.insertions.empty() ? 0.0 : 1.0);
-            pj[arms[a]] = {{"text", r.end.text}, {"correct", ok}, {"events", r.end.events}, {"insertions", r.end.insertions.size()}};
+            nlohmann::json after_t = nlohmann::json::array(), texts = nlohmann::json::array();
+            for (const auto& in : r.end.insertions) after_t.push_back(in.after_t), texts.push_back(in.text);
+            pj[arms[a]] = {{"text", r.end.text},        {"correct", ok},          {"events", r.end.events},
+                           {"insertions", r.end.insertions.size()}, {"insertion_after_t", after_t}, {"insertion_text", texts},
+                           {"fired", m && m->fired()}};
         }
         per.push_back(pj);
     }
@@ -468,6 +491,9 @@ nlohmann::json run_monitor_eval(const std::shared_ptr<capture::Model>& model, co
         sj[arms[a]] = aj;
     }
     report["summary"] = sj;
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& arm : arms) append_summary_rows(rows, arm, sj[arm]);
+    report["summary_rows"] = rows;
     return report;
 }
 

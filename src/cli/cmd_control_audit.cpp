@@ -1,6 +1,8 @@
 // `phasemap control-audit` (the issue's `phasemap audit control`; `audit` belongs to the panel
 // audits): baseline vs intervened twins, random-direction and zero-strength controls, Δ dynamics
 // and Δ semantics with bootstrap CIs. `phasemap monitor-eval`: the four monitor/guard arms.
+// Both write JSON (-o) and/or a results DB (--db, store::AuditEntry kinds control_audit /
+// monitor_eval, steer/results.hpp).
 #include <fmt/core.h>
 
 #include <cmath>
@@ -10,7 +12,9 @@
 #include "phasemap/capture.hpp"
 #include "phasemap/npz.hpp"
 #include "phasemap/steer/eval.hpp"
+#include "phasemap/steer/results.hpp"
 #include "phasemap/steer/spec.hpp"
+#include "phasemap/store.hpp"
 #include "cli_util.hpp"
 #include "verb.hpp"
 
@@ -29,8 +33,21 @@ void write_json(const std::string& path, const nlohmann::json& j) {
     catch (const std::exception& e) { throw UserError(fmt::format("cannot write '{}': {}", path, e.what())); }
 }
 
+// The results DB of --db, opened (created when missing) before any decoding so that a locked,
+// foreign or other-schema file fails fast; null without --db.
+std::unique_ptr<store::Store> open_db(const std::string& path) {
+    if (path.empty()) return nullptr;
+    try { return store::Store::open(path); }
+    catch (const std::exception& e) { throw UserError(e.what()); }
+}
+
+void put_result(store::Store& db, const store::AuditEntry& e) {
+    try { db.put_audits({e}); }
+    catch (const std::exception& ex) { throw UserError(ex.what()); }
+}
+
 struct AuditArgs {
-    std::string model, prompts, out;
+    std::string model, prompts, out, db, name = "control";
     std::vector<std::string> intervene;
     std::string control_vector;
     steer::AuditOptions o;
@@ -41,6 +58,7 @@ struct AuditArgs {
 
 int run_audit(AuditArgs& a) {
     a.o.prompts = read_prompt_lines(a.prompts);
+    if (!a.db.empty() && a.name.empty()) throw UserError("--name must not be empty");
     auto model = load_model(a.model);
     const ModelInfo& mi = model->info();
     try {
@@ -65,8 +83,10 @@ int run_audit(AuditArgs& a) {
             std::ofstream probe(a.out, std::ios::app);
             if (!probe) throw std::invalid_argument(fmt::format("cannot write '{}'", a.out));
         }
+        const auto db = open_db(a.db);
         const nlohmann::json r = steer::run_control_audit(model, a.o);
         if (!a.out.empty()) write_json(a.out, r);
+        if (db) put_result(*db, steer::control_audit_entry(a.name, a.o, r, a.prompts));
         if (!a.quiet) {
             fmt::print("control audit: {} prompts × {} arms ({})\n", a.o.prompts.size(), r["arms"].size(), r["prefix_sharing"].get<std::string>());
             fmt::print("{}\n", r["headline"].get<std::string>());
@@ -88,6 +108,7 @@ int run_audit(AuditArgs& a) {
                                acc["n"].get<size_t>());
                 }
             if (!a.out.empty()) fmt::print("wrote {}\n", a.out);
+            if (db) fmt::print("stored control_audit '{}' in {}\n", a.name, a.db);
         }
     } catch (const std::invalid_argument& e) {
         throw UserError(e.what());
@@ -119,6 +140,8 @@ Verb reg_audit{"control-audit",
     app.add_option("--control-seed", a->o.seed, "bootstrap and random-direction seed")->capture_default_str();
     app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = all)");
     app.add_option("-o,--output", a->out, "JSON report");
+    app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind control_audit");
+    app.add_option("--name", a->name, "name of the result in the DB (replaces a stored one of that name)")->capture_default_str();
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a] {
         if (a->intervene.empty() && a->control_vector.empty()) throw UserError("declare the intervention: --intervene SPEC or --control-vector FILE");
@@ -127,7 +150,7 @@ Verb reg_audit{"control-audit",
 }};
 
 struct MonitorEvalArgs {
-    std::string model, out;
+    std::string model, out, db, name = "monitor";
     steer::MonitorEvalOptions o;
     std::vector<std::string> triggers;
     double temp = 0;
@@ -154,19 +177,25 @@ Verb reg_eval{"monitor-eval", "Monitor/guard ablation: baseline, monitor-only, g
     app.add_option("--bootstrap", a->o.bootstrap, "bootstrap resamples")->capture_default_str();
     app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = all)");
     app.add_option("-o,--output", a->out, "JSON report");
+    app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind monitor_eval");
+    app.add_option("--name", a->name, "name of the result in the DB (replaces a stored one of that name)")->capture_default_str();
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a] {
+        if (!a->db.empty() && a->name.empty()) throw UserError("--name must not be empty");
         auto model = load_model(a->model);
         nlohmann::json r;
+        std::unique_ptr<store::Store> db;
         try {
             for (const auto& t : a->triggers) a->o.monitor.triggers.push_back(steer::parse_trigger(t));
             a->o.sampling.temperature = float(a->temp);
             a->o.sampling.seed = a->seed;
+            db = open_db(a->db);
             r = steer::run_monitor_eval(model, a->o);
         } catch (const std::invalid_argument& e) {
             throw UserError(e.what());
         }
         if (!a->out.empty()) write_json(a->out, r);
+        if (db) put_result(*db, steer::monitor_eval_entry(a->name, a->o, r, a->o.data_csv));
         if (!a->quiet) {
             fmt::print("monitor-eval: {} prompts\n", r["n"].get<size_t>());
             for (const auto& arm : r["arms"]) {
@@ -178,6 +207,7 @@ Verb reg_eval{"monitor-eval", "Monitor/guard ablation: baseline, monitor-only, g
                            f(acc["ci95"][1]), f(tr["mean"]));
             }
             if (!a->out.empty()) fmt::print("wrote {}\n", a->out);
+            if (db) fmt::print("stored monitor_eval '{}' in {}\n", a->name, a->db);
         }
         return 0;
     };

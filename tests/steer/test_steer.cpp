@@ -1,9 +1,13 @@
 // Issue 6 acceptance: intervention exactness, control vectors vs llama.cpp's own loader and cvec
-// path, damping, control audit end to end, online monitor and guard, input errors.
+// path, damping, control audit end to end (JSON and results DB), online monitor and guard, the
+// monitor/guard evaluation, input errors.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "common.h"  // llama.cpp's common_control_vector_load (compiled from the pinned source)
 #include "phasemap/capture.hpp"
@@ -12,8 +16,10 @@
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "phasemap/steer/monitor.hpp"
+#include "phasemap/steer/results.hpp"
 #include "phasemap/steer/spec.hpp"
 #include "phasemap/steer/vectors.hpp"
+#include "phasemap/store.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap;
@@ -494,6 +500,233 @@ TEST(Monitor, StopAndInterveneActions) {
     const int t_fire = keep.back()->events().front().t;
     for (int t = 0; t <= t_fire; ++t) EXPECT_EQ(g[0].tokens[size_t(t)].id, base[0].tokens[size_t(t)].id);
     EXPECT_NE(g[0].end.text, base[0].end.text);
+}
+
+namespace {
+
+void write_text(const std::filesystem::path& p, const std::string& s) {
+    std::ofstream f(p, std::ios::binary);
+    f << s;
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& p) {
+    std::ifstream f(p);
+    return nlohmann::json::parse(f);
+}
+
+// One CSV field, quoted (RFC 4180).
+std::string csv_field(const std::string& s) {
+    std::string q = "\"";
+    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+}
+
+// The first run of ≥ 3 letters in s ("" when none).
+std::string first_word(const std::string& s) {
+    for (size_t i = 0; i < s.size();) {
+        size_t j = i;
+        while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
+        if (j - i >= 3) return s.substr(i, j - i);
+        i = j + 1;
+    }
+    return "";
+}
+
+bool in_ci(const nlohmann::json& stat) {
+    const double m = stat["mean"].get<double>();
+    return stat["ci95"][0].is_number() && stat["ci95"][1].is_number() && stat["ci95"][0].get<double>() <= m + 1e-12 &&
+           m <= stat["ci95"][1].get<double>() + 1e-12;
+}
+
+const std::vector<std::string> kMonitorPrompts = {"Once upon a time, ", "Lily and Tom went to the park", "The little dog was sad"};
+const char* kGuard = " Lily saw a cat.";
+
+// Labelled prompts for monitor-eval on `model`: the first prompt's answer is a word of its own
+// greedy continuation (n tokens), so the baseline arm answers it; the others can never be answered.
+// Returns the plain greedy generations.
+std::vector<RunRecord> write_monitor_data(const std::shared_ptr<Model>& model, int n, const std::filesystem::path& csv) {
+    std::vector<RunRecord> plain;
+    EngineOptions o;
+    o.layers = "hf:last";
+    Engine e(model, o);
+    for (const auto& p : kMonitorPrompts) plain.push_back(run(e, {req(p, n)})[0]);
+    const std::string word = first_word(plain[0].end.text);
+    EXPECT_FALSE(word.empty()) << plain[0].end.text;
+    std::string text = "prompt,answer\r\n";
+    for (size_t i = 0; i < kMonitorPrompts.size(); ++i)
+        text += csv_field(kMonitorPrompts[i]) + "," + csv_field(i == 0 ? word : "zqxjv never said") + "\r\n";
+    write_text(csv, text);
+    return plain;
+}
+
+}  // namespace
+
+TEST(MonitorEval, FourArmsOnLabelledPrompts) {
+    NEED(rwkv, "tiny-rwkv7-834K.gguf");
+    pmtest::TempDir dir;
+    const int n = 40;
+    const auto plain = write_monitor_data(rwkv, n, dir / "qa.csv");
+    steer::MonitorEvalOptions o;
+    o.data_csv = (dir / "qa.csv").string();
+    o.n_predict = n;
+    o.monitor.triggers = {steer::parse_trigger("collapse")};
+    o.monitor.guard_text = kGuard;
+    o.guard_at = 8;
+    o.bootstrap = 300;
+    const nlohmann::json r = steer::run_monitor_eval(rwkv, o);
+    const std::vector<std::string> arms = {"baseline", "monitor_only", "guard_only", "monitor_guard"};
+    ASSERT_EQ(r["arms"], nlohmann::json(arms));
+    EXPECT_EQ(r["n"].get<size_t>(), kMonitorPrompts.size());
+    ASSERT_EQ(r["per_prompt"].size(), kMonitorPrompts.size());
+    for (const auto& a : arms) {
+        const auto& s = r["summary"][a];
+        for (const char* k : {"accuracy", "trigger_rate", "insertion_rate"}) {
+            EXPECT_EQ(s[k]["n"].get<size_t>(), kMonitorPrompts.size()) << a << " " << k;
+            const double m = s[k]["mean"].get<double>();
+            EXPECT_GE(m, 0.0) << a << " " << k;
+            EXPECT_LE(m, 1.0) << a << " " << k;
+            EXPECT_TRUE(in_ci(s[k])) << a << " " << k << ": " << s[k].dump();
+        }
+        EXPECT_EQ(s.contains("delta_accuracy"), a != "baseline") << a;
+    }
+    // The baseline arm is a plain greedy generation: it answers the first prompt only.
+    EXPECT_NEAR(r["summary"]["baseline"]["accuracy"]["mean"].get<double>(), 1.0 / 3.0, 1e-12);
+    size_t fired = 0;
+    for (size_t i = 0; i < kMonitorPrompts.size(); ++i) {
+        const auto& p = r["per_prompt"][i];
+        EXPECT_EQ(p["baseline"]["text"], plain[i].end.text) << i;
+        EXPECT_EQ(p["baseline"]["correct"], i == 0) << i;
+        EXPECT_EQ(p["baseline"]["insertions"], 0) << i;
+        EXPECT_FALSE(p["baseline"]["fired"].get<bool>());
+        // Logging changes nothing in the generation.
+        EXPECT_EQ(p["monitor_only"]["text"], plain[i].end.text) << i;
+        EXPECT_EQ(p["monitor_only"]["insertions"], 0) << i;
+        // guard-only: the guard text after token guard_at, whatever the dynamics.
+        EXPECT_EQ(p["guard_only"]["insertion_after_t"], nlohmann::json({o.guard_at})) << i;
+        EXPECT_EQ(p["guard_only"]["insertion_text"], nlohmann::json({kGuard})) << i;
+        // monitor+guard: the guard text exactly when the trigger fires (it fires on the same
+        // tokens as in the monitor-only arm: the two are identical up to the first firing).
+        const bool f = p["monitor_only"]["fired"].get<bool>();
+        fired += f;
+        EXPECT_EQ(p["monitor_guard"]["fired"].get<bool>(), f) << i;
+        EXPECT_EQ(p["monitor_guard"]["insertion_text"], f ? nlohmann::json({kGuard}) : nlohmann::json::array()) << i;
+        if (f) {
+            EXPECT_NE(p["monitor_guard"]["text"], plain[i].end.text) << i << ": the guard text changed nothing";
+            EXPECT_FALSE(p["monitor_only"]["events"].empty()) << i;
+        }
+    }
+    // tiny-rwkv7's greedy text collapses into repetition: the collapse trigger fires.
+    EXPECT_GE(fired, 1u);
+    EXPECT_NEAR(r["summary"]["monitor_only"]["trigger_rate"]["mean"].get<double>(), double(fired) / 3.0, 1e-12);
+    EXPECT_NEAR(r["summary"]["monitor_guard"]["insertion_rate"]["mean"].get<double>(), double(fired) / 3.0, 1e-12);
+    EXPECT_EQ(r["summary"]["monitor_only"]["insertion_rate"]["mean"].get<double>(), 0.0);
+    EXPECT_EQ(r["summary"]["guard_only"]["insertion_rate"]["mean"].get<double>(), 1.0);
+    // The flat table: 3 measures per arm plus Δ accuracy for the three non-baseline arms.
+    ASSERT_EQ(r["summary_rows"].size(), 4u * 3u + 3u);
+    for (const auto& row : r["summary_rows"])
+        if (row["measure"] == "accuracy")
+            EXPECT_EQ(row["mean"], r["summary"][row["arm"].get<std::string>()]["accuracy"]["mean"]) << row.dump();
+}
+
+TEST(MonitorEval, CliWritesJsonAndTheResultsDb) {
+    NEED(rwkv, "tiny-rwkv7-834K.gguf");
+    pmtest::TempDir dir;
+    write_monitor_data(rwkv, 40, dir / "qa.csv");
+    const std::string model = pmtest::shared_model("tiny-rwkv7-834K.gguf").string();
+    const std::string db = (dir / "r.duckdb").string();
+    const std::vector<std::string> args = {"monitor-eval", "-m", model, "--data", (dir / "qa.csv").string(), "-n", "40", "--trigger",
+                                           "collapse", "--guard-text", kGuard, "--bootstrap", "200", "--db", db, "-o",
+                                           (dir / "m.json").string()};
+    auto a = args;
+    a.insert(a.end(), {"--name", "rwkv-monitor"});
+    auto res = pmtest::run_phasemap(a);
+    ASSERT_EQ(res.exit_code, 0) << res.err;
+    EXPECT_NE(res.out.find("stored monitor_eval 'rwkv-monitor'"), std::string::npos) << res.out;
+    const nlohmann::json file = read_json_file(dir / "m.json");
+    // Again under the default name, and once more: that one replaces the stored one.
+    for (int k = 0; k < 2; ++k) {
+        res = pmtest::run_phasemap(args);
+        ASSERT_EQ(res.exit_code, 0) << res.err;
+    }
+    const auto st = store::Store::open(db, {.read_only = true});
+    const auto es = st->audits(steer::kMonitorEvalKind);
+    ASSERT_EQ(es.size(), 2u);
+    EXPECT_TRUE(st->audits(steer::kControlAuditKind).empty());
+    const auto& e = es[0].name == "rwkv-monitor" ? es[0] : es[1];
+    EXPECT_EQ(es[0].name == "rwkv-monitor" ? es[1].name : es[0].name, "monitor");
+    EXPECT_EQ(e.kind, "monitor_eval");
+    EXPECT_TRUE(e.ok);
+    EXPECT_EQ(e.source, (dir / "qa.csv").string());
+    EXPECT_EQ(e.options["guard_text"], kGuard);
+    EXPECT_EQ(e.options["n_predict"], 40);
+    EXPECT_EQ(e.data["summary"], file["summary"]);
+    EXPECT_EQ(e.data["per_prompt"], file["per_prompt"]);
+    // Relational tables: one row per prompt, one per arm × measure.
+    const std::set<std::string> tables(e.tables.begin(), e.tables.end());
+    ASSERT_TRUE(tables.count("monitor_rwkv_monitor_per_prompt")) << ::testing::PrintToString(e.tables);
+    ASSERT_TRUE(tables.count("monitor_rwkv_monitor_summary_rows")) << ::testing::PrintToString(e.tables);
+    EXPECT_EQ(st->rows("SELECT count(*) FROM monitor_rwkv_monitor_per_prompt"), std::vector<std::string>{"3"});
+    EXPECT_EQ(st->rows("SELECT count(*) FROM monitor_rwkv_monitor_summary_rows"), std::vector<std::string>{"15"});
+    const auto acc = st->rows("SELECT mean FROM monitor_rwkv_monitor_summary_rows WHERE arm = 'guard_only' AND measure = 'insertion_rate'");
+    ASSERT_EQ(acc.size(), 1u);
+    EXPECT_DOUBLE_EQ(std::stod(acc[0]), 1.0);
+}
+
+TEST(ControlAudit, CliWritesTheResultsDbOnStoriesAndRwkv) {
+    pmtest::TempDir dir;
+    write_text(dir / "prompts.txt", std::string(kA) + "\n" + kB + "\nThe little dog was sad\n");
+    const std::string db = (dir / "r.duckdb").string();
+    size_t done = 0;
+    const std::vector<std::pair<std::string, std::string>> models = {{"stories260K.gguf", "stories"}, {"tiny-rwkv7-834K.gguf", "rwkv7"}};
+    for (const auto& [file, name] : models) {
+        auto model = load_shared(file);
+        if (!model) GTEST_SKIP() << file << " is not present";
+        std::ostringstream v;
+        for (float x : random_direction(size_t(model->info().n_embd), 4.0, 42)) v << x << "\n";
+        write_text(dir / "v.txt", v.str());
+        const auto res = pmtest::run_phasemap({"control-audit", "-m", pmtest::shared_model(file).string(), "--prompts",
+                                               (dir / "prompts.txt").string(), "--intervene", "add:block:2:" + (dir / "v.txt").string() + ":1.0",
+                                               "-n", "16", "--bootstrap", "200", "--db", db, "--name", name, "-o",
+                                               (dir / (name + ".json")).string()});
+        ASSERT_EQ(res.exit_code, 0) << file << ": " << res.err;
+        EXPECT_NE(res.out.find("stored control_audit '" + name + "'"), std::string::npos) << res.out;
+        ++done;
+    }
+    ASSERT_EQ(done, 2u);
+    {
+        const auto st = store::Store::open(db, {.read_only = true});
+        const auto es = st->audits(steer::kControlAuditKind);
+        ASSERT_EQ(es.size(), 2u);
+        for (const auto& e : es) {
+            SCOPED_TRACE(e.name);
+            EXPECT_TRUE(e.name == "stories" || e.name == "rwkv7");
+            EXPECT_EQ(e.data, read_json_file(dir / (e.name + ".json")));
+            EXPECT_EQ(e.data["arms"], nlohmann::json({"baseline", "intervened", "random", "zero"}));
+            EXPECT_EQ(e.source, (dir / "prompts.txt").string());
+            EXPECT_EQ(e.options["prompts"], 3);
+            EXPECT_EQ(e.options["interventions"].size(), 1u);
+            const std::string t = "control_" + e.name;
+            const std::set<std::string> tables(e.tables.begin(), e.tables.end());
+            ASSERT_TRUE(tables.count(t + "_per_prompt")) << ::testing::PrintToString(e.tables);
+            ASSERT_TRUE(tables.count(t + "_summary_rows")) << ::testing::PrintToString(e.tables);
+            EXPECT_EQ(st->rows("SELECT count(*) FROM " + t + "_per_prompt"), std::vector<std::string>{"3"});
+            EXPECT_EQ(st->rows("SELECT count(*) FROM " + t + "_summary_rows"), std::vector<std::string>{std::to_string(e.data["summary_rows"].size())});
+            // The zero-strength control moves nothing (float rounding of twins on other batch rows).
+            const auto z = st->rows("SELECT mean FROM " + t + "_summary_rows WHERE arm = 'zero' AND measure = 'delta_mean_ct'");
+            ASSERT_EQ(z.size(), 1u);
+            EXPECT_LE(std::abs(std::stod(z[0])), 1e-6);
+            const auto m = st->rows("SELECT mean FROM " + t + "_summary_rows WHERE arm = 'zero' AND measure = 'token_match_rate'");
+            ASSERT_EQ(m.size(), 1u);
+            EXPECT_DOUBLE_EQ(std::stod(m[0]), 1.0);
+        }
+    }
+    // A file that is not a results DB is refused before generating.
+    const auto res = pmtest::run_phasemap({"control-audit", "-m", pmtest::shared_model("stories260K.gguf").string(), "--prompts",
+                                           (dir / "prompts.txt").string(), "--intervene", "scale:block:2:0.5", "--db",
+                                           (dir / "prompts.txt").string()});
+    EXPECT_EQ(res.exit_code, 1);
+    EXPECT_NE(res.err.find("phasemap: error:"), std::string::npos) << res.err;
+    EXPECT_EQ(res.out.find("control audit:"), std::string::npos) << res.out;
 }
 
 TEST(Steer, VectorsAndStatistics) {

@@ -168,6 +168,53 @@
     return base({ data: { values: c.rows }, width: 420, height: { step: 14 }, layer: layer });
   }
 
+  // Control audit: the paired Δ (mean over prompts, CI) of each measure per arm, the intervention
+  // beside its random-direction and zero-strength controls, one panel per measure.
+  const CONTROL_ARMS = ['intervened', 'random', 'zero'];
+  const CONTROL_COLOURS = ['#d62728', '#7f7f7f', '#1f77b4'];
+  function controlAudit(c) {
+    const y = { field: 'label', type: 'nominal', title: null, sort: c.labels };
+    const colour = { field: 'arm', type: 'nominal', title: 'arm', scale: { domain: CONTROL_ARMS, range: CONTROL_COLOURS } };
+    const xTitle = 'paired Δ vs baseline (95 % CI)';
+    return base({
+      data: { values: c.rows },
+      facet: { field: 'measure', type: 'nominal', sort: c.measures, title: null, header: { labelFontWeight: 'bold' } },
+      columns: Math.min(4, c.measures.length),
+      spec: { width: 190, height: { step: 22 },
+        layer: [
+          { mark: { type: 'rule', color: '#999', strokeDash: [4, 3] }, encoding: { x: { datum: 0, type: 'quantitative', title: xTitle } } },
+          { transform: [{ filter: 'isValid(datum.ci_low) && isValid(datum.ci_high)' }], mark: { type: 'errorbar', ticks: true },
+            encoding: { x: { field: 'ci_low', type: 'quantitative', title: xTitle }, x2: { field: 'ci_high' }, y: y, color: colour } },
+          { mark: { type: 'point', filled: true, size: 70 },
+            encoding: { x: { field: 'mean', type: 'quantitative', title: xTitle, scale: { zero: true } }, y: y, color: colour,
+              tooltip: [{ field: 'result' }, { field: 'arm' }, { field: 'measure' }, { field: 'mean', format: '.4g', title: 'mean Δ' },
+                { field: 'ci_low', format: '.4g', title: 'CI low' }, { field: 'ci_high', format: '.4g', title: 'CI high' }, { field: 'n', title: 'prompts' }] } },
+        ] },
+      resolve: { scale: { x: 'independent' } },
+    });
+  }
+
+  // Monitor evaluation: accuracy, trigger rate and insertion rate per arm with CIs.
+  const MONITOR_ARMS = ['baseline', 'monitor_only', 'guard_only', 'monitor_guard'];
+  const MONITOR_COLOURS = ['#7f7f7f', '#1f77b4', '#ff7f0e', '#2ca02c'];
+  function monitorArms(m) {
+    const y = { field: 'label', type: 'nominal', title: null, sort: m.labels };
+    const xTitle = 'share of prompts (95 % CI)';
+    return base({
+      data: { values: m.rows },
+      facet: { column: { field: 'measure', type: 'nominal', sort: m.measures, title: null, header: { labelFontWeight: 'bold' } } },
+      spec: { width: 190, height: { step: 22 },
+        layer: [
+          { mark: 'bar', encoding: { x: { field: 'mean', type: 'quantitative', title: xTitle, scale: { domain: [0, 1] } }, y: y,
+            color: { field: 'arm', type: 'nominal', title: 'arm', scale: { domain: MONITOR_ARMS, range: MONITOR_COLOURS } },
+            tooltip: [{ field: 'result' }, { field: 'arm' }, { field: 'measure' }, { field: 'mean', format: '.3f' },
+              { field: 'ci_low', format: '.3f', title: 'CI low' }, { field: 'ci_high', format: '.3f', title: 'CI high' }, { field: 'n', title: 'prompts' }] } },
+          { transform: [{ filter: 'isValid(datum.ci_low) && isValid(datum.ci_high)' }], mark: { type: 'errorbar', ticks: true, color: '#222' },
+            encoding: { x: { field: 'ci_low', type: 'quantitative', title: xTitle }, x2: { field: 'ci_high' }, y: y } },
+        ] },
+    });
+  }
+
   // Every figure of the report, in page order. A figure whose data is absent has spec null and a
   // note saying what is missing; the page and the exporter skip it.
   function figures(d) {
@@ -190,6 +237,12 @@
       a.topology && has(a.topology.cells), () => topology(a.topology), 'No topology figure: the audit has no topology, or it could not run (see the notes below).');
     add('audit-cycles', 'audits', 'COLLAPSE cycle rates', a.cycles && has(a.cycles.rows), () => rateBars(a.cycles, a.cycles.value_title || 'rate'),
       'No cycle rates: no audit given, or the section could not run (see the notes below).');
+    add('control-audit', 'audits', 'control audit: paired Δ per arm — intervention, random direction, zero strength',
+      d.control && has(d.control.rows), () => controlAudit(d.control),
+      'No per-arm summary in the control-audit results (summary_rows, written by `phasemap control-audit`).');
+    add('monitor-arms', 'audits', 'monitor and guard: accuracy, trigger and insertion rate per arm',
+      d.monitor && has(d.monitor.rows), () => monitorArms(d.monitor),
+      'No per-arm summary in the monitor results (summary_rows, written by `phasemap monitor-eval`).');
     return out;
   }
 

@@ -146,6 +146,30 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     in.audit = computed;
     in.audit_source = c.db + " (audits computed with default options)";
 }
+
+// Control-audit and monitor-eval results stored in the DB (`control-audit --db`,
+// `monitor-eval --db`), each kind only when no JSON of that kind was given.
+void add_db_results(const ReportCmd& c, report::Inputs& in) {
+    const bool control = c.control_json.empty(), monitor = c.monitor_json.empty();
+    if (!control && !monitor) return;
+    std::vector<store::AuditEntry> entries;
+    try {
+        const auto db = store::Store::open(c.db, {.read_only = true});
+        if (control) entries = db->audits("control_audit");
+        if (monitor)
+            for (auto& e : db->audits("monitor_eval")) entries.push_back(std::move(e));
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    const std::string file = std::filesystem::path(c.db).filename().string();
+    for (const auto& e : entries) {
+        std::string name = e.name;
+        std::replace(name.begin(), name.end(), '/', '_');
+        const std::string source = fmt::format("{} › {}", file, name);
+        if (e.kind == "control_audit") in.control_audit.push_back(e.data), in.control_sources.push_back(source);
+        else in.monitor.push_back(e.data), in.monitor_sources.push_back(source);
+    }
+}
 #endif
 
 int run_report(ReportCmd& c) {
@@ -179,6 +203,7 @@ int run_report(ReportCmd& c) {
     c.opt.generator = version_string();
 #ifdef PHASEMAP_REPORT_DB
     if (!c.db.empty()) load_db(c, in);
+    if (!c.db.empty()) add_db_results(c, in);
 #endif
 
     nlohmann::json data;
@@ -229,8 +254,10 @@ Verb reg{"report", "One self-contained HTML page of plots and tables (phase map,
     app.add_option("--audit-json", c->audit_json, "audit results (`phasemap audit --json` output)");
     app.add_option("--runs-json", c->runs_json, "per-run summaries (`phasemap analyze --json`): token series, layer metrics")
         ->expected(1, -1);
-    app.add_option("--control-json", c->control_json, "control-audit results (`phasemap control-audit` JSON)")->expected(1, -1);
-    app.add_option("--monitor-json", c->monitor_json, "monitor-arm results (`phasemap monitor-eval` JSON)")->expected(1, -1);
+    app.add_option("--control-json", c->control_json, "control-audit results (`phasemap control-audit` JSON); replaces those stored in the DB")
+        ->expected(1, -1);
+    app.add_option("--monitor-json", c->monitor_json, "monitor-arm results (`phasemap monitor-eval` JSON); replaces those stored in the DB")
+        ->expected(1, -1);
     app.add_option("--svg", c->svg_dir, "also write each figure as DIR/<figure>.svg (vega's renderer under Node)");
     app.add_option("--png", c->png_dir, "also write each figure as DIR/<figure>.png (SVG through rsvg-convert)");
     app.add_option("--title", c->opt.title, "page title");

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -173,6 +174,40 @@ std::string utc_now() {
 }
 
 std::string fmt3(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "—"; }
+
+// Paired Δs of the control audit drawn in its figure (the `delta_<measure>` rows of its
+// summary_rows), in facet order: dynamics first, then the semantic measures.
+const std::vector<std::string> kControlMeasures = {"ratio_norm", "mean_ct", "late_ct", "rate_COLLAPSE", "mean_entropy",
+                                                   "accuracy", "exact_match"};
+// Per-arm rates of the monitor evaluation drawn in its figure.
+const std::vector<std::string> kMonitorMeasures = {"accuracy", "trigger_rate", "insertion_rate"};
+
+std::string source_label(const std::string& source) { return std::filesystem::path(source).filename().string(); }
+
+// Figure rows from the summary_rows (arm, measure, n, mean, ci_low, ci_high) of control-audit or
+// monitor-eval results: one row per result × arm × measure kept by `keep` (which returns the
+// facet name, or "" to leave the row out). With several results the row label names the result.
+json result_rows(const std::vector<json>& docs, const std::vector<std::string>& sources,
+                 const std::function<std::string(const std::string& arm, const std::string& measure)>& keep, json& labels) {
+    json rows = json::array();
+    labels = json::array();
+    for (size_t i = 0; i < docs.size(); ++i) {
+        if (!docs[i].is_object() || !docs[i].contains("summary_rows") || !docs[i]["summary_rows"].is_array()) continue;
+        const std::string src = source_label(sources[i]);
+        for (const auto& r : docs[i]["summary_rows"]) {
+            if (!r.is_object()) continue;
+            const std::string arm = str(r, "arm"), facet = keep(arm, str(r, "measure"));
+            const double mean = to_double(r.value("mean", json()));
+            if (facet.empty() || !std::isfinite(mean)) continue;
+            const std::string label = docs.size() > 1 ? src + " · " + arm : arm;
+            if (std::find(labels.begin(), labels.end(), json(label)) == labels.end()) labels.push_back(label);
+            rows.push_back({{"result", src}, {"arm", arm}, {"label", label}, {"measure", facet}, {"mean", mean},
+                            {"ci_low", num(to_double(r.value("ci_low", json())))}, {"ci_high", num(to_double(r.value("ci_high", json())))},
+                            {"n", r.value("n", json())}});
+        }
+    }
+    return rows;
+}
 
 }  // namespace
 
@@ -551,6 +586,27 @@ json build_data(const Inputs& in, const Options& opt) {
     }
     d["audit"] = audit_fig;
 
+    // ------------------------------------------------------------ control audit and monitor arms
+    {
+        json labels;
+        json rows = result_rows(in.control_audit, in.control_sources, [](const std::string& arm, const std::string& m) {
+            if (arm == "baseline" || m.rfind("delta_", 0) != 0) return std::string();
+            const std::string base = m.substr(6);
+            return std::find(kControlMeasures.begin(), kControlMeasures.end(), base) == kControlMeasures.end() ? std::string()
+                                                                                                                : "Δ " + base;
+        }, labels);
+        if (!rows.empty()) {
+            json measures = json::array();
+            for (const auto& m : kControlMeasures)
+                if (std::any_of(rows.begin(), rows.end(), [&](const json& r) { return r["measure"] == "Δ " + m; })) measures.push_back("Δ " + m);
+            d["control"] = {{"rows", rows}, {"measures", measures}, {"labels", labels}};
+        }
+        rows = result_rows(in.monitor, in.monitor_sources, [](const std::string&, const std::string& m) {
+            return std::find(kMonitorMeasures.begin(), kMonitorMeasures.end(), m) == kMonitorMeasures.end() ? std::string() : m;
+        }, labels);
+        if (!rows.empty()) d["monitor"] = {{"rows", rows}, {"measures", kMonitorMeasures}, {"labels", labels}};
+    }
+
     // ------------------------------------------------------------ sections
     json sections = json::array();
     const bool any_ratio = std::any_of(runs.begin(), runs.end(), [](const RunRec& r) { return std::isfinite(r.ratio_norm); });
@@ -606,12 +662,21 @@ json build_data(const Inputs& in, const Options& opt) {
         items.push_back(figure("audit-topology"));
         items.push_back(figure("audit-cycles"));
         for (auto& it : audit_items) items.push_back(it);
-        if (in.control_audit.empty()) items.push_back(note("No control-audit results (pass --control-json)."));
+        if (in.control_audit.empty())
+            items.push_back(note("No control-audit results (pass --control-json, or a results DB written by `control-audit --db`)."));
+        else
+            items.push_back(figure("control-audit", "Paired Δ vs the baseline twin per prompt (mean over prompts, 95 % percentile-bootstrap "
+                                                    "CI): the intervention beside its random-direction and zero-strength controls. "
+                                                    "The dashed line is no change."));
         for (size_t i = 0; i < in.control_audit.size(); ++i)
-            to_tables("control audit: " + std::filesystem::path(in.control_sources[i]).filename().string(), in.control_audit[i], items);
-        if (in.monitor.empty()) items.push_back(note("No monitor-arm results (pass --monitor-json)."));
+            to_tables("control audit: " + source_label(in.control_sources[i]), in.control_audit[i], items);
+        if (in.monitor.empty())
+            items.push_back(note("No monitor-arm results (pass --monitor-json, or a results DB written by `monitor-eval --db`)."));
+        else
+            items.push_back(figure("monitor-arms", "Per arm: accuracy on the labelled prompts, the share of runs where a trigger "
+                                                   "fired and the share with guard text inserted (mean, 95 % percentile-bootstrap CI)."));
         for (size_t i = 0; i < in.monitor.size(); ++i)
-            to_tables("monitor arms: " + std::filesystem::path(in.monitor_sources[i]).filename().string(), in.monitor[i], items);
+            to_tables("monitor arms: " + source_label(in.monitor_sources[i]), in.monitor[i], items);
         sections.push_back({{"id", "audits"}, {"title", "Audits"}, {"items", items}});
     }
     {

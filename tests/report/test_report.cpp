@@ -144,6 +144,37 @@ json synthetic_audit(size_t n_models) {
     });
 }
 
+// Per-arm summary rows in the layout of `phasemap control-audit` / `monitor-eval` (summary_rows:
+// arm, measure, n, mean, ci_low, ci_high; the same numbers as "summary").
+json summary_rows(const std::vector<std::string>& arms, const std::vector<std::string>& measures, bool deltas, double shift) {
+    json rows = json::array(), summary = json::object();
+    for (size_t a = 0; a < arms.size(); ++a)
+        for (const auto& m : measures)
+            for (bool delta : {false, true}) {
+                if (delta && (!deltas || a == 0)) continue;
+                const double v = delta ? shift / double(a) : 0.4 + 0.1 * double(a);
+                const std::string k = (delta ? "delta_" : "") + m;
+                rows.push_back({{"arm", arms[a]}, {"measure", k}, {"n", 5}, {"mean", v}, {"ci_low", v - 0.05}, {"ci_high", v + 0.05}});
+                summary[arms[a]][k] = {{"n", 5}, {"mean", v}, {"ci95", {v - 0.05, v + 0.05}}};
+            }
+    return {{"rows", rows}, {"summary", summary}};
+}
+
+json synthetic_control() {
+    const std::vector<std::string> arms = {"baseline", "intervened", "random", "zero"};
+    const json s = summary_rows(arms, {"ratio_norm", "mean_ct", "late_ct", "mean_entropy", "accuracy"}, true, 0.3);
+    json per = json::array({{{"prompt", "Once upon a time"}, {"baseline", {{"text", "a"}, {"mean_ct", 0.4}}},
+                             {"intervened", {{"text", "b"}, {"mean_ct", 0.7}}}}});
+    return {{"arms", arms}, {"summary", s["summary"]}, {"summary_rows", s["rows"]}, {"per_prompt", per}, {"headline", "intervened: …"}};
+}
+
+json synthetic_monitor() {
+    const std::vector<std::string> arms = {"baseline", "monitor_only", "guard_only", "monitor_guard"};
+    const json s = summary_rows(arms, {"accuracy", "trigger_rate", "insertion_rate"}, false, 0);
+    return {{"arms", arms}, {"n", 5}, {"summary", s["summary"]}, {"summary_rows", s["rows"]},
+            {"per_prompt", json::array({{{"prompt", "q"}, {"answer", "a"}}})}};
+}
+
 struct Status {
     json j;
     std::string dom;
@@ -256,10 +287,9 @@ const FullInputs& full_inputs() {
         f.audit = f.dir / "audit.json";
         write_json(f.audit, synthetic_audit(6));
         f.control = f.dir / "control.json";
-        write_json(f.control, {{"arms", json::array({{{"arm", "steer"}, {"delta_ratio_norm", 0.3}, {"p", 0.01}},
-                                                     {{"arm", "random"}, {"delta_ratio_norm", 0.02}, {"p", 0.6}}})}});
+        write_json(f.control, synthetic_control());
         f.monitor = f.dir / "monitor.json";
-        write_json(f.monitor, {{"monitors", json::array({{{"arm", "ct_t"}, {"auc", 0.71}}, {{"arm", "entropy"}, {"auc", 0.66}}})}});
+        write_json(f.monitor, synthetic_monitor());
         for (size_t i = 0; i < 8; ++i) {
             f.runs.push_back(f.dir / ("run" + std::to_string(i) + ".summary.json"));
             write_json(f.runs.back(), synthetic_summary("model-" + std::to_string(i % 6), i == 0 ? 3000 : 60 + 10 * i, 100 + i));
@@ -348,6 +378,46 @@ TEST(ReportData, PanelFromJsonAndNoDataNotes) {
     const std::string page = phasemap::report::render_html(d);
     expect_self_contained(page);
     EXPECT_NE(page.find("No audit"), std::string::npos);
+    EXPECT_FALSE(d.contains("control"));
+    EXPECT_FALSE(d.contains("monitor"));
+}
+
+TEST(ReportData, ControlAndMonitorFigureRows) {
+    phasemap::report::Inputs in;
+    in.control_audit = {synthetic_control()};
+    in.control_sources = {"/x/control.json"};
+    in.monitor = {synthetic_monitor(), synthetic_monitor()};
+    in.monitor_sources = {"/x/a.json", "r.duckdb › monitor"};
+    const auto d = phasemap::report::build_data(in, {});
+    // Control: the Δ rows of the three non-baseline arms, for the drawn measures, in facet order.
+    const json& c = d["control"];
+    EXPECT_EQ(c["measures"], json({"Δ ratio_norm", "Δ mean_ct", "Δ late_ct", "Δ mean_entropy", "Δ accuracy"}));
+    ASSERT_EQ(c["rows"].size(), 3u * 5u);
+    EXPECT_EQ(c["labels"], json({"intervened", "random", "zero"}));
+    for (const auto& r : c["rows"]) {
+        EXPECT_NE(r["arm"], "baseline");
+        EXPECT_LE(r["ci_low"].get<double>(), r["mean"].get<double>());
+        EXPECT_GE(r["ci_high"].get<double>(), r["mean"].get<double>());
+        if (r["arm"] == "random" && r["measure"] == "Δ mean_ct") {
+            EXPECT_DOUBLE_EQ(r["mean"].get<double>(), 0.15);
+        }
+    }
+    // Monitor: two results × four arms × three measures; labels name the result.
+    const json& m = d["monitor"];
+    ASSERT_EQ(m["rows"].size(), 2u * 4u * 3u);
+    EXPECT_EQ(m["labels"].size(), 8u);
+    EXPECT_EQ(m["labels"][0], "a.json · baseline");
+    EXPECT_EQ(m["labels"][7], "r.duckdb › monitor · monitor_guard");
+    // Both figures are placed in the audits section, with the tables.
+    std::string ids;
+    for (const auto& sec : d["sections"])
+        for (const auto& it : sec["items"]) {
+            if (it["kind"] == "figure") ids += it["id"].get<std::string>() + " ";
+            if (it["kind"] == "table") ids += "[" + it["title"].get<std::string>() + "] ";
+        }
+    EXPECT_NE(ids.find("control-audit [control audit: control.json"), std::string::npos) << ids;
+    EXPECT_NE(ids.find("monitor-arms [monitor arms: a.json"), std::string::npos) << ids;
+    EXPECT_NE(ids.find("[monitor arms: r.duckdb › monitor › summary_rows]"), std::string::npos) << ids;
 }
 
 // ------------------------------------------------------------------ CLI errors
@@ -374,11 +444,15 @@ TEST(ReportBrowser, FullReportRenders) {
     expect_self_contained(page);
     const fs::path shot = out_dir() / "report-full.png";
     auto s = open_page(chrome, html, shot);
-    // phase map, by category, trajectories, layer profiles, variance, topology, cycles
-    expect_rendered(s, 7);
+    // phase map, by category, trajectories, layer profiles, variance, topology, cycles, control
+    // audit, monitor arms
+    expect_rendered(s, 9);
     for (const char* fig : {"phase-map", "phase-map-category", "trajectories", "layer-profiles", "audit-variance",
-                            "audit-topology", "audit-cycles"})
+                            "audit-topology", "audit-cycles", "control-audit", "monitor-arms"})
         EXPECT_GT(s.j["figures"].value(fig, 0), 0) << fig;
+    // control audit: 15 points + 15 error bars (+ the zero rules); monitor: 12 bars + 12 error bars.
+    EXPECT_GE(s.j["figures"]["control-audit"].get<int>(), 30) << s.j.dump();
+    EXPECT_GE(s.j["figures"]["monitor-arms"].get<int>(), 24) << s.j.dump();
     // Tables: falsified hypothesis first, the failed section's reason, control/monitor results.
     const size_t falsified = s.dom.find("H-falsified"), survived = s.dom.find("H-survive");
     EXPECT_LT(falsified, survived);
@@ -403,6 +477,9 @@ TEST(ReportBrowser, OneModelOneRun) {
     EXPECT_NE(s.dom.find("No variance decomposition"), std::string::npos);
     EXPECT_NE(s.dom.find("No topology figure"), std::string::npos);
     EXPECT_NE(s.dom.find("No audit"), std::string::npos);
+    EXPECT_NE(s.dom.find("No control-audit results"), std::string::npos);
+    EXPECT_NE(s.dom.find("No monitor-arm results"), std::string::npos);
+    EXPECT_EQ(s.dom.find("id=\"fig-control-audit\""), std::string::npos);
     EXPECT_NE(s.dom.find("Only one model"), std::string::npos);
 }
 
@@ -443,7 +520,7 @@ TEST(ReportExport, SvgAndPng) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     size_t n = 0;
     for (const char* fig : {"phase-map", "phase-map-category", "trajectories", "layer-profiles", "audit-variance",
-                            "audit-topology", "audit-cycles"}) {
+                            "audit-topology", "audit-cycles", "control-audit", "monitor-arms"}) {
         const std::string s = slurp(svg / (std::string(fig) + ".svg"));
         EXPECT_NE(s.find("<svg"), std::string::npos) << fig;
         EXPECT_GT(s.size(), 2000u) << fig;
@@ -452,8 +529,8 @@ TEST(ReportExport, SvgAndPng) {
         EXPECT_EQ(p.substr(1, 3), "PNG") << fig;
         ++n;
     }
-    EXPECT_EQ(n, 7u);
-    EXPECT_EQ(std::distance(fs::directory_iterator(svg), fs::directory_iterator{}), 7);
+    EXPECT_EQ(n, 9u);
+    EXPECT_EQ(std::distance(fs::directory_iterator(svg), fs::directory_iterator{}), 9);
 }
 
 }  // namespace
@@ -475,6 +552,19 @@ TEST(ReportDb, FromResultsDb) {
     }
     auto r = run_phasemap({"panel", "run", (tmp / "m.toml").string(), "--db", (tmp / "r.duckdb").string(), "-t", "2"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    // A control audit and a monitor evaluation stored in the same DB (default names).
+    {
+        std::ofstream p(tmp / "prompts.txt");
+        p << "Once upon a time\nLily and Tom went to the park\nThe little dog was sad\n";
+        std::ofstream q(tmp / "qa.csv");
+        q << "prompt,answer\nOnce upon a time,the\nLily and Tom went to the park,park\nThe little dog was sad,zqxjv\n";
+    }
+    r = run_phasemap({"control-audit", "-q", "-m", model.string(), "--prompts", (tmp / "prompts.txt").string(), "--intervene",
+                      "noise:block:2:0.5@seed=3", "-n", "12", "--bootstrap", "200", "--db", (tmp / "r.duckdb").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = run_phasemap({"monitor-eval", "-q", "-m", model.string(), "--data", (tmp / "qa.csv").string(), "-n", "16", "--bootstrap", "200",
+                      "--db", (tmp / "r.duckdb").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
     const fs::path html = out_dir() / "report-db.html";
     r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html.string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -486,6 +576,20 @@ TEST(ReportDb, FromResultsDb) {
     EXPECT_NE(s.dom.find("8 runs"), std::string::npos);
     // Token series come from the DB's tokens table: the trajectories figure is drawn.
     EXPECT_NE(s.dom.find("id=\"fig-trajectories\""), std::string::npos);
+    // The stored control audit and monitor evaluation are drawn and tabled.
+    EXPECT_GT(s.j["figures"].value("control-audit", 0), 0) << s.j.dump();
+    EXPECT_GT(s.j["figures"].value("monitor-arms", 0), 0) << s.j.dump();
+    EXPECT_NE(s.dom.find("control audit: r.duckdb › control"), std::string::npos);
+    EXPECT_NE(s.dom.find("monitor arms: r.duckdb › monitor"), std::string::npos);
+    // JSON inputs of a kind replace the stored results of that kind.
+    const fs::path html2 = tmp / "report-db-json.html";
+    write_json(tmp / "control.json", synthetic_control());
+    r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html2.string(), "--control-json", (tmp / "control.json").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string page2 = slurp(html2);
+    EXPECT_EQ(page2.find("control audit: r.duckdb › control"), std::string::npos);
+    EXPECT_NE(page2.find("control audit: control.json"), std::string::npos);
+    EXPECT_NE(page2.find("monitor arms: r.duckdb › monitor"), std::string::npos);
     r = run_phasemap({"report", (tmp / "missing.duckdb").string(), "-o", (tmp / "x.html").string()});
     EXPECT_EQ(r.exit_code, 1);
 }

@@ -4,6 +4,7 @@
 
 #include <fmt/core.h>
 
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -215,6 +216,41 @@ void parse_metrics(Ctx& c, const toml::table& t, Manifest& m) {
     }
 }
 
+// adapters = [{ path = "a.gguf", scale = 1.0 }, ...] (a single table is taken as a list of one).
+void parse_adapters(Ctx& c, const toml::node& n, ModelEntry& me, const fs::path& base, bool check_files) {
+    std::vector<const toml::table*> tables;
+    if (auto t = n.as_table()) tables.push_back(t);
+    else if (auto a = n.as_array()) {
+        for (const auto& e : *a) {
+            if (auto t = e.as_table()) tables.push_back(t);
+            else c.add(e, fmt::format("each adapter must be a table {{ path = \"adapter.gguf\", scale = 1.0 }}, not {}", type_name(e)));
+        }
+    } else {
+        c.add(n, fmt::format("'adapters' must be an array of tables [{{ path = \"adapter.gguf\", scale = 1.0 }}], not {}", type_name(n)));
+        return;
+    }
+    for (const toml::table* t : tables) {
+        check_keys(c, *t, {"path", "scale"}, "an adapter");
+        AdapterEntry ae;
+        if (auto p = t->get("path")) {
+            std::string s;
+            if (get_string(c, *p, "path", s)) {
+                if (s.empty()) c.add(*p, "adapter 'path' must not be empty");
+                else {
+                    ae.path = fs::path(s).is_absolute() ? fs::path(s) : base / s;
+                    std::error_code ec;
+                    if (check_files && !fs::is_regular_file(ae.path, ec))
+                        c.add(*p, fmt::format("adapter file '{}' does not exist", ae.path.string()));
+                }
+            }
+        } else c.add(t->source(), "adapter: missing 'path'");
+        if (auto s = t->get("scale")) {
+            if (get_double(c, *s, "scale", ae.scale) && !std::isfinite(ae.scale)) c.add(*s, "adapter 'scale' must be a finite number");
+        }
+        me.adapters.push_back(std::move(ae));
+    }
+}
+
 std::string read_file(const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
     if (!f) throw std::runtime_error("cannot read");
@@ -340,7 +376,8 @@ Manifest parse_manifest(const std::string& text, const fs::path& file, bool chec
             const auto* t = e.as_table();
             if (!t) { c.add(e, "each [[models]] entry must be a table"); continue; }
             const std::string where = fmt::format("[[models]] #{}", i);
-            check_keys(c, *t, {"label", "path", "family", "architecture", "size", "variant_of", "covariates", "overrides"}, where);
+            check_keys(c, *t, {"label", "path", "adapters", "family", "architecture", "size", "variant_of", "covariates", "overrides"},
+                       where);
             ModelEntry me;
             me.gen = gen;
             if (auto n = t->get("label")) {
@@ -360,6 +397,7 @@ Manifest parse_manifest(const std::string& text, const fs::path& file, bool chec
                         c.add(*n, fmt::format("model file '{}' does not exist", me.path.string()));
                 }
             } else c.add(t->source(), where + ": missing 'path'");
+            if (auto n = t->get("adapters")) parse_adapters(c, *n, me, base, check_files);
             if (auto n = t->get("family")) get_string(c, *n, "family", me.family);
             if (auto n = t->get("architecture")) get_string(c, *n, "architecture", me.architecture);
             if (auto n = t->get("size")) {
@@ -452,8 +490,13 @@ std::string options_record_json(const Manifest& m, const std::string& norm) {
     return j.dump();
 }
 
-std::string run_id(const Manifest& m, const GridPoint& p, const std::string& model_sha256) {
-    const auto& gen = m.models[p.model].gen;
+std::string run_id(const Manifest& m, const GridPoint& p, const std::string& model_sha256,
+                   const std::vector<std::string>& adapter_sha256) {
+    const auto& me = m.models[p.model];
+    const auto& gen = me.gen;
+    if (adapter_sha256.size() != me.adapters.size())
+        throw std::invalid_argument(fmt::format("run_id: model '{}' has {} adapters but {} adapter hashes were given", me.label,
+                                                me.adapters.size(), adapter_sha256.size()));
     const auto& pr = m.prompts[p.prompt];
     nlohmann::ordered_json j;
     j["model_sha256"] = model_sha256;
@@ -470,6 +513,13 @@ std::string run_id(const Manifest& m, const GridPoint& p, const std::string& mod
     j["n_ctx"] = gen.n_ctx;
     j["metric_options"] = nlohmann::ordered_json::parse(options_record_json(m, p.norm));
     j["save_states"] = m.save_states;
+    if (!me.adapters.empty()) {
+        // Only with adapters: the ids of runs without any stay what they were.
+        nlohmann::ordered_json ad = nlohmann::ordered_json::array();
+        for (size_t i = 0; i < me.adapters.size(); ++i)
+            ad.push_back({{"sha256", adapter_sha256[i]}, {"scale", me.adapters[i].scale}});
+        j["adapters"] = ad;
+    }
     return io::sha256_hex(j.dump()).substr(0, 32);
 }
 

@@ -169,30 +169,44 @@ std::string progress_line(const Progress& p, bool tty) {
                        p.tokens, tps, fmt_duration(p.seconds), fmt_duration(eta), p.model);
 }
 
-std::vector<std::string> model_hashes(const Manifest& m) {
+// sha256 of a file, cached per file for the process.
+static std::string cached_file_sha256(const fs::path& path) {
     static std::mutex mu;
     static std::map<std::string, std::string> cache;  // path → sha256
+    const std::string key = fs::weakly_canonical(path).string();
+    std::lock_guard lk(mu);
+    auto it = cache.find(key);
+    if (it == cache.end()) it = cache.emplace(key, io::file_sha256(path)).first;
+    return it->second;
+}
+
+std::vector<std::string> model_hashes(const Manifest& m) {
     std::vector<std::string> out;
+    for (const auto& me : m.models) out.push_back(cached_file_sha256(me.path));
+    return out;
+}
+
+std::vector<std::vector<std::string>> adapter_hashes(const Manifest& m) {
+    std::vector<std::vector<std::string>> out;
     for (const auto& me : m.models) {
-        const std::string key = fs::weakly_canonical(me.path).string();
-        std::lock_guard lk(mu);
-        auto it = cache.find(key);
-        if (it == cache.end()) it = cache.emplace(key, io::file_sha256(me.path)).first;
-        out.push_back(it->second);
+        out.emplace_back();
+        for (const auto& a : me.adapters) out.back().push_back(cached_file_sha256(a.path));
     }
     return out;
 }
 
-std::string grid_hash(const Manifest& m, const std::vector<std::string>& sha) {
+std::string grid_hash(const Manifest& m, const std::vector<std::string>& sha, const std::vector<std::vector<std::string>>& asha) {
     std::string s = "phasemap-grid-v1\n";
     for (size_t i = 0; i < m.models.size(); ++i) s += m.models[i].label + "\t" + sha[i] + "\n";
-    for (const auto& p : expand_grid(m)) s += run_id(m, p, sha[p.model]) + "\n";
+    const std::vector<std::string> none;
+    for (const auto& p : expand_grid(m)) s += run_id(m, p, sha[p.model], asha.empty() ? none : asha[p.model]) + "\n";
     return io::sha256_hex(s);
 }
 
 RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
     if (opt.n_parallel < 1) throw std::runtime_error("--parallel must be at least 1");
     const auto sha = model_hashes(m);
+    const auto asha = adapter_hashes(m);
     const auto grid = expand_grid(m);
     RunnerResult res;
     res.grid_runs = grid.size();
@@ -203,7 +217,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         if (!opt.shard.contains(p.group)) continue;
         auto& g = groups[p.group];
         g.points.push_back(&p);
-        g.ids.push_back(run_id(m, p, sha[p.model]));
+        g.ids.push_back(run_id(m, p, sha[p.model], asha[p.model]));
         ++res.shard_runs;
     }
 
@@ -211,7 +225,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
     std::set<std::string> have;
     if (!opt.db.empty()) {
         store::OpenOptions oo;
-        oo.manifest_hash = grid_hash(m, sha);
+        oo.manifest_hash = grid_hash(m, sha, asha);
         oo.meta = {{"manifest_name", m.name},
                    {"manifest_file", m.file.filename().string()},
                    {"grid_runs", std::to_string(grid.size())},
@@ -249,6 +263,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         const ModelEntry& me = m.models[mi];
         ModelOptions mo;
         mo.n_threads = opt.n_threads;
+        for (const auto& a : me.adapters) mo.adapters.push_back({a.path, float(a.scale)});
         std::shared_ptr<Model> model;
         try {
             model = Model::load(me.path, mo);
@@ -267,6 +282,10 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             row.size = me.size;
             row.variant_of = me.variant_of;
             row.covariates = me.covariates;
+            nlohmann::json ad = nlohmann::json::array();
+            for (size_t k = 0; k < me.adapters.size(); ++k)
+                ad.push_back({{"path", me.adapters[k].path.string()}, {"sha256", asha[mi][k]}, {"scale", me.adapters[k].scale}});
+            row.adapters = ad.dump();
             row.description = info.description;
             row.n_layer = info.n_layer;
             row.n_embd = info.n_embd;

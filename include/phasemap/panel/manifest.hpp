@@ -40,9 +40,16 @@ struct GenerationSettings {
     int64_t n_ctx = 0;
 };
 
+// A LoRA adapter applied to a model (capture::LoraAdapter): adapters = [{ path = "...", scale = 1.0 }].
+struct AdapterEntry {
+    fs::path path;                       // resolved against the manifest's directory
+    double scale = 1.0;
+};
+
 struct ModelEntry {
     std::string label;
     fs::path path;                       // resolved against the manifest's directory
+    std::vector<AdapterEntry> adapters;  // LoRA adapters, applied in this order
     std::string family, architecture, size, variant_of;
     std::map<std::string, double> covariates;
     GenerationSettings gen;              // panel settings with this model's overrides applied
@@ -85,8 +92,12 @@ metrics::AnalysisOptions analysis_options(const Manifest& m, const std::string& 
 std::string options_record_json(const Manifest& m, const std::string& norm);
 
 // Run identity: sha256 over (model file sha256, category, prompt, every generation setting, the
-// metric options record, save_states).
-std::string run_id(const Manifest& m, const GridPoint& p, const std::string& model_sha256);
+// metric options record, save_states) and, for a model with LoRA adapters, each adapter's file
+// sha256 and scale (`adapter_sha256` in the model's adapter order; a model without adapters
+// keeps the identity it always had). Throws std::invalid_argument when the adapter hashes do
+// not match the model's adapters.
+std::string run_id(const Manifest& m, const GridPoint& p, const std::string& model_sha256,
+                   const std::vector<std::string>& adapter_sha256 = {});
 
 // Shard "i/N" (1-based i): grid points whose generation group g satisfies g % N == i - 1.
 struct Shard {

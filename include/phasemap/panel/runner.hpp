@@ -2,7 +2,8 @@
 // analyses it and commits it to the results DB, one transaction per run.
 //
 // Runs of one model go through one Engine, n_parallel sequences per batch; each model is loaded
-// once. A run's identity is panel::run_id (model file sha256, prompt, every setting); runs
+// once. A run's identity is panel::run_id (model file sha256, adapter hashes and scales, prompt,
+// every setting); runs
 // already in the DB are skipped, so a killed runner restarts where it stopped and loses at most
 // the runs that were in flight.
 #pragma once
@@ -45,10 +46,14 @@ struct RunnerResult {
 
 // Hash of the whole grid (model labels and file hashes, every run id): what the DB records
 // as manifest_hash. Shards of one manifest share it.
-std::string grid_hash(const Manifest& m, const std::vector<std::string>& model_sha256);
+// `adapter_sha256` (adapter_hashes) is needed when a model has LoRA adapters.
+std::string grid_hash(const Manifest& m, const std::vector<std::string>& model_sha256,
+                      const std::vector<std::vector<std::string>>& adapter_sha256 = {});
 
 // Model file hashes, in manifest order (cached per file for the process).
 std::vector<std::string> model_hashes(const Manifest& m);
+// LoRA adapter file hashes per model, in manifest and adapter order (same cache).
+std::vector<std::vector<std::string>> adapter_hashes(const Manifest& m);
 
 // Runs the panel. Throws std::runtime_error (store::StoreError for DB problems) with a message
 // for the user; validation of the DB happens before any model is loaded.

@@ -23,7 +23,8 @@ APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
   libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libzip-dev zlib1g-dev libssl-dev
   python3 python3-numpy python3-pandas
   chromium librsvg2-bin
-  clang libclang-rt-14-dev)  # make fuzz: clang with libFuzzer (scripts/fuzz.sh)
+  clang libclang-rt-14-dev   # make fuzz: clang with libFuzzer (scripts/fuzz.sh)
+  ccache)                     # compiler cache for clean-clone builds (cmake/ccache.cmake)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -127,3 +128,4 @@ if [ ! -f "$RDIR/.phasemap-ok" ]; then
   rm -rf "$tmp"; trap - EXIT
 fi
 echo "PHASEMAP_REPORT_ASSETS=$RDIR"
+echo "PHASEMAP_CCACHE_DIR=$CACHE/ccache"

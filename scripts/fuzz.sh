@@ -19,8 +19,10 @@ SEED_ARG=()
 [ -n "${FUZZ_SEED:-}" ] && SEED_ARG=(-seed="$FUZZ_SEED")
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (scripts/deps.sh installs clang)" >&2; exit 1; }
 
+# The compiler cache deps.sh reports (make fuzz ran it into build/deps.env), if any.
+CCACHE_DEF=$(sed -n 's/^PHASEMAP_CCACHE_DIR=/-DPHASEMAP_CCACHE_DIR=/p' "${DEPS_ENV:-build/deps.env}" 2>/dev/null || true)
 cmake -S fuzz -B "$BDIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $CCACHE_DEF >/dev/null
 cmake --build "$BDIR" -j "$JOBS"
 # Every target the build defined (fuzz/CMakeLists.txt adds manifest / hypotheses when they exist).
 TARGETS=${TARGETS_ARG:-$(tr ';' ' ' < "$BDIR/targets.txt")}

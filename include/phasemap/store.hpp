@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "phasemap/panel_table.hpp"
 
 namespace phasemap::metrics {
@@ -25,7 +27,8 @@ namespace phasemap::store {
 namespace fs = std::filesystem;
 
 // Version of the table layout below; a DB written with another version is refused.
-inline constexpr int kSchemaVersion = 1;
+// 2: token_layers table (token-axis series of every captured layer), models.adapters, audits.
+inline constexpr int kSchemaVersion = 2;
 
 // Any problem with a results DB (cannot open, locked, other schema version, wrong manifest,
 // failed write). The message is meant for the user.
@@ -43,6 +46,7 @@ struct ModelRow {
     std::string size;           // "" when none
     std::string variant_of;     // "" when none
     std::map<std::string, double> covariates;
+    std::string adapters = "[]"; // JSON array of LoRA adapters [{"path", "sha256", "scale"}], "[]" when none
     std::string description;    // llama_model_desc
     int64_t n_layer = 0, n_embd = 0, n_vocab = 0, n_params = 0;
 };
@@ -79,6 +83,32 @@ struct TokenData {
     int64_t position = 0;
 };
 
+// Token-axis series of one captured layer of a run (token_layers table), one value per
+// generated token (NaN where undefined, e.g. ct_t for t < 2).
+struct LayerTokenData {
+    std::string layer;           // layer label (hf:N / block:N)
+    std::vector<double> delta_t, curvature_t, ct_t;
+};
+
+// A stored result document: an audit section (`phasemap audit`), a control audit or a monitor
+// evaluation. The store keeps the document (audits table), every scalar leaf outside row tables
+// (audit_values table: kind, name, path, value_text, value_number) and every array of objects as
+// a relational table named <prefix>_<name>[_<path>] (prefix: audit / control / monitor;
+// lower-case, non-alphanumerics as '_'), so results are queryable with SQL and exported to Parquet.
+struct AuditEntry {
+    std::string kind;            // "audit", "control_audit" or "monitor_eval"
+    std::string name;            // audit: section name; control/monitor: a name chosen by the user
+    bool ok = true;
+    std::string reason;          // why the section could not run, when !ok
+    nlohmann::json options = nlohmann::json::object();  // options the result was computed with
+    nlohmann::json data;         // the result document
+    std::string source;          // what it was computed from (DB path, prompt file, …)
+    // Filled when read back:
+    std::vector<std::string> tables;   // relational tables written for it
+    std::string created_at;            // UTC, ISO 8601
+    std::string phasemap_version;
+};
+
 // Metric columns of the runs table, in order: every scalar metric of the registry, then
 // perplexity and mean_ct, then median_<m> for every per-token metric m (all DOUBLE).
 const std::vector<std::string>& run_metric_columns();
@@ -112,9 +142,18 @@ public:
     // Inserts the model or checks that the stored row has the same sha256 (StoreError otherwise).
     void put_model(const ModelRow& m);
     // Writes the runs row and the tokens rows of one analysed run in one transaction.
-    void commit_run(const RunRow& run, const metrics::RunSummary& summary, const std::vector<TokenData>& tokens);
+    // `layers`: the token-axis series of every captured layer (token_layers rows); may be empty.
+    void commit_run(const RunRow& run, const metrics::RunSummary& summary, const std::vector<TokenData>& tokens,
+                    const std::vector<LayerTokenData>& layers = {});
 
-    // One Parquet file per table (<table>.parquet), written to a temporary directory next to
+    // Writes result documents in one transaction. An entry replaces the stored one of the same
+    // (kind, name), its values and its tables. Needs a DB opened for writing.
+    void put_audits(const std::vector<AuditEntry>& entries);
+    // Stored result documents, of one kind ("" = all), ordered by kind and insertion.
+    std::vector<AuditEntry> audits(const std::string& kind = "") const;
+
+    // One Parquet file per table (<table>.parquet: meta, models, runs, tokens, token_layers and,
+    // when present, audits, audit_values and the result tables), written to a temporary directory next to
     // `dir` and renamed into place. An existing `dir` holding only Parquet files is replaced.
     void export_parquet(const fs::path& dir) const;
 

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "phasemap/capture.hpp"
+#include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/run_file.hpp"
 #include "phasemap/run_sinks.hpp"
 #include "phasemap/store.hpp"
@@ -68,6 +69,27 @@ public:
     }
 
 private:
+    // Token-axis series (§2, under the run's normalisation) of every captured layer, hf:0 included
+    // when captured, aligned to token index t like the tokens table (NaN where undefined).
+    std::vector<store::LayerTokenData> layer_series(const RunRecord& r, const metrics::TokenAxisOptions& topt) const {
+        const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
+        std::vector<store::LayerTokenData> out;
+        if (T == 0) return out;
+        for (size_t l = 0; l < L && l < sh_.layer_names.size(); ++l) {
+            store::LayerTokenData ld;
+            ld.layer = sh_.layer_names[l];
+            ld.delta_t.assign(T, std::nan(""));
+            ld.curvature_t.assign(T, std::nan(""));
+            ld.ct_t.assign(T, std::nan(""));
+            const metrics::TokenAxisResult ta = metrics::token_axis({r.states.data() + l * d, T, d, L * d}, topt);
+            for (size_t i = 0; i < ta.series.delta.size() && i + 1 < T; ++i) ld.delta_t[i + 1] = ta.series.delta[i];
+            for (size_t i = 0; i < ta.series.curvature.size() && i + 2 < T; ++i) ld.curvature_t[i + 2] = ta.series.curvature[i];
+            for (size_t i = 0; i < ta.series.ct.size() && i + 2 < T; ++i) ld.ct_t[i + 2] = ta.series.ct[i];
+            out.push_back(std::move(ld));
+        }
+        return out;
+    }
+
     void commit() {
         const RunRecord& r = rec_.record;
         const Manifest& m = *sh_.m;
@@ -130,7 +152,7 @@ private:
             row.stop_reason = r.end.stop_reason;
             row.text = r.end.text;
             row.states_path = states_rel_;
-            sh_.db->commit_run(row, s, toks);
+            sh_.db->commit_run(row, s, toks, layer_series(r, opt.token));
         }
         if (sh_.on_commit) sh_.on_commit();
     }

@@ -1,8 +1,10 @@
-// The results store on DuckDB's C API (the only file that includes duckdb.h).
+// The results store on DuckDB's C API (src/store is the only code that includes duckdb.h).
 #include "phasemap/store.hpp"
 
 #include <duckdb.h>
 #include <fmt/core.h>
+
+#include "store_internal.hpp"
 #include <unistd.h>
 
 #include <cmath>
@@ -13,44 +15,15 @@
 
 namespace phasemap::store {
 
+using namespace internal;
+
 namespace {
 
 using metrics::MetricInfo;
 using metrics::Shape;
 
-const char* kTables[] = {"meta", "models", "runs", "tokens"};
+const char* kTables[] = {"meta", "models", "runs", "tokens", "token_layers"};
 
-std::string q(const std::string& s) {  // SQL string literal
-    std::string o = "'";
-    for (char c : s) {
-        if (c == '\'') o += "''";
-        else o.push_back(c);
-    }
-    return o + "'";
-}
-std::string ident(const std::string& s) { return "\"" + s + "\""; }
-
-struct Result {
-    duckdb_result r{};
-    bool owned = false;
-    ~Result() {
-        if (owned) duckdb_destroy_result(&r);
-    }
-    idx_t rows() { return duckdb_row_count(&r); }
-    idx_t cols() { return duckdb_column_count(&r); }
-    bool null(idx_t c, idx_t row) { return duckdb_value_is_null(&r, c, row); }
-    std::string str(idx_t c, idx_t row) {
-        if (null(c, row)) return {};
-        char* v = duckdb_value_varchar(&r, c, row);
-        std::string s = v ? v : "";
-        duckdb_free(v);
-        return s;
-    }
-    double dbl(idx_t c, idx_t row) { return null(c, row) ? std::nan("") : duckdb_value_double(&r, c, row); }
-    int64_t i64(idx_t c, idx_t row) { return null(c, row) ? 0 : duckdb_value_int64(&r, c, row); }
-    uint64_t u64(idx_t c, idx_t row) { return null(c, row) ? 0 : duckdb_value_uint64(&r, c, row); }
-    std::string colname(idx_t c) { return duckdb_column_name(&r, c); }
-};
 
 const std::vector<std::string>& run_cols_impl() {
     static const std::vector<std::string> v = [] {
@@ -93,9 +66,11 @@ std::vector<std::string> schema_sql() {
         "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
         "CREATE TABLE models (label VARCHAR PRIMARY KEY, path VARCHAR, sha256 VARCHAR, family VARCHAR, "
         "architecture VARCHAR, gguf_architecture VARCHAR, size VARCHAR, variant_of VARCHAR, covariates VARCHAR, "
-        "description VARCHAR, n_layer BIGINT, n_embd BIGINT, n_vocab BIGINT, n_params BIGINT)",
+        "adapters VARCHAR, description VARCHAR, n_layer BIGINT, n_embd BIGINT, n_vocab BIGINT, n_params BIGINT)",
         runs,
         tokens,
+        "CREATE TABLE token_layers (run_id VARCHAR NOT NULL, t BIGINT NOT NULL, layer VARCHAR NOT NULL, delta_t DOUBLE, "
+        "curvature_t DOUBLE, ct_t DOUBLE)",
     };
 }
 
@@ -104,37 +79,6 @@ std::vector<std::string> schema_sql() {
 const std::vector<std::string>& run_metric_columns() { return run_cols_impl(); }
 const std::vector<std::string>& token_metric_columns() { return token_cols_impl(); }
 
-struct Store::Impl {
-    fs::path path;
-    duckdb_database db = nullptr;
-    duckdb_connection con = nullptr;
-    bool read_only = false;
-
-    ~Impl() {
-        if (con) duckdb_disconnect(&con);
-        if (db) duckdb_close(&db);
-    }
-
-    void exec(const std::string& sql) {
-        Result r;
-        const bool ok = duckdb_query(con, sql.c_str(), &r.r) == DuckDBSuccess;
-        r.owned = true;
-        if (!ok) throw StoreError(fmt::format("results DB '{}': {}", path.string(), duckdb_result_error(&r.r)));
-    }
-    std::unique_ptr<Result> query(const std::string& sql) {
-        auto r = std::make_unique<Result>();
-        const bool ok = duckdb_query(con, sql.c_str(), &r->r) == DuckDBSuccess;
-        r->owned = true;
-        if (!ok) throw StoreError(fmt::format("results DB '{}': {}", path.string(), duckdb_result_error(&r->r)));
-        return r;
-    }
-    std::map<std::string, std::string> meta() {
-        std::map<std::string, std::string> m;
-        auto r = query("SELECT key, value FROM meta");
-        for (idx_t i = 0; i < r->rows(); ++i) m[r->str(0, i)] = r->str(1, i);
-        return m;
-    }
-};
 
 namespace {
 
@@ -259,74 +203,13 @@ void Store::put_model(const ModelRow& m) {
     nlohmann::json cov = nlohmann::json::object();
     for (const auto& [k, v] : m.covariates) cov[k] = v;
     auto opt = [](const std::string& s) { return s.empty() ? std::string("NULL") : q(s); };
-    impl_->exec(fmt::format("INSERT INTO models VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})", q(m.label),
+    impl_->exec(fmt::format("INSERT INTO models VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})", q(m.label),
                             q(m.path), q(m.sha256), opt(m.family), q(m.architecture), q(m.gguf_architecture), opt(m.size),
-                            opt(m.variant_of), q(cov.dump()), q(m.description), m.n_layer, m.n_embd, m.n_vocab, m.n_params));
+                            opt(m.variant_of), q(cov.dump()), q(m.adapters.empty() ? "[]" : m.adapters), q(m.description), m.n_layer, m.n_embd, m.n_vocab, m.n_params));
 }
 
 namespace {
 
-// DuckDB's VARCHAR holds UTF-8 only; generated tokens may be partial byte sequences (byte-level
-// BPE). Invalid sequences become U+FFFD (token ids stay exact in the tokens table).
-std::string valid_utf8(const std::string& s) {
-    std::string o;
-    o.reserve(s.size());
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = n > 0 && i + n <= s.size();
-        for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-        if (ok && n > 1) {
-            uint32_t cp = c & (0x7f >> n);
-            for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
-            const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-            ok = cp >= min[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-        }
-        if (ok && c == 0) ok = false;  // NUL is not allowed either
-        if (ok) {
-            o.append(s, i, n);
-            i += n;
-        } else {
-            o += "\xEF\xBF\xBD";
-            ++i;
-        }
-    }
-    return o;
-}
-
-struct Appender {
-    duckdb_appender a = nullptr;
-    std::string table;
-    fs::path path;
-    Appender(duckdb_connection con, const char* t, const fs::path& p) : table(t), path(p) {
-        if (duckdb_appender_create(con, nullptr, t, &a) != DuckDBSuccess) {
-            std::string e = a ? duckdb_appender_error(a) : "cannot create appender";
-            throw StoreError(fmt::format("results DB '{}': {}", p.string(), e));
-        }
-    }
-    ~Appender() {
-        if (a) duckdb_appender_destroy(&a);
-    }
-    void check(duckdb_state s) {
-        if (s != DuckDBSuccess)
-            throw StoreError(fmt::format("results DB '{}': writing {} failed: {}", path.string(), table, duckdb_appender_error(a)));
-    }
-    void str(const std::string& s) {
-        const std::string v = valid_utf8(s);
-        check(duckdb_append_varchar_length(a, v.data(), v.size()));
-    }
-    void str_or_null(const std::string& s) { s.empty() ? null() : str(s); }
-    void i64(int64_t v) { check(duckdb_append_int64(a, v)); }
-    void u64(uint64_t v) { check(duckdb_append_uint64(a, v)); }
-    void b(bool v) { check(duckdb_append_bool(a, v)); }
-    void dbl(double v) { std::isfinite(v) ? check(duckdb_append_double(a, v)) : null(); }
-    void null() { check(duckdb_append_null(a)); }
-    void end_row() { check(duckdb_appender_end_row(a)); }
-    void close() {
-        check(duckdb_appender_close(a));
-    }
-};
 
 double mean_of(const std::vector<double>& v) {
     double s = 0;
@@ -338,7 +221,8 @@ double mean_of(const std::vector<double>& v) {
 
 }  // namespace
 
-void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const std::vector<TokenData>& tokens) {
+void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const std::vector<TokenData>& tokens,
+                       const std::vector<LayerTokenData>& layers) {
     using namespace phasemap::metrics;
     // Run-level values by column name, and the reasons of missing ones.
     std::map<std::string, double> vals;
@@ -394,6 +278,17 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
             }
             a.close();
         }
+        if (!layers.empty()) {
+            Appender a(im.con, "token_layers", im.path);
+            auto at = [](const std::vector<double>& v, size_t t) { return t < v.size() ? v[t] : std::nan(""); };
+            for (const LayerTokenData& l : layers)
+                for (size_t t = 0; t < tokens.size(); ++t) {
+                    a.str(run.run_id); a.i64(int64_t(t)); a.str(l.layer);
+                    a.dbl(at(l.delta_t, t)); a.dbl(at(l.curvature_t, t)); a.dbl(at(l.ct_t, t));
+                    a.end_row();
+                }
+            a.close();
+        }
         im.exec("COMMIT");
     } catch (...) {
         try { im.exec("ROLLBACK"); } catch (...) {}
@@ -417,10 +312,17 @@ void Store::export_parquet(const fs::path& dir_in) const {
     fs::remove_all(tmp, ec);
     fs::create_directory(tmp);
     try {
-        const std::map<std::string, std::string> order{{"meta", "key"}, {"models", "label"}, {"runs", "run_id"}, {"tokens", "run_id, t"}};
-        for (const char* t : kTables)
-            impl_->exec(fmt::format("COPY (SELECT * FROM {} ORDER BY {}) TO {} (FORMAT PARQUET)", t, order.at(t),
-                                    q((tmp / (std::string(t) + ".parquet")).string())));
+        // Every table of the DB: the run tables in a fixed row order, result tables by all columns.
+        const std::map<std::string, std::string> order{{"meta", "key"},           {"models", "label"},
+                                                       {"runs", "run_id"},        {"tokens", "run_id, t"},
+                                                       {"token_layers", "run_id, t, layer"}, {"audits", "kind, name"}};
+        auto t = impl_->query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name");
+        for (idx_t i = 0; i < t->rows(); ++i) {
+            const std::string name = t->str(0, i);
+            const auto o = order.find(name);
+            impl_->exec(fmt::format("COPY (SELECT * FROM {} ORDER BY {}) TO {} (FORMAT PARQUET)", ident(name),
+                                    o == order.end() ? std::string("ALL") : o->second, q((tmp / (name + ".parquet")).string())));
+        }
         const fs::path old = parent / fmt::format(".{}.old-{}", dir.filename().string(), ::getpid());
         const bool had = fs::exists(dir);
         if (had) fs::rename(dir, old);
@@ -564,6 +466,7 @@ MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
             im.exec(fmt::format("CREATE TEMP TABLE pm_new AS SELECT run_id FROM {}.runs WHERE run_id NOT IN (SELECT run_id FROM runs)", alias));
             im.exec(fmt::format("INSERT INTO runs SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
             im.exec(fmt::format("INSERT INTO tokens SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+            im.exec(fmt::format("INSERT INTO token_layers SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
             im.exec("DROP TABLE pm_new");
             im.exec("COMMIT");
             res.runs_added += total - present;

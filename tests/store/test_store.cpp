@@ -264,3 +264,108 @@ TEST(Store, InvalidUtf8TokenTextIsStoredAsReplacementCharacters) {
     EXPECT_EQ(s->rows("SELECT text FROM runs")[0], "caf\xef\xbf\xbd");
     EXPECT_EQ(s->rows("SELECT token_id FROM tokens ORDER BY t LIMIT 1")[0], "100");
 }
+
+TEST(Store, TokenLayersHoldEveryLayersSeriesAlignedToTokens) {
+    pmtest::TempDir d;
+    auto s = Store::open(d / "r.duckdb");
+    Synth a(6, 3);
+    LayerTokenData l1{"hf:1", {}, {}, {}}, l2{"hf:2", {}, {}, {}};
+    for (size_t t = 0; t < 6; ++t) {
+        l1.delta_t.push_back(t >= 1 ? 0.5 * double(t) : std::nan(""));
+        l1.curvature_t.push_back(t >= 2 ? 0.1 : std::nan(""));
+        l1.ct_t.push_back(t >= 2 ? 0.05 * double(t) : std::nan(""));
+        l2.ct_t.push_back(double(t));
+    }
+    l2.ct_t.pop_back();  // a short series: the missing tail is NULL
+    s->commit_run(row("r1"), a.summary, a.tokens, {l1, l2});
+    EXPECT_EQ(s->count("token_layers"), 12);
+    EXPECT_EQ(s->rows("SELECT t, delta_t, ct_t FROM token_layers WHERE layer = 'hf:1' ORDER BY t LIMIT 3"),
+              (std::vector<std::string>{"0\t\\N\t\\N", "1\t0.5\t\\N", "2\t1.0\t0.1"}));
+    EXPECT_EQ(s->rows("SELECT ct_t FROM token_layers WHERE layer = 'hf:2' AND t = 5"), (std::vector<std::string>{"\\N"}));
+    // A run without layer series writes none; a failing run writes neither its tokens nor its layers.
+    Synth b(4, 4);
+    s->commit_run(row("r2"), b.summary, b.tokens);
+    EXPECT_EQ(s->count("token_layers"), 12);
+    EXPECT_THROW(s->commit_run(row("r1"), a.summary, a.tokens, {l1}), StoreError);
+    EXPECT_EQ(s->count("token_layers"), 12);
+}
+
+TEST(Store, ResultDocumentsAreStoredWholeAndAsTables) {
+    pmtest::TempDir d;
+    const auto p = d / "r.duckdb";
+    using nlohmann::json;
+    const json data = {
+        {"share", 0.25},
+        {"ci", {{"lo", 0.1}, {"hi", 0.4}}},
+        {"label", "ADAPTIVE"},
+        {"per_model",
+         {{{"model", "a"}, {"n", 3}, {"median", 1.5}, {"robust", true}, {"runs", {1, 2}}},
+          {{"model", "b"}, {"n", 4}, {"median", nullptr}, {"robust", false}},
+          {{"model", "c"}, {"n", 5}, {"median", 2}, {"extra", "x"}}}},
+        {"empty", json::array()},
+    };
+    {
+        auto s = Store::open(p);
+        EXPECT_TRUE(s->audits().empty());
+        s->put_audits({{.kind = "audit", .name = "variance", .options = {{"bootstrap", 10}}, .data = data, .source = "x.duckdb"},
+                       {.kind = "audit", .name = "topology", .ok = false, .reason = "one model only", .data = json::object()}});
+    }
+    auto s = Store::open(p, {.read_only = true});
+    const auto all = s->audits();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].name, "variance");
+    EXPECT_TRUE(all[0].ok);
+    EXPECT_EQ(all[0].data, data);
+    EXPECT_EQ(all[0].options["bootstrap"], 10);
+    EXPECT_EQ(all[0].source, "x.duckdb");
+    EXPECT_EQ(all[0].tables, (std::vector<std::string>{"audit_variance_per_model"}));
+    EXPECT_FALSE(all[0].created_at.empty());
+    EXPECT_FALSE(all[1].ok);
+    EXPECT_EQ(all[1].reason, "one model only");
+    // Columns typed from the values; a key missing in a row is NULL.
+    EXPECT_EQ(s->rows("SELECT model, n, median, robust, runs, extra FROM audit_variance_per_model ORDER BY model"),
+              (std::vector<std::string>{"a\t3\t1.5\ttrue\t[1,2]\t\\N", "b\t4\t\\N\tfalse\t\\N\t\\N", "c\t5\t2.0\t\\N\t\\N\tx"}));
+    EXPECT_EQ(s->rows("SELECT column_name || ' ' || data_type FROM information_schema.columns "
+                      "WHERE table_name = 'audit_variance_per_model' ORDER BY column_name"),
+              (std::vector<std::string>{"extra VARCHAR", "median DOUBLE", "model VARCHAR", "n BIGINT", "robust BOOLEAN",
+                                        "runs VARCHAR"}));
+    EXPECT_EQ(s->rows("SELECT path, value_text, value_number FROM audit_values WHERE name = 'variance' ORDER BY path"),
+              (std::vector<std::string>{"ci.hi\t0.4\t0.4", "ci.lo\t0.1\t0.1", "empty\t[]\t\\N", "label\tADAPTIVE\t\\N",
+                                        "share\t0.25\t0.25"}));
+    EXPECT_EQ(s->audits("control_audit").size(), 0u);
+    // Storing needs a writable DB.
+    EXPECT_THROW(s->put_audits({{.kind = "audit", .name = "x", .data = data}}), StoreError);
+}
+
+TEST(Store, StoringAResultAgainReplacesItsRowsAndTables) {
+    pmtest::TempDir d;
+    const auto p = d / "r.duckdb";
+    using nlohmann::json;
+    auto s = Store::open(p);
+    const json v1 = {{"rows", {{{"a", 1}}, {{"a", 2}}}}, {"x", 1}};
+    const json v2 = {{"other", {{{"b", "q"}}}}, {"x", 2}};
+    s->put_audits({{.kind = "control_audit", .name = "Run 1", .data = v1}});
+    s->put_audits({{.kind = "monitor_eval", .name = "values", .data = v1}});
+    EXPECT_EQ(s->count("control_run_1_rows"), 2);
+    EXPECT_EQ(s->count("monitor_values_rows"), 2);
+    s->put_audits({{.kind = "control_audit", .name = "Run 1", .data = v2}});
+    const auto c = s->audits("control_audit");
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].data, v2);
+    EXPECT_EQ(c[0].tables, (std::vector<std::string>{"control_run_1_other"}));
+    EXPECT_EQ(s->rows("SELECT count(*) FROM information_schema.tables WHERE table_name = 'control_run_1_rows'"),
+              (std::vector<std::string>{"0"}));
+    EXPECT_EQ(s->rows("SELECT value_text FROM audit_values WHERE kind = 'control_audit'"), (std::vector<std::string>{"2"}));
+    EXPECT_EQ(s->count("monitor_values_rows"), 2);  // other results untouched
+    // An unknown kind and an unnamed result are refused, and nothing of the batch is kept.
+    EXPECT_THROW(s->put_audits({{.kind = "audit", .name = "ok", .data = v1}, {.kind = "nope", .name = "y", .data = v1}}),
+                 StoreError);
+    EXPECT_THROW(s->put_audits({{.kind = "audit", .name = "", .data = v1}}), StoreError);
+    EXPECT_EQ(s->audits("audit").size(), 0u);
+    // Result tables are exported with the run tables.
+    s.reset();
+    Store::open(p, {.read_only = true})->export_parquet(d / "pq");
+    for (const char* f : {"meta", "models", "runs", "tokens", "token_layers", "audits", "audit_values", "control_run_1_other",
+                          "monitor_values_rows"})
+        EXPECT_TRUE(fs::exists(d / "pq" / (std::string(f) + ".parquet"))) << f;
+}

@@ -1,5 +1,6 @@
 // `phasemap audit DB`: the panel audits of issue 5 (docs/audit.md) over a results DB (or a
-// PanelTable JSON dump), printed as tables and optionally written as one JSON document.
+// PanelTable JSON dump), printed as tables, written back into the DB (Store::put_audits) and
+// optionally written as one JSON document.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -20,7 +21,7 @@ struct AuditCmd {
     std::string db, panel_json, hypotheses, json_out;
     std::vector<std::string> sections;
     audit::Options opt;
-    bool quiet = false;
+    bool quiet = false, no_store = false;
 };
 
 PanelTable load_panel(const AuditCmd& c) {
@@ -73,11 +74,23 @@ int run_audit(AuditCmd& c) {
                           {"panel", {{"models", panel.models.size()}, {"runs", panel.runs.size()}}},
                           {"sections", nlohmann::json::object()}};
     if (!c.quiet) fmt::print("phasemap audit: {} models, {} runs\n\n", panel.models.size(), panel.runs.size());
+    std::vector<store::AuditEntry> entries;
     for (const auto& s : sections) {
         if (s == "hypotheses" && !hyp && c.sections.empty()) continue;   // not asked for
         const auto r = audit::run_section(s, panel, c.opt, hyp ? &*hyp : nullptr);
         out["sections"][s] = r.data;
         if (!c.quiet) fmt::print("{}\n", r.table);
+        entries.push_back({.kind = "audit", .name = s, .ok = r.ok, .reason = r.reason, .options = out["options"],
+                           .data = r.data, .source = c.hypotheses.empty() ? std::string() : "hypotheses: " + c.hypotheses});
+    }
+    // Results go back into the DB they were computed from (audits, audit_values, audit_<section>_*).
+    if (!c.db.empty() && !c.no_store) {
+        try {
+            store::Store::open(c.db)->put_audits(entries);
+        } catch (const std::exception& e) {
+            throw UserError(std::string(e.what()) + " (the audit ran; --no-store skips writing it back)");
+        }
+        if (!c.quiet) fmt::print("audit: {} sections stored in {}\n", entries.size(), c.db);
     }
     if (!c.json_out.empty()) {
         try {
@@ -111,6 +124,7 @@ Verb reg{"audit", "Panel audits: regimes, normalisation, variance, topology, hyp
              app.add_option("--robust-share", c->opt.robust_share, "MNN share that makes a topology pair robust")
                  ->capture_default_str();
              app.add_flag("-q,--quiet", c->quiet, "print nothing (use with --json)");
+             app.add_flag("--no-store", c->no_store, "do not write the results back into the DB (audit tables)");
              return [c] { return run_audit(*c); };
          }};
 

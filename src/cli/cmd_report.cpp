@@ -122,7 +122,24 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     in.panel_source = c.db;
     add_db_series(c, in);
     if (!in.audit.is_null()) return;  // --audit-json given
-    // The same sections, options and layout as `phasemap audit DB --json`.
+    // Sections stored by `phasemap audit DB` come first (with the options they were run with).
+    std::vector<store::AuditEntry> stored;
+    try {
+        stored = store::Store::open(c.db, {.read_only = true})->audits("audit");
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    if (!stored.empty()) {
+        nlohmann::json secs = nlohmann::json::object();
+        for (const auto& e : stored) secs[e.name] = e.data;
+        in.audit = {{"source", c.db},
+                    {"options", stored.front().options},
+                    {"panel", {{"models", in.panel->models.size()}, {"runs", in.panel->runs.size()}}},
+                    {"sections", secs}};
+        in.audit_source = fmt::format("{} (audit stored {} by {})", c.db, stored.front().created_at, stored.front().phasemap_version);
+        return;
+    }
+    // Otherwise computed here: the same sections, options and layout as `phasemap audit DB --json`.
     audit::Options o;
     if (!c.opt.regime_cuts.empty())
         o.cuts = {c.opt.regime_cuts[0], c.opt.regime_cuts[1], c.opt.regime_cuts[2]};
@@ -144,7 +161,7 @@ void load_db(ReportCmd& c, report::Inputs& in) {
                                      {"panel", {{"models", in.panel->models.size()}, {"runs", in.panel->runs.size()}}},
                                      {"sections", secs}};
     in.audit = computed;
-    in.audit_source = c.db + " (audits computed with default options)";
+    in.audit_source = c.db + " (no stored audit: computed with default options)";
 }
 
 // Control-audit and monitor-eval results stored in the DB (`control-audit --db`,

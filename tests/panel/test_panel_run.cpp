@@ -83,7 +83,7 @@ std::vector<std::string> rows(const fs::path& db, const std::string& sql) {
 std::vector<std::string> all_rows(const fs::path& db) {
     std::vector<std::string> out;
     for (const char* q : {"SELECT * FROM models ORDER BY label", "SELECT * FROM runs ORDER BY run_id",
-                          "SELECT * FROM tokens ORDER BY run_id, t"})
+                          "SELECT * FROM tokens ORDER BY run_id, t", "SELECT * FROM token_layers ORDER BY run_id, t, layer"})
         for (auto& r : rows(db, q)) out.push_back(std::move(r));
     return out;
 }
@@ -133,6 +133,14 @@ TEST(PanelRun, TwoModelsEndToEndWithParquetInPandas) {
     expect_consistent(db);
     EXPECT_EQ(rows(db, "SELECT label, family, architecture, gguf_architecture, covariates FROM models ORDER BY label"),
               (std::vector<std::string>{"stories\ttinystories\tllama\tllama\t{}", "tiny\t\\N\tqwen2-random\tqwen2\t{\"size_m\":9.9}"}));
+    // token_layers: every captured layer of every token (n_layer + 1 for hf:all), and the metric
+    // layer's series there equals the tokens table's.
+    EXPECT_EQ(rows(db, "SELECT count(*) FROM runs r JOIN models m ON r.model = m.label WHERE r.n_generated * (m.n_layer + 1) <> "
+                       "(SELECT count(*) FROM token_layers k WHERE k.run_id = r.run_id)")[0], "0");
+    EXPECT_EQ(rows(db, "SELECT count(*) FROM tokens k JOIN runs r USING (run_id) JOIN token_layers l ON l.run_id = k.run_id "
+                       "AND l.t = k.t AND l.layer = r.metric_layer WHERE r.norm = 'raw' AND "
+                       "(l.ct_t IS DISTINCT FROM k.ct_t OR l.delta_t IS DISTINCT FROM k.delta_t)")[0], "0");
+    EXPECT_GT(std::stoi(rows(db, "SELECT count(*) FROM token_layers WHERE ct_t IS NOT NULL")[0]), 16);
     // Greedy runs: no missing ratio_norm with 6 tokens (4 ct values), and ratio_norm in [1, n_ct].
     EXPECT_EQ(rows(db, "SELECT count(*) FROM runs WHERE n_generated = 6 AND (ratio_norm IS NULL OR ratio_norm < 1 OR ratio_norm > 4)")[0], "0");
     // A second run skips everything.
@@ -297,13 +305,16 @@ TEST(PanelRun, BadInputIsReportedBeforeAnythingIsWritten) {
     const auto mtime = fs::last_write_time(db);
     r = pm({"panel", "run", m.string(), "--db", db.string()});
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_NE(r.err.find("has phasemap schema version 0, this phasemap reads and writes version 1"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("has phasemap schema version 0, this phasemap reads and writes version " +
+                         std::to_string(store::kSchemaVersion)),
+              std::string::npos)
+        << r.err;
     EXPECT_EQ(fs::file_size(db), size);
     EXPECT_EQ(fs::last_write_time(db), mtime);
     r = pm({"export", db.string(), "--parquet", (d / "pq").string()});
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_FALSE(fs::exists(d / "pq"));
-    store::set_meta_for_test(db, "schema_version", "1");
+    store::set_meta_for_test(db, "schema_version", std::to_string(store::kSchemaVersion));
     EXPECT_EQ(all_rows(db), before);
 
     // Same DB, edited manifest: refused (one DB holds one panel).
@@ -322,6 +333,80 @@ TEST(PanelRun, BadInputIsReportedBeforeAnythingIsWritten) {
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("[metrics] layer"), std::string::npos) << r.err;
     EXPECT_EQ(rows(d / "l.duckdb", "SELECT count(*) FROM runs")[0], "0");
+}
+
+TEST(PanelAudit, AuditOfARealPanelRunsEverySectionAndStoresItsTables) {
+    NEED_FILES();
+    pmtest::TempDir d;
+    // 2 models × 2 categories × 2 prompts × 2 temperatures × 2 seeds = 32 runs.
+    const auto m = write(d / "panel.toml", manifest(F, "", true, R"("animals", "family")", 2));
+    const auto db = d / "r.duckdb";
+    auto r = pm({"panel", "run", m.string(), "--db", db.string(), "--parallel", "8", "-t", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto hyp = write(d / "h.toml", R"(
+[subpanel]
+models = ["stories", "tiny"]
+[[hypothesis]]
+id = "R1"
+claim = "stories is ADAPTIVE"
+type = "regime"
+model = "stories"
+regime = "ADAPTIVE"
+[[hypothesis]]
+id = "V1"
+claim = "the model explains at least 20 % of the variance"
+type = "variance_share"
+factor = "model"
+min_share = 0.2
+)");
+    const std::vector<std::string> audit{"audit", db.string(), "--hypotheses", hyp.string(), "--bootstrap", "200",
+                                         "--reml-bootstrap", "20", "--permutations", "200", "--json", (d / "a.json").string()};
+    r = pm(audit);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("audit: 9 sections stored in"), std::string::npos) << r.out;
+    // Every section is stored, whole and as tables, and agrees with the JSON output.
+    const auto j = nlohmann::json::parse(std::ifstream(d / "a.json"));
+    const auto stored = store::Store::open(db, {.read_only = true})->audits("audit");
+    ASSERT_EQ(stored.size(), 9u);
+    for (const auto& e : stored) {
+        ASSERT_TRUE(j["sections"].contains(e.name)) << e.name;
+        EXPECT_EQ(e.data, j["sections"][e.name]) << e.name;
+        for (const auto& t : e.tables) EXPECT_GT(std::stoi(rows(db, "SELECT count(*) FROM \"" + t + "\"")[0]), 0) << t;
+    }
+    // The regime section holds one row per model in some table, with the models' run counts.
+    const auto regime = std::find_if(stored.begin(), stored.end(), [](const auto& e) { return e.name == "regime"; });
+    ASSERT_NE(regime, stored.end());
+    ASSERT_TRUE(regime->ok) << regime->reason;
+    bool per_model = false;
+    std::string seen;
+    for (const auto& t : regime->tables) {
+        const auto cols = "," + rows(db, "SELECT string_agg(column_name, ',') FROM information_schema.columns WHERE table_name = '" + t + "'")[0] + ",";
+        seen += t + ": " + cols + "\n";
+        if (cols.find("model") != std::string::npos && cols.find("category") == std::string::npos && cols.find(",n,") != std::string::npos) {
+            per_model = true;
+            EXPECT_EQ(rows(db, "SELECT model, n FROM \"" + t + "\" ORDER BY model"),
+                      (std::vector<std::string>{"stories\t16", "tiny\t16"}));
+        }
+    }
+    EXPECT_TRUE(per_model) << "no per-model regime table among\n" << seen;
+    const auto before = rows(db, "SELECT count(*) FROM audit_values")[0];
+    // Running it again replaces the stored audit instead of adding to it; the runs are untouched.
+    r = pm(audit);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(rows(db, "SELECT count(*) FROM audits")[0], "9");
+    EXPECT_EQ(rows(db, "SELECT count(*) FROM audit_values")[0], before);
+    EXPECT_EQ(rows(db, "SELECT count(*) FROM runs")[0], "32");
+    // The report uses the stored audit.
+    r = pm({"report", db.string(), "-o", (d / "r.html").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream html(d / "r.html");
+    const std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+    EXPECT_NE(page.find("audit stored"), std::string::npos);
+    // --no-store leaves the DB as it is; a locked-out write is one clear error.
+    const auto mtime = fs::last_write_time(db);
+    r = pm({"audit", db.string(), "--section", "regime", "--bootstrap", "50", "--no-store", "-q"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(fs::last_write_time(db), mtime);
 }
 
 TEST(PanelRun, SavedStatesAreReferencedFromRuns) {

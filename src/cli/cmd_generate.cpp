@@ -222,7 +222,9 @@ int run_generate(GenerateArgs& a) {
                 for (size_t i = 0; i < f.size(); ++i) sum[i] += f[i];
                 cv_meta.push_back({{"path", path}, {"scale", scale}, {"sha256", io::file_sha256(path)}, {"method", cv.method}});
             } catch (const std::exception& e) {
-                throw UserError(fmt::format("control vector '{}': {}", path, e.what()));
+                const std::string what = e.what();  // read errors already name the file
+                throw UserError(what.find("'" + path + "'") != std::string::npos ? what
+                                                                               : fmt::format("control vector '{}': {}", path, what));
             }
         }
         try { engine->set_control_vector(sum); } catch (const std::exception& e) { throw UserError(e.what()); }

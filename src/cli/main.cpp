@@ -36,6 +36,14 @@ int main(int argc, char** argv) {
         auto act = std::make_shared<std::function<int()>>(v->setup(*sub));
         sub->callback([act, &action] { action = *act; });
     }
+    // An unknown verb: name it and list the known ones (CLI11 would only say one is required).
+    if (argc > 1 && argv[1][0] != '-' &&
+        std::none_of(vs.begin(), vs.end(), [&](const Verb* v) { return v->name == argv[1]; })) {
+        std::string names;
+        for (const Verb* v : vs) names += (names.empty() ? "" : ", ") + v->name;
+        fmt::print(stderr, "phasemap: error: unknown command '{}' (commands: {})\n", argv[1], names);
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

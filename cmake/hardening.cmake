@@ -20,13 +20,17 @@ if(TARGET test_hardening)
   endif()
 endif()
 
-# Crash/resume torture of `phasemap panel run` (tests/hardening/torture): its own executable,
-# run by scripts/torture.sh (minutes of restarts: not part of the default ctest run).
+# Crash/resume torture of `phasemap panel run` (tests/hardening/torture): its own executable, run
+# by ctest with the acceptance setting (10 seeded SIGKILL rounds, ~15 s) and by scripts/torture.sh
+# with more rounds or other seeds.
 if(TARGET phasemap_panel AND TARGET phasemap_store)
   add_executable(test_torture tests/hardening/torture/test_torture.cpp)
   target_link_libraries(test_torture PRIVATE phasemap_test_support phasemap_store GTest::gtest GTest::gtest_main)
   target_compile_definitions(test_torture PRIVATE PM_HAVE_PANEL)
   add_dependencies(test_torture phasemap)
+  add_test(NAME hardening.torture COMMAND test_torture)
+  set_tests_properties(hardening.torture PROPERTIES TIMEOUT 900
+                       ENVIRONMENT "PM_TORTURE_ROUNDS=10;PM_TORTURE_SEED=20240521")
 endif()
 
 # Bad-input corpus: one declarative case per file under tests/bad-inputs/cases, one runner.

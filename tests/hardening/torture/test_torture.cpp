@@ -76,7 +76,7 @@ std::vector<std::string> dump(const fs::path& db) {
     auto s = phasemap::store::Store::open(db, o);
     std::vector<std::string> out;
     for (const char* q : {"SELECT * FROM models ORDER BY label", "SELECT * FROM runs ORDER BY run_id",
-                          "SELECT * FROM tokens ORDER BY run_id, t"}) {
+                          "SELECT * FROM tokens ORDER BY run_id, t", "SELECT * FROM token_layers ORDER BY run_id, t, layer"}) {
         out.push_back(std::string("-- ") + q);
         for (auto& r : s->rows(q)) out.push_back(std::move(r));
     }

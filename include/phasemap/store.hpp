@@ -110,7 +110,8 @@ struct AuditEntry {
 };
 
 // Metric columns of the runs table, in order: every scalar metric of the registry, then
-// perplexity and mean_ct, then median_<m> for every per-token metric m (all DOUBLE).
+// perplexity, mean_ct, dwell_mean_<STATE> (4), transition_<FROM>_<TO> (16 counts), then
+// median_<m> for every per-token metric m (all DOUBLE).
 const std::vector<std::string>& run_metric_columns();
 // Metric columns of the tokens table: every per-token metric of the registry (DOUBLE).
 const std::vector<std::string>& token_metric_columns();

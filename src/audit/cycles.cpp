@@ -129,8 +129,8 @@ Cycles cycles(const PanelTable& p, const Options& o) {
         c.models.push_back(std::move(row));
     }
     if (!any_trans)
-        c.transitions_reason = "no run carries transition_<FROM>_<TO> counts (the store's runs table has none)";
-    if (!any_dwell) c.dwell_reason = "no run carries dwell_mean_<STATE> (the store's runs table has none)";
+        c.transitions_reason = "no run carries transition_<FROM>_<TO> counts (runs without probability stats)";
+    if (!any_dwell) c.dwell_reason = "no run carries dwell_mean_<STATE> (runs without probability stats)";
     const Estimate pooled = weighted_rate(all_x, all_w, o, rng);
     c.pooled_reopening = pooled.value;
     c.pooled_reopening_ci = pooled.ci;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/output_states.hpp"
 #include "phasemap/metrics/registry.hpp"
 
 namespace phasemap::store {
@@ -32,6 +33,12 @@ const std::vector<std::string>& run_cols_impl() {
             if (m.shape == Shape::scalar) o.emplace_back(m.name);
         o.emplace_back("perplexity");
         o.emplace_back("mean_ct");
+        // §5 cycle data per run (the audits' cycles section): mean dwell time per state and the
+        // state-transition counts, FROM_TO in kOutputStates order.
+        for (const auto st : metrics::kOutputStates) o.push_back("dwell_mean_" + std::string(metrics::to_string(st)));
+        for (const auto a : metrics::kOutputStates)
+            for (const auto b : metrics::kOutputStates)
+                o.push_back("transition_" + std::string(metrics::to_string(a)) + "_" + std::string(metrics::to_string(b)));
         for (const MetricInfo& m : metrics::metric_registry())
             if (m.shape == Shape::per_token) o.push_back("median_" + std::string(m.name));
         return o;
@@ -243,6 +250,19 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
     for (const auto& st : s.stats) surpr.push_back(st.surprisal);
     vals["perplexity"] = surpr.empty() ? std::nan("") : std::exp(mean_of(surpr));
     vals["mean_ct"] = mean_of(s.token.series.ct);
+    for (size_t i = 0; i < kOutputStateCount; ++i) {
+        const std::string si(to_string(kOutputStates[i]));
+        double dwell = std::nan("");
+        if (s.output && !s.output->dwell[i].empty()) {
+            dwell = 0;
+            for (size_t len : s.output->dwell[i]) dwell += double(len);
+            dwell /= double(s.output->dwell[i].size());
+        }
+        vals["dwell_mean_" + si] = dwell;
+        for (size_t j = 0; j < kOutputStateCount; ++j)
+            vals["transition_" + si + "_" + std::string(to_string(kOutputStates[j]))] =
+                s.output ? double(s.output->transitions[i][j]) : std::nan("");
+    }
     for (const NamedSummary& ns : per_token_summaries(s))
         vals["median_" + std::string(ns.name)] = ns.summary.median.ok() ? ns.summary.median.v : std::nan("");
 

@@ -389,6 +389,12 @@ min_share = 0.2
         }
     }
     EXPECT_TRUE(per_model) << "no per-model regime table among\n" << seen;
+    // Cycles get the transition matrix and dwell times from the runs table.
+    const auto cyc = std::find_if(stored.begin(), stored.end(), [](const auto& e) { return e.name == "cycles"; });
+    ASSERT_NE(cyc, stored.end());
+    EXPECT_TRUE(cyc->ok) << cyc->reason;
+    EXPECT_FALSE(cyc->data.contains("transitions_reason")) << cyc->data.dump();
+    EXPECT_FALSE(cyc->data.contains("dwell_reason")) << cyc->data.dump();
     const auto before = rows(db, "SELECT count(*) FROM audit_values")[0];
     // Running it again replaces the stored audit instead of adding to it; the runs are untouched.
     r = pm(audit);

@@ -369,3 +369,39 @@ TEST(Store, StoringAResultAgainReplacesItsRowsAndTables) {
                           "monitor_values_rows"})
         EXPECT_TRUE(fs::exists(d / "pq" / (std::string(f) + ".parquet"))) << f;
 }
+
+TEST(Store, RunsCarryDwellAndTransitionCountsForTheCycleAudit) {
+    pmtest::TempDir d;
+    const auto p = d / "r.duckdb";
+    Synth a(40, 11);
+    ASSERT_TRUE(a.summary.output.has_value());
+    {
+        auto s = Store::open(p);
+        s->commit_run(row("r1"), a.summary, a.tokens);
+    }
+    // Recount from the stored per-token states: transitions between consecutive tokens and the
+    // mean length of each state's maximal runs.
+    auto s = Store::open(p, {.read_only = true});
+    const auto states = s->rows("SELECT output_state FROM tokens WHERE run_id = 'r1' ORDER BY t");
+    ASSERT_EQ(states.size(), 40u);
+    std::map<std::string, double> trans, runs, lens;
+    for (size_t t = 0; t + 1 < states.size(); ++t) trans[states[t] + "_" + states[t + 1]] += 1;
+    for (size_t t = 0; t < states.size(); ++t) {
+        if (t == 0 || states[t] != states[t - 1]) runs[states[t]] += 1;
+        lens[states[t]] += 1;
+    }
+    const PanelTable pt = s->panel_table();
+    ASSERT_EQ(pt.runs.size(), 1u);
+    const auto& m = pt.runs[0].metrics;
+    double total = 0;
+    for (const char* a : {"COLLAPSE", "RIVALRY", "DIFFUSE", "STEADY"}) {
+        for (const char* b : {"COLLAPSE", "RIVALRY", "DIFFUSE", "STEADY"}) {
+            const std::string k = std::string(a) + "_" + b;
+            EXPECT_EQ(m.at("transition_" + k), trans.count(k) ? trans[k] : 0.0) << k;
+            total += m.at("transition_" + k);
+        }
+        if (runs.count(a)) EXPECT_DOUBLE_EQ(m.at(std::string("dwell_mean_") + a), lens[a] / runs[a]) << a;
+        else EXPECT_TRUE(std::isnan(m.at(std::string("dwell_mean_") + a))) << a;
+    }
+    EXPECT_EQ(total, 39);
+}

@@ -118,6 +118,15 @@ void NpzRunWriter::end(const RunEnd& e) {
     meta_["n_generated"] = e.n_generated;
     meta_["generated_text"] = e.text;
     meta_["tokens"] = token_texts_;
+    // Guard text the monitor decoded into the context, and the controller's log (generate --monitor).
+    if (!e.insertions.empty()) {
+        nlohmann::json ins = nlohmann::json::array();
+        for (const auto& in : e.insertions)
+            ins.push_back({{"after_t", in.after_t}, {"position", in.position}, {"token_ids", in.ids}, {"text", in.text},
+                           {"text_offset", in.text_offset}});
+        meta_["insertions"] = std::move(ins);
+    }
+    if (!e.events.empty()) meta_["monitor_events"] = e.events;
     b.add_bytes("metadata.json", meta_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     b.commit(out_, compress_);
 }

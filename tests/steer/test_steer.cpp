@@ -12,6 +12,7 @@
 #include "common.h"  // llama.cpp's common_control_vector_load (compiled from the pinned source)
 #include "phasemap/capture.hpp"
 #include "phasemap/metrics/token_axis.hpp"
+#include "phasemap/run_file.hpp"
 #include "phasemap/run_sinks.hpp"
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/eval.hpp"
@@ -471,6 +472,23 @@ TEST(Monitor, GuardTextIsDecodedIntoTheContextAndMarked) {
     EXPECT_EQ(res.exit_code, 0) << res.err;
     EXPECT_NE(res.out.find("⟦guard:  Lily saw a cat.⟧"), std::string::npos) << res.out;
     EXPECT_NE(res.out.find("collapse trigger"), std::string::npos) << res.out;
+    // The run file records the insertion (where, which tokens, what text) and the monitor's log.
+    pmtest::TempDir dir;
+    const auto npz = dir / "guard.npz";
+    const auto saved = pmtest::run_phasemap({"generate", "-m", pmtest::shared_model("tiny-rwkv7-834K.gguf").string(), "-p",
+                                             "Once upon a time, ", "-n", "40", "--layers", "hf:last", "--monitor", "--trigger",
+                                             "collapse", "--on", "guard", "--guard-text", " Lily saw a cat.", "-o", npz.string()});
+    ASSERT_EQ(saved.exit_code, 0) << saved.err;
+    const auto rf = phasemap::io::load_run_npz(npz);
+    ASSERT_TRUE(rf.metadata.contains("insertions")) << rf.metadata.dump();
+    const auto& ji = rf.metadata["insertions"];
+    ASSERT_EQ(ji.size(), 1u);
+    EXPECT_EQ(ji[0]["text"], mo.guard_text);
+    EXPECT_EQ(ji[0]["after_t"], in.after_t);
+    EXPECT_EQ(ji[0]["token_ids"].get<std::vector<int32_t>>(), in.ids);
+    EXPECT_EQ(ji[0]["position"], in.position);
+    ASSERT_TRUE(rf.metadata.contains("monitor_events"));
+    EXPECT_GE(rf.metadata["monitor_events"].size(), 1u);
 }
 
 TEST(Monitor, StopAndInterveneActions) {

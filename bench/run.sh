@@ -47,6 +47,9 @@ step rss bash bench/bench_rss.sh "$PM" "$LLAMA" "$RSS_SHORT" "$RSS_LONG" "$THREA
 if [ -x "$BUILD/bench_panel" ]; then
   step panel "$BUILD/bench_panel" "$QWEN" --threads "$THREADS"
 fi
+if [ -x "$BUILD/bench_intervene" ]; then
+  step intervene "$BUILD/bench_intervene" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$((REPS + 2))"
+fi
 cat /proc/loadavg > "$R/load_end"
 t_total=$(( $(date +%s) - t_start ))
 
@@ -125,9 +128,32 @@ sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss
 
 # ---- batched panel scaling
 if os.path.exists(os.path.join(R, "panel.out")):
-    sections.append(("Batched panel scaling (bench_panel)", f"```\n{rd('panel.out').strip()}\n```"))
+    pan = rd("panel.out")
+    for m in re.finditer(r"speed-up parallel (\d+) / 1: ([\d.]+)× wall, ([\d.]+)× CPU", pan):
+        ratios[f"panel_parallel{m.group(1)}_vs_1"] = (float(m.group(2)), "higher",
+                                                    f"panel tokens/s (wall), --parallel {m.group(1)} ÷ --parallel 1 (target for 16: ≥ 3)")
+    m = re.search(r"storage overhead \(DB vs none\): ([-+\d.]+) % wall, ([-+\d.]+) % CPU", pan)
+    if m:
+        ratios["panel_db_vs_nodb"] = (1.0 / (1.0 + float(m.group(1)) / 100.0), "higher",
+                                      "panel tokens/s (wall), DB writes ÷ no DB (target ≥ 0.95)")
+    sections.append(("Batched panel scaling and storage overhead (bench_panel)",
+                     f"```\n{BUILD}/bench_panel {QWEN} --threads {env.get('BENCH_THREADS', '2')}\n```\n\n```\n{pan.strip()}\n```"))
 else:
     sections.append(("Batched panel scaling", f"Not measured: `{BUILD}/bench_panel` does not exist in this build (build it with the project, PHASEMAP_BUILD_BENCH=ON, to measure 1/4/16 sequences)."))
+
+# ---- intervention overhead
+if os.path.exists(os.path.join(R, "intervene.out")):
+    iv = rd("intervene.out")
+    for m in re.finditer(r"capture (\S+)\s+none:.*?ratio ([\d.]+) \(cpu ([\d.]+)\)", iv):
+        key = "intervene_add_vs_none" + ("" if m.group(1) == "none" else "_capture")
+        ratios[key] = (float(m.group(2)), "higher",
+                       f"tokens/s (wall), one `add` on every token ÷ no intervention, capture {m.group(1)} (target ≥ 0.95)")
+        ratios[key + "_cpu"] = (float(m.group(3)), "higher", f"tokens per CPU-second, same, capture {m.group(1)}")
+    sections.append(("Intervention overhead (bench_intervene)",
+                     "Median tokens/s with one `add` intervention at the middle block on every token (prefill included) ÷ "
+                     "without, modes alternating within each repetition.\n\n"
+                     f"```\n{BUILD}/bench_intervene {QWEN} --tokens {env.get('BENCH_TOKENS', '32')} --threads "
+                     f"{env.get('BENCH_THREADS', '2')} --reps {int(env.get('BENCH_REPS', '3')) + 2}\n```\n\n```\n{iv.strip()}\n```"))
 
 # ---- previous figures and regressions
 prev, prev_date = {}, None

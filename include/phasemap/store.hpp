@@ -83,11 +83,13 @@ struct TokenData {
     int64_t position = 0;
 };
 
-// Token-axis series of one captured layer of a run (token_layers table), one value per
-// generated token (NaN where undefined, e.g. ct_t for t < 2).
+// Per-layer series of one captured layer of a run (token_layers table), one value per generated
+// token (NaN where undefined, e.g. ct_t for t < 2): the token axis (§2) at this layer, and the
+// layer axis (§3) resolved at this layer (metrics::layer_steps: step arriving here, turn made here).
 struct LayerTokenData {
     std::string layer;           // layer label (hf:N / block:N)
     std::vector<double> delta_t, curvature_t, ct_t;
+    std::vector<double> speed, turning_angle_rad;
 };
 
 // A stored result document: an audit section (`phasemap audit`), a control audit or a monitor

@@ -94,6 +94,39 @@ bool layer_trajectory_rows(std::span<const float* const> rows, std::size_t dim, 
 bool layer_trajectory_rows(std::span<const double* const> rows, std::size_t dim, LayerWorkspace& ws, LayerTrajectory& out) {
     return trajectory_rows<double>(rows, dim, ws, out);
 }
+LayerSteps layer_steps(const RowsView<float>& h) {
+    const std::size_t L = h.rows, d = h.cols;
+    LayerSteps out;
+    out.speed.assign(L, kNaN);
+    out.turning_angle.assign(L, kNaN);
+    std::vector<double> prev(d), cur(d);
+    double prev_norm = kNaN;
+    for (std::size_t l = 1; l < L; ++l) {
+        const float* a = h.row(l - 1);
+        const float* b = h.row(l);
+        double ss = 0;
+        for (std::size_t j = 0; j < d; ++j) {
+            cur[j] = double(b[j]) - double(a[j]);
+            ss += cur[j] * cur[j];
+        }
+        const double norm = std::sqrt(ss);
+        if (!std::isfinite(norm)) {
+            prev_norm = kNaN;
+            continue;
+        }
+        out.speed[l] = norm;
+        if (std::isfinite(prev_norm)) {
+            double dot = 0;
+            for (std::size_t j = 0; j < d; ++j) dot += prev[j] * cur[j];
+            const double c = (prev_norm > 0 && norm > 0) ? std::clamp(dot / (prev_norm * norm), -1.0, 1.0) : 1.0;
+            out.turning_angle[l - 1] = std::acos(c);
+        }
+        std::swap(prev, cur);
+        prev_norm = norm;
+    }
+    return out;
+}
+
 LayerTrajectory layer_trajectory(const RowsView<float>& layers) { return trajectory(layers); }
 LayerTrajectory layer_trajectory(const RowsView<double>& layers) { return trajectory(layers); }
 

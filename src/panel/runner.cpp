@@ -14,6 +14,7 @@
 #include <set>
 
 #include "phasemap/capture.hpp"
+#include "phasemap/metrics/layer_axis.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/run_file.hpp"
 #include "phasemap/run_sinks.hpp"
@@ -70,7 +71,8 @@ public:
 
 private:
     // Token-axis series (§2, under the run's normalisation) of every captured layer, hf:0 included
-    // when captured, aligned to token index t like the tokens table (NaN where undefined).
+    // when captured, aligned to token index t like the tokens table (NaN where undefined), and
+    // the layer axis resolved per layer (speed into the layer, turn at the layer).
     std::vector<store::LayerTokenData> layer_series(const RunRecord& r, const metrics::TokenAxisOptions& topt) const {
         const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
         std::vector<store::LayerTokenData> out;
@@ -85,7 +87,17 @@ private:
             for (size_t i = 0; i < ta.series.delta.size() && i + 1 < T; ++i) ld.delta_t[i + 1] = ta.series.delta[i];
             for (size_t i = 0; i < ta.series.curvature.size() && i + 2 < T; ++i) ld.curvature_t[i + 2] = ta.series.curvature[i];
             for (size_t i = 0; i < ta.series.ct.size() && i + 2 < T; ++i) ld.ct_t[i + 2] = ta.series.ct[i];
+            ld.speed.assign(T, std::nan(""));
+            ld.turning_angle_rad.assign(T, std::nan(""));
             out.push_back(std::move(ld));
+        }
+        // Layer axis resolved per layer, on the states as captured (like §3 in the analysis).
+        for (size_t t = 0; t < T; ++t) {
+            const metrics::LayerSteps st = metrics::layer_steps({r.states.data() + t * L * d, out.size(), d});
+            for (size_t l = 0; l < out.size(); ++l) {
+                out[l].speed[t] = st.speed[l];
+                out[l].turning_angle_rad[t] = st.turning_angle[l];
+            }
         }
         return out;
     }

@@ -77,7 +77,7 @@ std::vector<std::string> schema_sql() {
         runs,
         tokens,
         "CREATE TABLE token_layers (run_id VARCHAR NOT NULL, t BIGINT NOT NULL, layer VARCHAR NOT NULL, delta_t DOUBLE, "
-        "curvature_t DOUBLE, ct_t DOUBLE)",
+        "curvature_t DOUBLE, ct_t DOUBLE, speed DOUBLE, turning_angle_rad DOUBLE)",
     };
 }
 
@@ -305,6 +305,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
                 for (size_t t = 0; t < tokens.size(); ++t) {
                     a.str(run.run_id); a.i64(int64_t(t)); a.str(l.layer);
                     a.dbl(at(l.delta_t, t)); a.dbl(at(l.curvature_t, t)); a.dbl(at(l.ct_t, t));
+                    a.dbl(at(l.speed, t)); a.dbl(at(l.turning_angle_rad, t));
                     a.end_row();
                 }
             a.close();

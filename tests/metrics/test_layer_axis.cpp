@@ -267,3 +267,44 @@ TEST(LayerAxis, RunAxisMatchesPerTokenAndSummaries) {
         EXPECT_EQ(r.summary[k].q3.v, quantile_sorted(s, 0.75));
     }
 }
+
+TEST(LayerAxis, LayerStepsResolveSpeedAndTurningPerLayer) {
+    // Hand-checked path in the plane: (0,0) → (3,4) → (3,4) → (3,10) → (0,10).
+    const std::vector<float> h{0, 0, 3, 4, 3, 4, 3, 10, 0, 10};
+    const LayerSteps s = layer_steps({h.data(), 5, 2});
+    ASSERT_EQ(s.speed.size(), 5u);
+    EXPECT_TRUE(std::isnan(s.speed[0]));
+    EXPECT_DOUBLE_EQ(s.speed[1], 5.0);
+    EXPECT_DOUBLE_EQ(s.speed[2], 0.0);
+    EXPECT_DOUBLE_EQ(s.speed[3], 6.0);
+    EXPECT_DOUBLE_EQ(s.speed[4], 3.0);
+    EXPECT_TRUE(std::isnan(s.turning_angle[0]));
+    EXPECT_DOUBLE_EQ(s.turning_angle[1], 0.0);  // zero-length step: cos taken as 1
+    EXPECT_DOUBLE_EQ(s.turning_angle[2], 0.0);
+    EXPECT_NEAR(s.turning_angle[3], M_PI / 2, 1e-12);  // up, then left
+    EXPECT_TRUE(std::isnan(s.turning_angle[4]));
+
+    // On random trajectories the per-layer profile sums / averages to the §3 token metrics.
+    std::mt19937_64 g(5);
+    std::normal_distribution<float> nd;
+    for (size_t L : {3u, 7u, 25u}) {
+        std::vector<float> r(L * 16);
+        for (auto& x : r) x = nd(g);
+        const LayerSteps p = layer_steps({r.data(), L, 16});
+        const LayerTrajectory t = layer_trajectory(RowsView<float>{r.data(), L, 16});
+        double path = 0, turn = 0;
+        for (size_t l = 1; l < L; ++l) path += p.speed[l];
+        for (size_t l = 1; l + 1 < L; ++l) turn += p.turning_angle[l];
+        EXPECT_NEAR(path, t.path_length, 1e-9 * t.path_length) << L;
+        EXPECT_NEAR(turn / double(L - 2), t.mean_turning_angle_rad, 1e-9) << L;
+    }
+    // A non-finite state blanks the steps that touch it, not the others.
+    std::vector<float> bad{0, 0, 1, 0, NAN, 0, 1, 1, 2, 1, 3, 2};
+    const LayerSteps b = layer_steps({bad.data(), 6, 2});
+    EXPECT_DOUBLE_EQ(b.speed[1], 1.0);
+    EXPECT_TRUE(std::isnan(b.speed[2]) && std::isnan(b.speed[3]));
+    EXPECT_DOUBLE_EQ(b.speed[4], 1.0);
+    EXPECT_DOUBLE_EQ(b.speed[5], std::sqrt(2.0));
+    EXPECT_TRUE(std::isnan(b.turning_angle[1]) && std::isnan(b.turning_angle[2]) && std::isnan(b.turning_angle[3]));
+    EXPECT_NEAR(b.turning_angle[4], M_PI / 4, 1e-12);
+}

@@ -141,6 +141,12 @@ TEST(PanelRun, TwoModelsEndToEndWithParquetInPandas) {
                        "AND l.t = k.t AND l.layer = r.metric_layer WHERE r.norm = 'raw' AND "
                        "(l.ct_t IS DISTINCT FROM k.ct_t OR l.delta_t IS DISTINCT FROM k.delta_t)")[0], "0");
     EXPECT_GT(std::stoi(rows(db, "SELECT count(*) FROM token_layers WHERE ct_t IS NOT NULL")[0]), 16);
+    // The per-layer speeds of a token add up to its path length over the analysed layers (hf:1 …
+    // hf:L, the embedding left out), and its turns average to its mean turning angle.
+    EXPECT_EQ(rows(db, "SELECT count(*) FROM tokens k JOIN (SELECT run_id, t, sum(speed) s, avg(turning_angle_rad) a, "
+                       "count(turning_angle_rad) n FROM token_layers WHERE layer <> 'hf:0' AND layer <> 'hf:1' GROUP BY ALL) l "
+                       "USING (run_id, t) WHERE abs(l.s - k.path_length) > 1e-6 * k.path_length")[0], "0");
+    EXPECT_EQ(rows(db, "SELECT count(*) FROM token_layers WHERE layer = 'hf:0' AND speed IS NOT NULL")[0], "0");
     // Greedy runs: no missing ratio_norm with 6 tokens (4 ct values), and ratio_norm in [1, n_ct].
     EXPECT_EQ(rows(db, "SELECT count(*) FROM runs WHERE n_generated = 6 AND (ratio_norm IS NULL OR ratio_norm < 1 OR ratio_norm > 4)")[0], "0");
     // A second run skips everything.

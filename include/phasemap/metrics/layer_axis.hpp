@@ -47,6 +47,17 @@ struct LayerWorkspace {
 bool layer_trajectory_rows(std::span<const float* const> rows, std::size_t dim, LayerWorkspace& ws, LayerTrajectory& out);
 bool layer_trajectory_rows(std::span<const double* const> rows, std::size_t dim, LayerWorkspace& ws, LayerTrajectory& out);
 
+// §3 resolved per layer, for one token: the profile over depth behind mean_speed and
+// mean_turning_angle_rad. With L' captured layers (row l = h_l):
+//   speed[l]         = ‖h_l − h_{l−1}‖₂ = speed_{l−1} of §3 (the step arriving at layer l), l ≥ 1
+//   turning_angle[l] = arccos(clamp(cos(v_{l−1}, v_l), −1, 1)) (the turn made at layer l), 1 ≤ l ≤ L'−2
+// NaN elsewhere and where a state is not finite; cos = 1 when a step has zero norm (as §3).
+// So Σ_l speed = path_length and mean_l turning_angle = mean_turning_angle_rad.
+struct LayerSteps {
+    std::vector<double> speed, turning_angle;   // L' values each
+};
+LayerSteps layer_steps(const RowsView<float>& layers);
+
 // §3 for every token of a run, plus the summaries over tokens.
 struct LayerAxisResult {
     // Non-empty when the axis could not be computed at all (fewer than 3 captured layers);

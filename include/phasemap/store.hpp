@@ -5,6 +5,7 @@
 // Crash safety: every run (its runs row and all its tokens rows) is written in one DuckDB
 // transaction, so a killed writer leaves either the whole run or nothing of it.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -171,6 +172,24 @@ public:
         std::vector<std::string> output_state;  // "" when the run had no probability stats
     };
     std::vector<TokenSeries> token_series(const std::vector<std::string>& run_ids) const;
+
+    // Per model × captured layer, the distribution over all tokens of that model's runs of the
+    // token_layers values (aggregated in SQL): speed into the layer, turning angle at the layer,
+    // and ct_t of the token axis at the layer. Only runs of one normalisation mode (runs.norm):
+    // `norm`, or when empty the mode with the most runs that have token_layers rows (ties: the
+    // first by name). Rows are ordered by model, then depth, then label (hf before block).
+    // Empty when the DB has no token_layers rows (or none of that norm).
+    struct Quartiles {
+        double median = std::nan(""), q1 = std::nan(""), q3 = std::nan("");  // NaN when n = 0
+        int64_t n = 0;               // tokens with a value (speed is NULL at the first layer, …)
+    };
+    struct LayerProfileRow {
+        std::string model, norm, layer;
+        int64_t depth = -1;          // hf:N → N, block:N → N + 1 (block N writes hf:N+1); -1 other labels
+        int64_t runs = 0;            // runs with rows at this layer
+        Quartiles speed, turning_angle_rad, ct_t;
+    };
+    std::vector<LayerProfileRow> layer_profiles(const std::string& norm = "") const;
 
     // Rows of a read-only SQL query, each as its values joined by tabs (NULL as \N): for tests
     // and diagnostics (e.g. comparing two DBs row by row).

@@ -440,6 +440,46 @@ std::vector<Store::TokenSeries> Store::token_series(const std::vector<std::strin
     return out;
 }
 
+std::vector<Store::LayerProfileRow> Store::layer_profiles(const std::string& norm_in) const {
+    std::string norm = norm_in;
+    if (norm.empty()) {
+        auto m = impl_->query(
+            "SELECT coalesce(norm, '') AS nm, count(*) AS c FROM runs WHERE run_id IN (SELECT DISTINCT run_id FROM token_layers) "
+            "GROUP BY nm ORDER BY c DESC, nm LIMIT 1");
+        if (m->rows() == 0) return {};
+        norm = m->str(0, 0);
+    }
+    // Depth from the label: hf:N is the residual stream after N blocks, block:N the output of block N.
+    const std::string depth =
+        "CASE split_part(tl.layer, ':', 1) WHEN 'hf' THEN try_cast(split_part(tl.layer, ':', 2) AS BIGINT) "
+        "WHEN 'block' THEN try_cast(split_part(tl.layer, ':', 2) AS BIGINT) + 1 END";
+    std::string sql = "SELECT r.model, tl.layer, coalesce(" + depth + ", -1) AS depth, count(DISTINCT tl.run_id)";
+    for (const char* c : {"speed", "turning_angle_rad", "ct_t"})
+        sql += fmt::format(", median(tl.{0}), quantile_cont(tl.{0}, 0.25), quantile_cont(tl.{0}, 0.75), count(tl.{0})", c);
+    sql += " FROM token_layers tl JOIN runs r USING (run_id) WHERE coalesce(r.norm, '') = " + q(norm) +
+           " GROUP BY r.model, tl.layer ORDER BY r.model, depth < 0, depth, split_part(tl.layer, ':', 1) <> 'hf', tl.layer";
+    auto r = impl_->query(sql);
+    std::vector<LayerProfileRow> out;
+    for (idx_t i = 0; i < r->rows(); ++i) {
+        LayerProfileRow row;
+        row.model = r->str(0, i);
+        row.norm = norm;
+        row.layer = r->str(1, i);
+        row.depth = r->i64(2, i);
+        row.runs = r->i64(3, i);
+        idx_t c = 4;
+        for (Quartiles* s : {&row.speed, &row.turning_angle_rad, &row.ct_t}) {
+            s->median = r->dbl(c, i);
+            s->q1 = r->dbl(c + 1, i);
+            s->q3 = r->dbl(c + 2, i);
+            s->n = r->i64(c + 3, i);
+            c += 4;
+        }
+        out.push_back(std::move(row));
+    }
+    return out;
+}
+
 PanelTable load_panel_table(const fs::path& db) {
     return Store::open(db, {.read_only = true})->panel_table();
 }

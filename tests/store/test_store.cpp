@@ -405,3 +405,74 @@ TEST(Store, RunsCarryDwellAndTransitionCountsForTheCycleAudit) {
     }
     EXPECT_EQ(total, 39);
 }
+
+TEST(Store, LayerProfilesAggregatePerModelAndLayerOverTokensOfOneNorm) {
+    pmtest::TempDir d;
+    auto s = Store::open(d / "r.duckdb");
+    EXPECT_TRUE(s->layer_profiles().empty());  // no token_layers rows
+    const double N = std::nan("");
+    // Hand-made per-layer series: {layer, delta_t, curvature_t, ct_t, speed, turning_angle_rad}.
+    auto commit = [&](const std::string& id, const std::string& model, const std::string& norm, size_t T,
+                      const std::vector<LayerTokenData>& layers) {
+        Synth a(T, 40 + id.size());
+        RunRow r = row(id, model);
+        r.norm = norm;
+        s->commit_run(r, a.summary, a.tokens, layers);
+    };
+    // Labels deliberately out of order: hf:10 after hf:2 numerically, block:1 (= depth 2) after hf:2.
+    commit("r1", "m1", "raw", 4,
+           {{"hf:10", {}, {}, {}, {10, 10, 10, 10}, {}},
+            {"hf:2", {}, {}, {N, N, 1, 2}, {1, 2, 3, 4}, {0.5, 0.5, 0.5, 0.5}},
+            {"block:1", {}, {}, {}, {7, 7, 7, 7}, {}},
+            {"hf:0", {}, {}, {N, N, 0.1, 0.3}, {N, N, N, N}, {N, N, N, N}}});
+    commit("r2", "m1", "raw", 5,
+           {{"hf:0", {}, {}, {N, N, 0.2, 0.4, 0.6}, {}, {}},
+            {"hf:2", {}, {}, {}, {5, 6, 7, 8, 9}, {1.5, 1.5, 1.5, 1.5, 1.5}},
+            {"hf:10", {}, {}, {}, {20, 20, 20, 20, 20}, {}},
+            {"block:1", {}, {}, {}, {}, {}}});
+    commit("r3", "m2", "raw", 2, {{"hf:2", {}, {}, {}, {100, 200}, {}}});
+    // Another normalisation: more runs in all, but only one with token_layers rows.
+    commit("r4", "m1", "unit", 1, {{"hf:2", {}, {}, {}, {1000}, {}}});
+    for (const char* id : {"r5", "r6", "r7"}) commit(id, "m1", "unit", 3, {});
+
+    const auto p = s->layer_profiles();
+    ASSERT_EQ(p.size(), 5u);
+    std::vector<std::string> order;
+    for (const auto& r : p) order.push_back(r.model + " " + r.layer + " " + std::to_string(r.depth));
+    EXPECT_EQ(order, (std::vector<std::string>{"m1 hf:0 0", "m1 hf:2 2", "m1 block:1 2", "m1 hf:10 10", "m2 hf:2 2"}));
+    for (const auto& r : p) EXPECT_EQ(r.norm, "raw");
+    // m1 hf:0: no speed at all; ct_t over both runs' tokens {0.1, 0.3, 0.2, 0.4, 0.6}.
+    EXPECT_EQ(p[0].runs, 2);
+    EXPECT_EQ(p[0].speed.n, 0);
+    EXPECT_TRUE(std::isnan(p[0].speed.median));
+    EXPECT_EQ(p[0].ct_t.n, 5);
+    EXPECT_NEAR(p[0].ct_t.median, 0.3, 1e-12);
+    EXPECT_NEAR(p[0].ct_t.q1, 0.2, 1e-12);
+    EXPECT_NEAR(p[0].ct_t.q3, 0.4, 1e-12);
+    // m1 hf:2: speed over 1..9 (both runs), turns four of 0.5 and five of 1.5.
+    EXPECT_EQ(p[1].speed.n, 9);
+    EXPECT_DOUBLE_EQ(p[1].speed.median, 5);
+    EXPECT_DOUBLE_EQ(p[1].speed.q1, 3);
+    EXPECT_DOUBLE_EQ(p[1].speed.q3, 7);
+    EXPECT_EQ(p[1].turning_angle_rad.n, 9);
+    EXPECT_DOUBLE_EQ(p[1].turning_angle_rad.median, 1.5);
+    EXPECT_DOUBLE_EQ(p[1].turning_angle_rad.q1, 0.5);
+    EXPECT_EQ(p[1].ct_t.n, 2);
+    EXPECT_DOUBLE_EQ(p[1].ct_t.median, 1.5);
+    // block:1 has values in one run only; the run count still names both runs' rows.
+    EXPECT_EQ(p[2].speed.n, 4);
+    EXPECT_EQ(p[2].runs, 2);
+    EXPECT_DOUBLE_EQ(p[3].speed.median, 20);  // 4 × 10, 5 × 20
+    // m2: interpolated quartiles of {100, 200}.
+    EXPECT_EQ(p[4].runs, 1);
+    EXPECT_DOUBLE_EQ(p[4].speed.median, 150);
+    EXPECT_DOUBLE_EQ(p[4].speed.q1, 125);
+    EXPECT_DOUBLE_EQ(p[4].speed.q3, 175);
+    // An explicit norm.
+    const auto u = s->layer_profiles("unit");
+    ASSERT_EQ(u.size(), 1u);
+    EXPECT_EQ(u[0].model, "m1");
+    EXPECT_EQ(u[0].norm, "unit");
+    EXPECT_DOUBLE_EQ(u[0].speed.median, 1000);
+    EXPECT_TRUE(s->layer_profiles("none-such").empty());
+}

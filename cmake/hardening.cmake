@@ -9,6 +9,8 @@ if(TARGET test_hardening)
   target_sources(test_hardening PRIVATE ${CMAKE_SOURCE_DIR}/fuzz/harness.cpp)
   target_include_directories(test_hardening PRIVATE ${CMAKE_SOURCE_DIR}/fuzz)
   add_dependencies(test_hardening phasemap)
+  # The control-vector harness: src/capture/cvec.cpp is in phasemap_capture (with ggml).
+  target_compile_definitions(test_hardening PRIVATE PM_FUZZ_CVEC)
   # The manifest and hypothesis-file harnesses when those modules are part of the build.
   if(TARGET phasemap_panel)
     target_link_libraries(test_hardening PRIVATE phasemap_panel)

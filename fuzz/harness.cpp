@@ -4,11 +4,13 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <typeinfo>
@@ -18,6 +20,10 @@
 #include "phasemap/run_file.hpp"
 #ifdef PM_FUZZ_PANEL
 #include "phasemap/panel/manifest.hpp"
+#include "phasemap/panel/prompts.hpp"
+#endif
+#ifdef PM_FUZZ_CVEC
+#include "phasemap/steer/control_vector.hpp"
 #endif
 #ifdef PM_FUZZ_AUDIT
 #include "phasemap/audit/hypotheses.hpp"
@@ -177,6 +183,55 @@ int fuzz_manifest(const uint8_t* data, size_t size) {
 }
 #endif
 
+#ifdef PM_FUZZ_PANEL
+int fuzz_prompts(const uint8_t* data, size_t size) {
+    const std::string text(reinterpret_cast<const char*>(data), size);
+    expect_clean<std::invalid_argument>("prompts", [&] {
+        const auto rows = phasemap::panel::parse_prompt_csv(text, "fuzz.csv");
+        if (rows.empty()) violated("prompts", "no rows returned without an error");
+        std::map<std::string, int64_t> next;  // indices count per category in file order
+        for (const auto& r : rows) {
+            if (r.category.empty() || r.text.empty()) violated("prompts", "empty category or prompt accepted");
+            if (r.category.find_first_of("\n,") != std::string::npos)
+                violated("prompts", "category holds a comma or newline: " + r.category);
+            if (r.index != next[r.category]++) violated("prompts", "index out of order in category " + r.category);
+        }
+    });
+    return 0;
+}
+#endif
+
+#ifdef PM_FUZZ_CVEC
+int fuzz_control_vector(const uint8_t* data, size_t size) {
+    const fs::path& p = scratch("in.gguf");
+    write_bytes(p, data, size);
+    phasemap::steer::ControlVector cv;
+    bool read = false;
+    expect_clean<std::runtime_error>("control_vector", [&] {
+        cv = phasemap::steer::read_control_vector(p);
+        read = true;
+    });
+    if (!read) return 0;
+    if (cv.directions.empty()) violated("control_vector", "no direction and no error");
+    if (cv.n_embd <= 0) violated("control_vector", "n_embd " + std::to_string(cv.n_embd) + " accepted");
+    int max_n = 0;
+    for (const auto& [n, v] : cv.directions) {
+        if (n < 1) violated("control_vector", "direction." + std::to_string(n) + " accepted");
+        if (int64_t(v.size()) != cv.n_embd)
+            violated("control_vector", "direction." + std::to_string(n) + " has " + std::to_string(v.size()) +
+                                           " values, n_embd " + std::to_string(cv.n_embd));
+        max_n = std::max(max_n, n);
+    }
+    // What the steering path does with a vector: check it against the model, then flatten it.
+    expect_clean<std::invalid_argument>("control_vector", [&] {
+        phasemap::steer::check_control_vector(cv, kCvecModel.arch, kCvecModel.n_layer, kCvecModel.n_embd);
+        if (max_n >= kCvecModel.n_layer) violated("control_vector", "direction beyond the model's blocks passed the check");
+        if (cv.flat(0.5f).size() != size_t(kCvecModel.n_embd) * size_t(max_n)) violated("control_vector", "flat() size");
+    });
+    return 0;
+}
+#endif
+
 #ifdef PM_FUZZ_AUDIT
 int fuzz_hypotheses(const uint8_t* data, size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);
@@ -188,6 +243,10 @@ int fuzz_hypotheses(const uint8_t* data, size_t size) {
 int run_target(const std::string& name, const uint8_t* data, size_t size) {
 #ifdef PM_FUZZ_PANEL
     if (name == "manifest") return fuzz_manifest(data, size);
+    if (name == "prompts") return fuzz_prompts(data, size);
+#endif
+#ifdef PM_FUZZ_CVEC
+    if (name == "control_vector") return fuzz_control_vector(data, size);
 #endif
 #ifdef PM_FUZZ_AUDIT
     if (name == "hypotheses") return fuzz_hypotheses(data, size);

@@ -28,19 +28,33 @@ inline const std::vector<std::string> kRunMembers{"hidden_states.npy", "token_id
 
 #ifdef PM_FUZZ_PANEL
 int fuzz_manifest(const uint8_t* data, size_t size);    // panel::parse_manifest (TOML), files not checked
+int fuzz_prompts(const uint8_t* data, size_t size);     // panel::parse_prompt_csv (`category,prompt` rows)
 #endif
 #ifdef PM_FUZZ_AUDIT
 int fuzz_hypotheses(const uint8_t* data, size_t size);  // audit::parse_hypotheses (TOML)
 #endif
+#ifdef PM_FUZZ_CVEC
+// steer::read_control_vector on the bytes as a GGUF file, then check_control_vector and flat()
+// against kCvecModel.
+int fuzz_control_vector(const uint8_t* data, size_t size);
+struct CvecModel {
+    const char* arch;
+    int n_layer, n_embd;
+};
+inline constexpr CvecModel kCvecModel{"llama", 8, 4};  // fuzz/make_seeds.py writes vectors for it
+#endif
 
 // Names of the targets, in the order scripts/fuzz.sh runs them (the panel and audit parsers
-// when those modules are part of the build).
+// when those modules are part of the build, the control-vector reader when ggml is).
 inline const std::vector<std::string> kTargets{"npy", "npz", "layers", "run_file"
 #ifdef PM_FUZZ_PANEL
-                                               , "manifest"
+                                               , "manifest", "prompts"
 #endif
 #ifdef PM_FUZZ_AUDIT
                                                , "hypotheses"
+#endif
+#ifdef PM_FUZZ_CVEC
+                                               , "control_vector"
 #endif
 };
 int run_target(const std::string& name, const uint8_t* data, size_t size);

@@ -7,6 +7,7 @@ Deterministic: rerunning it rewrites the same bytes (zip timestamps fixed)."""
 import io
 import json
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -44,6 +45,75 @@ def reheader(b, old, new):
     h = body + b" " * (hl - len(body) - 1) + b"\n"
     assert len(h) == hl
     return b[:10] + h + b[10 + hl:]
+
+
+# GGUF (v3, little-endian), written by hand per ggml's docs/gguf.md: header, key/value pairs,
+# tensor infos, padding to the alignment, tensor data (each tensor padded to the alignment).
+GGUF_U32, GGUF_I32, GGUF_F32, GGUF_STR, GGUF_ARR = 4, 5, 6, 8, 9
+GGML_F32, GGML_F16 = 0, 1
+
+
+def gguf_str(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_kv(key, typ, val):
+    out = gguf_str(key) + struct.pack("<I", typ)
+    if typ == GGUF_STR:
+        return out + gguf_str(val)
+    if typ == GGUF_ARR:
+        et, items = val
+        return out + struct.pack("<IQ", et, len(items)) + b"".join(struct.pack("<i", x) for x in items)
+    return out + struct.pack({GGUF_U32: "<I", GGUF_I32: "<i", GGUF_F32: "<f"}[typ], val)
+
+
+def gguf(kvs, tensors, align=32, version=3):
+    """kvs: [(key, type, value)]; tensors: [(name, shape, ggml type, raw bytes)]."""
+    pad = lambda n: (n + align - 1) // align * align
+    head = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs)) + b"".join(gguf_kv(*kv) for kv in kvs)
+    data, infos = b"", b""
+    for name, shape, typ, raw in tensors:
+        infos += gguf_str(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<q", n) for n in shape)
+        infos += struct.pack("<IQ", typ, len(data))
+        data += raw + b"\0" * (pad(len(raw)) - len(raw))
+    meta = head + infos
+    return meta + b"\0" * (pad(len(meta)) - len(meta)) + data
+
+
+def f32(values):
+    return struct.pack(f"<{len(values)}f", *values)
+
+
+def control_vectors():
+    """Vectors for the harness's model (fuzz/harness.hpp kCvecModel: llama, 8 blocks, n_embd 4)."""
+    d = lambda k: f32([0.25 * k, -0.5, 1.0, float(k)])
+    hint = [("general.architecture", GGUF_STR, "controlvector"), ("controlvector.model_hint", GGUF_STR, "llama")]
+    ours = hint + [("controlvector.layer_count", GGUF_I32, 3), ("phasemap.n_embd", GGUF_U32, 4),
+                   ("phasemap.n_layer", GGUF_U32, 8), ("phasemap.model_sha256", GGUF_STR, "ab" * 32),
+                   ("phasemap.method", GGUF_STR, "mean_diff"), ("phasemap.layers", GGUF_ARR, (GGUF_I32, [1, 2, 3]))]
+    three = [(f"direction.{k}", [4], GGML_F32, d(k)) for k in (1, 2, 3)]
+    put("control_vector", "phasemap.gguf", gguf(ours, three))
+    put("control_vector", "repeng.gguf", gguf(hint + [("controlvector.layer_count", GGUF_I32, 2)],
+                                               [("direction.1", [4], GGML_F32, d(1)), ("direction.7", [4], GGML_F32, d(7))]))
+    put("control_vector", "i32_keys_align64.gguf",
+        gguf([("general.alignment", GGUF_U32, 64), ("phasemap.n_layer", GGUF_I32, 8), ("phasemap.n_embd", GGUF_I32, 4)],
+             [("direction.3", [4, 1], GGML_F32, d(3))], align=64))
+    # Near misses: each must be rejected by the reader or by check_control_vector.
+    put("control_vector", "direction0.gguf", gguf(hint, [("direction.0", [4], GGML_F32, d(0))]))
+    put("control_vector", "bad_name.gguf", gguf(hint, [("direction.1x", [4], GGML_F32, d(1))]))
+    put("control_vector", "f16.gguf", gguf(hint, [("direction.1", [4], GGML_F16, b"\0\x3c" * 4)]))
+    put("control_vector", "two_dims.gguf", gguf(hint, [("direction.1", [2, 2], GGML_F32, d(1))]))
+    put("control_vector", "dim_mismatch.gguf",
+        gguf(hint, [("direction.1", [4], GGML_F32, d(1)), ("direction.2", [3], GGML_F32, f32([1, 2, 3]))]))
+    put("control_vector", "declared_mismatch.gguf", gguf([("phasemap.n_embd", GGUF_U32, 5)], three))
+    put("control_vector", "other_model.gguf", gguf([("controlvector.model_hint", GGUF_STR, "qwen2")], three))
+    put("control_vector", "past_last_block.gguf", gguf(hint, [("direction.8", [4], GGML_F32, d(8))]))
+    put("control_vector", "nan.gguf", gguf(hint, [("direction.2", [4], GGML_F32, f32([0, float("nan"), 0, 0]))]))
+    put("control_vector", "no_tensor.gguf", gguf(ours, []))
+    put("control_vector", "truncated.gguf", gguf(ours, three)[:-9])
+    put("control_vector", "version1.gguf", gguf(hint, three, version=1))
+    put("control_vector", "not_gguf.gguf", b"GGUX\3\0\0\0 not a gguf file")
 
 
 def put(target, name, data):
@@ -107,6 +177,8 @@ def main():
     put("run_file", "ids_mismatch", runfile({"hidden_states.npy": npy(hs), "token_ids.npy": npy(ids[:2])}))
     put("run_file", "meta_odd", runfile({"hidden_states.npy": npy(hs),
                                          "metadata.json": b'{"layers":[1,{"label":2}],"tokens":[1,"x",null]}'}))
+
+    control_vectors()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 # leaves build-fuzz/artifacts/<target>/crash-* and makes the script fail after all targets ran.
 #
 #   FUZZ_SECONDS   seconds per target (default 60; CI runs a short pass with 20)
-#   FUZZ_TARGETS   space-separated subset of: npy npz layers run_file manifest hypotheses (default all built)
+#   FUZZ_TARGETS   space-separated subset of: npy npz layers run_file manifest prompts hypotheses
+#                  control_vector (default all built)
 #   FUZZ_BUILD     build directory (default build-fuzz)
 #   FUZZ_SEED      libFuzzer -seed (default: libFuzzer's own random seed; CI fixes it so a pass is repeatable)
 #   JOBS           compile jobs (default 2)
@@ -19,10 +20,13 @@ SEED_ARG=()
 [ -n "${FUZZ_SEED:-}" ] && SEED_ARG=(-seed="$FUZZ_SEED")
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (scripts/deps.sh installs clang)" >&2; exit 1; }
 
-# The compiler cache deps.sh reports (make fuzz ran it into build/deps.env), if any.
+# The compiler cache deps.sh reports (make fuzz ran it into build/deps.env), if any, and the pinned
+# llama.cpp source tree (ggml's gguf reader for the control_vector target; without it that target
+# is not built).
 CCACHE_DEF=$(sed -n 's/^PHASEMAP_CCACHE_DIR=/-DPHASEMAP_CCACHE_DIR=/p' "${DEPS_ENV:-build/deps.env}" 2>/dev/null || true)
+LLAMA_DEF=$(sed -n 's/^PHASEMAP_LLAMA_SRC=/-DPHASEMAP_LLAMA_SRC=/p' "${DEPS_ENV:-build/deps.env}" 2>/dev/null || true)
 cmake -S fuzz -B "$BDIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $CCACHE_DEF >/dev/null
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $CCACHE_DEF $LLAMA_DEF >/dev/null
 cmake --build "$BDIR" -j "$JOBS"
 # Every target the build defined (fuzz/CMakeLists.txt adds manifest / hypotheses when they exist).
 TARGETS=${TARGETS_ARG:-$(tr ';' ' ' < "$BDIR/targets.txt")}

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 
@@ -27,8 +28,11 @@ std::vector<float> ControlVector::flat(float scale) const {
 ControlVector read_control_vector(const fs::path& path) {
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) throw std::runtime_error(fmt::format("control vector '{}' does not exist", path.string()));
+    // Metadata only (no_alloc): ggml would otherwise allocate the data section the header claims
+    // before reading it, so a few bytes declaring a huge tensor abort in ggml_init. The direction
+    // values are read below, after their size has been checked against the file.
     ggml_context* meta = nullptr;
-    gguf_init_params gp{/*no_alloc*/ false, &meta};
+    gguf_init_params gp{/*no_alloc*/ true, &meta};
     gguf_context* g = gguf_init_from_file(path.c_str(), gp);
     if (!g) throw std::runtime_error(fmt::format("control vector '{}' is not a readable GGUF file", path.string()));
     std::unique_ptr<gguf_context, void (*)(gguf_context*)> gguard(g, gguf_free);
@@ -54,6 +58,11 @@ ControlVector read_control_vector(const fs::path& path) {
     const int64_t nt = gguf_get_n_tensors(g);
     const std::string who = fmt::format("control vector '{}'", path.string());
     if (nt == 0) throw std::runtime_error(who + " holds no direction tensor");
+    const uint64_t file_size = fs::file_size(path, ec);
+    if (ec) throw std::runtime_error(fmt::format("{}: cannot read its size: {}", who, ec.message()));
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(who + " cannot be opened");
+    const uint64_t data_offset = gguf_get_data_offset(g);
     for (int64_t i = 0; i < nt; ++i) {
         const std::string name = gguf_get_tensor_name(g, i);
         int n = -1;
@@ -69,14 +78,24 @@ ControlVector read_control_vector(const fs::path& path) {
         const ggml_tensor* t = ggml_get_tensor(meta, name.c_str());
         if (!t || t->type != GGML_TYPE_F32 || ggml_n_dims(t) != 1)
             throw std::runtime_error(fmt::format("{}: tensor '{}' must be a 1-d F32 tensor", who, name));
-        const int ne = int(ggml_nelements(t));
+        const int64_t ne64 = ggml_nelements(t);
+        if (ne64 <= 0) throw std::runtime_error(fmt::format("{}: tensor '{}' holds no values", who, name));
+        const uint64_t offset = data_offset + gguf_get_tensor_offset(g, i);
+        const uint64_t bytes = uint64_t(ne64) * sizeof(float);
+        if (offset > file_size || uint64_t(ne64) > (file_size - offset) / sizeof(float))
+            throw std::runtime_error(fmt::format("{}: tensor '{}' ({} values) extends past the end of the file", who, name, ne64));
+        if (ne64 > INT32_MAX) throw std::runtime_error(fmt::format("{}: tensor '{}' has {} values, too many", who, name, ne64));
+        const int ne = int(ne64);
         if (cv.n_embd == 0) cv.n_embd = ne;
         else if (ne != cv.n_embd)
             throw std::runtime_error(fmt::format("{}: '{}' has {} values, earlier directions {}", who, name, ne, cv.n_embd));
-        const float* src = static_cast<const float*>(t->data);
+        std::vector<float> src(size_t(ne), 0.0f);
+        in.seekg(std::streamoff(offset));
+        in.read(reinterpret_cast<char*>(src.data()), std::streamsize(bytes));
+        if (!in) throw std::runtime_error(fmt::format("{}: cannot read tensor '{}'", who, name));
         auto& dst = cv.directions[n];
         if (dst.empty()) dst.assign(size_t(ne), 0.0f);
-        for (int j = 0; j < ne; ++j) dst[size_t(j)] += src[j];  // several directions for one layer add up (as llama.cpp)
+        for (int j = 0; j < ne; ++j) dst[size_t(j)] += src[size_t(j)];  // several directions for one layer add up (as llama.cpp)
     }
     const int declared = u32("phasemap.n_embd");
     if (declared && declared != cv.n_embd)
@@ -139,6 +158,8 @@ void check_control_vector(const ControlVector& cv, const std::string& arch, int 
         if (n < 1 || n >= n_layer)
             throw std::invalid_argument(fmt::format("control vector direction.{} is out of range: llama.cpp applies directions to blocks 1..{}",
                                                     n, n_layer - 1));
+        if (v.size() != size_t(cv.n_embd))  // flat() relies on it
+            throw std::invalid_argument(fmt::format("control vector direction.{} has {} values, expected {}", n, v.size(), cv.n_embd));
         for (float x : v)
             if (!std::isfinite(x)) throw std::invalid_argument(fmt::format("control vector direction.{} holds a non-finite value", n));
     }

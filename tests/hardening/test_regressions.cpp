@@ -8,6 +8,7 @@
 #include "phasemap/layers.hpp"
 #include "phasemap/npz.hpp"
 #include "phasemap/run_file.hpp"
+#include "phasemap/steer/control_vector.hpp"
 #include "support/paths.hpp"
 
 namespace io = phasemap::io;
@@ -89,6 +90,61 @@ TEST(FuzzRegression, EmptyHiddenStatesAreRejected) {
     b.add_bytes("hidden_states.npy", io::npy_bytes("<f4", {0, 1000000000, 0}, nullptr));
     b.commit(d / "e.npz", false);
     EXPECT_NE(error_of([&] { io::load_run_npz(d / "e.npz"); }).find("hidden_states is empty"), std::string::npos);
+}
+
+std::filesystem::path cvec_regression(const char* name) {
+    return std::filesystem::path(PHASEMAP_SOURCE_DIR) / "tests" / "hardening" / "regressions" / "control_vector" / name;
+}
+
+// fuzz_control_vector: a few hundred bytes declaring a tensor of 2^40 (or, in the fuzzer's input,
+// ~10^13) floats made ggml allocate the whole data section before reading it: ggml_init aborted
+// (GGML_ASSERT on a failed allocation). The reader now loads metadata only and checks each
+// direction against the file size before reading its values.
+TEST(FuzzRegression, HugeTensorClaimInATinyFileIsAClearError) {
+    EXPECT_NE(error_of([] { phasemap::steer::read_control_vector(cvec_regression("huge-1d-claim.gguf")); })
+                  .find("'direction.1' (1099511627776 values) extends past the end of the file"),
+              std::string::npos);
+    EXPECT_NE(error_of([] { phasemap::steer::read_control_vector(cvec_regression("huge-tensor-claim.gguf")); }), "");
+}
+
+// The reader now reads the values itself (data offset + tensor offset): it must still read what
+// ggml's writer wrote (padding, alignment, several tensors) and the hand-written seed exactly.
+TEST(FuzzRegression, ControlVectorValuesAreReadFromTheirOffsets) {
+    pmtest::TempDir d;
+    phasemap::steer::ControlVector cv;
+    cv.n_embd = 5;
+    cv.model_hint = "llama";
+    for (int n : {1, 3, 6}) cv.directions[n] = {0.5f * float(n), -1.0f, 2.0f, float(n), -0.25f};
+    phasemap::steer::write_control_vector(cv, d / "w.gguf");
+    const auto back = phasemap::steer::read_control_vector(d / "w.gguf");
+    EXPECT_EQ(back.n_embd, 5);
+    EXPECT_EQ(back.directions, cv.directions);
+    const auto seed = phasemap::steer::read_control_vector(std::filesystem::path(PHASEMAP_SOURCE_DIR) / "fuzz" / "corpus" /
+                                                           "control_vector" / "phasemap.gguf");
+    ASSERT_EQ(seed.directions.size(), 3u);  // fuzz/make_seeds.py: direction.k = [k/4, -0.5, 1, k]
+    EXPECT_EQ(seed.directions.at(2), (std::vector<float>{0.5f, -0.5f, 1.0f, 2.0f}));
+    EXPECT_EQ(seed.directions.at(3), (std::vector<float>{0.75f, -0.5f, 1.0f, 3.0f}));
+    EXPECT_EQ(seed.model_n_layer, 8);
+    EXPECT_EQ(seed.method, "mean_diff");
+}
+
+// A 0-element direction.1 followed by a 4-value direction.2 was accepted with n_embd 4 and an
+// empty direction.1, which check_control_vector passed and ControlVector::flat() read past
+// (found reading the reader while writing the harness; the corpus input replays it).
+TEST(FuzzRegression, EmptyDirectionIsRejected) {
+    EXPECT_NE(error_of([] { phasemap::steer::read_control_vector(cvec_regression("empty-first-direction.gguf")); })
+                  .find("tensor 'direction.1' holds no values"),
+              std::string::npos);
+    phasemap::steer::ControlVector cv;
+    cv.n_embd = 4;
+    cv.directions[1] = {};
+    cv.directions[2] = {1, 2, 3, 4};
+    try {
+        phasemap::steer::check_control_vector(cv, "llama", 8, 4);
+        ADD_FAILURE() << "a direction with 0 of 4 values passed the check";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("direction.1 has 0 values, expected 4"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

@@ -56,5 +56,7 @@ if(TARGET phasemap_store AND TARGET phasemap_audit)
   target_compile_definitions(phasemap PRIVATE PHASEMAP_REPORT_DB=1)
   if(TARGET test_report)
     target_compile_definitions(test_report PRIVATE PHASEMAP_REPORT_DB=1)
+    # Synthetic results DBs (hand-made token_layers rows) for the layer-profile tests.
+    target_link_libraries(test_report PRIVATE phasemap_store phasemap_metrics)
   endif()
 endif()

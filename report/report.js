@@ -117,6 +117,31 @@
     });
   }
 
+  // Layer profiles over depth: per metric a panel, x = layer depth, per model (colour) the median
+  // over tokens as a line with points and the q1–q3 band as an area.
+  function layerDepth(d) {
+    const L = d.layer_depth;
+    const x = { field: 'depth', type: 'quantitative', title: 'layer depth (hf index)', axis: { tickMinStep: 1, format: 'd' } };
+    const yTitle = 'median over tokens (band q1–q3)';
+    const colour = { field: 'model', type: 'nominal', title: 'model', sort: L.models };
+    return base({
+      data: { values: L.rows },
+      facet: { column: { field: 'metric', type: 'nominal', sort: L.metrics, title: null, header: { labelFontWeight: 'bold' } } },
+      spec: { width: 260, height: 200,
+        layer: [
+          { transform: [{ filter: 'isValid(datum.q1) && isValid(datum.q3)' }], mark: { type: 'area', opacity: 0.18 },
+            encoding: { x: x, y: { field: 'q1', type: 'quantitative', title: yTitle, scale: { zero: false } }, y2: { field: 'q3' }, color: colour } },
+          { mark: { type: 'line', strokeWidth: 1.8 },
+            encoding: { x: x, y: { field: 'median', type: 'quantitative', title: yTitle }, color: colour } },
+          { mark: { type: 'point', filled: true, size: 24 },
+            encoding: { x: x, y: { field: 'median', type: 'quantitative', title: yTitle }, color: colour,
+              tooltip: [{ field: 'model' }, { field: 'layer' }, { field: 'metric' }, { field: 'median', format: '.4g' },
+                { field: 'q1', format: '.4g' }, { field: 'q3', format: '.4g' }, { field: 'n', title: 'tokens' }, { field: 'runs' }] } },
+        ] },
+      resolve: { scale: { y: 'independent' } },
+    });
+  }
+
   function varianceBars(v) {
     const ci = v.rows.some((r) => r.ci_low != null);
     const layer = [
@@ -229,7 +254,9 @@
       has(d.model_category_stats), () => phaseMapByCategory(d), 'No run has a ratio_norm value.');
     add('trajectories', 'trajectories', 'token series of the chosen runs, output state strip below', d.trajectories && has(d.trajectories.runs),
       () => trajectories(d), 'No per-token series: pass --runs-json (summaries from `phasemap analyze --json`).');
-    add('layer-profiles', 'layers', 'layer-axis metrics per model', d.layer && has(d.layer.rows), () => layerProfiles(d),
+    add('layer-depth', 'layers', 'speed, turning angle and ct_t per layer over depth, per model', d.layer_depth && has(d.layer_depth.rows),
+      () => layerDepth(d), d.layer_depth_missing || 'No per-layer values (token_layers of a results DB).');
+    add('layer-profiles', 'layers', 'layer-axis summaries per run, per model', d.layer && has(d.layer.rows), () => layerProfiles(d),
       'No layer-axis metrics in the inputs (runs analysed with --no-layer-axis, or none given).');
     add('audit-variance', 'audits', 'variance decomposition (share of variance, with CIs)', a.variance && has(a.variance.rows),
       () => varianceBars(a.variance), 'No variance decomposition: no audit given, or the section could not run (see the notes below).');

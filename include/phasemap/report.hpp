@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -17,6 +18,21 @@
 #include "phasemap/panel_table.hpp"
 
 namespace phasemap::report {
+
+// Per-layer profile of one model at one captured layer: the distribution over all tokens of the
+// model's runs (one normalisation mode) of the token_layers values — speed into the layer, turning
+// angle at the layer, ct_t of the token axis at the layer. From a results DB
+// (store::Store::layer_profiles); NaN / n = 0 where a layer has no value (speed at the first).
+struct LayerProfile {
+    struct Stat {
+        double median = std::numeric_limits<double>::quiet_NaN(), q1 = median, q3 = median;
+        int64_t n = 0;
+    };
+    std::string model, layer, norm;
+    int64_t depth = -1;          // hf:N → N, block:N → N + 1
+    int64_t runs = 0;
+    Stat speed, turning_angle_rad, ct_t;
+};
 
 struct Inputs {
     std::optional<PanelTable> panel;         // run points, models, categories
@@ -28,6 +44,10 @@ struct Inputs {
     std::vector<nlohmann::json> control_audit;  // `phasemap control-audit` JSON outputs
     std::vector<nlohmann::json> monitor;        // `phasemap monitor-eval` JSON outputs
     std::vector<std::string> control_sources, monitor_sources;
+    // Layer profiles over depth (per model × layer, ordered by model and depth), read from a
+    // results DB's token_layers; the DB's path in layer_profiles_source ("" when no DB was read).
+    std::vector<LayerProfile> layer_profiles;
+    std::string layer_profiles_source;
 };
 
 struct Options {

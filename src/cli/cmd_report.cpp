@@ -1,4 +1,4 @@
-// `phasemap report`: one self-contained HTML page (phase map, trajectories, layer profiles,
+// `phasemap report`: one self-contained HTML page (phase map, trajectories, layer profiles over depth,
 // audits, provenance) from a panel, its audit and per-run summaries; optional SVG/PNG export of
 // every figure. See docs/report.md.
 #include <fmt/core.h>
@@ -112,6 +112,22 @@ void add_db_series(const ReportCmd& c, report::Inputs& in) {
     }
 }
 
+// Layer profiles over depth: per model × layer quartiles of the token_layers values (aggregated
+// by the store in SQL, runs of the most common normalisation mode).
+void add_db_layer_profiles(const ReportCmd& c, report::Inputs& in) {
+    std::vector<store::Store::LayerProfileRow> rows;
+    try {
+        rows = store::Store::open(c.db, {.read_only = true})->layer_profiles();
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    in.layer_profiles_source = c.db;
+    auto stat = [](const store::Store::Quartiles& q) { return report::LayerProfile::Stat{q.median, q.q1, q.q3, q.n}; };
+    for (const auto& r : rows)
+        in.layer_profiles.push_back({.model = r.model, .layer = r.layer, .norm = r.norm, .depth = r.depth, .runs = r.runs,
+                                     .speed = stat(r.speed), .turning_angle_rad = stat(r.turning_angle_rad), .ct_t = stat(r.ct_t)});
+}
+
 // The panel of a results DB and every audit section computed on it (the audit library's JSON).
 void load_db(ReportCmd& c, report::Inputs& in) {
     try {
@@ -121,6 +137,7 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     }
     in.panel_source = c.db;
     add_db_series(c, in);
+    add_db_layer_profiles(c, in);
     if (!in.audit.is_null()) return;  // --audit-json given
     // Sections stored by `phasemap audit DB` come first (with the options they were run with).
     std::vector<store::AuditEntry> stored;

@@ -23,6 +23,11 @@ const std::vector<double> kDefaultCuts = {1.985, 2.945, 3.695};
 const std::vector<std::string> kLayerMetrics = {"mean_speed", "speed_cv", "mean_turning_angle_rad", "tortuosity",
                                                 "path_length", "mean_acceleration", "displacement"};
 const std::vector<std::string> kSeries = {"ct_t", "delta_t", "curvature_t"};
+// Per-layer metrics of the layer-depth figure (token_layers), with their facet titles.
+const std::vector<std::pair<std::string, LayerProfile::Stat LayerProfile::*>> kDepthMetrics = {
+    {"speed into the layer", &LayerProfile::speed},
+    {"turning angle at the layer (rad)", &LayerProfile::turning_angle_rad},
+    {"ct_t at the layer (token axis)", &LayerProfile::ct_t}};
 
 json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
@@ -452,6 +457,42 @@ json build_data(const Inputs& in, const Options& opt) {
         d["layer"] = {{"rows", layer_rows}, {"metrics", present}, {"value_title", "per-run median over tokens"}};
     }
 
+    // ------------------------------------------------------------ layer profiles over depth
+    // Aggregated rows only (model × layer × metric), from the DB's token_layers.
+    json depth_rows = json::array(), depth_table = json::array(), depth_models = json::array();
+    std::string depth_norm;
+    for (const LayerProfile& p : in.layer_profiles) {
+        depth_norm = p.norm;
+        if (std::find(depth_models.begin(), depth_models.end(), json(p.model)) == depth_models.end()) depth_models.push_back(p.model);
+        const std::string fam = model_index.count(p.model) ? family_or_none(models[model_index[p.model]].family) : "(no family)";
+        for (const auto& [label, member] : kDepthMetrics) {
+            const LayerProfile::Stat& st = p.*member;
+            if (!std::isfinite(st.median)) continue;
+            depth_rows.push_back({{"model", p.model}, {"family", fam}, {"layer", p.layer}, {"depth", p.depth}, {"metric", label},
+                                  {"median", st.median}, {"q1", num(st.q1)}, {"q3", num(st.q3)}, {"n", st.n}, {"runs", p.runs}});
+        }
+        auto iqr = [](const LayerProfile::Stat& st) {
+            return std::isfinite(st.q1) && std::isfinite(st.q3) ? json(fmt::format("{:.4g} – {:.4g}", st.q1, st.q3)) : json(nullptr);
+        };
+        depth_table.push_back({p.model, p.layer, p.depth, p.runs, std::max({p.speed.n, p.turning_angle_rad.n, p.ct_t.n}),
+                               num(p.speed.median), iqr(p.speed), num(p.turning_angle_rad.median), iqr(p.turning_angle_rad),
+                               num(p.ct_t.median), iqr(p.ct_t)});
+    }
+    if (!depth_rows.empty()) {
+        json present = json::array();
+        for (const auto& [label, member] : kDepthMetrics)
+            if (std::any_of(depth_rows.begin(), depth_rows.end(), [&](const json& r) { return r["metric"] == label; }))
+                present.push_back(label);
+        d["layer_depth"] = {{"rows", depth_rows}, {"metrics", present}, {"models", depth_models}, {"norm", depth_norm}};
+    } else {
+        d["layer_depth_missing"] =
+            in.layer_profiles_source.empty()
+                ? "No per-layer values: they come from the token_layers table of a results DB (`phasemap report DB`); "
+                  "JSON inputs carry only the per-run summaries of the layer axis shown below."
+                : fmt::format("No per-layer values: the results DB {} has no token_layers rows (its runs were stored "
+                              "without per-layer series).", in.layer_profiles_source);
+    }
+
     // ------------------------------------------------------------ audits
     // The audit JSON holds the sections of `phasemap audit` (each with "section", "ok", "reason"):
     // as {"sections": [...]}, as an array, or as an object keyed by section name.
@@ -650,10 +691,38 @@ json build_data(const Inputs& in, const Options& opt) {
     }
     {
         json items = json::array();
-        items.push_back(figure("layer-profiles", layer_from.empty() ? "" : "Source: " + layer_from + "."));
+        items.push_back(figure(
+            "layer-depth",
+            depth_rows.empty()
+                ? ""
+                : fmt::format("x = layer depth (hf:N at N, block:N at N + 1); per model (colour) the median over all tokens "
+                              "of its runs (line, points) and the q1–q3 band. speed = ‖h_l − h_(l−1)‖, the step arriving at "
+                              "the layer (none at the first captured layer); the turning angle between the steps arriving "
+                              "and leaving (none at the first and last); ct_t of the token axis computed at that layer. "
+                              "Runs with norm = {} (from {}, token_layers).",
+                              depth_norm.empty() ? "(unset)" : depth_norm, in.layer_profiles_source)));
+        if (!depth_rows.empty() && in.panel) {
+            std::map<std::string, size_t> other;
+            for (const auto& r : in.panel->runs)
+                if (r.norm != depth_norm) other[r.norm.empty() ? "(unset)" : r.norm]++;
+            if (!other.empty()) {
+                std::string what;
+                size_t n = 0;
+                for (const auto& [k, c] : other) what += (what.empty() ? "" : ", ") + k, n += c;
+                items.push_back(note(fmt::format("{} runs of other normalisation modes ({}) are left out of the layer "
+                                                 "profiles over depth: one mode at a time (the one with the most runs).", n, what)));
+            }
+        }
+        if (!depth_table.empty())
+            items.push_back(table("per-layer medians over tokens (q1 – q3)",
+                                  {"model", "layer", "depth", "runs", "tokens", "speed", "speed q1 – q3", "turning angle (rad)",
+                                   "turn q1 – q3", "ct_t", "ct_t q1 – q3"},
+                                  depth_table));
+        items.push_back(figure("layer-profiles", layer_from.empty() ? "" : "Per-run summaries over the layer axis (one value per run, "
+                                                                           "box over the model's runs). Source: " + layer_from + "."));
         sections.push_back({{"id", "layers"}, {"title", "Layer profiles"}, {"items", items},
-                            {"intro", "Layer-axis path metrics over the captured layers, per token, summarised per run "
-                                      "(METRICS.md §3)."}});
+                            {"intro", "The layer axis (METRICS.md §3) resolved per layer over depth, and its per-run summaries "
+                                      "(path length, tortuosity, mean speed, speed CV, mean turning angle, …)."}});
     }
     {
         json items = json::array();

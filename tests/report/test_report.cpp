@@ -18,6 +18,10 @@
 
 #include "phasemap/report.hpp"
 #include "support/paths.hpp"
+#ifdef PHASEMAP_REPORT_DB
+#include "phasemap/metrics/analyze.hpp"
+#include "phasemap/store.hpp"
+#endif
 
 namespace {
 
@@ -420,6 +424,60 @@ TEST(ReportData, ControlAndMonitorFigureRows) {
     EXPECT_NE(ids.find("[monitor arms: r.duckdb › monitor › summary_rows]"), std::string::npos) << ids;
 }
 
+TEST(ReportData, LayerDepthRowsAndNotes) {
+    using phasemap::report::LayerProfile;
+    phasemap::report::Inputs in;
+    in.panel = phasemap::report::panel_from_json(synthetic_panel(2, 1, 2, 5));
+    in.panel->runs[0].norm = "unit";  // one run of another normalisation mode
+    // No DB read: the figure's note says where per-layer values come from.
+    auto d = phasemap::report::build_data(in, {});
+    EXPECT_FALSE(d.contains("layer_depth"));
+    EXPECT_NE(d["layer_depth_missing"].get<std::string>().find("token_layers table of a results DB"), std::string::npos);
+    // A DB without token_layers rows.
+    in.layer_profiles_source = "old.duckdb";
+    d = phasemap::report::build_data(in, {});
+    EXPECT_NE(d["layer_depth_missing"].get<std::string>().find("old.duckdb has no token_layers rows"), std::string::npos);
+    // Two models, three layers; no speed / turn at hf:0, no turn at the last layer.
+    for (const char* m : {"model-0", "model-1"})
+        for (int64_t l = 0; l < 3; ++l) {
+            LayerProfile p{.model = m, .layer = "hf:" + std::to_string(l), .norm = "raw", .depth = l, .runs = 2};
+            p.ct_t = {0.1 * double(l + 1), 0.05, 0.2, 30};
+            if (l > 0) p.speed = {2.0 * double(l), 1.0, 3.0, 32};
+            if (l == 1) p.turning_angle_rad = {1.2, 1.0, 1.4, 32};
+            in.layer_profiles.push_back(p);
+        }
+    d = phasemap::report::build_data(in, {});
+    EXPECT_FALSE(d.contains("layer_depth_missing"));
+    const json& ld = d["layer_depth"];
+    EXPECT_EQ(ld["norm"], "raw");
+    EXPECT_EQ(ld["models"], json({"model-0", "model-1"}));
+    EXPECT_EQ(ld["metrics"], json({"speed into the layer", "turning angle at the layer (rad)", "ct_t at the layer (token axis)"}));
+    // Per model: 3 ct_t + 2 speed + 1 turn rows; undefined values are left out, not drawn as 0.
+    ASSERT_EQ(ld["rows"].size(), 2u * 6u);
+    for (const auto& r : ld["rows"]) {
+        ASSERT_TRUE(r["median"].is_number()) << r.dump();
+        EXPECT_LE(r["q1"].get<double>(), r["median"].get<double>()) << r.dump();
+        if (r["metric"] == "speed into the layer") {
+            EXPECT_DOUBLE_EQ(r["median"].get<double>(), 2.0 * r["depth"].get<double>());
+            EXPECT_EQ(r["n"], 32);
+        }
+    }
+    // The section: the figure, the per-layer table, the note on the run of another norm, and the
+    // per-run summaries view.
+    std::string items;
+    for (const auto& sec : d["sections"])
+        if (sec["id"] == "layers")
+            for (const auto& it : sec["items"]) {
+                items += it["kind"].get<std::string>() + ":";
+                if (it.contains("id")) items += it["id"].get<std::string>();
+                if (it.contains("title")) items += it["title"].get<std::string>() + "=" + std::to_string(it["rows"].size());
+                if (it.contains("text")) items += it["text"].get<std::string>().substr(0, 30);
+                items += " | ";
+            }
+    EXPECT_EQ(items, "figure:layer-depth | note:1 runs of other normalisation  | table:per-layer medians over tokens (q1 – q3)=6 | "
+                     "figure:layer-profiles | ");
+}
+
 // ------------------------------------------------------------------ CLI errors
 TEST(ReportCli, Errors) {
     auto r = run_phasemap({"report", "-o", (out_dir() / "x.html").string()});
@@ -460,6 +518,9 @@ TEST(ReportBrowser, FullReportRenders) {
     EXPECT_NE(s.dom.find("control audit: control.json"), std::string::npos);
     EXPECT_NE(s.dom.find("monitor arms: monitor.json"), std::string::npos);
     EXPECT_NE(s.dom.find("downsampled"), std::string::npos);  // the 3,000-token run
+    // JSON inputs only: no per-layer values, and the layer-depth figure says why.
+    EXPECT_EQ(s.j["figures"].count("layer-depth"), 0u);
+    EXPECT_NE(s.dom.find("No per-layer values: they come from the token_layers table"), std::string::npos);
     std::cout << "[ report ] " << html.string() << " " << page.size() << " bytes, screenshot " << shot.string()
               << (f.real_run ? " (with the stories260K run)" : " (stories260K absent: synthetic runs only)") << "\n";
 }
@@ -576,6 +637,8 @@ TEST(ReportDb, FromResultsDb) {
     EXPECT_NE(s.dom.find("8 runs"), std::string::npos);
     // Token series come from the DB's tokens table: the trajectories figure is drawn.
     EXPECT_NE(s.dom.find("id=\"fig-trajectories\""), std::string::npos);
+    // token_layers of the panel run: the layer profiles over depth are drawn.
+    EXPECT_GT(s.j["figures"].value("layer-depth", 0), 0) << s.j.dump();
     // The stored control audit and monitor evaluation are drawn and tabled.
     EXPECT_GT(s.j["figures"].value("control-audit", 0), 0) << s.j.dump();
     EXPECT_GT(s.j["figures"].value("monitor-arms", 0), 0) << s.j.dump();
@@ -592,6 +655,122 @@ TEST(ReportDb, FromResultsDb) {
     EXPECT_NE(page2.find("monitor arms: r.duckdb › monitor"), std::string::npos);
     r = run_phasemap({"report", (tmp / "missing.duckdb").string(), "-o", (tmp / "x.html").string()});
     EXPECT_EQ(r.exit_code, 1);
+}
+
+// The report data embedded in a page (#pm-data).
+json page_data(const std::string& html) {
+    const std::string open = "id=\"pm-data\">";
+    const size_t a = html.find(open);
+    if (a == std::string::npos) return json();
+    const size_t b = html.find("</script>", a);
+    return json::parse(html.substr(a + open.size(), b - a - open.size()));
+}
+
+// A results DB of hand-made runs (random states for the run-level metrics) whose token_layers
+// rows hold chosen values: model "a" (two runs, norm raw), model "b" (one run, raw), and one run
+// of "a" under another norm that the profiles leave out.
+void synthetic_layer_db(const fs::path& db, bool with_layers) {
+    using namespace phasemap;
+    auto s = store::Store::open(db);
+    const double N = std::nan("");
+    std::mt19937_64 g(9);
+    std::normal_distribution<float> nd;
+    int k = 0;
+    auto commit = [&](const std::string& model, const std::string& norm, size_t T, const std::vector<store::LayerTokenData>& layers) {
+        store::ModelRow m;
+        m.label = model;
+        m.sha256 = std::string(64, model[0]);
+        m.family = "fam-" + model;
+        s->put_model(m);
+        std::vector<float> states(T * 3 * 8);
+        for (auto& x : states) x = nd(g);
+        std::vector<metrics::TokenProbStats> stats(T);
+        std::vector<store::TokenData> tokens;
+        for (size_t t = 0; t < T; ++t) tokens.push_back({int32_t(t), "tok" + std::to_string(t), int64_t(t)});
+        const std::vector<std::string> names{"hf:1", "hf:2", "hf:3"};
+        const auto sum = metrics::analyze_run({states.data(), T, 3, 8, names}, stats);
+        store::RunRow r;
+        r.run_id = "run" + std::to_string(k++);
+        r.model = model;
+        r.category = "c";
+        r.norm = norm;
+        r.n_generated = int64_t(T);
+        r.metric_options = "{}";
+        s->commit_run(r, sum, tokens, with_layers ? layers : std::vector<store::LayerTokenData>{});
+    };
+    // {layer, delta_t, curvature_t, ct_t, speed, turning_angle_rad}
+    commit("a", "raw", 4, {{"hf:0", {}, {}, {N, N, 0.5, 0.7}, {}, {}},
+                           {"hf:1", {}, {}, {N, N, 1, 3}, {1, 2, 3, 4}, {0.2, 0.2, 0.4, 0.4}},
+                           {"hf:2", {}, {}, {N, N, 2, 2}, {10, 10, 10, 10}, {}}});
+    commit("a", "raw", 5, {{"hf:0", {}, {}, {N, N, 0.6, 0.6, 0.6}, {}, {}},
+                           {"hf:1", {}, {}, {N, N, 5, 5, 5}, {5, 6, 7, 8, 9}, {0.4, 0.4, 0.4, 0.4, 0.4}},
+                           {"hf:2", {}, {}, {N, N, 2, 2, 2}, {30, 30, 30, 30, 30}, {}}});
+    commit("b", "raw", 3, {{"hf:0", {}, {}, {N, N, 1}, {}, {}},
+                           {"hf:1", {}, {}, {N, N, 1}, {100, 200, 300}, {1, 1, 1}},
+                           {"hf:2", {}, {}, {N, N, 1}, {50, 50, 50}, {}}});
+    commit("a", "unit", 3, {{"hf:1", {}, {}, {N, N, 99}, {999, 999, 999}, {3, 3, 3}}});
+}
+
+// `phasemap report DB` on a synthetic DB: the per-layer rows in the page have the DB's medians
+// and the layer-depth figure renders with a mark per point.
+TEST(ReportDb, LayerProfilesOverDepthFromSyntheticDb) {
+    pmtest::TempDir tmp;
+    synthetic_layer_db(tmp / "r.duckdb", true);
+    const fs::path html = out_dir() / "report-layers.html";
+    auto r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html.string(), "--bootstrap", "50"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string page = slurp(html);
+    const json d = page_data(page);
+    ASSERT_TRUE(d.contains("layer_depth")) << d.value("layer_depth_missing", json()).dump();
+    const json& ld = d["layer_depth"];
+    EXPECT_EQ(ld["norm"], "raw");
+    EXPECT_EQ(ld["models"], json({"a", "b"}));
+    std::map<std::string, json> by;  // "model layer metric" → row
+    for (const auto& row : ld["rows"])
+        by[row["model"].get<std::string>() + " " + row["layer"].get<std::string>() + " " + row["metric"].get<std::string>()] = row;
+    // a: 3 ct_t + 2 speed + 1 turn; b: the same; the "unit" run is left out.
+    EXPECT_EQ(ld["rows"].size(), 12u);
+    auto med = [&](const std::string& k) { return by.count(k) ? by[k]["median"].get<double>() : NAN; };
+    EXPECT_DOUBLE_EQ(med("a hf:1 speed into the layer"), 5.0);            // 1..9 over both runs
+    EXPECT_DOUBLE_EQ(by["a hf:1 speed into the layer"]["q1"].get<double>(), 3.0);
+    EXPECT_DOUBLE_EQ(by["a hf:1 speed into the layer"]["q3"].get<double>(), 7.0);
+    EXPECT_EQ(by["a hf:1 speed into the layer"]["n"], 9);
+    EXPECT_EQ(by["a hf:1 speed into the layer"]["runs"], 2);
+    EXPECT_EQ(by["a hf:1 speed into the layer"]["depth"], 1);
+    EXPECT_DOUBLE_EQ(med("a hf:2 speed into the layer"), 30.0);           // 4 × 10, 5 × 30
+    EXPECT_DOUBLE_EQ(med("a hf:1 turning angle at the layer (rad)"), 0.4);
+    EXPECT_DOUBLE_EQ(med("a hf:0 ct_t at the layer (token axis)"), 0.6);  // {0.5, 0.7, 0.6, 0.6, 0.6}
+    // Pooled over tokens {1, 3, 5, 5, 5}, not the median of the run medians (2 and 5).
+    EXPECT_DOUBLE_EQ(med("a hf:1 ct_t at the layer (token axis)"), 5.0);
+    EXPECT_DOUBLE_EQ(med("b hf:1 speed into the layer"), 200.0);
+    EXPECT_DOUBLE_EQ(by["b hf:1 speed into the layer"]["q1"].get<double>(), 150.0);
+    EXPECT_EQ(by.count("a hf:0 speed into the layer"), 0u);
+    EXPECT_EQ(by.count("a hf:2 turning angle at the layer (rad)"), 0u);
+    for (const auto& [k, row] : by) EXPECT_LT(row["median"].get<double>(), 900) << k << " (a run of another norm)";
+    REQUIRE_BROWSER(chrome);
+    auto s = open_page(chrome, html, out_dir() / "report-layers.png");
+    expect_rendered(s, s.j["expected"].get<size_t>());
+    // One symbol per row, plus the lines and the bands.
+    EXPECT_GE(s.j["figures"].value("layer-depth", 0), 12 + 2) << s.j.dump();
+    EXPECT_NE(s.dom.find("1 runs of other normalisation modes (unit)"), std::string::npos);
+    EXPECT_NE(s.dom.find("per-layer medians over tokens"), std::string::npos);
+}
+
+// A DB whose runs were stored without per-layer series: the section says so.
+TEST(ReportDb, NoTokenLayersSaysSo) {
+    pmtest::TempDir tmp;
+    synthetic_layer_db(tmp / "r.duckdb", false);
+    const fs::path html = out_dir() / "report-no-layers.html";
+    auto r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html.string(), "--bootstrap", "50"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json d = page_data(slurp(html));
+    EXPECT_FALSE(d.contains("layer_depth"));
+    EXPECT_NE(d["layer_depth_missing"].get<std::string>().find("has no token_layers rows"), std::string::npos);
+    REQUIRE_BROWSER(chrome);
+    auto s = open_page(chrome, html);
+    expect_rendered(s, s.j["expected"].get<size_t>());
+    EXPECT_EQ(s.j["figures"].count("layer-depth"), 0u);
+    EXPECT_NE(s.dom.find("has no token_layers rows"), std::string::npos);
 }
 
 }  // namespace

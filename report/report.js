@@ -122,19 +122,19 @@
   function layerDepth(d) {
     const L = d.layer_depth;
     const x = { field: 'depth', type: 'quantitative', title: 'layer depth (hf index)', axis: { tickMinStep: 1, format: 'd' } };
-    const yTitle = 'median over tokens (band q1–q3)';
-    const colour = { field: 'model', type: 'nominal', title: 'model', sort: L.models };
+    const y = (field) => ({ field: field, type: 'quantitative', title: 'median over tokens (band q1–q3)', scale: { zero: false } });
+    const colour = { field: 'model', type: 'nominal', title: 'model', sort: L.models, legend: { symbolOpacity: 1 } };
     return base({
       data: { values: L.rows },
       facet: { column: { field: 'metric', type: 'nominal', sort: L.metrics, title: null, header: { labelFontWeight: 'bold' } } },
       spec: { width: 260, height: 200,
         layer: [
           { transform: [{ filter: 'isValid(datum.q1) && isValid(datum.q3)' }], mark: { type: 'area', opacity: 0.18 },
-            encoding: { x: x, y: { field: 'q1', type: 'quantitative', title: yTitle, scale: { zero: false } }, y2: { field: 'q3' }, color: colour } },
+            encoding: { x: x, y: y('q1'), y2: { field: 'q3' }, color: colour } },
           { mark: { type: 'line', strokeWidth: 1.8 },
-            encoding: { x: x, y: { field: 'median', type: 'quantitative', title: yTitle }, color: colour } },
+            encoding: { x: x, y: y('median'), color: colour } },
           { mark: { type: 'point', filled: true, size: 24 },
-            encoding: { x: x, y: { field: 'median', type: 'quantitative', title: yTitle }, color: colour,
+            encoding: { x: x, y: y('median'), color: colour,
               tooltip: [{ field: 'model' }, { field: 'layer' }, { field: 'metric' }, { field: 'median', format: '.4g' },
                 { field: 'q1', format: '.4g' }, { field: 'q3', format: '.4g' }, { field: 'n', title: 'tokens' }, { field: 'runs' }] } },
         ] },

@@ -303,6 +303,30 @@ void write_tensor_data(TempOutput& out, const TensorDesc& t, const ModelSpec& s)
     }
 }
 
+// Writes `g`'s metadata (tensor infos included) and then each tensor's data, padded to the
+// file's alignment, to a temporary file renamed onto `out`; write_data(tmp, i) appends tensor i's
+// bytes. Returns the file size.
+template <class WriteData>
+uint64_t write_gguf_file(gguf_context* g, const fs::path& out, const std::vector<std::string>& names, WriteData&& write_data) {
+    TempOutput tmp(out);
+    if (!gguf_write_to_file_ptr(g, tmp.file(), /*only_meta =*/true))
+        throw std::runtime_error(fmt::format("writing GGUF metadata for {} failed", out.string()));
+    // The metadata block ends padded to the alignment: the data section starts right after it.
+    const uint64_t data_offset = gguf_get_meta_size(g);
+    tmp.count(data_offset);
+    const size_t align = gguf_get_alignment(g);
+    const std::vector<char> zeros(align, 0);
+    for (size_t i = 0; i < names.size(); ++i) {
+        if (tmp.written() != data_offset + gguf_get_tensor_offset(g, int64_t(i)))
+            throw std::logic_error("tensor data offset mismatch for " + names[i]);
+        write_data(tmp, i);
+        tmp.write(zeros.data(), (align - tmp.written() % align) % align);
+    }
+    const uint64_t bytes = tmp.written();
+    tmp.commit();
+    return bytes;
+}
+
 }  // namespace
 
 uint32_t vocab_size(const fs::path& file) {
@@ -357,22 +381,10 @@ WriteResult write_random_model(const ModelSpec& spec, const fs::path& vocab_dir,
     res.n_tensors = layout.size();
 
     // ---- file: header + KV + tensor infos (padded), then each tensor's data (padded)
-    TempOutput tmp(out);
-    if (!gguf_write_to_file_ptr(g.get(), tmp.file(), /*only_meta =*/true))
-        throw std::runtime_error(fmt::format("writing GGUF metadata for {} failed", out.string()));
-    // The metadata block ends padded to the alignment: the data section starts right after it.
-    const uint64_t data_offset = gguf_get_meta_size(g.get());
-    tmp.count(data_offset);
-    const size_t align = gguf_get_alignment(g.get());
-    const std::vector<char> zeros(align, 0);
-    for (size_t i = 0; i < layout.size(); ++i) {
-        if (tmp.written() != data_offset + gguf_get_tensor_offset(g.get(), int64_t(i)))
-            throw std::logic_error("tensor data offset mismatch for " + layout[i].name);
-        write_tensor_data(tmp, layout[i], spec);
-        tmp.write(zeros.data(), (align - tmp.written() % align) % align);
-    }
-    res.file_bytes = tmp.written();
-    tmp.commit();
+    std::vector<std::string> names;
+    for (const auto& t : layout) names.push_back(t.name);
+    res.file_bytes = write_gguf_file(g.get(), out, names,
+                                     [&](TempOutput& tmp, size_t i) { write_tensor_data(tmp, layout[i], spec); });
     return res;
 }
 
@@ -511,22 +523,12 @@ LoraWriteResult write_random_lora(const fs::path& base_model, const LoraSpec& sp
         res.n_params += uint64_t(ggml_nelements(x));
     }
 
-    TempOutput tmp(out);
-    if (!gguf_write_to_file_ptr(g.get(), tmp.file(), /*only_meta =*/true))
-        throw std::runtime_error(fmt::format("writing GGUF metadata for {} failed", out.string()));
-    const uint64_t data_offset = gguf_get_meta_size(g.get());
-    tmp.count(data_offset);
-    const size_t align = gguf_get_alignment(g.get());
-    const std::vector<char> zeros(align, 0);
-    for (size_t i = 0; i < descs.size(); ++i) {
-        if (tmp.written() != data_offset + gguf_get_tensor_offset(g.get(), int64_t(i)))
-            throw std::logic_error("tensor data offset mismatch for " + descs[i].name);
+    std::vector<std::string> names;
+    for (const Desc& d : descs) names.push_back(d.name);
+    res.file_bytes = write_gguf_file(g.get(), out, names, [&](TempOutput& tmp, size_t i) {
         Gauss gauss(splitmix64(spec.seed ^ fnv1a(descs[i].name)));
         write_gauss(tmp, gauss, descs[i].ne0 * descs[i].ne1, descs[i].std, f16);
-        tmp.write(zeros.data(), (align - tmp.written() % align) % align);
-    }
-    res.file_bytes = tmp.written();
-    tmp.commit();
+    });
     return res;
 }
 

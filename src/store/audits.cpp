@@ -102,8 +102,7 @@ std::string text_of(const json& v) { return v.is_string() ? v.get<std::string>()
 void Store::put_audits(const std::vector<AuditEntry>& entries) {
     if (impl_->read_only) throw StoreError(fmt::format("results DB '{}' is open read-only: cannot store results", impl_->path.string()));
     auto& im = *impl_;
-    im.exec("BEGIN TRANSACTION");
-    try {
+    im.in_transaction([&] {
         im.exec(kAuditsSql);
         im.exec(kValuesSql);
         std::set<std::string> existing;
@@ -202,11 +201,7 @@ void Store::put_audits(const std::vector<AuditEntry>& entries) {
             a.end_row();
             a.close();
         }
-        im.exec("COMMIT");
-    } catch (...) {
-        try { im.exec("ROLLBACK"); } catch (...) {}
-        throw;
-    }
+    });
 }
 
 std::vector<AuditEntry> Store::audits(const std::string& kind) const {

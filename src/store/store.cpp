@@ -273,8 +273,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
     if (const MetricInfo* os = find_metric("output_state")) states = os->per_token_label(s);
 
     auto& im = *impl_;
-    im.exec("BEGIN TRANSACTION");
-    try {
+    im.in_transaction([&] {
         {
             Appender a(im.con, "runs", im.path);
             a.str(run.run_id); a.str(run.model); a.str(run.category); a.i64(run.prompt_index); a.str(run.prompt);
@@ -310,11 +309,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
                 }
             a.close();
         }
-        im.exec("COMMIT");
-    } catch (...) {
-        try { im.exec("ROLLBACK"); } catch (...) {}
-        throw;
-    }
+    });
 }
 
 void Store::export_parquet(const fs::path& dir_in) const {

@@ -80,6 +80,18 @@ struct Store::Impl {
         if (!ok) throw StoreError(fmt::format("results DB '{}': {}", path.string(), duckdb_result_error(&r->r)));
         return r;
     }
+    // Runs body() inside one transaction: committed when it returns, rolled back when it throws.
+    template <class F>
+    void in_transaction(F&& body) {
+        exec("BEGIN TRANSACTION");
+        try {
+            body();
+            exec("COMMIT");
+        } catch (...) {
+            try { exec("ROLLBACK"); } catch (...) {}
+            throw;
+        }
+    }
     std::map<std::string, std::string> meta() {
         std::map<std::string, std::string> m;
         auto r = query("SELECT key, value FROM meta");

@@ -146,39 +146,39 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     } catch (const std::exception& e) {
         throw UserError(e.what());
     }
-    if (!stored.empty()) {
-        nlohmann::json secs = nlohmann::json::object();
-        for (const auto& e : stored) secs[e.name] = e.data;
-        in.audit = {{"source", c.db},
-                    {"options", stored.front().options},
-                    {"panel", {{"models", in.panel->models.size()}, {"runs", in.panel->runs.size()}}},
-                    {"sections", secs}};
-        in.audit_source = fmt::format("{} (audit stored {} by {})", c.db, stored.front().created_at, stored.front().phasemap_version);
-        return;
+    nlohmann::json secs = nlohmann::json::object();
+    std::string stored_names;
+    for (const auto& e : stored) {
+        secs[e.name] = e.data;
+        stored_names += (stored_names.empty() ? "" : ", ") + e.name;
     }
-    // Otherwise computed here: the same sections, options and layout as `phasemap audit DB --json`.
+    // Sections not stored are computed here with default options, like `phasemap audit DB`.
     audit::Options o;
     if (!c.opt.regime_cuts.empty())
         o.cuts = {c.opt.regime_cuts[0], c.opt.regime_cuts[1], c.opt.regime_cuts[2]};
     std::optional<audit::HypothesisFile> hyp;
-    if (!c.hypotheses.empty()) {
+    if (!c.hypotheses.empty() && !secs.contains("hypotheses")) {
         try {
             hyp = audit::load_hypotheses(c.hypotheses);
         } catch (const std::exception& e) {
             throw UserError(e.what());
         }
     }
-    nlohmann::json secs = nlohmann::json::object();
+    std::string computed_names;
     for (const auto& name : audit::section_names()) {
-        if (name == "hypotheses" && !hyp) continue;
+        if (secs.contains(name) || (name == "hypotheses" && !hyp)) continue;
         secs[name] = audit::run_section(name, *in.panel, o, hyp ? &*hyp : nullptr).data;
+        computed_names += (computed_names.empty() ? "" : ", ") + name;
     }
-    const nlohmann::json computed = {{"source", c.db},
-                                     {"options", audit::options_json(o)},
-                                     {"panel", {{"models", in.panel->models.size()}, {"runs", in.panel->runs.size()}}},
-                                     {"sections", secs}};
-    in.audit = computed;
-    in.audit_source = c.db + " (no stored audit: computed with default options)";
+    in.audit = {{"source", c.db},
+                {"options", stored.empty() ? audit::options_json(o) : stored.front().options},
+                {"panel", {{"models", in.panel->models.size()}, {"runs", in.panel->runs.size()}}},
+                {"sections", secs}};
+    if (stored.empty()) in.audit_source = c.db + " (no stored audit: computed with default options)";
+    else
+        in.audit_source = fmt::format("{} (audit stored {} by {}: {}{})", c.db, stored.front().created_at,
+                                      stored.front().phasemap_version, stored_names,
+                                      computed_names.empty() ? "" : "; computed here with default options: " + computed_names);
 }
 
 // Control-audit and monitor-eval results stored in the DB (`control-audit --db`,

@@ -85,6 +85,65 @@ Timing plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
     return {n_tok / s, n_tok / c};
 }
 
+// Plain batched loop: the prompt prefilled into n_seq sequences (one batch), then one decode per
+// step with one token per sequence, greedy per sequence. Its tokens/s over the 1-sequence loop is
+// what batching can give on this machine at all (the ceiling for phasemap's --parallel).
+Timing plain_decode_batched(llama_model* model, int n_tok, int threads, bool exact, int n_seq) {
+    const llama_vocab* vocab = llama_model_get_vocab(model);
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 512 * uint32_t(n_seq);
+    cp.n_batch = cp.n_ubatch = 512 * uint32_t(n_seq);
+    cp.n_seq_max = uint32_t(n_seq);
+    cp.n_threads = cp.n_threads_batch = threads;
+    cp.kv_unified = true;
+    cp.no_perf = true;
+    if (exact) {
+        cp.type_k = cp.type_v = GGML_TYPE_F32;
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
+    llama_context* ctx = llama_init_from_model(model, cp);
+    std::vector<llama_token> ids(64);
+    const int np = llama_tokenize(vocab, kPrompt, int(std::strlen(kPrompt)), ids.data(), 64, true, false);
+    ids.resize(size_t(np));
+    llama_sampler* smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    llama_batch b = llama_batch_init(np * n_seq, 0, 1);
+    const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
+    for (int s = 0; s < n_seq; ++s)
+        for (int i = 0; i < np; ++i) {
+            const int k = b.n_tokens++;
+            b.token[k] = ids[size_t(i)];
+            b.pos[k] = i;
+            b.n_seq_id[k] = 1;
+            b.seq_id[k][0] = s;
+            b.logits[k] = i == np - 1;
+        }
+    std::vector<int> out_idx(static_cast<size_t>(n_seq));
+    for (int s = 0; s < n_seq; ++s) out_idx[size_t(s)] = s * np + np - 1;
+    for (int step = 0; step < n_tok; ++step) {
+        if (llama_decode(ctx, b) != 0) { std::fprintf(stderr, "decode failed\n"); std::exit(1); }
+        std::vector<llama_token> next(static_cast<size_t>(n_seq));
+        for (int s = 0; s < n_seq; ++s) next[size_t(s)] = llama_sampler_sample(smpl, ctx, out_idx[size_t(s)]);
+        b.n_tokens = 0;
+        for (int s = 0; s < n_seq; ++s) {
+            b.token[s] = next[size_t(s)];
+            b.pos[s] = np + step;
+            b.n_seq_id[s] = 1;
+            b.seq_id[s][0] = s;
+            b.logits[s] = true;
+            out_idx[size_t(s)] = s;
+            ++b.n_tokens;
+        }
+    }
+    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double c = cpu_seconds() - c0;
+    llama_batch_free(b);
+    llama_sampler_free(smpl);
+    llama_free(ctx);
+    return {double(n_tok) * n_seq / sec, double(n_tok) * n_seq / c};
+}
+
 Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,
                   const std::filesystem::path& npz) {
     EngineOptions o;
@@ -161,6 +220,15 @@ int main(int argc, char** argv) {
         ccapnpz.push_back(v[3].tok_cpu_s);
     }
     std::filesystem::remove(tmp);
+    // Batching ceiling of the plain loop: 16 sequences against 1, modes alternating.
+    std::vector<double> one, many;
+    for (int r = 0; r < reps + 1; ++r) {
+        const Timing a = r % 2 ? plain_decode_batched(plain_model, n_tok, threads, exact, 16) : plain_decode(plain_model, n_tok, threads, exact);
+        const Timing b = r % 2 ? plain_decode(plain_model, n_tok, threads, exact) : plain_decode_batched(plain_model, n_tok, threads, exact, 16);
+        if (r == 0) continue;
+        one.push_back(r % 2 ? b.tok_s : a.tok_s);
+        many.push_back(r % 2 ? a.tok_s : b.tok_s);
+    }
     llama_model_free(plain_model);
     const double base = median(plain);
     std::printf("model=%s arch=%s layers=%d d=%d threads=%d tokens=%d reps=%d precision=%s\n",
@@ -181,5 +249,7 @@ int main(int argc, char** argv) {
                 100.0 * (median(coff) / median(ccapnpz) - 1.0));
     std::printf("capture overhead vs plain loop: wall %.2f %%, cpu %.2f %%\n", 100.0 * (base / median(cap) - 1.0),
                 100.0 * (cbase / median(ccap) - 1.0));
+    std::printf("plain llama.cpp batched decode: 16 sequences %.2f tok/s, 1 sequence %.2f tok/s, ratio %.3f\n", median(many),
+                median(one), median(many) / median(one));
     return 0;
 }

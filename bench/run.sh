@@ -126,6 +126,11 @@ sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss
     "its arrays (headers, metadata.json, zip directory).\n\n"
     f"```\nbash bench/bench_rss.sh {BUILD}/phasemap {LLAMA} {env.get('BENCH_RSS_SHORT', '64')} {env.get('BENCH_RSS_LONG', '1024')} {env.get('BENCH_THREADS', '2')}\n```\n\n" + "\n".join(rows)))
 
+m = re.search(r"plain llama\.cpp batched decode: 16 sequences ([\d.]+) tok/s, 1 sequence ([\d.]+) tok/s, ratio ([\d.]+)", cap)
+if m:
+    ratios["plain_parallel16_vs_1"] = (float(m.group(3)), "higher",
+                                       "plain llama.cpp loop tokens/s, 16 sequences per decode ÷ 1 (the batching ceiling of this machine)")
+
 # ---- batched panel scaling
 if os.path.exists(os.path.join(R, "panel.out")):
     pan = rd("panel.out")

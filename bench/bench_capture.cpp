@@ -49,26 +49,42 @@ struct NullSink : RunSink {
 
 const char* kPrompt = "The history of the city begins";
 
+// The plain loops' context (512 cells per sequence, unified KV; exact: F32 KV, no flash
+// attention, like phasemap's exact precision), the prompt's tokens and a greedy sampler.
+struct PlainSetup {
+    llama_context* ctx = nullptr;
+    std::vector<llama_token> ids;
+    llama_sampler* smpl = nullptr;
+    PlainSetup(llama_model* model, int threads, bool exact, int n_seq) {
+        llama_context_params cp = llama_context_default_params();
+        cp.n_ctx = cp.n_batch = cp.n_ubatch = 512 * uint32_t(n_seq);
+        cp.n_seq_max = uint32_t(n_seq);
+        cp.n_threads = cp.n_threads_batch = threads;
+        cp.kv_unified = true;
+        cp.no_perf = true;
+        if (exact) {
+            cp.type_k = cp.type_v = GGML_TYPE_F32;
+            cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        }
+        ctx = llama_init_from_model(model, cp);
+        ids.resize(64);
+        const int np = llama_tokenize(llama_model_get_vocab(model), kPrompt, int(std::strlen(kPrompt)), ids.data(), 64, true, false);
+        ids.resize(size_t(np));
+        smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+        llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    }
+    ~PlainSetup() {
+        llama_sampler_free(smpl);
+        llama_free(ctx);
+    }
+};
+
 // Plain loop: prefill, then one token per decode with a greedy sampler; no callback.
 Timing plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
-    const llama_vocab* vocab = llama_model_get_vocab(model);
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = 512;
-    cp.n_batch = 512;
-    cp.n_ubatch = 512;
-    cp.n_threads = cp.n_threads_batch = threads;
-    cp.kv_unified = true;
-    cp.no_perf = true;
-    if (exact) {
-        cp.type_k = cp.type_v = GGML_TYPE_F32;
-        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    }
-    llama_context* ctx = llama_init_from_model(model, cp);
-    std::vector<llama_token> ids(64);
-    const int np = llama_tokenize(vocab, kPrompt, int(std::strlen(kPrompt)), ids.data(), 64, true, false);
-    ids.resize(size_t(np));
-    llama_sampler* smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    PlainSetup p(model, threads, exact, 1);
+    llama_context* ctx = p.ctx;
+    llama_sampler* smpl = p.smpl;
+    std::vector<llama_token>& ids = p.ids;
     const auto t0 = Clock::now();
     const double c0 = cpu_seconds();
     llama_batch b = llama_batch_get_one(ids.data(), int32_t(ids.size()));
@@ -80,8 +96,6 @@ Timing plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
     }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     const double c = cpu_seconds() - c0;
-    llama_sampler_free(smpl);
-    llama_free(ctx);
     return {n_tok / s, n_tok / c};
 }
 
@@ -89,24 +103,11 @@ Timing plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
 // step with one token per sequence, greedy per sequence. Its tokens/s over the 1-sequence loop is
 // what batching can give on this machine at all (the ceiling for phasemap's --parallel).
 Timing plain_decode_batched(llama_model* model, int n_tok, int threads, bool exact, int n_seq) {
-    const llama_vocab* vocab = llama_model_get_vocab(model);
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = 512 * uint32_t(n_seq);
-    cp.n_batch = cp.n_ubatch = 512 * uint32_t(n_seq);
-    cp.n_seq_max = uint32_t(n_seq);
-    cp.n_threads = cp.n_threads_batch = threads;
-    cp.kv_unified = true;
-    cp.no_perf = true;
-    if (exact) {
-        cp.type_k = cp.type_v = GGML_TYPE_F32;
-        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    }
-    llama_context* ctx = llama_init_from_model(model, cp);
-    std::vector<llama_token> ids(64);
-    const int np = llama_tokenize(vocab, kPrompt, int(std::strlen(kPrompt)), ids.data(), 64, true, false);
-    ids.resize(size_t(np));
-    llama_sampler* smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    PlainSetup p(model, threads, exact, n_seq);
+    llama_context* ctx = p.ctx;
+    llama_sampler* smpl = p.smpl;
+    const std::vector<llama_token>& ids = p.ids;
+    const int np = int(ids.size());
     llama_batch b = llama_batch_init(np * n_seq, 0, 1);
     const auto t0 = Clock::now();
     const double c0 = cpu_seconds();
@@ -139,8 +140,6 @@ Timing plain_decode_batched(llama_model* model, int n_tok, int threads, bool exa
     const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
     const double c = cpu_seconds() - c0;
     llama_batch_free(b);
-    llama_sampler_free(smpl);
-    llama_free(ctx);
     return {double(n_tok) * n_seq / sec, double(n_tok) * n_seq / c};
 }
 

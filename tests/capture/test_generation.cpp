@@ -6,6 +6,7 @@
 
 #include "phasemap/capture.hpp"
 #include "phasemap/run_sinks.hpp"
+#include "support/generation.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap::capture;
@@ -37,20 +38,8 @@ double rel_diff(std::span<const float> a, std::span<const float> b) {
     return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
-std::vector<RunRecord> run(Engine& e, const std::vector<Request>& reqs) {
-    std::vector<RecordingSink> sinks(reqs.size());
-    e.generate(reqs, [&](size_t i) -> RunSink& { return sinks[i]; });
-    std::vector<RunRecord> out;
-    for (auto& s : sinks) out.push_back(s.record);
-    return out;
-}
-
-Request req(const std::string& p, int n) {
-    Request r;
-    r.prompt = p;
-    r.n_predict = n;
-    return r;
-}
+using pmtest::req;
+using pmtest::run;
 
 TEST(Generation, StoriesGreedyReproducesGoldenText) {
     NEED_STORIES();

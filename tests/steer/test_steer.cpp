@@ -21,6 +21,7 @@
 #include "phasemap/steer/spec.hpp"
 #include "phasemap/steer/vectors.hpp"
 #include "phasemap/store.hpp"
+#include "support/generation.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap;
@@ -41,20 +42,8 @@ std::shared_ptr<Model> load_shared(const std::string& file) {
     auto var = load_shared(file);                         \
     if (!var) GTEST_SKIP() << "../shared/models/" file " is not present"
 
-std::vector<RunRecord> run(Engine& e, const std::vector<Request>& reqs) {
-    std::vector<RecordingSink> sinks(reqs.size());
-    e.generate(reqs, [&](size_t i) -> RunSink& { return sinks[i]; });
-    std::vector<RunRecord> out;
-    for (auto& s : sinks) out.push_back(s.record);
-    return out;
-}
-
-Request req(const std::string& p, int n) {
-    Request r;
-    r.prompt = p;
-    r.n_predict = n;
-    return r;
-}
+using pmtest::req;
+using pmtest::run;
 
 Intervention add_at(int block, std::vector<float> v, double s, int t0, int t1) {
     Intervention iv;

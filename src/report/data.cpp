@@ -80,6 +80,19 @@ json table(const std::string& title, std::vector<std::string> columns, json rows
     if (!empty.empty()) t["empty"] = empty;
     return t;
 }
+// The first `max` values joined by ", ", then "… (N values)" when there are more.
+std::string join_first(const std::set<std::string>& vs, size_t max) {
+    std::string joined;
+    size_t c = 0;
+    for (const auto& v : vs) {
+        if (c++ == max) {
+            joined += fmt::format(", … ({} values)", vs.size());
+            break;
+        }
+        joined += (joined.empty() ? "" : ", ") + v;
+    }
+    return joined;
+}
 json note(const std::string& text) { return {{"kind", "note"}, {"text", text}}; }
 json figure(const std::string& id, const std::string& caption = "") {
     json f{{"kind", "figure"}, {"id", id}};
@@ -780,15 +793,7 @@ json build_data(const Inputs& in, const Options& opt) {
                 settings["seed"].insert(std::to_string(r.seed));
             }
             json rows = json::array();
-            for (const auto& [k, vs] : settings) {
-                std::string joined;
-                size_t c = 0;
-                for (const auto& v : vs) {
-                    if (c++ == 12) { joined += fmt::format(", … ({} values)", vs.size()); break; }
-                    joined += (joined.empty() ? "" : ", ") + v;
-                }
-                rows.push_back({k, joined});
-            }
+            for (const auto& [k, vs] : settings) rows.push_back({k, join_first(vs, 12)});
             items.push_back(table("panel settings (distinct values)", {"setting", "values"}, rows));
         }
         if (!in.runs.empty()) {
@@ -800,15 +805,7 @@ json build_data(const Inputs& in, const Options& opt) {
                     if (s.contains(k)) flatten(k, s[k], settings);
             }
             json rows = json::array();
-            for (const auto& [k, vs] : settings) {
-                std::string joined;
-                size_t c = 0;
-                for (const auto& v : vs) {
-                    if (c++ == 8) { joined += fmt::format(", … ({} values)", vs.size()); break; }
-                    joined += (joined.empty() ? "" : ", ") + v;
-                }
-                rows.push_back({k, joined});
-            }
+            for (const auto& [k, vs] : settings) rows.push_back({k, join_first(vs, 8)});
             items.push_back(table("run settings and provenance (distinct values over the per-run summaries)", {"key", "values"}, rows));
         }
         if (a.is_object()) {

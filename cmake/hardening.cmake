@@ -32,7 +32,7 @@ if(TARGET phasemap_panel AND TARGET phasemap_store)
   add_dependencies(test_torture phasemap)
   add_test(NAME hardening.torture COMMAND test_torture)
   set_tests_properties(hardening.torture PROPERTIES TIMEOUT 900
-                       ENVIRONMENT "PM_TORTURE_ROUNDS=10;PM_TORTURE_SEED=20240521")
+                       ENVIRONMENT "PM_TORTURE_ROUNDS=10;PM_TORTURE_SEED=20240521;${PM_TEST_ENV}")
 endif()
 
 # Bad-input corpus: one declarative case per file under tests/bad-inputs/cases, one runner.
@@ -41,4 +41,4 @@ add_test(NAME hardening.bad_inputs
          COMMAND ${PM_HARDENING_PYTHON} ${CMAKE_SOURCE_DIR}/tests/bad-inputs/run.py
                  --phasemap $<TARGET_FILE:phasemap> --cases ${CMAKE_SOURCE_DIR}/tests/bad-inputs/cases
                  --source-dir ${CMAKE_SOURCE_DIR})
-set_tests_properties(hardening.bad_inputs PROPERTIES TIMEOUT 300)
+set_tests_properties(hardening.bad_inputs PROPERTIES TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}")

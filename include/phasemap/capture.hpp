@@ -23,6 +23,12 @@ enum class Precision { exact, fast };
 const char* precision_name(Precision p);
 Precision parse_precision(const std::string& s);  // throws std::invalid_argument
 
+// The thread count used where a thread option is 0: $PHASEMAP_THREADS when set (a positive
+// integer; anything else throws std::invalid_argument naming the variable), else every hardware
+// thread. ggml's workers spin at each graph node, so on a shared machine fewer threads than cores
+// can be faster; the test suite runs with PHASEMAP_THREADS=1.
+int default_threads();
+
 // A LoRA adapter GGUF (general.type "adapter", adapter.type "lora"; tensors <weight>.lora_a /
 // <weight>.lora_b) and its scale. Every adapted weight W then computes
 // W·x + scale · (alpha / rank) · B·(A·x), as llama.cpp's build_lora_mm does (alpha: the file's
@@ -33,7 +39,7 @@ struct LoraAdapter {
 };
 
 struct ModelOptions {
-    int n_threads = 0;       // 0: all hardware threads
+    int n_threads = 0;       // 0: default_threads()
     int n_gpu_layers = 0;    // layers offloaded when a GPU backend is built in
     // Loaded together with the model (llama_adapter_lora_init) and applied, with their scales,
     // by every Engine on it; freed with the model. A scale of 0 leaves the graph untouched.
@@ -104,7 +110,7 @@ struct EngineOptions {
     Precision precision = Precision::exact;
     int n_ctx = 0;               // 0 → min(model training context, 4096)
     int n_parallel = 1;          // prompts decoded together in one batch
-    int n_threads = 0;           // 0 → all hardware threads
+    int n_threads = 0;           // 0 → default_threads()
     std::string layers = "hf:all";  // layer spec (see layers.hpp); "" or "none" → no capture
     bool save_logits = false;    // pass full logits to the sink
     // Requests of one batch with the same prompt tokens (and no prefill interventions) are

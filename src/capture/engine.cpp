@@ -267,7 +267,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     cp.n_batch = uint32_t(s.n_batch);
     cp.n_ubatch = uint32_t(s.n_batch);
     cp.n_seq_max = uint32_t(opt.n_parallel);
-    const int threads = opt.n_threads > 0 ? opt.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = opt.n_threads > 0 ? opt.n_threads : default_threads();
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.cb_eval = &Impl::eval_cb;

@@ -1,11 +1,14 @@
 // Model loading and tokenizer access.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "llama_common.hpp"
@@ -174,6 +177,18 @@ Precision parse_precision(const std::string& s) {
     if (s == "exact") return Precision::exact;
     if (s == "fast") return Precision::fast;
     throw std::invalid_argument(fmt::format("unknown precision '{}' (use exact or fast)", s));
+}
+
+int default_threads() {
+    if (const char* env = std::getenv("PHASEMAP_THREADS"); env && *env) {
+        char* end = nullptr;
+        errno = 0;
+        const long n = std::strtol(env, &end, 10);
+        if (errno != 0 || *end != '\0' || n < 1 || n > 4096)
+            throw std::invalid_argument(fmt::format("PHASEMAP_THREADS must be a whole number from 1 to 4096, got '{}'", env));
+        return int(n);
+    }
+    return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 }  // namespace phasemap::capture

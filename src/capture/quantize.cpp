@@ -62,7 +62,7 @@ QuantizeResult quantize_model(const fs::path& in, const fs::path& out, const std
     ensure_backend();
     llama_model_quantize_params qp = llama_model_quantize_default_params();
     qp.ftype = it->second;
-    qp.nthread = n_threads;
+    qp.nthread = n_threads > 0 ? n_threads : default_threads();
     const uint32_t rc = llama_model_quantize(in.c_str(), tmp.c_str(), &qp);
     if (rc != 0) {
         fs::remove(tmp, ec);

@@ -138,7 +138,7 @@ Verb reg_audit{"control-audit",
     app.add_option("--qa-n", a->o.qa_limit, "questions used")->capture_default_str();
     app.add_option("--bootstrap", a->o.bootstrap, "bootstrap resamples")->capture_default_str();
     app.add_option("--control-seed", a->o.seed, "bootstrap and random-direction seed")->capture_default_str();
-    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = all)");
+    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or all)");
     app.add_option("-o,--output", a->out, "JSON report");
     app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind control_audit");
     app.add_option("--name", a->name, "name of the result in the DB (replaces a stored one of that name)")->capture_default_str();
@@ -175,7 +175,7 @@ Verb reg_eval{"monitor-eval", "Monitor/guard ablation: baseline, monitor-only, g
     app.add_option("--guard-at", a->o.guard_at, "guard-only arm: insert after this generated token")->capture_default_str();
     app.add_option("--match", a->o.match, "contains or exact")->capture_default_str();
     app.add_option("--bootstrap", a->o.bootstrap, "bootstrap resamples")->capture_default_str();
-    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = all)");
+    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or all)");
     app.add_option("-o,--output", a->out, "JSON report");
     app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind monitor_eval");
     app.add_option("--name", a->name, "name of the result in the DB (replaces a stored one of that name)")->capture_default_str();

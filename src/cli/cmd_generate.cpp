@@ -387,7 +387,7 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_option("--precision", a->precision, "exact (F32 KV cache, no flash attention) or fast (llama.cpp defaults)")
         ->capture_default_str();
     app.add_option("--parallel", a->parallel, "prompts decoded together in one batch")->capture_default_str();
-    app.add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
+    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str();
     app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str();
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
     app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)");

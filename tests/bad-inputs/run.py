@@ -16,7 +16,8 @@ A case file:
     "expect":   "-n must be at least 1",      # substring of the error line
     "exit":     1,                            # expected exit status (usage errors: 2)
     "requires": ["stories260K.gguf"],         # shared models needed (case skipped when absent)
-    "continuation_lines": true                # optional: indented lines may follow the error line
+    "continuation_lines": true,               # optional: indented lines may follow the error line
+    "env":      {"PHASEMAP_THREADS": "four"}  # optional: environment variables set for the run
   }
 SPEC is one of {"text": "..."}, {"hex": "..."}, {"npz": {member: SPEC | NPY}, "compress": bool},
 {"npy": NPY} or {"truncate": "{model}", "keep": N | "half"}; NPY is
@@ -118,7 +119,7 @@ def run_case(path, args, env_base):
         argv = [args.phasemap] + [subst(a, env) for a in case["args"]]
         try:
             r = subprocess.run(argv, cwd=work, capture_output=True, timeout=case.get("timeout", 120),
-                               env=dict(os.environ, LC_ALL="C"))
+                               env=dict(os.environ, LC_ALL="C", **case.get("env", {})))
         except subprocess.TimeoutExpired:
             return name, "fail", "timed out"
         err = r.stderr.decode(errors="replace")

@@ -61,7 +61,7 @@ Recorded run_engine(const std::shared_ptr<cap::Model>& model, cap::Precision pre
     eo.precision = precision;
     eo.layers = layers;
     eo.save_logits = true;
-    eo.n_threads = 2;
+    eo.n_threads = 1;
     eo.n_ctx = 256;
     cap::Engine engine(model, eo);
     cap::Request req;
@@ -238,7 +238,7 @@ TEST(CaptureCorrectness, PrefillStatesMatchReferenceAtLastPosition) {
     cap::EngineOptions eo;
     eo.precision = cap::Precision::exact;
     eo.layers = "hf:all,block:all";
-    eo.n_threads = 2;
+    eo.n_threads = 1;
     eo.n_ctx = 256;
     cap::Engine engine(model, eo);
     const std::vector<int32_t> ids = {1, 403, 407, 261, 378, 267, 300, 317, 286};

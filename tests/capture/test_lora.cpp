@@ -73,7 +73,7 @@ std::unique_ptr<cap::Engine> engine(const std::shared_ptr<cap::Model>& m, const 
     eo.precision = cap::Precision::exact;
     eo.layers = layers;
     eo.save_logits = true;
-    eo.n_threads = 2;
+    eo.n_threads = 1;
     eo.n_ctx = 128;
     return std::make_unique<cap::Engine>(m, eo);
 }

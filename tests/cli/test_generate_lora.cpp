@@ -26,7 +26,7 @@ TEST(GenerateLora, MetadataRecordsAdaptersAndScaleZeroIsTheBase) {
     modelgen::write_random_lora(stories, ls, d / "b.gguf");
 
     auto gen = [&](std::vector<std::string> extra, const fs::path& out) {
-        std::vector<std::string> args{"generate", "-m", stories.string(), "-p", "Once upon a time", "-n", "8", "-t", "2",
+        std::vector<std::string> args{"generate", "-m", stories.string(), "-p", "Once upon a time", "-n", "8", "-t", "1",
                                       "--save-logits", "-q", "-o", out.string()};
         args.insert(args.end(), extra.begin(), extra.end());
         return pmtest::run_phasemap(args);

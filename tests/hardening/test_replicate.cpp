@@ -89,7 +89,7 @@ void expect_exact(const std::string& model_file, std::vector<std::string> extra)
     if (m.empty()) GTEST_SKIP() << model_file << " not present";
     pmtest::TempDir d;
     std::vector<std::string> args{"replicate", "-m", m.string(), "-p", "Once upon a time", "-n", "8",
-                                  "-o", (d / "replication.json").string(), "-t", "2"};
+                                  "-o", (d / "replication.json").string(), "-t", "1"};
     args.insert(args.end(), extra.begin(), extra.end());
     const auto r = pmtest::run_phasemap(args);
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

@@ -46,7 +46,7 @@ TEST(PanelLora, AdapterModelsAreRecordedAndIdentified) {
     const fs::path man = d / "panel.toml";
     std::ofstream(man) << text;
     const fs::path db = d / "r.duckdb";
-    auto r = pmtest::run_phasemap({"panel", "run", man.string(), "--db", db.string(), "-t", "2", "-q"});
+    auto r = pmtest::run_phasemap({"panel", "run", man.string(), "--db", db.string(), "-t", "1", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
 
     const auto ad = rows(db, "SELECT adapters FROM models ORDER BY label");
@@ -72,7 +72,7 @@ TEST(PanelLora, AdapterModelsAreRecordedAndIdentified) {
     EXPECT_EQ(tuned_same[0], "0");
 
     // Rerun: nothing to do (the adapter runs are found by their ids).
-    r = pmtest::run_phasemap({"panel", "run", man.string(), "--db", db.string(), "-t", "2"});
+    r = pmtest::run_phasemap({"panel", "run", man.string(), "--db", db.string(), "-t", "1"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(rows(db, "SELECT count(*) FROM runs")[0], "6");
 
@@ -98,7 +98,7 @@ TEST(PanelLora, AdapterModelsAreRecordedAndIdentified) {
         std::string wrong = text;
         wrong.replace(wrong.find("head.gguf"), 9, "q-lora.gguf");
         std::ofstream(d / "wrong.toml") << wrong;
-        r = pmtest::run_phasemap({"panel", "run", (d / "wrong.toml").string(), "--db", (d / "w.duckdb").string(), "-q", "-t", "2"});
+        r = pmtest::run_phasemap({"panel", "run", (d / "wrong.toml").string(), "--db", (d / "w.duckdb").string(), "-q", "-t", "1"});
         EXPECT_NE(r.exit_code, 0);
         EXPECT_NE(r.err.find("q-lora.gguf"), std::string::npos) << r.err;
         EXPECT_NE(r.err.find("architecture \"qwen2\""), std::string::npos) << r.err;

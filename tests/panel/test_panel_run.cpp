@@ -122,7 +122,7 @@ TEST(PanelRun, TwoModelsEndToEndWithParquetInPandas) {
     EXPECT_NE(plan.out.find("grid: 16 runs (16 generations), at most 96 generated tokens"), std::string::npos) << plan.out;
 
     const auto db = d / "r.duckdb";
-    auto r = pm({"panel", "run", m.string(), "--db", db.string(), "--parallel", "4", "-t", "2"});
+    auto r = pm({"panel", "run", m.string(), "--db", db.string(), "--parallel", "4", "-t", "1"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.err.find("16 runs written"), std::string::npos) << r.err;
     EXPECT_EQ(rows(db, "SELECT count(*) FROM runs")[0], "16");
@@ -220,8 +220,8 @@ TEST(PanelRun, BatchedEqualsSequentialGreedy) {
     const auto m = write(d / "panel.toml", manifest(F, "temperatures = 0.0\nseeds = 1\nn_predict = 10\n", true,
                                                     R"("animals", "family")", 2));
     const auto seq = d / "seq.duckdb", bat = d / "bat.duckdb";
-    ASSERT_EQ(pm({"panel", "run", m.string(), "--db", seq.string(), "--parallel", "1", "-t", "2", "-q"}).exit_code, 0);
-    ASSERT_EQ(pm({"panel", "run", m.string(), "--db", bat.string(), "--parallel", "4", "-t", "2", "-q"}).exit_code, 0);
+    ASSERT_EQ(pm({"panel", "run", m.string(), "--db", seq.string(), "--parallel", "1", "-t", "1", "-q"}).exit_code, 0);
+    ASSERT_EQ(pm({"panel", "run", m.string(), "--db", bat.string(), "--parallel", "4", "-t", "1", "-q"}).exit_code, 0);
     const char* ids = "SELECT run_id, n_generated, text, stop_reason FROM runs ORDER BY run_id";
     const char* toks = "SELECT run_id, t, token_id, token_text, position FROM tokens ORDER BY run_id, t";
     EXPECT_EQ(rows(seq, ids).size(), 8u);
@@ -347,7 +347,7 @@ TEST(PanelAudit, AuditOfARealPanelRunsEverySectionAndStoresItsTables) {
     // 2 models × 2 categories × 2 prompts × 2 temperatures × 2 seeds = 32 runs.
     const auto m = write(d / "panel.toml", manifest(F, "", true, R"("animals", "family")", 2));
     const auto db = d / "r.duckdb";
-    auto r = pm({"panel", "run", m.string(), "--db", db.string(), "--parallel", "8", "-t", "2"});
+    auto r = pm({"panel", "run", m.string(), "--db", db.string(), "--parallel", "8", "-t", "1"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto hyp = write(d / "h.toml", R"(
 [subpanel]
@@ -443,10 +443,10 @@ TEST(Quantize, Q8AndQ4KVariantsLoadAndGenerate) {
     pmtest::TempDir d;
     for (const char* t : {"Q8_0", "q4_k_m"}) {
         const auto out = d / (std::string(t) + ".gguf");
-        auto r = pm({"quantize", F.tiny.string(), out.string(), "--type", t, "-t", "2"});
+        auto r = pm({"quantize", F.tiny.string(), out.string(), "--type", t, "-t", "1"});
         ASSERT_EQ(r.exit_code, 0) << r.err;
         EXPECT_LT(fs::file_size(out), fs::file_size(F.tiny) / 2);
-        r = pm({"generate", "-m", out.string(), "-p", "Hello", "-n", "4", "-q", "-t", "2"});
+        r = pm({"generate", "-m", out.string(), "-p", "Hello", "-n", "4", "-q", "-t", "1"});
         EXPECT_EQ(r.exit_code, 0) << t << ": " << r.err;
     }
     auto r = pm({"quantize", F.tiny.string(), (d / "x.gguf").string(), "--type", "Q9_9"});

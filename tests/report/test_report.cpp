@@ -611,7 +611,7 @@ TEST(ReportDb, FromResultsDb) {
           << "[[models]]\nlabel = \"stories\"\npath = \"" << model.string() << "\"\nfamily = \"llama\"\n"
           << "[[prompts]]\nbuiltin = \"stories\"\ncategories = [\"animals\", \"family\"]\nlimit = 2\n";
     }
-    auto r = run_phasemap({"panel", "run", (tmp / "m.toml").string(), "--db", (tmp / "r.duckdb").string(), "-t", "2"});
+    auto r = run_phasemap({"panel", "run", (tmp / "m.toml").string(), "--db", (tmp / "r.duckdb").string(), "-t", "1"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     // A control audit and a monitor evaluation stored in the same DB (default names).
     {

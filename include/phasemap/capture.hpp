@@ -180,6 +180,14 @@ struct EngineFacts {
     int n_threads = 0;
 };
 
+// The smallest context per sequence that changes nothing for `requests`: the longest prompt
+// (tokenised as generate() does) plus the largest n_predict, rounded up to 256 cells, capped at
+// the default (min(training context, 4096)) so that a run stops at the same token as with the
+// default. The KV cache holds n_ctx × n_parallel cells, so a panel of short runs needs a small
+// fraction of the default's memory (16 × 4096 cells of F32 KV is 1.6 GB for Qwen2.5-0.5B, 17 GB
+// for a Mistral-7B-shaped model). Requests with guard text or monitors may need more cells: use the default.
+int context_for(const Model& m, std::span<const Request> requests);
+
 class Engine {
 public:
     // Validates options against the model (layer spec, context) and creates the llama context.

@@ -159,7 +159,8 @@ public:
     // One Parquet file per table (<table>.parquet: meta, models, runs, tokens, token_layers and,
     // when present, audits, audit_values and the result tables), written to a temporary directory next to
     // `dir` and renamed into place. An existing `dir` holding only Parquet files is replaced.
-    void export_parquet(const fs::path& dir) const;
+    // Returns the tables written, in file-name order.
+    std::vector<std::string> export_parquet(const fs::path& dir) const;
 
     PanelTable panel_table() const;
 

@@ -58,6 +58,9 @@ struct RowEdit {
     int t;                         // generated-token step, or −1 − position for prefill rows
     uint64_t key;                  // sequence key (request index)
 };
+// The default context per sequence: the training context, at most 4096.
+int default_context(const ModelInfo& mi) { return std::min(mi.n_ctx_train > 0 ? mi.n_ctx_train : 4096, 4096); }
+
 }  // namespace
 
 struct Engine::Impl {
@@ -259,7 +262,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
         else s.want[s.layers[i].tensor].push_back(int(i));
     }
-    s.n_ctx_seq = opt.n_ctx > 0 ? opt.n_ctx : std::min(mi.n_ctx_train > 0 ? mi.n_ctx_train : 4096, 4096);
+    s.n_ctx_seq = opt.n_ctx > 0 ? opt.n_ctx : default_context(mi);
     s.n_batch = std::max(512, opt.n_parallel);
 
     llama_context_params cp = llama_context_default_params();
@@ -360,6 +363,14 @@ static std::vector<int32_t> request_tokens(const Model& m, const Request& r, std
     }
     text = r.prompt;
     return m.tokenize(text, true, false);
+}
+
+int context_for(const Model& m, std::span<const Request> requests) {
+    size_t need = 1;
+    std::string text;
+    for (const Request& r : requests) need = std::max(need, request_tokens(m, r, text).size() + size_t(std::max(r.n_predict, 1)));
+    const size_t padded = (need + 255) / 256 * 256;
+    return int(std::min<size_t>(padded, size_t(default_context(m.info()))));
 }
 
 void Engine::generate(std::span<const Request> requests, const std::function<RunSink&(size_t)>& sink_for) {

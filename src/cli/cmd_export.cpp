@@ -1,5 +1,6 @@
 // `phasemap export DB --parquet DIR`: one Parquet file per table of a results DB.
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <memory>
 
@@ -14,7 +15,7 @@ struct ExportArgs {
     bool quiet = false;
 };
 
-Verb reg{"export", "Export a results DB: one Parquet file per table (meta, models, runs, tokens)", [](CLI::App& app) {
+Verb reg{"export", "Export a results DB: one Parquet file per table (meta, models, runs, tokens, token_layers, audit tables)", [](CLI::App& app) {
     auto a = std::make_shared<ExportArgs>();
     app.add_option("db", a->db, "results DB (DuckDB file)")->required();
     app.add_option("--parquet", a->parquet, "output directory (written atomically; an existing Parquet-only directory is replaced)")
@@ -23,10 +24,10 @@ Verb reg{"export", "Export a results DB: one Parquet file per table (meta, model
     return [a]() -> int {
         try {
             auto s = store::Store::open(a->db, {.read_only = true});
-            s->export_parquet(a->parquet);
+            const auto tables = s->export_parquet(a->parquet);
             if (!a->quiet)
-                fmt::print(stderr, "wrote {}/{{meta,models,runs,tokens}}.parquet ({} runs, {} tokens)\n", a->parquet,
-                           s->count("runs"), s->count("tokens"));
+                fmt::print(stderr, "wrote {} Parquet files to {} ({}; {} runs, {} tokens)\n", tables.size(), a->parquet,
+                           fmt::join(tables, ", "), s->count("runs"), s->count("tokens"));
         } catch (const store::StoreError& e) {
             throw UserError(e.what());
         }

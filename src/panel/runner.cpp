@@ -327,9 +327,25 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             row.n_params = info.n_params;
             db->put_model(row);
         }
+        std::vector<Request> reqs;
+        for (const Group* g : gs) {
+            const GridPoint& p = *g->points.front();
+            Request r;
+            r.prompt = m.prompts[p.prompt].text;
+            r.chat = me.gen.chat;
+            r.n_predict = int(p.n_predict);
+            r.sampling = {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed};
+            reqs.push_back(r);
+        }
         EngineOptions eo;
         eo.precision = parse_precision(me.gen.precision);
-        eo.n_ctx = int(me.gen.n_ctx);
+        // n_ctx = 0: as many cells as the longest run needs (capped at the default), not the
+        // default's 4096 per sequence; the runs come out the same (capture.hpp, context_for).
+        try {
+            eo.n_ctx = me.gen.n_ctx > 0 ? int(me.gen.n_ctx) : context_for(*model, reqs);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
+        }
         eo.n_parallel = std::max(1, std::min<int>(opt.n_parallel, int(gs.size())));
         eo.n_threads = opt.n_threads;
         eo.layers = me.gen.layers;
@@ -356,16 +372,6 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             } catch (const std::exception& e) {
                 throw std::runtime_error(fmt::format("model '{}': [metrics] layer: {}", me.label, e.what()));
             }
-        }
-        std::vector<Request> reqs;
-        for (const Group* g : gs) {
-            const GridPoint& p = *g->points.front();
-            Request r;
-            r.prompt = m.prompts[p.prompt].text;
-            r.chat = me.gen.chat;
-            r.n_predict = int(p.n_predict);
-            r.sampling = {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed};
-            reqs.push_back(r);
         }
         const nlohmann::json prov = provenance_json(model->info(), engine->facts(), me.gen.layers);
         prog.model = me.label;

@@ -312,7 +312,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
     });
 }
 
-void Store::export_parquet(const fs::path& dir_in) const {
+std::vector<std::string> Store::export_parquet(const fs::path& dir_in) const {
     const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
     std::error_code ec;
     if (fs::exists(dir, ec)) {
@@ -327,6 +327,7 @@ void Store::export_parquet(const fs::path& dir_in) const {
     const fs::path tmp = parent / fmt::format(".{}.tmp-{}", dir.filename().string(), ::getpid());
     fs::remove_all(tmp, ec);
     fs::create_directory(tmp);
+    std::vector<std::string> written;
     try {
         // Every table of the DB: the run tables in a fixed row order, result tables by all columns.
         const std::map<std::string, std::string> order{{"meta", "key"},           {"models", "label"},
@@ -335,6 +336,7 @@ void Store::export_parquet(const fs::path& dir_in) const {
         auto t = impl_->query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name");
         for (idx_t i = 0; i < t->rows(); ++i) {
             const std::string name = t->str(0, i);
+            written.push_back(name);
             const auto o = order.find(name);
             impl_->exec(fmt::format("COPY (SELECT * FROM {} ORDER BY {}) TO {} (FORMAT PARQUET)", ident(name),
                                     o == order.end() ? std::string("ALL") : o->second, q((tmp / (name + ".parquet")).string())));
@@ -348,6 +350,7 @@ void Store::export_parquet(const fs::path& dir_in) const {
         fs::remove_all(tmp, ec);
         throw;
     }
+    return written;
 }
 
 PanelTable Store::panel_table() const {

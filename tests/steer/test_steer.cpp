@@ -373,7 +373,9 @@ TEST(ControlAudit, EndToEndWithRandomDirectionControls) {
         // twins on different rows of one batch agree to float rounding (the unified KV cache sums
         // attention over differently placed cells), not bitwise: the zero arm shows that floor
         EXPECT_LE(std::abs(r["summary"]["zero"]["delta_mean_ct"]["mean"].get<double>()), 1e-6);
-        if (!ao.truth_csv.empty()) EXPECT_EQ(r["truth"]["n"].get<size_t>(), 6u);
+        if (!ao.truth_csv.empty()) {
+            EXPECT_EQ(r["truth"]["n"].get<size_t>(), 6u);
+        }
         EXPECT_FALSE(r["headline"].get<std::string>().empty());
     }
 }
@@ -630,9 +632,11 @@ TEST(MonitorEval, FourArmsOnLabelledPrompts) {
     EXPECT_EQ(r["summary"]["guard_only"]["insertion_rate"]["mean"].get<double>(), 1.0);
     // The flat table: 3 measures per arm plus Δ accuracy for the three non-baseline arms.
     ASSERT_EQ(r["summary_rows"].size(), 4u * 3u + 3u);
-    for (const auto& row : r["summary_rows"])
-        if (row["measure"] == "accuracy")
+    for (const auto& row : r["summary_rows"]) {
+        if (row["measure"] == "accuracy") {
             EXPECT_EQ(row["mean"], r["summary"][row["arm"].get<std::string>()]["accuracy"]["mean"]) << row.dump();
+        }
+    }
 }
 
 TEST(MonitorEval, CliWritesJsonAndTheResultsDb) {

@@ -1,5 +1,6 @@
 // Results store: schema, atomic run commits, reopen, schema-version and lock errors, Parquet
 // export, merge (idempotent, refuses mixed manifests), PanelTable loading.
+#include <algorithm>
 #include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -201,8 +202,14 @@ TEST(Store, ExportWritesOneParquetPerTableAtomically) {
     s->put_model(model("m1"));
     Synth a(6, 3);
     s->commit_run(row("r1"), a.summary, a.tokens);
-    s->export_parquet(d / "pq");
-    for (const char* t : {"meta", "models", "runs", "tokens"}) EXPECT_TRUE(fs::is_regular_file(d / "pq" / (std::string(t) + ".parquet"))) << t;
+    const auto tables = s->export_parquet(d / "pq");
+    for (const char* t : {"meta", "models", "runs", "tokens", "token_layers"}) {
+        EXPECT_TRUE(fs::is_regular_file(d / "pq" / (std::string(t) + ".parquet"))) << t;
+        EXPECT_NE(std::find(tables.begin(), tables.end(), t), tables.end()) << t;
+    }
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(d / "pq")) files += e.path().extension() == ".parquet";
+    EXPECT_EQ(files, tables.size()) << "the returned list names every file written";
     s->export_parquet(d / "pq");  // replaces a Parquet-only directory
     size_t n = 0;
     for (const auto& e : fs::directory_iterator(d.path)) n += e.path().filename().string().starts_with(".pq") ? 1 : 0;

@@ -412,6 +412,7 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             size_t req;
             RunSink* sink;
             SamplerGuard smpl;
+            bool greedy;        // temperature 0: the arg-max, without llama.cpp's sampler
             llama_token next;   // token to feed at the next step
             llama_pos pos;      // its position
             int generated = 0;
@@ -427,7 +428,7 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
         slots.reserve(size_t(n));
         for (int k = 0; k < n; ++k) {
             const size_t ri = first + size_t(k);
-            Slot sl{ri, &sink_for(ri), make_sampler(requests[ri].sampling), prompts[ri].back(),
+            Slot sl{ri, &sink_for(ri), make_sampler(requests[ri].sampling), requests[ri].sampling.temperature <= 0.0f, prompts[ri].back(),
                     llama_pos(prompts[ri].size() - 1)};
             sl.ivs = ivs[ri];
             sl.ivst.resize(sl.ivs.size());
@@ -488,6 +489,9 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
 
         // Lock-step decoding: one token per active sequence per step.
         std::vector<int> active;
+        std::vector<const float*> step_logits;
+        std::vector<int32_t> step_ids;
+        std::vector<metrics::TokenProbStats> step_stats;
         for (;;) {
             active.clear();
             batch.clear();
@@ -506,17 +510,34 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             }
             if (active.empty()) break;
             s.decode(batch.b, true);
+            // Sampling and the per-token statistics (a float64 softmax over the vocabulary) cost
+            // the same per token at any batch size; over the sequences of a step they run on the
+            // engine's threads. Stateful samplers run first, serially, in llama.cpp; greedy
+            // sequences take the arg-max from the statistics (llama.cpp's greedy rule).
+            const int na = int(active.size());
+            step_logits.resize(size_t(na));
+            step_ids.resize(size_t(na));
+            step_stats.resize(size_t(na));
+            for (int bi = 0; bi < na; ++bi) {
+                Slot& sl = slots[size_t(active[size_t(bi)])];
+                step_logits[size_t(bi)] = llama_get_logits_ith(s.ctx, bi);
+                if (!step_logits[size_t(bi)]) throw std::runtime_error("llama.cpp returned no logits");
+                step_ids[size_t(bi)] = sl.greedy ? metrics::kChosenIsTop1 : llama_sampler_sample(sl.smpl.s, s.ctx, bi);
+            }
+#pragma omp parallel for num_threads(s.facts.n_threads) schedule(static) if (na > 1 && s.facts.n_threads > 1)
+            for (int bi = 0; bi < na; ++bi)
+                step_stats[size_t(bi)] =
+                    metrics::token_prob_stats(std::span<const float>(step_logits[size_t(bi)], size_t(V)), step_ids[size_t(bi)]);
             for (size_t bi = 0; bi < active.size(); ++bi) {
                 Slot& sl = slots[size_t(active[bi])];
-                const float* logits = llama_get_logits_ith(s.ctx, int32_t(bi));
-                if (!logits) throw std::runtime_error("llama.cpp returned no logits");
-                const llama_token id = llama_sampler_sample(sl.smpl.s, s.ctx, int32_t(bi));
+                const float* logits = step_logits[bi];
+                const llama_token id = sl.greedy ? step_stats[bi].top1_id : step_ids[bi];
                 TokenRecord rec;
                 rec.t = sl.generated;
                 rec.id = id;
                 rec.text = m.token_text(id);
                 rec.position = sl.pos;
-                rec.stats = metrics::token_prob_stats(std::span<const float>(logits, size_t(V)), id);
+                rec.stats = step_stats[bi];
                 const std::span<const float> st =
                     s.Lp ? std::span<const float>(s.step.data() + bi * s.Lp * size_t(s.d), s.Lp * size_t(s.d))
                          : std::span<const float>();

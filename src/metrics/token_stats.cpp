@@ -25,6 +25,7 @@ TokenProbStats token_prob_stats(std::span<const float> logits, int32_t chosen) {
         if (v > mx) { second = mx; mx = v; arg = i; }
         else if (v > second) { second = v; }
     }
+    if (chosen == kChosenIsTop1) chosen = static_cast<int32_t>(arg);
     double z = 0, wsum = 0;
     for (size_t i = 0; i < n; ++i) {
         const double dv = mx - double(logits[i]);

@@ -13,8 +13,12 @@ struct TokenProbStats {
     int32_t top1_id = -1;  // arg-max token
 };
 
+// `chosen` value meaning "the arg-max token" (greedy decoding: the first largest logit, as
+// llama.cpp's greedy sampler picks it); its surprisal is then that of top1_id.
+inline constexpr int32_t kChosenIsTop1 = -2;
+
 // Softmax with max subtraction in float64 over `logits`; `chosen` is the sampled token id
-// (surprisal is NaN when chosen is outside [0, V)).
+// or kChosenIsTop1 (surprisal is NaN when chosen is outside [0, V) otherwise).
 TokenProbStats token_prob_stats(std::span<const float> logits, int32_t chosen);
 
 }  // namespace phasemap::metrics

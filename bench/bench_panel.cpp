@@ -4,6 +4,16 @@
 //      (target ≤ 5 %).
 //
 //   bench_panel [MODEL.gguf] [--runs N] [--tokens T] [--threads K] [--parallel P] [--layers SPEC]
+//               [--reps R] [--no-db]
+//
+// Each comparison is measured R times (default 2) in alternating order (A B, B A, ...) and the
+// rates are totals over the repetitions, so that a burst of load on a shared machine falls on
+// both sides. --no-db skips the storage comparison.
+//
+// T (default 64, `generate`'s default budget) is the token budget of every run. Batching speeds
+// up the one-token decode steps; a run's prompt is prefilled in one batch already at --parallel
+// 1, so with budgets as short as the prompts (the general panel's are 9-24 tokens) the speed-up
+// is bounded by the prefill share. The header line reports the prompt tokens for that reason.
 //
 // Without MODEL, writes `phasemap make-model --arch qwen2 --size real` to a temporary file
 // (~1 GB, removed at exit). Reports wall-clock and CPU-time rates: on a shared machine the
@@ -16,9 +26,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 
+#include "phasemap/capture.hpp"
 #include "phasemap/modelgen.hpp"
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/prompts.hpp"
@@ -34,6 +46,15 @@ namespace {
 struct Rate {
     double wall_tok_s = 0, cpu_tok_s = 0;
     int64_t tokens = 0;
+    double seconds = 0, cpu_seconds = 0;
+    Rate& operator+=(const Rate& o) {
+        tokens += o.tokens;
+        seconds += o.seconds;
+        cpu_seconds += o.cpu_seconds;
+        wall_tok_s = double(tokens) / seconds;
+        cpu_tok_s = double(tokens) / cpu_seconds;
+        return *this;
+    }
 };
 
 Rate measure(const Manifest& m, int parallel, int threads, const fs::path& db) {
@@ -45,8 +66,11 @@ Rate measure(const Manifest& m, int parallel, int threads, const fs::path& db) {
     const RunnerResult r = run_panel(m, o);
     Rate x;
     x.tokens = r.tokens;
+    x.seconds = r.seconds;
+    x.cpu_seconds = r.cpu_seconds;
     x.wall_tok_s = double(r.tokens) / r.seconds;
     x.cpu_tok_s = double(r.tokens) / r.cpu_seconds;
+    if (r.tokens <= 0) throw std::runtime_error("the runner generated no tokens");
     return x;
 }
 
@@ -55,7 +79,8 @@ Rate measure(const Manifest& m, int parallel, int threads, const fs::path& db) {
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);  // figures appear as they are measured
     std::string model;
-    int runs = 16, tokens = 16, threads = 2, parallel = 16;
+    int runs = 16, tokens = 64, threads = 2, parallel = 16, reps = 2;
+    bool with_db = true;
     std::string layers = "hf:all";
     for (int i = 1; i < argc; ++i) {
         auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -64,9 +89,12 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(next());
         else if (!std::strcmp(argv[i], "--parallel")) parallel = std::stoi(next());
         else if (!std::strcmp(argv[i], "--layers")) layers = next();
+        else if (!std::strcmp(argv[i], "--reps")) reps = std::max(1, std::stoi(next()));
+        else if (!std::strcmp(argv[i], "--no-db")) with_db = false;
         else if (argv[i][0] != '-') model = argv[i];
         else {
-            fmt::print(stderr, "usage: bench_panel [MODEL.gguf] [--runs N] [--tokens T] [--threads K] [--parallel P] [--layers SPEC]\n");
+            fmt::print(stderr, "usage: bench_panel [MODEL.gguf] [--runs N] [--tokens T] [--threads K] [--parallel P] [--layers SPEC] "
+                               "[--reps R] [--no-db]\n");
             return 2;
         }
     }
@@ -102,23 +130,46 @@ int main(int argc, char** argv) {
     const auto all = parse_prompt_csv(builtin_panel_csv("general"), "general");
     for (size_t i = 0; i < all.size() && int(m.prompts.size()) < runs; ++i) m.prompts.push_back(all[(i * 7) % all.size()]);
 
-    fmt::print("panel: {} runs × ≤ {} tokens, layers {}, {} threads, model {}\n", m.prompts.size(), tokens, layers, threads, model);
-    const Rate seq = measure(m, 1, threads, {});
-    fmt::print("no DB,  --parallel 1 : {:8.2f} tok/s wall  {:8.2f} tok/CPU-s  ({} tokens)\n", seq.wall_tok_s, seq.cpu_tok_s, seq.tokens);
-    // Batch sizes 4 and `parallel` (16 by default), each against the sequential runner.
+    size_t prompt_tokens = 0;
+    {
+        const auto mdl = capture::Model::load(model, {});
+        for (const auto& p : m.prompts) prompt_tokens += mdl->tokenize(p.text, true, false).size();
+    }
+    fmt::print("panel: {} runs × ≤ {} tokens ({} prompt tokens in all), layers {}, {} threads, {} reps in alternating order, model {}\n",
+               m.prompts.size(), tokens, prompt_tokens, layers, threads, reps, model);
+    // --parallel 1 against each batch size (4, then `parallel`), alternating the order per repetition.
     std::vector<int> sizes;
     for (const int p : {4, parallel})
         if (p > 1 && p <= parallel && std::find(sizes.begin(), sizes.end(), p) == sizes.end()) sizes.push_back(p);
-    for (const int p : sizes) {
-        const Rate par = measure(m, p, threads, {});
-        fmt::print("no DB,  --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s\n", p, par.wall_tok_s, par.cpu_tok_s);
-        fmt::print("speed-up parallel {} / 1: {:.2f}× wall, {:.2f}× CPU{}\n", p, par.wall_tok_s / seq.wall_tok_s,
-                   par.cpu_tok_s / seq.cpu_tok_s, p == 16 ? " (target ≥ 3×)" : "");
+    Rate seq;
+    std::vector<Rate> par(sizes.size());
+    for (int r = 0; r < reps; ++r) {
+        if (r % 2 == 0) seq += measure(m, 1, threads, {});
+        for (size_t k = 0; k < sizes.size(); ++k) par[k] += measure(m, sizes[k], threads, {});
+        if (r % 2 == 1) seq += measure(m, 1, threads, {});
     }
-    const Rate db = measure(m, parallel, threads, tmp / "bench.duckdb");
-    const Rate nodb = measure(m, parallel, threads, {});
+    fmt::print("no DB,  --parallel 1 : {:8.2f} tok/s wall  {:8.2f} tok/CPU-s  ({} tokens per repetition)\n", seq.wall_tok_s, seq.cpu_tok_s,
+               seq.tokens / reps);
+    for (size_t k = 0; k < sizes.size(); ++k) {
+        const int p = sizes[k];
+        fmt::print("no DB,  --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s\n", p, par[k].wall_tok_s, par[k].cpu_tok_s);
+        fmt::print("speed-up parallel {} / 1: {:.2f}× wall, {:.2f}× CPU{}\n", p, par[k].wall_tok_s / seq.wall_tok_s,
+                   par[k].cpu_tok_s / seq.cpu_tok_s, p == 16 ? " (target ≥ 3×)" : "");
+    }
+    if (!with_db) return 0;
+    // The runner writing the results DB against the same runner storing nothing, alternating.
+    Rate db, nodb;
+    for (int r = 0; r < reps; ++r) {
+        const fs::path path = tmp / fmt::format("bench-{}.duckdb", r);
+        if (r % 2 == 0) nodb += measure(m, parallel, threads, {});
+        db += measure(m, parallel, threads, path);
+        if (r % 2 == 1) nodb += measure(m, parallel, threads, {});
+        std::error_code ec;
+        fs::remove(path, ec);
+        fs::remove(fs::path(path.string() + ".wal"), ec);
+    }
     fmt::print("DB,     --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s\n", parallel, db.wall_tok_s, db.cpu_tok_s);
-    fmt::print("no DB,  --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s (again)\n", parallel, nodb.wall_tok_s, nodb.cpu_tok_s);
+    fmt::print("no DB,  --parallel {:<2}: {:8.2f} tok/s wall  {:8.2f} tok/CPU-s\n", parallel, nodb.wall_tok_s, nodb.cpu_tok_s);
     fmt::print("storage overhead (DB vs none): {:+.1f} % wall, {:+.1f} % CPU (target ≤ 5 %)\n",
                100.0 * (nodb.wall_tok_s / db.wall_tok_s - 1.0), 100.0 * (nodb.cpu_tok_s / db.cpu_tok_s - 1.0));
     return 0;

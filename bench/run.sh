@@ -46,6 +46,8 @@ step baseline "$BUILD/bench_baseline" --benchmark_min_time="$MIN_TIME" --benchma
 step rss bash bench/bench_rss.sh "$PM" "$LLAMA" "$RSS_SHORT" "$RSS_LONG" "$THREADS"
 if [ -x "$BUILD/bench_panel" ]; then
   step panel "$BUILD/bench_panel" "$QWEN" --threads "$THREADS"
+  # Short runs: a 16-token budget, about the prompts' length (prefill-bound; see bench_panel.cpp).
+  step panel_short "$BUILD/bench_panel" "$QWEN" --threads "$THREADS" --tokens 16 --no-db
 fi
 if [ -x "$BUILD/bench_intervene" ]; then
   step intervene "$BUILD/bench_intervene" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$((REPS + 2))"
@@ -141,8 +143,17 @@ if os.path.exists(os.path.join(R, "panel.out")):
     if m:
         ratios["panel_db_vs_nodb"] = (1.0 / (1.0 + float(m.group(1)) / 100.0), "higher",
                                       "panel tokens/s (wall), DB writes ÷ no DB (target ≥ 0.95)")
+    short = ""
+    if os.path.exists(os.path.join(R, "panel_short.out")):
+        short = rd("panel_short.out")
+        for m in re.finditer(r"speed-up parallel (\d+) / 1: ([\d.]+)× wall, ([\d.]+)× CPU", short):
+            ratios[f"panel_short_parallel{m.group(1)}_vs_1"] = (float(m.group(2)), "higher",
+                                                              f"same, 16-token runs (prefill about half the work)")
+        short = (f"\n\nShort runs (16 tokens, about as long as the prompts, so prefill is about half the work):\n\n"
+                 f"```\n{BUILD}/bench_panel {QWEN} --threads {env.get('BENCH_THREADS', '2')} --tokens 16 --no-db\n```\n\n```\n{short.strip()}\n```")
     sections.append(("Batched panel scaling and storage overhead (bench_panel)",
-                     f"```\n{BUILD}/bench_panel {QWEN} --threads {env.get('BENCH_THREADS', '2')}\n```\n\n```\n{pan.strip()}\n```"))
+                     f"Runs of 64 tokens (`generate`'s default budget), 16 prompts of the general panel:\n\n"
+                     f"```\n{BUILD}/bench_panel {QWEN} --threads {env.get('BENCH_THREADS', '2')}\n```\n\n```\n{pan.strip()}\n```" + short))
 else:
     sections.append(("Batched panel scaling", f"Not measured: `{BUILD}/bench_panel` does not exist in this build (build it with the project, PHASEMAP_BUILD_BENCH=ON, to measure 1/4/16 sequences)."))
 

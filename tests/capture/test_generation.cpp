@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "phasemap/capture.hpp"
+#include "phasemap/metrics/token_stats.hpp"
 #include "phasemap/run_sinks.hpp"
 #include "support/generation.hpp"
 #include "support/paths.hpp"
@@ -128,6 +129,49 @@ TEST(Generation, BatchedEqualsSequential) {
         EXPECT_LE(rel_diff(b[i].states, a[i].states), 1e-4) << "prompt " << i;
     }
     // The four prompts really differ.
+    EXPECT_NE(a[0].end.text, a[1].end.text);
+}
+
+TEST(Generation, StepStatisticsOnSeveralThreadsBelongToTheirSequence) {
+    // The per-token statistics of a batched step run on the engine's threads; greedy sequences
+    // take the arg-max from them. Each token's statistics must be those of its own logits row,
+    // and greedy and seeded sampling must pick what they pick on one thread.
+    NEED_STORIES();
+    std::vector<Request> reqs{req("Once upon a time", 20), req("The little dog", 20), req("Tom and Sue went to", 20),
+                              req("One day, a big bird", 20), req("The sun was", 20)};
+    reqs[1].sampling.temperature = 0.9f;
+    reqs[1].sampling.seed = 11;
+    reqs[3].sampling.temperature = 1.2f;
+    reqs[3].sampling.top_k = 40;
+    reqs[3].sampling.seed = 5;
+    EngineOptions o;
+    o.layers = "none";
+    o.save_logits = true;
+    o.n_parallel = 5;
+    o.n_threads = 1;
+    Engine one(model, o);
+    o.n_threads = 3;
+    Engine three(model, o);
+    const auto a = run(one, reqs), b = run(three, reqs);
+    const size_t V = size_t(model->info().n_vocab);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+        ASSERT_EQ(a[i].tokens.size(), b[i].tokens.size()) << "request " << i;
+        ASSERT_EQ(b[i].logits.size(), b[i].tokens.size() * V);
+        for (size_t t = 0; t < b[i].tokens.size(); ++t) {
+            const TokenRecord& r = b[i].tokens[t];
+            EXPECT_EQ(r.id, a[i].tokens[t].id) << "request " << i << " token " << t;
+            const std::span<const float> row(b[i].logits.data() + t * V, V);
+            const auto want = phasemap::metrics::token_prob_stats(row, r.id);
+            EXPECT_EQ(r.stats.entropy, want.entropy) << "request " << i << " token " << t;
+            EXPECT_EQ(r.stats.top1, want.top1);
+            EXPECT_EQ(r.stats.margin, want.margin);
+            EXPECT_EQ(r.stats.surprisal, want.surprisal);
+            if (reqs[i].sampling.temperature == 0.0f) {
+                EXPECT_EQ(r.id, want.top1_id) << "greedy picks the arg-max";
+            }
+        }
+    }
+    EXPECT_EQ(a[0].end.text, b[0].end.text);
     EXPECT_NE(a[0].end.text, a[1].end.text);
 }
 

@@ -21,7 +21,6 @@
 #include <cstring>
 #include <ggml-backend.h>
 #include <stdexcept>
-#include <thread>
 #include <unordered_map>
 
 #include "llama_common.hpp"

@@ -711,16 +711,22 @@ void synthetic_layer_db(const fs::path& db, bool with_layers) {
     commit("a", "unit", 3, {{"hf:1", {}, {}, {N, N, 99}, {999, 999, 999}, {3, 3, 3}}});
 }
 
+// `phasemap report` over synthetic_layer_db (with or without its token_layers rows), written to
+// out_dir() / name.
+void report_synthetic_layer_db(const pmtest::TempDir& tmp, bool with_layers, const std::string& name, fs::path& html) {
+    synthetic_layer_db(tmp / "r.duckdb", with_layers);
+    html = out_dir() / name;
+    auto r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html.string(), "--bootstrap", "50"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
 // `phasemap report DB` on a synthetic DB: the per-layer rows in the page have the DB's medians
 // and the layer-depth figure renders with a mark per point.
 TEST(ReportDb, LayerProfilesOverDepthFromSyntheticDb) {
     pmtest::TempDir tmp;
-    synthetic_layer_db(tmp / "r.duckdb", true);
-    const fs::path html = out_dir() / "report-layers.html";
-    auto r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html.string(), "--bootstrap", "50"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    const std::string page = slurp(html);
-    const json d = page_data(page);
+    fs::path html;
+    ASSERT_NO_FATAL_FAILURE(report_synthetic_layer_db(tmp, true, "report-layers.html", html));
+    const json d = page_data(slurp(html));
     ASSERT_TRUE(d.contains("layer_depth")) << d.value("layer_depth_missing", json()).dump();
     const json& ld = d["layer_depth"];
     EXPECT_EQ(ld["norm"], "raw");
@@ -759,10 +765,8 @@ TEST(ReportDb, LayerProfilesOverDepthFromSyntheticDb) {
 // A DB whose runs were stored without per-layer series: the section says so.
 TEST(ReportDb, NoTokenLayersSaysSo) {
     pmtest::TempDir tmp;
-    synthetic_layer_db(tmp / "r.duckdb", false);
-    const fs::path html = out_dir() / "report-no-layers.html";
-    auto r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html.string(), "--bootstrap", "50"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    fs::path html;
+    ASSERT_NO_FATAL_FAILURE(report_synthetic_layer_db(tmp, false, "report-no-layers.html", html));
     const json d = page_data(slurp(html));
     EXPECT_FALSE(d.contains("layer_depth"));
     EXPECT_NE(d["layer_depth_missing"].get<std::string>().find("has no token_layers rows"), std::string::npos);

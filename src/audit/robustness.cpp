@@ -293,7 +293,7 @@ json rank_json(const std::vector<RankingStability>& v) {
     json a = json::array();
     for (const auto& x : v)
         a.push_back({{"level_a", x.level_a}, {"level_b", x.level_b}, {"n_models", x.tau.n}, {"tau_b", num(x.tau.tau)},
-                     {"p", num(x.tau.p)}, {"ci", interval(x.ci)}});
+                     {"p", num(x.tau.p)}, {"p_method", x.tau.method}, {"ci", interval(x.ci)}});
     return a;
 }
 }  // namespace
@@ -348,8 +348,9 @@ std::string to_table(const Robustness& r) {
             continue;
         }
         s += "\n";
-        TextTable t({"level a", "level b", "models", "τ-b", "p", "95% CI"});
-        for (const auto& x : v) t.row({x.level_a, x.level_b, std::to_string(x.tau.n), f(x.tau.tau), f(x.tau.p), ci(x.ci)});
+        TextTable t({"level a", "level b", "models", "τ-b", "p", "p method", "95% CI"});
+        for (const auto& x : v)
+            t.row({x.level_a, x.level_b, std::to_string(x.tau.n), f(x.tau.tau), f(x.tau.p), x.tau.method, ci(x.ci)});
         s += t.str();
     }
     if (!r.perplexity_reason.empty()) {

@@ -297,11 +297,40 @@ KendallTau kendall_tau_b(std::span<const double> x0, std::span<const double> y0)
     k.tau = (C - D) / den;
     double var = (m * (m - 1) * (2 * m + 5) - xt2 - yt2) / 18 + (2 * xt1) * (2 * yt1) / (2 * m * (m - 1));
     if (n > 2) var += xt3 * yt3 / (9 * m * (m - 1) * (m - 2));
-    if (var > 0) {
-        k.z = (C - D) / std::sqrt(var);
-        k.p = std::min(1.0, 2 * normal_sf(std::abs(k.z)));
+    if (var > 0) k.z = (C - D) / std::sqrt(var);
+    if (xt1 == 0 && yt1 == 0 && n <= kKendallExactMaxN) {
+        k.method = "exact";
+        k.p = kendall_exact_p(n, std::min(C, D));
+    } else if (var > 0) {
+        // Continuity correction of 1 on S = C − D (R's cor.test(continuity = TRUE)).
+        const double s = std::max(std::abs(C - D) - 1, 0.0);
+        k.method = "normal";
+        k.p = std::min(1.0, 2 * normal_sf(s / std::sqrt(var)));
     }
     return k;
+}
+
+double kendall_exact_p(std::size_t n, double discordant) {
+    if (n < 2) return kNaN;
+    const std::size_t pairs = n * (n - 1) / 2;
+    const double c = std::min(discordant, static_cast<double>(pairs) - discordant);
+    if (c < 0) return kNaN;
+    // P_m(k): probability of k inversions in a uniform random permutation of m items (Mahonian
+    // numbers / m!), by the recurrence P_m(k) = (1/m) Σ_{j=0}^{m−1} P_{m−1}(k − j).
+    std::vector<double> prob(1, 1.0);
+    for (std::size_t m = 2; m <= n; ++m) {
+        std::vector<double> next(prob.size() + m - 1, 0.0);
+        double window = 0;
+        for (std::size_t k = 0; k < next.size(); ++k) {
+            if (k < prob.size()) window += prob[k];
+            if (k >= m && k - m < prob.size()) window -= prob[k - m];
+            next[k] = window / static_cast<double>(m);
+        }
+        prob = std::move(next);
+    }
+    double tail = 0;
+    for (std::size_t k = 0; k < prob.size() && static_cast<double>(k) <= c + 1e-9; ++k) tail += prob[k];
+    return std::min(1.0, 2 * tail);
 }
 
 Correlation pearson(std::span<const double> x0, std::span<const double> y0, double level) {
@@ -629,41 +658,114 @@ Reml reml(std::span<const double> y, const std::vector<std::vector<int>>& factor
         return e;
     };
 
-    Eigen::VectorXd th = Eigen::VectorXd::Constant(static_cast<Eigen::Index>(P), vy / static_cast<double>(P));
-    if (dfw > 0) th(static_cast<Eigen::Index>(K)) = std::max(ssw / dfw, floor_e);
     Reml out;
+    out.at_zero.assign(P, false);
+    if (!(variance(y) > 0)) {
+        // A constant metric: every component is 0 and the likelihood has no maximum (σ²_e → 0).
+        out.sigma2.assign(P, 0.0);
+        out.at_zero.assign(P, true);
+        out.converged = true;
+        out.reason = "constant metric: the total variance is 0";
+        return out;
+    }
+    const auto Pi = static_cast<Eigen::Index>(P);
+    const auto Ke = static_cast<Eigen::Index>(K);
+    // Projected Fisher scoring with an active set. A random component at 0 whose score points out
+    // of the feasible region (∂ℓ/∂σ²_k ≤ 0) is held at 0 and the Fisher step is taken in the free
+    // components only (the free block of the information is positive definite, so the step is an
+    // ascent direction). When a projected Fisher step cannot increase ℓ, a projected gradient step
+    // (scaled by the information's diagonal) is tried; the fit has converged when neither moves the
+    // estimate and the Karush–Kuhn–Tucker conditions hold.
+    auto project = [&](Eigen::VectorXd v) {
+        for (Eigen::Index k = 0; k < Pi; ++k) v(k) = std::max(v(k), 0.0);
+        v(Ke) = std::max(v(Ke), floor_e);
+        return v;
+    };
+    auto active_set = [&](const Eigen::VectorXd& th, const Eval& e) {
+        std::vector<bool> fixed(P, false);
+        for (std::size_t k = 0; k < K; ++k) {
+            const auto ki = static_cast<Eigen::Index>(k);
+            fixed[k] = th(ki) <= 1e-12 * vy && e.score(ki) <= 0;
+        }
+        return fixed;
+    };
+    auto kkt = [&](const Eigen::VectorXd& th, const Eval& e) {
+        // Scale-free score: ∂ℓ/∂log σ² for a free component, ∂ℓ/∂σ² · var(y) at the boundary.
+        for (Eigen::Index k = 0; k < Pi; ++k) {
+            const bool boundary = k < Ke && th(k) <= 1e-12 * vy;
+            const double g = boundary ? e.score(k) * vy : e.score(k) * th(k);
+            if (boundary ? g > 1e-6 : std::abs(g) > 1e-6) return false;
+        }
+        return true;
+    };
+    auto try_step = [&](const Eigen::VectorXd& th, const Eval& cur, const Eigen::VectorXd& step, Eigen::VectorXd& cand,
+                        Eval& next) {
+        double scale = 1;
+        for (int h = 0; h < 40; ++h, scale /= 2) {
+            cand = project(th + scale * step);
+            next = evaluate(cand, false);
+            if (next.ll > cur.ll) return true;
+        }
+        return false;
+    };
+
+    // Start: the residual at the pooled within-cell variance, the others sharing var(y).
+    Eigen::VectorXd th = Eigen::VectorXd::Constant(Pi, vy / static_cast<double>(P));
+    if (dfw > 0) th(Ke) = std::max(ssw / dfw, floor_e);
     Eval cur = evaluate(th, true);
+    if (!std::isfinite(cur.ll)) {
+        th = Eigen::VectorXd::Constant(Pi, vy);
+        cur = evaluate(th, true);
+    }
     for (int it = 0; it < max_iter; ++it) {
         out.iterations = it + 1;
-        Eigen::VectorXd step = cur.info.completeOrthogonalDecomposition().solve(cur.score);
-        if (!step.allFinite()) break;
-        Eval next;
-        Eigen::VectorXd cand = th;
-        double scale = 1;
-        for (int h = 0; h < 30; ++h, scale /= 2) {
-            cand = th + scale * step;
-            for (std::size_t k = 0; k < P; ++k) cand(static_cast<Eigen::Index>(k)) = std::max(cand(static_cast<Eigen::Index>(k)), 0.0);
-            cand(static_cast<Eigen::Index>(K)) = std::max(cand(static_cast<Eigen::Index>(K)), floor_e);
-            next = evaluate(cand, false);
-            if (next.ll >= cur.ll - 1e-12 * std::abs(cur.ll)) break;
+        const auto fixed = active_set(th, cur);
+        std::vector<Eigen::Index> freeidx;
+        for (std::size_t k = 0; k < P; ++k)
+            if (!fixed[k]) freeidx.push_back(static_cast<Eigen::Index>(k));
+        const auto F = static_cast<Eigen::Index>(freeidx.size());
+        Eigen::MatrixXd If(F, F);
+        Eigen::VectorXd gf(F);
+        for (Eigen::Index i = 0; i < F; ++i) {
+            gf(i) = cur.score(freeidx[static_cast<std::size_t>(i)]);
+            for (Eigen::Index j = 0; j < F; ++j)
+                If(i, j) = cur.info(freeidx[static_cast<std::size_t>(i)], freeidx[static_cast<std::size_t>(j)]);
         }
-        if (!(next.ll >= cur.ll - 1e-12 * std::abs(cur.ll))) {
-            out.converged = true;  // no ascent direction left within the constraints
+        const Eigen::VectorXd sf = If.completeOrthogonalDecomposition().solve(gf);
+        Eigen::VectorXd step = Eigen::VectorXd::Zero(Pi);
+        for (Eigen::Index i = 0; i < F; ++i) step(freeidx[static_cast<std::size_t>(i)]) = sf(i);
+        Eigen::VectorXd cand;
+        Eval next;
+        bool moved = step.allFinite() && try_step(th, cur, step, cand, next);
+        if (!moved) {
+            Eigen::VectorXd grad = Eigen::VectorXd::Zero(Pi);
+            for (Eigen::Index k = 0; k < Pi; ++k)
+                if (!fixed[static_cast<std::size_t>(k)]) grad(k) = cur.score(k) / std::max(cur.info(k, k), 1e-300);
+            moved = grad.allFinite() && try_step(th, cur, grad, cand, next);
+        }
+        if (!moved) {
+            out.converged = kkt(th, cur);
             break;
         }
         const double change = (cand - th).cwiseAbs().maxCoeff();
         const double dll = next.ll - cur.ll;
         th = cand;
         cur = evaluate(th, true);
-        if (change <= 1e-9 * vy && std::abs(dll) <= 1e-10 * (1 + std::abs(cur.ll))) {
-            out.converged = true;
+        if (change <= 1e-11 * vy && dll <= 1e-13 * (1 + std::abs(cur.ll))) {
+            out.converged = kkt(th, cur);
             break;
         }
     }
     out.loglik = cur.ll;
     out.sigma2.assign(th.data(), th.data() + th.size());
     for (std::size_t k = 0; k < K; ++k)
-        if (out.sigma2[k] < 1e-12 * vy) out.sigma2[k] = 0;
+        if (out.sigma2[k] <= 1e-12 * vy) {
+            out.sigma2[k] = 0;
+            out.at_zero[k] = true;
+        }
+    if (!out.converged)
+        out.reason = "REML did not reach a maximum (Karush–Kuhn–Tucker conditions fail) after " +
+                     std::to_string(out.iterations) + " iterations";
     return out;
 }
 

@@ -105,7 +105,9 @@ VarianceDecomposition variance_decomposition(const PanelTable& p, const Options&
     try {
         v.reml = stats::reml(y, fac);
         v.reml_share = shares_of(v.reml.sigma2);
-        if (!v.reml.converged) v.reml_reason = "REML did not converge in " + std::to_string(v.reml.iterations) + " iterations";
+        if (!v.reml.reason.empty()) v.reml_reason = v.reml.reason;
+        if (v.reml.reason.empty() && !std::isfinite(v.reml_share.front()))
+            v.reml_reason = "the total variance is 0: shares undefined";
     } catch (const std::exception& e) {
         v.reml_reason = e.what();
     }
@@ -136,7 +138,7 @@ VarianceDecomposition variance_decomposition(const PanelTable& p, const Options&
             d1[t].push_back(tab.type1[t].share);
             d2[t].push_back(tab.type2[t].share);
         }
-        if (b < o.reml_bootstrap && v.reml_reason.empty()) {
+        if (b < o.reml_bootstrap && v.reml.converged && !v.reml_share.empty() && std::isfinite(v.reml_share.front())) {
             const auto rm = stats::reml(yb, fac);
             const auto sh = shares_of(rm.sigma2);
             for (std::size_t t = 0; t < R; ++t) {
@@ -231,9 +233,14 @@ json to_json(const VarianceDecomposition& r) {
                       {"sigma2", num(r.reml.sigma2[t])},
                       {"sigma2_ci", t < r.reml_ci.size() ? interval(r.reml_ci[t]) : json(nullptr)},
                       {"share", num(r.reml_share[t])},
-                      {"share_ci", t < r.reml_share_ci.size() ? interval(r.reml_share_ci[t]) : json(nullptr)}});
+                      {"share_ci", t < r.reml_share_ci.size() ? interval(r.reml_share_ci[t]) : json(nullptr)},
+                      {"at_zero", t < r.reml.at_zero.size() && r.reml.at_zero[t]}});
+    json zero = json::array();
+    for (std::size_t t = 0; t < r.reml_terms.size() && t < r.reml.at_zero.size(); ++t)
+        if (r.reml.at_zero[t]) zero.push_back(r.reml_terms[t]);
     j["reml"] = {{"components", rm}, {"converged", r.reml.converged}, {"iterations", r.reml.iterations},
-                 {"loglik", num(r.reml.loglik)}};
+                 {"loglik", num(r.reml.loglik)}, {"at_zero", zero},
+                 {"method", "projected Fisher scoring with an active set on σ² ≥ 0 (cell-mean REML)"}};
     if (!r.reml_reason.empty()) j["reml"]["reason"] = r.reml_reason;
     return j;
 }
@@ -259,11 +266,14 @@ std::string to_table(const VarianceDecomposition& r) {
     if (!r.reml_reason.empty()) s += ": " + r.reml_reason;
     s += "\n";
     if (!r.reml.sigma2.empty()) {
-        TextTable t({"component", "σ²", "95% CI", "share", "95% CI"});
+        TextTable t({"component", "σ²", "95% CI", "share", "95% CI", ""});
         for (std::size_t i = 0; i < r.reml_terms.size() && i < r.reml.sigma2.size(); ++i)
             t.row({r.reml_terms[i], f(r.reml.sigma2[i]), i < r.reml_ci.size() ? ci(r.reml_ci[i]) : "–",
-                   f(r.reml_share[i]), i < r.reml_share_ci.size() ? ci(r.reml_share_ci[i]) : "–"});
+                   f(r.reml_share[i]), i < r.reml_share_ci.size() ? ci(r.reml_share_ci[i]) : "–",
+                   i < r.reml.at_zero.size() && r.reml.at_zero[i] ? "at 0 (boundary)" : ""});
         s += t.str();
+        s += fmt::format("  restricted log-likelihood {} ({}converged, {} iterations)\n", f(r.reml.loglik),
+                         r.reml.converged ? "" : "not ", r.reml.iterations);
     }
     return s;
 }

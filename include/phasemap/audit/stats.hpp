@@ -71,11 +71,19 @@ double adjusted_rand_index(std::span<const int> a, std::span<const int> b);
 struct KendallTau {
     double tau = kNaN;   // τ-b = (C − D) / sqrt((n0 − n1)(n0 − n2))
     double z = kNaN;     // (C − D) / sqrt(Var) with the tie-corrected variance (Kendall 1970; as scipy)
-    double p = kNaN;     // two-sided, normal approximation (Boost.Math)
+    double p = kNaN;     // two-sided; `method` says how
+    std::string method;  // "exact" (no ties, n ≤ kKendallExactMaxN) or "normal" (continuity-corrected); "" when NaN
     std::size_t n = 0;
 };
+inline constexpr std::size_t kKendallExactMaxN = 33;   // scipy's limit for the exact null
 // Pairs with a non-finite value are dropped. NaN when n < 2 or one variable is constant.
+// p: without ties and n ≤ 33, the exact permutation null of the number of discordant pairs D,
+// p = min(1, 2·P(D' ≤ min(D, n(n−1)/2 − D))) (as scipy's method="exact"); otherwise the normal
+// approximation with the tie-corrected variance and a continuity correction of 1 on S = C − D
+// (as R's cor.test(method = "kendall", exact = FALSE, continuity = TRUE)).
 KendallTau kendall_tau_b(std::span<const double> x, std::span<const double> y);
+// Exact two-sided p of Kendall's statistic for n untied pairs with `discordant` discordant pairs.
+double kendall_exact_p(std::size_t n, double discordant);
 
 struct Correlation {
     double r = kNaN;
@@ -125,15 +133,21 @@ std::vector<double> additive_fitted(std::span<const double> y, std::span<const i
 
 struct Reml {
     std::vector<double> sigma2;   // one per random factor, then the residual variance (last)
-    double loglik = kNaN;         // restricted log-likelihood (up to the usual constant)
+    std::vector<bool> at_zero;    // per component: the maximum lies on the boundary σ²_k = 0
+    double loglik = kNaN;         // restricted log-likelihood reached (cell-mean form, see below); NaN when constant
     int iterations = 0;
-    bool converged = false;
+    bool converged = false;       // the Karush–Kuhn–Tucker conditions hold at the estimate
+    std::string reason;           // why no maximum was reached / why there is none ("" when converged normally)
 };
 // REML variance components of y = μ + Σ_k u_k[factor_k] + e with independent random factors
-// (crossed or nested as the level codes say) by Fisher scoring. The data are reduced exactly to
-// cell means (cells = distinct level combinations) plus the pooled within-cell SS, so the cost is
-// cubic in the number of cells, not in n. Components are constrained to ≥ 0 (boundary estimates
-// are reported as 0). Throws std::invalid_argument when n ≤ 1 or shapes differ.
+// (crossed or nested as the level codes say). The data are reduced exactly to cell means (cells =
+// distinct level combinations) plus the pooled within-cell SS, so the cost is cubic in the number of
+// cells, not in n; `loglik` is −½[log|V| + log(1ᵀV⁻¹1) + ȳᵀPȳ + (n − C) log σ²_e + SS_w/σ²_e] with V the
+// covariance of the C cell means, which differs from the full-data restricted log-likelihood by the
+// constant ½ Σ_c log n_c. The maximum is found under σ²_k ≥ 0 by projected Fisher scoring with an
+// active set (components whose score points below 0 are held there and the others refitted), so an
+// estimate on the boundary is the constrained maximum, flagged in `at_zero`. A constant y gives every
+// σ² = 0 with `reason` set. Throws std::invalid_argument when n ≤ 1 or shapes differ.
 Reml reml(std::span<const double> y, const std::vector<std::vector<int>>& factors, int max_iter = 200);
 
 // ------------------------------------------------------------------ clustering

@@ -3,6 +3,7 @@
 #include "phasemap/metrics/controls.hpp"
 
 #include <algorithm>
+#include <tuple>
 #include <stdexcept>
 
 namespace phasemap::audit {
@@ -18,6 +19,60 @@ void Options::validate() const {
     if (!(train_fraction > 0 && train_fraction < 1))
         throw std::invalid_argument("audit: train fraction must be in (0, 1)");
     cuts.validate();
+}
+
+RunUnits distinct_runs(const PanelTable& p, const std::string& norm, bool keep_budgets, bool all_modes) {
+    RunUnits u;
+    std::vector<const PanelRun*> sel;
+    for (const auto& r : p.runs)
+        if (all_modes || r.norm == norm) sel.push_back(&r);
+    u.total = sel.size();
+    // A stream: what determines the generation apart from the budget. At temperature 0 the seed
+    // does not enter (greedy decoding); when sampling it does.
+    using Stream = std::tuple<std::string, std::string, std::string, std::string, double, std::uint64_t>;
+    std::map<Stream, std::vector<std::size_t>> streams;
+    for (std::size_t i = 0; i < sel.size(); ++i) {
+        const PanelRun& r = *sel[i];
+        if (r.text.empty()) continue;   // generation unknown: never merged
+        streams[{r.norm, r.model, r.category, r.prompt, r.temperature, r.temperature == 0 ? 0 : r.seed}].push_back(i);
+    }
+    std::vector<bool> drop(sel.size(), false);
+    for (const auto& [key, idx] : streams) {
+        if (std::get<4>(key) == 0) {
+            std::map<std::tuple<std::int64_t, std::int64_t, std::string>, std::size_t> seen;
+            for (std::size_t i : idx)
+                if (!seen.emplace(std::make_tuple(sel[i]->n_predict, sel[i]->n_generated, sel[i]->text), i).second) {
+                    drop[i] = true;
+                    ++u.merged_identical;
+                }
+        }
+        if (keep_budgets) continue;
+        for (std::size_t i : idx) {
+            if (drop[i]) continue;
+            for (std::size_t j : idx) {
+                if (j == i || drop[j]) continue;
+                const PanelRun &a = *sel[i], &b = *sel[j];
+                if (b.n_predict > a.n_predict && b.n_generated >= a.n_generated && b.text.size() >= a.text.size() &&
+                    b.text.compare(0, a.text.size(), a.text) == 0) {
+                    drop[i] = true;
+                    ++u.nested_budget;
+                    break;
+                }
+            }
+        }
+    }
+    for (std::size_t i = 0; i < sel.size(); ++i)
+        if (!drop[i]) u.runs.push_back(sel[i]);
+    return u;
+}
+
+json to_json(const RunUnits& u) {
+    return {{"runs", u.total},
+            {"distinct", u.runs.size()},
+            {"merged_identical", u.merged_identical},
+            {"nested_budget", u.nested_budget},
+            {"rule", "temperature-0 runs with the same generation count once; a shorter-budget prefix of a longer "
+                     "run of the same stream is analysed through the longer run"}};
 }
 
 namespace detail {
@@ -41,10 +96,7 @@ std::string resolve_norm(const PanelTable& p, const Options& o) {
 }
 
 std::vector<const PanelRun*> runs_for(const PanelTable& p, const std::string& norm) {
-    std::vector<const PanelRun*> out;
-    for (const auto& r : p.runs)
-        if (r.norm == norm) out.push_back(&r);
-    return out;
+    return distinct_runs(p, norm).runs;
 }
 
 double metric_of(const PanelRun& r, const std::string& name) {

@@ -63,6 +63,26 @@ Verdict interval_verdict(const Interval& ci, std::optional<double> min, std::opt
     return Verdict::INCONCLUSIVE;
 }
 
+// The rule every interval verdict follows (docs/audit.md): the interval decides, and a verdict whose
+// conclusion implies an effect beyond the null value (e.g. "share > max_share ≥ 0", "r ≥ min_r > 0")
+// also needs the hypothesis' own test of no effect at p < α; otherwise it is INCONCLUSIVE.
+Verdict tested_verdict(const Interval& ci, std::optional<double> min, std::optional<double> max, double p,
+                       double alpha, double null_value, std::string& detail) {
+    const Verdict v = interval_verdict(ci, min, max, detail);
+    bool relies = false;
+    if (v == Verdict::FALSIFIED) {
+        if (min && ci.hi < *min) relies = *min <= null_value;
+        else relies = max && *max >= null_value;
+    } else if (v == Verdict::SURVIVED) {
+        relies = (min && *min > null_value) || (max && *max < null_value);
+    }
+    if (relies && !(p < alpha)) {
+        detail += fmt::format(", but that implies an effect and the test of no effect has p = {} ≥ α = {}", f(p), f(alpha));
+        return Verdict::INCONCLUSIVE;
+    }
+    return v;
+}
+
 Evaluation compare(const Hypothesis& h, const PanelTable& p, const Options& o, std::uint64_t stream) {
     Evaluation e;
     const std::string norm = resolve_norm(p, o);
@@ -99,6 +119,8 @@ Evaluation compare(const Hypothesis& h, const PanelTable& p, const Options& o, s
         d = sa / static_cast<double>(a.size()) - sb / static_cast<double>(b.size());
     }
     e.ci = stats::percentile_interval(draws, o.level);
+    e.interval_reflects = h.unit == "model" ? "resampling of the model means within each group"
+                                            : "resampling of the runs within each group (run-level noise)";
     double p_less = stats::kNaN, p_greater = stats::kNaN;
     if (h.test == "welch_t" || h.test == "mann_whitney") {
         const auto t = h.test == "welch_t" ? stats::welch_t(a, b) : stats::mann_whitney(a, b);
@@ -155,7 +177,8 @@ Evaluation variance_share(const Hypothesis& h, const PanelTable& p, const Option
     e.ci = v.type2_ci[t];
     e.p = t < v.type2_perm_p.size() ? v.type2_perm_p[t] : stats::kNaN;
     e.n = v.n;
-    e.verdict = interval_verdict(e.ci, h.min_share, h.max_share, e.detail);
+    e.interval_reflects = "run-level noise given the panel's models and categories (residual bootstrap within cells)";
+    e.verdict = tested_verdict(e.ci, h.min_share, h.max_share, e.p, h.alpha, 0.0, e.detail);
     return e;
 }
 
@@ -181,6 +204,7 @@ Evaluation regime(const Hypothesis& h, const PanelTable& p, const Options& o) {
     if (h.regime == "TRANSITION") lo = c.adaptive_below, hi = c.transition_below;
     if (h.regime == "UNDERACTIVE") hi = c.underactive_below;
     if (h.regime == "CHAOTIC") lo = c.transition_below;
+    e.interval_reflects = "resampling of this model's runs (run-level noise); no test: interval rule only";
     e.verdict = interval_verdict(e.ci, lo, hi, e.detail);
     e.detail += fmt::format("; label of the mean {}, bootstrap label share {}", it->label, f(it->label_share));
     return e;
@@ -192,13 +216,17 @@ Evaluation ranking(const Hypothesis& h, const PanelTable& p, const Options& o0) 
     o.metric = h.metric;
     e.statistic_name = "min Kendall τ-b across " + h.across + " levels";
     std::string reason;
+    e.interval_reflects = "resampling of the runs within model × level (run-level noise given the models)";
     const auto rs = ranking_stability(p, o, h.across, reason);
     if (rs.empty()) {
         e.detail = reason;
         return e;
     }
-    bool all_above = true, any_below = false;
+    bool all_above = true, any_below = false, all_significant = true;
+    double worst_p = stats::kNaN;
     for (const auto& r : rs) {
+        if (!(r.tau.p < h.alpha)) all_significant = false;
+        if (!(r.tau.p <= worst_p)) worst_p = r.tau.p;
         if (!(r.tau.tau >= e.statistic)) {
             e.statistic = r.tau.tau;
             e.ci = r.ci;
@@ -211,9 +239,12 @@ Evaluation ranking(const Hypothesis& h, const PanelTable& p, const Options& o0) 
     if (any_below) {
         e.verdict = Verdict::FALSIFIED;
         e.detail = "a pair of levels has its τ interval entirely below " + f(h.min_tau);
-    } else if (all_above) {
+    } else if (all_above && (h.min_tau <= 0 || all_significant)) {
         e.verdict = Verdict::SURVIVED;
         e.detail = "every pair of levels has its τ interval at or above " + f(h.min_tau);
+    } else if (all_above) {
+        e.detail = "every pair of levels has its τ interval at or above " + f(h.min_tau) +
+                   ", but a pair's test of τ = 0 has p = " + f(worst_p) + " ≥ α = " + f(h.alpha);
     } else {
         e.detail = "τ intervals overlap " + f(h.min_tau);
     }
@@ -256,7 +287,8 @@ Evaluation correlation(const Hypothesis& h, const PanelTable& p, const Options& 
         e.detail = "fewer than 4 " + std::string(model_level ? "models" : "runs") + " with both values";
         return e;
     }
-    e.verdict = interval_verdict(e.ci, h.min_r, h.max_r, e.detail);
+    e.interval_reflects = std::string("Fisher-z interval over the ") + (model_level ? "models" : "runs");
+    e.verdict = tested_verdict(e.ci, h.min_r, h.max_r, e.p, h.alpha, 0.0, e.detail);
     return e;
 }
 
@@ -312,7 +344,7 @@ namespace {
 json eval_json(const Evaluation& e) {
     return {{"verdict", to_string(e.verdict)}, {"statistic_name", e.statistic_name}, {"statistic", num(e.statistic)},
             {"ci", interval(e.ci)},           {"p", num(e.p)},                      {"n", e.n},
-            {"detail", e.detail}};
+            {"detail", e.detail},          {"interval_reflects", e.interval_reflects}};
 }
 }  // namespace
 
@@ -343,7 +375,8 @@ std::string to_table(const Registry& r) {
     s += t.str();
     for (const auto& x : r.results)
         s += "  " + x.hypothesis.id + ": sub-panel " + f(x.subpanel.statistic) + " " + ci(x.subpanel.ci) + " — " +
-             x.subpanel.detail + "; full — " + x.full.detail + "\n";
+             x.subpanel.detail + "; full — " + x.full.detail +
+             (x.full.interval_reflects.empty() ? "" : " (interval: " + x.full.interval_reflects + ")") + "\n";
     return s;
 }
 

@@ -77,7 +77,8 @@ NormSensitivity normalisation_sensitivity(const PanelTable& p, const Options& o)
     // mode → (pair key → (model, ratio_norm)); modes are the runs' `norm` values and the
     // "ratio_norm@<mode>" metrics of a run.
     std::map<std::string, std::map<std::string, std::pair<std::string, double>>> modes;
-    for (const auto& r : p.runs) {
+    for (const PanelRun* rp : distinct_runs(p, "", false, true).runs) {
+        const PanelRun& r = *rp;
         const std::string key = pair_key(r);
         const double v = metric_of(r, "ratio_norm");
         if (std::isfinite(v)) modes[r.norm].emplace(key, std::make_pair(r.model, v));
@@ -92,13 +93,12 @@ NormSensitivity normalisation_sensitivity(const PanelTable& p, const Options& o)
     std::set<std::string> models;
     for (const auto& [m, runs] : modes)
         for (const auto& [k, mv] : runs) models.insert(mv.first);
-    if (models.size() < 2) {
-        s.reason = "single model: separating models needs ≥ 2 models";
-        return s;
-    }
+    if (models.size() < 2)
+        s.modes_reason = "single model (" + *models.begin() + "): η² and Kruskal–Wallis between models need ≥ 2 models";
     auto rng_eta = rng_for(o, kNormEta);
     auto rng_perm = rng_for(o, kNormEtaPerm);
     for (const auto& [mode, runs] : modes) {
+        if (!s.modes_reason.empty()) break;
         NormModeStats ms;
         ms.mode = mode;
         std::vector<double> x;
@@ -232,17 +232,22 @@ json to_json(const NormSensitivity& r) {
                                   {"kappa", num(a.kappa)},
                                   {"kappa_ci", interval(a.kappa_ci)}});
     if (!r.agreement_reason.empty()) j["agreement_reason"] = r.agreement_reason;
+    if (!r.modes_reason.empty()) j["modes_reason"] = r.modes_reason;
     return j;
 }
 
 std::string to_table(const NormSensitivity& r) {
     std::string s = heading("2. Normalisation sensitivity (ratio_norm by model)", r);
     if (!r.ok()) return s;
-    TextTable t({"mode", "runs", "models", "η²", "95% CI", "perm p", "KW H", "df", "p"});
-    for (const auto& m : r.modes)
-        t.row({m.mode, std::to_string(m.runs), std::to_string(m.models), f(m.eta2), ci(m.eta2_ci), f(m.eta2_perm_p),
-               f(m.kw.H), f(m.kw.df), f(m.kw.p)});
-    s += t.str();
+    if (!r.modes_reason.empty()) {
+        s += "  per mode: " + r.modes_reason + "\n";
+    } else {
+        TextTable t({"mode", "runs", "models", "η²", "95% CI", "perm p", "KW H", "df", "p"});
+        for (const auto& m : r.modes)
+            t.row({m.mode, std::to_string(m.runs), std::to_string(m.models), f(m.eta2), ci(m.eta2_ci),
+                   f(m.eta2_perm_p), f(m.kw.H), f(m.kw.df), f(m.kw.p)});
+        s += t.str();
+    }
     if (!r.agreement_reason.empty()) return s + "  label agreement: " + r.agreement_reason + "\n";
     TextTable a({"mode a", "mode b", "paired runs", "agreement", "Cohen κ", "95% CI"});
     for (const auto& x : r.agreement)

@@ -86,28 +86,41 @@ SectionOutput wrap(const std::string& name, const R& r) {
     s.table = to_table(r);
     return s;
 }
+// The section plus the statistical units its runs formed (docs/audit.md, "Dependence").
+template <class R>
+SectionOutput wrap(const std::string& name, const R& r, const PanelTable& p, bool all_modes = false) {
+    SectionOutput s = wrap(name, r);
+    if (!s.ok || p.runs.empty() || (r.norm.empty() && !all_modes)) return s;
+    const RunUnits u = distinct_runs(p, r.norm, false, all_modes);
+    s.data["units"] = to_json(u);
+    if (u.merged_identical + u.nested_budget > 0)
+        s.table += fmt::format("  units: {} distinct of {} runs ({} identical temperature-0 runs merged, {} "
+                               "shorter-budget prefixes analysed through their longer run)\n",
+                               u.runs.size(), u.total, u.merged_identical, u.nested_budget);
+    return s;
+}
 }  // namespace
 
 SectionOutput run_section(const std::string& name, const PanelTable& p, const Options& o,
                           const HypothesisFile* hypotheses) {
     o.validate();
     try {
-        if (name == "regime") return wrap(name, regime_table(p, o));
-        if (name == "normalisation") return wrap(name, normalisation_sensitivity(p, o));
-        if (name == "variance") return wrap(name, variance_decomposition(p, o));
-        if (name == "topology") return wrap(name, topology(p, o));
+        if (name == "regime") return wrap(name, regime_table(p, o), p);
+        if (name == "normalisation") return wrap(name, normalisation_sensitivity(p, o), p, true);
+        if (name == "variance") return wrap(name, variance_decomposition(p, o), p);
+        if (name == "topology") return wrap(name, topology(p, o), p);
         if (name == "hypotheses") {
             if (!hypotheses) {
                 Registry r;
                 r.reason = "no hypotheses file given (--hypotheses FILE)";
                 return wrap(name, r);
             }
-            return wrap(name, falsification_registry(p, *hypotheses, o));
+            return wrap(name, falsification_registry(p, *hypotheses, o), p);
         }
-        if (name == "cycles") return wrap(name, cycles(p, o));
-        if (name == "robustness") return wrap(name, robustness(p, o));
-        if (name == "variants") return wrap(name, variants(p, o));
-        if (name == "controls") return wrap(name, controls(p, o));
+        if (name == "cycles") return wrap(name, cycles(p, o), p);
+        if (name == "robustness") return wrap(name, robustness(p, o), p);
+        if (name == "variants") return wrap(name, variants(p, o), p);
+        if (name == "controls") return wrap(name, controls(p, o), p);
     } catch (const std::exception& e) {
         // A statistic that cannot be computed on this panel: the section reports it, the others run.
         SectionOutput s;

@@ -143,13 +143,28 @@ double fit_threshold(const std::vector<double>& x, const std::vector<int>& y, co
     return best_t;
 }
 
+// A fitted threshold is a rule only when it splits the training runs and beats predicting the
+// training majority class there.
+bool degenerate_rule(const std::vector<double>& x, const std::vector<int>& y, const std::vector<std::size_t>& train,
+                     double t) {
+    std::size_t below = 0, pos = 0;
+    for (auto i : train) {
+        below += x[i] < t;
+        pos += y[i] != 0;
+    }
+    const double majority = static_cast<double>(std::max(pos, train.size() - pos)) / static_cast<double>(train.size());
+    return below == 0 || below == train.size() || !(accuracy(x, y, train, t) > majority);
+}
+
+const char* kNoRule = "no rule better than the majority class";
+
 }  // namespace
 
 std::vector<RankingStability> ranking_stability(const PanelTable& p, const Options& o, const std::string& factor,
                                                 std::string& reason) {
     if (factor != "temperature" && factor != "n_predict")
         throw std::invalid_argument("ranking_stability: factor must be temperature or n_predict");
-    return rankings(runs_for(p, resolve_norm(p, o)), o.metric, factor, o, reason);
+    return rankings(distinct_runs(p, resolve_norm(p, o), factor == "n_predict").runs, o.metric, factor, o, reason);
 }
 
 Robustness robustness(const PanelTable& p, const Options& o) {
@@ -161,7 +176,9 @@ Robustness robustness(const PanelTable& p, const Options& o) {
     r.norm = resolve_norm(p, o);
     const auto runs = runs_for(p, r.norm);
     r.temperature = rankings(runs, o.metric, "temperature", o, r.temperature_reason);
-    r.budget = rankings(runs, o.metric, "n_predict", o, r.budget_reason);
+    // Budgets are compared on every length of a run (its shorter budgets are the same generation
+    // measured earlier), so the comparison keeps the nested runs the pooled analyses merge.
+    r.budget = rankings(distinct_runs(p, r.norm, true).runs, o.metric, "n_predict", o, r.budget_reason);
 
     // ratio_norm (the selected metric) vs perplexity, per run and per model.
     std::uint64_t stream = 0;
@@ -240,8 +257,14 @@ Robustness robustness(const PanelTable& p, const Options& o) {
         return r;
     }
     cp.threshold = fit_threshold(late, lab, train);
-    cp.train_accuracy = accuracy(late, lab, train, cp.threshold);
-    cp.test_accuracy = accuracy(late, lab, test, cp.threshold);
+    if (degenerate_rule(late, lab, train, cp.threshold)) {
+        cp.rule = kNoRule;
+        cp.threshold = stats::kNaN;
+    } else {
+        cp.rule = "collapsed when late_ct < " + f(cp.threshold);
+        cp.train_accuracy = accuracy(late, lab, train, cp.threshold);
+        cp.test_accuracy = accuracy(late, lab, test, cp.threshold);
+    }
     cp.fixed_threshold_test_accuracy = accuracy(late, lab, test, o.collapse_threshold);
     const int majority = 2 * cp.train_positive >= cp.train ? 1 : 0;
     std::size_t maj_ok = 0;
@@ -269,7 +292,13 @@ Robustness robustness(const PanelTable& p, const Options& o) {
             cp.entropy_reason = "entropy missing in a split";
         } else {
             cp.entropy_threshold = fit_threshold(ent, lab, tr2);
-            cp.entropy_test_accuracy = accuracy(ent, lab, te2, cp.entropy_threshold);
+            if (degenerate_rule(ent, lab, tr2, cp.entropy_threshold)) {
+                cp.entropy_rule = kNoRule;
+                cp.entropy_threshold = stats::kNaN;
+            } else {
+                cp.entropy_rule = "collapsed when " + cp.entropy_metric + " < " + f(cp.entropy_threshold);
+                cp.entropy_test_accuracy = accuracy(ent, lab, te2, cp.entropy_threshold);
+            }
             cp.entropy_test_auc = test_auc(ent);
         }
     }
@@ -320,6 +349,7 @@ json to_json(const Robustness& r) {
                    {"test", c.test},
                    {"train_collapsed", c.train_positive},
                    {"test_collapsed", c.test_positive},
+                   {"late_ct_rule", c.rule},
                    {"late_ct_threshold", num(c.threshold)},
                    {"train_accuracy", num(c.train_accuracy)},
                    {"test_accuracy", num(c.test_accuracy)},
@@ -327,6 +357,7 @@ json to_json(const Robustness& r) {
                    {"fixed_threshold_test_accuracy", num(c.fixed_threshold_test_accuracy)},
                    {"majority_test_accuracy", num(c.majority_test_accuracy)},
                    {"entropy_metric", c.entropy_metric},
+                   {"entropy_rule", c.entropy_rule},
                    {"entropy_threshold", num(c.entropy_threshold)},
                    {"entropy_test_accuracy", num(c.entropy_test_accuracy)},
                    {"entropy_test_auc", num(c.entropy_test_auc)}});
@@ -369,13 +400,17 @@ std::string to_table(const Robustness& r) {
     if (!r.predictor_reason.empty()) return s + ": " + r.predictor_reason + "\n";
     s += fmt::format("\n    split {} train ({} collapsed) / {} test ({} collapsed); majority-class test accuracy {}\n",
                      c.train, c.train_positive, c.test, c.test_positive, f(c.majority_test_accuracy));
-    s += fmt::format("    late_ct < {}: train accuracy {}, test accuracy {}, test AUC {}; published threshold test "
-                     "accuracy {}\n",
-                     f(c.threshold), f(c.train_accuracy), f(c.test_accuracy), f(c.test_auc),
-                     f(c.fixed_threshold_test_accuracy));
-    if (c.entropy_reason.empty())
+    if (std::isfinite(c.threshold))
+        s += fmt::format("    late_ct < {}: train accuracy {}, test accuracy {}, test AUC {}", f(c.threshold),
+                         f(c.train_accuracy), f(c.test_accuracy), f(c.test_auc));
+    else
+        s += fmt::format("    late_ct: {} (test AUC {})", c.rule, f(c.test_auc));
+    s += fmt::format("; published threshold test accuracy {}\n", f(c.fixed_threshold_test_accuracy));
+    if (c.entropy_reason.empty() && std::isfinite(c.entropy_threshold))
         s += fmt::format("    {} < {}: test accuracy {}, test AUC {}\n", c.entropy_metric, f(c.entropy_threshold),
                          f(c.entropy_test_accuracy), f(c.entropy_test_auc));
+    else if (c.entropy_reason.empty())
+        s += fmt::format("    {}: {} (test AUC {})\n", c.entropy_metric, c.entropy_rule, f(c.entropy_test_auc));
     else
         s += "    entropy-only predictor: " + c.entropy_reason + "\n";
     return s;

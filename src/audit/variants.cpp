@@ -41,6 +41,51 @@ void delta(const std::vector<double>& a, const std::vector<double>& b, const Opt
     p = stats::permutation_p(std::abs(d), perm);
 }
 
+// Paired Δ: mean of the differences d_i, bootstrap over the pairs, two-sided sign-flip permutation
+// p of |mean d| (every sign vector when 2^n ≤ the permutation budget, then exact; else random flips).
+void paired_delta(const std::vector<double>& diff, const Options& o, std::uint64_t stream, double& d, Interval& dci,
+                  double& p, std::string& method) {
+    const std::size_t n = diff.size();
+    d = stats::mean(diff);
+    auto rng = rng_for(o, kVariantBoot + stream);
+    std::vector<double> draws(o.bootstrap);
+    for (auto& x : draws) {
+        double s = 0;
+        for (std::size_t i = 0; i < n; ++i) s += diff[metrics::uniform_index(rng, n - 1)];
+        x = s / static_cast<double>(n);
+    }
+    dci = stats::percentile_interval(draws, o.level);
+    const double obs = std::abs(d), tol = 1e-12 * std::max(1.0, obs);
+    if (n < 63 && (std::uint64_t{1} << n) <= o.permutations) {
+        const std::uint64_t total = std::uint64_t{1} << n;
+        std::uint64_t ge = 0;
+        for (std::uint64_t mask = 0; mask < total; ++mask) {
+            double s = 0;
+            for (std::size_t i = 0; i < n; ++i) s += (mask >> i & 1U) ? -diff[i] : diff[i];
+            ge += std::abs(s / static_cast<double>(n)) >= obs - tol;
+        }
+        p = static_cast<double>(ge) / static_cast<double>(total);
+        method = "exact sign-flip enumeration";
+        return;
+    }
+    auto prng = rng_for(o, kVariantPerm + stream);
+    std::vector<double> perm(o.permutations);
+    for (auto& x : perm) {
+        double s = 0;
+        for (std::size_t i = 0; i < n; ++i) s += metrics::uniform_index(prng, 1) ? -diff[i] : diff[i];
+        x = std::abs(s / static_cast<double>(n));
+    }
+    p = stats::permutation_p(obs, perm);
+    method = "random sign flips";
+}
+
+// Key of a run for matching variant and base runs: same prompt and settings, and the same seed
+// when sampling (at temperature 0 the seed does not enter).
+std::string match_key(const PanelRun& r) {
+    return fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}", r.category, r.prompt, r.temperature, r.n_predict,
+                       r.temperature == 0 ? std::uint64_t{0} : r.seed);
+}
+
 double perm_corr_p(const std::vector<double>& x, const std::vector<double>& y, const Options& o, std::uint64_t stream) {
     const double r = stats::pearson(x, y).r;
     auto rng = rng_for(o, stream);
@@ -65,12 +110,13 @@ Variants variants(const PanelTable& p, const Options& o) {
     }
     v.norm = resolve_norm(p, o);
     std::map<std::string, std::vector<double>> by_model;
-    std::map<std::string, std::map<std::string, std::vector<double>>> by_cell;
+    std::map<std::string, std::map<std::string, std::vector<double>>> by_cell, by_key;
     for (const PanelRun* r : runs_for(p, v.norm)) {
         const double x = metric_of(*r, "ratio_norm");
         if (!std::isfinite(x)) continue;
         by_model[r->model].push_back(x);
         by_cell[r->model][r->category].push_back(x);
+        by_key[r->model][match_key(*r)].push_back(x);
     }
     if (by_model.empty()) {
         v.reason = "missing metric: no run has a finite ratio_norm";
@@ -104,7 +150,21 @@ Variants variants(const PanelTable& p, const Options& o) {
             row.category_agreement = static_cast<double>(same) / static_cast<double>(la.size());
             row.category_kappa = stats::cohens_kappa(la, lb);
         }
-        delta(a, b, o, stream, row.delta, row.delta_ci, row.perm_p);
+        // Matched runs (several distinct runs under one key are averaged first).
+        std::vector<double> diff;
+        for (const auto& [k, xs] : by_key[m.label]) {
+            const auto it = by_key[row.base].find(k);
+            if (it != by_key[row.base].end()) diff.push_back(stats::mean(xs) - stats::mean(it->second));
+        }
+        row.pairs = diff.size();
+        if (diff.size() >= 2) {
+            row.test = "paired";
+            paired_delta(diff, o, stream, row.delta, row.delta_ci, row.perm_p, row.p_method);
+        } else {
+            row.test = "unpaired";
+            row.p_method = "label permutation";
+            delta(a, b, o, stream, row.delta, row.delta_ci, row.perm_p);
+        }
         v.variants.push_back(std::move(row));
     }
     if (v.variants.empty())
@@ -241,7 +301,10 @@ json to_json(const Variants& r) {
                                  {"category_kappa", num(x.category_kappa)},
                                  {"delta_ratio_norm", num(x.delta)},
                                  {"delta_ci", interval(x.delta_ci)},
-                                 {"perm_p", num(x.perm_p)}});
+                                 {"test", x.test},
+                                 {"pairs", x.pairs},
+                                 {"perm_p", num(x.perm_p)},
+                                 {"p_method", x.p_method}});
     if (!r.variant_reason.empty()) j["variant_reason"] = r.variant_reason;
     j["covariates"] = json::array();
     for (const auto& x : r.covariates)
@@ -261,10 +324,11 @@ std::string to_table(const Variants& r) {
         s += "  variants: " + r.variant_reason + "\n";
     } else {
         TextTable t({"variant", "base", "n", "regime", "base regime", "cat. agreement", "κ", "Δratio_norm", "95% CI",
-                     "perm p"});
+                     "test", "perm p"});
         for (const auto& x : r.variants)
             t.row({x.model, x.base, std::to_string(x.n_variant) + "/" + std::to_string(x.n_base), x.label_variant,
-                   x.label_base, f(x.category_agreement), f(x.category_kappa), f(x.delta), ci(x.delta_ci), f(x.perm_p)});
+                   x.label_base, f(x.category_agreement), f(x.category_kappa), f(x.delta), ci(x.delta_ci),
+                   x.test == "paired" ? "paired (" + std::to_string(x.pairs) + " pairs)" : x.test, f(x.perm_p)});
         s += t.str();
     }
     if (!r.covariates.empty()) {

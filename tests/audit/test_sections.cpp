@@ -264,13 +264,19 @@ TEST(AuditSections, BadInputPerSection) {
         EXPECT_FALSE(r.table.empty());
         EXPECT_EQ(r.data["ok"], false);
     }
-    // Single model: regime runs, the model comparisons say why not.
+    // Single model: regime runs, the model comparisons say why not; the normalisation section runs
+    // (κ between modes is defined) and says why it has no between-model statistics.
     PanelTable one = effects_panel(1, 1, 3, 5);
     EXPECT_TRUE(run_section("regime", one, o).ok);
-    for (const char* s : {"variance", "topology", "normalisation"}) {
+    for (const char* s : {"variance", "topology"}) {
         const auto r = run_section(s, one, o);
         EXPECT_FALSE(r.ok) << s;
         EXPECT_NE(r.reason.find("single model"), std::string::npos) << s << ": " << r.reason;
+    }
+    {
+        const auto r = run_section("normalisation", one, o);
+        EXPECT_TRUE(r.ok) << r.reason;
+        EXPECT_NE(r.data.value("modes_reason", std::string()).find("single model"), std::string::npos) << r.data.dump();
     }
     // Single category.
     PanelTable cat = effects_panel(1, 4, 1, 5);

@@ -39,6 +39,25 @@ struct Options {
     void validate() const;
 };
 
+// ------------------------------------------------------------------ statistical units
+// The runs a section counts (docs/audit.md, "Dependence"). At temperature 0 decoding is greedy and
+// the seed does not enter, so runs of one model, prompt and setting that differ only in the seed
+// and produced the same generation (same text and length) are one measurement: the first (lowest
+// seed) is kept, the others are merged into it. A run whose generation is a prefix of a run of the
+// same stream (same model, prompt, temperature, seed when sampling) with a larger token budget is
+// that run measured at a shorter length: the pooled analyses keep the longest only, the
+// comparisons between budgets keep each length. Runs without a stored text are never merged.
+struct RunUnits {
+    std::vector<const PanelRun*> runs;    // the distinct units, in panel order
+    std::size_t total = 0;                // runs of the mode(s) before merging
+    std::size_t merged_identical = 0;     // temperature-0 runs merged into an identical generation
+    std::size_t nested_budget = 0;        // runs analysed through a longer-budget run of the same stream
+};
+// `norm`: the runs of that mode; `all_modes`: every mode (norm ignored). `keep_budgets`: keep the
+// nested shorter-budget runs (identical generations are merged either way).
+RunUnits distinct_runs(const PanelTable& p, const std::string& norm, bool keep_budgets = false, bool all_modes = false);
+json to_json(const RunUnits& u);
+
 // What every section result shares: empty `reason` when the section ran.
 struct SectionResult {
     std::string reason;   // "not enough data" message when the section could not run
@@ -88,6 +107,7 @@ struct NormSensitivity : SectionResult {
     std::vector<NormModeStats> modes;
     std::vector<NormAgreement> agreement;
     std::string agreement_reason;         // why no κ (e.g. one mode only)
+    std::string modes_reason;             // why no η² / Kruskal–Wallis per mode (e.g. a single model)
 };
 NormSensitivity normalisation_sensitivity(const PanelTable& p, const Options& o);
 
@@ -167,6 +187,10 @@ struct CollapsePredictor {
     std::string label_definition;
     std::size_t train = 0, test = 0, train_positive = 0, test_positive = 0;
     double threshold = stats::kNaN;             // fitted late_ct threshold (collapse when late_ct < t)
+    // The printed rule: "collapsed when late_ct < t", or "no rule better than the majority class"
+    // when the fitted threshold puts every training run in one class or is no more accurate on the
+    // training split than predicting its majority class (threshold then NaN).
+    std::string rule, entropy_rule;
     double train_accuracy = stats::kNaN, test_accuracy = stats::kNaN, test_auc = stats::kNaN;
     double fixed_threshold_test_accuracy = stats::kNaN;   // Options::collapse_threshold on the test split
     std::string entropy_metric;
@@ -200,9 +224,16 @@ struct VariantRow {
     std::size_t categories = 0;                 // categories with both
     double category_agreement = stats::kNaN;    // share of categories with the same cell label
     double category_kappa = stats::kNaN;
-    double delta = stats::kNaN;                 // mean(variant) − mean(base) of ratio_norm
+    // "paired": the mean of the differences over runs matched by (category, prompt, temperature,
+    // n_predict, seed when sampling), paired bootstrap over the pairs, sign-flip permutation p;
+    // "unpaired" (fewer than 2 matched pairs): mean(variant) − mean(base), independent bootstrap,
+    // label permutation p.
+    std::string test;
+    std::size_t pairs = 0;                      // matched pairs (paired test)
+    double delta = stats::kNaN;                 // Δ ratio_norm, variant − base
     Interval delta_ci;
-    double perm_p = stats::kNaN;
+    double perm_p = stats::kNaN;                // two-sided
+    std::string p_method;                       // "exact sign-flip enumeration", "random sign flips", "label permutation"
 };
 struct CovariateRow {
     std::string covariate;

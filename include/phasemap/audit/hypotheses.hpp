@@ -72,6 +72,7 @@ struct Evaluation {
     double p = stats::kNaN;
     std::size_t n = 0;                       // runs or models the statistic used
     std::string detail;                      // why this verdict (or why no data)
+    std::string interval_reflects;           // what the interval's variation is (e.g. run-level noise given the models)
 };
 struct HypothesisResult {
     Hypothesis hypothesis;

@@ -91,7 +91,32 @@ std::string format_plan(const Manifest& m, const PlanEstimate& p) {
     s += fmt::format("disk: results DB ≤ {}", human(p.db_bytes));
     if (m.save_states) s += fmt::format(", raw states (NPZ) ≤ {}", human(p.states_bytes));
     s += "\n";
+    for (const auto& w : design_warnings(m)) s += "warning: " + w + "\n";
     return s;
+}
+
+std::vector<std::string> design_warnings(const Manifest& m) {
+    std::vector<std::string> out;
+    // Models with the same offending settings share one line.
+    std::map<std::string, std::vector<std::string>> seeds, budgets;
+    for (const auto& me : m.models) {
+        bool greedy = false;
+        for (double t : me.gen.temperatures) greedy = greedy || t == 0;
+        if (!greedy) continue;
+        if (me.gen.seeds.size() > 1)
+            seeds[fmt::format("{} seeds ({})", me.gen.seeds.size(), fmt::join(me.gen.seeds, ", "))].push_back(me.label);
+        if (me.gen.n_predict.size() > 1)
+            budgets[fmt::format("token budgets {}", fmt::join(me.gen.n_predict, ", "))].push_back(me.label);
+    }
+    for (const auto& [what, models] : seeds)
+        out.push_back(fmt::format("temperature 0 is crossed with {} for model(s) {}: greedy decoding ignores the seed, "
+                                  "so these runs repeat one generation per prompt and budget (the audit counts it once)",
+                                  what, fmt::join(models, ", ")));
+    for (const auto& [what, models] : budgets)
+        out.push_back(fmt::format("{} at temperature 0 for model(s) {}: the shorter budgets are prefixes of the longest "
+                                  "greedy generation (the audit analyses them as one run at several lengths)",
+                                  what, fmt::join(models, ", ")));
+    return out;
 }
 
 }  // namespace phasemap::panel

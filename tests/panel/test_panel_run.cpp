@@ -420,11 +420,14 @@ min_share = 0.2
         seen += t + ": " + cols + "\n";
         if (cols.find("model") != std::string::npos && cols.find("category") == std::string::npos && cols.find(",n,") != std::string::npos) {
             per_model = true;
+            // 16 runs per model, of which the 2 seeds at temperature 0 repeat one greedy generation
+            // (4 prompts): the audit counts each distinct generation once (issue 16) → 12.
             EXPECT_EQ(rows(db, "SELECT model, n FROM \"" + t + "\" ORDER BY model"),
-                      (std::vector<std::string>{"stories\t16", "tiny\t16"}));
+                      (std::vector<std::string>{"stories\t12", "tiny\t12"}));
         }
     }
     EXPECT_TRUE(per_model) << "no per-model regime table among\n" << seen;
+    EXPECT_EQ(j["sections"]["regime"]["units"]["merged_identical"], 8) << j["sections"]["regime"]["units"].dump();
     // Cycles get the transition matrix and dwell times from the runs table.
     const auto cyc = std::find_if(stored.begin(), stored.end(), [](const auto& e) { return e.name == "cycles"; });
     ASSERT_NE(cyc, stored.end());

@@ -28,5 +28,9 @@ struct PlanEstimate {
 // Reads each model's GGUF header (no weights) and multiplies out the grid.
 PlanEstimate plan_panel(const Manifest& m);
 std::string format_plan(const Manifest& m, const PlanEstimate& p);
+// Design warnings (docs/audit.md, "Dependence"): seeds crossed with temperature 0 (greedy decoding
+// ignores the seed, so the seeds repeat one generation) and several token budgets at temperature 0
+// (the shorter budgets are prefixes of the longest one). One line per warning; format_plan prints them.
+std::vector<std::string> design_warnings(const Manifest& m);
 
 }  // namespace phasemap::panel

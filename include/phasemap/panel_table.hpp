@@ -29,6 +29,7 @@ struct PanelRun {
     uint64_t seed = 0;
     int64_t n_generated = 0;
     std::string text;                        // generated text
+    std::string tokens_digest;               // md5 of the generated token ids in order ("" when not stored)
     // Run-level metrics by METRICS.md name: ratio_norm, late_ct, collapse (0/1), mean_ct,
     // collapse_rate, rivalry_rate, diffuse_rate, steady_rate, exit_rate, reopening_rate,
     // perplexity (exp mean surprisal), median_<layer metric> …  NaN when missing.

@@ -33,22 +33,28 @@ RunUnits distinct_runs(const PanelTable& p, const std::string& norm, bool keep_b
     std::map<Stream, std::vector<std::size_t>> streams;
     for (std::size_t i = 0; i < sel.size(); ++i) {
         const PanelRun& r = *sel[i];
-        if (r.text.empty()) continue;   // generation unknown: never merged
+        if (r.text.empty() && r.tokens_digest.empty()) continue;   // generation unknown: never merged
         streams[{r.norm, r.model, r.category, r.prompt, r.temperature, r.temperature == 0 ? 0 : r.seed}].push_back(i);
     }
     std::vector<bool> drop(sel.size(), false);
     for (const auto& [key, idx] : streams) {
         if (std::get<4>(key) == 0) {
-            std::map<std::tuple<std::int64_t, std::int64_t, std::string>, std::size_t> seen;
-            for (std::size_t i : idx)
-                if (!seen.emplace(std::make_tuple(sel[i]->n_predict, sel[i]->n_generated, sel[i]->text), i).second) {
+            // Same generation: the same token ids (their digest) where the store has them, else the
+            // same text; and the same length.
+            std::map<std::tuple<std::int64_t, std::int64_t, bool, std::string>, std::size_t> seen;
+            for (std::size_t i : idx) {
+                const PanelRun& r = *sel[i];
+                const bool by_tokens = !r.tokens_digest.empty();
+                const auto key = std::make_tuple(r.n_predict, r.n_generated, by_tokens, by_tokens ? r.tokens_digest : r.text);
+                if (!seen.emplace(key, i).second) {
                     drop[i] = true;
                     ++u.merged_identical;
                 }
+            }
         }
         if (keep_budgets) continue;
         for (std::size_t i : idx) {
-            if (drop[i]) continue;
+            if (drop[i] || sel[i]->text.empty()) continue;
             for (std::size_t j : idx) {
                 if (j == i || drop[j]) continue;
                 const PanelRun &a = *sel[i], &b = *sel[j];

@@ -38,6 +38,7 @@ void to_json(nlohmann::json& j, const PanelRun& r) {
          {"prompt", r.prompt},           {"temperature", r.temperature}, {"n_predict", r.n_predict},
          {"seed", r.seed},               {"n_generated", r.n_generated}, {"text", r.text},
          {"metrics", met},               {"regime", r.regime}, {"norm", r.norm}};
+    if (!r.tokens_digest.empty()) j["tokens_digest"] = r.tokens_digest;
 }
 
 void from_json(const nlohmann::json& j, PanelRun& r) {
@@ -50,6 +51,7 @@ void from_json(const nlohmann::json& j, PanelRun& r) {
     r.seed = j.value("seed", uint64_t{0});
     r.n_generated = j.value("n_generated", int64_t{0});
     r.text = j.value("text", std::string());
+    r.tokens_digest = j.value("tokens_digest", std::string());
     r.metrics.clear();
     if (j.contains("metrics"))
         for (const auto& [k, v] : j["metrics"].items())

@@ -719,6 +719,7 @@ Reml reml(std::span<const double> y, const std::vector<std::vector<int>>& factor
     }
     for (int it = 0; it < max_iter; ++it) {
         out.iterations = it + 1;
+        if (cur.score.size() != Pi) break;   // the covariance lost definiteness: no maximum reached
         const auto fixed = active_set(th, cur);
         std::vector<Eigen::Index> freeidx;
         for (std::size_t k = 0; k < P; ++k)
@@ -756,6 +757,7 @@ Reml reml(std::span<const double> y, const std::vector<std::vector<int>>& factor
             break;
         }
     }
+    if (!out.converged && cur.score.size() == Pi) out.converged = kkt(th, cur);   // iteration limit reached
     out.loglik = cur.ll;
     out.sigma2.assign(th.data(), th.data() + th.size());
     for (std::size_t k = 0; k < K; ++k)

@@ -391,6 +391,17 @@ PanelTable Store::panel_table() const {
         for (const auto& name : run_metric_columns()) p.metrics[name] = r->dbl(c++, i);
         pt.runs.push_back(std::move(p));
     }
+    {
+        // Identity of each run's generation (the audit merges identical ones, docs/audit.md).
+        std::map<std::string, size_t> at;
+        for (size_t i = 0; i < pt.runs.size(); ++i) at.emplace(pt.runs[i].run_id, i);
+        auto d = impl_->query(
+            "SELECT run_id, md5(string_agg(CAST(token_id AS VARCHAR), ',' ORDER BY t)) FROM tokens GROUP BY run_id");
+        for (idx_t i = 0; i < d->rows(); ++i) {
+            const auto it = at.find(d->str(0, i));
+            if (it != at.end() && !d->null(1, i)) pt.runs[it->second].tokens_digest = d->str(1, i);
+        }
+    }
     return pt;
 }
 

@@ -269,3 +269,44 @@ TEST(AuditUnits, SingleModelKappaBetweenModes) {
     EXPECT_DOUBLE_EQ(s.agreement[0].agreement, 0.75);
     EXPECT_NEAR(s.agreement[0].kappa, (0.75 - 0.25) / (1 - 0.25), 1e-12);
 }
+
+// Where the store has the token ids, their digest decides what is identical; the text only stands
+// in for runs without one.
+TEST(AuditUnits, TokenDigestDecidesIdentity) {
+    PanelTable p;
+    p.models = {{.label = "m"}};
+    // Seeds 1 and 2: same tokens, texts differ (say, a detokeniser detail) → one generation.
+    // Seed 3: same text as seed 1 but other tokens → its own unit. Seeds 4 and 5: no digest, same text → merged.
+    const std::vector<std::pair<std::string, std::string>> runs = {
+        {"abc", "once upon"}, {"abc", "once upon "}, {"xyz", "once upon"}, {"", "a time"}, {"", "a time"}};
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+        auto r = run("m", "c0", i < 3 ? "p0" : "p1", 0.0, 32, i + 1, runs[i].second, 2.0 + 0.1 * static_cast<double>(i));
+        r.tokens_digest = runs[i].first;
+        p.runs.push_back(r);
+    }
+    const auto u = distinct_runs(p, "raw");
+    EXPECT_EQ(u.merged_identical, 2u);
+    ASSERT_EQ(u.runs.size(), 3u);
+    EXPECT_EQ(u.runs[0]->seed, 1u);
+    EXPECT_EQ(u.runs[1]->seed, 3u);
+    EXPECT_EQ(u.runs[2]->seed, 4u);
+}
+
+// A constant metric: the ANOVA has nothing to split and the REML shares are undefined, with the reason.
+TEST(AuditUnits, ConstantMetricHasNoShares) {
+    PanelTable p;
+    for (int m = 0; m < 3; ++m) {
+        p.models.push_back({.label = "m" + std::to_string(m)});
+        for (int c = 0; c < 2; ++c)
+            for (int k = 0; k < 4; ++k)
+                p.runs.push_back(run("m" + std::to_string(m), "c" + std::to_string(c), "p" + std::to_string(k), 0.7, 32,
+                                     k, "", 2.5));
+    }
+    const auto v = variance_decomposition(p, small_options());
+    ASSERT_TRUE(v.ok()) << v.reason;
+    ASSERT_EQ(v.reml_share.size(), 4u);
+    for (double s : v.reml_share) EXPECT_TRUE(std::isnan(s));
+    for (double s : v.reml.sigma2) EXPECT_EQ(s, 0.0);
+    EXPECT_NE(v.reml_reason.find("constant"), std::string::npos) << v.reml_reason;
+    for (const auto& t : v.anova.type2) EXPECT_TRUE(std::isnan(t.share));
+}

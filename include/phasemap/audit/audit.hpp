@@ -42,8 +42,9 @@ struct Options {
 // ------------------------------------------------------------------ statistical units
 // The runs a section counts (docs/audit.md, "Dependence"). At temperature 0 decoding is greedy and
 // the seed does not enter, so runs of one model, prompt and setting that differ only in the seed
-// and produced the same generation (same text and length) are one measurement: the first (lowest
-// seed) is kept, the others are merged into it. A run whose generation is a prefix of a run of the
+// and produced the same generation (same token ids — their digest — where the store has them, else
+// the same text; and the same length) are one measurement: the first (lowest seed) is kept, the
+// others are merged into it. A run whose generation is a prefix of a run of the
 // same stream (same model, prompt, temperature, seed when sampling) with a larger token budget is
 // that run measured at a shorter length: the pooled analyses keep the longest only, the
 // comparisons between budgets keep each length. Runs without a stored text are never merged.

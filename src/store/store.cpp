@@ -5,7 +5,12 @@
 #include <fmt/core.h>
 
 #include "store_internal.hpp"
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <set>
+
+#include "phasemap/crash_point.hpp"
 
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -171,7 +176,10 @@ std::unique_ptr<Store> Store::open(const fs::path& path, const OpenOptions& opt)
     if (!laid_out) {
         if (opt.read_only) throw StoreError(fmt::format("results DB '{}' is empty (no phasemap tables)", path.string()));
         im->exec("BEGIN TRANSACTION");
-        for (const auto& s : schema_sql()) im->exec(s);
+        for (const auto& s : schema_sql()) {
+            im->exec(s);
+            crash_point("store.create");
+        }
         std::map<std::string, std::string> meta = opt.meta;
         meta["schema_version"] = std::to_string(kSchemaVersion);
         if (!opt.manifest_hash.empty()) meta["manifest_hash"] = opt.manifest_hash;
@@ -228,8 +236,12 @@ double mean_of(const std::vector<double>& v) {
 
 }  // namespace
 
-void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const std::vector<TokenData>& tokens,
-                       const std::vector<LayerTokenData>& layers) {
+namespace {
+
+// Appends the runs row, the tokens rows and the token_layers rows of one analysed run (inside the
+// caller's transaction). Between the tables: crash point store.between_statements.
+void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s, const std::vector<TokenData>& tokens,
+                const std::vector<LayerTokenData>& layers) {
     using namespace phasemap::metrics;
     // Run-level values by column name, and the reasons of missing ones.
     std::map<std::string, double> vals;
@@ -272,8 +284,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
     std::vector<std::string> states(tokens.size());
     if (const MetricInfo* os = find_metric("output_state")) states = os->per_token_label(s);
 
-    auto& im = *impl_;
-    im.in_transaction([&] {
+    {
         {
             Appender a(im.con, "runs", im.path);
             a.str(run.run_id); a.str(run.model); a.str(run.category); a.i64(run.prompt_index); a.str(run.prompt);
@@ -287,6 +298,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
             a.end_row();
             a.close();
         }
+        crash_point("store.between_statements");
         {
             Appender a(im.con, "tokens", im.path);
             for (size_t t = 0; t < tokens.size(); ++t) {
@@ -297,6 +309,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
             }
             a.close();
         }
+        crash_point("store.between_statements");
         if (!layers.empty()) {
             Appender a(im.con, "token_layers", im.path);
             auto at = [](const std::vector<double>& v, size_t t) { return t < v.size() ? v[t] : std::nan(""); };
@@ -309,7 +322,41 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
                 }
             a.close();
         }
+    }
+}
+
+}  // namespace
+
+void Store::commit_run(const RunRow& run, const metrics::RunSummary& summary, const std::vector<TokenData>& tokens,
+                       const std::vector<LayerTokenData>& layers) {
+    auto& im = *impl_;
+    im.in_transaction([&] { append_run(im, run, summary, tokens, layers); });
+}
+
+size_t Store::commit_group(const std::vector<RunWrite>& runs) {
+    auto& im = *impl_;
+    if (im.read_only) throw StoreError(fmt::format("results DB '{}' is open read-only: cannot store runs", im.path.string()));
+    if (runs.empty()) return 0;
+    size_t written = 0;
+    im.in_transaction([&] {
+        // Runs already stored (a group stored in part by a phasemap that committed each row on
+        // its own) are left as they are; the check runs inside the transaction.
+        std::string in;
+        for (const RunWrite& w : runs) in += (in.empty() ? "" : ", ") + q(w.run->run_id);
+        std::set<std::string> stored;
+        auto r = im.query("SELECT run_id FROM runs WHERE run_id IN (" + in + ")");
+        for (idx_t i = 0; i < r->rows(); ++i) stored.insert(r->str(0, i));
+        for (const RunWrite& w : runs) {
+            if (stored.count(w.run->run_id)) continue;
+            if (written > 0) crash_point("store.between_runs");
+            static const std::vector<LayerTokenData> none;
+            append_run(im, *w.run, *w.summary, *w.tokens, w.layers ? *w.layers : none);
+            stored.insert(w.run->run_id);
+            ++written;
+        }
+        crash_point("store.before_commit");
     });
+    return written;
 }
 
 std::vector<std::string> Store::export_parquet(const fs::path& dir_in) const {
@@ -482,6 +529,30 @@ PanelTable load_panel_table(const fs::path& db) {
     return Store::open(db, {.read_only = true})->panel_table();
 }
 
+namespace {
+
+// Whether another process holds a lock on the file (DuckDB locks its database file with fcntl).
+bool locked_by_other_process(const fs::path& p) {
+    const int fd = ::open(p.c_str(), O_RDWR);
+    if (fd < 0) return false;
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    const bool locked = ::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    ::close(fd);
+    return locked;
+}
+
+// fsync of a directory, so that a rename into it survives a power loss.
+void sync_dir(const fs::path& dir) {
+    const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    ::fsync(fd);
+    ::close(fd);
+}
+
+}  // namespace
+
 MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
     if (inputs.empty()) throw StoreError("merge: no input DB given");
     // Check every input first (read-only), so a refused merge writes nothing.
@@ -507,35 +578,82 @@ MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
         meta.erase("schema_version");
         meta.erase("manifest_hash");
     }
-    auto o = Store::open(out, {.read_only = false, .manifest_hash = hash, .meta = meta});
-    auto& im = *o->impl_;
+    // Killed at any moment, `out` is as before or as after: an existing output takes every input
+    // in one transaction; a new one is built under a temporary name next to it (schema, rows,
+    // checkpoint on close) and renamed into place.
+    const bool fresh = !fs::exists(out, ec);
+    const fs::path dir = out.parent_path();
+    const fs::path target = fresh ? dir / fmt::format(".{}.merging", out.filename().string()) : out;
+    if (fresh && fs::exists(target, ec)) {
+        // Left by a killed merge, unless another merge into the same new file holds it now.
+        if (locked_by_other_process(target))
+            throw StoreError(fmt::format("merge: '{}' is being written by another `phasemap merge` into '{}'", target.string(),
+                                         out.string()));
+        fs::remove(target, ec);
+        fs::remove(fs::path(target.string() + ".wal"), ec);
+    }
     MergeResult res;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-        const std::string alias = fmt::format("pm_src{}", i);
-        im.exec(fmt::format("ATTACH {} AS {} (READ_ONLY)", q(fs::absolute(inputs[i]).string()), alias));
+    try {
+        auto o = Store::open(target, {.read_only = false, .manifest_hash = hash, .meta = meta});
+        auto& im = *o->impl_;
+        std::vector<std::string> aliases;
         try {
-            // Same label must mean the same model file.
-            auto c = im.query(fmt::format("SELECT s.label FROM {}.models s JOIN models m USING (label) WHERE s.sha256 <> m.sha256", alias));
-            if (c->rows() > 0)
-                throw StoreError(fmt::format("merge: model '{}' has another file in '{}' than in '{}'", c->str(0, 0), inputs[i].string(), out.string()));
-            auto n = im.query(fmt::format("SELECT count(*) FILTER (WHERE run_id IN (SELECT run_id FROM runs)), count(*) FROM {}.runs", alias));
-            const int64_t present = n->i64(0, 0), total = n->i64(1, 0);
-            im.exec("BEGIN TRANSACTION");
-            im.exec(fmt::format("INSERT INTO models SELECT * FROM {0}.models WHERE label NOT IN (SELECT label FROM models)", alias));
-            im.exec(fmt::format("CREATE TEMP TABLE pm_new AS SELECT run_id FROM {}.runs WHERE run_id NOT IN (SELECT run_id FROM runs)", alias));
-            im.exec(fmt::format("INSERT INTO runs SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
-            im.exec(fmt::format("INSERT INTO tokens SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
-            im.exec(fmt::format("INSERT INTO token_layers SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
-            im.exec("DROP TABLE pm_new");
-            im.exec("COMMIT");
-            res.runs_added += total - present;
-            res.runs_present += present;
+            for (size_t i = 0; i < inputs.size(); ++i) {
+                const std::string alias = fmt::format("pm_src{}", i);
+                im.exec(fmt::format("ATTACH {} AS {} (READ_ONLY)", q(fs::absolute(inputs[i]).string()), alias));
+                aliases.push_back(alias);
+                // Same label must mean the same model file, across the inputs and the output.
+                auto c = im.query(fmt::format("SELECT s.label FROM {}.models s JOIN models m USING (label) WHERE s.sha256 <> m.sha256", alias));
+                if (c->rows() > 0)
+                    throw StoreError(fmt::format("merge: model '{}' has another file in '{}' than in '{}'", c->str(0, 0), inputs[i].string(), out.string()));
+                for (size_t k = 0; k < i; ++k) {
+                    auto c2 = im.query(fmt::format("SELECT s.label FROM {}.models s JOIN {}.models m USING (label) WHERE s.sha256 <> m.sha256",
+                                                   alias, aliases[k]));
+                    if (c2->rows() > 0)
+                        throw StoreError(fmt::format("merge: model '{}' has another file in '{}' than in '{}'", c2->str(0, 0),
+                                                     inputs[i].string(), inputs[k].string()));
+                }
+            }
+            im.in_transaction([&] {
+                for (size_t i = 0; i < inputs.size(); ++i) {
+                    const std::string& alias = aliases[i];
+                    if (i > 0) crash_point("merge.between_inputs");
+                    auto n = im.query(fmt::format("SELECT count(*) FILTER (WHERE run_id IN (SELECT run_id FROM runs)), count(*) FROM {}.runs", alias));
+                    const int64_t present = n->i64(0, 0), total = n->i64(1, 0);
+                    im.exec(fmt::format("INSERT INTO models SELECT * FROM {0}.models WHERE label NOT IN (SELECT label FROM models)", alias));
+                    im.exec(fmt::format("CREATE TEMP TABLE pm_new AS SELECT run_id FROM {}.runs WHERE run_id NOT IN (SELECT run_id FROM runs)", alias));
+                    im.exec(fmt::format("INSERT INTO runs SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    crash_point("merge.between_statements");
+                    im.exec(fmt::format("INSERT INTO tokens SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    im.exec(fmt::format("INSERT INTO token_layers SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    im.exec("DROP TABLE pm_new");
+                    res.runs_added += total - present;
+                    res.runs_present += present;
+                }
+                crash_point("merge.before_commit");
+            });
         } catch (...) {
-            try { im.exec("ROLLBACK"); } catch (...) {}
-            try { im.exec("DETACH " + alias); } catch (...) {}
+            for (const auto& a : aliases) try { im.exec("DETACH " + a); } catch (...) {}
             throw;
         }
-        im.exec("DETACH " + alias);
+        for (const auto& a : aliases) im.exec("DETACH " + a);
+        crash_point("merge.after_commit");
+        if (fresh) im.exec("CHECKPOINT");
+    } catch (...) {
+        if (fresh) {
+            fs::remove(target, ec);
+            fs::remove(fs::path(target.string() + ".wal"), ec);
+        }
+        throw;
+    }
+    if (fresh) {
+        // The store is closed and checkpointed: the file is complete under its temporary name.
+        if (fs::exists(fs::path(target.string() + ".wal"), ec))
+            throw StoreError(fmt::format("merge: '{}' kept a write-ahead log after closing; not renaming it to '{}'",
+                                         target.string(), out.string()));
+        fs::rename(target, out);
+        sync_dir(dir);
+        crash_point("merge.after_rename");
     }
     return res;
 }

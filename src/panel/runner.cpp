@@ -86,8 +86,16 @@ void report_and_die(int sig) {
     put(p, end, db_path);
     put(p, end, ". The panel resumes: run the same command again (stored runs are skipped).\n");
     [[maybe_unused]] const ssize_t r = ::write(2, buf, size_t(p - buf));
-    ::sigaction(sig, sig == SIGINT ? &old_int : &old_term, nullptr);
-    ::raise(sig);  // in the handler: delivered when it returns; otherwise now
+    const struct sigaction& old = sig == SIGINT ? old_int : old_term;
+    ::sigaction(sig, &old, nullptr);
+    if (old.sa_handler == SIG_DFL) {
+        ::raise(sig);  // in the handler: delivered when it returns; otherwise now
+        return;
+    }
+    // Another handler was installed before: let it run, and stop if it returns.
+    if (old.sa_flags & SA_SIGINFO) old.sa_sigaction(sig, nullptr, nullptr);
+    else old.sa_handler(sig);
+    ::_exit(128 + sig);
 }
 
 void handler(int sig) {
@@ -314,8 +322,11 @@ void report_interrupts(const std::string& panel, const fs::path& db) {
     sigaddset(&sa.sa_mask, SIGINT);
     sigaddset(&sa.sa_mask, SIGTERM);
     sa.sa_flags = SA_RESTART;
-    ::sigaction(SIGINT, &sa, &interrupt::old_int);
-    ::sigaction(SIGTERM, &sa, &interrupt::old_term);
+    // A signal ignored on entry (SIGINT of a background job) stays ignored.
+    for (auto [sig, old] : {std::pair{SIGINT, &interrupt::old_int}, std::pair{SIGTERM, &interrupt::old_term}}) {
+        ::sigaction(sig, nullptr, old);
+        if (old->sa_handler != SIG_IGN) ::sigaction(sig, &sa, nullptr);
+    }
     interrupt::installed = true;
 }
 

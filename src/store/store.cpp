@@ -12,7 +12,9 @@
 
 #include "phasemap/crash_point.hpp"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "phasemap/metrics/analyze.hpp"
@@ -145,6 +147,81 @@ bool check_layout(Store::Impl& im) {
 
 }  // namespace
 
+namespace {
+
+// Whether another process holds a lock on the file (DuckDB locks its database file with fcntl).
+bool locked_by_other_process(const fs::path& p) {
+    const int fd = ::open(p.c_str(), O_RDWR);
+    if (fd < 0) return false;
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    const bool locked = ::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    ::close(fd);
+    return locked;
+}
+
+// fsync of a directory, so that a rename or link into it survives a power loss.
+void sync_dir(const fs::path& dir) {
+    const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    ::fsync(fd);
+    ::close(fd);
+}
+
+void write_schema(Store::Impl& im, const OpenOptions& opt) {
+    im.in_transaction([&] {
+        for (const auto& s : schema_sql()) {
+            im.exec(s);
+            crash_point("store.create");
+        }
+        std::map<std::string, std::string> meta = opt.meta;
+        meta["schema_version"] = std::to_string(kSchemaVersion);
+        if (!opt.manifest_hash.empty()) meta["manifest_hash"] = opt.manifest_hash;
+        for (const auto& [k, v] : meta) im.exec(fmt::format("INSERT INTO meta VALUES ({}, {})", q(k), q(v)));
+    });
+}
+
+// A new results DB appears complete or not at all: it is made under a temporary name in the same
+// directory (schema, meta, checkpoint, closed) and linked to its name, which fails when the name
+// exists by then (another writer created it first: that one is used). Temporary files of killed
+// creators (not locked by a live process) are removed.
+void create_new(const fs::path& path, const OpenOptions& opt) {
+    const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    const std::string prefix = fmt::format(".{}.creating-", path.filename().string());
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind(prefix, 0) == 0 && n.find(".wal") == std::string::npos && !locked_by_other_process(e.path())) {
+            fs::remove(e.path(), ec);
+            fs::remove(fs::path(e.path().string() + ".wal"), ec);
+        }
+    }
+    const fs::path tmp = dir / fmt::format("{}{}", prefix, ::getpid());
+    fs::remove(tmp, ec);
+    fs::remove(fs::path(tmp.string() + ".wal"), ec);
+    try {
+        {
+            auto im = open_raw(tmp, false);
+            write_schema(*im, opt);
+            im->exec("CHECKPOINT");
+        }
+        if (fs::exists(fs::path(tmp.string() + ".wal"), ec))
+            throw StoreError(fmt::format("cannot create results DB '{}': '{}' kept a write-ahead log after closing", path.string(),
+                                         tmp.string()));
+        if (::link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST)
+            throw StoreError(fmt::format("cannot create results DB '{}': {}", path.string(), std::strerror(errno)));
+    } catch (...) {
+        fs::remove(tmp, ec);
+        fs::remove(fs::path(tmp.string() + ".wal"), ec);
+        throw;
+    }
+    fs::remove(tmp, ec);
+    sync_dir(dir);
+}
+
+}  // namespace
+
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 const fs::path& Store::path() const { return impl_->path; }
@@ -171,20 +248,13 @@ std::unique_ptr<Store> Store::open(const fs::path& path, const OpenOptions& opt)
                                              path.string(), h->second.substr(0, 12), opt.manifest_hash.substr(0, 12)));
         }
     }
+    if (!exists && !opt.read_only) create_new(path, opt);
     auto im = open_raw(path, opt.read_only);
     const bool laid_out = check_layout(*im);
     if (!laid_out) {
+        // An empty DuckDB file (made by someone else): the schema goes in as one transaction.
         if (opt.read_only) throw StoreError(fmt::format("results DB '{}' is empty (no phasemap tables)", path.string()));
-        im->exec("BEGIN TRANSACTION");
-        for (const auto& s : schema_sql()) {
-            im->exec(s);
-            crash_point("store.create");
-        }
-        std::map<std::string, std::string> meta = opt.meta;
-        meta["schema_version"] = std::to_string(kSchemaVersion);
-        if (!opt.manifest_hash.empty()) meta["manifest_hash"] = opt.manifest_hash;
-        for (const auto& [k, v] : meta) im->exec(fmt::format("INSERT INTO meta VALUES ({}, {})", q(k), q(v)));
-        im->exec("COMMIT");
+        write_schema(*im, opt);
     } else if (!opt.read_only && !opt.manifest_hash.empty()) {
         const auto m = im->meta();
         if (!m.count("manifest_hash"))
@@ -528,30 +598,6 @@ std::vector<Store::LayerProfileRow> Store::layer_profiles(const std::string& nor
 PanelTable load_panel_table(const fs::path& db) {
     return Store::open(db, {.read_only = true})->panel_table();
 }
-
-namespace {
-
-// Whether another process holds a lock on the file (DuckDB locks its database file with fcntl).
-bool locked_by_other_process(const fs::path& p) {
-    const int fd = ::open(p.c_str(), O_RDWR);
-    if (fd < 0) return false;
-    struct flock fl{};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    const bool locked = ::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
-    ::close(fd);
-    return locked;
-}
-
-// fsync of a directory, so that a rename into it survives a power loss.
-void sync_dir(const fs::path& dir) {
-    const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return;
-    ::fsync(fd);
-    ::close(fd);
-}
-
-}  // namespace
 
 MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
     if (inputs.empty()) throw StoreError("merge: no input DB given");

@@ -84,7 +84,8 @@ void report_and_die(int sig) {
         put(p, end, "; results DB ");
     }
     put(p, end, db_path);
-    put(p, end, ". The panel resumes: run the same command again (stored runs are skipped).\n");
+    if (tot > 0 && st + w >= tot) put(p, end, ". Every run of the panel is stored.\n");
+    else put(p, end, ". The panel resumes: run the same command again (stored runs are skipped).\n");
     [[maybe_unused]] const ssize_t r = ::write(2, buf, size_t(p - buf));
     const struct sigaction& old = sig == SIGINT ? old_int : old_term;
     ::sigaction(sig, &old, nullptr);
@@ -127,6 +128,13 @@ void leave_commit() {
     state.store(kExiting);  // kPending: a signal came during the commit
     report_and_die(pending_signal.load());
 }
+// enter_commit / leave_commit, also when the commit throws.
+struct CommitGuard {
+    CommitGuard() { enter_commit(); }
+    ~CommitGuard() { leave_commit(); }
+    CommitGuard(const CommitGuard&) = delete;
+    CommitGuard& operator=(const CommitGuard&) = delete;
+};
 }  // namespace interrupt
 
 // Receives one generated run, then analyses every normalisation of its group and commits them.
@@ -279,12 +287,11 @@ private:
             std::vector<store::Store::RunWrite> w;
             for (size_t i = 0; i < rows.size(); ++i) w.push_back({&rows[i], &summaries[i], &toks, &layers[i]});
             crash_point("panel.before_commit");
-            interrupt::enter_commit();
+            interrupt::CommitGuard guard;
             written = sh_.db->commit_group(w);
             crash_point("panel.after_commit");
             *sh_.done += written;
             interrupt::written += written;
-            interrupt::leave_commit();
         } else {
             *sh_.done += written;
         }

@@ -154,7 +154,8 @@ TEST_F(CrashPoints, ShardsAndMergeKilledAtEveryPoint) {
     expect_same(want, dump(part), "merge into the existing output");
 }
 
-// The stored results of `audit` (write-back into the panel DB) and of `control-audit --db`:
+// The stored results of `audit` (write-back into the panel DB), `control-audit --db` and
+// `monitor-eval --db`:
 // killed before their transaction commits, the DB holds what it held; killed after it, what an
 // uninterrupted command leaves. Compared over every table of the DB except the creation times.
 std::vector<std::string> results_dump(const fs::path& db) {
@@ -169,7 +170,7 @@ std::vector<std::string> results_dump(const fs::path& db) {
     return out;
 }
 
-TEST_F(CrashPoints, AuditAndControlAuditWriteBackAreAllOrNothing) {
+TEST_F(CrashPoints, AuditControlAuditAndMonitorEvalWriteBackAreAllOrNothing) {
     // audit on a copy of the complete panel DB.
     const fs::path db = dir_ / "audited.duckdb";
     const std::vector<std::string> audit{"audit", db.string(), "-q", "--bootstrap", "20", "--permutations", "20"};
@@ -226,6 +227,31 @@ TEST_F(CrashPoints, AuditAndControlAuditWriteBackAreAllOrNothing) {
     const Done r = run(dir_.path, control("6"), "control-again");
     ASSERT_EQ(r.status, 0) << r.err;
     expect_same(replaced, results_dump(cdb), "control-audit killed after its commit vs. uninterrupted");
+
+    // monitor-eval --db into a new DB: the DB is created (complete, empty) before decoding; killed
+    // before COMMIT it holds no result, after COMMIT the result of an uninterrupted run.
+    {
+        std::ofstream(dir_ / "qa.csv") << "prompt,answer\nOnce upon a time there was a,cat\nThe dog ran to the,park\n"
+                                          "Lily saw a big,tree\n";
+    }
+    auto monitor = [&](const fs::path& db) {
+        return std::vector<std::string>{"monitor-eval", "-m", model_.string(), "--data", (dir_ / "qa.csv").string(), "-n", "6",
+                                        "--bootstrap", "50", "-t", "1", "--db", db.string(), "--name", "m", "-q"};
+    };
+    const fs::path mdb = dir_ / "monitor.duckdb";
+    for (const std::string spec : {"audits.between_statements:1", "audits.before_commit:1"}) {
+        SCOPED_TRACE(spec);
+        crash(monitor(mdb), spec, "monitor");
+        if (HasFatalFailure()) return;
+        EXPECT_TRUE(open_ro(mdb)->audits().empty()) << spec << ": a killed monitor-eval stored a result";
+    }
+    crash(monitor(mdb), "audits.after_commit:1", "monitor");
+    if (HasFatalFailure()) return;
+    const fs::path mclean = dir_ / "monitor-clean.duckdb";
+    const Done m = run(dir_.path, monitor(mclean), "monitor-clean");
+    ASSERT_EQ(m.status, 0) << m.err;
+    ASSERT_EQ(open_ro(mclean)->audits("monitor_eval").size(), 1u);
+    expect_same(results_dump(mclean), results_dump(mdb), "monitor-eval killed after its commit vs. uninterrupted");
 }
 
 // Without PHASEMAP_CRASH_AT (or with a point that is never reached) nothing is injected.

@@ -1,7 +1,9 @@
 // Crash/resume torture of the panel runner (`phasemap panel run`): SIGKILL at seeded random
-// moments, one SIGTERM, a disk-full injection (RLIMIT_FSIZE: writes fail with EFBIG) and two
-// writers on one DB. After each disturbance the runner is restarted; the final DB must equal an
-// uninterrupted run row for row (runs, tokens, models).
+// moments, one SIGTERM, a disk-full injection (RLIMIT_FSIZE: writes fail with EFBIG), two writers
+// on one DB, Ctrl-C, and the resume of a DB left half-written by the phasemap before the
+// one-transaction-per-generation fix (fixtures/). After each disturbance the runner is restarted;
+// the final DB must equal an uninterrupted run row for row (models, runs, tokens, token_layers).
+// The fault-injection suite at named commit points is test_crash_points.cpp (same executable).
 //
 //   PM_TORTURE_ROUNDS (default 10)  SIGKILL rounds      PM_TORTURE_SEED (default 20240521)
 // Its own executable (cmake/hardening.cmake), run by scripts/torture.sh.

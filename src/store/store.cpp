@@ -211,10 +211,12 @@ void create_new(const fs::path& path, const OpenOptions& opt) {
                                          tmp.string()));
         if (::link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST)
             throw StoreError(fmt::format("cannot create results DB '{}': {}", path.string(), std::strerror(errno)));
-    } catch (...) {
+    } catch (const std::exception& e) {
         fs::remove(tmp, ec);
         fs::remove(fs::path(tmp.string() + ".wal"), ec);
-        throw;
+        const std::string what = e.what();
+        if (what.rfind("cannot create results DB", 0) == 0) throw;
+        throw StoreError(fmt::format("cannot create results DB '{}' (made as '{}' first): {}", path.string(), tmp.string(), what));
     }
     fs::remove(tmp, ec);
     sync_dir(dir);

@@ -4,6 +4,7 @@
 // before or as after the interrupted unit (a generation group, a merge, a stored result), and
 // that resuming or rerunning ends exactly where an uninterrupted run ends, row for row.
 #if defined(PM_HAVE_PANEL) && defined(PM_CRASH_POINTS)
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -56,6 +57,14 @@ protected:
         ASSERT_EQ(c.status, 128 + SIGKILL) << spec << ": not killed: " << c.err;
         ASSERT_NE(c.err.find("crash point '" + point + "' reached"), std::string::npos) << spec << ": " << c.err;
     }
+    // Temporary files of killed creators and merges are gone once a later command succeeded.
+    void expect_no_leftovers(const std::string& what) const {
+        for (const auto& e : fs::directory_iterator(dir_.path)) {
+            const std::string n = e.path().filename().string();
+            EXPECT_TRUE(n.find(".creating-") == std::string::npos && n.find(".merging") == std::string::npos)
+                << what << ": left over: " << n;
+        }
+    }
     fs::path model_, manifest_, ref_;
     pmtest::TempDir dir_;
 };
@@ -74,7 +83,7 @@ TEST_F(CrashPoints, PanelRunKilledAtEveryCommitPointResumesToTheUninterruptedDb)
     const auto want = dump(ref_);
     for (size_t i = 0; i < specs.size(); ++i) {
         SCOPED_TRACE(specs[i]);
-        const fs::path db = dir_ / ("p" + std::to_string(i) + ".duckdb");
+        const fs::path db = dir_ / fmt::format("p{}.duckdb", i);
         crash(panel_args(db), specs[i], "crash");
         if (HasFatalFailure()) return;
         const size_t n = expect_whole_groups(ref_, db, 2, specs[i]);
@@ -91,6 +100,7 @@ TEST_F(CrashPoints, PanelRunKilledAtEveryCommitPointResumesToTheUninterruptedDb)
         ASSERT_EQ(r.status, 0) << r.err;
         expect_same(want, dump(db), specs[i] + ": resumed");
         if (HasFatalFailure()) return;
+        expect_no_leftovers(specs[i] + ": resumed");
     }
 }
 
@@ -152,6 +162,7 @@ TEST_F(CrashPoints, ShardsAndMergeKilledAtEveryPoint) {
     const Done r = run(dir_.path, more, "merge-more");
     ASSERT_EQ(r.status, 0) << r.err;
     expect_same(want, dump(part), "merge into the existing output");
+    expect_no_leftovers("after the merges");
 }
 
 // The stored results of `audit` (write-back into the panel DB), `control-audit --db` and

@@ -169,6 +169,31 @@ void sync_dir(const fs::path& dir) {
     ::close(fd);
 }
 
+// Gives the complete file `tmp` the name `to` unless `to` exists: hard link, then the temporary
+// name is removed. Returns false (tmp removed) when `to` exists. On a file system without hard
+// links, a rename after an existence check (a narrow race instead of none). Sets errno and
+// returns false with errno ≠ EEXIST on other failures.
+bool move_no_replace(const fs::path& tmp, const fs::path& to) {
+    std::error_code ec;
+    if (::link(tmp.c_str(), to.c_str()) == 0) {
+        fs::remove(tmp, ec);
+        return true;
+    }
+    const int err = errno;
+    if (err == EPERM || err == EOPNOTSUPP || err == ENOSYS) {
+        if (fs::exists(to, ec)) {
+            fs::remove(tmp, ec);
+            errno = EEXIST;
+            return false;
+        }
+        if (::rename(tmp.c_str(), to.c_str()) == 0) return true;
+    }
+    const int err2 = errno;
+    fs::remove(tmp, ec);
+    errno = err2;
+    return false;
+}
+
 void write_schema(Store::Impl& im, const OpenOptions& opt) {
     im.in_transaction([&] {
         for (const auto& s : schema_sql()) {
@@ -209,7 +234,8 @@ void create_new(const fs::path& path, const OpenOptions& opt) {
         if (fs::exists(fs::path(tmp.string() + ".wal"), ec))
             throw StoreError(fmt::format("cannot create results DB '{}': '{}' kept a write-ahead log after closing", path.string(),
                                          tmp.string()));
-        if (::link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST)
+        // Another writer that created the DB first wins: its file is used.
+        if (!move_no_replace(tmp, path) && errno != EEXIST)
             throw StoreError(fmt::format("cannot create results DB '{}': {}", path.string(), std::strerror(errno)));
     } catch (const std::exception& e) {
         fs::remove(tmp, ec);
@@ -628,7 +654,7 @@ MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
     }
     // Killed at any moment, `out` is as before or as after: an existing output takes every input
     // in one transaction; a new one is built under a temporary name next to it (schema, rows,
-    // checkpoint on close) and renamed into place.
+    // checkpoint on close) and then linked to its name.
     const bool fresh = !fs::exists(out, ec);
     const fs::path dir = out.parent_path();
     const fs::path target = fresh ? dir / fmt::format(".{}.merging", out.filename().string()) : out;
@@ -699,7 +725,15 @@ MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
         if (fs::exists(fs::path(target.string() + ".wal"), ec))
             throw StoreError(fmt::format("merge: '{}' kept a write-ahead log after closing; not renaming it to '{}'",
                                          target.string(), out.string()));
-        fs::rename(target, out);
+        // link, not rename: an output that another process created meanwhile is not replaced.
+        if (!move_no_replace(target, out)) {
+            const int err = errno;
+            if (err == EEXIST)
+                throw StoreError(fmt::format("merge: '{}' was created by another process during the merge; nothing was merged "
+                                             "into it: run the merge again",
+                                             out.string()));
+            throw StoreError(fmt::format("merge: cannot create '{}': {}", out.string(), std::strerror(err)));
+        }
         sync_dir(dir);
         crash_point("merge.after_rename");
     }

@@ -26,13 +26,20 @@ endif()
 # by ctest with the acceptance setting (10 seeded SIGKILL rounds, ~15 s) and by scripts/torture.sh
 # with more rounds or other seeds.
 if(TARGET phasemap_panel AND TARGET phasemap_store)
-  add_executable(test_torture tests/hardening/torture/test_torture.cpp)
-  target_link_libraries(test_torture PRIVATE phasemap_test_support phasemap_store GTest::gtest GTest::gtest_main)
+  add_executable(test_torture tests/hardening/torture/test_torture.cpp tests/hardening/torture/test_crash_points.cpp)
+  target_link_libraries(test_torture PRIVATE phasemap_test_support phasemap_store phasemap_modelgen GTest::gtest GTest::gtest_main)
   target_compile_definitions(test_torture PRIVATE PM_HAVE_PANEL)
   add_dependencies(test_torture phasemap)
-  add_test(NAME hardening.torture COMMAND test_torture)
+  add_test(NAME hardening.torture COMMAND test_torture --gtest_filter=Torture*)
   set_tests_properties(hardening.torture PROPERTIES TIMEOUT 900
                        ENVIRONMENT "PM_TORTURE_ROUNDS=10;PM_TORTURE_SEED=20240521;${PM_TEST_ENV}")
+  # Fault injection at every named commit point (PHASEMAP_CRASH_AT): only when the crash points
+  # are compiled in (cmake/store.cmake).
+  if(PHASEMAP_CRASH_POINTS)
+    target_compile_definitions(test_torture PRIVATE PM_CRASH_POINTS)
+    add_test(NAME hardening.crash_points COMMAND test_torture --gtest_filter=CrashPoints.*)
+    set_tests_properties(hardening.crash_points PROPERTIES TIMEOUT 900 ENVIRONMENT "${PM_TEST_ENV}")
+  endif()
 endif()
 
 # Bad-input corpus: one declarative case per file under tests/bad-inputs/cases, one runner.

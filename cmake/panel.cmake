@@ -31,3 +31,6 @@ find_program(PM_BASH bash)
 add_test(NAME panel.slurm COMMAND ${PM_BASH} ${CMAKE_SOURCE_DIR}/scripts/slurm-test.sh $<TARGET_FILE:phasemap>
   ${CMAKE_SOURCE_DIR}/../shared/models/stories260K.gguf)
 set_tests_properties(panel.slurm PROPERTIES TIMEOUT 420 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE ENVIRONMENT "${PM_TEST_ENV}")
+if(PHASEMAP_CRASH_POINTS)
+  target_compile_definitions(phasemap_panel PRIVATE PHASEMAP_CRASH_POINTS)
+endif()

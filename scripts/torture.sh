@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Crash/resume torture of `phasemap panel run` (tests/hardening/test_torture.cpp): SIGKILL at
+# Crash/resume torture of `phasemap panel run` (tests/hardening/torture/test_torture.cpp): SIGKILL at
 # seeded random moments (ROUNDS rounds, 1–3 kills each), SIGTERM, disk full (RLIMIT_FSIZE), two
-# writers; after each, a restarted runner must leave a DB equal to an uninterrupted run.
+# writers, Ctrl-C, the pre-fix half-group fixture; after each, a restarted runner must leave a DB
+# equal to an uninterrupted run. The crash-point suite (CrashPoints.*) runs as well.
 #
 #   scripts/torture.sh [BUILD=build] [ROUNDS=10] [SEED=20240521]
 set -euo pipefail

@@ -2,8 +2,10 @@
 // (docs/panels.md lists every column). src/store is the only code that includes duckdb.h; this
 // header exposes no DuckDB type.
 //
-// Crash safety: every run (its runs row and all its tokens rows) is written in one DuckDB
-// transaction, so a killed writer leaves either the whole run or nothing of it.
+// Crash safety: every generation group (the runs rows of all its normalisations with their tokens
+// and token_layers rows) is written in one DuckDB transaction, so a killed writer leaves either the
+// whole group or nothing of it. merge and put_audits are one transaction each as well
+// (docs/hardening.md, "Crash points").
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -145,10 +147,25 @@ public:
 
     // Inserts the model or checks that the stored row has the same sha256 (StoreError otherwise).
     void put_model(const ModelRow& m);
-    // Writes the runs row and the tokens rows of one analysed run in one transaction.
+    // Writes the runs row and the tokens rows of one analysed run in one transaction; a run_id
+    // already stored violates the primary key (StoreError, nothing written).
     // `layers`: the token-axis series of every captured layer (token_layers rows); may be empty.
     void commit_run(const RunRow& run, const metrics::RunSummary& summary, const std::vector<TokenData>& tokens,
                     const std::vector<LayerTokenData>& layers = {});
+    // One run of a generation group, for commit_group (pointers to the caller's data; `layers`
+    // may be null).
+    struct RunWrite {
+        const RunRow* run = nullptr;
+        const metrics::RunSummary* summary = nullptr;
+        const std::vector<TokenData>* tokens = nullptr;
+        const std::vector<LayerTokenData>* layers = nullptr;
+    };
+    // Writes every run of one generation group (each normalisation of one generation: its runs,
+    // tokens and token_layers rows) in one transaction: a killed writer leaves all of them or
+    // none. A run whose run_id is already stored is left as it is and not written again, so a
+    // group stored in part (by a phasemap that committed each row on its own) is completed.
+    // Returns the number of runs written.
+    size_t commit_group(const std::vector<RunWrite>& runs);
 
     // Writes result documents in one transaction. An entry replaces the stored one of the same
     // (kind, name), its values and its tables. Needs a DB opened for writing.

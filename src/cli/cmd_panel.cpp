@@ -69,6 +69,8 @@ int run_run(const PanelArgs& a) {
     o.n_threads = a.threads;
     const bool tty = ::isatty(2) == 1;
     auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+    report_interrupts(m.name, o.db);
+    o.on_repair = [&](const std::string& line) { fmt::print(stderr, "panel '{}': {}\n", m.name, line); };
     if (!a.quiet) {
         o.on_plan = [&](size_t pending, size_t skipped) {
             fmt::print(stderr, "panel '{}': {} runs to do{}{}\n", m.name, pending,
@@ -93,8 +95,8 @@ int run_run(const PanelArgs& a) {
         throw UserError(e.what());
     }
     if (!a.quiet)
-        fmt::print(stderr, "panel '{}': {} runs written, {} skipped, {} tokens in {:.1f} s ({:.1f} tok/s) → {}\n", m.name, r.done,
-                   r.skipped, r.tokens, r.seconds, r.seconds > 0 ? double(r.tokens) / r.seconds : 0.0, a.db);
+        fmt::print(stderr, "panel '{}': {} runs written, {} skipped{}, {} tokens in {:.1f} s ({:.1f} tok/s) → {}\n", m.name, r.done,
+                   r.skipped, r.repaired ? fmt::format(", {} partly stored generation(s) completed", r.repaired) : std::string(), r.tokens, r.seconds, r.seconds > 0 ? double(r.tokens) / r.seconds : 0.0, a.db);
     return 0;
 }
 

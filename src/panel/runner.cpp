@@ -1,9 +1,12 @@
-// Panel runner: grid → batched generation → analysis → one DB transaction per run.
+// Panel runner: grid → batched generation → analysis → one DB transaction per generation group.
 #include "phasemap/panel/runner.hpp"
 
 #include <fmt/core.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <ctime>
 #include <exception>
@@ -14,6 +17,7 @@
 #include <set>
 
 #include "phasemap/capture.hpp"
+#include "phasemap/crash_point.hpp"
 #include "phasemap/metrics/layer_axis.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/run_file.hpp"
@@ -32,7 +36,106 @@ using Clock = std::chrono::steady_clock;
 struct Group {
     std::vector<const GridPoint*> points;
     std::vector<std::string> ids;
+    std::vector<bool> stored;    // already in the DB (a group stored in part: see run_panel)
 };
+
+// Ctrl-C / SIGTERM during a panel run (report_interrupts). A commit in progress is finished
+// before the process stops, so the count printed is exact: state idle → committing → idle, and a
+// signal that arrives while committing is acted on when the commit ends.
+namespace interrupt {
+enum : int { kIdle = 0, kCommitting = 1, kPending = 2, kExiting = 3 };
+std::atomic<int> state{kIdle};
+std::atomic<int> pending_signal{0};
+std::atomic<size_t> written{0}, stored{0}, total{0};
+char panel_name[256] = "";
+char db_path[2048] = "";
+struct sigaction old_int {}, old_term {};
+bool installed = false;
+
+void put(char*& p, char* end, const char* s) {
+    while (*s && p < end) *p++ = *s++;
+}
+void put_num(char*& p, char* end, size_t v) {
+    char b[24];
+    int n = 0;
+    do b[n++] = char('0' + v % 10), v /= 10;
+    while (v);
+    while (n && p < end) *p++ = b[--n];
+}
+
+// Async-signal-safe: write(2), sigaction, raise only.
+void report_and_die(int sig) {
+    char buf[3072];
+    char* p = buf;
+    char* const end = buf + sizeof buf;
+    const size_t w = written.load(), st = stored.load(), tot = total.load();
+    put(p, end, "\npanel '");
+    put(p, end, panel_name);
+    put(p, end, sig == SIGINT ? "': interrupted (Ctrl-C): " : "': terminated: ");
+    put_num(p, end, w);
+    put(p, end, w == 1 ? " run written by this invocation" : " runs written by this invocation");
+    if (tot > 0) {
+        put(p, end, ", ");
+        put_num(p, end, st + w);
+        put(p, end, " of ");
+        put_num(p, end, tot);
+        put(p, end, " now in ");
+    } else {
+        put(p, end, "; results DB ");
+    }
+    put(p, end, db_path);
+    if (tot > 0 && st + w >= tot) put(p, end, ". Every run of the panel is stored.\n");
+    else put(p, end, ". The panel resumes: run the same command again (stored runs are skipped).\n");
+    [[maybe_unused]] const ssize_t r = ::write(2, buf, size_t(p - buf));
+    const struct sigaction& old = sig == SIGINT ? old_int : old_term;
+    ::sigaction(sig, &old, nullptr);
+    if (old.sa_handler == SIG_DFL) {
+        ::raise(sig);  // in the handler: delivered when it returns; otherwise now
+        return;
+    }
+    // Another handler was installed before: let it run, and stop if it returns.
+    if (old.sa_flags & SA_SIGINFO) old.sa_sigaction(sig, nullptr, nullptr);
+    else old.sa_handler(sig);
+    ::_exit(128 + sig);
+}
+
+void handler(int sig) {
+    int st = state.load();
+    for (;;) {
+        if (st == kIdle) {
+            if (state.compare_exchange_weak(st, kExiting)) return report_and_die(sig);
+        } else if (st == kCommitting) {
+            pending_signal.store(sig);
+            if (state.compare_exchange_weak(st, kPending)) return;
+        } else {
+            return;  // already pending or exiting
+        }
+    }
+}
+
+// Around a commit and the count that follows it.
+void enter_commit() {
+    int st = kIdle;
+    while (!state.compare_exchange_weak(st, kCommitting)) {
+        if (st == kExiting)
+            for (;;) ::pause();  // another thread reports and stops the process
+        st = kIdle;
+    }
+}
+void leave_commit() {
+    int st = kCommitting;
+    if (state.compare_exchange_strong(st, kIdle)) return;
+    state.store(kExiting);  // kPending: a signal came during the commit
+    report_and_die(pending_signal.load());
+}
+// enter_commit / leave_commit, also when the commit throws.
+struct CommitGuard {
+    CommitGuard() { enter_commit(); }
+    ~CommitGuard() { leave_commit(); }
+    CommitGuard(const CommitGuard&) = delete;
+    CommitGuard& operator=(const CommitGuard&) = delete;
+};
+}  // namespace interrupt
 
 // Receives one generated run, then analyses every normalisation of its group and commits them.
 class PanelSink : public RunSink {
@@ -45,6 +148,7 @@ public:
         std::string precision;
         int64_t n_ctx = 0;
         std::atomic<int64_t>* tokens = nullptr;
+        size_t* done = nullptr;                    // runs written (counted after each commit)
         std::function<void()> on_commit;
         std::exception_ptr* error = nullptr;
     };
@@ -126,7 +230,17 @@ private:
             toks.push_back({t.id, t.text, t.position});
         }
         const auto& gen = sh_.model->gen;
+        // Every normalisation of the generation not yet stored, then one transaction for all.
+        std::vector<metrics::RunSummary> summaries;
+        std::vector<store::RunRow> rows;
+        std::vector<std::vector<store::LayerTokenData>> layers;
+        summaries.reserve(g_.points.size());
+        rows.reserve(g_.points.size());
+        layers.reserve(g_.points.size());
+        size_t analysed = 0;
         for (size_t k = 0; k < g_.points.size(); ++k) {
+            if (g_.stored[k]) continue;
+            ++analysed;
             const GridPoint& p = *g_.points[k];
             const metrics::AnalysisOptions opt = analysis_options(m, p.norm, names);
             metrics::RunSummary s;
@@ -164,7 +278,22 @@ private:
             row.stop_reason = r.end.stop_reason;
             row.text = r.end.text;
             row.states_path = states_rel_;
-            sh_.db->commit_run(row, s, toks, layer_series(r, opt.token));
+            layers.push_back(layer_series(r, opt.token));
+            rows.push_back(std::move(row));
+            summaries.push_back(std::move(s));
+        }
+        size_t written = analysed;
+        if (sh_.db) {
+            std::vector<store::Store::RunWrite> w;
+            for (size_t i = 0; i < rows.size(); ++i) w.push_back({&rows[i], &summaries[i], &toks, &layers[i]});
+            crash_point("panel.before_commit");
+            interrupt::CommitGuard guard;
+            written = sh_.db->commit_group(w);
+            crash_point("panel.after_commit");
+            *sh_.done += written;
+            interrupt::written += written;
+        } else {
+            *sh_.done += written;
         }
         if (sh_.on_commit) sh_.on_commit();
     }
@@ -189,6 +318,24 @@ std::string fmt_duration(double s) {
 }
 
 }  // namespace
+
+void report_interrupts(const std::string& panel, const fs::path& db) {
+    std::snprintf(interrupt::panel_name, sizeof interrupt::panel_name, "%s", panel.c_str());
+    std::snprintf(interrupt::db_path, sizeof interrupt::db_path, "%s", db.c_str());
+    if (interrupt::installed) return;
+    struct sigaction sa {};
+    sa.sa_handler = interrupt::handler;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sa.sa_flags = SA_RESTART;
+    // A signal ignored on entry (SIGINT of a background job) stays ignored.
+    for (auto [sig, old] : {std::pair{SIGINT, &interrupt::old_int}, std::pair{SIGTERM, &interrupt::old_term}}) {
+        ::sigaction(sig, nullptr, old);
+        if (old->sa_handler != SIG_IGN) ::sigaction(sig, &sa, nullptr);
+    }
+    interrupt::installed = true;
+}
 
 std::string progress_line(const Progress& p, bool tty) {
     const double tps = p.seconds > 0 ? double(p.tokens) / p.seconds : 0.0;
@@ -254,6 +401,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         g.ids.push_back(run_id(m, p, sha[p.model], asha[p.model]));
         ++res.shard_runs;
     }
+    interrupt::total = res.shard_runs;
 
     std::unique_ptr<store::Store> db;
     std::set<std::string> have;
@@ -270,19 +418,40 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         have = db->run_ids();
     }
 
-    // Pending groups by model (a group is pending unless every run of it is stored).
+    // Pending groups by model (a group is pending unless every run of it is stored). A group
+    // with some of its runs stored was left by a phasemap that committed each normalisation on
+    // its own and was killed between two of them: it is generated again and its missing runs
+    // are written, in one transaction; the stored ones are kept (the same run id is the same run).
     std::map<size_t, std::vector<const Group*>> pending;
     size_t pending_runs = 0;
-    for (const auto& [gi, g] : groups) {
-        bool all = true;
-        for (const auto& id : g.ids) all = all && have.count(id);
-        if (all) {
-            res.skipped += g.ids.size();
-            continue;
-        }
+    std::vector<std::string> repairs;
+    for (auto& [gi, g] : groups) {
+        size_t n_stored = 0;
+        g.stored.assign(g.ids.size(), false);
+        for (size_t k = 0; k < g.ids.size(); ++k)
+            if (have.count(g.ids[k])) g.stored[k] = true, ++n_stored;
+        res.skipped += n_stored;
+        if (n_stored == g.ids.size()) continue;
         pending[g.points.front()->model].push_back(&g);
-        pending_runs += g.ids.size();
+        pending_runs += g.ids.size() - n_stored;
+        if (n_stored > 0) {
+            const GridPoint& p = *g.points.front();
+            std::string kept, missing;
+            for (size_t k = 0; k < g.ids.size(); ++k) {
+                std::string& to = g.stored[k] ? kept : missing;
+                to += (to.empty() ? "" : ", ") + g.points[k]->norm;
+            }
+            repairs.push_back(fmt::format(
+                "repairing a generation stored in part (model '{}', prompt {}#{}, temperature {}, seed {}, n_predict {}): "
+                "{} of {} runs stored (norm {}), the missing {} (norm {}) will be written in one transaction",
+                m.models[p.model].label, m.prompts[p.prompt].category, m.prompts[p.prompt].index, p.temperature, p.seed,
+                p.n_predict, n_stored, g.ids.size(), kept, g.ids.size() - n_stored, missing));
+        }
     }
+    res.repaired = repairs.size();
+    interrupt::stored = res.skipped;
+    if (opt.on_repair)
+        for (const auto& line : repairs) opt.on_repair(line);
     if (opt.on_plan) opt.on_plan(pending_runs, res.skipped);
 
     const fs::path states_dir = opt.db.empty() ? fs::path() : fs::path(opt.db.string() + ".states");
@@ -389,14 +558,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             std::unique_ptr<TeeSink> tee;
         };
         std::vector<Slot> slots(reqs.size());
-        struct Count : RunSink {
-            size_t* done;
-            size_t n;
-            void begin(const RunStart&) override {}
-            void token(const TokenRecord&, std::span<const float>, std::span<const float>) override {}
-            void end(const RunEnd&) override { *done += n; }
-        };
-        std::vector<Count> counts(reqs.size());
+        sh.done = &res.done;
         auto sink_for = [&](size_t i) -> RunSink& {
             const Group& g = *gs[i];
             std::string rel;
@@ -409,9 +571,6 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
                 slots[i].npz = std::make_unique<NpzRunWriter>(states_dir / (g.ids.front() + ".npz"), meta);
                 sinks.push_back(slots[i].npz.get());
             }
-            counts[i].done = &res.done;
-            counts[i].n = g.ids.size();
-            sinks.push_back(&counts[i]);  // counted before the commit reports progress
             slots[i].panel = std::make_unique<PanelSink>(sh, g, rel);
             sinks.push_back(slots[i].panel.get());
             slots[i].tee = std::make_unique<TeeSink>(sinks);

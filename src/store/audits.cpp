@@ -9,6 +9,7 @@
 #include <set>
 
 #include "store_internal.hpp"
+#include "phasemap/crash_point.hpp"
 
 #ifndef PHASEMAP_VERSION
 #define PHASEMAP_VERSION "unknown"
@@ -171,6 +172,7 @@ void Store::put_audits(const std::vector<AuditEntry>& entries) {
                     a.end_row();
                 }
                 a.close();
+                crash_point("audits.between_statements");
             }
             {
                 Appender a(im.con, "audit_values", im.path);
@@ -201,7 +203,9 @@ void Store::put_audits(const std::vector<AuditEntry>& entries) {
             a.end_row();
             a.close();
         }
+        crash_point("audits.before_commit");
     });
+    crash_point("audits.after_commit");
 }
 
 std::vector<AuditEntry> Store::audits(const std::string& kind) const {

@@ -5,9 +5,16 @@
 #include <fmt/core.h>
 
 #include "store_internal.hpp"
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <set>
+
+#include "phasemap/crash_point.hpp"
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "phasemap/metrics/analyze.hpp"
@@ -140,6 +147,109 @@ bool check_layout(Store::Impl& im) {
 
 }  // namespace
 
+namespace {
+
+// Whether another process holds a lock on the file (DuckDB locks its database file with fcntl).
+bool locked_by_other_process(const fs::path& p) {
+    const int fd = ::open(p.c_str(), O_RDWR);
+    if (fd < 0) return false;
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    const bool locked = ::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    ::close(fd);
+    return locked;
+}
+
+// fsync of a directory, so that a rename or link into it survives a power loss.
+void sync_dir(const fs::path& dir) {
+    const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    ::fsync(fd);
+    ::close(fd);
+}
+
+// Gives the complete file `tmp` the name `to` unless `to` exists: hard link, then the temporary
+// name is removed. Returns false (tmp removed) when `to` exists. On a file system without hard
+// links, a rename after an existence check (a narrow race instead of none). Sets errno and
+// returns false with errno ≠ EEXIST on other failures.
+bool move_no_replace(const fs::path& tmp, const fs::path& to) {
+    std::error_code ec;
+    if (::link(tmp.c_str(), to.c_str()) == 0) {
+        fs::remove(tmp, ec);
+        return true;
+    }
+    const int err = errno;
+    if (err == EPERM || err == EOPNOTSUPP || err == ENOSYS) {
+        if (fs::exists(to, ec)) {
+            fs::remove(tmp, ec);
+            errno = EEXIST;
+            return false;
+        }
+        if (::rename(tmp.c_str(), to.c_str()) == 0) return true;
+    }
+    const int err2 = errno;
+    fs::remove(tmp, ec);
+    errno = err2;
+    return false;
+}
+
+void write_schema(Store::Impl& im, const OpenOptions& opt) {
+    im.in_transaction([&] {
+        for (const auto& s : schema_sql()) {
+            im.exec(s);
+            crash_point("store.create");
+        }
+        std::map<std::string, std::string> meta = opt.meta;
+        meta["schema_version"] = std::to_string(kSchemaVersion);
+        if (!opt.manifest_hash.empty()) meta["manifest_hash"] = opt.manifest_hash;
+        for (const auto& [k, v] : meta) im.exec(fmt::format("INSERT INTO meta VALUES ({}, {})", q(k), q(v)));
+    });
+}
+
+// A new results DB appears complete or not at all: it is made under a temporary name in the same
+// directory (schema, meta, checkpoint, closed) and linked to its name, which fails when the name
+// exists by then (another writer created it first: that one is used). Temporary files of killed
+// creators (not locked by a live process) are removed.
+void create_new(const fs::path& path, const OpenOptions& opt) {
+    const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    const std::string prefix = fmt::format(".{}.creating-", path.filename().string());
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind(prefix, 0) == 0 && n.find(".wal") == std::string::npos && !locked_by_other_process(e.path())) {
+            fs::remove(e.path(), ec);
+            fs::remove(fs::path(e.path().string() + ".wal"), ec);
+        }
+    }
+    const fs::path tmp = dir / fmt::format("{}{}", prefix, ::getpid());
+    fs::remove(tmp, ec);
+    fs::remove(fs::path(tmp.string() + ".wal"), ec);
+    try {
+        {
+            auto im = open_raw(tmp, false);
+            write_schema(*im, opt);
+            im->exec("CHECKPOINT");
+        }
+        if (fs::exists(fs::path(tmp.string() + ".wal"), ec))
+            throw StoreError(fmt::format("cannot create results DB '{}': '{}' kept a write-ahead log after closing", path.string(),
+                                         tmp.string()));
+        // Another writer that created the DB first wins: its file is used.
+        if (!move_no_replace(tmp, path) && errno != EEXIST)
+            throw StoreError(fmt::format("cannot create results DB '{}': {}", path.string(), std::strerror(errno)));
+    } catch (const std::exception& e) {
+        fs::remove(tmp, ec);
+        fs::remove(fs::path(tmp.string() + ".wal"), ec);
+        const std::string what = e.what();
+        if (what.rfind("cannot create results DB", 0) == 0) throw;
+        throw StoreError(fmt::format("cannot create results DB '{}' (made as '{}' first): {}", path.string(), tmp.string(), what));
+    }
+    fs::remove(tmp, ec);
+    sync_dir(dir);
+}
+
+}  // namespace
+
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 const fs::path& Store::path() const { return impl_->path; }
@@ -166,17 +276,13 @@ std::unique_ptr<Store> Store::open(const fs::path& path, const OpenOptions& opt)
                                              path.string(), h->second.substr(0, 12), opt.manifest_hash.substr(0, 12)));
         }
     }
+    if (!exists && !opt.read_only) create_new(path, opt);
     auto im = open_raw(path, opt.read_only);
     const bool laid_out = check_layout(*im);
     if (!laid_out) {
+        // An empty DuckDB file (made by someone else): the schema goes in as one transaction.
         if (opt.read_only) throw StoreError(fmt::format("results DB '{}' is empty (no phasemap tables)", path.string()));
-        im->exec("BEGIN TRANSACTION");
-        for (const auto& s : schema_sql()) im->exec(s);
-        std::map<std::string, std::string> meta = opt.meta;
-        meta["schema_version"] = std::to_string(kSchemaVersion);
-        if (!opt.manifest_hash.empty()) meta["manifest_hash"] = opt.manifest_hash;
-        for (const auto& [k, v] : meta) im->exec(fmt::format("INSERT INTO meta VALUES ({}, {})", q(k), q(v)));
-        im->exec("COMMIT");
+        write_schema(*im, opt);
     } else if (!opt.read_only && !opt.manifest_hash.empty()) {
         const auto m = im->meta();
         if (!m.count("manifest_hash"))
@@ -228,8 +334,12 @@ double mean_of(const std::vector<double>& v) {
 
 }  // namespace
 
-void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const std::vector<TokenData>& tokens,
-                       const std::vector<LayerTokenData>& layers) {
+namespace {
+
+// Appends the runs row, the tokens rows and the token_layers rows of one analysed run (inside the
+// caller's transaction). Between the tables: crash point store.between_statements.
+void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s, const std::vector<TokenData>& tokens,
+                const std::vector<LayerTokenData>& layers) {
     using namespace phasemap::metrics;
     // Run-level values by column name, and the reasons of missing ones.
     std::map<std::string, double> vals;
@@ -272,8 +382,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
     std::vector<std::string> states(tokens.size());
     if (const MetricInfo* os = find_metric("output_state")) states = os->per_token_label(s);
 
-    auto& im = *impl_;
-    im.in_transaction([&] {
+    {
         {
             Appender a(im.con, "runs", im.path);
             a.str(run.run_id); a.str(run.model); a.str(run.category); a.i64(run.prompt_index); a.str(run.prompt);
@@ -287,6 +396,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
             a.end_row();
             a.close();
         }
+        crash_point("store.between_statements");
         {
             Appender a(im.con, "tokens", im.path);
             for (size_t t = 0; t < tokens.size(); ++t) {
@@ -297,6 +407,7 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
             }
             a.close();
         }
+        crash_point("store.between_statements");
         if (!layers.empty()) {
             Appender a(im.con, "token_layers", im.path);
             auto at = [](const std::vector<double>& v, size_t t) { return t < v.size() ? v[t] : std::nan(""); };
@@ -309,7 +420,41 @@ void Store::commit_run(const RunRow& run, const metrics::RunSummary& s, const st
                 }
             a.close();
         }
+    }
+}
+
+}  // namespace
+
+void Store::commit_run(const RunRow& run, const metrics::RunSummary& summary, const std::vector<TokenData>& tokens,
+                       const std::vector<LayerTokenData>& layers) {
+    auto& im = *impl_;
+    im.in_transaction([&] { append_run(im, run, summary, tokens, layers); });
+}
+
+size_t Store::commit_group(const std::vector<RunWrite>& runs) {
+    auto& im = *impl_;
+    if (im.read_only) throw StoreError(fmt::format("results DB '{}' is open read-only: cannot store runs", im.path.string()));
+    if (runs.empty()) return 0;
+    size_t written = 0;
+    im.in_transaction([&] {
+        // Runs already stored (a group stored in part by a phasemap that committed each row on
+        // its own) are left as they are; the check runs inside the transaction.
+        std::string in;
+        for (const RunWrite& w : runs) in += (in.empty() ? "" : ", ") + q(w.run->run_id);
+        std::set<std::string> stored;
+        auto r = im.query("SELECT run_id FROM runs WHERE run_id IN (" + in + ")");
+        for (idx_t i = 0; i < r->rows(); ++i) stored.insert(r->str(0, i));
+        for (const RunWrite& w : runs) {
+            if (stored.count(w.run->run_id)) continue;
+            if (written > 0) crash_point("store.between_runs");
+            static const std::vector<LayerTokenData> none;
+            append_run(im, *w.run, *w.summary, *w.tokens, w.layers ? *w.layers : none);
+            stored.insert(w.run->run_id);
+            ++written;
+        }
+        crash_point("store.before_commit");
     });
+    return written;
 }
 
 std::vector<std::string> Store::export_parquet(const fs::path& dir_in) const {
@@ -518,35 +663,90 @@ MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
         meta.erase("schema_version");
         meta.erase("manifest_hash");
     }
-    auto o = Store::open(out, {.read_only = false, .manifest_hash = hash, .meta = meta});
-    auto& im = *o->impl_;
+    // Killed at any moment, `out` is as before or as after: an existing output takes every input
+    // in one transaction; a new one is built under a temporary name next to it (schema, rows,
+    // checkpoint on close) and then linked to its name.
+    const bool fresh = !fs::exists(out, ec);
+    const fs::path dir = out.parent_path();
+    const fs::path target = fresh ? dir / fmt::format(".{}.merging", out.filename().string()) : out;
+    if (fresh && fs::exists(target, ec)) {
+        // Left by a killed merge, unless another merge into the same new file holds it now.
+        if (locked_by_other_process(target))
+            throw StoreError(fmt::format("merge: '{}' is being written by another `phasemap merge` into '{}'", target.string(),
+                                         out.string()));
+        fs::remove(target, ec);
+        fs::remove(fs::path(target.string() + ".wal"), ec);
+    }
     MergeResult res;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-        const std::string alias = fmt::format("pm_src{}", i);
-        im.exec(fmt::format("ATTACH {} AS {} (READ_ONLY)", q(fs::absolute(inputs[i]).string()), alias));
+    try {
+        auto o = Store::open(target, {.read_only = false, .manifest_hash = hash, .meta = meta});
+        auto& im = *o->impl_;
+        std::vector<std::string> aliases;
         try {
-            // Same label must mean the same model file.
-            auto c = im.query(fmt::format("SELECT s.label FROM {}.models s JOIN models m USING (label) WHERE s.sha256 <> m.sha256", alias));
-            if (c->rows() > 0)
-                throw StoreError(fmt::format("merge: model '{}' has another file in '{}' than in '{}'", c->str(0, 0), inputs[i].string(), out.string()));
-            auto n = im.query(fmt::format("SELECT count(*) FILTER (WHERE run_id IN (SELECT run_id FROM runs)), count(*) FROM {}.runs", alias));
-            const int64_t present = n->i64(0, 0), total = n->i64(1, 0);
-            im.exec("BEGIN TRANSACTION");
-            im.exec(fmt::format("INSERT INTO models SELECT * FROM {0}.models WHERE label NOT IN (SELECT label FROM models)", alias));
-            im.exec(fmt::format("CREATE TEMP TABLE pm_new AS SELECT run_id FROM {}.runs WHERE run_id NOT IN (SELECT run_id FROM runs)", alias));
-            im.exec(fmt::format("INSERT INTO runs SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
-            im.exec(fmt::format("INSERT INTO tokens SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
-            im.exec(fmt::format("INSERT INTO token_layers SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
-            im.exec("DROP TABLE pm_new");
-            im.exec("COMMIT");
-            res.runs_added += total - present;
-            res.runs_present += present;
+            for (size_t i = 0; i < inputs.size(); ++i) {
+                const std::string alias = fmt::format("pm_src{}", i);
+                im.exec(fmt::format("ATTACH {} AS {} (READ_ONLY)", q(fs::absolute(inputs[i]).string()), alias));
+                aliases.push_back(alias);
+                // Same label must mean the same model file, across the inputs and the output.
+                auto c = im.query(fmt::format("SELECT s.label FROM {}.models s JOIN models m USING (label) WHERE s.sha256 <> m.sha256", alias));
+                if (c->rows() > 0)
+                    throw StoreError(fmt::format("merge: model '{}' has another file in '{}' than in '{}'", c->str(0, 0), inputs[i].string(), out.string()));
+                for (size_t k = 0; k < i; ++k) {
+                    auto c2 = im.query(fmt::format("SELECT s.label FROM {}.models s JOIN {}.models m USING (label) WHERE s.sha256 <> m.sha256",
+                                                   alias, aliases[k]));
+                    if (c2->rows() > 0)
+                        throw StoreError(fmt::format("merge: model '{}' has another file in '{}' than in '{}'", c2->str(0, 0),
+                                                     inputs[i].string(), inputs[k].string()));
+                }
+            }
+            im.in_transaction([&] {
+                for (size_t i = 0; i < inputs.size(); ++i) {
+                    const std::string& alias = aliases[i];
+                    if (i > 0) crash_point("merge.between_inputs");
+                    auto n = im.query(fmt::format("SELECT count(*) FILTER (WHERE run_id IN (SELECT run_id FROM runs)), count(*) FROM {}.runs", alias));
+                    const int64_t present = n->i64(0, 0), total = n->i64(1, 0);
+                    im.exec(fmt::format("INSERT INTO models SELECT * FROM {0}.models WHERE label NOT IN (SELECT label FROM models)", alias));
+                    im.exec(fmt::format("CREATE TEMP TABLE pm_new AS SELECT run_id FROM {}.runs WHERE run_id NOT IN (SELECT run_id FROM runs)", alias));
+                    im.exec(fmt::format("INSERT INTO runs SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    crash_point("merge.between_statements");
+                    im.exec(fmt::format("INSERT INTO tokens SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    im.exec(fmt::format("INSERT INTO token_layers SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    im.exec("DROP TABLE pm_new");
+                    res.runs_added += total - present;
+                    res.runs_present += present;
+                }
+                crash_point("merge.before_commit");
+            });
         } catch (...) {
-            try { im.exec("ROLLBACK"); } catch (...) {}
-            try { im.exec("DETACH " + alias); } catch (...) {}
+            for (const auto& a : aliases) try { im.exec("DETACH " + a); } catch (...) {}
             throw;
         }
-        im.exec("DETACH " + alias);
+        for (const auto& a : aliases) im.exec("DETACH " + a);
+        crash_point("merge.after_commit");
+        if (fresh) im.exec("CHECKPOINT");
+    } catch (...) {
+        if (fresh) {
+            fs::remove(target, ec);
+            fs::remove(fs::path(target.string() + ".wal"), ec);
+        }
+        throw;
+    }
+    if (fresh) {
+        // The store is closed and checkpointed: the file is complete under its temporary name.
+        if (fs::exists(fs::path(target.string() + ".wal"), ec))
+            throw StoreError(fmt::format("merge: '{}' kept a write-ahead log after closing; not renaming it to '{}'",
+                                         target.string(), out.string()));
+        // link, not rename: an output that another process created meanwhile is not replaced.
+        if (!move_no_replace(target, out)) {
+            const int err = errno;
+            if (err == EEXIST)
+                throw StoreError(fmt::format("merge: '{}' was created by another process during the merge; nothing was merged "
+                                             "into it: run the merge again",
+                                             out.string()));
+            throw StoreError(fmt::format("merge: cannot create '{}': {}", out.string(), std::strerror(err)));
+        }
+        sync_dir(dir);
+        crash_point("merge.after_rename");
     }
     return res;
 }

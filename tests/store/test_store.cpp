@@ -127,6 +127,31 @@ TEST(Store, CreatesSchemaAndCommitsRuns) {
     EXPECT_EQ(load_panel_table(p).runs.size(), 2u);
 }
 
+// A generation group (its normalisations) goes in with one transaction; a run already stored is
+// left as it is, so a group stored in part is completed and a second commit writes nothing.
+TEST(Store, CommitGroupWritesEachRunOnceAndCompletesAGroupStoredInPart) {
+    pmtest::TempDir d;
+    const auto p = d / "r.duckdb";
+    Synth a(12, 1), b(9, 2);
+    RunRow r1 = row("g-raw"), r2 = row("g-mad");
+    r2.norm = "clipped_mad";
+    const std::vector<LayerTokenData> none;
+    {
+        auto s = Store::open(p, {.manifest_hash = "h1"});
+        s->put_model(model("m1"));
+        s->commit_run(r1, a.summary, a.tokens);  // as the runner before the fix left it: one row of the two
+        EXPECT_EQ(s->commit_group({{&r1, &a.summary, &a.tokens, &none}, {&r2, &b.summary, &b.tokens, nullptr}}), 1u);
+        EXPECT_EQ(s->count("runs"), 2);
+        EXPECT_EQ(s->count("tokens"), 12 + 9);
+        EXPECT_EQ(s->commit_group({{&r1, &a.summary, &a.tokens, &none}, {&r2, &b.summary, &b.tokens, nullptr}}), 0u);
+        EXPECT_EQ(s->count("runs"), 2);
+        EXPECT_EQ(s->count("tokens"), 12 + 9);
+        EXPECT_EQ(s->commit_group({}), 0u);
+    }
+    auto ro = Store::open(p, {.read_only = true});
+    EXPECT_THROW(ro->commit_group({{&r1, &a.summary, &a.tokens, nullptr}}), StoreError);
+}
+
 TEST(Store, ColumnsFollowTheRegistry) {
     const auto& rc = run_metric_columns();
     for (const char* k : {"ratio_norm", "late_ct", "collapse", "exit_rate", "collapse_rate", "perplexity", "median_ct_t",

@@ -1,7 +1,9 @@
 // Crash/resume torture of the panel runner (`phasemap panel run`): SIGKILL at seeded random
-// moments, one SIGTERM, a disk-full injection (RLIMIT_FSIZE: writes fail with EFBIG) and two
-// writers on one DB. After each disturbance the runner is restarted; the final DB must equal an
-// uninterrupted run row for row (runs, tokens, models).
+// moments, one SIGTERM, a disk-full injection (RLIMIT_FSIZE: writes fail with EFBIG), two writers
+// on one DB, Ctrl-C, and the resume of a DB left half-written by the phasemap before the
+// one-transaction-per-generation fix (fixtures/). After each disturbance the runner is restarted;
+// the final DB must equal an uninterrupted run row for row (models, runs, tokens, token_layers).
+// The fault-injection suite at named commit points is test_crash_points.cpp (same executable).
 //
 //   PM_TORTURE_ROUNDS (default 10)  SIGKILL rounds      PM_TORTURE_SEED (default 20240521)
 // Its own executable (cmake/hardening.cmake), run by scripts/torture.sh.
@@ -19,73 +21,38 @@
 #include <random>
 #include <thread>
 
+#include "phasemap/modelgen.hpp"
 #include "phasemap/store.hpp"
 #include "support/paths.hpp"
+#include "torture_util.hpp"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using namespace torture;
 
 namespace {
 
-struct Child {
-    pid_t pid = -1;
-    fs::path err;
-};
-
-// Starts `phasemap panel run MANIFEST --db DB -q -t 1` with stdout/stderr to files.
-Child start(const fs::path& dir, const fs::path& manifest, const fs::path& db, const std::string& tag, long fsize_limit = 0) {
-    Child c;
-    c.err = dir / (tag + ".err");
-    const std::string bin = pmtest::phasemap_binary().string();
-    std::vector<std::string> args{bin, "panel", "run", manifest.string(), "--db", db.string(), "-q", "-t", "1"};
-    c.pid = ::fork();
-    if (c.pid == 0) {
-        const int e = ::open(c.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        const int o = ::open("/dev/null", O_WRONLY);
-        ::dup2(o, 1);
-        ::dup2(e, 2);
-        if (fsize_limit > 0) {
-            ::signal(SIGXFSZ, SIG_IGN);  // inherited through exec: writes fail with EFBIG instead
-            rlimit rl{rlim_t(fsize_limit), rlim_t(fsize_limit)};
-            ::setrlimit(RLIMIT_FSIZE, &rl);
-        }
-        std::vector<char*> av;
-        for (auto& a : args) av.push_back(a.data());
-        av.push_back(nullptr);
-        ::execv(av[0], av.data());
-        ::_exit(127);
-    }
-    return c;
+// `phasemap panel run MANIFEST --db DB -q -t 1`.
+Child start_panel(const fs::path& dir, const fs::path& manifest, const fs::path& db, const std::string& tag, long fsize_limit = 0) {
+    return start(dir, {"panel", "run", manifest.string(), "--db", db.string(), "-q", "-t", "1"}, tag, {}, fsize_limit);
 }
 
-int wait_status(pid_t pid) {
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p);
-    return {std::istreambuf_iterator<char>(f), {}};
-}
-
-// Everything the DB holds about the panel, row by row, in a canonical order.
-std::vector<std::string> dump(const fs::path& db) {
-    phasemap::store::OpenOptions o;
-    o.read_only = true;
-    auto s = phasemap::store::Store::open(db, o);
-    std::vector<std::string> out;
-    for (const char* q : {"SELECT * FROM models ORDER BY label", "SELECT * FROM runs ORDER BY run_id",
-                          "SELECT * FROM tokens ORDER BY run_id, t", "SELECT * FROM token_layers ORDER BY run_id, t, layer"}) {
-        out.push_back(std::string("-- ") + q);
-        for (auto& r : s->rows(q)) out.push_back(std::move(r));
-    }
-    return out;
-}
-
-void expect_same(const std::vector<std::string>& ref, const std::vector<std::string>& got, const std::string& what) {
-    ASSERT_EQ(ref.size(), got.size()) << what << ": row counts differ";
-    for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(ref[i], got[i]) << what << ": row " << i;
+// The panel of the issue's scenario, small: two models (stories260K and the same file with a LoRA
+// adapter, so two model identities), two normalisations, 2 prompts × 2 temperatures, 8 tokens:
+// 8 generations, 16 runs rows.
+void write_manifest(const fs::path& dir, const fs::path& model, const fs::path& manifest) {
+    phasemap::modelgen::LoraSpec ls;
+    ls.targets = {"output"};
+    ls.rank = 2;
+    ls.b_std = 0.5f;
+    phasemap::modelgen::write_random_lora(model, ls, dir / "head.gguf");
+    std::ofstream(manifest) << "name = \"torture\"\n"
+                               "[generation]\ntemperatures = [0.0, 0.8]\nn_predict = [8]\nseeds = [1]\nlayers = \"hf:all\"\n"
+                               "[metrics]\nnorms = [\"raw\", \"clipped_mad\"]\n"
+                               "[[models]]\nlabel = \"stories\"\npath = \"" << model.string() << "\"\n"
+                               "[[models]]\nlabel = \"tuned\"\npath = \"" << model.string() << "\"\nvariant_of = \"stories\"\n"
+                               "adapters = [{ path = \"head.gguf\", scale = 1.0 }]\n"
+                               "[[prompts]]\nbuiltin = \"stories\"\ncategories = [\"animals\"]\nlimit = 2\n";
 }
 
 class Torture : public ::testing::Test {
@@ -94,20 +61,17 @@ protected:
         model_ = pmtest::shared_model("stories260K.gguf");
         if (model_.empty()) GTEST_SKIP() << "stories260K.gguf not present";
         manifest_ = dir_ / "panel.toml";
-        std::ofstream(manifest_) << "name = \"torture\"\n"
-                                    "[generation]\ntemperatures = [0.0, 0.8]\nn_predict = [8]\nseeds = [1]\nlayers = \"hf:all\"\n"
-                                    "[[models]]\nlabel = \"stories\"\npath = \"" << model_.string() << "\"\n"
-                                    "[[prompts]]\nbuiltin = \"stories\"\nlimit = 2\n";
+        write_manifest(dir_.path, model_, manifest_);
         const auto t0 = Clock::now();
-        Child c = start(dir_.path, manifest_, dir_ / "ref.duckdb", "ref");
+        Child c = start_panel(dir_.path, manifest_, dir_ / "ref.duckdb", "ref");
         ASSERT_EQ(wait_status(c.pid), 0) << slurp(c.err);
         ref_seconds_ = std::chrono::duration<double>(Clock::now() - t0).count();
         ref_ = dump(dir_ / "ref.duckdb");
-        ASSERT_GT(ref_.size(), 6u);
+        ASSERT_EQ(open_ro(dir_ / "ref.duckdb")->count("runs"), 16);
     }
     // Runs to completion (a fresh invocation) and compares with the uninterrupted DB.
     void finish_and_compare(const fs::path& db, const std::string& what) {
-        Child c = start(dir_.path, manifest_, db, "finish");
+        Child c = start_panel(dir_.path, manifest_, db, "finish");
         ASSERT_EQ(wait_status(c.pid), 0) << what << ": " << slurp(c.err);
         expect_same(ref_, dump(db), what);
     }
@@ -126,11 +90,14 @@ TEST_F(Torture, SigkillAtSeededMomentsThenResumeEqualsUninterrupted) {
         // Up to three kills per round, each at a uniform moment of an uninterrupted run's duration.
         std::uniform_real_distribution<double> when(0.0, ref_seconds_);
         for (int k = 0; k < 1 + r % 3; ++k) {
-            Child c = start(dir_.path, manifest_, db, "kill");
+            Child c = start_panel(dir_.path, manifest_, db, "kill");
             std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
             ::kill(c.pid, SIGKILL);
             const int st = wait_status(c.pid);
             ASSERT_TRUE(st == 0 || st == 128 + SIGKILL) << "round " << r << ": status " << st << ": " << slurp(c.err);
+            // Killed at any moment: whole generations only, each as in the uninterrupted run.
+            expect_whole_groups(dir_ / "ref.duckdb", db, 2, "SIGKILL round " + std::to_string(r) + " kill " + std::to_string(k));
+            if (HasFailure()) return;
         }
         finish_and_compare(db, "SIGKILL round " + std::to_string(r) + " (seed " + std::to_string(seed) + ")");
         if (HasFatalFailure()) return;
@@ -139,7 +106,7 @@ TEST_F(Torture, SigkillAtSeededMomentsThenResumeEqualsUninterrupted) {
 
 TEST_F(Torture, SigtermFinishesOrRollsBackCleanly) {
     const fs::path db = dir_ / "term.duckdb";
-    Child c = start(dir_.path, manifest_, db, "term");
+    Child c = start_panel(dir_.path, manifest_, db, "term");
     std::this_thread::sleep_for(std::chrono::duration<double>(ref_seconds_ / 2));
     ::kill(c.pid, SIGTERM);
     const int st = wait_status(c.pid);
@@ -154,7 +121,7 @@ TEST_F(Torture, SigtermFinishesOrRollsBackCleanly) {
 TEST_F(Torture, DiskFullFailsCleanlyAndResumes) {
     const fs::path db = dir_ / "full.duckdb";
     // 40 KiB: room for the DuckDB header and little else: the first commits fail.
-    Child c = start(dir_.path, manifest_, db, "full", 40 * 1024);
+    Child c = start_panel(dir_.path, manifest_, db, "full", 40 * 1024);
     const int st = wait_status(c.pid);
     const std::string err = slurp(c.err);
     if (st == 0) GTEST_SKIP() << "the panel fits in the file-size limit; nothing was injected";
@@ -165,8 +132,8 @@ TEST_F(Torture, DiskFullFailsCleanlyAndResumes) {
 
 TEST_F(Torture, TwoWritersOnOneDb) {
     const fs::path db = dir_ / "two.duckdb";
-    Child a = start(dir_.path, manifest_, db, "w1");
-    Child b = start(dir_.path, manifest_, db, "w2");
+    Child a = start_panel(dir_.path, manifest_, db, "w1");
+    Child b = start_panel(dir_.path, manifest_, db, "w2");
     const int sa = wait_status(a.pid), sb = wait_status(b.pid);
     const std::string ea = slurp(a.err), eb = slurp(b.err);
     // At least one finishes; the other either also finishes or refuses with one clear error.
@@ -178,6 +145,89 @@ TEST_F(Torture, TwoWritersOnOneDb) {
         }
     }
     finish_and_compare(db, "after two writers");
+}
+
+// Ctrl-C after the first committed generation: the process stops (killed by SIGINT, as without
+// a handler), says how many runs it wrote — exactly what the DB holds — and that the panel
+// resumes; the resumed panel equals the uninterrupted one.
+TEST_F(Torture, CtrlCSaysHowManyRunsWereWrittenAndResumes) {
+    const fs::path db = dir_ / "int.duckdb";
+    Child c = start(dir_.path, {"panel", "run", manifest_.string(), "--db", db.string(), "-t", "1"}, "int");
+    // Wait for the first progress line (printed after the first commit), then interrupt.
+    int st = -1;
+    for (;;) {
+        int raw = 0;
+        if (::waitpid(c.pid, &raw, WNOHANG) == c.pid) {
+            st = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+            break;
+        }
+        if (slurp(c.err).find("panel: ") != std::string::npos) {
+            ::kill(c.pid, SIGINT);
+            st = wait_status(c.pid);
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const std::string err = slurp(c.err);
+    ASSERT_EQ(st, 128 + SIGINT) << "the panel ended before it could be interrupted, or did not stop: " << err;
+    const size_t stored = expect_whole_groups(dir_ / "ref.duckdb", db, 2, "after Ctrl-C");
+    EXPECT_GE(stored, 2u);
+    EXPECT_LT(stored, 16u);
+    const std::string want = "interrupted (Ctrl-C): " + std::to_string(stored) + " runs written by this invocation, " +
+                             std::to_string(stored) + " of 16 now in " + db.string() +
+                             ". The panel resumes: run the same command again";
+    EXPECT_NE(err.find(want), std::string::npos) << err;
+    finish_and_compare(db, "after Ctrl-C");
+}
+
+// A DB written by phasemap before the one-transaction-per-generation fix, killed between the two
+// normalisation rows of one generation (fixtures/README.md says how it was made): resume says
+// what it repairs, completes the group without inserting a stored row twice, and the DB equals
+// an uninterrupted run of the same panel.
+TEST(TortureFixture, ResumeRepairsAGenerationStoredInPartByThePreFixVersion) {
+    const fs::path model = pmtest::shared_model("stories260K.gguf");
+    if (model.empty()) GTEST_SKIP() << "stories260K.gguf not present";
+    const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/hardening/torture/fixtures";
+    pmtest::TempDir d;
+    {
+        std::string man = slurp(fx / "half-group.toml.in");
+        for (size_t at; (at = man.find("@MODEL@")) != std::string::npos;) man.replace(at, 7, model.string());
+        std::ofstream(d / "panel.toml") << man;
+    }
+    const fs::path db = d / "half-group.duckdb";
+    fs::copy_file(fx / "half-group.duckdb", db);
+    fs::copy_file(fx / "half-group.duckdb.wal", d / "half-group.duckdb.wal");
+    // The fixture holds one runs row of a two-norm generation: a group stored in part.
+    {
+        auto s = open_ro(db);
+        const auto partial = s->rows("SELECT count(*) FROM runs GROUP BY model, category, prompt_index, temperature, seed, n_predict "
+                                     "HAVING count(*) = 1");
+        ASSERT_EQ(partial.size(), 1u) << "the fixture no longer holds a half-written generation";
+    }
+    const auto base = std::vector<std::string>{"panel", "run", (d / "panel.toml").string(), "-t", "1", "--db"};
+    auto args = base;
+    args.push_back(db.string());
+    const Done r = run(d.path, args, "repair");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("repairing a generation stored in part"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("1 of 2 runs stored"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("Duplicate key"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("1 partly stored generation(s) completed"), std::string::npos) << r.err;
+    // The same panel uninterrupted, into a new DB. The models row's path is where the model was
+    // when the fixture was made: compared without it.
+    args = base;
+    args.push_back((d / "ref.duckdb").string());
+    const Done u = run(d.path, args, "ref");
+    ASSERT_EQ(u.status, 0) << u.err;
+    const std::string models = "SELECT * EXCLUDE (path) FROM models ORDER BY label";
+    expect_same(dump(d / "ref.duckdb", models), dump(db, models), "repaired fixture");
+    // Idempotent: a second resume finds everything stored and repairs nothing.
+    args = base;
+    args.push_back(db.string());
+    const Done again = run(d.path, args, "again");
+    ASSERT_EQ(again.status, 0) << again.err;
+    EXPECT_NE(again.err.find("0 runs to do, 8 already in"), std::string::npos) << again.err;
+    EXPECT_EQ(again.err.find("repairing"), std::string::npos) << again.err;
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "phasemap/files.hpp"  // write_file_atomic, the atomic writer
+
 namespace phasemap::io {
 
 namespace fs = std::filesystem;
@@ -79,8 +81,5 @@ private:
     fs::path path_;
     void* zip_ = nullptr;
 };
-
-// Writes `content` to `path` atomically (temp file + rename).
-void write_file_atomic(const fs::path& path, const std::string& content);
 
 }  // namespace phasemap::io

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "phasemap/store.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -17,8 +18,8 @@ struct MergeArgs {
 
 Verb reg{"merge", "Merge results DBs (shards of one manifest) into one; idempotent", [](CLI::App& app) {
     auto a = std::make_shared<MergeArgs>();
-    app.add_option("inputs", a->inputs, "shard DBs")->required();
-    app.add_option("-o,--output", a->out, "merged DB (created when missing; runs already in it are skipped)")->required();
+    app.add_option("inputs", a->inputs, "shard DBs")->required()->check(kPath);
+    app.add_option("-o,--output", a->out, "merged DB (created when missing; runs already in it are skipped)")->required()->check(kPath);
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a]() -> int {
         std::vector<std::filesystem::path> in(a->inputs.begin(), a->inputs.end());

@@ -51,11 +51,6 @@ std::string npy_header(const std::string& dtype, const std::vector<size_t>& shap
     throw std::runtime_error(fmt::format("{} '{}': {}", what, p.string(), std::strerror(errno)));
 }
 
-fs::path temp_sibling(const fs::path& out) {
-    std::random_device rd;
-    return out.parent_path() / fmt::format(".{}.tmp{:08x}", out.filename().string(), rd());
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------ NpyStreamWriter
@@ -116,12 +111,10 @@ void NpzBuilder::add_bytes(const std::string& member, std::string bytes) {
 }
 
 void NpzBuilder::commit(const fs::path& out, bool compress) const {
-    const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-    if (!fs::is_directory(dir))
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' does not exist", out.string(), dir.string()));
-    if (::access(dir.c_str(), W_OK) != 0)
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' is not writable", out.string(), dir.string()));
-    const fs::path tmp = temp_sibling(out);
+    // The zip is assembled in the atomic writer's temporary folder (libzip's own temporary file
+    // lands there too), then fsynced and renamed onto `out`.
+    AtomicFile file(out);
+    const fs::path& tmp = file.temp_path();
     int err = 0;
     zip_t* za = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
     if (!za) {
@@ -133,8 +126,6 @@ void NpzBuilder::commit(const fs::path& out, bool compress) const {
     }
     auto abort_with = [&](const std::string& msg) {
         zip_discard(za);
-        std::error_code ec;
-        fs::remove(tmp, ec);
         throw std::runtime_error(fmt::format("cannot write '{}': {}", out.string(), msg));
     };
     for (const Member& m : members_) {
@@ -146,12 +137,7 @@ void NpzBuilder::commit(const fs::path& out, bool compress) const {
         zip_set_file_compression(za, static_cast<zip_uint64_t>(idx), compress ? ZIP_CM_DEFLATE : ZIP_CM_STORE, compress ? 1 : 0);
     }
     if (zip_close(za) != 0) abort_with(zip_strerror(za));
-    std::error_code ec;
-    fs::rename(tmp, out, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw std::runtime_error(fmt::format("cannot write '{}': rename failed", out.string()));
-    }
+    file.commit();
 }
 
 // ------------------------------------------------------------------ reading
@@ -364,29 +350,5 @@ NpyArray NpzReader::array(const std::string& key) const {
 }
 
 std::string NpzReader::bytes(const std::string& member) const { return read_member(member); }
-
-void write_file_atomic(const fs::path& path, const std::string& content) {
-    const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-    if (!fs::is_directory(dir))
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' does not exist", path.string(), dir.string()));
-    const fs::path tmp = temp_sibling(path);
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        if (!f) throw std::runtime_error(fmt::format("cannot write '{}': {}", path.string(), std::strerror(errno)));
-        f.write(content.data(), std::streamsize(content.size()));
-        f.flush();
-        if (!f) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            throw std::runtime_error(fmt::format("cannot write '{}': write failed", path.string()));
-        }
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw std::runtime_error(fmt::format("cannot write '{}': {}", path.string(), ec.message()));
-    }
-}
 
 }  // namespace phasemap::io

@@ -65,6 +65,9 @@ struct NpyArray {
 
 NpyArray parse_npy(const std::string& bytes, const std::string& what);
 
+// The largest NPZ member NpzReader reads into memory (8 GiB; PHASEMAP_MAX_MEMBER_MB overrides).
+uint64_t max_member_bytes();
+
 class NpzReader {
 public:
     explicit NpzReader(const fs::path& path);  // throws with a clear message (missing, not a zip, truncated)

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "phasemap/files.hpp"
 #include "phasemap/store.hpp"
 #include "options.hpp"
 #include "verb.hpp"
@@ -23,6 +24,10 @@ Verb reg{"merge", "Merge results DBs (shards of one manifest) into one; idempote
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a]() -> int {
         std::vector<std::filesystem::path> in(a->inputs.begin(), a->inputs.end());
+        // An input named again as the output (however spelt) would merge a DB into itself.
+        for (const auto& p : a->inputs)
+            if (io::same_file(p, a->out))
+                throw UserError(fmt::format("-o '{}' is the same file as the input '{}'; choose another output DB", a->out, p));
         try {
             const auto r = store::merge(in, a->out);
             if (!a->quiet)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <numeric>
@@ -52,6 +53,17 @@ std::string npy_header(const std::string& dtype, const std::vector<size_t>& shap
 }
 
 }  // namespace
+
+// The largest NPZ member read into memory: 8 GiB by default, PHASEMAP_MAX_MEMBER_MB to change.
+uint64_t max_member_bytes() {
+    if (const char* e = std::getenv("PHASEMAP_MAX_MEMBER_MB"); e && *e) {
+        char* end = nullptr;
+        const unsigned long long mb = std::strtoull(e, &end, 10);
+        if (*end == '\0' && mb >= 1 && mb <= (1ull << 24)) return uint64_t(mb) << 20;
+        throw std::runtime_error(fmt::format("PHASEMAP_MAX_MEMBER_MB must be a whole number of MiB from 1 to 16777216, got '{}'", e));
+    }
+    return uint64_t(8) << 30;
+}
 
 // ------------------------------------------------------------------ NpyStreamWriter
 // Reserve 128 header bytes: enough for any 3-d shape with 20-digit dimensions.
@@ -327,13 +339,40 @@ std::string NpzReader::read_member(const std::string& member) const {
     zip_stat_init(&st);
     if (zip_stat(za, member.c_str(), 0, &st) != 0)
         throw std::runtime_error(fmt::format("'{}': no member '{}'", path_.string(), member));
+    // The member's declared size is checked before anything is allocated: against the cap, and
+    // against its compressed size (deflate cannot expand beyond ~1032:1; a stored member is
+    // exactly its size). Reading never goes past the declared size.
+    if (!(st.valid & ZIP_STAT_SIZE))
+        throw std::runtime_error(fmt::format("'{}': member '{}' does not declare its size", path_.string(), member));
+    const uint64_t cap = max_member_bytes();
+    if (st.size > cap)
+        throw std::runtime_error(fmt::format("'{}': member '{}' declares {} bytes, more than the limit of {} MiB "
+                                             "(PHASEMAP_MAX_MEMBER_MB raises it)", path_.string(), member, st.size, cap >> 20));
+    if (st.valid & ZIP_STAT_COMP_SIZE) {
+        const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+        if (stored ? st.size != st.comp_size : st.size > st.comp_size * 1100 + 4096)
+            throw std::runtime_error(fmt::format("'{}': member '{}' declares {} bytes from {} compressed bytes (corrupt or a zip bomb)",
+                                                 path_.string(), member, st.size, st.comp_size));
+    }
     zip_file_t* zf = zip_fopen(za, member.c_str(), 0);
     if (!zf) throw std::runtime_error(fmt::format("'{}': cannot open member '{}': {}", path_.string(), member, zip_strerror(za)));
     std::string out;
-    if (st.valid & ZIP_STAT_SIZE) out.reserve(size_t(std::min<zip_uint64_t>(st.size, 1ull << 32)));
+    try {
+        out.reserve(size_t(st.size));
+    } catch (const std::bad_alloc&) {
+        zip_fclose(zf);
+        throw std::runtime_error(fmt::format("'{}': member '{}' needs {} MiB of memory, which cannot be allocated", path_.string(),
+                                             member, st.size >> 20));
+    }
     char buf[1 << 16];
     zip_int64_t got;
-    while ((got = zip_fread(zf, buf, sizeof buf)) > 0) out.append(buf, size_t(got));
+    while ((got = zip_fread(zf, buf, sizeof buf)) > 0) {
+        if (out.size() + size_t(got) > st.size) {
+            zip_fclose(zf);
+            throw std::runtime_error(fmt::format("'{}': member '{}' inflates beyond its declared {} bytes", path_.string(), member, st.size));
+        }
+        out.append(buf, size_t(got));
+    }
     const bool bad = got < 0;
     std::string why = bad ? zip_file_strerror(zf) : "";
     zip_fclose(zf);

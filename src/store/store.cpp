@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "phasemap/metrics/analyze.hpp"
@@ -105,7 +106,9 @@ std::unique_ptr<Store::Impl> open_raw(const fs::path& path, bool read_only) {
         std::string e = err ? err : "unknown error";
         if (err) duckdb_free(err);
         im->db = nullptr;
-        if (e.find("lock") != std::string::npos)
+        // DuckDB's lock conflict reads "Could not set lock on file ...: Conflicting lock is held";
+        // a whole-word match keeps "block" (a corrupt block) from reading as a lock.
+        if (std::regex_search(e, std::regex("\\block\\b", std::regex::icase)))
             throw StoreError(fmt::format("results DB '{}' is locked by another process (another `phasemap panel run` "
                                          "or a DuckDB session has it open): {}",
                                          path.string(), e));

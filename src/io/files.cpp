@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -225,6 +226,9 @@ TempArea::~TempArea() {
 
 void TempArea::commit_file(const fs::path& file, const fs::path& target) {
     fsync_path(file, false, target);
+    // Test hook (tests/bad-inputs/writers.py): hold the complete temporary file for a while before
+    // the rename, so that a signal can be delivered at a known moment of every writer.
+    if (const char* d = std::getenv("PHASEMAP_TEST_COMMIT_DELAY_MS"); d && *d) ::usleep(useconds_t(std::strtoul(d, nullptr, 10) * 1000));
     if (::rename(file.c_str(), target.c_str()) != 0)
         fail(fmt::format("cannot write '{}': {}", target.string(), errno_text(errno)));
     fsync_path(folder_of(target), true, target);

@@ -295,11 +295,14 @@ void write_tensor_data(TempOutput& out, const TensorDesc& t, const ModelSpec& s)
 template <class WriteData>
 uint64_t write_gguf_file(gguf_context* g, const fs::path& out, const std::vector<std::string>& names, WriteData&& write_data) {
     TempOutput tmp(out);
-    if (!gguf_write_to_file_ptr(g, tmp.file(), /*only_meta =*/true))
-        throw std::runtime_error(fmt::format("writing GGUF metadata for {} failed", out.string()));
-    // The metadata block ends padded to the alignment: the data section starts right after it.
+    // The metadata block (padded to the alignment: the data section starts right after it),
+    // written through the checked writer rather than gguf's own, which prints its failures.
     const uint64_t data_offset = gguf_get_meta_size(g);
-    tmp.count(data_offset);
+    {
+        std::vector<char> meta(data_offset);
+        gguf_get_meta_data(g, meta.data());
+        tmp.write(meta.data(), meta.size());
+    }
     const size_t align = gguf_get_alignment(g);
     const std::vector<char> zeros(align, 0);
     for (size_t i = 0; i < names.size(); ++i) {

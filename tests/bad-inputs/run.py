@@ -26,10 +26,15 @@ SPEC is one of {"text": "..."}, {"hex": "..."}, {"npz": {member: SPEC | NPY}, "c
 {"fifo": true}, {"deep_json": N} (N nested arrays), {"zeros": N} (N zero bytes, a member that
 deflates ~1000:1), {"repeat": TEXT, "times": N}, {"gguf": {"kv": {key: value}, "tensors": [names]}}
 (a header-only GGUF v3: ints are u32 unless "key:u64", strings are strings, no tensor data).
+An npz member may carry "declared_size": N: its uncompressed size is patched to N in both the
+local and the central header (a member that claims to inflate far beyond its compressed bytes).
 Every file's content is compared before and after the run: an input overwritten is a failure.
+
+Resource mode (--resource-limits): only the cases marked "resource": true (sizes that come from
+input), each under prlimit --as=2 GiB --fsize=64 MiB; they must still end in their one clear error.
 Placeholders in args and file specs: {work}, {model} (stories260K), {rwkv} (tiny-rwkv7), {src}.
 
-usage: run.py --phasemap BIN --cases DIR [--source-dir DIR] [-k SUBSTRING]
+usage: run.py --phasemap BIN --cases DIR [--source-dir DIR] [-k SUBSTRING] [--resource-limits]
 """
 import argparse
 import concurrent.futures
@@ -116,7 +121,23 @@ def file_bytes(spec, env):
         with zipfile.ZipFile(b, "w", mode) as z:
             for name, m in spec["npz"].items():
                 z.writestr(name, file_bytes(m, env) if any(k in m for k in ("text", "hex", "npy", "npz", "zeros", "repeat")) else npy_bytes(m))
-        return b.getvalue()
+        data = bytearray(b.getvalue())
+        import struct
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            infos = {i.filename: i for i in z.infolist()}
+        for name, m in spec["npz"].items():
+            if "declared_size" not in m:
+                continue
+            n = struct.pack("<I", int(m["declared_size"]))
+            off = infos[name].header_offset
+            data[off + 22:off + 26] = n                       # local header: uncompressed size
+            cd = data.find(b"PK\x01\x02" + b"", 0)
+            while cd >= 0:                                    # central directory entry of `name`
+                nlen = struct.unpack("<H", data[cd + 28:cd + 30])[0]
+                if data[cd + 46:cd + 46 + nlen].decode() == name:
+                    data[cd + 24:cd + 28] = n
+                cd = data.find(b"PK\x01\x02", cd + 4)
+        return bytes(data)
     if "truncate" in spec:
         with open(subst(spec["truncate"], env), "rb") as f:
             data = f.read()
@@ -183,6 +204,8 @@ def run_case(path, args, env_base):
                 f.write(file_bytes(spec, env))
         before = listing(work)
         argv = [args.phasemap] + [subst(a, env) for a in case["args"]]
+        if args.resource_limits:
+            argv = ["prlimit", f"--as={2 << 30}", f"--fsize={64 << 20}", "--"] + argv
         try:
             r = subprocess.run(argv, cwd=work, capture_output=True, timeout=case.get("timeout", 120),
                                env=dict(os.environ, LC_ALL="C", **case.get("env", {})))
@@ -222,11 +245,21 @@ def main():
     ap.add_argument("--source-dir", default=os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..")))
     ap.add_argument("-k", default="", help="run only cases whose name contains this")
     ap.add_argument("-v", action="store_true", help="print every error line")
+    ap.add_argument("--resource-limits", action="store_true",
+                    help="run only the cases marked resource, under prlimit --as=2G --fsize=64M")
     args = ap.parse_args()
     args.phasemap = os.path.abspath(args.phasemap)
     env_base = {"models": shared_models(os.path.abspath(args.source_dir)), "src": os.path.abspath(args.source_dir)}
     cases = sorted(glob.glob(os.path.join(args.cases, "*.json")))
     cases = [c for c in cases if args.k in os.path.basename(c)]
+    if args.resource_limits:
+        def is_resource(c):
+            with open(c) as f:
+                return json.load(f).get("resource", False)
+        cases = [c for c in cases if is_resource(c)]
+        if len(cases) < 15 and not args.k:
+            print(f"bad-inputs: resource mode found only {len(cases)} resource cases, expected at least 15")
+            return 1
     counts = {"ok": 0, "fail": 0, "skip": 0}
     # Cases are independent (each has its own directory): run a few at a time.
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
@@ -236,7 +269,7 @@ def main():
         if status != "ok" or args.v:
             print(f"{status.upper():4} {name}: {msg}")
     print(f"bad-inputs: {counts['ok']} ok, {counts['fail']} failed, {counts['skip']} skipped of {len(cases)} cases")
-    if len(cases) < 170 and not args.k:
+    if len(cases) < 170 and not args.k and not args.resource_limits:
         print("bad-inputs: the corpus must hold at least 170 cases (110 before issue 17, at least 60 added by it)")
         return 1
     return 1 if counts["fail"] else 0

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "phasemap/audit/report.hpp"
@@ -78,6 +79,27 @@ int run_audit(AuditCmd& c) {
         throw UserError("audit: --section hypotheses needs --hypotheses FILE");
     }
     const PanelTable panel = load_panel(c);
+    // A hypotheses file whose models and families are all absent from the panel gives n = 0
+    // everywhere: say so (once, on stderr) instead of printing a table of empty verdicts.
+    if (hyp) {
+        std::set<std::string> named, have;
+        for (const auto& h : hyp->hypotheses) {
+            named.insert(h.a.begin(), h.a.end());
+            named.insert(h.b.begin(), h.b.end());
+            if (!h.model.empty()) named.insert(h.model);
+        }
+        for (const auto& m : panel.models) {
+            have.insert(m.label);
+            if (!m.family.empty()) have.insert(m.family);
+        }
+        if (!named.empty() && std::none_of(named.begin(), named.end(), [&](const std::string& n) { return have.count(n) > 0; })) {
+            std::string list, labels;
+            for (const auto& n : named) list += (list.empty() ? "" : ", ") + n;
+            for (const auto& m : panel.models) labels += (labels.empty() ? "" : ", ") + m.label;
+            fmt::print(stderr, "phasemap: warning: no model or family that {} names ({}) is in the panel (models: {}); its hypotheses have no data\n",
+                       c.hypotheses, list, labels.empty() ? "none" : labels);
+        }
+    }
     nlohmann::json out = {{"phasemap_version", std::string(version_string())},
                           {"source", c.db.empty() ? c.panel_json : c.db},
                           {"options", audit::options_json(c.opt)},

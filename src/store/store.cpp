@@ -110,7 +110,9 @@ std::unique_ptr<Store::Impl> open_raw(const fs::path& path, bool read_only) {
         // a whole-word match keeps "block" (a corrupt block) from reading as a lock.
         if (std::regex_search(e, std::regex("\\block\\b", std::regex::icase)))
             throw StoreError(fmt::format("results DB '{}' is locked by another process (another `phasemap panel run` "
-                                         "or a DuckDB session has it open): {}",
+                                         "or a DuckDB session has it open; DuckDB admits no reader beside a writer, so "
+                                         "report/export/audit can read it once that process ends — a stopped "
+                                         "`panel run` resumes where it left off): {}",
                                          path.string(), e));
         throw StoreError(fmt::format("cannot open results DB '{}': {}", path.string(), e));
     }

@@ -114,6 +114,9 @@ void print_summary(const RunSummary& s, const RunInput& in) {
         fmt::print("layer axis (median [q1, q3] over tokens):\n");
         for (size_t m = 0; m < kLayerMetricCount; ++m)
             fmt::print("  {:<24} {}\n", kLayerMetricNames[m], fmt_summary(s.layer.summary[m]));
+        if (!s.layer.token_errors.empty())
+            fmt::print("  {} token(s) dropped: {} (first: t={})\n", s.layer.token_errors.size(), s.layer.token_errors.front().second,
+                       s.layer.token_errors.front().first);
     }
     if (s.output) {
         const auto& o = *s.output;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "phasemap/capture.hpp"
 #include "phasemap/files.hpp"
 #include "verb.hpp"
 
@@ -47,6 +48,15 @@ std::vector<std::string> read_prompt_lines(const std::string& path) {
     }
     if (out.empty()) throw UserError(fmt::format("prompt file '{}' holds no prompt", path));
     return out;
+}
+
+int checked_threads(int threads) {
+    if (threads > 0) return threads;
+    try {
+        return capture::default_threads();
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
 }
 
 std::string printable(const std::string& s) {

@@ -16,6 +16,9 @@ std::vector<std::string> read_prompt_lines(const std::string& path);
 // The shared output-path check (io::check_output_path) for option `option`: not empty, not a
 // directory, folder exists and writable, not the same file (device + inode) as any input.
 void check_output(const std::string& out, const std::vector<std::string>& inputs, const char* option);
+// The thread count a verb will use (`threads`, or $PHASEMAP_THREADS / all cores when 0), checked
+// now: a bad PHASEMAP_THREADS must fail before a verb creates any file (e.g. a new results DB).
+int checked_threads(int threads);
 // Token text for one-line display: newline, tab and other control bytes escaped.
 std::string printable(const std::string& s);
 

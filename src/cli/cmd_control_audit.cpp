@@ -83,6 +83,7 @@ int run_audit(AuditArgs& a) {
         a.o.sampling.temperature = float(a.temp);
         a.o.sampling.seed = a.seed;
         if (!a.out.empty()) check_output(a.out, {a.model, a.prompts, a.o.truth_csv, a.o.qa_csv, a.db, a.control_vector.substr(0, a.control_vector.rfind(':'))}, "-o");
+        checked_threads(a.o.n_threads);  // before --db creates a file
         const auto db = open_db(a.db);
         const nlohmann::json r = steer::run_control_audit(model, a.o);
         if (!a.out.empty()) write_json(a.out, r);
@@ -190,6 +191,7 @@ Verb reg_eval{"monitor-eval", "Monitor/guard ablation: baseline, monitor-only, g
             a->o.sampling.temperature = float(a->temp);
             a->o.sampling.seed = a->seed;
             if (!a->out.empty()) check_output(a->out, {a->model, a->o.data_csv, a->db}, "-o");
+            checked_threads(a->o.n_threads);  // before --db creates a file
             db = open_db(a->db);
             r = steer::run_monitor_eval(model, a->o);
         } catch (const std::invalid_argument& e) {

@@ -66,6 +66,7 @@ int run_run(const PanelArgs& a) {
     } catch (const std::exception& e) {
         throw UserError(e.what());
     }
+    checked_threads(a.threads);           // a bad PHASEMAP_THREADS, too, before the DB is touched
     const Manifest m = load(a.manifest);  // every manifest problem is reported before the DB is touched
     o.db = a.db;
     o.n_parallel = a.parallel;

@@ -49,3 +49,15 @@ add_test(NAME hardening.bad_inputs
                  --phasemap $<TARGET_FILE:phasemap> --cases ${CMAKE_SOURCE_DIR}/tests/bad-inputs/cases
                  --source-dir ${CMAKE_SOURCE_DIR})
 set_tests_properties(hardening.bad_inputs PROPERTIES TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}")
+# The size-from-input cases again, each under prlimit --as=2G --fsize=64M (issue 17).
+add_test(NAME hardening.bad_inputs_resources
+         COMMAND ${PM_HARDENING_PYTHON} ${CMAKE_SOURCE_DIR}/tests/bad-inputs/run.py --resource-limits
+                 --phasemap $<TARGET_FILE:phasemap> --cases ${CMAKE_SOURCE_DIR}/tests/bad-inputs/cases
+                 --source-dir ${CMAKE_SOURCE_DIR})
+set_tests_properties(hardening.bad_inputs_resources PROPERTIES TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}")
+# Every writing verb with a full disk (RLIMIT_FSIZE) and with SIGINT/SIGTERM before its commit:
+# nothing under the final name, no temporary left (issue 17).
+add_test(NAME hardening.writers
+         COMMAND ${PM_HARDENING_PYTHON} ${CMAKE_SOURCE_DIR}/tests/bad-inputs/writers.py
+                 --phasemap $<TARGET_FILE:phasemap> --source-dir ${CMAKE_SOURCE_DIR})
+set_tests_properties(hardening.writers PROPERTIES TIMEOUT 600 ENVIRONMENT "${PM_TEST_ENV}")

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "phasemap/files.hpp"  // write_file_atomic, the atomic writer
+
 namespace phasemap::io {
 
 namespace fs = std::filesystem;
@@ -63,6 +65,9 @@ struct NpyArray {
 
 NpyArray parse_npy(const std::string& bytes, const std::string& what);
 
+// The largest NPZ member NpzReader reads into memory (8 GiB; PHASEMAP_MAX_MEMBER_MB overrides).
+uint64_t max_member_bytes();
+
 class NpzReader {
 public:
     explicit NpzReader(const fs::path& path);  // throws with a clear message (missing, not a zip, truncated)
@@ -79,8 +84,5 @@ private:
     fs::path path_;
     void* zip_ = nullptr;
 };
-
-// Writes `content` to `path` atomically (temp file + rename).
-void write_file_atomic(const fs::path& path, const std::string& content);
 
 }  // namespace phasemap::io

@@ -65,6 +65,7 @@ public:
 
 private:
     std::filesystem::path out_, tmpdir_;
+    std::unique_ptr<io::TempArea> parts_;
     nlohmann::json meta_;
     bool compress_;
     std::unique_ptr<io::NpyStreamWriter> hs_, lg_, ids_, pos_, ent_, top1_, margin_, surp_;

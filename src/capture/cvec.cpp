@@ -1,5 +1,7 @@
 // Control-vector GGUF files through ggml's gguf API (include/phasemap/steer/control_vector.hpp).
 #include <fmt/core.h>
+
+#include "phasemap/files.hpp"
 #include <ggml.h>
 #include <gguf.h>
 #include <unistd.h>
@@ -123,6 +125,7 @@ void write_control_vector(const ControlVector& cv, const fs::path& path) {
                         nullptr, false};
     ggml_context* ctx = ggml_init(ip);
     std::unique_ptr<ggml_context, void (*)(ggml_context*)> cguard(ctx, ggml_free);
+    std::vector<ggml_tensor*> tensors;
     for (const auto& [n, v] : cv.directions) {
         if (n < 1) throw std::invalid_argument(fmt::format("control vector direction for block {}: llama.cpp accepts blocks ≥ 1", n));
         if (int(v.size()) != cv.n_embd) throw std::invalid_argument(fmt::format("direction.{} has {} values, expected {}", n, v.size(), cv.n_embd));
@@ -130,20 +133,22 @@ void write_control_vector(const ControlVector& cv, const fs::path& path) {
         ggml_set_name(t, fmt::format("direction.{}", n).c_str());
         std::memcpy(t->data, v.data(), v.size() * sizeof(float));
         gguf_add_tensor(g, t);
+        tensors.push_back(t);
     }
-    const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-    const fs::path tmp = dir / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
-    if (!gguf_write_to_file(g, tmp.c_str(), false)) {
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        throw std::runtime_error(fmt::format("cannot write control vector '{}'", path.string()));
+    // Metadata, then each tensor's data padded to the alignment, through the atomic writer (every
+    // write checked: gguf_write_to_file does not report a full disk).
+    io::AtomicFile out(path);
+    std::vector<char> meta(gguf_get_meta_size(g));
+    gguf_get_meta_data(g, meta.data());
+    out.write(meta.data(), meta.size());
+    const size_t align = gguf_get_alignment(g);
+    const std::vector<char> zeros(align, 0);
+    for (ggml_tensor* t : tensors) {
+        const size_t nb = ggml_nbytes(t);
+        out.write(t->data, nb);
+        if (const size_t pad = (align - nb % align) % align) out.write(zeros.data(), pad);
     }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw std::runtime_error(fmt::format("cannot write control vector '{}': {}", path.string(), ec.message()));
-    }
+    out.commit();
 }
 
 void check_control_vector(const ControlVector& cv, const std::string& arch, int n_layer, int n_embd) {

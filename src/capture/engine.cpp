@@ -18,6 +18,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <ggml-backend.h>
 #include <stdexcept>
@@ -261,6 +262,13 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
         else s.want[s.layers[i].tensor].push_back(int(i));
     }
+    // Sizes from options, checked against the model before llama.cpp allocates anything.
+    if (opt.n_ctx < 0) throw std::invalid_argument(fmt::format("--ctx {} must be ≥ 0 (0 = automatic)", opt.n_ctx));
+    if (mi.n_ctx_train > 0 && opt.n_ctx > mi.n_ctx_train)
+        throw std::invalid_argument(fmt::format("--ctx {} exceeds the model's training context of {} tokens", opt.n_ctx, mi.n_ctx_train));
+    if (opt.n_threads < 0 || opt.n_threads > 4096)
+        throw std::invalid_argument(fmt::format("--threads {} must be a whole number from 0 to 4096", opt.n_threads));
+    if (opt.n_parallel > 4096) throw std::invalid_argument(fmt::format("--parallel {} must be at most 4096", opt.n_parallel));
     s.n_ctx_seq = opt.n_ctx > 0 ? opt.n_ctx : default_context(mi);
     s.n_batch = std::max(512, opt.n_parallel);
 
@@ -530,6 +538,10 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             for (size_t bi = 0; bi < active.size(); ++bi) {
                 Slot& sl = slots[size_t(active[bi])];
                 const float* logits = step_logits[bi];
+                // NaN/inf logits (NaN weights) would decode token 0 forever: say so instead.
+                if (!std::isfinite(step_stats[bi].entropy) || !std::isfinite(step_stats[bi].top1))
+                    throw std::runtime_error(fmt::format("the model's logits are not finite at generated token {} (NaN or inf in the "
+                                                         "weights or activations); nothing was decoded from them", sl.generated));
                 const llama_token id = sl.greedy ? step_stats[bi].top1_id : step_ids[bi];
                 TokenRecord rec;
                 rec.t = sl.generated;

@@ -1,6 +1,7 @@
 // Intervention arithmetic on one hidden-state row, validation and random-direction controls
 // (include/phasemap/intervene.hpp). No llama.cpp here: the engine calls apply_intervention on
 // rows of the graph tensor it was handed by the eval callback.
+#include "phasemap/option_domains.hpp"
 #include "phasemap/intervene.hpp"
 
 #include <fmt/core.h>
@@ -91,6 +92,7 @@ void resolve_interventions(std::vector<Intervention>& ivs, int n_layer, int n_em
             fail(fmt::format("layer block:{} is out of range (the model has blocks 0..{})", iv.block, n_layer - 1));
         if (iv.t_begin < 0 || iv.t_end <= iv.t_begin) fail(fmt::format("empty token range [{}, {})", iv.t_begin, iv.t_end));
         if (!std::isfinite(iv.strength)) fail("strength is not finite");
+        if (const std::string p = opt::domain_problem(iv.strength, opt::kScale); !p.empty()) fail("strength " + p);
         if (op_takes_vector(iv.op)) {
             if (int(iv.vec.size()) != n_embd)
                 fail(fmt::format("vector has {} values, the model's hidden size n_embd is {}", iv.vec.size(), n_embd));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "llama_common.hpp"
+#include "phasemap/gguf_checks.hpp"
 #include "phasemap/run_file.hpp"
 
 namespace phasemap::capture {
@@ -89,6 +90,16 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
         f.read(magic, 4);
         if (f.gcount() < 4 || std::memcmp(magic, "GGUF", 4) != 0)
             throw std::runtime_error(fmt::format("'{}' is not a GGUF model file (bad magic)", path.string()));
+    }
+    {
+        // Declared sizes against the file's tensors, before llama.cpp sizes anything from them.
+        gguf_init_params gp{true, nullptr};
+        gguf_context* g = gguf_init_from_file(path.c_str(), gp);
+        if (g) {
+            const std::string problem = gguf_size_problem(g);
+            gguf_free(g);
+            if (!problem.empty()) throw std::runtime_error(fmt::format("model file '{}': {}", path.string(), problem));
+        }
     }
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = opt.n_gpu_layers;

@@ -2,6 +2,8 @@
 #include "phasemap/quantize.hpp"
 
 #include <fmt/core.h>
+
+#include "phasemap/files.hpp"
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,28 +55,19 @@ QuantizeResult quantize_model(const fs::path& in, const fs::path& out, const std
         f.read(magic, 4);
         if (!f || std::string(magic, 4) != "GGUF") throw std::runtime_error(fmt::format("'{}' is not a GGUF file", in.string()));
     }
-    if (fs::exists(out, ec) && fs::equivalent(in, out, ec))
-        throw std::invalid_argument("the output must be another file than the input");
-    const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-    if (!fs::is_directory(dir, ec))
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' does not exist", out.string(), dir.string()));
-    const fs::path tmp = dir / fmt::format(".{}.tmp-{}", out.filename().string(), ::getpid());
+    io::check_output_path(out, {in}, "output");
+    io::AtomicFile file(out);
     ensure_backend();
     llama_model_quantize_params qp = llama_model_quantize_default_params();
     qp.ftype = it->second;
     qp.nthread = n_threads > 0 ? n_threads : default_threads();
-    const uint32_t rc = llama_model_quantize(in.c_str(), tmp.c_str(), &qp);
+    const uint32_t rc = llama_model_quantize(in.c_str(), file.temp_path().c_str(), &qp);
     if (rc != 0) {
-        fs::remove(tmp, ec);
         const std::string why = take_llama_errors();
         throw std::runtime_error(fmt::format("quantising '{}' to {} failed{}{}", in.string(), it->first,
                                              why.empty() ? "" : ": ", why));
     }
-    fs::rename(tmp, out, ec);
-    if (ec) {
-        fs::remove(tmp);
-        throw std::runtime_error(fmt::format("cannot write '{}': {}", out.string(), ec.message()));
-    }
+    file.commit();
     return {fs::file_size(in), fs::file_size(out), it->first};
 }
 

@@ -53,21 +53,15 @@ nlohmann::json provenance_json(const ModelInfo& mi, const EngineFacts& f, const 
 
 NpzRunWriter::NpzRunWriter(fs::path out, nlohmann::json metadata, bool compress)
     : out_(std::move(out)), meta_(std::move(metadata)), compress_(compress) {
-    const fs::path dir = out_.parent_path().empty() ? fs::path(".") : out_.parent_path();
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec))
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' does not exist", out_.string(), dir.string()));
-    std::random_device rd;
-    tmpdir_ = dir / fmt::format(".{}.parts{:08x}", out_.filename().string(), rd());
-    if (!fs::create_directory(tmpdir_, ec))
-        throw std::runtime_error(fmt::format("cannot write '{}': {}", out_.string(),
-                                             ec ? ec.message() : std::string("cannot create a temporary directory")));
+    // The per-array parts live in a temporary folder of the atomic writer (removed when the run
+    // ends, fails, or the process gets SIGINT/SIGTERM).
+    parts_ = std::make_unique<io::TempArea>(out_);
+    tmpdir_ = parts_->dir();
 }
 
 NpzRunWriter::~NpzRunWriter() {
     hs_.reset(); lg_.reset(); ids_.reset(); pos_.reset(); ent_.reset(); top1_.reset(); margin_.reset(); surp_.reset();
-    std::error_code ec;
-    fs::remove_all(tmpdir_, ec);
+    parts_.reset();
 }
 
 void NpzRunWriter::begin(const RunStart& s) {

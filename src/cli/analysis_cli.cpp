@@ -9,6 +9,7 @@
 
 #include "phasemap/metrics/registry.hpp"
 #include "phasemap/npz.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -20,22 +21,22 @@ void AnalysisArgs::add_options(CLI::App& app, bool with_enable_flag) {
     const std::string g = "Analysis (METRICS.md)";
     if (with_enable_flag) app.add_flag("--analyze", enabled, "print the per-run metric summary after generation")->group(g);
     app.add_option("--metric-layer", layer, "captured layer of the token axis: a label (hf:5, block:3) or an index (-1 = last)")->group(g);
-    app.add_option("--norm", norm, "state normalisation: raw or clipped_mad")->capture_default_str()->group(g);
-    app.add_option("--mad-k", mad_k, "clip bound k of clipped_mad")->capture_default_str()->group(g);
-    app.add_option("--curvature", curvature, "one_minus_cos, angle or second_diff")->capture_default_str()->group(g);
+    app.add_option("--norm", norm, "state normalisation: raw or clipped_mad")->capture_default_str()->check(one_of({"raw", "clipped_mad"}))->group(g);
+    app.add_option("--mad-k", mad_k, "clip bound k of clipped_mad")->capture_default_str()->check(in({0, 1e6, true}))->group(g);
+    app.add_option("--curvature", curvature, "one_minus_cos, angle or second_diff")->capture_default_str()->check(one_of({"one_minus_cos", "angle", "second_diff"}))->group(g);
     app.add_flag("--ct-clip", ct_clip, "clip ct above median + k·1.4826·MAD before ratio_norm")->group(g);
-    app.add_option("--ct-clip-k", ct_clip_k, "k of --ct-clip")->capture_default_str()->group(g);
-    app.add_option("--late-window", late_window, "late_ct window fraction of the ct series")->capture_default_str()->group(g);
-    app.add_option("--collapse-threshold", collapse_threshold, "collapse = late_ct below this")->capture_default_str()->group(g);
+    app.add_option("--ct-clip-k", ct_clip_k, "k of --ct-clip")->capture_default_str()->check(in({0, 1e6, true}))->group(g);
+    app.add_option("--late-window", late_window, "late_ct window fraction of the ct series")->capture_default_str()->check(in({0, 1, true}))->group(g);
+    app.add_option("--collapse-threshold", collapse_threshold, "collapse = late_ct below this")->capture_default_str()->check(in({-1e6, 1e6}))->group(g);
     app.add_option("--regime-cuts", regime_cuts, "three ascending ratio_norm cut-points a,b,c, or @FILE holding them (default 1.985,2.945,3.695)")->group(g);
     app.add_flag("--no-layer-axis", no_layer_axis, "skip the layer-axis metrics")->group(g);
-    app.add_option("--collapse-top1", collapse_top1, "COLLAPSE: top1 ≥ this")->capture_default_str()->group(g);
-    app.add_option("--rivalry-margin", rivalry_margin, "RIVALRY: margin ≤ this")->capture_default_str()->group(g);
-    app.add_option("--diffuse-entropy", diffuse_entropy, "DIFFUSE: entropy ≥ this (nats)")->capture_default_str()->group(g);
-    app.add_option("--shuffles", shuffles, "K shuffled-order controls (0 = off)")->capture_default_str()->group(g);
+    app.add_option("--collapse-top1", collapse_top1, "COLLAPSE: top1 ≥ this")->capture_default_str()->check(in(opt::kProbability))->group(g);
+    app.add_option("--rivalry-margin", rivalry_margin, "RIVALRY: margin ≤ this")->capture_default_str()->check(in(opt::kProbability))->group(g);
+    app.add_option("--diffuse-entropy", diffuse_entropy, "DIFFUSE: entropy ≥ this (nats)")->capture_default_str()->check(in(opt::kEntropy))->group(g);
+    app.add_option("--shuffles", shuffles, "K shuffled-order controls (0 = off)")->capture_default_str()->check(in(opt::kShuffles))->group(g);
     app.add_option("--control-seed", control_seed, "seed of the shuffled-order controls")->capture_default_str()->group(g);
     app.add_flag("--include-embedding", include_embedding, "keep hf:0 (embedding output) in the analysis; LIMEN excludes it")->group(g);
-    app.add_option("--json", json, "write the summary JSON here (several runs: {i} in the name, or NAME.N.json)")->group(g);
+    app.add_option("--json", json, "write the summary JSON here (several runs: {i} in the name, or NAME.N.json)")->check(kPath)->group(g);
     app.add_flag("--tokens", tokens, "print the per-token table (ct_t, delta_t, curvature_t, stats, state)")->group(g);
 }
 
@@ -67,11 +68,7 @@ AnalysisOptions build_options(const AnalysisArgs& a, std::span<const std::string
         if (!a.regime_cuts.empty()) {
             std::string text = a.regime_cuts;
             if (text[0] == '@') {
-                std::ifstream f(text.substr(1));
-                if (!f) throw UserError(fmt::format("cannot read regime cut-point file '{}'", text.substr(1)));
-                std::stringstream ss;
-                ss << f.rdbuf();
-                text = ss.str();
+                text = read_text_file(text.substr(1), "regime cut-point file");
                 while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
             }
             o.token.regime_cuts = parse_regime_cuts(text);
@@ -117,6 +114,9 @@ void print_summary(const RunSummary& s, const RunInput& in) {
         fmt::print("layer axis (median [q1, q3] over tokens):\n");
         for (size_t m = 0; m < kLayerMetricCount; ++m)
             fmt::print("  {:<24} {}\n", kLayerMetricNames[m], fmt_summary(s.layer.summary[m]));
+        if (!s.layer.token_errors.empty())
+            fmt::print("  {} token(s) dropped: {} (first: t={})\n", s.layer.token_errors.size(), s.layer.token_errors.front().second,
+                       s.layer.token_errors.front().first);
     }
     if (s.output) {
         const auto& o = *s.output;

@@ -5,16 +5,37 @@
 #include <fstream>
 #include <sstream>
 
+#include "phasemap/capture.hpp"
+#include "phasemap/files.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
 
 std::string read_text_file(const std::string& path, const char* what) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw UserError(fmt::format("cannot read {} '{}'", what, path));
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    try {
+        return io::read_input_file(path, what);
+    } catch (const std::runtime_error& e) {
+        throw UserError(e.what());
+    }
+}
+
+void check_output(const std::string& out, const std::vector<std::string>& inputs, const char* option) {
+    std::vector<std::filesystem::path> in(inputs.begin(), inputs.end());
+    try {
+        io::check_output_path(out, in, option);
+    } catch (const std::runtime_error& e) {
+        throw UserError(e.what());
+    }
+}
+
+std::string read_prompt_arg(const std::string& spec) {
+    if (spec.empty() || spec[0] != '@') return spec;
+    std::string text = read_text_file(spec.substr(1), "prompt file");
+    if (!text.empty() && text.back() == '\n') {
+        text.pop_back();
+        if (!text.empty() && text.back() == '\r') text.pop_back();
+    }
+    return text;
 }
 
 std::vector<std::string> read_prompt_lines(const std::string& path) {
@@ -27,6 +48,15 @@ std::vector<std::string> read_prompt_lines(const std::string& path) {
     }
     if (out.empty()) throw UserError(fmt::format("prompt file '{}' holds no prompt", path));
     return out;
+}
+
+int checked_threads(int threads) {
+    if (threads > 0) return threads;
+    try {
+        return capture::default_threads();
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
 }
 
 std::string printable(const std::string& s) {

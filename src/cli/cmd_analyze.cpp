@@ -4,6 +4,7 @@
 
 #include "analysis_cli.hpp"
 #include "phasemap/run_file.hpp"
+#include "cli_util.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -15,7 +16,9 @@ struct AnalyzeCmd {
 };
 
 int run_analyze(AnalyzeCmd& c) {
-    // Validate the option values once, before reading any file.
+    // No --json output may be one of the run files (same file by device and inode).
+    if (!c.args.json.empty())
+        for (size_t i = 0; i < c.files.size(); ++i) check_output(numbered_path(c.args.json, i, c.files.size()).string(), c.files, "--json");
     for (size_t i = 0; i < c.files.size(); ++i) {
         io::RunData r;
         try {

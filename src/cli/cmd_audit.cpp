@@ -6,12 +6,16 @@
 #include <algorithm>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "phasemap/audit/report.hpp"
 #include "phasemap/npz.hpp"
 #include "phasemap/store.hpp"
 #include "phasemap/version.hpp"
+#include "cli_util.hpp"
+#include "phasemap/metrics/normalize.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -34,10 +38,14 @@ PanelTable load_panel(const AuditCmd& c) {
             throw UserError(e.what());
         }
     }
-    std::ifstream in(c.panel_json, std::ios::binary);
-    if (!in) throw UserError("audit: cannot read " + c.panel_json);
+    nlohmann::json j;
     try {
-        return nlohmann::json::parse(in).get<PanelTable>();
+        j = io::read_json_file(c.panel_json, "--panel-json file");
+    } catch (const std::exception& e) {
+        throw UserError(e.what());
+    }
+    try {
+        return j.get<PanelTable>();
     } catch (const std::exception& e) {
         throw UserError("audit: " + c.panel_json + " is not a PanelTable JSON: " + e.what());
     }
@@ -49,6 +57,9 @@ int run_audit(AuditCmd& c) {
     } catch (const std::exception& e) {
         throw UserError(e.what());
     }
+    if (!c.opt.norm.empty() && !metrics::parse_norm_mode(c.opt.norm))
+        throw UserError(fmt::format("--norm '{}': unknown normalisation (use raw or clipped_mad)", c.opt.norm));
+    if (!c.json_out.empty()) check_output(c.json_out, {c.db, c.panel_json, c.hypotheses}, "--json");
     std::vector<std::string> sections = c.sections.empty() ? audit::section_names() : c.sections;
     for (const auto& s : sections)
         if (std::find(audit::section_names().begin(), audit::section_names().end(), s) == audit::section_names().end()) {
@@ -68,6 +79,27 @@ int run_audit(AuditCmd& c) {
         throw UserError("audit: --section hypotheses needs --hypotheses FILE");
     }
     const PanelTable panel = load_panel(c);
+    // A hypotheses file whose models and families are all absent from the panel gives n = 0
+    // everywhere: say so (once, on stderr) instead of printing a table of empty verdicts.
+    if (hyp) {
+        std::set<std::string> named, have;
+        for (const auto& h : hyp->hypotheses) {
+            named.insert(h.a.begin(), h.a.end());
+            named.insert(h.b.begin(), h.b.end());
+            if (!h.model.empty()) named.insert(h.model);
+        }
+        for (const auto& m : panel.models) {
+            have.insert(m.label);
+            if (!m.family.empty()) have.insert(m.family);
+        }
+        if (!named.empty() && std::none_of(named.begin(), named.end(), [&](const std::string& n) { return have.count(n) > 0; })) {
+            std::string list, labels;
+            for (const auto& n : named) list += (list.empty() ? "" : ", ") + n;
+            for (const auto& m : panel.models) labels += (labels.empty() ? "" : ", ") + m.label;
+            fmt::print(stderr, "phasemap: warning: no model or family that {} names ({}) is in the panel (models: {}); its hypotheses have no data\n",
+                       c.hypotheses, list, labels.empty() ? "none" : labels);
+        }
+    }
     nlohmann::json out = {{"phasemap_version", std::string(version_string())},
                           {"source", c.db.empty() ? c.panel_json : c.db},
                           {"options", audit::options_json(c.opt)},
@@ -106,23 +138,23 @@ Verb reg{"audit", "Panel audits: regimes, normalisation, variance, topology, hyp
          [](CLI::App& app) {
              auto c = std::make_shared<AuditCmd>();
              app.add_option("db", c->db, "results DB (phasemap panel)");
-             app.add_option("--panel-json", c->panel_json, "read the panel from a PanelTable JSON dump instead of a DB");
+             app.add_option("--panel-json", c->panel_json, "read the panel from a PanelTable JSON dump instead of a DB")->check(kPath);
              app.add_option("--section", c->sections, "run only these sections (repeatable): regime, normalisation, "
                                                       "variance, topology, hypotheses, cycles, robustness, variants, controls");
-             app.add_option("--hypotheses", c->hypotheses, "TOML file of hypotheses (falsification registry)");
-             app.add_option("--json", c->json_out, "write every section's results as one JSON file");
+             app.add_option("--hypotheses", c->hypotheses, "TOML file of hypotheses (falsification registry)")->check(kPath);
+             app.add_option("--json", c->json_out, "write every section's results as one JSON file")->check(kPath);
              app.add_option("--metric", c->opt.metric, "run metric of the variance decomposition, topology and rankings")
                  ->capture_default_str();
              app.add_option("--factor", c->opt.factor, "factor of the variance decomposition: model or family")
-                 ->capture_default_str();
+                 ->capture_default_str()->check(one_of({"model", "family"}));
              app.add_option("--norm", c->opt.norm, "normalisation mode of the runs to audit (default: the most common)");
-             app.add_option("--bootstrap", c->opt.bootstrap, "bootstrap resamples")->capture_default_str();
+             app.add_option("--bootstrap", c->opt.bootstrap, "bootstrap resamples")->capture_default_str()->check(in(opt::kResamples));
              app.add_option("--reml-bootstrap", c->opt.reml_bootstrap, "bootstrap resamples of the REML components")
-                 ->capture_default_str();
-             app.add_option("--permutations", c->opt.permutations, "permutations per effect")->capture_default_str();
+                 ->capture_default_str()->check(in(opt::kResamples));
+             app.add_option("--permutations", c->opt.permutations, "permutations per effect")->capture_default_str()->check(in(opt::kResamples));
              app.add_option("--seed", c->opt.seed, "seed of every bootstrap, permutation and split")->capture_default_str();
              app.add_option("--robust-share", c->opt.robust_share, "MNN share that makes a topology pair robust")
-                 ->capture_default_str();
+                 ->capture_default_str()->check(in(opt::kProbability));
              app.add_flag("-q,--quiet", c->quiet, "print nothing (use with --json)");
              app.add_flag("--no-store", c->no_store, "do not write the results back into the DB (audit tables)");
              return [c] { return run_audit(*c); };

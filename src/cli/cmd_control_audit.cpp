@@ -16,6 +16,7 @@
 #include "phasemap/steer/spec.hpp"
 #include "phasemap/store.hpp"
 #include "cli_util.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -73,16 +74,16 @@ int run_audit(AuditArgs& a) {
             if (const size_t c = path.rfind(':'); c != std::string::npos) {
                 try { scale = std::stof(path.substr(c + 1)); path = path.substr(0, c); } catch (...) {}
             }
+            if (const std::string p = opt::domain_problem(scale, opt::kScale); !p.empty())
+                throw std::invalid_argument(fmt::format("--control-vector '{}': scale {}", a.control_vector, p));
             const steer::ControlVector cv = steer::read_control_vector(path);
             steer::check_control_vector(cv, mi.architecture, mi.n_layer, mi.n_embd);
             for (auto& iv : steer::control_vector_interventions(cv, scale)) a.o.interventions.push_back(iv);
         }
         a.o.sampling.temperature = float(a.temp);
         a.o.sampling.seed = a.seed;
-        if (!a.out.empty()) {
-            std::ofstream probe(a.out, std::ios::app);
-            if (!probe) throw std::invalid_argument(fmt::format("cannot write '{}'", a.out));
-        }
+        if (!a.out.empty()) check_output(a.out, {a.model, a.prompts, a.o.truth_csv, a.o.qa_csv, a.db, a.control_vector.substr(0, a.control_vector.rfind(':'))}, "-o");
+        checked_threads(a.o.n_threads);  // before --db creates a file
         const auto db = open_db(a.db);
         const nlohmann::json r = steer::run_control_audit(model, a.o);
         if (!a.out.empty()) write_json(a.out, r);
@@ -120,12 +121,12 @@ Verb reg_audit{"control-audit",
                "Control audit (the issue's `audit control`): intervened twins vs baseline, random-direction and zero-strength controls",
                [](CLI::App& app) {
     auto a = std::make_shared<AuditArgs>();
-    app.add_option("-m,--model", a->model, "GGUF model file")->required();
-    app.add_option("--prompts", a->prompts, "prompt file, one prompt per line")->required();
+    app.add_option("-m,--model", a->model, "GGUF model file")->required()->check(kPath);
+    app.add_option("--prompts", a->prompts, "prompt file, one prompt per line")->required()->check(kPath);
     app.add_option("--intervene", a->intervene, "intervention of the intervened arm (repeatable; grammar of generate --intervene)");
     app.add_option("--control-vector", a->control_vector, "control-vector GGUF FILE[:SCALE] as the intervention (every position)");
-    app.add_option("-n,--n-predict", a->o.n_predict, "tokens per twin")->capture_default_str();
-    app.add_option("--temp", a->temp, "sampling temperature (the same seed for every twin); 0 = greedy")->capture_default_str();
+    app.add_option("-n,--n-predict", a->o.n_predict, "tokens per twin")->capture_default_str()->check(in(opt::kNPredict));
+    app.add_option("--temp", a->temp, "sampling temperature (the same seed for every twin); 0 = greedy")->capture_default_str()->check(in(opt::kTemperature));
     app.add_option("--seed", a->seed, "sampling seed")->capture_default_str();
     app.add_flag("--chat", a->o.chat, "apply the model's chat template");
     app.add_option("--layers", a->o.layers, "captured layers; the token axis runs on the last")->capture_default_str();
@@ -136,11 +137,11 @@ Verb reg_audit{"control-audit",
     app.add_option("--label-false", a->o.label_false, "word scored for false")->capture_default_str();
     app.add_option("--qa", a->o.qa_csv, "question/answer CSV for exact-match accuracy (Question/Best Answer or prompt/answer)");
     app.add_option("--qa-n", a->o.qa_limit, "questions used")->capture_default_str();
-    app.add_option("--bootstrap", a->o.bootstrap, "bootstrap resamples")->capture_default_str();
+    app.add_option("--bootstrap", a->o.bootstrap, "bootstrap resamples")->capture_default_str()->check(in(opt::kResamples));
     app.add_option("--control-seed", a->o.seed, "bootstrap and random-direction seed")->capture_default_str();
-    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or all)");
-    app.add_option("-o,--output", a->out, "JSON report");
-    app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind control_audit");
+    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->check(in(opt::kThreads));
+    app.add_option("-o,--output", a->out, "JSON report")->check(kPath);
+    app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind control_audit")->check(kPath);
     app.add_option("--name", a->name, "name of the result in the DB (replaces a stored one of that name)")->capture_default_str();
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a] {
@@ -161,23 +162,23 @@ struct MonitorEvalArgs {
 Verb reg_eval{"monitor-eval", "Monitor/guard ablation: baseline, monitor-only, guard-only, monitor+guard accuracy with CIs",
               [](CLI::App& app) {
     auto a = std::make_shared<MonitorEvalArgs>();
-    app.add_option("-m,--model", a->model, "GGUF model file")->required();
-    app.add_option("--data", a->o.data_csv, "labelled prompts CSV (Question/Best Answer or prompt/answer columns)")->required();
+    app.add_option("-m,--model", a->model, "GGUF model file")->required()->check(kPath);
+    app.add_option("--data", a->o.data_csv, "labelled prompts CSV (Question/Best Answer or prompt/answer columns)")->required()->check(kPath);
     app.add_option("--prompt-col", a->o.prompt_col, "prompt column");
     app.add_option("--answer-col", a->o.answer_col, "answer column");
     app.add_option("--limit", a->o.limit, "rows used")->capture_default_str();
-    app.add_option("-n,--n-predict", a->o.n_predict, "tokens per run")->capture_default_str();
-    app.add_option("--temp", a->temp, "sampling temperature; 0 = greedy")->capture_default_str();
+    app.add_option("-n,--n-predict", a->o.n_predict, "tokens per run")->capture_default_str()->check(in(opt::kNPredict));
+    app.add_option("--temp", a->temp, "sampling temperature; 0 = greedy")->capture_default_str()->check(in(opt::kTemperature));
     app.add_option("--seed", a->seed, "sampling seed")->capture_default_str();
     app.add_flag("--chat", a->o.chat, "apply the model's chat template");
     app.add_option("--trigger", a->triggers, "monitor trigger (generate --trigger grammar; default: collapse, spike, streak)");
     app.add_option("--guard-text", a->o.monitor.guard_text, "guard text");
     app.add_option("--guard-at", a->o.guard_at, "guard-only arm: insert after this generated token")->capture_default_str();
-    app.add_option("--match", a->o.match, "contains or exact")->capture_default_str();
-    app.add_option("--bootstrap", a->o.bootstrap, "bootstrap resamples")->capture_default_str();
-    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or all)");
-    app.add_option("-o,--output", a->out, "JSON report");
-    app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind monitor_eval");
+    app.add_option("--match", a->o.match, "contains or exact")->capture_default_str()->check(one_of({"contains", "exact"}));
+    app.add_option("--bootstrap", a->o.bootstrap, "bootstrap resamples")->capture_default_str()->check(in(opt::kResamples));
+    app.add_option("-t,--threads", a->o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->check(in(opt::kThreads));
+    app.add_option("-o,--output", a->out, "JSON report")->check(kPath);
+    app.add_option("--db", a->db, "results DB (created when missing): stores the result as kind monitor_eval")->check(kPath);
     app.add_option("--name", a->name, "name of the result in the DB (replaces a stored one of that name)")->capture_default_str();
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a] {
@@ -189,6 +190,8 @@ Verb reg_eval{"monitor-eval", "Monitor/guard ablation: baseline, monitor-only, g
             for (const auto& t : a->triggers) a->o.monitor.triggers.push_back(steer::parse_trigger(t));
             a->o.sampling.temperature = float(a->temp);
             a->o.sampling.seed = a->seed;
+            if (!a->out.empty()) check_output(a->out, {a->model, a->o.data_csv, a->db}, "-o");
+            checked_threads(a->o.n_threads);  // before --db creates a file
             db = open_db(a->db);
             r = steer::run_monitor_eval(model, a->o);
         } catch (const std::invalid_argument& e) {

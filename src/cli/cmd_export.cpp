@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "phasemap/store.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -17,9 +18,9 @@ struct ExportArgs {
 
 Verb reg{"export", "Export a results DB: one Parquet file per table (meta, models, runs, tokens, token_layers, audit tables)", [](CLI::App& app) {
     auto a = std::make_shared<ExportArgs>();
-    app.add_option("db", a->db, "results DB (DuckDB file)")->required();
+    app.add_option("db", a->db, "results DB (DuckDB file)")->required()->check(kPath);
     app.add_option("--parquet", a->parquet, "output directory (written atomically; an existing Parquet-only directory is replaced)")
-        ->required();
+        ->required()->check(kPath);
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a]() -> int {
         try {

@@ -23,6 +23,7 @@
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "phasemap/steer/spec.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -68,20 +69,6 @@ struct GenerateArgs {
 };
 
 
-void check_writable(const fs::path& p) {
-    const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec)) throw UserError(fmt::format("cannot write '{}': directory '{}' does not exist", p.string(), dir.string()));
-    // Probe by creating a file: access(2) says yes to root even on read-only file systems.
-    const fs::path probe = dir / fmt::format(".phasemap-probe-{}", ::getpid());
-    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) throw UserError(fmt::format("cannot write '{}': directory '{}' is not writable ({})", p.string(), dir.string(), std::strerror(errno)));
-    ::close(fd);
-    ::unlink(probe.c_str());
-    if (fs::is_directory(p, ec)) throw UserError(fmt::format("cannot write '{}': it is a directory", p.string()));
-}
-
-
 // FILE[:SCALE] (control vectors, LoRA adapters): a trailing ":number" is the scale (default 1);
 // anything else after the last colon stays part of the file name.
 std::pair<std::string, float> split_file_scale(const std::string& spec) {
@@ -89,8 +76,14 @@ std::pair<std::string, float> split_file_scale(const std::string& spec) {
         try {
             size_t used = 0;
             const float scale = std::stof(spec.substr(c + 1), &used);
-            if (used == spec.size() - c - 1) return {spec.substr(0, c), scale};
-        } catch (...) {
+            if (used == spec.size() - c - 1) {
+                if (const std::string p = opt::domain_problem(scale, opt::kScale); !p.empty())
+                    throw UserError(fmt::format("'{}': the scale {}", spec, p));
+                return {spec.substr(0, c), scale};
+            }
+        } catch (const std::invalid_argument&) {
+        } catch (const std::out_of_range&) {
+            throw UserError(fmt::format("'{}': the scale is not a finite number (out of float range)", spec));
         }
     }
     return {spec, 1.0f};
@@ -153,7 +146,7 @@ void analyze_record(const RunRecord& r, const NpzRunWriter* npz, const GenerateA
 int run_generate(GenerateArgs& a) {
     // Prompts: -p TEXT (repeatable; @path reads a file), -f FILE (one prompt per line).
     std::vector<std::string> prompts;
-    for (const auto& p : a.prompts) prompts.push_back(!p.empty() && p[0] == '@' ? read_text_file(p.substr(1), "prompt file") : p);
+    for (const auto& p : a.prompts) prompts.push_back(read_prompt_arg(p));
     if (!a.prompt_file.empty())
         for (auto& line : read_prompt_lines(a.prompt_file)) prompts.push_back(std::move(line));
     if (prompts.empty()) throw UserError("no prompt given (use -p TEXT, -p @file.txt or -f prompts.txt)");
@@ -161,11 +154,19 @@ int run_generate(GenerateArgs& a) {
     if (a.parallel < 1) throw UserError("--parallel must be at least 1");
     Precision precision;
     try { precision = parse_precision(a.precision); } catch (const std::exception& e) { throw UserError(e.what()); }
-    if (!a.out.empty())
-        for (size_t i = 0; i < prompts.size(); ++i) check_writable(numbered_path(a.out, i, prompts.size()));
+    // Every file this run reads: no output may be one of them (same file by device and inode).
+    std::vector<std::string> inputs{a.model, a.prompt_file};
+    for (const auto& p : a.prompts)
+        if (!p.empty() && p[0] == '@') inputs.push_back(p.substr(1));
+    for (const auto* v : {&a.intervene_files, &a.control_vectors, &a.loras})
+        for (const auto& f : *v) inputs.push_back(v == &a.intervene_files ? f : split_file_scale(f).first);
+    auto check_outputs = [&](const std::string& out, const char* opt) {
+        for (size_t i = 0; i < prompts.size(); ++i) check_output(numbered_path(out, i, prompts.size()), inputs, opt);
+    };
+    if (!a.out.empty()) check_outputs(a.out, "-o");
     if (!a.analyze.json.empty()) {
         if (!a.analyze.enabled) throw UserError("--json writes the --analyze summary: add --analyze");
-        for (size_t i = 0; i < prompts.size(); ++i) check_writable(numbered_path(a.analyze.json, i, prompts.size()));
+        check_outputs(a.analyze.json, "--json");
     }
     if (a.analyze.enabled && (a.layers == "none" || a.layers.empty())) throw UserError("--analyze needs captured layers (--layers is none)");
 
@@ -259,8 +260,7 @@ int run_generate(GenerateArgs& a) {
             throw UserError(e.what());
         }
         mon = mo;
-        if (!a.monitor_json.empty())
-            for (size_t i = 0; i < prompts.size(); ++i) check_writable(numbered_path(a.monitor_json, i, prompts.size()));
+        if (!a.monitor_json.empty()) check_outputs(a.monitor_json, "--monitor-json");
     }
     std::vector<std::unique_ptr<steer::Monitor>> monitors;
 
@@ -373,31 +373,31 @@ int run_generate(GenerateArgs& a) {
 
 Verb reg{"generate", "Generate text and capture hidden states at every generated token", [](CLI::App& app) {
     auto a = std::make_shared<GenerateArgs>();
-    app.add_option("-m,--model", a->model, "GGUF model file")->required();
+    app.add_option("-m,--model", a->model, "GGUF model file")->required()->check(kPath);
     app.add_option("-p,--prompt", a->prompts, "prompt text, or @FILE to read it from a file (repeatable)");
-    app.add_option("-f,--prompt-file", a->prompt_file, "file with one prompt per line");
-    app.add_option("-n,--n-predict", a->n_predict, "maximum number of tokens to generate")->capture_default_str();
-    app.add_option("--temp", a->temp, "sampling temperature; 0 = greedy")->capture_default_str();
-    app.add_option("--top-k", a->top_k, "top-k sampling (0 = off)")->capture_default_str();
-    app.add_option("--top-p", a->top_p, "top-p sampling (1 = off)")->capture_default_str();
+    app.add_option("-f,--prompt-file", a->prompt_file, "file with one prompt per line")->check(kPath);
+    app.add_option("-n,--n-predict", a->n_predict, "maximum number of tokens to generate")->capture_default_str()->check(in(opt::kNPredict));
+    app.add_option("--temp", a->temp, "sampling temperature; 0 = greedy")->capture_default_str()->check(in(opt::kTemperature));
+    app.add_option("--top-k", a->top_k, "top-k sampling (0 = off)")->capture_default_str()->check(in(opt::kTopK));
+    app.add_option("--top-p", a->top_p, "top-p sampling (1 = off)")->capture_default_str()->check(in(opt::kTopP));
     app.add_option("--seed", a->seed, "sampling seed")->capture_default_str();
     app.add_flag("--chat", a->chat, "apply the model's chat template to the prompt (user turn + generation prompt)");
     app.add_option("--layers", a->layers, "layers to capture: hf:all, hf:N, hf:A-B, block:all, block:N, block:A-B, hf:last, none; comma-separated")
         ->capture_default_str();
     app.add_option("--precision", a->precision, "exact (F32 KV cache, no flash attention) or fast (llama.cpp defaults)")
-        ->capture_default_str();
-    app.add_option("--parallel", a->parallel, "prompts decoded together in one batch")->capture_default_str();
-    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str();
-    app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str();
+        ->capture_default_str()->check(one_of({"exact", "fast"}));
+    app.add_option("--parallel", a->parallel, "prompts decoded together in one batch")->capture_default_str()->check(in(opt::kParallel));
+    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
-    app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)");
+    app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)")->check(kPath);
     app.add_flag("--compress", a->compress, "deflate the NPZ members");
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     a->analyze.add_options(app, true);
     app.add_option("--intervene", a->intervene,
                    "hidden-state edit OP:block:N[:ARG...][@t=A-B,prefill,seed=N,prompts=I+J] (repeatable; docs/interventions.md), "
                    "e.g. add:block:3:vec.npy:2.0@t=0-10");
-    app.add_option("--intervene-file", a->intervene_files, "TOML file with [[intervention]] tables (repeatable)");
+    app.add_option("--intervene-file", a->intervene_files, "TOML file with [[intervention]] tables (repeatable)")->check(kPath);
     app.add_option("--lora", a->loras,
                    "LoRA adapter GGUF FILE[:SCALE] (default scale 1) applied through llama.cpp's adapter API (repeatable)");
     app.add_option("--control-vector", a->control_vectors,
@@ -405,13 +405,13 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_flag("--monitor", a->monitor, "online monitor: ct_t on the last captured layer and output states while generating");
     app.add_option("--trigger", a->triggers,
                    "monitor trigger: collapse[:window=8][:threshold=0.001], spike[:k=5][:min=8], streak[:n=8] (repeatable; default: all three)");
-    app.add_option("--on", a->on, "monitor action when a trigger fires: log, stop, guard, intervene")->capture_default_str();
+    app.add_option("--on", a->on, "monitor action when a trigger fires: log, stop, guard, intervene")->capture_default_str()->check(one_of({"log", "stop", "guard", "intervene"}));
     app.add_option("--guard-text", a->guard_text, "text the guard inserts into the context (--on guard)");
     app.add_option("--on-intervene", a->on_intervene, "intervention the monitor applies (--on intervene), same grammar as --intervene");
-    app.add_option("--for", a->for_tokens, "tokens an --on intervene edit lasts")->capture_default_str();
+    app.add_option("--for", a->for_tokens, "tokens an --on intervene edit lasts")->capture_default_str()->check(in({1, 1 << 24, false, true}));
     app.add_option("--monitor-cooldown", a->monitor_cooldown, "tokens before a trigger may fire again")->capture_default_str();
     app.add_option("--monitor-max-actions", a->monitor_max_actions, "stop/guard/intervene actions per run")->capture_default_str();
-    app.add_option("--monitor-json", a->monitor_json, "write the monitor's ct_t, states and events per run (JSON)");
+    app.add_option("--monitor-json", a->monitor_json, "write the monitor's ct_t, states and events per run (JSON)")->check(kPath);
     return [a] { return run_generate(*a); };
 }};
 

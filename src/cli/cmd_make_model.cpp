@@ -13,11 +13,17 @@
 
 #include "phasemap/modelgen.hpp"
 #include "phasemap/version.hpp"
+#include "cli_util.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace {
 
 namespace mg = phasemap::modelgen;
+using phasemap::cli::check_output;
+using phasemap::cli::in;
+using phasemap::cli::kPath;
+namespace opt = phasemap::opt;
 using phasemap::cli::UserError;
 
 struct Options {
@@ -86,6 +92,7 @@ int run(const Options& o) {
         return 0;
     }
     if (o.out.empty()) throw UserError("-o/--output is required");
+    check_output(o.out, {o.lora_for}, "-o");
     if (!o.lora_for.empty()) return run_lora(o);
     if (o.arch.empty()) throw UserError("--arch (a model) or --lora-for BASE.gguf (an adapter) is required (see --list)");
 
@@ -130,23 +137,23 @@ std::function<int()> setup(CLI::App& app) {
         ->capture_default_str();
     app.add_option("--seed", o->seed, "random seed (same seed -> byte-identical file)")->capture_default_str();
     app.add_option("--type", o->type, "weight type of the matrices: f32 or f16 (default: f32 tiny, f16 real)");
-    app.add_option("-o,--output", o->out, "output .gguf path (written atomically)");
+    app.add_option("-o,--output", o->out, "output .gguf path (written atomically)")->check(kPath);
     app.add_option("--vocab-dir", o->vocab_dir,
                    "directory holding llama.cpp's ggml-vocab-*.gguf files (default: $PHASEMAP_VOCAB_DIR, "
                    "$PHASEMAP_LLAMA_SRC/models, then the scripts/deps.sh cache of the pinned llama.cpp)");
     app.add_option("--vocab", o->vocab, "vocab file stem overriding the arch default, e.g. llama-spm");
     app.add_option("--lora-for", o->lora_for,
                    "write a random-weight LoRA adapter GGUF for this base model instead of a model "
-                   "(use with generate --lora or a manifest's adapters)");
+                   "(use with generate --lora or a manifest's adapters)")->check(kPath);
     app.add_option("--targets", o->targets,
                    "--lora-for: comma-separated weights to adapt: a short name for every block (attn_q, ffn_up, ...), "
                    "output (the LM head) or a full tensor name")
         ->capture_default_str();
-    app.add_option("--rank", o->rank, "--lora-for: LoRA rank r")->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--rank", o->rank, "--lora-for: LoRA rank r")->capture_default_str()->check(CLI::PositiveNumber)->check(in({1, 1 << 20, false, true}));
     app.add_option("--alpha", o->alpha, "--lora-for: adapter.lora.alpha (0 = rank); the update is scale * alpha / r * B A x")
-        ->capture_default_str();
+        ->capture_default_str()->check(in({0, 1e6}));
     app.add_option("--b-std", o->b_std, "--lora-for: standard deviation of the B entries (A has 1/sqrt(n_in))")
-        ->capture_default_str();
+        ->capture_default_str()->check(in({0, 1e6}));
     return [o] { return run(*o); };
 }
 

@@ -3,7 +3,9 @@
 
 #include <memory>
 
+#include "phasemap/files.hpp"
 #include "phasemap/store.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -17,11 +19,15 @@ struct MergeArgs {
 
 Verb reg{"merge", "Merge results DBs (shards of one manifest) into one; idempotent", [](CLI::App& app) {
     auto a = std::make_shared<MergeArgs>();
-    app.add_option("inputs", a->inputs, "shard DBs")->required();
-    app.add_option("-o,--output", a->out, "merged DB (created when missing; runs already in it are skipped)")->required();
+    app.add_option("inputs", a->inputs, "shard DBs")->required()->check(kPath);
+    app.add_option("-o,--output", a->out, "merged DB (created when missing; runs already in it are skipped)")->required()->check(kPath);
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a]() -> int {
         std::vector<std::filesystem::path> in(a->inputs.begin(), a->inputs.end());
+        // An input named again as the output (however spelt) would merge a DB into itself.
+        for (const auto& p : a->inputs)
+            if (io::same_file(p, a->out))
+                throw UserError(fmt::format("-o '{}' is the same file as the input '{}'; choose another output DB", a->out, p));
         try {
             const auto r = store::merge(in, a->out);
             if (!a->quiet)

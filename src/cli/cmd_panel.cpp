@@ -11,6 +11,9 @@
 #include "phasemap/panel/plan.hpp"
 #include "phasemap/panel/runner.hpp"
 #include "phasemap/store.hpp"
+#include "cli_util.hpp"
+#include "phasemap/files.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -63,6 +66,7 @@ int run_run(const PanelArgs& a) {
     } catch (const std::exception& e) {
         throw UserError(e.what());
     }
+    checked_threads(a.threads);           // a bad PHASEMAP_THREADS, too, before the DB is touched
     const Manifest m = load(a.manifest);  // every manifest problem is reported before the DB is touched
     o.db = a.db;
     o.n_parallel = a.parallel;
@@ -136,14 +140,25 @@ int run_slurm(const PanelArgs& a) {
     s += fmt::format("exec {} panel run {} --db {}/shard-$i-of-{}.duckdb --shard $i/{} --parallel {} --threads {}\n",
                      sh_quote(exe.string()), sh_quote(manifest.string()), sh_quote(dir.string()), a.tasks, a.tasks,
                      a.parallel, a.threads > 0 ? std::to_string(a.threads) : std::string("${SLURM_CPUS_PER_TASK:-0}"));
-    if (a.script.empty() || a.script == "-") {
+    const bool to_file = !(a.script.empty() || a.script == "-");
+    if (to_file) {
+        std::vector<std::string> inputs{a.manifest};
+        for (const auto& mm : m.models) inputs.push_back(mm.path.string());
+        check_output(a.script, inputs, "-o");
+    }
+    // Slurm opens the --output file before the script runs: its folder must exist at submission.
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec || !fs::is_directory(dir)) throw UserError(fmt::format("--out-dir '{}': cannot create the folder ({})", dir.string(), ec.message()));
+    if (!to_file) {
         fmt::print("{}", s);
     } else {
-        std::ofstream f(a.script, std::ios::binary | std::ios::trunc);
-        if (!f) throw UserError(fmt::format("cannot write '{}'", a.script));
-        f << s;
-        f.close();
-        fs::permissions(a.script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+        try {
+            io::write_file_atomic(a.script, s);
+            fs::permissions(a.script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+        } catch (const std::exception& e) {
+            throw UserError(e.what());
+        }
         fmt::print(stderr, "wrote {} (sbatch it; {} tasks, DBs in {})\n", a.script, a.tasks, dir.string());
     }
     return 0;
@@ -156,19 +171,19 @@ Verb reg{"panel", "Panels: plan, run (batched, resumable, into a DuckDB) or shar
     plan->add_option("manifest", a->manifest, "panel manifest (TOML)")->required();
     auto* run = app.add_subcommand("run", "run every pending run of the grid into a results DB (skips runs already there)");
     run->add_option("manifest", a->manifest, "panel manifest (TOML)")->required();
-    run->add_option("--db", a->db, "results DB (DuckDB file; created when missing)")->required();
-    run->add_option("--parallel", a->parallel, "sequences decoded together in one batch")->capture_default_str();
-    run->add_option("-t,-j,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str();
+    run->add_option("--db", a->db, "results DB (DuckDB file; created when missing)")->required()->check(kPath);
+    run->add_option("--parallel", a->parallel, "sequences decoded together in one batch")->capture_default_str()->check(in(opt::kParallel));
+    run->add_option("-t,-j,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
     run->add_option("--shard", a->shard, "run only shard i of N (i/N, 1-based) of the grid")->capture_default_str();
     run->add_flag("-q,--quiet", a->quiet, "no progress output");
     auto* sl = app.add_subcommand("slurm", "write an `sbatch --array` script: one shard per task, each into its own DB");
     sl->add_option("manifest", a->manifest, "panel manifest (TOML)")->required();
-    sl->add_option("--tasks", a->tasks, "array tasks = shards")->capture_default_str();
-    sl->add_option("--out-dir", a->out_dir, "directory of the shard DBs and Slurm logs")->capture_default_str();
-    sl->add_option("-o,--output", a->script, "script file (default: stdout)");
-    sl->add_option("--parallel", a->parallel, "sequences per batch in each task")->capture_default_str();
-    sl->add_option("-t,--threads", a->threads, "threads per task (0 = $SLURM_CPUS_PER_TASK or all)")->capture_default_str();
-    sl->add_option("--cpus-per-task", a->cpus, "#SBATCH --cpus-per-task (0 = not set)")->capture_default_str();
+    sl->add_option("--tasks", a->tasks, "array tasks = shards")->capture_default_str()->check(in({1, 100000, false, true}));
+    sl->add_option("--out-dir", a->out_dir, "directory of the shard DBs and Slurm logs")->capture_default_str()->check(kPath);
+    sl->add_option("-o,--output", a->script, "script file (default: stdout)")->check(kPath);
+    sl->add_option("--parallel", a->parallel, "sequences per batch in each task")->capture_default_str()->check(in(opt::kParallel));
+    sl->add_option("-t,--threads", a->threads, "threads per task (0 = $SLURM_CPUS_PER_TASK or all)")->capture_default_str()->check(in(opt::kThreads));
+    sl->add_option("--cpus-per-task", a->cpus, "#SBATCH --cpus-per-task (0 = not set)")->capture_default_str()->check(in({0, 4096, false, true}));
     sl->add_option("--partition", a->partition, "#SBATCH --partition");
     sl->add_option("--time", a->time_limit, "#SBATCH --time (\"\" = not set)")->capture_default_str();
     sl->add_option("--mem", a->mem, "#SBATCH --mem");

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "phasemap/quantize.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -17,12 +18,12 @@ struct QuantizeArgs {
 
 Verb reg{"quantize", "Write a quantised variant of a GGUF model (llama.cpp's quantisation)", [](CLI::App& app) {
     auto a = std::make_shared<QuantizeArgs>();
-    app.add_option("input", a->in, "GGUF model (F32/F16/BF16)")->required();
-    app.add_option("output", a->out, "quantised GGUF to write")->required();
+    app.add_option("input", a->in, "GGUF model (F32/F16/BF16)")->required()->check(kPath);
+    app.add_option("output", a->out, "quantised GGUF to write")->required()->check(kPath);
     std::string types;
     for (const auto& t : capture::quantize_type_names()) types += (types.empty() ? "" : ", ") + t;
     app.add_option("--type", a->type, "target type: " + types)->required();
-    app.add_option("-t,--threads", a->threads, "threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str();
+    app.add_option("-t,--threads", a->threads, "threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a]() -> int {
         try {

@@ -20,6 +20,8 @@
 #include "phasemap/replicate.hpp"
 #include "phasemap/run_sinks.hpp"
 #include "phasemap/version.hpp"
+#include "cli_util.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
@@ -35,19 +37,6 @@ struct ReplicateArgs {
     uint64_t seed = 0;
     bool chat = false, quiet = false;
 };
-
-void check_output(const fs::path& p) {
-    const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec)) throw UserError(fmt::format("cannot write '{}': directory '{}' does not exist", p.string(), dir.string()));
-    if (fs::is_directory(p, ec)) throw UserError(fmt::format("cannot write '{}': it is a directory", p.string()));
-    // Probe by creating a file: access(2) says yes to root even on read-only file systems.
-    const fs::path probe = dir / fmt::format(".phasemap-probe-{}", ::getpid());
-    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) throw UserError(fmt::format("cannot write '{}': directory '{}' is not writable ({})", p.string(), dir.string(), std::strerror(errno)));
-    ::close(fd);
-    ::unlink(probe.c_str());
-}
 
 // One execution of the protocol, captured in memory.
 io::Replica execute(const ReplicateArgs& a, const std::string& prompt, Precision precision, nlohmann::json& provenance) {
@@ -119,19 +108,12 @@ io::Replica execute(const ReplicateArgs& a, const std::string& prompt, Precision
 }
 
 int run_replicate(const ReplicateArgs& a) {
-    std::string prompt = a.prompt;
-    if (!prompt.empty() && prompt[0] == '@') {
-        std::ifstream f(prompt.substr(1), std::ios::binary);
-        if (!f) throw UserError(fmt::format("cannot read prompt file '{}'", prompt.substr(1)));
-        std::stringstream ss;
-        ss << f.rdbuf();
-        prompt = ss.str();
-    }
+    const std::string prompt = read_prompt_arg(a.prompt);
     if (prompt.empty()) throw UserError("prompt is empty");
     if (a.n_predict < 1) throw UserError(fmt::format("-n must be at least 1 (got {})", a.n_predict));
     Precision precision;
     try { precision = parse_precision(a.precision); } catch (const std::exception& e) { throw UserError(e.what()); }
-    check_output(a.out);
+    check_output(a.out, {a.model, !a.prompt.empty() && a.prompt[0] == '@' ? a.prompt.substr(1) : std::string()}, "-o");
 
     nlohmann::json prov_a, prov_b;
     const io::Replica ref = execute(a, prompt, precision, prov_a);
@@ -162,19 +144,19 @@ int run_replicate(const ReplicateArgs& a) {
 
 Verb reg{"replicate", "Run one protocol twice and compare every array bitwise (LIMEN replication.json layout)", [](CLI::App& app) {
     auto a = std::make_shared<ReplicateArgs>();
-    app.add_option("-m,--model", a->model, "GGUF model file")->required();
+    app.add_option("-m,--model", a->model, "GGUF model file")->required()->check(kPath);
     app.add_option("-p,--prompt", a->prompt, "prompt text, or @FILE to read it from a file")->required();
-    app.add_option("-n,--n-predict", a->n_predict, "tokens to generate per execution")->capture_default_str();
+    app.add_option("-n,--n-predict", a->n_predict, "tokens to generate per execution")->capture_default_str()->check(in(opt::kNPredict));
     app.add_option("--layers", a->layers, "layers to capture (see generate --layers)")->capture_default_str();
-    app.add_option("--temp", a->temp, "sampling temperature; 0 = greedy")->capture_default_str();
-    app.add_option("--top-k", a->top_k, "top-k sampling (0 = off)")->capture_default_str();
-    app.add_option("--top-p", a->top_p, "top-p sampling (1 = off)")->capture_default_str();
+    app.add_option("--temp", a->temp, "sampling temperature; 0 = greedy")->capture_default_str()->check(in(opt::kTemperature));
+    app.add_option("--top-k", a->top_k, "top-k sampling (0 = off)")->capture_default_str()->check(in(opt::kTopK));
+    app.add_option("--top-p", a->top_p, "top-p sampling (1 = off)")->capture_default_str()->check(in(opt::kTopP));
     app.add_option("--seed", a->seed, "sampling seed (the same in both executions)")->capture_default_str();
     app.add_flag("--chat", a->chat, "apply the model's chat template");
-    app.add_option("--precision", a->precision, "exact or fast")->capture_default_str();
-    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str();
-    app.add_option("--ctx", a->ctx, "context length (0 = min(training context, 4096))")->capture_default_str();
-    app.add_option("-o,--output", a->out, "replication report (JSON)")->required();
+    app.add_option("--precision", a->precision, "exact or fast")->capture_default_str()->check(one_of({"exact", "fast"}));
+    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    app.add_option("--ctx", a->ctx, "context length (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
+    app.add_option("-o,--output", a->out, "replication report (JSON)")->required()->check(kPath);
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a] { return run_replicate(*a); };
 }};

@@ -10,6 +10,9 @@
 
 #include "phasemap/report.hpp"
 #include "phasemap/version.hpp"
+#include "cli_util.hpp"
+#include "phasemap/files.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 // Built with the results store and the audits (cmake/report.cmake): `phasemap report DB`.
@@ -32,23 +35,18 @@ struct ReportCmd {
 };
 
 nlohmann::json read_json(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw UserError(fmt::format("cannot open {}", path));
     try {
-        return nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-        throw UserError(fmt::format("{}: not valid JSON ({})", path, e.what()));
+        return io::read_json_file(path, "JSON file");
+    } catch (const std::runtime_error& e) {
+        throw UserError(e.what());
     }
 }
 
 std::vector<double> parse_cuts(const std::string& spec) {
     std::string s = spec;
     if (!s.empty() && s[0] == '@') {
-        std::ifstream f(s.substr(1));
-        if (!f) throw UserError(fmt::format("cannot open {}", s.substr(1)));
-        std::stringstream ss;
-        ss << f.rdbuf();
-        s = ss.str();
+        s = read_text_file(s.substr(1), "regime cut-point file");
+        while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
     }
     std::vector<double> v;
     std::stringstream ss(s);
@@ -211,6 +209,12 @@ int run_report(ReportCmd& c) {
         throw UserError("nothing to report: give a results DB, --panel-json, --runs-json and/or --audit-json");
     if (c.opt.max_points < 2) throw UserError("--max-points must be at least 2");
     if (!c.db.empty() && !c.panel_json.empty()) throw UserError("give either a results DB or --panel-json, not both");
+    {
+        std::vector<std::string> inputs{c.db, c.hypotheses, c.panel_json, c.audit_json};
+        for (const auto* v : {&c.runs_json, &c.control_json, &c.monitor_json}) inputs.insert(inputs.end(), v->begin(), v->end());
+        if (!c.regime_cuts.empty() && c.regime_cuts[0] == '@') inputs.push_back(c.regime_cuts.substr(1));
+        check_output(c.out, inputs, "-o");
+    }
     report::Inputs in;
     if (!c.panel_json.empty()) {
         try {
@@ -248,15 +252,11 @@ int run_report(ReportCmd& c) {
     } catch (const std::runtime_error& e) {
         throw UserError(e.what());
     }
-    const std::string tmp = c.out + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        f.write(page.data(), static_cast<std::streamsize>(page.size()));
-        if (!f) throw UserError(fmt::format("cannot write {}", c.out));
+    try {
+        io::write_file_atomic(c.out, page);
+    } catch (const std::runtime_error& e) {
+        throw UserError(e.what());
     }
-    std::error_code ec;
-    std::filesystem::rename(tmp, c.out, ec);
-    if (ec) throw UserError(fmt::format("cannot write {}: {}", c.out, ec.message()));
     if (!c.quiet) fmt::print("{}: {:.1f} MB\n", c.out, static_cast<double>(page.size()) / 1e6);
 
     if (!c.svg_dir.empty() || !c.png_dir.empty()) {
@@ -281,11 +281,11 @@ Verb reg{"report", "One self-contained HTML page of plots and tables (phase map,
     auto c = std::make_shared<ReportCmd>();
 #ifdef PHASEMAP_REPORT_DB
     app.add_option("db", c->db, "results DB (`phasemap panel run`): the panel, and the audits computed on it");
-    app.add_option("--hypotheses", c->hypotheses, "falsification registry TOML evaluated on the DB's panel");
+    app.add_option("--hypotheses", c->hypotheses, "falsification registry TOML evaluated on the DB's panel")->check(kPath);
 #endif
-    app.add_option("-o,--output", c->out, "HTML file to write (default report.html)");
-    app.add_option("--panel-json", c->panel_json, "PanelTable as JSON (the layout `phasemap audit --panel-json` reads)");
-    app.add_option("--audit-json", c->audit_json, "audit results (`phasemap audit --json` output)");
+    app.add_option("-o,--output", c->out, "HTML file to write (default report.html)")->check(kPath);
+    app.add_option("--panel-json", c->panel_json, "PanelTable as JSON (the layout `phasemap audit --panel-json` reads)")->check(kPath);
+    app.add_option("--audit-json", c->audit_json, "audit results (`phasemap audit --json` output)")->check(kPath);
     app.add_option("--runs-json", c->runs_json, "per-run summaries (`phasemap analyze --json`): token series, layer metrics")
         ->expected(1, -1);
     app.add_option("--control-json", c->control_json, "control-audit results (`phasemap control-audit` JSON); replaces those stored in the DB")
@@ -298,7 +298,7 @@ Verb reg{"report", "One self-contained HTML page of plots and tables (phase map,
     app.add_option("--regime-cuts", c->regime_cuts, "regime cut-points a,b,c or @FILE (default: the runs' own, else 1.985,2.945,3.695)");
     app.add_option("--max-series", c->opt.max_series, "runs whose token series go into the page (default 24)");
     app.add_option("--max-points", c->opt.max_points, "points per token series after downsampling (default 400)");
-    app.add_option("--bootstrap", c->opt.bootstrap, "bootstrap resamples for each median's CI (default 2000)");
+    app.add_option("--bootstrap", c->opt.bootstrap, "bootstrap resamples for each median's CI (default 2000)")->check(in(opt::kResamples));
     app.add_flag("-q,--quiet", c->quiet, "print nothing");
     return [c] { return run_report(*c); };
 }};

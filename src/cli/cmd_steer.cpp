@@ -9,13 +9,14 @@
 #include "phasemap/capture.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "cli_util.hpp"
+#include "options.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {
 namespace {
 
 struct SteerBuildArgs {
-    std::string model, pos, neg, method = "mean-diff", layers, out;
+    std::string model, pos, neg, method = "mean-diff", layers = "all", out;
     bool chat = false;
     int threads = 0;
     bool quiet = false;
@@ -25,7 +26,8 @@ struct SteerBuildArgs {
 // "1,3,5-7" or "block:1-3" or "all" → block indices.
 std::vector<int> parse_blocks(std::string s, int n_layer) {
     std::vector<int> out;
-    if (s.empty() || s == "all") return out;
+    if (s == "all") return out;
+    if (s.empty()) throw UserError("--layers is empty (use all, N, A-B or a comma-separated list)");
     std::stringstream ss(s);
     std::string item;
     while (std::getline(ss, item, ',')) {
@@ -37,8 +39,13 @@ std::vector<int> parse_blocks(std::string s, int n_layer) {
             else { a = std::stoi(item.substr(0, dash)); b = std::stoi(item.substr(dash + 1)); }
             if (a < 0) a += n_layer;
             if (b < 0) b += n_layer;
+            if (a > b) throw UserError(fmt::format("--layers item '{}': the range is descending (write {}-{})", item, b, a));
+            if (a < 1 || b >= n_layer)
+                throw UserError(fmt::format("--layers item '{}': blocks run from 1 to {} for this model", item, n_layer - 1));
             for (int i = a; i <= b; ++i) out.push_back(i);
-        } catch (const std::exception&) {
+        } catch (const std::invalid_argument&) {
+            throw UserError(fmt::format("--layers item '{}' is not a block index or range", item));
+        } catch (const std::out_of_range&) {
             throw UserError(fmt::format("--layers item '{}' is not a block index or range", item));
         }
     }
@@ -48,6 +55,7 @@ std::vector<int> parse_blocks(std::string s, int n_layer) {
 int run_build(const SteerBuildArgs& a) {
     using namespace phasemap::capture;
     steer::BuildOptions bo;
+    check_output(a.out, {a.model, a.pos, a.neg}, "-o");
     bo.pos = read_prompt_lines(a.pos);
     bo.neg = read_prompt_lines(a.neg);
     try { bo.method = steer::parse_vector_method(a.method); } catch (const std::exception& e) { throw UserError(e.what()); }
@@ -74,14 +82,14 @@ Verb reg{"steer", "Steering vectors: `steer build` makes a llama.cpp control vec
     auto a = std::make_shared<SteerBuildArgs>();
     app.require_subcommand(1);
     CLI::App* b = app.add_subcommand("build", "Build a control vector (GGUF, llama.cpp --control-vector format) from --pos/--neg prompt files");
-    b->add_option("-m,--model", a->model, "GGUF model file")->required();
-    b->add_option("--pos", a->pos, "positive prompts, one per line")->required();
-    b->add_option("--neg", a->neg, "negative prompts, one per line (paired with --pos by line)")->required();
-    b->add_option("--method", a->method, "mean-diff or pca")->capture_default_str();
+    b->add_option("-m,--model", a->model, "GGUF model file")->required()->check(kPath);
+    b->add_option("--pos", a->pos, "positive prompts, one per line")->required()->check(kPath);
+    b->add_option("--neg", a->neg, "negative prompts, one per line (paired with --pos by line)")->required()->check(kPath);
+    b->add_option("--method", a->method, "mean-diff or pca")->capture_default_str()->check(one_of({"mean-diff", "pca"}));
     b->add_option("--layers", a->layers, "blocks to build directions for: all (1..L-1), N, A-B, comma-separated");
     b->add_flag("--chat", a->chat, "apply the model's chat template to every prompt");
-    b->add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)");
-    b->add_option("-o,--output", a->out, "control-vector GGUF to write")->required();
+    b->add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->check(in(opt::kThreads));
+    b->add_option("-o,--output", a->out, "control-vector GGUF to write")->required()->check(kPath);
     b->add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a] { return run_build(*a); };
 }};

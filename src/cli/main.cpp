@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -24,6 +25,9 @@ Verb::Verb(std::string n, std::string h, Setup s) : name(std::move(n)), help(std
 
 int main(int argc, char** argv) {
     using namespace phasemap::cli;
+    // A file-size limit (ulimit -f) makes writes fail with EFBIG, which the atomic writer reports
+    // and cleans up, instead of SIGXFSZ killing the process with a half-written temporary.
+    std::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{"phasemap — hidden-state dynamics of language models during generation"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string(phasemap::version_string()));

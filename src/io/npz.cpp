@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <numeric>
@@ -51,12 +52,18 @@ std::string npy_header(const std::string& dtype, const std::vector<size_t>& shap
     throw std::runtime_error(fmt::format("{} '{}': {}", what, p.string(), std::strerror(errno)));
 }
 
-fs::path temp_sibling(const fs::path& out) {
-    std::random_device rd;
-    return out.parent_path() / fmt::format(".{}.tmp{:08x}", out.filename().string(), rd());
-}
-
 }  // namespace
+
+// The largest NPZ member read into memory: 8 GiB by default, PHASEMAP_MAX_MEMBER_MB to change.
+uint64_t max_member_bytes() {
+    if (const char* e = std::getenv("PHASEMAP_MAX_MEMBER_MB"); e && *e) {
+        char* end = nullptr;
+        const unsigned long long mb = std::strtoull(e, &end, 10);
+        if (*end == '\0' && mb >= 1 && mb <= (1ull << 24)) return uint64_t(mb) << 20;
+        throw std::runtime_error(fmt::format("PHASEMAP_MAX_MEMBER_MB must be a whole number of MiB from 1 to 16777216, got '{}'", e));
+    }
+    return uint64_t(8) << 30;
+}
 
 // ------------------------------------------------------------------ NpyStreamWriter
 // Reserve 128 header bytes: enough for any 3-d shape with 20-digit dimensions.
@@ -116,12 +123,10 @@ void NpzBuilder::add_bytes(const std::string& member, std::string bytes) {
 }
 
 void NpzBuilder::commit(const fs::path& out, bool compress) const {
-    const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-    if (!fs::is_directory(dir))
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' does not exist", out.string(), dir.string()));
-    if (::access(dir.c_str(), W_OK) != 0)
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' is not writable", out.string(), dir.string()));
-    const fs::path tmp = temp_sibling(out);
+    // The zip is assembled in the atomic writer's temporary folder (libzip's own temporary file
+    // lands there too), then fsynced and renamed onto `out`.
+    AtomicFile file(out);
+    const fs::path& tmp = file.temp_path();
     int err = 0;
     zip_t* za = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
     if (!za) {
@@ -133,8 +138,6 @@ void NpzBuilder::commit(const fs::path& out, bool compress) const {
     }
     auto abort_with = [&](const std::string& msg) {
         zip_discard(za);
-        std::error_code ec;
-        fs::remove(tmp, ec);
         throw std::runtime_error(fmt::format("cannot write '{}': {}", out.string(), msg));
     };
     for (const Member& m : members_) {
@@ -146,12 +149,7 @@ void NpzBuilder::commit(const fs::path& out, bool compress) const {
         zip_set_file_compression(za, static_cast<zip_uint64_t>(idx), compress ? ZIP_CM_DEFLATE : ZIP_CM_STORE, compress ? 1 : 0);
     }
     if (zip_close(za) != 0) abort_with(zip_strerror(za));
-    std::error_code ec;
-    fs::rename(tmp, out, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw std::runtime_error(fmt::format("cannot write '{}': rename failed", out.string()));
-    }
+    file.commit();
 }
 
 // ------------------------------------------------------------------ reading
@@ -341,13 +339,40 @@ std::string NpzReader::read_member(const std::string& member) const {
     zip_stat_init(&st);
     if (zip_stat(za, member.c_str(), 0, &st) != 0)
         throw std::runtime_error(fmt::format("'{}': no member '{}'", path_.string(), member));
+    // The member's declared size is checked before anything is allocated: against the cap, and
+    // against its compressed size (deflate cannot expand beyond ~1032:1; a stored member is
+    // exactly its size). Reading never goes past the declared size.
+    if (!(st.valid & ZIP_STAT_SIZE))
+        throw std::runtime_error(fmt::format("'{}': member '{}' does not declare its size", path_.string(), member));
+    const uint64_t cap = max_member_bytes();
+    if (st.size > cap)
+        throw std::runtime_error(fmt::format("'{}': member '{}' declares {} bytes, more than the limit of {} MiB "
+                                             "(PHASEMAP_MAX_MEMBER_MB raises it)", path_.string(), member, st.size, cap >> 20));
+    if (st.valid & ZIP_STAT_COMP_SIZE) {
+        const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+        if (stored ? st.size != st.comp_size : st.size > st.comp_size * 1100 + 4096)
+            throw std::runtime_error(fmt::format("'{}': member '{}' declares {} bytes from {} compressed bytes (corrupt or a zip bomb)",
+                                                 path_.string(), member, st.size, st.comp_size));
+    }
     zip_file_t* zf = zip_fopen(za, member.c_str(), 0);
     if (!zf) throw std::runtime_error(fmt::format("'{}': cannot open member '{}': {}", path_.string(), member, zip_strerror(za)));
     std::string out;
-    if (st.valid & ZIP_STAT_SIZE) out.reserve(size_t(std::min<zip_uint64_t>(st.size, 1ull << 32)));
+    try {
+        out.reserve(size_t(st.size));
+    } catch (const std::bad_alloc&) {
+        zip_fclose(zf);
+        throw std::runtime_error(fmt::format("'{}': member '{}' needs {} MiB of memory, which cannot be allocated", path_.string(),
+                                             member, st.size >> 20));
+    }
     char buf[1 << 16];
     zip_int64_t got;
-    while ((got = zip_fread(zf, buf, sizeof buf)) > 0) out.append(buf, size_t(got));
+    while ((got = zip_fread(zf, buf, sizeof buf)) > 0) {
+        if (out.size() + size_t(got) > st.size) {
+            zip_fclose(zf);
+            throw std::runtime_error(fmt::format("'{}': member '{}' inflates beyond its declared {} bytes", path_.string(), member, st.size));
+        }
+        out.append(buf, size_t(got));
+    }
     const bool bad = got < 0;
     std::string why = bad ? zip_file_strerror(zf) : "";
     zip_fclose(zf);
@@ -364,29 +389,5 @@ NpyArray NpzReader::array(const std::string& key) const {
 }
 
 std::string NpzReader::bytes(const std::string& member) const { return read_member(member); }
-
-void write_file_atomic(const fs::path& path, const std::string& content) {
-    const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-    if (!fs::is_directory(dir))
-        throw std::runtime_error(fmt::format("cannot write '{}': directory '{}' does not exist", path.string(), dir.string()));
-    const fs::path tmp = temp_sibling(path);
-    {
-        std::ofstream f(tmp, std::ios::binary);
-        if (!f) throw std::runtime_error(fmt::format("cannot write '{}': {}", path.string(), std::strerror(errno)));
-        f.write(content.data(), std::streamsize(content.size()));
-        f.flush();
-        if (!f) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            throw std::runtime_error(fmt::format("cannot write '{}': write failed", path.string()));
-        }
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw std::runtime_error(fmt::format("cannot write '{}': {}", path.string(), ec.message()));
-    }
-}
 
 }  // namespace phasemap::io

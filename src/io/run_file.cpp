@@ -1,6 +1,8 @@
 #include "phasemap/run_file.hpp"
 
 #include <fmt/core.h>
+#include "phasemap/files.hpp"
+#include <limits>
 
 #include <cmath>
 #include <cstring>
@@ -30,6 +32,17 @@ RunData load_run_npz(const std::filesystem::path& path) {
         // declare 10^12 layers and make the per-layer / per-token vectors below exhaust memory).
         if (r.tokens == 0 || r.layers == 0 || r.dim == 0)
             throw std::runtime_error(fmt::format("{}: hidden_states is empty (shape [{}, {}, {}])", where, r.tokens, r.layers, r.dim));
+        // float64 states beyond float32's range would become inf and their tokens be dropped as
+        // non-finite: refuse them with the reason instead.
+        if (hs.dtype == "<f8") {
+            for (size_t i = 0; i < hs.size(); ++i) {
+                double v;
+                std::memcpy(&v, hs.data.data() + 8 * i, 8);
+                if (std::isfinite(v) && std::fabs(v) > double(std::numeric_limits<float>::max()))
+                    throw std::runtime_error(fmt::format("{}: hidden_states (float64) holds {:g}, beyond float32's range, which "
+                                                         "the analysis computes in; rescale the states", where, v));
+            }
+        }
         try {
             r.states = hs.as_float();
         } catch (const std::exception& e) {
@@ -37,11 +50,7 @@ RunData load_run_npz(const std::filesystem::path& path) {
         }
     }
     if (z.has("metadata.json")) {
-        try {
-            r.metadata = nlohmann::json::parse(z.bytes("metadata.json"));
-        } catch (const nlohmann::json::exception& e) {
-            throw std::runtime_error(fmt::format("{}: metadata.json is not valid JSON ({})", where, e.what()));
-        }
+        r.metadata = parse_json(z.bytes("metadata.json"), fmt::format("{}: metadata.json", where));
         r.phasemap_layout = r.metadata.is_object() && r.metadata.contains("phasemap_version");
     }
     if (r.metadata.is_object() && r.metadata.contains("layers") && r.metadata["layers"].is_array() &&

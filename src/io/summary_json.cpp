@@ -135,6 +135,12 @@ json summary_json(const RunSummary& s, const SummaryContext& ctx) {
     if (!s.controls_missing_reason.empty()) ctl["missing_reason"] = s.controls_missing_reason;
     j["controls"] = ctl;
     if (!s.layer.missing_reason.empty()) j["layer_axis_missing_reason"] = s.layer.missing_reason;
+    // Tokens the layer axis dropped (non-finite states), each with its reason, as the token axis does.
+    if (!s.layer.token_errors.empty()) {
+        json te = json::array();
+        for (const auto& [t, why] : s.layer.token_errors) te.push_back({{"t", t}, {"reason", why}});
+        j["layer_axis_dropped_tokens"] = te;
+    }
 
     // Per-token series from the registry (NaN → null).
     json pt = json::object();

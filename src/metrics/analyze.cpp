@@ -1,4 +1,5 @@
 // Per-run analysis: the CLI's single entry point (METRICS.md §2–§6).
+#include "phasemap/option_domains.hpp"
 #include "phasemap/metrics/analyze.hpp"
 
 #include <charconv>
@@ -20,6 +21,7 @@ std::string num(double x) {
 void AnalysisOptions::validate() const {
     token.validate();
     states.validate();
+    if (auto p = opt::domain_problem(double(controls.shuffles), opt::kShuffles); !p.empty()) throw MetricError("shuffles: " + p);
 }
 
 std::vector<std::pair<std::string, std::string>> options_record(const AnalysisOptions& o) {

@@ -1,5 +1,6 @@
 // Output-distribution states, episodes, rates, transitions and dwell times (METRICS.md §5).
 #include "phasemap/metrics/output_states.hpp"
+#include "phasemap/option_domains.hpp"
 
 #include <cmath>
 #include <string>
@@ -25,6 +26,10 @@ std::optional<OutputState> parse_output_state(std::string_view s) {
 void StateThresholds::validate() const {
     if (!std::isfinite(collapse_top1) || !std::isfinite(rivalry_margin) || !std::isfinite(diffuse_entropy))
         throw MetricError("output-state thresholds must be finite numbers");
+    // Domains shared with the CLI flags (option_domains.hpp): top1 and margin are probabilities.
+    if (auto p = opt::domain_problem(collapse_top1, opt::kProbability); !p.empty()) throw MetricError("collapse_top1: " + p);
+    if (auto p = opt::domain_problem(rivalry_margin, opt::kProbability); !p.empty()) throw MetricError("rivalry_margin: " + p);
+    if (auto p = opt::domain_problem(diffuse_entropy, opt::kEntropy); !p.empty()) throw MetricError("diffuse_entropy: " + p);
 }
 
 OutputState classify_output_state(const TokenProbStats& s, const StateThresholds& th) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "phasemap/modelgen.hpp"
+#include "phasemap/files.hpp"
 
 namespace phasemap::modelgen {
 
@@ -212,31 +213,18 @@ void set_arch_kv(gguf_context* g, const ModelSpec& s, uint32_t n_vocab) {
 
 // ---------------------------------------------------------------- output file
 
-// A temporary file next to the target, removed unless commit() renamed it into place.
+// The output through the atomic writer's temporary folder (io::TempArea: removed unless commit()
+// renamed the file into place, and on SIGINT/SIGTERM), written with a large stdio buffer.
 class TempOutput {
 public:
-    explicit TempOutput(const fs::path& target) : target_(target) {
-        std::string name = ".";  // hidden while incomplete: .<name>.tmp.XXXXXX
-        name += target.filename().string();
-        name += ".tmp.XXXXXX";
-        std::string tpl = (target.parent_path() / name).string();
-        const int fd = ::mkstemp(tpl.data());
-        if (fd < 0)
-            throw std::runtime_error(fmt::format("cannot create a file in {}: {}", target.parent_path().string(),
-                                                 std::strerror(errno)));
-        path_ = tpl;
-        ::fchmod(fd, 0644);  // mkstemp creates 0600; a model file is ordinary data
-        file_ = ::fdopen(fd, "wb");
-        if (!file_) {
-            ::close(fd);
-            ::unlink(path_.c_str());
-            throw std::runtime_error("fdopen failed");
-        }
+    explicit TempOutput(const fs::path& target) : target_(target), area_(target) {
+        path_ = area_.dir() / "data";
+        file_ = std::fopen(path_.c_str(), "wb");
+        if (!file_) throw std::runtime_error(fmt::format("cannot write '{}': {}", target.string(), std::strerror(errno)));
         std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
     }
     ~TempOutput() {
         if (file_) std::fclose(file_);
-        if (!committed_) ::unlink(path_.c_str());
     }
     TempOutput(const TempOutput&) = delete;
     TempOutput& operator=(const TempOutput&) = delete;
@@ -247,29 +235,27 @@ public:
 
     void write(const void* data, size_t n) {
         if (n && std::fwrite(data, 1, n, file_) != n)
-            throw std::runtime_error(fmt::format("writing {} failed: {}", path_.string(), std::strerror(errno)));
+            throw std::runtime_error(fmt::format("cannot write '{}': {}", target_.string(), std::strerror(errno)));
         written_ += n;
     }
     void commit() {
         FILE* f = file_;
         file_ = nullptr;
         if (std::fflush(f) != 0 || std::ferror(f)) {
+            const int e = errno;
             std::fclose(f);
-            throw std::runtime_error(fmt::format("writing {} failed: {}", path_.string(), std::strerror(errno)));
+            throw std::runtime_error(fmt::format("cannot write '{}': {}", target_.string(), std::strerror(e)));
         }
         if (std::fclose(f) != 0)
-            throw std::runtime_error(fmt::format("closing {} failed: {}", path_.string(), std::strerror(errno)));
-        std::error_code ec;
-        fs::rename(path_, target_, ec);
-        if (ec) throw std::runtime_error(fmt::format("cannot rename to {}: {}", target_.string(), ec.message()));
-        committed_ = true;
+            throw std::runtime_error(fmt::format("cannot write '{}': {}", target_.string(), std::strerror(errno)));
+        area_.commit_file(path_, target_);
     }
 
 private:
     fs::path target_, path_;
+    io::TempArea area_;
     FILE* file_ = nullptr;
     uint64_t written_ = 0;
-    bool committed_ = false;
 };
 
 // Generates one tensor's values and streams them to `out` in fixed-size chunks.
@@ -309,11 +295,14 @@ void write_tensor_data(TempOutput& out, const TensorDesc& t, const ModelSpec& s)
 template <class WriteData>
 uint64_t write_gguf_file(gguf_context* g, const fs::path& out, const std::vector<std::string>& names, WriteData&& write_data) {
     TempOutput tmp(out);
-    if (!gguf_write_to_file_ptr(g, tmp.file(), /*only_meta =*/true))
-        throw std::runtime_error(fmt::format("writing GGUF metadata for {} failed", out.string()));
-    // The metadata block ends padded to the alignment: the data section starts right after it.
+    // The metadata block (padded to the alignment: the data section starts right after it),
+    // written through the checked writer rather than gguf's own, which prints its failures.
     const uint64_t data_offset = gguf_get_meta_size(g);
-    tmp.count(data_offset);
+    {
+        std::vector<char> meta(data_offset);
+        gguf_get_meta_data(g, meta.data());
+        tmp.write(meta.data(), meta.size());
+    }
     const size_t align = gguf_get_alignment(g);
     const std::vector<char> zeros(align, 0);
     for (size_t i = 0; i < names.size(); ++i) {
@@ -489,6 +478,12 @@ LoraWriteResult write_random_lora(const fs::path& base_model, const LoraSpec& sp
                                                     base_model.filename().string(), list));
         }
     for (const Pair& p : pairs) res.weights.push_back(p.name);
+    // The rank is bounded by the adapted matrices (a rank above min(n_in, n_out) adds nothing but
+    // size): checked before any tensor is allocated or written.
+    for (const Pair& p : pairs)
+        if (int64_t(spec.rank) > std::min(p.n_in, p.n_out))
+            throw std::invalid_argument(fmt::format("--rank {} exceeds the {}×{} weight {} (a LoRA rank is at most min(n_in, n_out) = {})",
+                                                    spec.rank, p.n_in, p.n_out, p.name, std::min(p.n_in, p.n_out)));
 
     GgufPtr g(gguf_init_empty());
     gguf_set_val_str(g.get(), "general.type", "adapter");

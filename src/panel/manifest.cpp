@@ -12,7 +12,9 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "phasemap/files.hpp"
 #include "phasemap/layers.hpp"
+#include "phasemap/option_domains.hpp"
 #include "phasemap/panel/prompts.hpp"
 
 namespace phasemap::panel {
@@ -114,12 +116,13 @@ void parse_generation(Ctx& c, const toml::table& t, GenerationSettings& g, const
     if (auto n = t.get("temperatures")) {
         if (get_list<double>(c, *n, "temperatures", g.temperatures, get_double))
             for (double x : g.temperatures)
-                if (!(x >= 0 && x <= 100)) c.add(*n, fmt::format("temperature {} is outside [0, 100]", x));
+                if (auto p = opt::domain_problem(x, opt::kTemperature); !p.empty()) c.add(*n, "temperature " + p);
     }
     if (auto n = t.get("n_predict")) {
         if (get_list<int64_t>(c, *n, "n_predict", g.n_predict, get_int))
             for (int64_t x : g.n_predict)
                 if (x < 1) c.add(*n, fmt::format("token budget n_predict {} must be at least 1", x));
+                else if (auto p = opt::domain_problem(double(x), opt::kNPredict); !p.empty()) c.add(*n, "token budget n_predict " + p);
     }
     if (auto n = t.get("seeds")) {
         std::vector<int64_t> s;
@@ -136,7 +139,8 @@ void parse_generation(Ctx& c, const toml::table& t, GenerationSettings& g, const
         if (get_int(c, *n, "top_k", g.top_k) && g.top_k < 0) c.add(*n, "'top_k' must be ≥ 0 (0 = off)");
     }
     if (auto n = t.get("top_p")) {
-        if (get_double(c, *n, "top_p", g.top_p) && !(g.top_p > 0 && g.top_p <= 1)) c.add(*n, "'top_p' must be in (0, 1]");
+        if (get_double(c, *n, "top_p", g.top_p))
+            if (auto p = opt::domain_problem(g.top_p, opt::kTopP); !p.empty()) c.add(*n, "'top_p': " + p);
     }
     if (auto n = t.get("layers")) {
         if (get_string(c, *n, "layers", g.layers)) {
@@ -152,6 +156,7 @@ void parse_generation(Ctx& c, const toml::table& t, GenerationSettings& g, const
     }
     if (auto n = t.get("n_ctx")) {
         if (get_int(c, *n, "n_ctx", g.n_ctx) && g.n_ctx < 0) c.add(*n, "'n_ctx' must be ≥ 0 (0 = automatic)");
+        else if (auto p = opt::domain_problem(double(g.n_ctx), opt::kContext); !p.empty()) c.add(*n, "'n_ctx': " + p);
     }
 }
 
@@ -418,6 +423,17 @@ Manifest parse_manifest(const std::string& text, const fs::path& file, bool chec
                 if (auto ot = n->as_table()) parse_generation(c, *ot, me.gen, where + " overrides");
                 else c.add(*n, "'overrides' must be a table");
             }
+            // One GGUF (same file by device and inode) with the same adapters under two labels would
+            // give both labels the same run ids: refused here, at plan time, not mid-run.
+            for (const ModelEntry& other : m.models) {
+                if (!check_files || !io::same_file(other.path, me.path) || other.adapters.size() != me.adapters.size()) continue;
+                bool same = true;
+                for (size_t k = 0; k < me.adapters.size(); ++k)
+                    same = same && io::same_file(other.adapters[k].path, me.adapters[k].path) && other.adapters[k].scale == me.adapters[k].scale;
+                if (same)
+                    c.add(t->source(), fmt::format("{}: model '{}' is the same GGUF file as model '{}' ('{}'), with the same adapters; "
+                                                   "a model gets one label", where, me.label, other.label, me.path.string()));
+            }
             m.models.push_back(std::move(me));
         }
         // variant_of must name another model of the panel.
@@ -445,6 +461,10 @@ Manifest parse_manifest(const std::string& text, const fs::path& file, bool chec
         if (c.problems.empty() && m.prompts.empty()) c.add(*prompts, "the prompt sets select no prompt");
     } else c.add(*prompts, "'prompts' must be an array of tables ([[prompts]])");
 
+    if (c.problems.empty())
+        if (const uint64_t n = grid_size(m); n > kMaxGridRuns)
+            c.add(root.source(), fmt::format("the grid holds {} runs, more than the limit of {} (split the panel into several manifests)",
+                                             n == UINT64_MAX ? std::string("more than 1.8e19") : std::to_string(n), kMaxGridRuns));
     if (!c.problems.empty()) throw ManifestError(c.sorted());
     return m;
 }
@@ -457,7 +477,23 @@ Manifest load_manifest(const fs::path& file) {
     return parse_manifest(text, file, true);
 }
 
+uint64_t grid_size(const Manifest& m) {
+    // Overflow-safe: saturates at UINT64_MAX.
+    auto mul = [](uint64_t a, uint64_t b) { return a && b > UINT64_MAX / a ? UINT64_MAX : a * b; };
+    uint64_t total = 0;
+    for (const auto& me : m.models) {
+        uint64_t n = mul(mul(mul(mul(m.prompts.size(), me.gen.temperatures.size()), me.gen.n_predict.size()), me.gen.seeds.size()),
+                         m.norms.size());
+        total = total > UINT64_MAX - n ? UINT64_MAX : total + n;
+    }
+    return total;
+}
+
 std::vector<GridPoint> expand_grid(const Manifest& m) {
+    // The size is known before anything is expanded: a grid past the cap is refused, not built.
+    if (const uint64_t n = grid_size(m); n > kMaxGridRuns)
+        throw ManifestError({fmt::format("the grid holds {} runs, more than the limit of {} (split the panel into several manifests)",
+                                         n == UINT64_MAX ? std::string("more than 1.8e19") : std::to_string(n), kMaxGridRuns)});
     std::vector<GridPoint> g;
     size_t group = 0;
     for (size_t mi = 0; mi < m.models.size(); ++mi) {

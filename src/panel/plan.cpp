@@ -5,6 +5,8 @@
 #include <fmt/ranges.h>
 #include <gguf.h>
 
+#include "phasemap/gguf_checks.hpp"
+
 #include <map>
 #include <stdexcept>
 
@@ -46,8 +48,12 @@ PlanEstimate plan_panel(const Manifest& m) {
         gguf_init_params gp{true, nullptr};
         gguf_context* ctx = gguf_init_from_file(me.path.c_str(), gp);
         if (!ctx) throw std::runtime_error(fmt::format("model '{}': '{}' is not a readable GGUF file", me.label, me.path.string()));
+        if (const std::string problem = gguf_size_problem(ctx); !problem.empty()) {
+            gguf_free(ctx);
+            throw std::runtime_error(fmt::format("model '{}': '{}': {}", me.label, me.path.string(), problem));
+        }
         const int64_t ak = gguf_find_key(ctx, "general.architecture");
-        mp.architecture = ak >= 0 ? gguf_get_val_str(ctx, ak) : "";
+        mp.architecture = ak >= 0 && gguf_get_kv_type(ctx, ak) == GGUF_TYPE_STRING ? gguf_get_val_str(ctx, ak) : "";
         mp.n_layer = gguf_int(ctx, mp.architecture + ".block_count");
         mp.n_embd = gguf_int(ctx, mp.architecture + ".embedding_length");
         gguf_free(ctx);
@@ -56,20 +62,24 @@ PlanEstimate plan_panel(const Manifest& m) {
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("model '{}': layers '{}': {}", me.label, me.gen.layers, e.what()));
         }
-        const int64_t per_prompt = int64_t(me.gen.temperatures.size() * me.gen.seeds.size());
+        // Saturating arithmetic: estimates of a huge grid print as huge, never wrap around.
+        auto mul = [](int64_t a, int64_t b) { return a && b > INT64_MAX / a ? INT64_MAX : a * b; };
+        auto add = [](int64_t a, int64_t b) { return a > INT64_MAX - b ? INT64_MAX : a + b; };
+        const int64_t per_prompt = mul(int64_t(me.gen.temperatures.size()), int64_t(me.gen.seeds.size()));
         int64_t budget = 0;
-        for (int64_t n : me.gen.n_predict) budget += n;
-        mp.generations = p.prompts * per_prompt * int64_t(me.gen.n_predict.size());
-        mp.runs = mp.generations * int64_t(m.norms.size());
-        mp.max_tokens = p.prompts * per_prompt * budget;
-        p.runs += mp.runs;
-        p.generations += mp.generations;
-        p.max_tokens += mp.max_tokens;
+        for (int64_t n : me.gen.n_predict) budget = add(budget, n);
+        mp.generations = mul(mul(p.prompts, per_prompt), int64_t(me.gen.n_predict.size()));
+        mp.runs = mul(mp.generations, int64_t(m.norms.size()));
+        mp.max_tokens = mul(mul(p.prompts, per_prompt), budget);
+        p.runs = add(p.runs, mp.runs);
+        p.generations = add(p.generations, mp.generations);
+        p.max_tokens = add(p.max_tokens, mp.max_tokens);
         // Token rows: run id, ids, text, ~ per-token metric columns of 8 bytes (uncompressed bound).
         const int64_t token_row = 64 + 8 * int64_t(store::token_metric_columns().size());
         const int64_t run_row = 1024 + 8 * int64_t(store::run_metric_columns().size());
-        p.db_bytes += mp.max_tokens * int64_t(m.norms.size()) * token_row + mp.runs * run_row;
-        if (m.save_states) p.states_bytes += mp.max_tokens * (mp.captured_layers * mp.n_embd * 4 + 64);
+        p.db_bytes = add(p.db_bytes, add(mul(mul(mp.max_tokens, int64_t(m.norms.size())), token_row), mul(mp.runs, run_row)));
+        if (m.save_states)
+            p.states_bytes = add(p.states_bytes, mul(mp.max_tokens, add(mul(mul(mp.captured_layers, mp.n_embd), 4), 64)));
         p.models.push_back(mp);
     }
     return p;

@@ -18,6 +18,7 @@
 
 #include "phasemap/capture.hpp"
 #include "phasemap/crash_point.hpp"
+#include "phasemap/files.hpp"
 #include "phasemap/metrics/layer_axis.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/run_file.hpp"
@@ -87,6 +88,7 @@ void report_and_die(int sig) {
     if (tot > 0 && st + w >= tot) put(p, end, ". Every run of the panel is stored.\n");
     else put(p, end, ". The panel resumes: run the same command again (stored runs are skipped).\n");
     [[maybe_unused]] const ssize_t r = ::write(2, buf, size_t(p - buf));
+    io::remove_temporaries_now();  // files being written atomically (their own handler may not be installed)
     const struct sigaction& old = sig == SIGINT ? old_int : old_term;
     ::sigaction(sig, &old, nullptr);
     if (old.sa_handler == SIG_DFL) {

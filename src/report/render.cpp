@@ -9,6 +9,7 @@
 #include <random>
 
 #include "assets.hpp"
+#include "phasemap/files.hpp"
 #include "phasemap/report.hpp"
 
 namespace phasemap::report {
@@ -93,8 +94,11 @@ std::vector<std::string> export_figures(const nlohmann::json& data, const std::o
     write_file(tmp / "report.js", assets::report_js());
     write_file(tmp / "export.js", assets::export_js());
     write_file(tmp / "data.json", data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    const fs::path svg_out = svg_dir ? *svg_dir : tmp / "svg";
-    for (const auto& d : {std::optional<fs::path>(svg_out), png_dir})
+    // Node writes into the temporary folder; each figure then reaches its folder through the
+    // atomic writer (io::write_file_atomic), so no half-written figure appears under its name.
+    const fs::path svg_out = tmp / "svg", png_out = tmp / "png";
+    for (const auto& d : {std::optional<fs::path>(svg_out), png_dir ? std::optional<fs::path>(png_out) : std::nullopt,
+                          svg_dir, png_dir})
         if (d) {
             std::error_code ec;
             fs::create_directories(*d, ec);
@@ -103,7 +107,7 @@ std::vector<std::string> export_figures(const nlohmann::json& data, const std::o
     const char* node_env = std::getenv("PHASEMAP_NODE");
     const std::string node = node_env && *node_env ? node_env : "node";
     std::vector<std::string> args = {node, (tmp / "export.js").string(), (tmp / "data.json").string(), svg_out.string()};
-    if (png_dir) args.push_back(png_dir->string());
+    if (png_dir) args.push_back(png_out.string());
     const fs::path list = tmp / "written.txt";
     args.push_back("--list=" + list.string());
     const pid_t pid = fork();
@@ -124,6 +128,15 @@ std::vector<std::string> export_figures(const nlohmann::json& data, const std::o
     std::ifstream f(list);
     for (std::string line; std::getline(f, line);)
         if (!line.empty()) ids.push_back(line);
+    auto read = [](const fs::path& p) {
+        std::ifstream in(p, std::ios::binary);
+        if (!in) throw std::runtime_error(fmt::format("figure export wrote no {}", p.filename().string()));
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    for (const auto& id : ids) {
+        if (svg_dir) io::write_file_atomic(*svg_dir / (id + ".svg"), read(svg_out / (id + ".svg")));
+        if (png_dir) io::write_file_atomic(*png_dir / (id + ".png"), read(png_out / (id + ".png")));
+    }
     return ids;
 }
 

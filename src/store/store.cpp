@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "phasemap/metrics/analyze.hpp"
@@ -112,9 +113,13 @@ std::unique_ptr<Store::Impl> open_raw(const fs::path& path, bool read_only) {
         std::string e = err ? err : "unknown error";
         if (err) duckdb_free(err);
         im->db = nullptr;
-        if (e.find("lock") != std::string::npos)
+        // DuckDB's lock conflict reads "Could not set lock on file ...: Conflicting lock is held";
+        // a whole-word match keeps "block" (a corrupt block) from reading as a lock.
+        if (std::regex_search(e, std::regex("\\block\\b", std::regex::icase)))
             throw StoreError(fmt::format("results DB '{}' is locked by another process (another `phasemap panel run` "
-                                         "or a DuckDB session has it open): {}",
+                                         "or a DuckDB session has it open; DuckDB admits no reader beside a writer, so "
+                                         "report/export/audit can read it once that process ends — a stopped "
+                                         "`panel run` resumes where it left off): {}",
                                          path.string(), e));
         throw StoreError(fmt::format("cannot open results DB '{}': {}", path.string(), e));
     }

@@ -21,10 +21,20 @@ A case file:
   }
 SPEC is one of {"text": "..."}, {"hex": "..."}, {"npz": {member: SPEC | NPY}, "compress": bool},
 {"npy": NPY} or {"truncate": "{model}", "keep": N | "half"}; NPY is
-{"dtype": "<f4", "shape": [..], "fill": 0.5, "fortran": false}.
+{"dtype": "<f4", "shape": [..], "fill": 0.5, "fortran": false}. Further SPECs (issue 17):
+{"dir": true}, {"copy": PATH}, {"hardlink": NAME} / {"symlink": TARGET} (to a file made before it),
+{"fifo": true}, {"deep_json": N} (N nested arrays), {"zeros": N} (N zero bytes, a member that
+deflates ~1000:1), {"repeat": TEXT, "times": N}, {"gguf": {"kv": {key: value}, "tensors": [names]}}
+(a header-only GGUF v3: ints are u32 unless "key:u64", strings are strings, no tensor data).
+An npz member may carry "declared_size": N: its uncompressed size is patched to N in both the
+local and the central header (a member that claims to inflate far beyond its compressed bytes).
+Every file's content is compared before and after the run: an input overwritten is a failure.
+
+Resource mode (--resource-limits): only the cases marked "resource": true (sizes that come from
+input), each under prlimit --as=2 GiB --fsize=64 MiB; they must still end in their one clear error.
 Placeholders in args and file specs: {work}, {model} (stories260K), {rwkv} (tiny-rwkv7), {src}.
 
-usage: run.py --phasemap BIN --cases DIR [--source-dir DIR] [-k SUBSTRING]
+usage: run.py --phasemap BIN --cases DIR [--source-dir DIR] [-k SUBSTRING] [--resource-limits]
 """
 import argparse
 import concurrent.futures
@@ -61,7 +71,44 @@ def npy_bytes(spec):
     return b.getvalue()
 
 
+def gguf_bytes(spec):
+    import struct
+    def gstr(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    kvs = spec.get("kv", {})
+    tensors = spec.get("tensors", [])
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for key, val in kvs.items():
+        name, _, kind = key.partition(":")
+        out += gstr(name)
+        if isinstance(val, str):
+            out += struct.pack("<I", 8) + gstr(val)
+        elif kind == "u64":
+            out += struct.pack("<IQ", 10, val)
+        else:
+            out += struct.pack("<II", 4, val)
+    off = 0
+    for t in tensors:  # 1-d f32 of 4 values each
+        out += gstr(t) + struct.pack("<IQIQ", 1, 4, 0, off)
+        off += 32
+    out += b"\0" * ((32 - len(out) % 32) % 32)
+    return out + b"\0" * off
+
+
 def file_bytes(spec, env):
+    if "repeat" in spec:
+        return (subst(spec["repeat"], env) * int(spec["times"])).encode()
+    if "zeros" in spec:
+        return b"\0" * int(spec["zeros"])
+    if "deep_json" in spec:
+        n = int(spec["deep_json"])
+        return b"[" * n + b"]" * n
+    if "gguf" in spec:
+        return gguf_bytes(spec["gguf"])
+    if "copy" in spec:
+        with open(subst(spec["copy"], env), "rb") as f:
+            return f.read()
     if "text" in spec:
         return subst(spec["text"], env).encode()
     if "hex" in spec:
@@ -73,8 +120,24 @@ def file_bytes(spec, env):
         mode = zipfile.ZIP_DEFLATED if spec.get("compress") else zipfile.ZIP_STORED
         with zipfile.ZipFile(b, "w", mode) as z:
             for name, m in spec["npz"].items():
-                z.writestr(name, file_bytes(m, env) if any(k in m for k in ("text", "hex", "npy", "npz")) else npy_bytes(m))
-        return b.getvalue()
+                z.writestr(name, file_bytes(m, env) if any(k in m for k in ("text", "hex", "npy", "npz", "zeros", "repeat")) else npy_bytes(m))
+        data = bytearray(b.getvalue())
+        import struct
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            infos = {i.filename: i for i in z.infolist()}
+        for name, m in spec["npz"].items():
+            if "declared_size" not in m:
+                continue
+            n = struct.pack("<I", int(m["declared_size"]))
+            off = infos[name].header_offset
+            data[off + 22:off + 26] = n                       # local header: uncompressed size
+            cd = data.find(b"PK\x01\x02" + b"", 0)
+            while cd >= 0:                                    # central directory entry of `name`
+                nlen = struct.unpack("<H", data[cd + 28:cd + 30])[0]
+                if data[cd + 46:cd + 46 + nlen].decode() == name:
+                    data[cd + 24:cd + 28] = n
+                cd = data.find(b"PK\x01\x02", cd + 4)
+        return bytes(data)
     if "truncate" in spec:
         with open(subst(spec["truncate"], env), "rb") as f:
             data = f.read()
@@ -84,10 +147,25 @@ def file_bytes(spec, env):
 
 
 def listing(d):
+    """Every entry under d with what it holds: files by content hash (an input overwritten in place
+    changes it), links by target, FIFOs and folders by kind."""
+    import hashlib
+    import stat
     out = []
     for root, dirs, files in os.walk(d):
         for n in dirs + files:
-            out.append(os.path.relpath(os.path.join(root, n), d))
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                what = "link:" + os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    what = "file:" + hashlib.sha1(f.read()).hexdigest()
+            elif stat.S_ISFIFO(st.st_mode):
+                what = "fifo"
+            else:
+                what = "dir"
+            out.append((os.path.relpath(p, d), what))
     return sorted(out)
 
 
@@ -113,10 +191,21 @@ def run_case(path, args, env_base):
             if spec.get("dir"):
                 os.makedirs(p, exist_ok=True)
                 continue
+            if "hardlink" in spec:
+                os.link(os.path.join(work, spec["hardlink"]), p)
+                continue
+            if "symlink" in spec:
+                os.symlink(subst(spec["symlink"], env), p)
+                continue
+            if spec.get("fifo"):
+                os.mkfifo(p)
+                continue
             with open(p, "wb") as f:
                 f.write(file_bytes(spec, env))
         before = listing(work)
         argv = [args.phasemap] + [subst(a, env) for a in case["args"]]
+        if args.resource_limits:
+            argv = ["prlimit", f"--as={2 << 30}", f"--fsize={64 << 20}", "--"] + argv
         try:
             r = subprocess.run(argv, cwd=work, capture_output=True, timeout=case.get("timeout", 120),
                                env=dict(os.environ, LC_ALL="C", **case.get("env", {})))
@@ -141,7 +230,7 @@ def run_case(path, args, env_base):
             problems.append(f"error lacks {case['expect']!r}")
         after = listing(work)
         if after != before:
-            problems.append(f"files changed: new {sorted(set(after) - set(before))}, gone {sorted(set(before) - set(after))}")
+            problems.append(f"files changed: new or rewritten {sorted(set(after) - set(before))}, gone or rewritten {sorted(set(before) - set(after))}")
         if problems:
             return name, "fail", "; ".join(problems) + f"\n      argv: {' '.join(argv)}\n      stderr: {err.strip()[:600]}"
         return name, "ok", lines[0]
@@ -156,11 +245,21 @@ def main():
     ap.add_argument("--source-dir", default=os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..")))
     ap.add_argument("-k", default="", help="run only cases whose name contains this")
     ap.add_argument("-v", action="store_true", help="print every error line")
+    ap.add_argument("--resource-limits", action="store_true",
+                    help="run only the cases marked resource, under prlimit --as=2G --fsize=64M")
     args = ap.parse_args()
     args.phasemap = os.path.abspath(args.phasemap)
     env_base = {"models": shared_models(os.path.abspath(args.source_dir)), "src": os.path.abspath(args.source_dir)}
     cases = sorted(glob.glob(os.path.join(args.cases, "*.json")))
     cases = [c for c in cases if args.k in os.path.basename(c)]
+    if args.resource_limits:
+        def is_resource(c):
+            with open(c) as f:
+                return json.load(f).get("resource", False)
+        cases = [c for c in cases if is_resource(c)]
+        if len(cases) < 15 and not args.k:
+            print(f"bad-inputs: resource mode found only {len(cases)} resource cases, expected at least 15")
+            return 1
     counts = {"ok": 0, "fail": 0, "skip": 0}
     # Cases are independent (each has its own directory): run a few at a time.
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
@@ -170,8 +269,8 @@ def main():
         if status != "ok" or args.v:
             print(f"{status.upper():4} {name}: {msg}")
     print(f"bad-inputs: {counts['ok']} ok, {counts['fail']} failed, {counts['skip']} skipped of {len(cases)} cases")
-    if len(cases) < 40 and not args.k:
-        print("bad-inputs: the corpus must hold at least 40 cases")
+    if len(cases) < 170 and not args.k and not args.resource_limits:
+        print("bad-inputs: the corpus must hold at least 170 cases (110 before issue 17, at least 60 added by it)")
         return 1
     return 1 if counts["fail"] else 0
 

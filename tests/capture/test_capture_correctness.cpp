@@ -62,7 +62,7 @@ Recorded run_engine(const std::shared_ptr<cap::Model>& model, cap::Precision pre
     eo.layers = layers;
     eo.save_logits = true;
     eo.n_threads = 1;
-    eo.n_ctx = 256;
+    eo.n_ctx = 128;  // stories260K's training context (a larger one is refused)
     cap::Engine engine(model, eo);
     cap::Request req;
     req.prompt = prompt;
@@ -239,7 +239,7 @@ TEST(CaptureCorrectness, PrefillStatesMatchReferenceAtLastPosition) {
     eo.precision = cap::Precision::exact;
     eo.layers = "hf:all,block:all";
     eo.n_threads = 1;
-    eo.n_ctx = 256;
+    eo.n_ctx = 128;  // stories260K's training context (a larger one is refused)
     cap::Engine engine(model, eo);
     const std::vector<int32_t> ids = {1, 403, 407, 261, 378, 267, 300, 317, 286};
     std::vector<float> logits;

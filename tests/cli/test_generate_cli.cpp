@@ -89,6 +89,7 @@ struct BadCase {
     std::string name;
     std::vector<std::string> args;  // "{M}" = stories model, "{D}" = temp dir
     std::string expect;              // substring of the message
+    int exit = 1;                    // expected exit status (usage errors: 2)
 };
 
 TEST(Cli, BadInputsGiveOneClearErrorAndNoOutput) {
@@ -100,6 +101,7 @@ TEST(Cli, BadInputsGiveOneClearErrorAndNoOutput) {
         std::ifstream in(m, std::ios::binary);
         std::string all((std::istreambuf_iterator<char>(in)), {});
         std::ofstream(d / "half.gguf", std::ios::binary).write(all.data(), std::streamsize(all.size() / 2));
+        std::ofstream(d / "copy.gguf", std::ios::binary).write(all.data(), std::streamsize(all.size()));
     }
     const std::vector<BadCase> cases{
         {"missing model", {"-m", "{D}/nope.gguf", "-p", "x"}, "does not exist"},
@@ -107,11 +109,16 @@ TEST(Cli, BadInputsGiveOneClearErrorAndNoOutput) {
         {"truncated gguf", {"-m", "{D}/half.gguf", "-p", "x"}, "cannot load model"},
         {"empty prompt", {"-m", "{M}", "-p", ""}, "prompt is empty"},
         {"prompt longer than context", {"-m", "{M}", "--ctx", "8", "-p", "Once upon a time there was a big dog and a cat"}, "context holds 8"},
-        {"n zero", {"-m", "{M}", "-p", "x", "-n", "0"}, "-n must be at least 1"},
+        {"n zero", {"-m", "{M}", "-p", "x", "-n", "0"}, "--n-predict: 0 is outside [1,", 2},
         {"layer out of range", {"-m", "{M}", "-p", "x", "--layers", "hf:0-9"}, "out of range"},
         {"unwritable output", {"-m", "{M}", "-p", "x", "-o", "/proc/phasemap-test.npz"}, "not writable"},
         {"missing output dir", {"-m", "{M}", "-p", "x", "-o", "{D}/no/such/dir/x.npz"}, "does not exist"},
-        {"bad precision", {"-m", "{M}", "-p", "x", "--precision", "half"}, "unknown precision"},
+        {"bad precision", {"-m", "{M}", "-p", "x", "--precision", "half"}, "--precision: 'half' is not one of", 2},
+        {"nan temperature", {"-m", "{M}", "-p", "x", "--temp", "nan"}, "--temp: nan is not a finite number", 2},
+        {"threads past the bound", {"-m", "{M}", "-p", "x", "-t", "100000"}, "--threads: 100000 is outside [0, 4096]", 2},
+        {"output is the model", {"-m", "{D}/copy.gguf", "-p", "x", "-o", "{D}/./copy.gguf"}, "is the same file as the input"},
+        {"context past training", {"-m", "{M}", "-p", "x", "--ctx", "100000"}, "exceeds the model's training context"},
+        {"prompt from a device", {"-m", "{M}", "-p", "@/dev/zero"}, "not a regular file"},
         {"missing prompt file", {"-m", "{M}", "-p", "@{D}/none.txt"}, "cannot read prompt file"},
         {"no prompt", {"-m", "{M}"}, "no prompt given"},
     };
@@ -128,7 +135,7 @@ TEST(Cli, BadInputsGiveOneClearErrorAndNoOutput) {
         }
         const auto before = listing(d.path);
         const auto r = run_phasemap(args);
-        EXPECT_EQ(r.exit_code, 1) << c.name << ": " << r.err;
+        EXPECT_EQ(r.exit_code, c.exit) << c.name << ": " << r.err;
         EXPECT_EQ(count_lines(r.err), 1) << c.name << ": " << r.err;
         EXPECT_EQ(r.err.rfind("phasemap: error: ", 0), 0u) << c.name << ": " << r.err;
         EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;

@@ -242,10 +242,11 @@ TEST(PanelRun, AutomaticContextIsSmallAndChangesNothing) {
     NEED_FILES();
     pmtest::TempDir d;
     // n_ctx = 0 sizes the context to the longest run (prompt + n_predict, rounded up to 256);
-    // an explicit n_ctx is the old fixed size. Greedy and sampled runs must come out identical.
+    // an explicit n_ctx is the old fixed size (at most the smallest training context, 128: a
+    // larger one is refused). Greedy and sampled runs must come out identical.
     const std::string gen = "n_predict = 12\n";
     const auto a = write(d / "auto.toml", manifest(F, gen));
-    const auto b = write(d / "fixed.toml", manifest(F, gen + "n_ctx = 1024\n"));
+    const auto b = write(d / "fixed.toml", manifest(F, gen + "n_ctx = 128\n"));
     const auto da = d / "auto.duckdb", db = d / "fixed.duckdb";
     ASSERT_EQ(pm({"panel", "run", a.string(), "--db", da.string(), "--parallel", "4", "-q"}).exit_code, 0);
     ASSERT_EQ(pm({"panel", "run", b.string(), "--db", db.string(), "--parallel", "4", "-q"}).exit_code, 0);
@@ -253,7 +254,7 @@ TEST(PanelRun, AutomaticContextIsSmallAndChangesNothing) {
     // stories260K's GGUF declares a training context of 128, which caps it as it caps the default.
     EXPECT_EQ(rows(da, "SELECT DISTINCT n_ctx FROM runs WHERE model = 'tiny'"), std::vector<std::string>{"256"});
     EXPECT_EQ(rows(da, "SELECT DISTINCT n_ctx FROM runs WHERE model = 'stories'"), std::vector<std::string>{"128"});
-    EXPECT_EQ(rows(db, "SELECT DISTINCT n_ctx FROM runs"), std::vector<std::string>{"1024"});
+    EXPECT_EQ(rows(db, "SELECT DISTINCT n_ctx FROM runs"), std::vector<std::string>{"128"});
     const std::string key = "model, prompt_index, temperature, seed, norm";
     const std::vector<std::string> same = {
         "SELECT * EXCLUDE (run_id, n_ctx) FROM runs ORDER BY " + key,

@@ -485,7 +485,7 @@ TEST(ReportCli, Errors) {
     EXPECT_NE(r.err.find("nothing to report"), std::string::npos) << r.err;
     r = run_phasemap({"report", "--runs-json", "/nonexistent/run.json"});
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_NE(r.err.find("cannot open /nonexistent/run.json"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("cannot read JSON file '/nonexistent/run.json': no such file"), std::string::npos) << r.err;
     r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "3,2,1"});
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("three increasing numbers"), std::string::npos) << r.err;

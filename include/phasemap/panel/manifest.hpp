@@ -83,7 +83,11 @@ struct GridPoint {
     size_t group = 0;                    // generation group: points differing only in norm share one generation
 };
 
-// The full grid in a fixed order: model, prompt, temperature, n_predict, seed, norm.
+// Runs of the grid (overflow-safe, saturating) and the largest grid expand_grid builds.
+inline constexpr uint64_t kMaxGridRuns = 10'000'000;
+uint64_t grid_size(const Manifest& m);
+// The full grid in a fixed order: model, prompt, temperature, n_predict, seed, norm; refused
+// (ManifestError) above kMaxGridRuns.
 std::vector<GridPoint> expand_grid(const Manifest& m);
 
 // Analysis options of one grid point (norm and layer resolved against the captured layer names).

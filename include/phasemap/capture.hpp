@@ -44,7 +44,15 @@ struct ModelOptions {
     // Loaded together with the model (llama_adapter_lora_init) and applied, with their scales,
     // by every Engine on it; freed with the model. A scale of 0 leaves the graph untouched.
     std::vector<LoraAdapter> adapters;
+    // Load an architecture that architecture_refusal() refuses. Only the architecture sweep
+    // (tests/archs) sets it, to re-measure what made the refusal necessary.
+    bool allow_unverified_architecture = false;
 };
+
+// Why phasemap refuses to capture `arch` (general.architecture), or nullptr when it does not.
+// The list is settled by the architecture sweep (docs/architectures.md): an architecture whose
+// captured tensors fail its checks is refused at load, never captured silently wrong.
+const char* architecture_refusal(const std::string& arch);
 
 // A loaded LoRA adapter (recorded with every run).
 struct AdapterInfo {
@@ -75,7 +83,7 @@ struct ModelInfo {
 class Model {
 public:
     // Throws std::runtime_error with a clear message for a missing, non-GGUF, truncated or
-    // unsupported file, and for an adapter that cannot be applied to this model (missing file,
+    // unsupported file, for a refused architecture ("phasemap refuses architecture 'X': why"), and for an adapter that cannot be applied to this model (missing file,
     // not a LoRA GGUF, another architecture, tensors of other shapes); that message names the
     // adapter file.
     static std::shared_ptr<Model> load(const std::filesystem::path& path, const ModelOptions& opt = {});
@@ -188,6 +196,15 @@ struct EngineFacts {
 // for a Mistral-7B-shaped model). Requests with guard text or monitors may need more cells: use the default.
 int context_for(const Model& m, std::span<const Request> requests);
 
+// What the first captured decode's graph showed (recorded once per Engine, in the eval
+// callback's ask pass, which sees every graph node).
+struct GraphFacts {
+    bool recorded = false;
+    std::vector<std::string> node_names;  // sorted, unique
+    bool gelu = false;                    // a GELU / GELU-erf / quick-GELU or GEGLU node
+    std::string embd_tensor;              // the graph tensor hf:0 was read from ("" when not captured)
+};
+
 class Engine {
 public:
     // Validates options against the model (layer spec, context) and creates the llama context.
@@ -198,6 +215,8 @@ public:
 
     const std::vector<ResolvedLayer>& layers() const;
     const EngineFacts& facts() const;
+    // Empty (recorded == false) until the first decode that captures.
+    const GraphFacts& graph_facts() const;
 
     // Generates every request, at most n_parallel at a time in one batch; `sink_for(i)` gives
     // the sink of request i (called once per request, before its first token). Requests are

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstring>
 #include <ggml-backend.h>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -30,8 +31,10 @@ namespace phasemap::capture {
 namespace {
 // Names under which architectures publish the input of block 0 (HF's hidden_states[0]):
 // the token embedding ("embd"), Gemma's scaled embedding ("inp_scaled"), GPT-2-style
-// embedding plus position embedding ("inpL"). The last one computed in a graph wins.
-constexpr const char* kEmbdNames[] = {"embd", "inp_embd", "inp_scaled", "inpL"};
+// embedding plus position embedding ("inpL"); graphs that rename the embedding right after
+// build_inp_embd ("model.embed_tokens": lfm2, qwen3next, kimi-linear; "model.input_embed":
+// qwen35, qwen35moe, bailingmoe3 — docs/architectures.md). The last one computed in a graph wins.
+constexpr const char* kEmbdNames[] = {"embd", "inp_embd", "inp_scaled", "inpL", "model.embed_tokens", "model.input_embed"};
 
 bool is_embd_name(const char* n) {
     for (const char* e : kEmbdNames)
@@ -84,6 +87,9 @@ struct Engine::Impl {
     std::unordered_map<std::string, int> rows_seen;   // per tensor name
     std::string cb_error;
     std::vector<unsigned char> scratch;
+    GraphFacts graph;                                 // filled during the first captured decode
+    std::set<std::string> graph_names;
+    bool recording = false;
 
     // edits of the current decode, per block (see RowEdit); edit_on when any is listed
     bool edit_on = false;
@@ -99,6 +105,7 @@ struct Engine::Impl {
     static bool eval_cb(ggml_tensor* t, bool ask, void* ud) {
         auto* self = static_cast<Impl*>(ud);
         if (!self->capture_on && !self->edit_on) return ask ? false : true;
+        if (ask && self->recording) self->record_node(t);
         int blk = -1;
         if (self->edit_on) {
             blk = l_out_block(t->name);
@@ -110,6 +117,17 @@ struct Engine::Impl {
         if (blk >= 0) self->on_edit(t, blk);  // edit first: captures see the edited state
         if (cap) self->on_tensor(t, embd);
         return true;
+    }
+
+    void record_node(const ggml_tensor* t) {
+        graph_names.insert(t->name);
+        if (t->op == GGML_OP_UNARY) {
+            const ggml_unary_op u = ggml_get_unary_op(t);
+            if (u == GGML_UNARY_OP_GELU || u == GGML_UNARY_OP_GELU_ERF || u == GGML_UNARY_OP_GELU_QUICK) graph.gelu = true;
+        } else if (t->op == GGML_OP_GLU) {
+            const ggml_glu_op g = ggml_get_glu_op(t);
+            if (g == GGML_GLU_OP_GEGLU || g == GGML_GLU_OP_GEGLU_ERF || g == GGML_GLU_OP_GEGLU_QUICK) graph.gelu = true;
+        }
     }
 
     void on_edit(ggml_tensor* t, int blk) {
@@ -149,6 +167,7 @@ struct Engine::Impl {
         const auto it = want.find(t->name);
         if (!embd && it == want.end()) return;
         const std::vector<int>& slots = embd ? embd_slots : it->second;
+        if (embd && recording) graph.embd_tensor = t->name;  // the last one computed wins, as for the rows
         if (t->ne[0] != d || t->ne[2] != 1 || t->ne[3] != 1) {
             // A 3-d view of [d, tokens] (recurrent graphs reshape to [d, n_seq_tokens, n_seqs]).
             if (!(t->ne[0] == d && t->ne[3] == 1)) {
@@ -213,9 +232,16 @@ struct Engine::Impl {
             rows_seen.clear();
             cb_error.clear();
         }
+        recording = capture_on && !graph.recorded;
         take_llama_errors();
         const int rc = llama_decode(ctx, batch);
         capture_on = false;
+        if (recording) {
+            recording = false;
+            graph.recorded = true;
+            graph.node_names.assign(graph_names.begin(), graph_names.end());
+            graph_names.clear();
+        }
         if (edit_on) {
             edit_on = false;
             for (auto& e : edits) e.clear();
@@ -308,6 +334,7 @@ Engine::~Engine() = default;
 
 const std::vector<ResolvedLayer>& Engine::layers() const { return impl_->layers; }
 const EngineFacts& Engine::facts() const { return impl_->facts; }
+const GraphFacts& Engine::graph_facts() const { return impl_->graph; }
 
 namespace {
 

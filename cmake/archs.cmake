@@ -1,4 +1,4 @@
-# The architecture sweep (issue 15, docs/architectures.md): tests/archs/sweep.cpp over every
+# The architecture sweep (issue 15, docs/architectures.md): tests/archs/sweep/sweep.cpp over every
 # random-weight GGUF that llama.cpp's test-llama-archs writes (scripts/archs.sh builds that one
 # program from the pinned source into the cache and writes the models there, once), plus
 # tiny-rwkv7 for RWKV.
@@ -8,7 +8,16 @@
 #                 stale refusal, below 90 % ✓, and when docs/architectures.md differs from the
 #                 table it writes (build/architectures.md).
 # Both carry the label "archs" (`ctest -L archs`).
-add_executable(archs_sweep tests/archs/sweep.cpp)
+# test_archs: the block components on llama, phi2 and the MoE models (tests/archs/*.cpp).
+file(GLOB PM_ARCHS_TESTS CONFIGURE_DEPENDS tests/archs/*.cpp)
+add_executable(test_archs ${PM_ARCHS_TESTS})
+target_link_libraries(test_archs PRIVATE phasemap_test_support phasemap_capture GTest::gtest GTest::gtest_main)
+get_filename_component(PM_ARCHS_MODELS "${PHASEMAP_LLAMA_SRC}/../archs-models" ABSOLUTE)
+target_compile_definitions(test_archs PRIVATE PHASEMAP_ARCHS_MODELS="${PM_ARCHS_MODELS}")
+gtest_discover_tests(test_archs DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 900 ENVIRONMENT "${PM_TEST_ENV}"
+  FIXTURES_REQUIRED pm_archs_models LABELS archs SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+
+add_executable(archs_sweep tests/archs/sweep/sweep.cpp)
 target_link_libraries(archs_sweep PRIVATE phasemap_test_support phasemap_capture)
 set(PM_ARCHS_SH bash ${CMAKE_SOURCE_DIR}/scripts/archs.sh ${PHASEMAP_LLAMA_SRC} ${PHASEMAP_LLAMA_BUILD})
 add_test(NAME archs.models COMMAND ${PM_ARCHS_SH})

@@ -87,6 +87,9 @@ struct Engine::Impl {
     std::unordered_map<std::string, int> rows_seen;   // per tensor name
     std::string cb_error;
     std::vector<unsigned char> scratch;
+    // Probe decode (components): graph tensor name → (count, ne[0]) over the graph's nodes.
+    bool probing = false;
+    std::unordered_map<std::string, std::pair<int, int64_t>> probe_nodes;
     GraphFacts graph;                                 // filled during the first captured decode
     std::set<std::string> graph_names;
     bool recording = false;
@@ -104,6 +107,14 @@ struct Engine::Impl {
 
     static bool eval_cb(ggml_tensor* t, bool ask, void* ud) {
         auto* self = static_cast<Impl*>(ud);
+        if (self->probing) {
+            if (ask) {
+                auto& e = self->probe_nodes[t->name];
+                ++e.first;
+                e.second = t->ne[0];
+            }
+            return ask ? false : true;
+        }
         if (!self->capture_on && !self->edit_on) return ask ? false : true;
         if (ask && self->recording) self->record_node(t);
         int blk = -1;
@@ -117,6 +128,60 @@ struct Engine::Impl {
         if (blk >= 0) self->on_edit(t, blk);  // edit first: captures see the edited state
         if (cap) self->on_tensor(t, embd);
         return true;
+    }
+
+    // Settles the graph tensor of every component layer (resid_mid / attn_out / ffn_out /
+    // tensor:) on the model's own graph: one decode of one token with a callback that only
+    // lists the nodes, then the memory is cleared. Throws std::invalid_argument naming the
+    // architecture and the component when the graph does not compute it once per block.
+    void resolve_components() {
+        probing = true;
+        probe_nodes.clear();
+        llama_token tok = 0;
+        llama_batch b = llama_batch_get_one(&tok, 1);
+        take_llama_errors();
+        const int rc = llama_decode(ctx, b);
+        probing = false;
+        llama_memory_clear(llama_get_memory(ctx), true);
+        if (rc != 0) {
+            const std::string why = take_llama_errors();
+            throw std::runtime_error(fmt::format("llama_decode failed while listing the graph (code {}){}{}", rc, why.empty() ? "" : ": ", why));
+        }
+        const std::string& arch = model->info().architecture;
+        for (ResolvedLayer& r : layers) {
+            if (!r.component()) continue;
+            std::vector<std::string> names{r.tensor};
+            names.insert(names.end(), r.alternatives.begin(), r.alternatives.end());
+            std::string chosen, twice;
+            for (const std::string& n : names) {
+                const auto it = probe_nodes.find(n);
+                if (it == probe_nodes.end()) continue;
+                if (it->second.first > 1) { if (twice.empty()) twice = n; continue; }
+                if (it->second.second != d)
+                    throw std::invalid_argument(fmt::format("architecture '{}': graph tensor '{}' has {} values per token, not n_embd {}: cannot capture {}",
+                                                            arch, n, it->second.second, d, r.label));
+                chosen = n;
+                break;
+            }
+            if (chosen.empty()) {
+                std::string list;
+                for (const std::string& n : names) list += (list.empty() ? "'" : ", '") + n + "'";
+                if (!twice.empty())
+                    throw std::invalid_argument(fmt::format("architecture '{}' names two graph tensors '{}': cannot capture {} unambiguously",
+                                                            arch, twice, r.label));
+                std::string hint;
+                if (r.label.rfind("resid_mid:", 0) == 0)
+                    hint = " (a parallel block, where attention and MLP read the same input, has no residual stream between them)";
+                throw std::invalid_argument(fmt::format("architecture '{}' does not compute {}: its graph has no tensor {}{}", arch, r.label, list, hint));
+            }
+            const std::string kind = r.label.substr(0, r.label.find(':'));
+            if (const char* why = component_refusal(arch, kind); why && !model->impl()->allow_unverified)
+                throw std::invalid_argument(fmt::format("{} is refused for architecture '{}': {}; the raw tensor is tensor:{} "
+                                                        "(docs/architectures.md)", r.label, arch, why, chosen));
+            r.tensor = chosen;
+            r.alternatives.clear();
+        }
+        probe_nodes.clear();
     }
 
     void record_node(const ggml_tensor* t) {
@@ -283,10 +348,6 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     s.layers = resolve_layers(opt.layers, mi.n_layer);
     s.d = mi.n_embd;
     s.Lp = s.layers.size();
-    for (size_t i = 0; i < s.layers.size(); ++i) {
-        if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
-        else s.want[s.layers[i].tensor].push_back(int(i));
-    }
     s.n_ctx_seq = opt.n_ctx > 0 ? opt.n_ctx : default_context(mi);
     s.n_batch = std::max(512, opt.n_parallel);
 
@@ -320,6 +381,11 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     if (!mimpl.loras.empty()) {
         std::vector<float> scales = mimpl.lora_scales;
         llama_set_adapters_lora(s.ctx, mimpl.loras.data(), mimpl.loras.size(), scales.data());
+    }
+    if (std::any_of(s.layers.begin(), s.layers.end(), [](const ResolvedLayer& r) { return r.component(); })) s.resolve_components();
+    for (size_t i = 0; i < s.layers.size(); ++i) {
+        if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
+        else s.want[s.layers[i].tensor].push_back(int(i));
     }
     s.facts.precision = precision_name(opt.precision);
     s.facts.n_ctx = s.n_ctx_seq;

@@ -132,6 +132,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     std::shared_ptr<Model> model(new Model());
     model->impl_ = std::make_unique<Impl>();
     model->impl_->model = m;
+    model->impl_->allow_unverified = opt.allow_unverified_architecture;
     if (const char* why = architecture_refusal(meta_str(m, "general.architecture")); why && !opt.allow_unverified_architecture)
         throw std::runtime_error(fmt::format("phasemap refuses architecture '{}' (model '{}'): {} (see docs/architectures.md)",
                                              meta_str(m, "general.architecture"), path.string(), why));

@@ -19,7 +19,8 @@
 // or is refused at load, and at least --min-pass of all models pass.
 //
 // Usage: archs_sweep --models DIR [--extra FILE]... [--only REGEX] [--doc PATH] [--check-doc PATH] [--min-pass F]
-//   --doc writes the table; --check-doc fails when PATH differs from what the sweep writes.
+//   --doc writes the table; --check-doc fails when PATH differs from what the sweep writes;
+//   --emit-components writes the rows of src/capture/components.cpp's table the measurements call for.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -31,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -116,17 +118,22 @@ struct Row {
     bool recurrent = false;
     std::string refusal;          // Model::load's message when refused
     Check load, generate, batched, emit, head, norm;
+    Check inside;                 // the capture points inside the block (resid_mid / attn_out / ffn_out)
+    std::string components;       // the verified ones, and the identities checked
+    std::set<std::string> computed, verified, accepted;  // accepted: by the engine without bypass
+    bool identity_failed = false;
     std::string hf0, hfL, norm_kind, head_form, weights;
     bool gelu = false;
     double seconds = 0;
     bool all_ok() const {
-        for (const Check* c : {&load, &generate, &batched, &emit, &head, &norm})
+        for (const Check* c : {&load, &generate, &batched, &emit, &head, &norm, &inside})
             if (c->failed()) return false;
         return true;
     }
     std::string first_failure() const {
         const std::pair<const char*, const Check*> cs[] = {{"load", &load},       {"generate", &generate}, {"batched", &batched},
-                                                           {"emitting position", &emit}, {"output head", &head}, {"final norm", &norm}};
+                                                           {"emitting position", &emit}, {"output head", &head}, {"final norm", &norm},
+                                                           {"inside the block", &inside}};
         for (const auto& [n, c] : cs)
             if (c->failed()) return std::string(n) + ": " + c->detail;
         return {};
@@ -162,6 +169,122 @@ std::vector<Recorded> run_all(cap::Engine& e, const std::vector<std::string>& pr
 }
 
 const std::vector<std::string> kPrompts = {"alpha beta gamma", "the quick brown fox", "zeta eta"};
+constexpr double kSumTol = 1e-5;  // resid_mid + ffn_out = block, hf + attn_out = resid_mid (f32 adds)
+
+// The capture points inside the block: which of resid_mid / attn_out / ffn_out the graph
+// computes (the engine settles that at construction; the model is loaded with refusals
+// bypassed), and the residual identities they satisfy at every block and token:
+//   sequential block  hf:i + attn_out:i = resid_mid:i,   resid_mid:i + ffn_out:i = block:i
+//   parallel block    hf:i + attn_out:i + ffn_out:i = block:i            (no resid_mid)
+// A component is verified by an identity that holds; the engine must accept exactly the
+// verified ones (checked over all variants of the architecture in main()).
+const char* const kKinds[] = {"resid_mid", "attn_out", "ffn_out"};
+// Components that no residual identity can verify but a reference computation does:
+// tests/archs/test_components.cpp (phi2's parallel MLP recomputed from the GGUF).
+const std::map<std::string, std::set<std::string>> kVerifiedByTest = {{"phi2", {"ffn_out"}}};
+
+void check_components(Row& row, const fs::path& path, bool refused, const cap::EngineOptions& base) {
+    cap::ModelOptions mo;
+    mo.n_threads = 1;
+    mo.allow_unverified_architecture = true;
+    const std::shared_ptr<cap::Model> model = cap::Model::load(path, mo);
+    const int L = model->info().n_layer;
+    const size_t d = size_t(model->info().n_embd);
+    for (const std::string k : kKinds) {
+        cap::EngineOptions eo = base;
+        eo.layers = k + ":all";
+        try {
+            cap::Engine e(model, eo);
+            row.computed.insert(k);
+        } catch (const std::invalid_argument&) {
+        }
+    }
+    const auto has = [&](const char* k) { return row.computed.count(k) > 0; };
+    if (!refused) {
+        cap::ModelOptions mn;
+        mn.n_threads = 1;
+        const std::shared_ptr<cap::Model> normal = cap::Model::load(path, mn);
+        for (const std::string k : kKinds) {
+            cap::EngineOptions eo = base;
+            eo.layers = k + ":all";
+            try {
+                cap::Engine e(normal, eo);
+                row.accepted.insert(k);
+            } catch (const std::invalid_argument& ex) {
+                const std::string m = ex.what();
+                if (row.computed.count(k) && m.find("'" + row.arch + "'") == std::string::npos)
+                    row.inside.fail(k + " refusal does not name the architecture: " + m);
+            }
+        }
+    }
+    if (row.computed.empty()) {
+        row.inside.na("none of resid_mid, attn_out, ffn_out");
+        row.components = "–";
+        return;
+    }
+    cap::EngineOptions eo = base;
+    eo.layers = "hf:all,block:all";
+    for (const auto& k : row.computed) eo.layers += "," + k + ":all";
+    Recorded r;
+    try {
+        cap::Engine e(model, eo);
+        r = run(e, {kPrompts[0]});
+    } catch (const std::exception& ex) {
+        row.inside.fail(ex.what());
+        return;
+    }
+    std::map<std::string, size_t> slot;
+    for (size_t i = 0; i < r.start.layers.size(); ++i) slot[r.start.layers[i].label] = i;
+    const auto vec = [&](size_t t, const std::string& label) {
+        const std::span<const float> s(r.states[t]);
+        const size_t i = slot.at(label);
+        return std::vector<double>(s.begin() + long(i * d), s.begin() + long((i + 1) * d));
+    };
+    double e_attn = 0, e_mlp = 0, e_par = 0;
+    for (size_t t = 0; t < r.tokens.size(); ++t)
+        for (int i = 0; i < L; ++i) {
+            const std::string n = std::to_string(i);
+            const std::vector<double> in = vec(t, "hf:" + n), blk = vec(t, "block:" + n);
+            std::vector<double> a, m, f;
+            if (has("attn_out")) a = vec(t, "attn_out:" + n);
+            if (has("resid_mid")) m = vec(t, "resid_mid:" + n);
+            if (has("ffn_out")) f = vec(t, "ffn_out:" + n);
+            std::vector<double> x(d);
+            if (!a.empty() && !m.empty()) {
+                for (size_t j = 0; j < d; ++j) x[j] = in[j] + a[j];
+                e_attn = std::max(e_attn, rel(x, m));
+            }
+            if (!m.empty() && !f.empty()) {
+                for (size_t j = 0; j < d; ++j) x[j] = m[j] + f[j];
+                e_mlp = std::max(e_mlp, rel(x, blk));
+            }
+            if (!a.empty() && !f.empty()) {
+                for (size_t j = 0; j < d; ++j) x[j] = in[j] + a[j] + f[j];
+                e_par = std::max(e_par, rel(x, blk));
+            }
+        }
+    std::string c;
+    const auto ident = [&](const char* what, double e, std::initializer_list<const char*> kinds) {
+        const bool ok = e <= kSumTol;
+        c += std::string(c.empty() ? "" : "; ") + what + (ok ? " ✓" : " ✗");
+        if (ok) for (const char* k : kinds) row.verified.insert(k);
+        else row.identity_failed = true;
+    };
+    if (has("resid_mid") && has("ffn_out")) ident("mid+ffn=block", e_mlp, {"resid_mid", "ffn_out"});
+    if (has("resid_mid") && has("attn_out")) ident("in+attn=mid", e_attn, {"attn_out", "resid_mid"});
+    if (!has("resid_mid") && has("attn_out") && has("ffn_out")) ident("in+attn+ffn=block (parallel)", e_par, {"attn_out", "ffn_out"});
+    if (const auto it = kVerifiedByTest.find(row.arch); it != kVerifiedByTest.end())
+        for (const auto& k : it->second)
+            if (has(k.c_str()) && !row.verified.count(k)) {
+                row.verified.insert(k);
+                c += std::string(c.empty() ? "" : "; ") + k + " by test_components";
+            }
+    std::string accepted;
+    for (const char* k : kKinds)
+        if (row.verified.count(k)) accepted += (accepted.empty() ? "" : " ") + std::string(k);
+    row.components = (accepted.empty() ? std::string("none verified") : accepted) + (c.empty() ? "" : " (" + c + ")");
+    if (!row.inside.failed()) row.inside.pass(row.components);
+}
 
 void check_model(Row& row, const fs::path& path, bool bypass) {
     cap::ModelOptions mo;
@@ -252,6 +375,12 @@ void check_model(Row& row, const fs::path& path, bool bypass) {
         else row.emit.pass(sci(worst));
     } catch (const std::exception& ex) {
         row.emit.fail(ex.what());
+    }
+
+    try {
+        check_components(row, path, bypass, eo);
+    } catch (const std::exception& ex) {
+        row.inside.fail(ex.what());
     }
 
     // the two identities, from the GGUF's own tensors
@@ -388,7 +517,7 @@ void write_doc(const fs::path& out, const std::vector<Row>& rows) {
     }
     std::ofstream f(out);
     f << "# Architectures\n\n"
-      << "Generated by the architecture sweep (`scripts/archs.sh --doc`, tests/archs/sweep.cpp); do not edit by hand.\n\n"
+      << "Generated by the architecture sweep (tests/archs/sweep/sweep.cpp; ctest `archs.sweep`, or `scripts/archs.sh SRC BUILD --sweep build/archs_sweep --extra MODEL --doc docs/architectures.md`); do not edit by hand.\n\n"
       << "Models: every architecture × variant (dense, MoE) that the pinned llama.cpp's `tests/test-llama-archs -o DIR` "
          "writes with random weights (n_embd 64–512, 2–22 blocks, f16/f32 weights), plus `tiny-rwkv7` standing in for "
          "RWKV, which that generator skips.\n\n"
@@ -415,15 +544,22 @@ void write_doc(const fs::path& out, const std::vector<Row>& rows) {
          "architecture whose graph has a GELU node (marked below). f16 weights give ~1e-3 (the CPU matmul converts the "
          "activations to f16). `--precision exact` (F32 KV cache, no flash attention) fixes the KV cache and attention "
          "only — not GELU, not f16 weights, not a recurrent state.\n\n"
-      << "| architecture | variant | load | gen | batch | emit | head | norm | hf:0 | hf:L | final norm | head form | notes |\n"
-      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      << "- **inside**: the capture points inside the block that the graph computes (`resid_mid:N` = `ffn_inp-N`, "
+         "`attn_out:N` = `attn_out-N`, `ffn_out:N` = `ffn_out-N` or `ffn_moe_out-N`), and the residual identities "
+         "they satisfy at every block and token within "
+      << sci(kSumTol)
+      << " relative: sequential blocks hf:N + attn_out:N = resid_mid:N and resid_mid:N + ffn_out:N = block:N, "
+         "parallel blocks hf:N + attn_out:N + ffn_out:N = block:N. A component not listed is refused by the "
+         "engine for that architecture (`does not compute`).\n\n"
+      << "| architecture | variant | load | gen | batch | emit | head | norm | inside | hf:0 | hf:L | final norm | head form | block components | notes |\n"
+      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& r : rows) {
         std::string notes;
         if (!r.refusal.empty()) {
             const char* why = cap::architecture_refusal(r.arch);
             std::string failing;
             const std::pair<const char*, const Check*> cs[] = {{"gen", &r.generate}, {"batch", &r.batched}, {"emit", &r.emit},
-                                                               {"head", &r.head},    {"norm", &r.norm}};
+                                                               {"head", &r.head},    {"norm", &r.norm}, {"inside", &r.inside}};
             for (const auto& [n, c] : cs)
                 if (c->failed()) failing += (failing.empty() ? "" : ", ") + std::string(n);
             notes = "**refused at load**: " + md_escape(why ? why : r.refusal) + " (loaded anyway, it fails " + failing + ")";
@@ -435,15 +571,15 @@ void write_doc(const fs::path& out, const std::vector<Row>& rows) {
         if (!pn.empty()) notes += (notes.empty() ? "" : "; ") + pn;
         f << "| " << (r.arch.empty() ? r.file : r.arch) << " | " << r.variant << " | " << (r.refusal.empty() ? mark(r.load) : "✗")
           << " | " << mark(r.generate) << " | " << mark(r.batched) << " | " << mark(r.emit) << " | " << mark(r.head) << " | "
-          << mark(r.norm) << " | " << (r.hf0.empty() ? "" : "`" + r.hf0 + "`") << " | " << (r.hfL.empty() ? "" : "`" + r.hfL + "`")
-          << " | " << r.norm_kind << " | " << r.head_form << " | " << notes << " |\n";
+          << mark(r.norm) << " | " << mark(r.inside) << " | " << (r.hf0.empty() ? "" : "`" + r.hf0 + "`") << " | " << (r.hfL.empty() ? "" : "`" + r.hfL + "`")
+          << " | " << r.norm_kind << " | " << r.head_form << " | " << r.components << " | " << notes << " |\n";
     }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    fs::path models, doc, check_doc;
+    fs::path models, doc, check_doc, emit;
     std::vector<fs::path> extra;
     std::string only;
     double min_pass = 0.9;
@@ -461,6 +597,7 @@ int main(int argc, char** argv) {
         else if (a == "--only") only = next();
         else if (a == "--doc") doc = next();
         else if (a == "--check-doc") check_doc = next();
+        else if (a == "--emit-components") emit = next();
         else if (a == "--min-pass") min_pass = std::stod(next());
         else {
             std::cerr << "archs_sweep: unknown argument '" << a << "'\n";
@@ -525,10 +662,49 @@ int main(int argc, char** argv) {
         std::cout << (r.refusal.empty() ? (r.all_ok() ? "ok      " : "FAIL    ") : "refused ") << r.file << " (" << r.arch << ")"
                   << " load " << mark(r.load) << " gen " << mark(r.generate) << " batch " << mark(r.batched) << " " << r.batched.detail
                   << " emit " << mark(r.emit) << " " << r.emit.detail << " head " << mark(r.head) << " " << r.head.detail << " norm "
-                  << mark(r.norm) << " " << r.norm.detail << " hf0=" << r.hf0 << " " << r.seconds << "s";
+                  << mark(r.norm) << " " << r.norm.detail << " inside " << mark(r.inside) << " " << r.components << " hf0=" << r.hf0 << " " << r.seconds << "s";
         if (!r.all_ok()) std::cout << "  [" << r.first_failure() << "]";
         std::cout << std::endl;
         rows.push_back(std::move(r));
+    }
+    // The engine's component refusals (src/capture/components.cpp) against the measurements: per
+    // architecture, every computed component that some variant does not verify must be refused,
+    // and a refused one must not be verified by every variant (a stale refusal).
+    std::map<std::string, std::set<std::string>> unverified;
+    std::map<std::string, bool> identity_failed;
+    for (const auto& r : rows) {
+        for (const auto& k : r.computed)
+            if (!r.verified.count(k)) unverified[r.arch].insert(k);
+        if (r.identity_failed) identity_failed[r.arch] = true;
+    }
+    for (auto& r : rows) {
+        if (!r.refusal.empty() || r.computed.empty() || !r.generate.state.starts_with("ok")) continue;
+        std::string bad;
+        for (const auto& k : r.computed) {
+            const bool should_refuse = unverified[r.arch].count(k) > 0;
+            const bool refused = !r.accepted.count(k);
+            if (should_refuse && !refused) bad += k + " is accepted but not verified; ";
+            if (!should_refuse && refused) bad += k + " is refused but verified (stale refusal); ";
+        }
+        if (!bad.empty()) {
+            r.inside.fail(bad + "update src/capture/components.cpp (archs_sweep --emit-components)");
+            std::cerr << r.file << ": " << r.inside.detail << "\n";
+            ++problems;
+        }
+    }
+    if (!emit.empty()) {
+        std::ofstream f(emit);
+        for (const auto& [arch, ks] : unverified) {
+            if (ks.empty() || arch.empty()) continue;
+            std::string kinds;
+            for (const char* k : kKinds)
+                if (ks.count(k)) kinds += (kinds.empty() ? "" : " ") + std::string(k);
+            f << "    {\"" << arch << "\", \"" << kinds << "\", \""
+              << (identity_failed[arch] ? "the residual identity the architecture sweep checks fails for it (the block scales or "
+                                          "normalises it before the residual add)"
+                                        : "the architecture sweep cannot verify it (the graph lacks the component it is checked against)")
+              << "\"},\n";
+        }
     }
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count();
     size_t ok = 0;

@@ -21,6 +21,7 @@
 #include "phasemap/capture.hpp"
 #include "phasemap/layers.hpp"
 #include "support/gguf_weights.hpp"
+#include "support/paths.hpp"
 #include "support/ref_llama.hpp"
 
 namespace {
@@ -223,6 +224,22 @@ TEST(BlockComponents, BadItemsGiveOneClearError) {
             EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << item << ": " << e.what();
         }
     }
+}
+
+TEST(BlockComponents, CliRefusesAComponentTheArchitectureLacks) {
+    pmtest::TempDir tmp;
+    const auto r = pmtest::run_phasemap({"generate", "-m", archs_model("phi2-dense").string(), "-p", "alpha", "-n", "2", "-t", "1",
+                                         "--layers", "hf:all,resid_mid:0", "-o", (tmp / "run.npz").string()});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("architecture 'phi2' does not compute resid_mid:0"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(tmp / "run.npz"));
+    // The components it has are stored under their labels and analysable like any layer.
+    const auto ok = pmtest::run_phasemap({"generate", "-m", archs_model("llama-dense").string(), "-p", "alpha beta", "-n", "6", "-t",
+                                          "1", "--layers", "hf:all,attn_out:all", "--analyze", "--metric-layer", "attn_out:1",
+                                          "-o", (tmp / "ok.npz").string()});
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_TRUE(fs::exists(tmp / "ok.npz"));
+    EXPECT_NE(ok.out.find("attn_out:1"), std::string::npos) << ok.out;
 }
 
 TEST(BlockComponents, RefusedComponentNamesArchitectureAndRawForm) {

@@ -83,7 +83,7 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
         if (item == "all") { for (int i = 0; i <= n_layer; ++i) add(true, i); continue; }
         const size_t colon = item.find(':');
         if (colon == std::string::npos)
-            throw std::invalid_argument(fmt::format("layer spec item '{}': expected KIND:SEL (hf, block, resid_mid, attn_out, ffn_out) or tensor:NAME-N", item));
+            throw std::invalid_argument(fmt::format("layer spec item '{}': expected hf:SEL or block:SEL (or resid_mid, attn_out, ffn_out:SEL, tensor:NAME-N)", item));
         const std::string kind = item.substr(0, colon);
         const std::string sel = item.substr(colon + 1);
         if (kind == "tensor") {

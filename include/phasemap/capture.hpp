@@ -125,6 +125,20 @@ struct EngineOptions {
     // prefilled once and forked with llama_memory_seq_cp; recurrent memory falls back to a
     // prefill per sequence (see docs/interventions.md).
     bool share_prompt_prefix = false;
+    // MoE routing as a channel: per generated token and MoE block, the experts the router selected
+    // and the weights their outputs are mixed with (TokenRecord::experts / expert_weights). The
+    // engine reads llama.cpp's ffn_moe_topk-N and the last weight stage the graph computes
+    // (ffn_moe_weights_scaled-N, _norm-N, _softmax-N or ffn_moe_weights-N); a model with no MoE
+    // block is std::invalid_argument naming the architecture.
+    bool routing = false;
+};
+
+// The MoE blocks a routing run reads (empty without EngineOptions::routing).
+struct RoutingLayout {
+    std::vector<int> blocks;              // MoE block indices, ascending
+    int n_expert = 0;                     // experts per MoE block
+    int n_expert_used = 0;                // k: experts selected per token
+    std::vector<std::string> weight_tensors;  // per block: the graph tensor the weights come from
 };
 
 struct Request {
@@ -148,6 +162,7 @@ struct RunStart {
     std::vector<ResolvedLayer> layers;    // captured layers in output order
     int n_embd = 0;
     int n_vocab = 0;
+    RoutingLayout routing;
 };
 
 // One generated token.
@@ -157,6 +172,10 @@ struct TokenRecord {
     std::string text;
     int position = 0;                     // context position of the emitting position
     metrics::TokenProbStats stats;
+    // With EngineOptions::routing: [blocks × k] row-major, in RoutingLayout::blocks order, the
+    // selected experts in the router's order (highest selection score first) and their weights.
+    std::vector<int32_t> experts;
+    std::vector<float> expert_weights;
 };
 
 struct RunEnd {
@@ -217,6 +236,7 @@ public:
     const EngineFacts& facts() const;
     // Empty (recorded == false) until the first decode that captures.
     const GraphFacts& graph_facts() const;
+    const RoutingLayout& routing() const;
 
     // Generates every request, at most n_parallel at a time in one batch; `sink_for(i)` gives
     // the sink of request i (called once per request, before its first token). Requests are

@@ -90,6 +90,11 @@ struct Engine::Impl {
     // Probe decode (components): graph tensor name → (count, ne[0]) over the graph's nodes.
     bool probing = false;
     std::unordered_map<std::string, std::pair<int, int64_t>> probe_nodes;
+    // MoE routing (EngineOptions::routing): graph name → (MoE slot, is the weights tensor)
+    RoutingLayout routing;
+    std::unordered_map<std::string, std::pair<int, bool>> route_want;
+    std::vector<int32_t> route_experts;               // [rows, M, k] of the current decode
+    std::vector<float> route_weights;                 // [rows, M, k]
     GraphFacts graph;                                 // filled during the first captured decode
     std::set<std::string> graph_names;
     bool recording = false;
@@ -123,10 +128,12 @@ struct Engine::Impl {
             if (blk >= 0 && (blk >= int(self->edits.size()) || self->edits[size_t(blk)].empty())) blk = -1;
         }
         const bool embd = self->capture_on && !self->embd_slots.empty() && is_embd_name(t->name);
+        const bool route = self->capture_on && !self->route_want.empty() && self->route_want.count(t->name) > 0;
         const bool cap = self->capture_on && (embd || self->want.count(t->name) > 0);
-        if (ask) return cap || blk >= 0;
+        if (ask) return cap || route || blk >= 0;
         if (blk >= 0) self->on_edit(t, blk);  // edit first: captures see the edited state
         if (cap) self->on_tensor(t, embd);
+        if (route) self->on_routing(t);
         return true;
     }
 
@@ -134,7 +141,7 @@ struct Engine::Impl {
     // tensor:) on the model's own graph: one decode of one token with a callback that only
     // lists the nodes, then the memory is cleared. Throws std::invalid_argument naming the
     // architecture and the component when the graph does not compute it once per block.
-    void resolve_components() {
+    void probe() {
         probing = true;
         probe_nodes.clear();
         llama_token tok = 0;
@@ -147,6 +154,9 @@ struct Engine::Impl {
             const std::string why = take_llama_errors();
             throw std::runtime_error(fmt::format("llama_decode failed while listing the graph (code {}){}{}", rc, why.empty() ? "" : ": ", why));
         }
+    }
+
+    void resolve_components() {
         const std::string& arch = model->info().architecture;
         for (ResolvedLayer& r : layers) {
             if (!r.component()) continue;
@@ -181,7 +191,80 @@ struct Engine::Impl {
             r.tensor = chosen;
             r.alternatives.clear();
         }
-        probe_nodes.clear();
+    }
+
+    // The MoE blocks of the graph: those with one ffn_moe_topk-N ([k, tokens] I32), and for each
+    // the last weight stage build_moe_ffn computes.
+    void resolve_routing() {
+        const std::string& arch = model->info().architecture;
+        const int L = model->info().n_layer;
+        for (int il = 0; il < L; ++il) {
+            const auto it = probe_nodes.find(fmt::format("ffn_moe_topk-{}", il));
+            if (it == probe_nodes.end() || it->second.first != 1) continue;
+            std::string wname;
+            for (const char* stage : {"ffn_moe_weights_scaled", "ffn_moe_weights_norm", "ffn_moe_weights_softmax", "ffn_moe_weights"}) {
+                const auto w = probe_nodes.find(fmt::format("{}-{}", stage, il));
+                if (w != probe_nodes.end() && w->second.first == 1) { wname = w->first; break; }
+            }
+            if (wname.empty())
+                throw std::invalid_argument(fmt::format("architecture '{}': MoE block {} has no single ffn_moe_weights-{} tensor: cannot capture its routing", arch, il, il));
+            const int k = int(it->second.second);
+            if (routing.n_expert_used == 0) routing.n_expert_used = k;
+            if (k != routing.n_expert_used)
+                throw std::invalid_argument(fmt::format("architecture '{}': MoE blocks select different numbers of experts ({} and {})", arch, routing.n_expert_used, k));
+            const auto pr = probe_nodes.find(fmt::format("ffn_moe_probs-{}", il));
+            if (pr != probe_nodes.end()) routing.n_expert = std::max(routing.n_expert, int(pr->second.second));
+            const int m = int(routing.blocks.size());
+            routing.blocks.push_back(il);
+            routing.weight_tensors.push_back(wname);
+            route_want[it->first] = {m, false};
+            route_want[wname] = {m, true};
+        }
+        if (routing.blocks.empty())
+            throw std::invalid_argument(fmt::format("architecture '{}' has no MoE block (no graph tensor ffn_moe_topk-N): routing needs an MoE model", arch));
+        if (routing.n_expert < routing.n_expert_used) routing.n_expert = routing.n_expert_used;
+    }
+
+    // Copies the experts (I32) or weights (F32) of one MoE block: k values per row, read through
+    // the strides ([k, rows] for the top-k view, [1, k, rows] for the weights).
+    void on_routing(ggml_tensor* t) {
+        if (!cb_error.empty()) return;
+        const auto [m, is_w] = route_want.at(t->name);
+        const int k = routing.n_expert_used;
+        const size_t M = routing.blocks.size();
+        int rows = 0;
+        size_t s_j = 0, s_r = 0;
+        if (t->ne[0] == k && t->ne[2] == 1 && t->ne[3] == 1) { rows = int(t->ne[1]); s_j = t->nb[0]; s_r = t->nb[1]; }
+        else if (t->ne[0] == 1 && t->ne[1] == k && t->ne[3] == 1) { rows = int(t->ne[2]); s_j = t->nb[1]; s_r = t->nb[2]; }
+        else {
+            cb_error = fmt::format("routing tensor '{}' has shape [{}, {}, {}], expected {} values per token", t->name, t->ne[0], t->ne[1], t->ne[2], k);
+            return;
+        }
+        if ((is_w && t->type != GGML_TYPE_F32) || (!is_w && t->type != GGML_TYPE_I32)) {
+            cb_error = fmt::format("routing tensor '{}' has type {}", t->name, ggml_type_name(t->type));
+            return;
+        }
+        int& seen = rows_seen[t->name];
+        const int base = seen;
+        seen += rows;
+        if (seen > rows_expected) {
+            cb_error = fmt::format("tensor '{}' produced {} rows, expected {}", t->name, seen, rows_expected);
+            return;
+        }
+        const bool host = t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
+        const unsigned char* src = static_cast<const unsigned char*>(t->data);
+        if (!host) {
+            scratch.resize(ggml_nbytes(t));
+            ggml_backend_tensor_get(t, scratch.data(), 0, ggml_nbytes(t));
+            src = scratch.data();
+        }
+        for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < k; ++j) {
+                const unsigned char* p = src + size_t(r) * s_r + size_t(j) * s_j;
+                const size_t o = (size_t(base + r) * M + size_t(m)) * size_t(k) + size_t(j);
+                if (is_w) std::memcpy(&route_weights[o], p, sizeof(float));
+                else std::memcpy(&route_experts[o], p, sizeof(int32_t));
+            }
     }
 
     void record_node(const ggml_tensor* t) {
@@ -290,10 +373,15 @@ struct Engine::Impl {
             edit_rows_expected = batch.n_tokens;
             cb_error.clear();
         }
-        capture_on = capture && Lp > 0;
+        capture_on = capture && (Lp > 0 || !route_want.empty());
         if (capture_on) {
             rows_expected = batch.n_tokens;
             step.assign(size_t(batch.n_tokens) * Lp * size_t(d), 0.0f);
+            if (!route_want.empty()) {
+                const size_t n = size_t(batch.n_tokens) * routing.blocks.size() * size_t(routing.n_expert_used);
+                route_experts.assign(n, -1);
+                route_weights.assign(n, 0.0f);
+            }
             rows_seen.clear();
             cb_error.clear();
         }
@@ -325,6 +413,12 @@ struct Engine::Impl {
                     "architecture '{}' did not expose graph tensor '{}' for every token ({} of {} rows): cannot capture {}",
                     model->info().architecture, name, it == rows_seen.end() ? 0 : it->second, batch.n_tokens,
                     layers[size_t(slots.front())].label));
+        }
+        for (const auto& [name, slot] : route_want) {
+            const auto it = rows_seen.find(name);
+            if (it == rows_seen.end() || it->second != batch.n_tokens)
+                throw std::runtime_error(fmt::format("architecture '{}' did not expose routing tensor '{}' for every token ({} of {} rows)",
+                                                     model->info().architecture, name, it == rows_seen.end() ? 0 : it->second, batch.n_tokens));
         }
         if (!embd_slots.empty()) {
             bool any = false;
@@ -382,7 +476,11 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         std::vector<float> scales = mimpl.lora_scales;
         llama_set_adapters_lora(s.ctx, mimpl.loras.data(), mimpl.loras.size(), scales.data());
     }
-    if (std::any_of(s.layers.begin(), s.layers.end(), [](const ResolvedLayer& r) { return r.component(); })) s.resolve_components();
+    const bool comps = std::any_of(s.layers.begin(), s.layers.end(), [](const ResolvedLayer& r) { return r.component(); });
+    if (comps || opt.routing) s.probe();
+    if (comps) s.resolve_components();
+    if (opt.routing) s.resolve_routing();
+    s.probe_nodes.clear();
     for (size_t i = 0; i < s.layers.size(); ++i) {
         if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
         else s.want[s.layers[i].tensor].push_back(int(i));
@@ -401,6 +499,7 @@ Engine::~Engine() = default;
 const std::vector<ResolvedLayer>& Engine::layers() const { return impl_->layers; }
 const EngineFacts& Engine::facts() const { return impl_->facts; }
 const GraphFacts& Engine::graph_facts() const { return impl_->graph; }
+const RoutingLayout& Engine::routing() const { return impl_->routing; }
 
 namespace {
 
@@ -531,6 +630,7 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             st.layers = s.layers;
             st.n_embd = s.d;
             st.n_vocab = V;
+            st.routing = s.routing;
             sl.sink->begin(st);
             slots.push_back(std::move(sl));
         }
@@ -630,6 +730,11 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
                 rec.text = m.token_text(id);
                 rec.position = sl.pos;
                 rec.stats = step_stats[bi];
+                if (!s.route_want.empty()) {
+                    const size_t mk = s.routing.blocks.size() * size_t(s.routing.n_expert_used);
+                    rec.experts.assign(s.route_experts.begin() + long(bi * mk), s.route_experts.begin() + long((bi + 1) * mk));
+                    rec.expert_weights.assign(s.route_weights.begin() + long(bi * mk), s.route_weights.begin() + long((bi + 1) * mk));
+                }
                 const std::span<const float> st =
                     s.Lp ? std::span<const float>(s.step.data() + bi * s.Lp * size_t(s.d), s.Lp * size_t(s.d))
                          : std::span<const float>();

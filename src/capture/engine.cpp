@@ -220,8 +220,16 @@ struct Engine::Impl {
             route_want[it->first] = {m, false};
             route_want[wname] = {m, true};
         }
-        if (routing.blocks.empty())
+        if (routing.blocks.empty()) {
+            for (int il = 0; il < L; ++il) {
+                const auto it = probe_nodes.find(fmt::format("ffn_moe_topk-{}", il));
+                if (it != probe_nodes.end())
+                    throw std::invalid_argument(fmt::format("architecture '{}' runs {} routers in MoE block {} (ffn_moe_topk-{} appears {} times): "
+                                                            "phasemap cannot tell their selections apart, so routing is not captured",
+                                                            arch, it->second.first, il, il, it->second.first));
+            }
             throw std::invalid_argument(fmt::format("architecture '{}' has no MoE block (no graph tensor ffn_moe_topk-N): routing needs an MoE model", arch));
+        }
         if (routing.n_expert < routing.n_expert_used) routing.n_expert = routing.n_expert_used;
     }
 

@@ -119,6 +119,8 @@ struct Row {
     std::string refusal;          // Model::load's message when refused
     Check load, generate, batched, emit, head, norm;
     Check inside;                 // the capture points inside the block (resid_mid / attn_out / ffn_out)
+    Check routing;                // MoE routing channel (EngineOptions::routing)
+    std::string routing_desc;
     std::string components;       // the verified ones, and the identities checked
     std::set<std::string> computed, verified, accepted;  // accepted: by the engine without bypass
     bool identity_failed = false;
@@ -126,14 +128,14 @@ struct Row {
     bool gelu = false;
     double seconds = 0;
     bool all_ok() const {
-        for (const Check* c : {&load, &generate, &batched, &emit, &head, &norm, &inside})
+        for (const Check* c : {&load, &generate, &batched, &emit, &head, &norm, &inside, &routing})
             if (c->failed()) return false;
         return true;
     }
     std::string first_failure() const {
         const std::pair<const char*, const Check*> cs[] = {{"load", &load},       {"generate", &generate}, {"batched", &batched},
                                                            {"emitting position", &emit}, {"output head", &head}, {"final norm", &norm},
-                                                           {"inside the block", &inside}};
+                                                           {"inside the block", &inside}, {"routing", &routing}};
         for (const auto& [n, c] : cs)
             if (c->failed()) return std::string(n) + ": " + c->detail;
         return {};
@@ -377,6 +379,63 @@ void check_model(Row& row, const fs::path& path, bool bypass) {
         row.emit.fail(ex.what());
     }
 
+    // MoE routing: on every model whose graph has ffn_moe_topk-N, per token and MoE block k
+    // distinct experts in [0, n_expert) and finite weights in (0, 1] (normalised stages sum to 1);
+    // on the others the engine must refuse it.
+    try {
+        cap::EngineOptions er = eo;
+        er.layers = "none";
+        er.routing = true;
+        const bool moe_graph = std::any_of(graph.node_names.begin(), graph.node_names.end(),
+                                           [](const std::string& n) { return n.rfind("ffn_moe_topk-", 0) == 0; });
+        std::unique_ptr<cap::Engine> e;
+        std::string refusal;
+        try {
+            e = std::make_unique<cap::Engine>(model, er);
+        } catch (const std::invalid_argument& ex) {
+            refusal = ex.what();
+        }
+        if (!e) {
+            if (refusal.find("'" + row.arch + "'") != std::string::npos && refusal.find("routers in MoE block") != std::string::npos) {
+                row.routing.na("refused: several routers per MoE block");
+                row.routing_desc = "refused: several routers per block";
+            } else if (moe_graph) row.routing.fail("refused on a graph with ffn_moe_topk: " + refusal);
+            else if (refusal.find("'" + row.arch + "'") == std::string::npos) row.routing.fail("refusal does not name the architecture: " + refusal);
+            else row.routing.na("no MoE block");
+        } else {
+            const cap::RoutingLayout& lay = e->routing();
+            const Recorded rr = run(*e, {kPrompts[1]});
+            const size_t M = lay.blocks.size(), k = size_t(lay.n_expert_used);
+            std::string bad;
+            bool normalised = true;
+            for (const auto& w : lay.weight_tensors) normalised = normalised && w.find("_norm-") != std::string::npos;
+            for (const auto& rec : rr.tokens) {
+                if (rec.experts.size() != M * k || rec.expert_weights.size() != M * k) { bad = "record size"; break; }
+                for (size_t m = 0; m < M && bad.empty(); ++m) {
+                    std::set<int32_t> seen;
+                    double sum = 0;
+                    for (size_t j = 0; j < k; ++j) {
+                        const int32_t x = rec.experts[m * k + j];
+                        const float wv = rec.expert_weights[m * k + j];
+                        if (x < 0 || x >= lay.n_expert) bad = "expert " + std::to_string(x) + " out of range";
+                        if (!std::isfinite(wv) || wv <= 0.0f || wv > 1.0f + 1e-6f) bad = "weight " + std::to_string(wv);
+                        seen.insert(x);
+                        sum += wv;
+                    }
+                    if (seen.size() != k) bad = "an expert selected twice";
+                    if (normalised && std::abs(sum - 1.0) > 1e-5) bad = "normalised weights sum to " + std::to_string(sum);
+                }
+            }
+            row.routing_desc = std::to_string(M) + " MoE block" + (M == 1 ? "" : "s") + ", k=" + std::to_string(k) + " of " +
+                               std::to_string(lay.n_expert) + ", `" + lay.weight_tensors.front().substr(0, lay.weight_tensors.front().rfind('-')) + "`";
+            if (!moe_graph) row.routing.fail("accepted without ffn_moe_topk in the graph");
+            else if (!bad.empty()) row.routing.fail(bad);
+            else row.routing.pass(row.routing_desc);
+        }
+    } catch (const std::exception& ex) {
+        row.routing.fail(ex.what());
+    }
+
     try {
         check_components(row, path, bypass, eo);
     } catch (const std::exception& ex) {
@@ -551,15 +610,20 @@ void write_doc(const fs::path& out, const std::vector<Row>& rows) {
       << " relative: sequential blocks hf:N + attn_out:N = resid_mid:N and resid_mid:N + ffn_out:N = block:N, "
          "parallel blocks hf:N + attn_out:N + ffn_out:N = block:N. A component not listed is refused by the "
          "engine for that architecture (`does not compute`).\n\n"
-      << "| architecture | variant | load | gen | batch | emit | head | norm | inside | hf:0 | hf:L | final norm | head form | block components | notes |\n"
-      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      << "- **route**: MoE routing (`generate --routing`): where the graph has `ffn_moe_topk-N`, every token and MoE "
+         "block gives k distinct experts in [0, n_expert) and weights in (0, 1] (summing to 1 where the last weight "
+         "stage is `ffn_moe_weights_norm`); elsewhere the engine refuses it naming the architecture. Note: the "
+         "generator's MoE models have 2 experts with k = 2, so the selection itself is only exercised by "
+         "tests/archs/test_routing.cpp (llama-moe's router recomputed from the GGUF).\n\n"
+      << "| architecture | variant | load | gen | batch | emit | head | norm | inside | route | hf:0 | hf:L | final norm | head form | block components | routing | notes |\n"
+      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& r : rows) {
         std::string notes;
         if (!r.refusal.empty()) {
             const char* why = cap::architecture_refusal(r.arch);
             std::string failing;
             const std::pair<const char*, const Check*> cs[] = {{"gen", &r.generate}, {"batch", &r.batched}, {"emit", &r.emit},
-                                                               {"head", &r.head},    {"norm", &r.norm}, {"inside", &r.inside}};
+                                                               {"head", &r.head},    {"norm", &r.norm}, {"inside", &r.inside}, {"route", &r.routing}};
             for (const auto& [n, c] : cs)
                 if (c->failed()) failing += (failing.empty() ? "" : ", ") + std::string(n);
             notes = "**refused at load**: " + md_escape(why ? why : r.refusal) + " (loaded anyway, it fails " + failing + ")";
@@ -571,8 +635,8 @@ void write_doc(const fs::path& out, const std::vector<Row>& rows) {
         if (!pn.empty()) notes += (notes.empty() ? "" : "; ") + pn;
         f << "| " << (r.arch.empty() ? r.file : r.arch) << " | " << r.variant << " | " << (r.refusal.empty() ? mark(r.load) : "✗")
           << " | " << mark(r.generate) << " | " << mark(r.batched) << " | " << mark(r.emit) << " | " << mark(r.head) << " | "
-          << mark(r.norm) << " | " << mark(r.inside) << " | " << (r.hf0.empty() ? "" : "`" + r.hf0 + "`") << " | " << (r.hfL.empty() ? "" : "`" + r.hfL + "`")
-          << " | " << r.norm_kind << " | " << r.head_form << " | " << r.components << " | " << notes << " |\n";
+          << mark(r.norm) << " | " << mark(r.inside) << " | " << mark(r.routing) << " | " << (r.hf0.empty() ? "" : "`" + r.hf0 + "`") << " | " << (r.hfL.empty() ? "" : "`" + r.hfL + "`")
+          << " | " << r.norm_kind << " | " << r.head_form << " | " << r.components << " | " << r.routing_desc << " | " << notes << " |\n";
     }
 }
 

@@ -44,7 +44,15 @@ struct ModelOptions {
     // Loaded together with the model (llama_adapter_lora_init) and applied, with their scales,
     // by every Engine on it; freed with the model. A scale of 0 leaves the graph untouched.
     std::vector<LoraAdapter> adapters;
+    // Load an architecture that architecture_refusal() refuses. Only the architecture sweep
+    // (tests/archs) sets it, to re-measure what made the refusal necessary.
+    bool allow_unverified_architecture = false;
 };
+
+// Why phasemap refuses to capture `arch` (general.architecture), or nullptr when it does not.
+// The list is settled by the architecture sweep (docs/architectures.md): an architecture whose
+// captured tensors fail its checks is refused at load, never captured silently wrong.
+const char* architecture_refusal(const std::string& arch);
 
 // A loaded LoRA adapter (recorded with every run).
 struct AdapterInfo {
@@ -75,7 +83,7 @@ struct ModelInfo {
 class Model {
 public:
     // Throws std::runtime_error with a clear message for a missing, non-GGUF, truncated or
-    // unsupported file, and for an adapter that cannot be applied to this model (missing file,
+    // unsupported file, for a refused architecture ("phasemap refuses architecture 'X': why"), and for an adapter that cannot be applied to this model (missing file,
     // not a LoRA GGUF, another architecture, tensors of other shapes); that message names the
     // adapter file.
     static std::shared_ptr<Model> load(const std::filesystem::path& path, const ModelOptions& opt = {});
@@ -117,6 +125,20 @@ struct EngineOptions {
     // prefilled once and forked with llama_memory_seq_cp; recurrent memory falls back to a
     // prefill per sequence (see docs/interventions.md).
     bool share_prompt_prefix = false;
+    // MoE routing as a channel: per generated token and MoE block, the experts the router selected
+    // and the weights their outputs are mixed with (TokenRecord::experts / expert_weights). The
+    // engine reads llama.cpp's ffn_moe_topk-N and the last weight stage the graph computes
+    // (ffn_moe_weights_scaled-N, _norm-N, _softmax-N or ffn_moe_weights-N); a model with no MoE
+    // block is std::invalid_argument naming the architecture.
+    bool routing = false;
+};
+
+// The MoE blocks a routing run reads (empty without EngineOptions::routing).
+struct RoutingLayout {
+    std::vector<int> blocks;              // MoE block indices, ascending
+    int n_expert = 0;                     // experts per MoE block
+    int n_expert_used = 0;                // k: experts selected per token
+    std::vector<std::string> weight_tensors;  // per block: the graph tensor the weights come from
 };
 
 struct Request {
@@ -140,6 +162,7 @@ struct RunStart {
     std::vector<ResolvedLayer> layers;    // captured layers in output order
     int n_embd = 0;
     int n_vocab = 0;
+    RoutingLayout routing;
 };
 
 // One generated token.
@@ -149,6 +172,10 @@ struct TokenRecord {
     std::string text;
     int position = 0;                     // context position of the emitting position
     metrics::TokenProbStats stats;
+    // With EngineOptions::routing: [blocks × k] row-major, in RoutingLayout::blocks order, the
+    // selected experts in the router's order (highest selection score first) and their weights.
+    std::vector<int32_t> experts;
+    std::vector<float> expert_weights;
 };
 
 struct RunEnd {
@@ -188,6 +215,15 @@ struct EngineFacts {
 // for a Mistral-7B-shaped model). Requests with guard text or monitors may need more cells: use the default.
 int context_for(const Model& m, std::span<const Request> requests);
 
+// What the first captured decode's graph showed (recorded once per Engine, in the eval
+// callback's ask pass, which sees every graph node).
+struct GraphFacts {
+    bool recorded = false;
+    std::vector<std::string> node_names;  // sorted, unique
+    bool gelu = false;                    // a GELU / GELU-erf / quick-GELU or GEGLU node
+    std::string embd_tensor;              // the graph tensor hf:0 was read from ("" when not captured)
+};
+
 class Engine {
 public:
     // Validates options against the model (layer spec, context) and creates the llama context.
@@ -198,6 +234,9 @@ public:
 
     const std::vector<ResolvedLayer>& layers() const;
     const EngineFacts& facts() const;
+    // Empty (recorded == false) until the first decode that captures.
+    const GraphFacts& graph_facts() const;
+    const RoutingLayout& routing() const;
 
     // Generates every request, at most n_parallel at a time in one batch; `sink_for(i)` gives
     // the sink of request i (called once per request, before its first token). Requests are

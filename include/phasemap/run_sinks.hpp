@@ -49,7 +49,9 @@ nlohmann::json provenance_json(const ModelInfo& model, const EngineFacts& facts,
 
 // Streams one run to an NPZ file. Members: hidden_states [T, L', d] f4 (when layers are
 // captured), logits [T, V] f4 (when save_logits), token_ids [T] i8, positions [T] i8,
-// entropy/top1/margin/surprisal [T] f8, prompt_ids [P] i8, and metadata.json (UTF-8 JSON).
+// entropy/top1/margin/surprisal [T] f8, prompt_ids [P] i8, with MoE routing
+// (EngineOptions::routing) routing_experts [T, M, k] i4 and routing_weights [T, M, k] f4 for
+// the M MoE blocks listed in metadata "routing", and metadata.json (UTF-8 JSON).
 // Arrays go to temporary .npy files token by token (memory does not grow with T); end()
 // assembles the NPZ atomically. If the run never ends, nothing is left at the output path.
 class NpzRunWriter : public RunSink {
@@ -68,7 +70,7 @@ private:
     std::unique_ptr<io::TempArea> parts_;
     nlohmann::json meta_;
     bool compress_;
-    std::unique_ptr<io::NpyStreamWriter> hs_, lg_, ids_, pos_, ent_, top1_, margin_, surp_;
+    std::unique_ptr<io::NpyStreamWriter> hs_, lg_, ids_, pos_, ent_, top1_, margin_, surp_, rexp_, rw_;
     nlohmann::json token_texts_;
     std::vector<int32_t> prompt_ids_;
 };

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstring>
 #include <ggml-backend.h>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -31,8 +32,10 @@ namespace phasemap::capture {
 namespace {
 // Names under which architectures publish the input of block 0 (HF's hidden_states[0]):
 // the token embedding ("embd"), Gemma's scaled embedding ("inp_scaled"), GPT-2-style
-// embedding plus position embedding ("inpL"). The last one computed in a graph wins.
-constexpr const char* kEmbdNames[] = {"embd", "inp_embd", "inp_scaled", "inpL"};
+// embedding plus position embedding ("inpL"); graphs that rename the embedding right after
+// build_inp_embd ("model.embed_tokens": lfm2, qwen3next, kimi-linear; "model.input_embed":
+// qwen35, qwen35moe, bailingmoe3 — docs/architectures.md). The last one computed in a graph wins.
+constexpr const char* kEmbdNames[] = {"embd", "inp_embd", "inp_scaled", "inpL", "model.embed_tokens", "model.input_embed"};
 
 bool is_embd_name(const char* n) {
     for (const char* e : kEmbdNames)
@@ -85,6 +88,17 @@ struct Engine::Impl {
     std::unordered_map<std::string, int> rows_seen;   // per tensor name
     std::string cb_error;
     std::vector<unsigned char> scratch;
+    // Probe decode (components): graph tensor name → (count, ne[0]) over the graph's nodes.
+    bool probing = false;
+    std::unordered_map<std::string, std::pair<int, int64_t>> probe_nodes;
+    // MoE routing (EngineOptions::routing): graph name → (MoE slot, is the weights tensor)
+    RoutingLayout routing;
+    std::unordered_map<std::string, std::pair<int, bool>> route_want;
+    std::vector<int32_t> route_experts;               // [rows, M, k] of the current decode
+    std::vector<float> route_weights;                 // [rows, M, k]
+    GraphFacts graph;                                 // filled during the first captured decode
+    std::set<std::string> graph_names;
+    bool recording = false;
 
     // edits of the current decode, per block (see RowEdit); edit_on when any is listed
     bool edit_on = false;
@@ -99,18 +113,178 @@ struct Engine::Impl {
 
     static bool eval_cb(ggml_tensor* t, bool ask, void* ud) {
         auto* self = static_cast<Impl*>(ud);
+        if (self->probing) {
+            if (ask) {
+                auto& e = self->probe_nodes[t->name];
+                ++e.first;
+                e.second = t->ne[0];
+            }
+            return ask ? false : true;
+        }
         if (!self->capture_on && !self->edit_on) return ask ? false : true;
+        if (ask && self->recording) self->record_node(t);
         int blk = -1;
         if (self->edit_on) {
             blk = l_out_block(t->name);
             if (blk >= 0 && (blk >= int(self->edits.size()) || self->edits[size_t(blk)].empty())) blk = -1;
         }
         const bool embd = self->capture_on && !self->embd_slots.empty() && is_embd_name(t->name);
+        const bool route = self->capture_on && !self->route_want.empty() && self->route_want.count(t->name) > 0;
         const bool cap = self->capture_on && (embd || self->want.count(t->name) > 0);
-        if (ask) return cap || blk >= 0;
+        if (ask) return cap || route || blk >= 0;
         if (blk >= 0) self->on_edit(t, blk);  // edit first: captures see the edited state
         if (cap) self->on_tensor(t, embd);
+        if (route) self->on_routing(t);
         return true;
+    }
+
+    // Settles the graph tensor of every component layer (resid_mid / attn_out / ffn_out /
+    // tensor:) on the model's own graph: one decode of one token with a callback that only
+    // lists the nodes, then the memory is cleared. Throws std::invalid_argument naming the
+    // architecture and the component when the graph does not compute it once per block.
+    void probe() {
+        probing = true;
+        probe_nodes.clear();
+        llama_token tok = 0;
+        llama_batch b = llama_batch_get_one(&tok, 1);
+        take_llama_errors();
+        const int rc = llama_decode(ctx, b);
+        probing = false;
+        llama_memory_clear(llama_get_memory(ctx), true);
+        if (rc != 0) {
+            const std::string why = take_llama_errors();
+            throw std::runtime_error(fmt::format("llama_decode failed while listing the graph (code {}){}{}", rc, why.empty() ? "" : ": ", why));
+        }
+    }
+
+    void resolve_components() {
+        const std::string& arch = model->info().architecture;
+        for (ResolvedLayer& r : layers) {
+            if (!r.component()) continue;
+            std::vector<std::string> names{r.tensor};
+            names.insert(names.end(), r.alternatives.begin(), r.alternatives.end());
+            std::string chosen, twice;
+            for (const std::string& n : names) {
+                const auto it = probe_nodes.find(n);
+                if (it == probe_nodes.end()) continue;
+                if (it->second.first > 1) { if (twice.empty()) twice = n; continue; }
+                if (it->second.second != d)
+                    throw std::invalid_argument(fmt::format("architecture '{}': graph tensor '{}' has {} values per token, not n_embd {}: cannot capture {}",
+                                                            arch, n, it->second.second, d, r.label));
+                chosen = n;
+                break;
+            }
+            if (chosen.empty()) {
+                std::string list;
+                for (const std::string& n : names) list += (list.empty() ? "'" : ", '") + n + "'";
+                if (!twice.empty())
+                    throw std::invalid_argument(fmt::format("architecture '{}' names two graph tensors '{}': cannot capture {} unambiguously",
+                                                            arch, twice, r.label));
+                std::string hint;
+                if (r.label.rfind("resid_mid:", 0) == 0)
+                    hint = " (a parallel block, where attention and MLP read the same input, has no residual stream between them)";
+                throw std::invalid_argument(fmt::format("architecture '{}' does not compute {}: its graph has no tensor {}{}", arch, r.label, list, hint));
+            }
+            const std::string kind = r.label.substr(0, r.label.find(':'));
+            if (const char* why = component_refusal(arch, kind); why && !model->impl()->allow_unverified)
+                throw std::invalid_argument(fmt::format("{} is refused for architecture '{}': {}; the raw tensor is tensor:{} "
+                                                        "(docs/architectures.md)", r.label, arch, why, chosen));
+            r.tensor = chosen;
+            r.alternatives.clear();
+        }
+    }
+
+    // The MoE blocks of the graph: those with one ffn_moe_topk-N ([k, tokens] I32), and for each
+    // the last weight stage build_moe_ffn computes.
+    void resolve_routing() {
+        const std::string& arch = model->info().architecture;
+        const int L = model->info().n_layer;
+        for (int il = 0; il < L; ++il) {
+            const auto it = probe_nodes.find(fmt::format("ffn_moe_topk-{}", il));
+            if (it == probe_nodes.end() || it->second.first != 1) continue;
+            std::string wname;
+            for (const char* stage : {"ffn_moe_weights_scaled", "ffn_moe_weights_norm", "ffn_moe_weights_softmax", "ffn_moe_weights"}) {
+                const auto w = probe_nodes.find(fmt::format("{}-{}", stage, il));
+                if (w != probe_nodes.end() && w->second.first == 1) { wname = w->first; break; }
+            }
+            if (wname.empty())
+                throw std::invalid_argument(fmt::format("architecture '{}': MoE block {} has no single ffn_moe_weights-{} tensor: cannot capture its routing", arch, il, il));
+            const int k = int(it->second.second);
+            if (routing.n_expert_used == 0) routing.n_expert_used = k;
+            if (k != routing.n_expert_used)
+                throw std::invalid_argument(fmt::format("architecture '{}': MoE blocks select different numbers of experts ({} and {})", arch, routing.n_expert_used, k));
+            const auto pr = probe_nodes.find(fmt::format("ffn_moe_probs-{}", il));
+            if (pr != probe_nodes.end()) routing.n_expert = std::max(routing.n_expert, int(pr->second.second));
+            const int m = int(routing.blocks.size());
+            routing.blocks.push_back(il);
+            routing.weight_tensors.push_back(wname);
+            route_want[it->first] = {m, false};
+            route_want[wname] = {m, true};
+        }
+        if (routing.blocks.empty()) {
+            for (int il = 0; il < L; ++il) {
+                const auto it = probe_nodes.find(fmt::format("ffn_moe_topk-{}", il));
+                if (it != probe_nodes.end())
+                    throw std::invalid_argument(fmt::format("architecture '{}' runs {} routers in MoE block {} (ffn_moe_topk-{} appears {} times): "
+                                                            "phasemap cannot tell their selections apart, so routing is not captured",
+                                                            arch, it->second.first, il, il, it->second.first));
+            }
+            throw std::invalid_argument(fmt::format("architecture '{}' has no MoE block (no graph tensor ffn_moe_topk-N): routing needs an MoE model", arch));
+        }
+        if (routing.n_expert < routing.n_expert_used) routing.n_expert = routing.n_expert_used;
+    }
+
+    // Copies the experts (I32) or weights (F32) of one MoE block: k values per row, read through
+    // the strides ([k, rows] for the top-k view, [1, k, rows] for the weights).
+    void on_routing(ggml_tensor* t) {
+        if (!cb_error.empty()) return;
+        const auto [m, is_w] = route_want.at(t->name);
+        const int k = routing.n_expert_used;
+        const size_t M = routing.blocks.size();
+        int rows = 0;
+        size_t s_j = 0, s_r = 0;
+        if (t->ne[0] == k && t->ne[2] == 1 && t->ne[3] == 1) { rows = int(t->ne[1]); s_j = t->nb[0]; s_r = t->nb[1]; }
+        else if (t->ne[0] == 1 && t->ne[1] == k && t->ne[3] == 1) { rows = int(t->ne[2]); s_j = t->nb[1]; s_r = t->nb[2]; }
+        else {
+            cb_error = fmt::format("routing tensor '{}' has shape [{}, {}, {}], expected {} values per token", t->name, t->ne[0], t->ne[1], t->ne[2], k);
+            return;
+        }
+        if ((is_w && t->type != GGML_TYPE_F32) || (!is_w && t->type != GGML_TYPE_I32)) {
+            cb_error = fmt::format("routing tensor '{}' has type {}", t->name, ggml_type_name(t->type));
+            return;
+        }
+        int& seen = rows_seen[t->name];
+        const int base = seen;
+        seen += rows;
+        if (seen > rows_expected) {
+            cb_error = fmt::format("tensor '{}' produced {} rows, expected {}", t->name, seen, rows_expected);
+            return;
+        }
+        const bool host = t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
+        const unsigned char* src = static_cast<const unsigned char*>(t->data);
+        if (!host) {
+            scratch.resize(ggml_nbytes(t));
+            ggml_backend_tensor_get(t, scratch.data(), 0, ggml_nbytes(t));
+            src = scratch.data();
+        }
+        for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < k; ++j) {
+                const unsigned char* p = src + size_t(r) * s_r + size_t(j) * s_j;
+                const size_t o = (size_t(base + r) * M + size_t(m)) * size_t(k) + size_t(j);
+                if (is_w) std::memcpy(&route_weights[o], p, sizeof(float));
+                else std::memcpy(&route_experts[o], p, sizeof(int32_t));
+            }
+    }
+
+    void record_node(const ggml_tensor* t) {
+        graph_names.insert(t->name);
+        if (t->op == GGML_OP_UNARY) {
+            const ggml_unary_op u = ggml_get_unary_op(t);
+            if (u == GGML_UNARY_OP_GELU || u == GGML_UNARY_OP_GELU_ERF || u == GGML_UNARY_OP_GELU_QUICK) graph.gelu = true;
+        } else if (t->op == GGML_OP_GLU) {
+            const ggml_glu_op g = ggml_get_glu_op(t);
+            if (g == GGML_GLU_OP_GEGLU || g == GGML_GLU_OP_GEGLU_ERF || g == GGML_GLU_OP_GEGLU_QUICK) graph.gelu = true;
+        }
     }
 
     void on_edit(ggml_tensor* t, int blk) {
@@ -150,6 +324,7 @@ struct Engine::Impl {
         const auto it = want.find(t->name);
         if (!embd && it == want.end()) return;
         const std::vector<int>& slots = embd ? embd_slots : it->second;
+        if (embd && recording) graph.embd_tensor = t->name;  // the last one computed wins, as for the rows
         if (t->ne[0] != d || t->ne[2] != 1 || t->ne[3] != 1) {
             // A 3-d view of [d, tokens] (recurrent graphs reshape to [d, n_seq_tokens, n_seqs]).
             if (!(t->ne[0] == d && t->ne[3] == 1)) {
@@ -207,16 +382,28 @@ struct Engine::Impl {
             edit_rows_expected = batch.n_tokens;
             cb_error.clear();
         }
-        capture_on = capture && Lp > 0;
+        capture_on = capture && (Lp > 0 || !route_want.empty());
         if (capture_on) {
             rows_expected = batch.n_tokens;
             step.assign(size_t(batch.n_tokens) * Lp * size_t(d), 0.0f);
+            if (!route_want.empty()) {
+                const size_t n = size_t(batch.n_tokens) * routing.blocks.size() * size_t(routing.n_expert_used);
+                route_experts.assign(n, -1);
+                route_weights.assign(n, 0.0f);
+            }
             rows_seen.clear();
             cb_error.clear();
         }
+        recording = capture_on && !graph.recorded;
         take_llama_errors();
         const int rc = llama_decode(ctx, batch);
         capture_on = false;
+        if (recording) {
+            recording = false;
+            graph.recorded = true;
+            graph.node_names.assign(graph_names.begin(), graph_names.end());
+            graph_names.clear();
+        }
         if (edit_on) {
             edit_on = false;
             for (auto& e : edits) e.clear();
@@ -235,6 +422,12 @@ struct Engine::Impl {
                     "architecture '{}' did not expose graph tensor '{}' for every token ({} of {} rows): cannot capture {}",
                     model->info().architecture, name, it == rows_seen.end() ? 0 : it->second, batch.n_tokens,
                     layers[size_t(slots.front())].label));
+        }
+        for (const auto& [name, slot] : route_want) {
+            const auto it = rows_seen.find(name);
+            if (it == rows_seen.end() || it->second != batch.n_tokens)
+                throw std::runtime_error(fmt::format("architecture '{}' did not expose routing tensor '{}' for every token ({} of {} rows)",
+                                                     model->info().architecture, name, it == rows_seen.end() ? 0 : it->second, batch.n_tokens));
         }
         if (!embd_slots.empty()) {
             bool any = false;
@@ -258,10 +451,6 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     s.layers = resolve_layers(opt.layers, mi.n_layer);
     s.d = mi.n_embd;
     s.Lp = s.layers.size();
-    for (size_t i = 0; i < s.layers.size(); ++i) {
-        if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
-        else s.want[s.layers[i].tensor].push_back(int(i));
-    }
     // Sizes from options, checked against the model before llama.cpp allocates anything.
     if (opt.n_ctx < 0) throw std::invalid_argument(fmt::format("--ctx {} must be ≥ 0 (0 = automatic)", opt.n_ctx));
     if (mi.n_ctx_train > 0 && opt.n_ctx > mi.n_ctx_train)
@@ -303,6 +492,15 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         std::vector<float> scales = mimpl.lora_scales;
         llama_set_adapters_lora(s.ctx, mimpl.loras.data(), mimpl.loras.size(), scales.data());
     }
+    const bool comps = std::any_of(s.layers.begin(), s.layers.end(), [](const ResolvedLayer& r) { return r.component(); });
+    if (comps || opt.routing) s.probe();
+    if (comps) s.resolve_components();
+    if (opt.routing) s.resolve_routing();
+    s.probe_nodes.clear();
+    for (size_t i = 0; i < s.layers.size(); ++i) {
+        if (s.layers[i].tensor == "embd") s.embd_slots.push_back(int(i));
+        else s.want[s.layers[i].tensor].push_back(int(i));
+    }
     s.facts.precision = precision_name(opt.precision);
     s.facts.n_ctx = s.n_ctx_seq;
     s.facts.n_batch = s.n_batch;
@@ -316,6 +514,8 @@ Engine::~Engine() = default;
 
 const std::vector<ResolvedLayer>& Engine::layers() const { return impl_->layers; }
 const EngineFacts& Engine::facts() const { return impl_->facts; }
+const GraphFacts& Engine::graph_facts() const { return impl_->graph; }
+const RoutingLayout& Engine::routing() const { return impl_->routing; }
 
 namespace {
 
@@ -446,6 +646,7 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
             st.layers = s.layers;
             st.n_embd = s.d;
             st.n_vocab = V;
+            st.routing = s.routing;
             sl.sink->begin(st);
             slots.push_back(std::move(sl));
         }
@@ -549,6 +750,11 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
                 rec.text = m.token_text(id);
                 rec.position = sl.pos;
                 rec.stats = step_stats[bi];
+                if (!s.route_want.empty()) {
+                    const size_t mk = s.routing.blocks.size() * size_t(s.routing.n_expert_used);
+                    rec.experts.assign(s.route_experts.begin() + long(bi * mk), s.route_experts.begin() + long((bi + 1) * mk));
+                    rec.expert_weights.assign(s.route_weights.begin() + long(bi * mk), s.route_weights.begin() + long((bi + 1) * mk));
+                }
                 const std::span<const float> st =
                     s.Lp ? std::span<const float>(s.step.data() + bi * s.Lp * size_t(s.d), s.Lp * size_t(s.d))
                          : std::span<const float>();

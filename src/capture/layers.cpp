@@ -4,7 +4,9 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <unordered_set>
@@ -55,6 +57,21 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
         }
         if (seen.insert(r.label).second) out.push_back(std::move(r));
     };
+    enum class Comp { resid_mid, attn_out, ffn_out };
+    auto add_comp = [&](Comp c, int i) {
+        ResolvedLayer r;
+        r.block = i;
+        switch (c) {
+            case Comp::resid_mid: r.label = fmt::format("resid_mid:{}", i); r.tensor = fmt::format("ffn_inp-{}", i); break;
+            case Comp::attn_out: r.label = fmt::format("attn_out:{}", i); r.tensor = fmt::format("attn_out-{}", i); break;
+            case Comp::ffn_out:
+                r.label = fmt::format("ffn_out:{}", i);
+                r.tensor = fmt::format("ffn_out-{}", i);
+                r.alternatives = {fmt::format("ffn_moe_out-{}", i)};
+                break;
+        }
+        if (seen.insert(r.label).second) out.push_back(std::move(r));
+    };
 
     size_t pos = 0;
     while (pos <= spec.size()) {
@@ -66,26 +83,53 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
         if (item == "all") { for (int i = 0; i <= n_layer; ++i) add(true, i); continue; }
         const size_t colon = item.find(':');
         if (colon == std::string::npos)
-            throw std::invalid_argument(fmt::format("layer spec item '{}': expected hf:SEL or block:SEL", item));
+            throw std::invalid_argument(fmt::format("layer spec item '{}': expected hf:SEL or block:SEL (or resid_mid, attn_out, ffn_out:SEL, tensor:NAME-N)", item));
         const std::string kind = item.substr(0, colon);
         const std::string sel = item.substr(colon + 1);
-        bool hf;
+        if (kind == "tensor") {
+            // NAME-N: the last '-' separates the block index (a name may itself contain '-').
+            const size_t dash = sel.rfind('-');
+            if (dash == std::string::npos || dash == 0 || dash + 1 == sel.size())
+                throw std::invalid_argument(fmt::format("layer spec item '{}': expected tensor:NAME-N (e.g. tensor:ffn_norm-3)", item));
+            const std::string name = sel.substr(0, dash);
+            for (char ch : name)
+                if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.'))
+                    throw std::invalid_argument(fmt::format("layer spec item '{}': tensor name '{}' may hold only letters, digits, '_' and '.'", item, name));
+            const int i = parse_index(sel.substr(dash + 1), n_layer - 1, item);
+            ResolvedLayer r;
+            r.block = i;
+            r.label = fmt::format("tensor:{}-{}", name, i);
+            r.tensor = fmt::format("{}-{}", name, i);
+            if (seen.insert(r.label).second) out.push_back(std::move(r));
+            continue;
+        }
+        bool hf = false;
+        std::optional<Comp> comp;
         if (kind == "hf") hf = true;
         else if (kind == "block") hf = false;
-        else throw std::invalid_argument(fmt::format("layer spec item '{}': unknown kind '{}' (use hf or block)", item, kind));
+        else if (kind == "resid_mid") comp = Comp::resid_mid;
+        else if (kind == "attn_out") comp = Comp::attn_out;
+        else if (kind == "ffn_out") comp = Comp::ffn_out;
+        else
+            throw std::invalid_argument(fmt::format(
+                "layer spec item '{}': unknown kind '{}' (use hf, block, resid_mid, attn_out, ffn_out or tensor)", item, kind));
         const int max_index = hf ? n_layer : n_layer - 1;
-        if (sel == "all") { for (int i = 0; i <= max_index; ++i) add(hf, i); continue; }
-        if (sel == "last") { add(hf, max_index); continue; }
+        auto put = [&](int i) {
+            if (comp) add_comp(*comp, i);
+            else add(hf, i);
+        };
+        if (sel == "all") { for (int i = 0; i <= max_index; ++i) put(i); continue; }
+        if (sel == "last") { put(max_index); continue; }
         // A range A-B (A, B ≥ 0); a leading '-' is a negative single index.
         const size_t dash = sel.find('-', 1);
         if (dash != std::string::npos && sel[0] != '-') {
             const int a = parse_index(sel.substr(0, dash), max_index, item);
             const int b = parse_index(sel.substr(dash + 1), max_index, item);
             if (a > b) throw std::invalid_argument(fmt::format("layer spec item '{}': empty range {}>{}", item, a, b));
-            for (int i = a; i <= b; ++i) add(hf, i);
+            for (int i = a; i <= b; ++i) put(i);
             continue;
         }
-        add(hf, parse_index(sel, max_index, item));
+        put(parse_index(sel, max_index, item));
     }
     if (out.empty()) throw std::invalid_argument(fmt::format("layer spec '{}' selects no layer", spec));
     return out;

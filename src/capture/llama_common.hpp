@@ -19,6 +19,7 @@ struct Model::Impl {
     // the model.
     std::vector<llama_adapter_lora*> loras;
     std::vector<float> lora_scales;
+    bool allow_unverified = false;  // ModelOptions::allow_unverified_architecture
     ~Impl();
 };
 
@@ -31,6 +32,10 @@ std::vector<AdapterInfo> load_lora_adapters(Model::Impl& impl, const std::string
 // Initialises the llama.cpp backend once and routes its log: errors are kept (the last few
 // lines are appended to our error messages); everything is printed when PHASEMAP_LLAMA_LOG=1.
 void ensure_backend();
+
+// Why the capture point `kind` (resid_mid, attn_out or ffn_out) is refused for `arch`, or
+// nullptr (src/capture/components.cpp, settled by the architecture sweep).
+const char* component_refusal(const std::string& arch, const std::string& kind);
 std::string take_llama_errors();
 // The collected error lines as llama.cpp wrote them (cleared).
 std::string take_llama_errors_raw();

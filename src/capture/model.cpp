@@ -40,7 +40,37 @@ std::string meta_str(const llama_model* m, const char* key) {
     return n < 0 ? std::string() : std::string(buf.data());
 }
 
+// Architectures whose capture fails the sweep's checks (docs/architectures.md), with the reason.
+struct Refusal {
+    const char* arch;
+    const char* reason;
+};
+constexpr Refusal kRefused[] = {
+    {"deepseek4", "its blocks carry 4 hyper-connection streams and not every block names a single output l_out-N "
+                  "(l_out-2 is absent), so hf:i / block:i cannot be read"},
+    {"hy_v4", "its blocks carry hyper-connection streams: l_out-N holds one row per stream (4 per token), not one "
+              "residual state"},
+    {"qwen4exp", "its blocks carry hyper-connection streams and do not name their output l_out-N, so hf:i / block:i "
+                 "cannot be read"},
+    {"kimi-k3", "the final norm reads an attention-residual mix of the block outputs, not block L-1's output "
+                "(norm(block:L-1) differs from hf:L by 1.5 relative), so the block outputs are not the residual stream"},
+    {"phimoe", "the final norm of the captured block:L-1 does not reproduce hf:L (7e-2 relative for its LayerNorm), "
+               "so the captured block output is not what the output norm reads"},
+    {"nemotron_h", "only its MLP blocks name their output l_out-N (Mamba-2 and attention-only blocks do not), so "
+                   "hf:i is absent for those blocks"},
+    {"nemotron_h_moe", "only its MLP/MoE blocks name their output l_out-N (Mamba-2 and attention-only blocks do not), "
+                       "so hf:i is absent for those blocks"},
+    {"plamo2", "its Mamba and attention blocks do not name their output l_out-N, so hf:i / block:i cannot be read"},
+    {"plamo3", "its graph does not name the final norm result_norm, so hf:L cannot be read"},
+};
+
 }  // namespace
+
+const char* architecture_refusal(const std::string& arch) {
+    for (const Refusal& r : kRefused)
+        if (*r.arch && arch == r.arch) return r.reason;
+    return nullptr;
+}
 
 void ensure_backend() {
     static std::once_flag once;
@@ -113,6 +143,10 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     std::shared_ptr<Model> model(new Model());
     model->impl_ = std::make_unique<Impl>();
     model->impl_->model = m;
+    model->impl_->allow_unverified = opt.allow_unverified_architecture;
+    if (const char* why = architecture_refusal(meta_str(m, "general.architecture")); why && !opt.allow_unverified_architecture)
+        throw std::runtime_error(fmt::format("phasemap refuses architecture '{}' (model '{}'): {} (see docs/architectures.md)",
+                                             meta_str(m, "general.architecture"), path.string(), why));
     model->impl_->vocab = llama_model_get_vocab(m);
     ModelInfo& i = model->info_;
     i.path = fs::absolute(path);

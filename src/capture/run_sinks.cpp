@@ -61,6 +61,7 @@ NpzRunWriter::NpzRunWriter(fs::path out, nlohmann::json metadata, bool compress)
 
 NpzRunWriter::~NpzRunWriter() {
     hs_.reset(); lg_.reset(); ids_.reset(); pos_.reset(); ent_.reset(); top1_.reset(); margin_.reset(); surp_.reset();
+    rexp_.reset(); rw_.reset();
     parts_.reset();
 }
 
@@ -75,6 +76,15 @@ void NpzRunWriter::begin(const RunStart& s) {
     top1_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "top1.npy", "<f8", std::vector<size_t>{});
     margin_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "margin.npy", "<f8", std::vector<size_t>{});
     surp_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "surprisal.npy", "<f8", std::vector<size_t>{});
+    if (!s.routing.blocks.empty()) {
+        const std::vector<size_t> shape{s.routing.blocks.size(), size_t(s.routing.n_expert_used)};
+        rexp_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "routing_experts.npy", "<i4", shape);
+        rw_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "routing_weights.npy", "<f4", shape);
+        meta_["routing"] = {{"blocks", s.routing.blocks},
+                            {"n_expert", s.routing.n_expert},
+                            {"n_expert_used", s.routing.n_expert_used},
+                            {"weight_tensors", s.routing.weight_tensors}};
+    }
     meta_["run_index"] = s.run_index;
     meta_["prompt_text"] = s.prompt_text;
     nlohmann::json layers = nlohmann::json::array();
@@ -96,12 +106,18 @@ void NpzRunWriter::token(const TokenRecord& rec, std::span<const float> states, 
     top1_->append(&rec.stats.top1, 1);
     margin_->append(&rec.stats.margin, 1);
     surp_->append(&rec.stats.surprisal, 1);
+    if (rexp_) {
+        if (rec.experts.empty() || rec.experts.size() != rec.expert_weights.size())
+            throw std::runtime_error(fmt::format("token {} carries no routing record", rec.t));
+        rexp_->append(rec.experts.data(), 1);
+        rw_->append(rec.expert_weights.data(), 1);
+    }
     token_texts_.push_back(rec.text);
 }
 
 void NpzRunWriter::end(const RunEnd& e) {
     io::NpzBuilder b;
-    for (auto* w : {hs_.get(), lg_.get(), ids_.get(), pos_.get(), ent_.get(), top1_.get(), margin_.get(), surp_.get()}) {
+    for (auto* w : {hs_.get(), lg_.get(), ids_.get(), pos_.get(), ent_.get(), top1_.get(), margin_.get(), surp_.get(), rexp_.get(), rw_.get()}) {
         if (!w) continue;
         w->finish();
         b.add_file(w->path().filename().string(), w->path());

@@ -48,6 +48,7 @@ struct GenerateArgs {
     int threads = 0;
     int ctx = 0;
     bool save_logits = false;
+    bool routing = false;
     std::string out;
     bool compress = false;
     bool quiet = false;
@@ -185,6 +186,7 @@ int run_generate(GenerateArgs& a) {
     eo.n_threads = a.threads;
     eo.layers = a.layers;
     eo.save_logits = a.save_logits;
+    eo.routing = a.routing;
     std::unique_ptr<Engine> engine;
     try { engine = std::make_unique<Engine>(model, eo); }
     catch (const std::invalid_argument& e) { throw UserError(e.what()); }
@@ -390,6 +392,8 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
     app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
+    app.add_flag("--routing", a->routing,
+                 "MoE models: store per token and MoE block the selected experts and their weights (routing_experts / routing_weights [T, M, k])");
     app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)")->check(kPath);
     app.add_flag("--compress", a->compress, "deflate the NPZ members");
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");

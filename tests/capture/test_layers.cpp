@@ -48,4 +48,41 @@ TEST(LayerSpec, ErrorsNameTheItem) {
     }
 }
 
+TEST(LayerSpec, BlockComponentsResolveToLlamaCppNames) {
+    EXPECT_EQ(labels("resid_mid:all", 2), (std::vector<std::string>{"resid_mid:0=ffn_inp-0", "resid_mid:1=ffn_inp-1"}));
+    EXPECT_EQ(labels("attn_out:last,ffn_out:0-1", 3),
+              (std::vector<std::string>{"attn_out:2=attn_out-2", "ffn_out:0=ffn_out-0", "ffn_out:1=ffn_out-1"}));
+    EXPECT_EQ(labels("attn_out:-1", 4), (std::vector<std::string>{"attn_out:3=attn_out-3"}));
+    const auto f = resolve_layers("ffn_out:1", 2);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].alternatives, (std::vector<std::string>{"ffn_moe_out-1"}));
+    EXPECT_EQ(f[0].block, 1);
+    EXPECT_EQ(f[0].hf_index, -1);
+    EXPECT_TRUE(f[0].component());
+    EXPECT_FALSE(resolve_layers("hf:1", 2)[0].component());
+    // tensor:NAME-N, where NAME may itself hold '-'-free names with '_' and '.'; the last '-' splits.
+    EXPECT_EQ(labels("tensor:ffn_moe_out-1,tensor:attn_norm-0,tensor:attn_norm-0", 2),
+              (std::vector<std::string>{"tensor:ffn_moe_out-1=ffn_moe_out-1", "tensor:attn_norm-0=attn_norm-0"}));
+    EXPECT_EQ(resolve_layers("tensor:x.y-0", 1)[0].block, 0);
+}
+
+TEST(LayerSpec, BlockComponentErrorsNameTheItem) {
+    for (const auto& [bad, want] : std::vector<std::pair<std::string, std::string>>{
+             {"resid_mid:2", "out of range"},
+             {"attn_out:x", "not an integer"},
+             {"mlp:0", "unknown kind 'mlp' (use hf, block, resid_mid, attn_out, ffn_out or tensor)"},
+             {"tensor:-1", "expected tensor:NAME-N"},
+             {"tensor:attn_norm-", "expected tensor:NAME-N"},
+             {"tensor:a/b-0", "may hold only letters"},
+             {"tensor:attn_norm-2", "out of range"}}) {
+        try {
+            resolve_layers(bad, 2);
+            ADD_FAILURE() << "accepted '" << bad << "'";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << bad << ": " << e.what();
+            EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << bad << ": " << e.what();
+        }
+    }
+}
+
 }  // namespace

@@ -477,8 +477,9 @@ void check_model(Row& row, const fs::path& path, bool bypass) {
                 e_ln = std::min(e_ln, el);
             }
             const bool rms = e_rms <= e_ln;
-            row.norm_kind = rms ? "RMSNorm" : (nb.empty() ? "LayerNorm" : "LayerNorm+bias");
             const double e = std::min(e_rms, e_ln);
+            // A kind is named only when it fits: between two misfits the smaller error is noise.
+            row.norm_kind = e > kNormTol ? "neither fits" : rms ? "RMSNorm" : (nb.empty() ? "LayerNorm" : "LayerNorm+bias");
             if (e <= kNormTol) row.norm.pass(sci(e));
             else row.norm.fail("neither RMSNorm (" + sci(e_rms) + ") nor LayerNorm (" + sci(e_ln) + ") of block:L-1 gives hf:L");
         }

@@ -50,8 +50,13 @@ add_test(NAME hardening.bad_inputs
                  --source-dir ${CMAKE_SOURCE_DIR})
 set_tests_properties(hardening.bad_inputs PROPERTIES TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}")
 # The size-from-input cases again, each under prlimit --as=2G --fsize=64M (issue 17).
+if(PHASEMAP_SANITIZE)
+  set(PM_RESOURCE_MODE --resource-limits --sanitized)
+else()
+  set(PM_RESOURCE_MODE --resource-limits)
+endif()
 add_test(NAME hardening.bad_inputs_resources
-         COMMAND ${PM_HARDENING_PYTHON} ${CMAKE_SOURCE_DIR}/tests/bad-inputs/run.py --resource-limits
+         COMMAND ${PM_HARDENING_PYTHON} ${CMAKE_SOURCE_DIR}/tests/bad-inputs/run.py ${PM_RESOURCE_MODE}
                  --phasemap $<TARGET_FILE:phasemap> --cases ${CMAKE_SOURCE_DIR}/tests/bad-inputs/cases
                  --source-dir ${CMAKE_SOURCE_DIR})
 set_tests_properties(hardening.bad_inputs_resources PROPERTIES TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}")

@@ -32,6 +32,8 @@ Every file's content is compared before and after the run: an input overwritten 
 
 Resource mode (--resource-limits): only the cases marked "resource": true (sizes that come from
 input), each under prlimit --as=2 GiB --fsize=64 MiB; they must still end in their one clear error.
+With --sanitized (the ASan build of make test-asan) the memory cap is 2 GiB of resident memory,
+enforced by ASan's hard_rss_limit_mb, because ASan cannot start under an address-space cap.
 Placeholders in args and file specs: {work}, {model} (stories260K), {rwkv} (tiny-rwkv7), {src}.
 
 usage: run.py --phasemap BIN --cases DIR [--source-dir DIR] [-k SUBSTRING] [--resource-limits]
@@ -204,11 +206,17 @@ def run_case(path, args, env_base):
                 f.write(file_bytes(spec, env))
         before = listing(work)
         argv = [args.phasemap] + [subst(a, env) for a in case["args"]]
-        if args.resource_limits:
+        run_env = dict(os.environ, LC_ALL="C", **case.get("env", {}))
+        if args.resource_limits and args.sanitized:
+            # ASan reserves terabytes of shadow address space, so an address-space cap stops it
+            # before main(); the same 2 GiB bound is put on resident memory through ASan's own
+            # watchdog (it aborts the process past the limit, which fails the case).
+            argv = ["prlimit", f"--fsize={64 << 20}", "--"] + argv
+            run_env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS", ""), "hard_rss_limit_mb=2048"]))
+        elif args.resource_limits:
             argv = ["prlimit", f"--as={2 << 30}", f"--fsize={64 << 20}", "--"] + argv
         try:
-            r = subprocess.run(argv, cwd=work, capture_output=True, timeout=case.get("timeout", 120),
-                               env=dict(os.environ, LC_ALL="C", **case.get("env", {})))
+            r = subprocess.run(argv, cwd=work, capture_output=True, timeout=case.get("timeout", 120), env=run_env)
         except subprocess.TimeoutExpired:
             return name, "fail", "timed out"
         err = r.stderr.decode(errors="replace")
@@ -247,6 +255,8 @@ def main():
     ap.add_argument("-v", action="store_true", help="print every error line")
     ap.add_argument("--resource-limits", action="store_true",
                     help="run only the cases marked resource, under prlimit --as=2G --fsize=64M")
+    ap.add_argument("--sanitized", action="store_true",
+                    help="the binary is an ASan build: cap resident memory (ASan hard_rss_limit_mb=2048) instead of address space")
     args = ap.parse_args()
     args.phasemap = os.path.abspath(args.phasemap)
     env_base = {"models": shared_models(os.path.abspath(args.source_dir)), "src": os.path.abspath(args.source_dir)}

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Peak RSS of `phasemap generate -o` against run length: the same model, prompt and settings for
-# SHORT and LONG generated tokens, every layer captured and the full logits saved (the largest
+# SHORT and LONG generated tokens (the context, LONG + 64, must fit the training context: phasemap
+# refuses a larger --ctx), every layer captured and the full logits saved (the largest
 # per-token output). The run writer streams to disk, so the peak must stay flat.
 #
-#   bench/bench_rss.sh PHASEMAP MODEL [SHORT=64] [LONG=1024] [THREADS=2]
+#   bench/bench_rss.sh PHASEMAP MODEL [SHORT=64] [LONG=448] [THREADS=2]
 # Prints one JSON object per run: {"n_predict", "tokens", "max_rss_kb", "wall_s", "npz_bytes",
 # "array_bytes"} (tokens and array sizes read back from the NPZ with numpy).
 set -euo pipefail
-BIN=$1 MODEL=$2 SHORT=${3:-64} LONG=${4:-1024} THREADS=${5:-2}
+BIN=$1 MODEL=$2 SHORT=${3:-64} LONG=${4:-448} THREADS=${5:-2}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm-bench-rss.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 ctx=$((LONG + 64))

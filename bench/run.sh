@@ -7,14 +7,14 @@
 #   bench/run.sh [BUILD=build]
 #   BENCH_TOKENS (32) BENCH_REPS (3) BENCH_THREADS (2)   bench_capture on the real-shape qwen2
 #   BENCH_MIN_TIME (0.5)                                 seconds per google-benchmark case
-#   BENCH_RSS_SHORT (64) BENCH_RSS_LONG (1024)           run lengths of the peak-RSS check
+#   BENCH_RSS_SHORT (64) BENCH_RSS_LONG (448)            run lengths of the peak-RSS check (LONG + 64 ≤ the model's training context, 512)
 #   BENCH_MD (BENCHMARKS.md)                             file to rewrite
 #   PHASEMAP_CACHE                                       the random-weight models are cached in $PHASEMAP_CACHE/bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 TOKENS=${BENCH_TOKENS:-32} REPS=${BENCH_REPS:-3} THREADS=${BENCH_THREADS:-2} MIN_TIME=${BENCH_MIN_TIME:-0.5}
-RSS_SHORT=${BENCH_RSS_SHORT:-64} RSS_LONG=${BENCH_RSS_LONG:-1024}
+RSS_SHORT=${BENCH_RSS_SHORT:-64} RSS_LONG=${BENCH_RSS_LONG:-448}
 MD=${BENCH_MD:-BENCHMARKS.md}
 CACHE=${PHASEMAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasemap}/bench
 PM="$BUILD/phasemap"
@@ -126,7 +126,7 @@ sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss
     "saved, context fixed at the longer length so that the KV cache is the same size. The run writer streams to "
     "disk: the peak must not grow with the run (ratio ≈ 1). Storage overhead: the NPZ's size over the raw bytes of "
     "its arrays (headers, metadata.json, zip directory).\n\n"
-    f"```\nbash bench/bench_rss.sh {BUILD}/phasemap {LLAMA} {env.get('BENCH_RSS_SHORT', '64')} {env.get('BENCH_RSS_LONG', '1024')} {env.get('BENCH_THREADS', '2')}\n```\n\n" + "\n".join(rows)))
+    f"```\nbash bench/bench_rss.sh {BUILD}/phasemap {LLAMA} {env.get('BENCH_RSS_SHORT', '64')} {env.get('BENCH_RSS_LONG', '448')} {env.get('BENCH_THREADS', '2')}\n```\n\n" + "\n".join(rows)))
 
 m = re.search(r"plain llama\.cpp batched decode: 16 sequences ([\d.]+) tok/s, 1 sequence ([\d.]+) tok/s, ratio ([\d.]+)", cap)
 if m:

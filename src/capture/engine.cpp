@@ -234,6 +234,23 @@ struct Engine::Impl {
         if (routing.n_expert < routing.n_expert_used) routing.n_expert = routing.n_expert_used;
     }
 
+    // Counts `rows` more rows of tensor t in this step (its first row's index in `base`) and returns
+    // its bytes on the host, copied into scratch when the tensor lives on a device; nullptr with
+    // cb_error set when the tensor produced more rows than the step holds.
+    const unsigned char* take_rows(ggml_tensor* t, int rows, int& base) {
+        int& seen = rows_seen[t->name];
+        base = seen;
+        seen += rows;
+        if (seen > rows_expected) {
+            cb_error = fmt::format("tensor '{}' produced {} rows, expected {}", t->name, seen, rows_expected);
+            return nullptr;
+        }
+        if (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer)) return static_cast<const unsigned char*>(t->data);
+        scratch.resize(ggml_nbytes(t));
+        ggml_backend_tensor_get(t, scratch.data(), 0, ggml_nbytes(t));
+        return scratch.data();
+    }
+
     // Copies the experts (I32) or weights (F32) of one MoE block: k values per row, read through
     // the strides ([k, rows] for the top-k view, [1, k, rows] for the weights).
     void on_routing(ggml_tensor* t) {
@@ -253,20 +270,9 @@ struct Engine::Impl {
             cb_error = fmt::format("routing tensor '{}' has type {}", t->name, ggml_type_name(t->type));
             return;
         }
-        int& seen = rows_seen[t->name];
-        const int base = seen;
-        seen += rows;
-        if (seen > rows_expected) {
-            cb_error = fmt::format("tensor '{}' produced {} rows, expected {}", t->name, seen, rows_expected);
-            return;
-        }
-        const bool host = t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
-        const unsigned char* src = static_cast<const unsigned char*>(t->data);
-        if (!host) {
-            scratch.resize(ggml_nbytes(t));
-            ggml_backend_tensor_get(t, scratch.data(), 0, ggml_nbytes(t));
-            src = scratch.data();
-        }
+        int base = 0;
+        const unsigned char* src = take_rows(t, rows, base);
+        if (!src) return;
         for (int r = 0; r < rows; ++r)
             for (int j = 0; j < k; ++j) {
                 const unsigned char* p = src + size_t(r) * s_r + size_t(j) * s_j;
@@ -337,20 +343,9 @@ struct Engine::Impl {
             return;
         }
         const int rows = int(t->ne[1] * t->ne[2]);
-        int& seen = rows_seen[t->name];
-        const int base = seen;
-        seen += rows;
-        if (base + rows > rows_expected) {
-            cb_error = fmt::format("tensor '{}' produced {} rows, expected {}", t->name, base + rows, rows_expected);
-            return;
-        }
-        const bool host = t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
-        const unsigned char* src = static_cast<const unsigned char*>(t->data);
-        if (!host) {
-            scratch.resize(ggml_nbytes(t));
-            ggml_backend_tensor_get(t, scratch.data(), 0, ggml_nbytes(t));
-            src = scratch.data();
-        }
+        int base = 0;
+        const unsigned char* src = take_rows(t, rows, base);
+        if (!src) return;
         for (int r = 0; r < rows; ++r) {
             const int64_t i1 = r % t->ne[1], i2 = r / t->ne[1];
             const unsigned char* row = src + i1 * t->nb[1] + i2 * t->nb[2];

@@ -20,6 +20,7 @@
 
 #include "phasemap/capture.hpp"
 #include "phasemap/layers.hpp"
+#include "archs/archs_model.hpp"
 #include "support/gguf_weights.hpp"
 #include "support/paths.hpp"
 #include "support/ref_llama.hpp"
@@ -29,11 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace cap = phasemap::capture;
 
-fs::path archs_model(const std::string& stem) {
-    const fs::path p = fs::path(PHASEMAP_ARCHS_MODELS) / (stem + ".gguf");
-    if (!fs::exists(p)) throw std::runtime_error("sweep model " + p.string() + " is missing (ctest runs archs.models first)");
-    return p;
-}
+using pmtest::archs_model;
 
 struct Capture {
     std::vector<phasemap::ResolvedLayer> layers;

@@ -20,6 +20,7 @@
 
 #include "phasemap/capture.hpp"
 #include "phasemap/npz.hpp"
+#include "archs/archs_model.hpp"
 #include "support/gguf_weights.hpp"
 #include "support/paths.hpp"
 
@@ -28,11 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace cap = phasemap::capture;
 
-fs::path archs_model(const std::string& stem) {
-    const fs::path p = fs::path(PHASEMAP_ARCHS_MODELS) / (stem + ".gguf");
-    if (!fs::exists(p)) throw std::runtime_error("sweep model " + p.string() + " is missing (ctest runs archs.models first)");
-    return p;
-}
+using pmtest::archs_model;
 
 struct RoutedRun {
     cap::RunStart start;

@@ -25,10 +25,17 @@ struct RunData {
     std::vector<std::string> token_texts;     // from metadata when present
     nlohmann::json metadata;                  // phasemap metadata.json, or null
     bool phasemap_layout = false;             // written by phasemap generate
+    // MoE routing (generate --routing): [T, M, k] experts and weights of the M MoE blocks listed
+    // in metadata "routing" (blocks, n_expert); routing_blocks empty when the file has none.
+    std::vector<int32_t> routing_experts;
+    std::vector<float> routing_weights;
+    std::vector<int> routing_blocks;
+    size_t routing_k = 0, routing_n_expert = 0;
 };
 
 // Throws std::runtime_error with a message naming the file and the problem: missing file,
-// not a zip, truncated, no hidden_states, wrong rank, mismatched lengths, bad dtype.
+// not a zip, truncated, no hidden_states, wrong rank, mismatched lengths, bad dtype, routing
+// members without their metadata or of other shapes than [T, M, k].
 RunData load_run_npz(const std::filesystem::path& path);
 
 // sha256 of a file as lowercase hex.

@@ -142,6 +142,14 @@ void print_summary(const RunSummary& s, const RunInput& in) {
     } else if (!s.controls_missing_reason.empty() && s.options.controls.shuffles > 0) {
         fmt::print("controls: n/a ({})\n", s.controls_missing_reason);
     }
+    if (s.routing) {
+        const RoutingResult& r = *s.routing;
+        Summary h = summarize(r.entropy);
+        fmt::print("routing ({} MoE blocks, {} of {} experts): entropy {} nats  switch rate {}  load entropy {}  imbalance {}\n",
+                   r.blocks, r.k, r.n_expert, fmt_summary(h), fmt_value(r.switch_rate, 3), fmt_value(r.load_entropy, 3),
+                   fmt_value(r.load_imbalance, 3));
+        fmt::print("  adjacent blocks: top-1 NMI {}  switch agreement {}\n", fmt_value(r.top1_nmi, 3), fmt_value(r.switch_agreement, 3));
+    }
 }
 
 void print_tokens(const RunSummary& s, const RunInput& in) {
@@ -190,6 +198,22 @@ nlohmann::json analyze_and_report(const RunInput& in0, const AnalysisArgs& a, si
         s = analyze_run(view, in.stats, opt);
     } catch (const MetricError& e) {
         throw UserError(fmt::format("{}: {}", in.label, e.what()));
+    }
+    if (!in.routing_blocks.empty()) {
+        const RoutingView rv{in.routing_experts.data(), in.routing_weights.data(), in.tokens, in.routing_blocks.size(),
+                             in.routing_k, in.routing_n_expert, in.routing_blocks};
+        if (in.routing_experts.size() != in.tokens * rv.blocks * rv.k || in.routing_weights.size() != in.routing_experts.size())
+            throw UserError(fmt::format("{}: routing holds {} values, expected T·M·k = {}·{}·{}", in.label, in.routing_experts.size(),
+                                        in.tokens, rv.blocks, rv.k));
+        try {
+            s.routing = routing_metrics(rv);
+            s.routing_missing_reason.clear();
+        } catch (const MetricError& e) {
+            throw UserError(fmt::format("{}: {}", in.label, e.what()));
+        }
+    } else if (a.require_routing) {
+        throw UserError(fmt::format("{}: routing metrics asked for (--routing), but the run has no MoE routing: it needs a run "
+                                    "file from `generate --routing` on an MoE model (a dense model has no router)", in.label));
     }
     if (!a.quiet) {
         print_summary(s, in);

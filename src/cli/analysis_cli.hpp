@@ -31,6 +31,7 @@ struct AnalysisArgs {
     std::string json;                   // output path ({i} or .N inserted for several runs)
     bool tokens = false;                // print the per-token table
     bool quiet = false;
+    bool require_routing = false;       // analyze --routing: a run without MoE routing is an error
 
     void add_options(CLI::App& app, bool with_enable_flag);
 };
@@ -43,6 +44,11 @@ struct RunInput {
     std::vector<std::string> layer_names;
     std::vector<metrics::TokenProbStats> stats;
     io::SummaryContext ctx;
+    // MoE routing [T, M, k] (empty routing_blocks: none).
+    std::vector<int32_t> routing_experts;
+    std::vector<float> routing_weights;
+    std::vector<int> routing_blocks;
+    size_t routing_k = 0, routing_n_expert = 0;
 };
 
 // Analyses, prints (unless quiet) and writes the JSON (when asked). Returns the JSON summary.

@@ -39,6 +39,11 @@ int run_analyze(AnalyzeCmd& c) {
         in.ctx.source_npz_sha256 = r.sha256;
         in.ctx.token_texts = r.token_texts;
         in.ctx.token_ids = r.token_ids;
+        in.routing_experts = std::move(r.routing_experts);
+        in.routing_weights = std::move(r.routing_weights);
+        in.routing_blocks = r.routing_blocks;
+        in.routing_k = r.routing_k;
+        in.routing_n_expert = r.routing_n_expert;
         if (r.metadata.is_object()) {
             in.ctx.prompt = r.metadata.value("prompt_text", std::string());
             in.ctx.generated_text = r.metadata.value("generated_text", std::string());
@@ -54,6 +59,8 @@ Verb reg{"analyze", "Metric summary of run files (NPZ from generate, or LIMEN's 
     app.add_option("files", c->files, "run NPZ files")->required();
     c->args.add_options(app, false);
     app.add_flag("-q,--quiet", c->args.quiet, "print nothing (use with --json)");
+    app.add_flag("--routing", c->args.require_routing,
+                 "MoE routing metrics (docs/metrics-moe.md; computed whenever the file has routing): a run without routing is an error");
     return [c] { return run_analyze(*c); };
 }};
 

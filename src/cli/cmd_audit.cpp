@@ -3,6 +3,8 @@
 // optionally written as one JSON document.
 #include <fmt/core.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <fstream>
 #include <optional>
@@ -15,6 +17,7 @@
 #include "phasemap/version.hpp"
 #include "cli_util.hpp"
 #include "phasemap/metrics/normalize.hpp"
+#include "phasemap/metrics/registry.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
@@ -79,6 +82,18 @@ int run_audit(AuditCmd& c) {
         throw UserError("audit: --section hypotheses needs --hypotheses FILE");
     }
     const PanelTable panel = load_panel(c);
+    // A routing metric (docs/metrics-moe.md) on a panel without MoE routing: one clear message.
+    {
+        const std::string& mn = c.opt.metric;
+        const metrics::MetricInfo* mi = metrics::find_metric(mn.rfind("median_", 0) == 0 ? mn.substr(7) : mn);
+        if (mi && mi->axis == metrics::Axis::routing &&
+            std::none_of(panel.runs.begin(), panel.runs.end(), [&](const PanelRun& r) {
+                const auto it = r.metrics.find(mn);
+                return it != r.metrics.end() && std::isfinite(it->second);
+            }))
+            throw UserError(fmt::format("audit --metric {}: no run in the panel has MoE routing (a dense model has no router; "
+                                        "routing metrics need runs of an MoE model captured with routing)", mn));
+    }
     // A hypotheses file whose models and families are all absent from the panel gives n = 0
     // everywhere: say so (once, on stderr) instead of printing a table of empty verdicts.
     if (hyp) {

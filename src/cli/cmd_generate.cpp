@@ -131,6 +131,13 @@ void analyze_record(const RunRecord& r, const NpzRunWriter* npz, const GenerateA
         in.ctx.token_ids.push_back(t.id);
     }
     if (in.layers == 0) throw UserError("--analyze needs captured layers (--layers is none)");
+    in.routing_blocks = r.start.routing.blocks;  // --routing: the routing metrics too
+    in.routing_k = size_t(r.start.routing.n_expert_used);
+    in.routing_n_expert = size_t(r.start.routing.n_expert);
+    for (const auto& t : r.tokens) {
+        in.routing_experts.insert(in.routing_experts.end(), t.experts.begin(), t.experts.end());
+        in.routing_weights.insert(in.routing_weights.end(), t.expert_weights.begin(), t.expert_weights.end());
+    }
     in.ctx.prompt = r.start.prompt_text;
     in.ctx.generated_text = r.end.text;
     in.ctx.hidden_states_shape = {in.tokens, in.layers, in.dim};

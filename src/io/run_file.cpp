@@ -111,6 +111,36 @@ RunData load_run_npz(const std::filesystem::path& path) {
             r.stats_source = "logits";
         }
     }
+    if (z.has("routing_experts") || z.has("routing_weights")) {
+        if (!z.has("routing_experts") || !z.has("routing_weights"))
+            throw std::runtime_error(fmt::format("{}: has only one of routing_experts / routing_weights", where));
+        const nlohmann::json meta = r.metadata.is_object() ? r.metadata.value("routing", nlohmann::json()) : nlohmann::json();
+        if (!meta.is_object() || !meta.contains("blocks") || !meta["blocks"].is_array() || !meta.contains("n_expert") ||
+            !meta["n_expert"].is_number_unsigned())
+            throw std::runtime_error(fmt::format("{}: routing members without metadata \"routing\" (blocks, n_expert)", where));
+        for (const auto& b : meta["blocks"]) {
+            if (!b.is_number_integer()) throw std::runtime_error(fmt::format("{}: metadata routing.blocks holds a non-integer", where));
+            r.routing_blocks.push_back(b.get<int>());
+        }
+        r.routing_n_expert = meta["n_expert"].get<size_t>();
+        NpyArray ex = z.array("routing_experts"), wt = z.array("routing_weights");
+        if (ex.shape.size() != 3 || ex.shape[0] != r.tokens || ex.shape[1] != r.routing_blocks.size() || wt.shape != ex.shape)
+            throw std::runtime_error(fmt::format("{}: routing_experts [{}] / routing_weights [{}], expected [{}, {}, k]", where,
+                                                 fmt::join(ex.shape, ", "), fmt::join(wt.shape, ", "), r.tokens, r.routing_blocks.size()));
+        r.routing_k = ex.shape[2];
+        try {
+            const std::vector<int64_t> e = ex.as_int64();
+            r.routing_experts.reserve(e.size());
+            for (int64_t v : e) {
+                if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+                    throw std::runtime_error(fmt::format("expert id {} out of range", v));
+                r.routing_experts.push_back(int32_t(v));
+            }
+            r.routing_weights = wt.as_float();
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("{}: routing: {}", where, e.what()));
+        }
+    }
     return r;
 }
 

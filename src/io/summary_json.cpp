@@ -43,6 +43,39 @@ json control_obj(const ControlResult& c) {
     return o;
 }
 
+bool is_routing_metric(std::string_view name) {
+    const MetricInfo* m = find_metric(name);
+    return m && m->axis == Axis::routing;
+}
+
+// MoE routing (docs/metrics-moe.md): the run-level values from the registry, per MoE block and
+// per adjacent pair; on a run without routing only the reason.
+json routing_obj(const RunSummary& s) {
+    if (!s.routing) return json{{"missing_reason", s.routing_missing_reason}};
+    const RoutingResult& r = *s.routing;
+    json o{{"moe_blocks", r.blocks}, {"n_expert", r.n_expert}, {"n_expert_used", r.k}};
+    for (const auto& mi : metric_registry())
+        if (mi.axis == Axis::routing && mi.shape == Shape::scalar && mi.scalar) put_value(o, std::string(mi.name), mi.scalar(s));
+    json layers = json::array();
+    for (const RoutingLayerResult& l : r.layers) {
+        json x{{"block", l.block}, {"routing_entropy", summary_obj(l.entropy)}, {"expert_load", series(l.load)}};
+        put_value(x, "expert_switch_rate", l.switch_rate);
+        put_value(x, "expert_load_entropy", l.load_entropy);
+        put_value(x, "expert_load_imbalance", l.load_imbalance);
+        layers.push_back(x);
+    }
+    o["blocks"] = layers;
+    json pairs = json::array();
+    for (const RoutingPairResult& p : r.pairs) {
+        json x{{"block_a", p.block_a}, {"block_b", p.block_b}};
+        put_value(x, "routing_layer_nmi", p.top1_nmi);
+        put_value(x, "routing_switch_agreement", p.switch_agreement);
+        pairs.push_back(x);
+    }
+    o["adjacent_blocks"] = pairs;
+    return o;
+}
+
 }  // namespace
 
 json summary_json(const RunSummary& s, const SummaryContext& ctx) {
@@ -70,6 +103,7 @@ json summary_json(const RunSummary& s, const SummaryContext& ctx) {
     // LIMEN-compatible per-token summaries (n, median, q1, q3).
     json summary = json::object();
     for (const auto& ns : per_token_summaries(s)) {
+        if (!s.routing && is_routing_metric(ns.name)) continue;  // dense run: in "routing" only
         if (ns.limen_name.empty()) summary[std::string(ns.name)] = summary_obj(ns.summary);
         else summary[std::string(ns.limen_name)] = summary_obj(ns.summary);
     }
@@ -147,10 +181,12 @@ json summary_json(const RunSummary& s, const SummaryContext& ctx) {
     if (!ctx.token_texts.empty()) pt["token"] = ctx.token_texts;
     if (!ctx.token_ids.empty()) pt["token_id"] = ctx.token_ids;
     for (const auto& mi : metric_registry()) {
+        if (!s.routing && mi.axis == Axis::routing) continue;
         if (mi.shape == Shape::per_token && mi.per_token) pt[std::string(mi.name)] = series(mi.per_token(s));
         else if (mi.shape == Shape::per_token_label && mi.per_token_label) pt[std::string(mi.name)] = mi.per_token_label(s);
     }
     j["per_token"] = pt;
+    j["routing"] = routing_obj(s);
 
     json opts = json::object();
     for (const auto& [k, v] : options_record(s.options)) opts[k] = v;

@@ -13,6 +13,7 @@ std::string_view to_string(Axis a) {
         case Axis::layer: return "layer";
         case Axis::output: return "output";
         case Axis::run: return "run";
+        case Axis::routing: return "routing";
     }
     return "?";
 }
@@ -64,6 +65,16 @@ Value state_rate(const RunSummary& r) {
 // Options read by every token-axis metric.
 #define PM_TOKEN_OPTS "layer", "norm", "mad_k", "curvature"
 #define PM_STATE_OPTS "state.collapse_top1", "state.rivalry_margin", "state.diffuse_entropy"
+
+// MoE routing (docs/metrics-moe.md): missing, with the reason, on a run without routing.
+template <Value RoutingResult::*F>
+Value routing_value(const RunSummary& r) {
+    return r.routing ? (*r.routing).*F : Value::missing(r.routing_missing_reason);
+}
+template <std::vector<double> RoutingResult::*F>
+std::vector<double> routing_series(const RunSummary& r) {
+    return r.routing ? (*r.routing).*F : std::vector<double>(r.tokens, kNaN);
+}
 
 const std::vector<MetricInfo>& table() {
     static const std::vector<MetricInfo> t = [] {
@@ -193,6 +204,31 @@ const std::vector<MetricInfo>& table() {
              .description = "median over tokens of each layer-axis metric against K shuffled layer orders "
                             "(RunSummary::layer_control)",
              .options = {"layer_axis", "controls.shuffles", "controls.seed", "controls.layer_tail"}});
+
+        // ---------------------------------------------------------------- MoE routing (docs/metrics-moe.md)
+        add({.name = "routing_entropy", .unit = "nats", .axis = Axis::routing, .shape = Shape::per_token,
+             .spec = "moe §1", .description = "mean over MoE blocks of −Σ ŵ ln ŵ of the normalised top-k routing weights, in [0, ln k]",
+             .per_token = routing_series<&RoutingResult::entropy>});
+        add({.name = "expert_switch", .unit = "1", .axis = Axis::routing, .shape = Shape::per_token, .spec = "moe §2",
+             .description = "share of MoE blocks whose top-k expert set differs from the previous token's (t ≥ 1)",
+             .per_token = routing_series<&RoutingResult::switch_share>});
+        add({.name = "expert_switch_rate", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §2",
+             .description = "switch events / (M·(T − 1)) over all MoE blocks and consecutive token pairs",
+             .scalar = routing_value<&RoutingResult::switch_rate>});
+        add({.name = "expert_load_entropy", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §3",
+             .description = "mean over MoE blocks of the expert-load entropy / ln E, in [0, 1] (1 = every expert equally used)",
+             .scalar = routing_value<&RoutingResult::load_entropy>});
+        add({.name = "expert_load_imbalance", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §3",
+             .description = "mean over MoE blocks of E · the largest expert-load share, in [1, E/k]",
+             .scalar = routing_value<&RoutingResult::load_imbalance>});
+        add({.name = "routing_layer_nmi", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §4",
+             .description = "mean over adjacent MoE blocks of I(top-1 experts) / √(H·H), in [0, 1]",
+             .scalar = routing_value<&RoutingResult::top1_nmi>});
+        add({.name = "routing_switch_agreement", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §4",
+             .description = "mean over adjacent MoE blocks of the Jaccard index of their switch-event token sets",
+             .scalar = routing_value<&RoutingResult::switch_agreement>});
+        add({.name = "expert_load", .unit = "share", .axis = Axis::routing, .shape = Shape::table, .spec = "moe §3",
+             .description = "per MoE block and expert: selections / (T·k) (RunSummary::routing)"});
         return m;
     }();
     return t;

@@ -353,7 +353,8 @@ void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s
         if (m.shape == Shape::scalar) {
             const Value v = m.scalar(s);
             vals[std::string(m.name)] = v.ok() ? v.v : std::nan("");
-            if (!v.ok()) missing[std::string(m.name)] = v.missing_reason;
+            // A run without MoE routing leaves the routing columns NULL without a reason each.
+            if (!v.ok() && !(m.axis == metrics::Axis::routing && !s.routing)) missing[std::string(m.name)] = v.missing_reason;
         }
     std::string regime;
     if (const MetricInfo* rm = find_metric("regime")) {

@@ -14,6 +14,7 @@
 #include "phasemap/metrics/layer_axis.hpp"
 #include "phasemap/metrics/output_states.hpp"
 #include "phasemap/metrics/quantile.hpp"
+#include "phasemap/metrics/routing.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/metrics/token_stats.hpp"
 #include "phasemap/metrics/views.hpp"
@@ -66,6 +67,10 @@ struct RunSummary {
     std::optional<ControlResult> token_control;
     std::optional<std::array<ControlResult, kLayerMetricCount>> layer_control;
     std::string controls_missing_reason;
+    // MoE routing (docs/metrics-moe.md), present when the run carries a routing channel (generate
+    // --routing on an MoE model) and the caller set it with routing_metrics(); else the reason.
+    std::optional<RoutingResult> routing;
+    std::string routing_missing_reason = "the run has no MoE routing (routing_experts / routing_weights: generate --routing on an MoE model)";
 };
 
 // Analyses one run. `states` is [T, L', d] float32 row-major with the captured layer names;

@@ -19,7 +19,7 @@ namespace phasemap::metrics {
 
 struct RunSummary;
 
-enum class Axis { token, layer, output, run };
+enum class Axis { token, layer, output, run, routing };  // routing: MoE routing (docs/metrics-moe.md)
 std::string_view to_string(Axis a);
 
 // How a metric's value is shaped.
@@ -60,7 +60,7 @@ struct NamedSummary {
 // summary.json holds (the entries with a limen_name) and more.
 std::vector<NamedSummary> per_token_summaries(const RunSummary& r);
 
-// All metrics, in a stable order (token, layer, output, run).
+// All metrics, in a stable order (token, layer, output, run, routing).
 std::span<const MetricInfo> metric_registry();
 // The entry called `name`, or nullptr.
 const MetricInfo* find_metric(std::string_view name);

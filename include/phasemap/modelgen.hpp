@@ -47,6 +47,11 @@ struct ModelSpec {
     float final_softcap = 30.0f;     // gemma2: final logit soft-capping
     WeightType type = WeightType::f32;
     uint64_t seed = 0;
+    // llama only: a Mixtral-style MoE when n_expert > 0. Every block's MLP becomes n_expert SwiGLU
+    // experts of width n_ff (ffn_{gate,up,down}_exps) and a router ffn_gate_inp; llama.cpp selects
+    // the n_expert_used experts of highest softmax probability and renormalises their weights.
+    uint32_t n_expert = 0;       // 0 = dense; else 2 … 1024
+    uint32_t n_expert_used = 0;  // k, 1 … n_expert (required with n_expert)
 };
 
 // Architectures the writer supports, sorted: gemma2 gpt2 gptneox llama phi2 phi3 qwen2.

@@ -30,6 +30,12 @@ inline constexpr Domain kScale{-1e6, 1e6};
 // Resampling counts: each costs a pass over the data, so they are capped.
 inline constexpr Domain kResamples{0, 1e6, false, true};        // bootstrap, permutations
 inline constexpr Domain kShuffles{0, 1e5, false, true};         // shuffled-order controls per run
+// Random-weight MoE models (make-model --experts / --experts-used): llama.cpp's LLAMA_MAX_EXPERTS
+// is 1024, and it reads one expert as a dense model.
+inline constexpr Domain kExperts{2, 1024, false, true};
+inline constexpr Domain kExpertsUsed{1, 1024, false, true};
+inline constexpr Domain kModelDim{1, 1 << 20, false, true};     // make-model --n-embd / --n-ff
+inline constexpr Domain kModelBlocks{1, 512, false, true};      // make-model --n-layer (llama.cpp's limit)
 // Output-state thresholds (METRICS.md: top1 and margin are probabilities, entropy in nats).
 inline constexpr Domain kProbability{0, 1};
 inline constexpr Domain kEntropy{0, 1e6};

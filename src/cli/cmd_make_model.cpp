@@ -30,6 +30,7 @@ struct Options {
     std::string arch, size = "tiny", type, out, vocab_dir, vocab;
     uint64_t seed = 0;
     bool list = false;
+    uint32_t experts = 0, experts_used = 0, n_embd = 0, n_layer = 0, n_ff = 0;  // 0 = the preset's
     // --lora-for: a LoRA adapter for this base model instead of a model
     std::string lora_for, targets = "attn_q,attn_v";
     uint32_t rank = 8;
@@ -105,6 +106,18 @@ int run(const Options& o) {
     }
     spec.seed = o.seed;
     if (!o.vocab.empty()) spec.vocab = o.vocab;
+    if (o.n_embd) spec.n_embd = o.n_embd;
+    if (o.n_layer) spec.n_layer = o.n_layer;
+    if (o.n_ff) spec.n_ff = o.n_ff;
+    spec.n_expert = o.experts;
+    spec.n_expert_used = o.experts_used;
+    if (o.experts && !o.experts_used) spec.n_expert_used = std::min<uint32_t>(2, o.experts);
+    if (o.experts_used && !o.experts) throw UserError("--experts-used needs --experts (the number of experts per block)");
+    try {
+        mg::validate(spec);
+    } catch (const std::invalid_argument& e) {
+        throw UserError(e.what());
+    }
 
     mg::fs::path vocab_dir = o.vocab_dir;
     if (vocab_dir.empty()) vocab_dir = mg::default_vocab_dir(phasemap::llama_commit());
@@ -121,9 +134,10 @@ int run(const Options& o) {
         throw UserError(e.what());
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    fmt::print("wrote {}: {} {} ({} blocks, d={}, vocab {} from {}), {:.1f}M params, {} tensors, {:.1f} MB, "
+    fmt::print("wrote {}: {} {} ({} blocks, d={}{}, vocab {} from {}), {:.1f}M params, {} tensors, {:.1f} MB, "
                "{} weights, seed {}, {:.2f} s\n",
-               r.path.string(), spec.arch, spec.size, spec.n_layer, spec.n_embd, r.n_vocab,
+               r.path.string(), spec.arch, spec.size, spec.n_layer, spec.n_embd,
+               spec.n_expert ? fmt::format(", {} experts, k={}", spec.n_expert, spec.n_expert_used) : std::string(), r.n_vocab,
                r.vocab_file.filename().string(), double(r.n_params) / 1e6, r.n_tensors, double(r.file_bytes) / 1e6,
                mg::weight_type_name(spec.type), spec.seed, secs);
     return 0;
@@ -141,6 +155,15 @@ std::function<int()> setup(CLI::App& app) {
     app.add_option("--vocab-dir", o->vocab_dir,
                    "directory holding llama.cpp's ggml-vocab-*.gguf files (default: $PHASEMAP_VOCAB_DIR, "
                    "$PHASEMAP_LLAMA_SRC/models, then the scripts/deps.sh cache of the pinned llama.cpp)");
+    app.add_option("--experts", o->experts, "llama: a Mixtral-style MoE with this many experts per block (default: dense)")
+        ->check(in(opt::kExperts));
+    app.add_option("--experts-used", o->experts_used, "with --experts: experts selected per token, k (default 2)")
+        ->check(in(opt::kExpertsUsed));
+    app.add_option("--n-embd", o->n_embd, "hidden size d overriding the preset (a multiple of the preset's heads)")
+        ->check(in(opt::kModelDim));
+    app.add_option("--n-layer", o->n_layer, "blocks overriding the preset")->check(in(opt::kModelBlocks));
+    app.add_option("--n-ff", o->n_ff, "feed-forward width (per expert with --experts) overriding the preset")
+        ->check(in(opt::kModelDim));
     app.add_option("--vocab", o->vocab, "vocab file stem overriding the arch default, e.g. llama-spm");
     app.add_option("--lora-for", o->lora_for,
                    "write a random-weight LoRA adapter GGUF for this base model instead of a model "

@@ -191,6 +191,12 @@ void validate(const ModelSpec& s) {
     if (s.arch == "gemma2" && !s.sliding_window) fail("gemma2 needs a sliding_window");
     if (s.llama3_rope_freqs && s.arch != "llama") fail("llama3_rope_freqs applies to llama only");
     if (!(s.norm_eps > 0.0f) || !(s.rope_theta > 0.0f)) fail("norm_eps and rope_theta must be positive");
+    if (s.n_expert || s.n_expert_used) {
+        if (s.arch != "llama") fail("experts (a Mixtral-style MoE) are written for llama only");
+        if (s.n_expert < 2 || s.n_expert > 1024) fail(fmt::format("n_expert {} is outside 2 … 1024", s.n_expert));
+        if (s.n_expert_used < 1 || s.n_expert_used > s.n_expert)
+            fail(fmt::format("n_expert_used {} must be between 1 and n_expert {}", s.n_expert_used, s.n_expert));
+    }
 }
 
 std::vector<TensorDesc> tensor_layout(const ModelSpec& s, uint32_t n_vocab) {
@@ -231,9 +237,17 @@ std::vector<TensorDesc> tensor_layout(const ModelSpec& s, uint32_t n_vocab) {
             mat(blk(i, "attn_output.weight"), q_dim, d);
             if (a == "gemma2") vec(blk(i, "post_attention_norm.weight"), d);
             vec(blk(i, "ffn_norm.weight"), d);
-            mat(blk(i, "ffn_gate.weight"), d, ff);
-            mat(blk(i, "ffn_up.weight"), d, ff);
-            mat(blk(i, "ffn_down.weight"), ff, d);
+            if (s.n_expert > 0) {
+                const int64_t E = s.n_expert;
+                mat(blk(i, "ffn_gate_inp.weight"), d, E);
+                t.push_back({blk(i, "ffn_gate_exps.weight"), {d, ff, E}, f16});
+                t.push_back({blk(i, "ffn_down_exps.weight"), {ff, d, E}, f16});
+                t.push_back({blk(i, "ffn_up_exps.weight"), {d, ff, E}, f16});
+            } else {
+                mat(blk(i, "ffn_gate.weight"), d, ff);
+                mat(blk(i, "ffn_up.weight"), d, ff);
+                mat(blk(i, "ffn_down.weight"), ff, d);
+            }
             if (a == "gemma2") vec(blk(i, "post_ffw_norm.weight"), d);
         } else if (a == "gpt2" || a == "gptneox") {
             vec(blk(i, "attn_norm.weight"), d);

@@ -81,8 +81,11 @@ Init init_for(const std::string& name, const ModelSpec& s) {
     if (name == "position_embd.weight") return {Init::normal, 0.01f};
     // Projections back into the residual stream: GPT-2's 1/sqrt(2 * n_layer) scaling keeps the
     // residual stream's growth bounded across depth.
-    if (ends("attn_output.weight") || ends("ffn_down.weight"))
+    if (ends("attn_output.weight") || ends("ffn_down.weight") || ends("ffn_down_exps.weight"))
         return {Init::normal, kInitStd / std::sqrt(2.0f * float(s.n_layer))};
+    // MoE router: std 1/sqrt(d) gives router logits of order 1 on the unit-RMS normed input, so
+    // the softmax over experts is neither flat nor one-hot and the top-k selection varies by token.
+    if (ends("ffn_gate_inp.weight")) return {Init::normal, 1.0f / std::sqrt(float(s.n_embd))};
     return {Init::normal, kInitStd};
 }
 
@@ -209,6 +212,10 @@ void set_arch_kv(gguf_context* g, const ModelSpec& s, uint32_t n_vocab) {
     }
     if (a == "gptneox") gguf_set_val_bool(g, key("use_parallel_residual").c_str(), true);
     if (a == "phi3") u32("rope.scaling.original_context_length", s.n_ctx);
+    if (s.n_expert > 0) {
+        u32("expert_count", s.n_expert);
+        u32("expert_used_count", s.n_expert_used);
+    }
 }
 
 // ---------------------------------------------------------------- output file

@@ -78,6 +78,7 @@ struct ModelInfo {
     bool has_chat_template = false;
     int64_t n_params = 0;
     std::vector<AdapterInfo> adapters;  // in ModelOptions order; empty for the bare model
+    int n_expert = 0;            // <arch>.expert_count (experts per MoE block); 0 for a dense model
 };
 
 class Model {

@@ -163,6 +163,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     i.recurrent = llama_model_is_recurrent(m) || llama_model_is_hybrid(m);
     i.has_chat_template = llama_model_chat_template(m, nullptr) != nullptr;
     i.n_params = int64_t(llama_model_n_params(m));
+    i.n_expert = std::atoi(meta_str(m, (i.architecture + ".expert_count").c_str()).c_str());
     if (!opt.adapters.empty())
         i.adapters = load_lora_adapters(*model->impl_, i.architecture, path.filename().string(), opt.adapters);
     return model;

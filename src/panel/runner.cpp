@@ -20,6 +20,7 @@
 #include "phasemap/crash_point.hpp"
 #include "phasemap/files.hpp"
 #include "phasemap/metrics/layer_axis.hpp"
+#include "phasemap/metrics/routing.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/run_file.hpp"
 #include "phasemap/run_sinks.hpp"
@@ -208,6 +209,24 @@ private:
         return out;
     }
 
+    // MoE routing metrics of the run (docs/metrics-moe.md) into its summary.
+    static void attach_routing(const RunRecord& r, metrics::RunSummary& s) {
+        const RoutingLayout& lay = r.start.routing;
+        std::vector<int32_t> ex;
+        std::vector<float> w;
+        for (const auto& t : r.tokens) {
+            ex.insert(ex.end(), t.experts.begin(), t.experts.end());
+            w.insert(w.end(), t.expert_weights.begin(), t.expert_weights.end());
+        }
+        try {
+            s.routing = metrics::routing_metrics({ex.data(), w.data(), r.tokens.size(), lay.blocks.size(), size_t(lay.n_expert_used),
+                                                  size_t(lay.n_expert), lay.blocks});
+            s.routing_missing_reason.clear();
+        } catch (const metrics::MetricError& e) {
+            s.routing_missing_reason = e.what();
+        }
+    }
+
     void commit() {
         const RunRecord& r = rec_.record;
         const Manifest& m = *sh_.m;
@@ -256,6 +275,7 @@ private:
             } else {
                 s = metrics::analyze_run({data, T, Lp, d, names}, stats, opt);
             }
+            if (!r.start.routing.blocks.empty()) attach_routing(r, s);
             if (!sh_.db) continue;
             store::RunRow row;
             const Prompt& pr = m.prompts[p.prompt];
@@ -521,7 +541,17 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         eo.n_threads = opt.n_threads;
         eo.layers = me.gen.layers;
         std::unique_ptr<Engine> engine;
-        try {
+        // MoE models: the routing channel too (docs/metrics-moe.md), unless the engine cannot read
+        // this architecture's routing; then the panel runs without it (the routing columns NULL).
+        if (model->info().n_expert > 1) {
+            eo.routing = true;
+            try {
+                engine = std::make_unique<Engine>(model, eo);
+            } catch (const std::invalid_argument&) {
+                eo.routing = false;
+            }
+        }
+        if (!engine) try {
             engine = std::make_unique<Engine>(model, eo);
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));

@@ -11,7 +11,7 @@
 # test_archs: the block components on llama, phi2 and the MoE models (tests/archs/*.cpp).
 file(GLOB PM_ARCHS_TESTS CONFIGURE_DEPENDS tests/archs/*.cpp)
 add_executable(test_archs ${PM_ARCHS_TESTS})
-target_link_libraries(test_archs PRIVATE phasemap_test_support phasemap_capture GTest::gtest GTest::gtest_main)
+target_link_libraries(test_archs PRIVATE phasemap_test_support phasemap_capture phasemap_modelgen phasemap_store GTest::gtest GTest::gtest_main)
 get_filename_component(PM_ARCHS_MODELS "${PHASEMAP_LLAMA_SRC}/../archs-models" ABSOLUTE)
 target_compile_definitions(test_archs PRIVATE PHASEMAP_ARCHS_MODELS="${PM_ARCHS_MODELS}")
 gtest_discover_tests(test_archs DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 900 ENVIRONMENT "${PM_TEST_ENV}"

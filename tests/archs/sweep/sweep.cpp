@@ -615,7 +615,8 @@ void write_doc(const fs::path& out, const std::vector<Row>& rows) {
          "block gives k distinct experts in [0, n_expert) and weights in (0, 1] (summing to 1 where the last weight "
          "stage is `ffn_moe_weights_norm`); elsewhere the engine refuses it naming the architecture. Note: the "
          "generator's MoE models have 2 experts with k = 2, so the selection itself is only exercised by "
-         "tests/archs/test_routing.cpp (llama-moe's router recomputed from the GGUF).\n\n"
+         "tests/archs/test_routing.cpp (the router recomputed from the GGUF on llama-moe and on make-model's "
+         "llama MoE with 8 experts, k = 2; routing metrics in docs/metrics-moe.md).\n\n"
       << "| architecture | variant | load | gen | batch | emit | head | norm | inside | route | hf:0 | hf:L | final norm | head form | block components | routing | notes |\n"
       << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& r : rows) {

@@ -39,8 +39,17 @@ cat /proc/loadavg > "$R/load_start"
 QWEN="$CACHE/qwen2-real.gguf" LLAMA="$CACHE/llama-tiny.gguf"
 [ -s "$QWEN" ] || "$PM" make-model --arch qwen2 --size real -o "$QWEN" >&2
 [ -s "$LLAMA" ] || "$PM" make-model --arch llama --size tiny -o "$LLAMA" >&2
+# A Mixtral-style MoE (8 experts, k = 2) at a realistic width: d 512, experts of width 1024,
+# 4 blocks, the 32000-token SentencePiece vocab (with llama-bpe's 128256 the LM head would dwarf
+# the experts), f16 weights.
+MOE="$CACHE/llama-moe-8x2-d512.gguf"
+MOE_MAKE=(make-model --arch llama --experts 8 --experts-used 2 --n-embd 512 --n-ff 1024 --vocab llama-spm --type f16)
+[ -s "$MOE" ] || "$PM" "${MOE_MAKE[@]}" -o "$MOE" >&2
 
 step capture "$BUILD/bench_capture" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
+if [ -x "$BUILD/bench_capture_moe" ]; then
+  step capture_moe "$BUILD/bench_capture_moe" "$MOE" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
+fi
 step metrics "$BUILD/bench_metrics" --benchmark_min_time="$MIN_TIME" --benchmark_format=json
 step baseline "$BUILD/bench_baseline" --benchmark_min_time="$MIN_TIME" --benchmark_format=json
 step rss bash bench/bench_rss.sh "$PM" "$LLAMA" "$RSS_SHORT" "$RSS_LONG" "$THREADS"
@@ -55,9 +64,10 @@ fi
 cat /proc/loadavg > "$R/load_end"
 t_total=$(( $(date +%s) - t_start ))
 
-/usr/bin/python3 - "$R" "$MD" "$t_total" "$QWEN" "$LLAMA" "$BUILD" <<'PY'
+/usr/bin/python3 - "$R" "$MD" "$t_total" "$QWEN" "$LLAMA" "$BUILD" "$MOE" "${MOE_MAKE[*]}" <<'PY'
 import datetime, json, os, platform, re, subprocess, sys
 R, MD, total, QWEN, LLAMA, BUILD = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+MOE, MOE_MAKE = sys.argv[7], sys.argv[8]
 rd = lambda n: open(os.path.join(R, n)).read()
 env = os.environ
 
@@ -90,6 +100,26 @@ sections.append(("Capture overhead (bench_capture)",
     f"of phasemap's engine with capture off, with every layer captured, and captured + streamed to an NPZ; "
     f"the baseline is the plain loop of the same run.\n\n"
     f"```\n{BUILD}/bench_capture {QWEN} --tokens {env.get('BENCH_TOKENS', '32')} --threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_REPS', '3')}\n```\n\n```\n{cap.strip()}\n```"))
+
+# ---- MoE capture overhead
+if os.path.exists(os.path.join(R, "capture_moe.out")):
+    cm = rd("capture_moe.out")
+    mm = {}
+    for line in cm.splitlines():
+        m = re.match(r"^(phasemap capture .+?)((?:\s+[\d.]+){4})$", line.strip())
+        if m: mm[m.group(1).strip()] = [float(x) for x in m.group(2).split()]
+    for k, key in [("phasemap capture hf:all", "moe_capture_all_vs_off"), ("phasemap capture hf:all + routing", "moe_capture_routing_vs_off"),
+                   ("phasemap capture hf:all + routing + NPZ", "moe_capture_routing_npz_vs_off")]:
+        if k in mm:
+            ratios[key] = (mm[k][1], "higher", f"tokens/s (wall) on the 8-expert MoE, {k} ÷ capture off")
+            ratios[key + "_cpu"] = (mm[k][3], "higher", f"tokens per CPU-second, same, {k} ÷ capture off")
+    sections.append(("MoE capture overhead (bench_capture_moe)",
+        "Median tokens/s of phasemap's engine on a random-weight Mixtral-style MoE (llama, 4 blocks, d 512, 8 experts of "
+        "width 1024, k = 2, vocab 32000, f16) with capture off, every layer captured, every layer + the routing channel "
+        "(`--routing`: selected experts and weights of every MoE block), and both streamed to an NPZ; the baseline is "
+        "capture off in the same run.\n\n"
+        f"```\n{BUILD}/phasemap {MOE_MAKE} -o {MOE}\n{BUILD}/bench_capture_moe {MOE} --tokens {env.get('BENCH_TOKENS', '32')} "
+        f"--threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_REPS', '3')}\n```\n\n```\n{cm.strip()}\n```"))
 
 # ---- metric core
 def gbench(name):

@@ -207,27 +207,27 @@ const std::vector<MetricInfo>& table() {
 
         // ---------------------------------------------------------------- MoE routing (docs/metrics-moe.md)
         add({.name = "routing_entropy", .unit = "nats", .axis = Axis::routing, .shape = Shape::per_token,
-             .spec = "moe §1", .description = "mean over MoE blocks of −Σ ŵ ln ŵ of the normalised top-k routing weights, in [0, ln k]",
+             .spec = "§1 metrics-moe.md", .description = "mean over MoE blocks of −Σ ŵ ln ŵ of the normalised top-k routing weights, in [0, ln k]",
              .per_token = routing_series<&RoutingResult::entropy>});
-        add({.name = "expert_switch", .unit = "1", .axis = Axis::routing, .shape = Shape::per_token, .spec = "moe §2",
+        add({.name = "expert_switch", .unit = "1", .axis = Axis::routing, .shape = Shape::per_token, .spec = "§2 metrics-moe.md",
              .description = "share of MoE blocks whose top-k expert set differs from the previous token's (t ≥ 1)",
              .per_token = routing_series<&RoutingResult::switch_share>});
-        add({.name = "expert_switch_rate", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §2",
+        add({.name = "expert_switch_rate", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "§2 metrics-moe.md",
              .description = "switch events / (M·(T − 1)) over all MoE blocks and consecutive token pairs",
              .scalar = routing_value<&RoutingResult::switch_rate>});
-        add({.name = "expert_load_entropy", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §3",
+        add({.name = "expert_load_entropy", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "§3 metrics-moe.md",
              .description = "mean over MoE blocks of the expert-load entropy / ln E, in [0, 1] (1 = every expert equally used)",
              .scalar = routing_value<&RoutingResult::load_entropy>});
-        add({.name = "expert_load_imbalance", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §3",
+        add({.name = "expert_load_imbalance", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "§3 metrics-moe.md",
              .description = "mean over MoE blocks of E · the largest expert-load share, in [1, E/k]",
              .scalar = routing_value<&RoutingResult::load_imbalance>});
-        add({.name = "routing_layer_nmi", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §4",
+        add({.name = "routing_layer_nmi", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "§4 metrics-moe.md",
              .description = "mean over adjacent MoE blocks of I(top-1 experts) / √(H·H), in [0, 1]",
              .scalar = routing_value<&RoutingResult::top1_nmi>});
-        add({.name = "routing_switch_agreement", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "moe §4",
+        add({.name = "routing_switch_agreement", .unit = "1", .axis = Axis::routing, .shape = Shape::scalar, .spec = "§4 metrics-moe.md",
              .description = "mean over adjacent MoE blocks of the Jaccard index of their switch-event token sets",
              .scalar = routing_value<&RoutingResult::switch_agreement>});
-        add({.name = "expert_load", .unit = "share", .axis = Axis::routing, .shape = Shape::table, .spec = "moe §3",
+        add({.name = "expert_load", .unit = "share", .axis = Axis::routing, .shape = Shape::table, .spec = "§3 metrics-moe.md",
              .description = "per MoE block and expert: selections / (T·k) (RunSummary::routing)"});
         return m;
     }();

@@ -34,11 +34,39 @@ using metrics::Shape;
 const char* kTables[] = {"meta", "models", "runs", "tokens", "token_layers"};
 
 
-const std::vector<std::string>& run_cols_impl() {
+bool is_routing(const MetricInfo& m) { return m.axis == metrics::Axis::routing; }
+
+// MoE routing columns (docs/metrics-moe.md) come last in runs and tokens, after the columns of
+// schema version 2 as first released, so that a DB written before them takes them with
+// ALTER TABLE … ADD COLUMN (migrate_routing_columns) and positional appends stay aligned.
+const std::vector<std::string>& routing_run_cols() {
     static const std::vector<std::string> v = [] {
         std::vector<std::string> o;
         for (const MetricInfo& m : metrics::metric_registry())
-            if (m.shape == Shape::scalar) o.emplace_back(m.name);
+            if (is_routing(m) && m.shape == Shape::scalar) o.emplace_back(m.name);
+        for (const MetricInfo& m : metrics::metric_registry())
+            if (is_routing(m) && m.shape == Shape::per_token) o.push_back("median_" + std::string(m.name));
+        return o;
+    }();
+    return v;
+}
+
+const std::vector<std::string>& routing_token_cols() {
+    static const std::vector<std::string> v = [] {
+        std::vector<std::string> o;
+        for (const MetricInfo& m : metrics::metric_registry())
+            if (is_routing(m) && m.shape == Shape::per_token) o.emplace_back(m.name);
+        return o;
+    }();
+    return v;
+}
+
+// The run columns of the first schema-2 release (no routing), in table order.
+const std::vector<std::string>& core_run_cols() {
+    static const std::vector<std::string> v = [] {
+        std::vector<std::string> o;
+        for (const MetricInfo& m : metrics::metric_registry())
+            if (m.shape == Shape::scalar && !is_routing(m)) o.emplace_back(m.name);
         o.emplace_back("perplexity");
         o.emplace_back("mean_ct");
         // §5 cycle data per run (the audits' cycles section): mean dwell time per state and the
@@ -48,19 +76,35 @@ const std::vector<std::string>& run_cols_impl() {
             for (const auto b : metrics::kOutputStates)
                 o.push_back("transition_" + std::string(metrics::to_string(a)) + "_" + std::string(metrics::to_string(b)));
         for (const MetricInfo& m : metrics::metric_registry())
-            if (m.shape == Shape::per_token) o.push_back("median_" + std::string(m.name));
+            if (m.shape == Shape::per_token && !is_routing(m)) o.push_back("median_" + std::string(m.name));
         return o;
     }();
     return v;
 }
 
-const std::vector<std::string>& token_cols_impl() {
+const std::vector<std::string>& core_token_cols() {
     static const std::vector<std::string> v = [] {
         std::vector<std::string> o;
         for (const MetricInfo& m : metrics::metric_registry())
-            if (m.shape == Shape::per_token) o.emplace_back(m.name);
+            if (m.shape == Shape::per_token && !is_routing(m)) o.emplace_back(m.name);
         return o;
     }();
+    return v;
+}
+
+std::vector<std::string> concat(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+    std::vector<std::string> o = a;
+    o.insert(o.end(), b.begin(), b.end());
+    return o;
+}
+
+const std::vector<std::string>& run_cols_impl() {
+    static const std::vector<std::string> v = concat(core_run_cols(), routing_run_cols());
+    return v;
+}
+
+const std::vector<std::string>& token_cols_impl() {
+    static const std::vector<std::string> v = concat(core_token_cols(), routing_token_cols());
     return v;
 }
 
@@ -70,13 +114,17 @@ std::vector<std::string> schema_sql() {
         "prompt VARCHAR, prompt_text VARCHAR, chat BOOLEAN, temperature DOUBLE, top_k BIGINT, top_p DOUBLE, seed UBIGINT, "
         "n_predict BIGINT, layers VARCHAR, \"precision\" VARCHAR, n_ctx BIGINT, norm VARCHAR, metric_layer VARCHAR, "
         "metric_options VARCHAR, n_generated BIGINT, stop_reason VARCHAR, text VARCHAR, regime VARCHAR";
-    for (const auto& c : run_cols_impl()) runs += ", " + ident(c) + " DOUBLE";
-    runs += ", missing_reasons VARCHAR, states_path VARCHAR)";
+    for (const auto& c : core_run_cols()) runs += ", " + ident(c) + " DOUBLE";
+    runs += ", missing_reasons VARCHAR, states_path VARCHAR";
+    for (const auto& c : routing_run_cols()) runs += ", " + ident(c) + " DOUBLE";
+    runs += ")";
     std::string tokens =
         "CREATE TABLE tokens (run_id VARCHAR NOT NULL, t BIGINT NOT NULL, token_id BIGINT, token_text VARCHAR, "
         "position BIGINT";
-    for (const auto& c : token_cols_impl()) tokens += ", " + ident(c) + " DOUBLE";
-    tokens += ", output_state VARCHAR)";
+    for (const auto& c : core_token_cols()) tokens += ", " + ident(c) + " DOUBLE";
+    tokens += ", output_state VARCHAR";
+    for (const auto& c : routing_token_cols()) tokens += ", " + ident(c) + " DOUBLE";
+    tokens += ")";
     return {
         "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
         "CREATE TABLE models (label VARCHAR PRIMARY KEY, path VARCHAR, sha256 VARCHAR, family VARCHAR, "
@@ -126,6 +174,29 @@ std::unique_ptr<Store::Impl> open_raw(const fs::path& path, bool read_only) {
     if (duckdb_connect(im->db, &im->con) != DuckDBSuccess)
         throw StoreError(fmt::format("cannot connect to results DB '{}'", path.string()));
     return im;
+}
+
+// The columns of one table, by name.
+std::set<std::string> columns_of(Store::Impl& im, const std::string& table) {
+    auto r = im.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = " + q(table));
+    std::set<std::string> o;
+    for (idx_t i = 0; i < r->rows(); ++i) o.insert(r->str(0, i));
+    return o;
+}
+
+// A schema-2 DB written before the MoE routing columns existed gets them (NULL for its runs),
+// in one transaction, appended in the order a new DB has them.
+void migrate_routing_columns(Store::Impl& im) {
+    const auto rc = columns_of(im, "runs"), tc = columns_of(im, "tokens");
+    std::vector<std::string> add;
+    for (const auto& c : routing_run_cols())
+        if (!rc.count(c)) add.push_back("ALTER TABLE runs ADD COLUMN " + ident(c) + " DOUBLE");
+    for (const auto& c : routing_token_cols())
+        if (!tc.count(c)) add.push_back("ALTER TABLE tokens ADD COLUMN " + ident(c) + " DOUBLE");
+    if (!add.empty())
+        im.in_transaction([&] {
+            for (const auto& sql : add) im.exec(sql);
+        });
 }
 
 // Checks an opened DB: phasemap tables present, schema version ours. Returns false for an empty DB.
@@ -288,10 +359,13 @@ std::unique_ptr<Store> Store::open(const fs::path& path, const OpenOptions& opt)
         // An empty DuckDB file (made by someone else): the schema goes in as one transaction.
         if (opt.read_only) throw StoreError(fmt::format("results DB '{}' is empty (no phasemap tables)", path.string()));
         write_schema(*im, opt);
-    } else if (!opt.read_only && !opt.manifest_hash.empty()) {
-        const auto m = im->meta();
-        if (!m.count("manifest_hash"))
-            im->exec(fmt::format("INSERT INTO meta VALUES ('manifest_hash', {})", q(opt.manifest_hash)));
+    } else if (!opt.read_only) {
+        migrate_routing_columns(*im);
+        if (!opt.manifest_hash.empty()) {
+            const auto m = im->meta();
+            if (!m.count("manifest_hash"))
+                im->exec(fmt::format("INSERT INTO meta VALUES ('manifest_hash', {})", q(opt.manifest_hash)));
+        }
     }
     return std::unique_ptr<Store>(new Store(std::move(im)));
 }
@@ -384,7 +458,9 @@ void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s
 
     // Per-token columns.
     std::vector<std::vector<double>> tok_vals;
-    for (const auto& c : token_metric_columns()) tok_vals.push_back(find_metric(c)->per_token(s));
+    for (const auto& c : core_token_cols()) tok_vals.push_back(find_metric(c)->per_token(s));
+    std::vector<std::vector<double>> route_vals;
+    for (const auto& c : routing_token_cols()) route_vals.push_back(find_metric(c)->per_token(s));
     std::vector<std::string> states(tokens.size());
     if (const MetricInfo* os = find_metric("output_state")) states = os->per_token_label(s);
 
@@ -396,9 +472,10 @@ void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s
             a.u64(run.seed); a.i64(run.n_predict); a.str(run.layers); a.str(run.precision); a.i64(run.n_ctx);
             a.str(run.norm); a.str(s.layer_name); a.str(run.metric_options); a.i64(run.n_generated);
             a.str(run.stop_reason); a.str(run.text); a.str_or_null(regime);
-            for (const auto& c : run_metric_columns()) a.dbl(vals.at(c));
+            for (const auto& c : core_run_cols()) a.dbl(vals.at(c));
             a.str(missing.dump());
             a.str_or_null(run.states_path);
+            for (const auto& c : routing_run_cols()) a.dbl(vals.at(c));
             a.end_row();
             a.close();
         }
@@ -409,6 +486,7 @@ void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s
                 a.str(run.run_id); a.i64(int64_t(t)); a.i64(tokens[t].id); a.str(tokens[t].text); a.i64(tokens[t].position);
                 for (const auto& col : tok_vals) a.dbl(t < col.size() ? col[t] : std::nan(""));
                 a.str_or_null(t < states.size() ? states[t] : std::string());
+                for (const auto& col : route_vals) a.dbl(t < col.size() ? col[t] : std::nan(""));
                 a.end_row();
             }
             a.close();
@@ -522,7 +600,9 @@ PanelTable Store::panel_table() const {
         }
     }
     std::string sql = "SELECT run_id, model, category, prompt, temperature, n_predict, seed, n_generated, text, regime, norm";
-    for (const auto& c : run_metric_columns()) sql += ", " + ident(c);
+    // A read-only DB from before the routing columns: those read as NULL.
+    const auto have = columns_of(*impl_, "runs");
+    for (const auto& c : run_metric_columns()) sql += ", " + (have.count(c) ? ident(c) : std::string("NULL::DOUBLE"));
     sql += " FROM runs ORDER BY model, category, prompt_index, temperature, n_predict, seed, norm, run_id";
     auto r = impl_->query(sql);
     for (idx_t i = 0; i < r->rows(); ++i) {
@@ -713,9 +793,9 @@ MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
                     const int64_t present = n->i64(0, 0), total = n->i64(1, 0);
                     im.exec(fmt::format("INSERT INTO models SELECT * FROM {0}.models WHERE label NOT IN (SELECT label FROM models)", alias));
                     im.exec(fmt::format("CREATE TEMP TABLE pm_new AS SELECT run_id FROM {}.runs WHERE run_id NOT IN (SELECT run_id FROM runs)", alias));
-                    im.exec(fmt::format("INSERT INTO runs SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    im.exec(fmt::format("INSERT INTO runs BY NAME SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
                     crash_point("merge.between_statements");
-                    im.exec(fmt::format("INSERT INTO tokens SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    im.exec(fmt::format("INSERT INTO tokens BY NAME SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
                     im.exec(fmt::format("INSERT INTO token_layers SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
                     im.exec("DROP TABLE pm_new");
                     res.runs_added += total - present;

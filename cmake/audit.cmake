@@ -14,7 +14,7 @@ file(GLOB PM_AUDIT_SRC CONFIGURE_DEPENDS src/audit/*.cpp)
 add_library(phasemap_audit STATIC ${PM_AUDIT_SRC})
 target_include_directories(phasemap_audit PUBLIC include)
 target_link_libraries(phasemap_audit
-  PUBLIC phasemap_metrics Eigen3::Eigen Boost::boost nlohmann_json::nlohmann_json
+  PUBLIC phasemap_stats phasemap_metrics Eigen3::Eigen Boost::boost nlohmann_json::nlohmann_json
   PRIVATE fmt::fmt ${PM_TOMLPP})
 
 target_link_libraries(phasemap PRIVATE phasemap_audit)

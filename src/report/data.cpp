@@ -1,5 +1,5 @@
 // build_data(): everything the page shows, as one JSON document. Figure data is shaped for the
-// Vega-Lite specs in report/report.js; tables are {title, columns, rows}; a section whose inputs
+// Vega-Lite specs in src/report/assets/report.js; tables are {title, columns, rows}; a section whose inputs
 // are absent carries a note that says so.
 #include <fmt/core.h>
 
@@ -11,7 +11,11 @@
 #include <map>
 #include <set>
 
+#include "phasemap/audit/audit.hpp"
+#include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/report.hpp"
+#include "phasemap/stats/bootstrap.hpp"
+#include "phasemap/stats/cluster.hpp"
 
 namespace phasemap::report {
 
@@ -19,7 +23,6 @@ using nlohmann::json;
 
 namespace {
 
-const std::vector<double> kDefaultCuts = {1.985, 2.945, 3.695};
 const std::vector<std::string> kLayerMetrics = {"mean_speed", "speed_cv", "mean_turning_angle_rad", "tortuosity",
                                                 "path_length", "mean_acceleration", "displacement"};
 const std::vector<std::string> kSeries = {"ct_t", "delta_t", "curvature_t"};
@@ -44,27 +47,9 @@ std::string str(const json& j, const char* key, const std::string& def = "") {
     return it->dump();
 }
 
-std::string regime_of(double r, const std::vector<double>& cuts) {
-    static const char* names[] = {"UNDERACTIVE", "ADAPTIVE", "TRANSITION", "CHAOTIC"};
+std::string regime_of(double r, const metrics::RegimeCuts& cuts) {
     if (!std::isfinite(r)) return "";
-    size_t i = 0;
-    while (i < cuts.size() && r >= cuts[i]) ++i;
-    return names[std::min<size_t>(i, 3)];
-}
-
-std::vector<double> parse_cuts(const std::string& s) {
-    std::vector<double> out;
-    size_t p = 0;
-    while (p <= s.size()) {
-        const size_t q = std::min(s.find(',', p), s.size());
-        try {
-            out.push_back(std::stod(s.substr(p, q - p)));
-        } catch (const std::exception&) {
-            return {};
-        }
-        p = q + 1;
-    }
-    return out.size() == 3 ? out : std::vector<double>{};
+    return std::string(metrics::to_string(metrics::classify_regime(r, cuts)));
 }
 
 // A scalar for a table cell; nested values become compact JSON text.
@@ -271,22 +256,34 @@ json build_data(const Inputs& in, const Options& opt) {
     d["title"] = opt.title;
 
     // ------------------------------------------------------------ cut-points in use
-    std::vector<double> cuts = opt.regime_cuts;
+    std::optional<metrics::RegimeCuts> cuts_in = opt.regime_cuts;
     std::string cuts_from = "--regime-cuts";
-    if (cuts.empty())
-        for (const auto& s : in.runs)
-            if (s.contains("options") && s["options"].contains("regime_cuts")) {
-                cuts = parse_cuts(str(s["options"], "regime_cuts"));
-                cuts_from = "the runs' options";
-                if (!cuts.empty()) break;
+    if (!cuts_in)
+        for (size_t i = 0; i < in.runs.size() && !cuts_in; ++i) {
+            const json& s = in.runs[i];
+            if (!s.is_object() || !s.contains("options") || !s["options"].contains("regime_cuts")) continue;
+            try {
+                cuts_in = metrics::parse_regime_cuts(str(s["options"], "regime_cuts"));
+            } catch (const metrics::MetricError& e) {
+                throw std::runtime_error(fmt::format("{}: options.regime_cuts: {}", in.run_sources[i], e.what()));
             }
-    if (cuts.empty() && in.audit.is_object() && in.audit.contains("regime_cuts") && in.audit["regime_cuts"].is_array()) {
-        for (const auto& c : in.audit["regime_cuts"]) cuts.push_back(to_double(c));
-        cuts_from = "the audit";
-        if (cuts.size() != 3) cuts.clear();
+            cuts_from = "the runs' options";
+        }
+    if (!cuts_in && in.audit.is_object() && in.audit.contains("regime_cuts") && in.audit["regime_cuts"].is_array() &&
+        in.audit["regime_cuts"].size() == 3) {
+        const json& c = in.audit["regime_cuts"];
+        metrics::RegimeCuts rc{to_double(c[0]), to_double(c[1]), to_double(c[2])};
+        try {
+            rc.validate();
+        } catch (const metrics::MetricError& e) {
+            throw std::runtime_error(fmt::format("{}: regime_cuts: {}", in.audit_source, e.what()));
+        }
+        cuts_in = rc, cuts_from = "the audit";
     }
-    if (cuts.empty()) cuts = kDefaultCuts, cuts_from = "METRICS.md §2.7 defaults";
-    d["cuts"] = cuts;
+    if (!cuts_in) cuts_in = metrics::RegimeCuts{}, cuts_from = "METRICS.md §2.7 defaults";
+    const metrics::RegimeCuts cuts = *cuts_in;
+    const std::array<double, 3> cut_values = {cuts.underactive_below, cuts.adaptive_below, cuts.transition_below};
+    d["cuts"] = cut_values;
 
     // ------------------------------------------------------------ models and runs
     std::vector<ModelRec> models;
@@ -380,22 +377,27 @@ json build_data(const Inputs& in, const Options& opt) {
         by_cell[{r.model, r.category}].push_back(r.ratio_norm);
     }
     json model_stats = json::array(), cell_stats = json::array(), model_rows = json::array();
-    uint64_t seed = opt.seed;
+    // One generator, drawn as the audit's regime section draws (models in label order, then the
+    // cells): the same seed gives the same resamples, so a statistic's interval equals the audit's.
+    stats::Rng rng(stats::derive_seed(opt.seed, audit::kRegimeStream));
+    std::map<std::string, stats::BootstrapCi> model_ci;
+    for (const auto& [label, v] : by_model)
+        model_ci[label] = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
     for (const auto& m : models) {
         auto it = by_model.find(m.label);
         if (it == by_model.end()) continue;
-        const MedianCI ci = median_ci(it->second, opt.bootstrap, seed++);
+        const stats::BootstrapCi& ci = model_ci[m.label];
         model_stats.push_back({{"model", m.label}, {"family", family_or_none(m.family)}, {"n", it->second.size()},
-                               {"median", num(ci.median)}, {"ci_low", num(ci.lo)}, {"ci_high", num(ci.hi)}});
-        model_rows.push_back({m.label, family_or_none(m.family), it->second.size(), num(ci.median), num(ci.lo), num(ci.hi),
-                              regime_of(ci.median, cuts)});
+                               {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)}});
+        model_rows.push_back({m.label, family_or_none(m.family), it->second.size(), num(ci.estimate), num(ci.ci.lo), num(ci.ci.hi),
+                              regime_of(ci.estimate, cuts)});
     }
     for (const auto& [key, v] : by_cell) {
-        const MedianCI ci = median_ci(v, opt.bootstrap, seed++);
+        const stats::BootstrapCi ci = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
         const std::string fam = family_or_none(models[model_index[key.first]].family);
         cell_stats.push_back({{"model", key.first}, {"category", key.second}, {"family", fam}, {"n", v.size()},
-                              {"median", num(ci.median)}, {"ci_low", num(ci.lo)}, {"ci_high", num(ci.hi)},
-                              {"label", fmt3(ci.median)}});
+                              {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)},
+                              {"label", fmt3(ci.estimate)}});
     }
     d["model_stats"] = model_stats;
     d["model_category_stats"] = cell_stats;
@@ -568,8 +570,19 @@ json build_data(const Inputs& in, const Options& opt) {
                 for (const auto& m : merges)
                     ms.push_back({to_double(m.value("a", json())), to_double(m.value("b", json())), to_double(m.value("height", json()))});
                 dg = dendrogram_from_linkage(n, ms);
-            } else {
-                dg = cluster_average(dm);
+            } else if (n > 1) {
+                // No linkage in the input: average linkage of the distances (all finite) with stats.
+                Eigen::MatrixXd e(n, n);
+                bool finite = true;
+                for (size_t i = 0; i < n; ++i)
+                    for (size_t j = 0; j < n; ++j) e(i, j) = dm[i][j], finite = finite && std::isfinite(dm[i][j]);
+                if (finite) {
+                    std::vector<std::array<double, 3>> ms;
+                    for (const auto& m : stats::average_linkage(e)) ms.push_back({double(m.a), double(m.b), m.height});
+                    dg = dendrogram_from_linkage(n, ms);
+                } else {
+                    dg = dendrogram_from_linkage(n, {});
+                }
             }
             std::set<std::pair<std::string, std::string>> robust;
             json pair_rows = json::array(), hl = json::array();
@@ -670,7 +683,7 @@ json build_data(const Inputs& in, const Options& opt) {
         items.push_back(figure("phase-map", fmt::format("Each point is one run (colour = model family); the black tick is the "
                                                         "model's median, the vertical bar its 95 % percentile-bootstrap CI "
                                                         "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).",
-                                                        opt.bootstrap, cuts[0], cuts[1], cuts[2], cuts_from)));
+                                                        opt.bootstrap, cut_values[0], cut_values[1], cut_values[2], cuts_from)));
         items.push_back(figure("phase-map-category"));
         if (any_ratio && by_model.size() < 2) items.push_back(note("Only one model: no between-model comparison."));
         items.push_back(table("models", {"model", "family", "runs", "median ratio_norm", "CI low", "CI high", "regime of median"},
@@ -769,8 +782,9 @@ json build_data(const Inputs& in, const Options& opt) {
         gen.push_back({"panel", in.panel ? in.panel_source : "(none)"});
         gen.push_back({"audit", secs.empty() ? std::string("(none)") : in.audit_source});
         gen.push_back({"per-run summaries", in.runs.size()});
-        gen.push_back({"regime cut-points", fmt::format("{}, {}, {} ({})", cuts[0], cuts[1], cuts[2], cuts_from)});
-        gen.push_back({"bootstrap", fmt::format("{} resamples, seed {}, 95 % percentile CI of the median", opt.bootstrap, opt.seed)});
+        gen.push_back({"regime cut-points", fmt::format("{}, {}, {} ({})", cut_values[0], cut_values[1], cut_values[2], cuts_from)});
+        gen.push_back({"bootstrap", fmt::format("{} resamples, seed {} (the audit's regime stream), 95 % percentile CI of the median",
+                                              opt.bootstrap, opt.seed)});
         gen.push_back({"token series", fmt::format("at most {} runs, at most {} points each (peak-preserving buckets)",
                                                    opt.max_series, opt.max_points)});
         items.push_back(table("this page", {"field", "value"}, gen));

@@ -5,44 +5,18 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 
-#include "phasemap/metrics/controls.hpp"
-#include "phasemap/metrics/quantile.hpp"
+#include "phasemap/stats/bootstrap.hpp"
 #include "phasemap/steer/eval.hpp"
 
 namespace phasemap::steer {
 
-MeanCi bootstrap_mean(std::span<const double> xs_in, size_t resamples, uint64_t seed, double level) {
-    std::vector<double> xs;
-    for (double x : xs_in)
-        if (std::isfinite(x)) xs.push_back(x);
-    MeanCi c;
-    c.n = xs.size();
-    if (xs.empty()) {
-        c.mean = c.lo = c.hi = metrics::kNaN;
-        return c;
-    }
-    double s = 0;
-    for (double x : xs) s += x;
-    c.mean = s / double(xs.size());
-    if (xs.size() < 2 || resamples == 0) {
-        c.lo = c.hi = metrics::kNaN;
-        return c;
-    }
-    std::mt19937_64 rng(seed);
-    std::vector<double> means(resamples);
-    for (size_t b = 0; b < resamples; ++b) {
-        double m = 0;
-        for (size_t i = 0; i < xs.size(); ++i) m += xs[size_t(metrics::uniform_index(rng, xs.size() - 1))];
-        means[b] = m / double(xs.size());
-    }
-    std::sort(means.begin(), means.end());
-    c.lo = metrics::quantile_sorted(means, (1 - level) / 2);
-    c.hi = metrics::quantile_sorted(means, 1 - (1 - level) / 2);
-    return c;
+MeanCi bootstrap_mean(std::span<const double> xs, size_t resamples, uint64_t seed, double level) {
+    stats::Rng rng(seed);
+    const stats::BootstrapCi b = stats::percentile_bootstrap(xs, resamples, stats::Statistic::mean, rng, level);
+    return {b.n, b.estimate, b.ci.lo, b.ci.hi};
 }
 
 nlohmann::json to_json(const MeanCi& c) {

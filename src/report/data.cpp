@@ -1,6 +1,7 @@
 // build_data(): everything the page shows, as one JSON document. Figure data is shaped for the
 // Vega-Lite specs in src/report/assets/report.js; tables are {title, columns, rows}; a section whose inputs
-// are absent carries a note that says so.
+// are absent carries a note that says so. gather() reads the inputs once (cut-points, models, runs,
+// audit sections); each page section is one function, called in page order from kSections.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -250,10 +251,38 @@ PanelTable panel_from_json(const json& j) {
     return t;
 }
 
-json build_data(const Inputs& in, const Options& opt) {
+namespace {
+
+// ------------------------------------------------------------------ what every section reads
+
+// Gathered once from the inputs: the cut-points in use, models and runs (panel runs, else the
+// per-run summaries'), the per-run summaries' run records, the per-run layer rows, and the audit
+// sections found in the audit JSON.
+struct Context {
+    const Inputs& in;
+    const Options& opt;
+    metrics::RegimeCuts cuts;
+    std::array<double, 3> cut_values{};
+    std::string cuts_from;
+    std::vector<ModelRec> models;
+    std::vector<RunRec> runs;
+    std::map<std::string, size_t> model_index;
+    std::vector<RunRec> summary_runs;   // one per Inputs::runs entry
+    json layer_rows = json::array();    // model, family, metric, value (per-run medians)
+    std::string layer_from;
+    std::vector<std::pair<std::string, json>> secs;   // audit sections: name, JSON
+};
+
+Context gather(const Inputs& in, const Options& opt, json& d) {
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    json d;
-    d["title"] = opt.title;
+    Context c{in, opt};
+    auto& models = c.models;
+    auto& runs = c.runs;
+    auto& model_index = c.model_index;
+    auto& summary_runs = c.summary_runs;
+    auto& layer_rows = c.layer_rows;
+    auto& layer_from = c.layer_from;
+    auto& secs = c.secs;
 
     // ------------------------------------------------------------ cut-points in use
     std::optional<metrics::RegimeCuts> cuts_in = opt.regime_cuts;
@@ -281,21 +310,17 @@ json build_data(const Inputs& in, const Options& opt) {
         cuts_in = rc, cuts_from = "the audit";
     }
     if (!cuts_in) cuts_in = metrics::RegimeCuts{}, cuts_from = "METRICS.md §2.7 defaults";
-    const metrics::RegimeCuts cuts = *cuts_in;
-    const std::array<double, 3> cut_values = {cuts.underactive_below, cuts.adaptive_below, cuts.transition_below};
-    d["cuts"] = cut_values;
+    c.cuts = *cuts_in;
+    c.cuts_from = cuts_from;
+    const metrics::RegimeCuts& cuts = c.cuts;
+    c.cut_values = {cuts.underactive_below, cuts.adaptive_below, cuts.transition_below};
+    d["cuts"] = c.cut_values;
 
     // ------------------------------------------------------------ models and runs
-    std::vector<ModelRec> models;
-    std::vector<RunRec> runs;
-    std::map<std::string, size_t> model_index;
     auto add_model = [&](const ModelRec& m) {
         if (!model_index.count(m.label)) model_index[m.label] = models.size(), models.push_back(m);
         return model_index[m.label];
     };
-    // layer rows: model, family, metric, value (per-run medians)
-    json layer_rows = json::array();
-    std::string layer_from;
     if (in.panel) {
         for (const auto& m : in.panel->models) {
             ModelRec r{m.label, m.family, m.architecture, m.sha256, m.variant_of.value_or(""), json::object()};
@@ -325,7 +350,6 @@ json build_data(const Inputs& in, const Options& opt) {
         if (!layer_rows.empty()) layer_from = "panel (median_<metric> per run)";
     }
     // Per-run summaries: run points when there is no panel; always the token series.
-    std::vector<RunRec> summary_runs;
     for (size_t i = 0; i < in.runs.size(); ++i) {
         const json& s = in.runs[i];
         if (!s.is_object()) throw std::runtime_error(fmt::format("{}: not a summary JSON object", in.run_sources[i]));
@@ -368,6 +392,35 @@ json build_data(const Inputs& in, const Options& opt) {
         jmodels.push_back({{"label", m.label}, {"family", family_or_none(m.family)}, {"architecture", m.architecture}});
     d["models"] = jmodels;
 
+    // ------------------------------------------------------------ audits
+    // The audit JSON holds the sections of `phasemap audit` (each with "section", "ok", "reason"):
+    // as {"sections": [...]}, as an array, or as an object keyed by section name.
+    const json& a = in.audit;
+    if (a.is_array()) {
+        for (const auto& s : a) secs.push_back({str(s, "section", "section"), s});
+    } else if (a.is_object() && a.contains("sections") && a["sections"].is_array()) {
+        for (const auto& s : a["sections"]) secs.push_back({str(s, "section", "section"), s});
+    } else if (a.is_object() && a.contains("sections") && a["sections"].is_object()) {
+        // `phasemap audit --json`: {"phasemap_version", "source", "options", "panel", "sections": {name: ...}}
+        for (const auto& [k, v] : a["sections"].items()) secs.push_back({str(v, "section", k), v});
+    } else if (a.is_object()) {
+        for (const auto& [k, v] : a.items())
+            if (v.is_object() && k != "provenance" && k != "settings") secs.push_back({str(v, "section", k), v});
+    }
+    return c;
+}
+
+// ------------------------------------------------------------------ sections, one function each
+
+// Phase map: per-model and per-cell medians with their bootstrap intervals (src/stats), runs.
+void phase_section(const Context& c, json& d, json& sections) {
+    const auto& opt = c.opt;
+    const auto& cuts = c.cuts;
+    const auto& cut_values = c.cut_values;
+    const auto& cuts_from = c.cuts_from;
+    const auto& models = c.models;
+    const auto& runs = c.runs;
+    const auto& model_index = c.model_index;
     // ------------------------------------------------------------ medians with bootstrap CIs
     std::map<std::string, std::vector<double>> by_model;
     std::map<std::pair<std::string, std::string>, std::vector<double>> by_cell;
@@ -394,7 +447,7 @@ json build_data(const Inputs& in, const Options& opt) {
     }
     for (const auto& [key, v] : by_cell) {
         const stats::BootstrapCi ci = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
-        const std::string fam = family_or_none(models[model_index[key.first]].family);
+        const std::string fam = family_or_none(models[model_index .at(key.first)].family);
         cell_stats.push_back({{"model", key.first}, {"category", key.second}, {"family", fam}, {"n", v.size()},
                               {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)},
                               {"label", fmt3(ci.estimate)}});
@@ -402,6 +455,34 @@ json build_data(const Inputs& in, const Options& opt) {
     d["model_stats"] = model_stats;
     d["model_category_stats"] = cell_stats;
 
+    const bool any_ratio = std::any_of(runs.begin(), runs.end(), [](const RunRec& r) { return std::isfinite(r.ratio_norm); });
+    {
+        json items = json::array();
+        if (runs.empty()) items.push_back(note("No runs: pass a results DB, --panel-json or --runs-json."));
+        items.push_back(figure("phase-map", fmt::format("Each point is one run (colour = model family); the black tick is the "
+                                                        "model's median, the vertical bar its 95 % percentile-bootstrap CI "
+                                                        "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).",
+                                                        opt.bootstrap, cut_values[0], cut_values[1], cut_values[2], cuts_from)));
+        items.push_back(figure("phase-map-category"));
+        if (any_ratio && by_model.size() < 2) items.push_back(note("Only one model: no between-model comparison."));
+        items.push_back(table("models", {"model", "family", "runs", "median ratio_norm", "CI low", "CI high", "regime of median"},
+                              model_rows, "No model has a ratio_norm value."));
+        json run_rows = json::array();
+        for (const auto& r : runs)
+            run_rows.push_back({r.id, r.model, r.category, num(r.temperature), r.n_generated, num(r.ratio_norm), r.regime});
+        items.push_back(table("runs", {"run", "model", "category", "temperature", "tokens", "ratio_norm", "regime"}, run_rows,
+                              "No runs."));
+        sections.push_back({{"id", "phase"}, {"title", "Phase map"}, {"items", items},
+                            {"intro", "ratio_norm = max ct_t / mean ct_t per run (METRICS.md §2.5) and its regime (§2.7)."}});
+    }
+}
+
+// Trajectories: token series of at most --max-series runs, downsampled keeping peaks.
+void trajectories_section(const Context& c, json& d, json& sections) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const auto& in = c.in;
+    const auto& opt = c.opt;
+    const auto& summary_runs = c.summary_runs;
     // ------------------------------------------------------------ trajectories
     std::vector<size_t> with_series;
     for (size_t i = 0; i < in.runs.size(); ++i) {
@@ -463,6 +544,34 @@ json build_data(const Inputs& in, const Options& opt) {
     }
     if (!traj_runs.empty()) d["trajectories"] = {{"runs", traj_runs}, {"points", points}, {"metrics", kSeries}};
 
+    {
+        json items = json::array();
+        items.push_back(figure("trajectories", "Hover a point for the token text. Choose the run and the series "
+                                               "(ct_t, or delta_t / curvature_t) with the controls below the plot."));
+        if (!traj_runs.empty()) {
+            if (with_series.size() > chosen.size())
+                items.push_back(note(fmt::format("{} of {} runs with token series are in the page, spread evenly over the "
+                                                 "ratio_norm order (--max-series).", chosen.size(), with_series.size())));
+            if (max_bucket > 1)
+                items.push_back(note(fmt::format("Long series are downsampled to at most {} points: each point stands for a "
+                                                 "bucket of w consecutive tokens and shows the token with the largest ct_t in it "
+                                                 "(so every peak, and ratio_norm's max, stays visible); the state strip shows "
+                                                 "the bucket's most frequent state (--max-points).", opt.max_points)));
+            items.push_back(table("runs shown", {"run", "model", "tokens", "ratio_norm", "regime", "points"}, traj_rows));
+        }
+        sections.push_back({{"id", "trajectories"}, {"title", "Trajectories"}, {"items", items},
+                            {"intro", "ct_t = delta_t × curvature_t per generated token (METRICS.md §2.2–2.4); output states "
+                                      "COLLAPSE / RIVALRY / DIFFUSE / STEADY per token (§5)."}});
+    }
+}
+
+// Layer profiles: per-run layer-axis summaries and the per-layer profiles over depth.
+void layers_section(const Context& c, json& d, json& sections) {
+    const auto& in = c.in;
+    const auto& models = c.models;
+    const auto& model_index = c.model_index;
+    const auto& layer_rows = c.layer_rows;
+    const auto& layer_from = c.layer_from;
     // ------------------------------------------------------------ layer profiles
     if (!layer_rows.empty()) {
         std::vector<std::string> present;
@@ -479,7 +588,7 @@ json build_data(const Inputs& in, const Options& opt) {
     for (const LayerProfile& p : in.layer_profiles) {
         depth_norm = p.norm;
         if (std::find(depth_models.begin(), depth_models.end(), json(p.model)) == depth_models.end()) depth_models.push_back(p.model);
-        const std::string fam = model_index.count(p.model) ? family_or_none(models[model_index[p.model]].family) : "(no family)";
+        const std::string fam = model_index.count(p.model) ? family_or_none(models[model_index.at(p.model)].family) : "(no family)";
         for (const auto& [label, member] : kDepthMetrics) {
             const LayerProfile::Stat& st = p.*member;
             if (!std::isfinite(st.median)) continue;
@@ -508,24 +617,50 @@ json build_data(const Inputs& in, const Options& opt) {
                               "without per-layer series).", in.layer_profiles_source);
     }
 
-    // ------------------------------------------------------------ audits
-    // The audit JSON holds the sections of `phasemap audit` (each with "section", "ok", "reason"):
-    // as {"sections": [...]}, as an array, or as an object keyed by section name.
+    {
+        json items = json::array();
+        items.push_back(figure(
+            "layer-depth",
+            depth_rows.empty()
+                ? ""
+                : fmt::format("x = layer depth (hf:N at N, block:N at N + 1); per model (colour) the median over all tokens "
+                              "of its runs (line, points) and the q1–q3 band. speed = ‖h_l − h_(l−1)‖, the step arriving at "
+                              "the layer (none at the first captured layer); the turning angle between the steps arriving "
+                              "and leaving (none at the first and last); ct_t of the token axis computed at that layer. "
+                              "Runs with norm = {} (from {}, token_layers).",
+                              depth_norm.empty() ? "(unset)" : depth_norm, in.layer_profiles_source)));
+        if (!depth_rows.empty() && in.panel) {
+            std::map<std::string, size_t> other;
+            for (const auto& r : in.panel->runs)
+                if (r.norm != depth_norm) other[r.norm.empty() ? "(unset)" : r.norm]++;
+            if (!other.empty()) {
+                std::string what;
+                size_t n = 0;
+                for (const auto& [k, c] : other) what += (what.empty() ? "" : ", ") + k, n += c;
+                items.push_back(note(fmt::format("{} runs of other normalisation modes ({}) are left out of the layer "
+                                                 "profiles over depth: one mode at a time (the one with the most runs).", n, what)));
+            }
+        }
+        if (!depth_table.empty())
+            items.push_back(table("per-layer medians over tokens (q1 – q3)",
+                                  {"model", "layer", "depth", "runs", "tokens", "speed", "speed q1 – q3", "turning angle (rad)",
+                                   "turn q1 – q3", "ct_t", "ct_t q1 – q3"},
+                                  depth_table));
+        items.push_back(figure("layer-profiles", layer_from.empty() ? "" : "Per-run summaries over the layer axis (one value per run, "
+                                                                           "box over the model's runs). Source: " + layer_from + "."));
+        sections.push_back({{"id", "layers"}, {"title", "Layer profiles"}, {"items", items},
+                            {"intro", "The layer axis (METRICS.md §3) resolved per layer over depth, and its per-run summaries "
+                                      "(path length, tortuosity, mean speed, speed CV, mean turning angle, …)."}});
+    }
+}
+
+// Audits: the audit sections, control-audit and monitor-eval results.
+void audits_section(const Context& c, json& d, json& sections) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const auto& in = c.in;
+    const auto& secs = c.secs;
     json audit_fig = json::object();
     json audit_items = json::array();
-    const json& a = in.audit;
-    std::vector<std::pair<std::string, json>> secs;
-    if (a.is_array()) {
-        for (const auto& s : a) secs.push_back({str(s, "section", "section"), s});
-    } else if (a.is_object() && a.contains("sections") && a["sections"].is_array()) {
-        for (const auto& s : a["sections"]) secs.push_back({str(s, "section", "section"), s});
-    } else if (a.is_object() && a.contains("sections") && a["sections"].is_object()) {
-        // `phasemap audit --json`: {"phasemap_version", "source", "options", "panel", "sections": {name: ...}}
-        for (const auto& [k, v] : a["sections"].items()) secs.push_back({str(v, "section", k), v});
-    } else if (a.is_object()) {
-        for (const auto& [k, v] : a.items())
-            if (v.is_object() && k != "provenance" && k != "settings") secs.push_back({str(v, "section", k), v});
-    }
     auto interval = [&](const json& o, const char* key, double& lo, double& hi) {
         lo = hi = nan;
         if (o.contains(key) && o[key].is_array() && o[key].size() == 2) lo = to_double(o[key][0]), hi = to_double(o[key][1]);
@@ -674,82 +809,6 @@ json build_data(const Inputs& in, const Options& opt) {
         if (!rows.empty()) d["monitor"] = {{"rows", rows}, {"measures", kMonitorMeasures}, {"labels", labels}};
     }
 
-    // ------------------------------------------------------------ sections
-    json sections = json::array();
-    const bool any_ratio = std::any_of(runs.begin(), runs.end(), [](const RunRec& r) { return std::isfinite(r.ratio_norm); });
-    {
-        json items = json::array();
-        if (runs.empty()) items.push_back(note("No runs: pass a results DB, --panel-json or --runs-json."));
-        items.push_back(figure("phase-map", fmt::format("Each point is one run (colour = model family); the black tick is the "
-                                                        "model's median, the vertical bar its 95 % percentile-bootstrap CI "
-                                                        "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).",
-                                                        opt.bootstrap, cut_values[0], cut_values[1], cut_values[2], cuts_from)));
-        items.push_back(figure("phase-map-category"));
-        if (any_ratio && by_model.size() < 2) items.push_back(note("Only one model: no between-model comparison."));
-        items.push_back(table("models", {"model", "family", "runs", "median ratio_norm", "CI low", "CI high", "regime of median"},
-                              model_rows, "No model has a ratio_norm value."));
-        json run_rows = json::array();
-        for (const auto& r : runs)
-            run_rows.push_back({r.id, r.model, r.category, num(r.temperature), r.n_generated, num(r.ratio_norm), r.regime});
-        items.push_back(table("runs", {"run", "model", "category", "temperature", "tokens", "ratio_norm", "regime"}, run_rows,
-                              "No runs."));
-        sections.push_back({{"id", "phase"}, {"title", "Phase map"}, {"items", items},
-                            {"intro", "ratio_norm = max ct_t / mean ct_t per run (METRICS.md §2.5) and its regime (§2.7)."}});
-    }
-    {
-        json items = json::array();
-        items.push_back(figure("trajectories", "Hover a point for the token text. Choose the run and the series "
-                                               "(ct_t, or delta_t / curvature_t) with the controls below the plot."));
-        if (!traj_runs.empty()) {
-            if (with_series.size() > chosen.size())
-                items.push_back(note(fmt::format("{} of {} runs with token series are in the page, spread evenly over the "
-                                                 "ratio_norm order (--max-series).", chosen.size(), with_series.size())));
-            if (max_bucket > 1)
-                items.push_back(note(fmt::format("Long series are downsampled to at most {} points: each point stands for a "
-                                                 "bucket of w consecutive tokens and shows the token with the largest ct_t in it "
-                                                 "(so every peak, and ratio_norm's max, stays visible); the state strip shows "
-                                                 "the bucket's most frequent state (--max-points).", opt.max_points)));
-            items.push_back(table("runs shown", {"run", "model", "tokens", "ratio_norm", "regime", "points"}, traj_rows));
-        }
-        sections.push_back({{"id", "trajectories"}, {"title", "Trajectories"}, {"items", items},
-                            {"intro", "ct_t = delta_t × curvature_t per generated token (METRICS.md §2.2–2.4); output states "
-                                      "COLLAPSE / RIVALRY / DIFFUSE / STEADY per token (§5)."}});
-    }
-    {
-        json items = json::array();
-        items.push_back(figure(
-            "layer-depth",
-            depth_rows.empty()
-                ? ""
-                : fmt::format("x = layer depth (hf:N at N, block:N at N + 1); per model (colour) the median over all tokens "
-                              "of its runs (line, points) and the q1–q3 band. speed = ‖h_l − h_(l−1)‖, the step arriving at "
-                              "the layer (none at the first captured layer); the turning angle between the steps arriving "
-                              "and leaving (none at the first and last); ct_t of the token axis computed at that layer. "
-                              "Runs with norm = {} (from {}, token_layers).",
-                              depth_norm.empty() ? "(unset)" : depth_norm, in.layer_profiles_source)));
-        if (!depth_rows.empty() && in.panel) {
-            std::map<std::string, size_t> other;
-            for (const auto& r : in.panel->runs)
-                if (r.norm != depth_norm) other[r.norm.empty() ? "(unset)" : r.norm]++;
-            if (!other.empty()) {
-                std::string what;
-                size_t n = 0;
-                for (const auto& [k, c] : other) what += (what.empty() ? "" : ", ") + k, n += c;
-                items.push_back(note(fmt::format("{} runs of other normalisation modes ({}) are left out of the layer "
-                                                 "profiles over depth: one mode at a time (the one with the most runs).", n, what)));
-            }
-        }
-        if (!depth_table.empty())
-            items.push_back(table("per-layer medians over tokens (q1 – q3)",
-                                  {"model", "layer", "depth", "runs", "tokens", "speed", "speed q1 – q3", "turning angle (rad)",
-                                   "turn q1 – q3", "ct_t", "ct_t q1 – q3"},
-                                  depth_table));
-        items.push_back(figure("layer-profiles", layer_from.empty() ? "" : "Per-run summaries over the layer axis (one value per run, "
-                                                                           "box over the model's runs). Source: " + layer_from + "."));
-        sections.push_back({{"id", "layers"}, {"title", "Layer profiles"}, {"items", items},
-                            {"intro", "The layer axis (METRICS.md §3) resolved per layer over depth, and its per-run summaries "
-                                      "(path length, tortuosity, mean speed, speed CV, mean turning angle, …)."}});
-    }
     {
         json items = json::array();
         if (secs.empty()) items.push_back(note("No audit: pass a results DB or --audit-json (from `phasemap audit --json`)."));
@@ -774,6 +833,18 @@ json build_data(const Inputs& in, const Options& opt) {
             to_tables("monitor arms: " + source_label(in.monitor_sources[i]), in.monitor[i], items);
         sections.push_back({{"id", "audits"}, {"title", "Audits"}, {"items", items}});
     }
+}
+
+// Provenance: this page, models, settings of the panel, the runs and the audit.
+void provenance_section(const Context& c, json& d, json& sections) {
+    const auto& in = c.in;
+    const auto& opt = c.opt;
+    const auto& secs = c.secs;
+    const auto& cut_values = c.cut_values;
+    const auto& cuts_from = c.cuts_from;
+    const auto& models = c.models;
+    const auto& runs = c.runs;
+    const json& a = in.audit;
     {
         json items = json::array();
         json gen = json::array();
@@ -832,9 +903,28 @@ json build_data(const Inputs& in, const Options& opt) {
         }
         sections.push_back({{"id", "provenance"}, {"title", "Provenance"}, {"items", items}});
     }
+}
+
+using SectionFn = void (*)(const Context&, json& data, json& sections);
+// The page's sections in page order: each adds its figure data to the page data and its section
+// (figures, tables, notes) to the list.
+const std::pair<const char*, SectionFn> kSections[] = {
+    {"phase", phase_section},         {"trajectories", trajectories_section}, {"layers", layers_section},
+    {"audits", audits_section},       {"provenance", provenance_section},
+};
+
+}  // namespace
+
+json build_data(const Inputs& in, const Options& opt) {
+    json d;
+    d["title"] = opt.title;
+    const Context c = gather(in, opt, d);
+    json sections = json::array();
+    for (const auto& [id, build] : kSections) build(c, d, sections);
     d["sections"] = sections;
-    d["subtitle"] = fmt::format("{} models · {} runs · {} per-run summaries{}", models.size(), runs.size(), in.runs.size(),
-                                secs.empty() ? "" : " · audit");
+
+    d["subtitle"] = fmt::format("{} models · {} runs · {} per-run summaries{}", c.models.size(), c.runs.size(), in.runs.size(),
+                                c.secs.empty() ? "" : " · audit");
     return d;
 }
 

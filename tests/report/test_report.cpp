@@ -544,7 +544,14 @@ TEST(ReportCli, Errors) {
     EXPECT_NE(r.err.find("cannot read JSON file '/nonexistent/run.json': no such file"), std::string::npos) << r.err;
     r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "3,2,1"});
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_NE(r.err.find("three increasing numbers"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--regime-cuts: regime cut-points must be strictly ascending"), std::string::npos) << r.err;
+    // metrics' one strict parser: a fourth number or trailing text is refused, not ignored.
+    r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "1,2,3,4"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("--regime-cuts: regime cut-points: expected 3 comma-separated numbers, got more"), std::string::npos) << r.err;
+    r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "1,2,3x"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("'3x' is not a number"), std::string::npos) << r.err;
 }
 
 // ------------------------------------------------------------------ the page in a browser

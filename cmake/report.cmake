@@ -34,7 +34,7 @@ set(_pm_report_local "${CMAKE_SOURCE_DIR}/src/report/assets/template.html" "${CM
 file(GLOB PM_REPORT_SRC CONFIGURE_DEPENDS src/report/*.cpp)
 add_library(phasemap_report STATIC ${PM_REPORT_SRC})
 target_include_directories(phasemap_report PUBLIC include)
-target_link_libraries(phasemap_report PUBLIC nlohmann_json::nlohmann_json phasemap_metrics phasemap_stats PRIVATE phasemap_audit phasemap_io fmt::fmt)
+target_link_libraries(phasemap_report PUBLIC nlohmann_json::nlohmann_json phasemap_metrics phasemap_stats PRIVATE phasemap_audit phasemap_steer phasemap_io fmt::fmt)
 target_compile_definitions(phasemap_report PRIVATE
   PM_ASSET_VEGA="${PHASEMAP_REPORT_ASSETS}/vega.min.js"
   PM_ASSET_VEGA_LITE="${PHASEMAP_REPORT_ASSETS}/vega-lite.min.js"

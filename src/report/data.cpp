@@ -17,6 +17,7 @@
 #include "phasemap/report.hpp"
 #include "phasemap/stats/bootstrap.hpp"
 #include "phasemap/stats/cluster.hpp"
+#include "phasemap/steer/eval.hpp"
 
 namespace phasemap::report {
 
@@ -196,18 +197,22 @@ json result_rows(const std::vector<json>& docs, const std::vector<std::string>& 
     json rows = json::array();
     labels = json::array();
     for (size_t i = 0; i < docs.size(); ++i) {
-        if (!docs[i].is_object() || !docs[i].contains("summary_rows") || !docs[i]["summary_rows"].is_array()) continue;
         const std::string src = source_label(sources[i]);
-        for (const auto& r : docs[i]["summary_rows"]) {
-            if (!r.is_object()) continue;
-            const std::string arm = str(r, "arm"), facet = keep(arm, str(r, "measure"));
-            const double mean = to_double(r.value("mean", json()));
+        std::vector<steer::SummaryRow> summary;
+        try {
+            summary = steer::summary_rows_from_json(docs[i]);
+        } catch (const std::runtime_error& e) {
+            throw std::runtime_error(fmt::format("{}: {}", sources[i], e.what()));
+        }
+        for (const steer::SummaryRow& r : summary) {
+            const std::string& arm = r.arm;
+            const std::string facet = keep(arm, r.measure);
+            const double mean = r.mean;
             if (facet.empty() || !std::isfinite(mean)) continue;
             const std::string label = docs.size() > 1 ? src + " · " + arm : arm;
             if (std::find(labels.begin(), labels.end(), json(label)) == labels.end()) labels.push_back(label);
             rows.push_back({{"result", src}, {"arm", arm}, {"label", label}, {"measure", facet}, {"mean", mean},
-                            {"ci_low", num(to_double(r.value("ci_low", json())))}, {"ci_high", num(to_double(r.value("ci_high", json())))},
-                            {"n", r.value("n", json())}});
+                            {"ci_low", num(r.ci_low)}, {"ci_high", num(r.ci_high)}, {"n", r.n}});
         }
     }
     return rows;

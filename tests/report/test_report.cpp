@@ -22,6 +22,7 @@
 #include "phasemap/audit/audit.hpp"
 #include "phasemap/report.hpp"
 #include "phasemap/stats/cluster.hpp"
+#include "phasemap/steer/eval.hpp"
 #include "support/paths.hpp"
 #ifdef PHASEMAP_REPORT_DB
 #include "phasemap/metrics/analyze.hpp"
@@ -478,6 +479,31 @@ TEST(ReportData, ControlAndMonitorFigureRows) {
     EXPECT_NE(ids.find("control-audit [control audit: control.json"), std::string::npos) << ids;
     EXPECT_NE(ids.find("monitor-arms [monitor arms: a.json"), std::string::npos) << ids;
     EXPECT_NE(ids.find("[monitor arms: r.duckdb › monitor › summary_rows]"), std::string::npos) << ids;
+}
+
+// Control-audit / monitor-eval rows reach the report as steer::SummaryRow: a row without a field
+// (here "mean" renamed) is one clear error naming the file, not a figure silently missing a bar.
+TEST(ReportData, SummaryRowsAreTyped) {
+    json row = {{"arm", "intervened"}, {"measure", "delta_ratio_norm"}, {"n", 5}, {"mean", 0.25}, {"ci_low", nullptr},
+                {"ci_high", 0.5}};
+    const auto typed = phasemap::steer::summary_row_from_json(row);
+    EXPECT_EQ(typed.arm, "intervened");
+    EXPECT_EQ(typed.n, 5u);
+    EXPECT_EQ(typed.mean, 0.25);
+    EXPECT_TRUE(std::isnan(typed.ci_low));
+    EXPECT_EQ(phasemap::steer::to_json(typed), row);
+    phasemap::report::Inputs in;
+    json bad = row;
+    bad.erase("mean");
+    bad["average"] = 0.25;
+    in.control_audit.push_back({{"summary_rows", json::array({row, bad})}});
+    in.control_sources.push_back("ca.json");
+    try {
+        phasemap::report::build_data(in, {});
+        ADD_FAILURE() << "a summary row without 'mean' was accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_EQ(std::string(e.what()), "ca.json: summary row: no 'mean'");
+    }
 }
 
 TEST(ReportData, LayerDepthRowsAndNotes) {

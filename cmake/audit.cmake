@@ -1,4 +1,4 @@
-# Panel audits (issue 5): statistics engine `phasemap_audit` (pure: no DuckDB, no llama.cpp; the only
+# Panel audits (issue 5): the sections of `phasemap_audit` over src/stats (pure: no DuckDB, no llama.cpp; the only
 # file it reads is a hypotheses TOML, in src/audit/hypotheses_toml.cpp), the `phasemap audit` verb
 # (src/cli/cmd_audit.cpp, globbed into the CLI) and tests/audit.
 find_package(Boost REQUIRED)

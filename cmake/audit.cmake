@@ -1,4 +1,4 @@
-# Panel audits (issue 5): statistics engine `phasemap_audit` (pure: no DuckDB, no llama.cpp; the only
+# Panel audits (issue 5): the sections of `phasemap_audit` over src/stats (pure: no DuckDB, no llama.cpp; the only
 # file it reads is a hypotheses TOML, in src/audit/hypotheses_toml.cpp), the `phasemap audit` verb
 # (src/cli/cmd_audit.cpp, globbed into the CLI) and tests/audit.
 find_package(Boost REQUIRED)
@@ -14,7 +14,7 @@ file(GLOB PM_AUDIT_SRC CONFIGURE_DEPENDS src/audit/*.cpp)
 add_library(phasemap_audit STATIC ${PM_AUDIT_SRC})
 target_include_directories(phasemap_audit PUBLIC include)
 target_link_libraries(phasemap_audit
-  PUBLIC phasemap_metrics Eigen3::Eigen Boost::boost nlohmann_json::nlohmann_json
+  PUBLIC phasemap_stats phasemap_metrics Eigen3::Eigen Boost::boost nlohmann_json::nlohmann_json
   PRIVATE fmt::fmt ${PM_TOMLPP})
 
 target_link_libraries(phasemap PRIVATE phasemap_audit)

@@ -1,5 +1,5 @@
 # report: `phasemap report` (one self-contained HTML page of Vega-Lite figures) — src/report,
-# report/ (template, figure specs, Node exporter), tests/report.
+# src/report/assets/ (template, figure specs, Node exporter), tests/report.
 # The pinned vega / vega-lite / vega-embed bundles come from scripts/deps.sh
 # (PHASEMAP_REPORT_ASSETS); without them the module is left out with a warning.
 set(PHASEMAP_REPORT_ASSETS "" CACHE PATH "vega, vega-lite, vega-embed bundles (scripts/deps.sh)")
@@ -29,24 +29,24 @@ foreach(f ${_pm_report_files})
   endif()
 endforeach()
 
-set(_pm_report_local "${CMAKE_SOURCE_DIR}/report/template.html" "${CMAKE_SOURCE_DIR}/report/report.js"
-  "${CMAKE_SOURCE_DIR}/report/export.js")
+set(_pm_report_local "${CMAKE_SOURCE_DIR}/src/report/assets/template.html" "${CMAKE_SOURCE_DIR}/src/report/assets/report.js"
+  "${CMAKE_SOURCE_DIR}/src/report/assets/export.js")
 file(GLOB PM_REPORT_SRC CONFIGURE_DEPENDS src/report/*.cpp)
 add_library(phasemap_report STATIC ${PM_REPORT_SRC})
 target_include_directories(phasemap_report PUBLIC include)
-target_link_libraries(phasemap_report PUBLIC nlohmann_json::nlohmann_json PRIVATE phasemap_io fmt::fmt)
+target_link_libraries(phasemap_report PUBLIC nlohmann_json::nlohmann_json phasemap_metrics phasemap_stats PRIVATE phasemap_audit phasemap_steer phasemap_io fmt::fmt)
 target_compile_definitions(phasemap_report PRIVATE
   PM_ASSET_VEGA="${PHASEMAP_REPORT_ASSETS}/vega.min.js"
   PM_ASSET_VEGA_LITE="${PHASEMAP_REPORT_ASSETS}/vega-lite.min.js"
   PM_ASSET_VEGA_EMBED="${PHASEMAP_REPORT_ASSETS}/vega-embed.min.js"
-  PM_ASSET_TEMPLATE="${CMAKE_SOURCE_DIR}/report/template.html"
-  PM_ASSET_REPORT_JS="${CMAKE_SOURCE_DIR}/report/report.js"
-  PM_ASSET_EXPORT_JS="${CMAKE_SOURCE_DIR}/report/export.js")
+  PM_ASSET_TEMPLATE="${CMAKE_SOURCE_DIR}/src/report/assets/template.html"
+  PM_ASSET_REPORT_JS="${CMAKE_SOURCE_DIR}/src/report/assets/report.js"
+  PM_ASSET_EXPORT_JS="${CMAKE_SOURCE_DIR}/src/report/assets/export.js")
 set_source_files_properties(src/report/assets.cpp PROPERTIES OBJECT_DEPENDS "${_pm_report_files};${_pm_report_local}")
 target_link_libraries(phasemap PRIVATE phasemap_report)
 # `phasemap report DB`: the store's panel table and the audit library (modules included before this one).
 
-pm_test(report phasemap_report)
+pm_test(report phasemap_report phasemap_audit)
 if(TARGET test_report)
   add_dependencies(test_report phasemap)
   target_compile_definitions(test_report PRIVATE PHASEMAP_REPORT_TEST_OUT="${CMAKE_BINARY_DIR}/report-test")

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/panel_table.hpp"
 
 namespace phasemap::report {
@@ -52,11 +53,12 @@ struct Inputs {
 
 struct Options {
     std::string title = "phasemap report";
-    std::vector<double> regime_cuts;    // empty: the runs' own cut-points, else METRICS.md's defaults
+    // unset: the runs' own cut-points, else the audit's, else METRICS.md's defaults
+    std::optional<metrics::RegimeCuts> regime_cuts;
     size_t max_series = 24;             // runs whose token series go into the page
     size_t max_points = 400;            // points per token series after downsampling
-    size_t bootstrap = 2000;            // resamples for the CI of each median
-    uint64_t seed = 20240521;           // bootstrap seed (the page is deterministic)
+    size_t bootstrap = 2000;            // resamples for the CI of each median (stats::percentile_bootstrap)
+    uint64_t seed = 20240521;           // bootstrap seed: the audit's regime stream of it (audit::kRegimeStream)
     std::string generator;              // "phasemap X (llama.cpp Y)", shown under provenance
 };
 
@@ -75,25 +77,18 @@ std::string render_html(const nlohmann::json& data);
 std::vector<std::string> export_figures(const nlohmann::json& data, const std::optional<std::filesystem::path>& svg_dir,
                                         const std::optional<std::filesystem::path>& png_dir);
 
-// Percentile-bootstrap CI of the median (95 %); {nan, nan} with fewer than 2 values.
-struct MedianCI {
-    double median, lo, hi;
-};
-MedianCI median_ci(std::vector<double> v, size_t resamples, uint64_t seed);
-
 // Peak-preserving downsampling of a token series to at most max_points buckets of w tokens:
 // each bucket keeps the token with the largest value (its index is returned). Documented in
 // docs/report.md.
 std::vector<size_t> downsample_peaks(const std::vector<double>& v, size_t max_points, size_t& bucket);
 
-// Average-linkage clustering of a symmetric distance matrix: leaf order and the dendrogram as
-// segments {x, x2, y, y2} (leaves at x = i + 0.5, merges at their heights).
+// A dendrogram drawn from a scipy-style linkage (merges {a, b, height}, n − 1 of them, e.g. the
+// audit's stats::average_linkage): leaf order and segments {x, x2, y, y2} (leaves at x = i + 0.5,
+// merges at their heights).
 struct Dendrogram {
     std::vector<size_t> order;
     nlohmann::json segments;
 };
-Dendrogram cluster_average(const std::vector<std::vector<double>>& d);
-// Same, from a given scipy-style linkage ([[a, b, height, count], ...], n - 1 rows).
 Dendrogram dendrogram_from_linkage(size_t n, const std::vector<std::array<double, 3>>& merges);
 
 }  // namespace phasemap::report

@@ -1,6 +1,6 @@
 #include "common.hpp"
 
-#include "phasemap/metrics/controls.hpp"
+#include "phasemap/stats/stats.hpp"
 
 #include <algorithm>
 #include <tuple>
@@ -138,13 +138,7 @@ Estimate bootstrap_mean(const std::vector<double>& xs, const Options& o, std::mt
     e.n = xs.size();
     e.value = stats::mean(xs);
     if (xs.size() < 2) return e;
-    std::vector<double> draws(o.bootstrap);
-    for (auto& d : draws) {
-        double s = 0;
-        for (std::size_t i = 0; i < xs.size(); ++i) s += xs[metrics::uniform_index(rng, xs.size() - 1)];
-        d = s / static_cast<double>(xs.size());
-    }
-    e.ci = stats::percentile_interval(draws, o.level);
+    e.ci = stats::percentile_interval(stats::bootstrap_draws(xs, o.bootstrap, stats::Statistic::mean, rng), o.level);
     return e;
 }
 

@@ -14,7 +14,7 @@ namespace phasemap::audit::detail {
 
 // Random streams, one per statistic, derived from Options::seed.
 enum Stream : std::uint64_t {
-    kRegime = 1, kNormEta, kNormEtaPerm, kNormKappa, kVarBoot, kVarPermA, kVarPermB, kVarPermAB,
+    kRegime = kRegimeStream, kNormEta, kNormEtaPerm, kNormKappa, kVarBoot, kVarPermA, kVarPermB, kVarPermAB,
     kTopoBoot, kTopoPerm, kCycleBoot, kRankBoot, kCorrBoot, kCorrPerm, kSplit, kVariantBoot,
     kVariantPerm, kCovPerm, kControlPerm, kControlBoot, kHypothesis = 100,
 };

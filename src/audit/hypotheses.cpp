@@ -5,7 +5,7 @@
 #include <set>
 
 #include "common.hpp"
-#include "phasemap/metrics/controls.hpp"
+#include "phasemap/stats/stats.hpp"
 
 namespace phasemap::audit {
 
@@ -113,10 +113,8 @@ Evaluation compare(const Hypothesis& h, const PanelTable& p, const Options& o, s
     auto rng = rng_for(o, kHypothesis + 2 * stream);
     std::vector<double> draws(o.bootstrap);
     for (auto& d : draws) {
-        double sa = 0, sb = 0;
-        for (std::size_t i = 0; i < a.size(); ++i) sa += a[metrics::uniform_index(rng, a.size() - 1)];
-        for (std::size_t i = 0; i < b.size(); ++i) sb += b[metrics::uniform_index(rng, b.size() - 1)];
-        d = sa / static_cast<double>(a.size()) - sb / static_cast<double>(b.size());
+        const double ma = stats::resample_mean(a, rng);   // a first, then b: one statement each (draw order)
+        d = ma - stats::resample_mean(b, rng);
     }
     e.ci = stats::percentile_interval(draws, o.level);
     e.interval_reflects = h.unit == "model" ? "resampling of the model means within each group"
@@ -134,7 +132,7 @@ Evaluation compare(const Hypothesis& h, const PanelTable& p, const Options& o, s
         std::size_t le = 0, ge = 0;
         for (std::size_t k = 0; k < o.permutations; ++k) {
             for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-            metrics::shuffle_in_place(order, prng);
+            stats::shuffle_in_place(order, prng);
             double sa = 0, sb = 0;
             for (std::size_t i = 0; i < pool.size(); ++i) (i < a.size() ? sa : sb) += pool[order[i]];
             const double d = sa / static_cast<double>(a.size()) - sb / static_cast<double>(b.size());

@@ -3,7 +3,7 @@
 #include <set>
 
 #include "common.hpp"
-#include "phasemap/metrics/controls.hpp"
+#include "phasemap/stats/stats.hpp"
 
 namespace phasemap::audit {
 
@@ -21,14 +21,10 @@ RegimeRow regime_row(std::string model, std::string category, const std::vector<
     r.median = stats::median(xs);
     r.label = regime_label(r.mean, o.cuts);
     if (xs.size() >= 2) {
-        std::vector<double> draws(o.bootstrap);
+        const std::vector<double> draws = stats::bootstrap_draws(xs, o.bootstrap, stats::Statistic::mean, rng);
         std::size_t same = 0;
-        for (auto& d : draws) {
-            double s = 0;
-            for (std::size_t i = 0; i < xs.size(); ++i) s += xs[metrics::uniform_index(rng, xs.size() - 1)];
-            d = s / static_cast<double>(xs.size());
+        for (double d : draws)
             if (regime_label(d, o.cuts) == r.label) ++same;
-        }
         r.ci = stats::percentile_interval(draws, o.level);
         r.label_share = static_cast<double>(same) / static_cast<double>(draws.size());
     }
@@ -121,7 +117,7 @@ NormSensitivity normalisation_sensitivity(const PanelTable& p, const Options& o)
             std::size_t j = 0;
             for (std::size_t g = 0; g < members.size(); ++g)
                 for (std::size_t i = 0; i < members[g].size(); ++i, ++j) {
-                    xb[j] = x[members[g][metrics::uniform_index(rng_eta, members[g].size() - 1)]];
+                    xb[j] = x[members[g][stats::uniform_index(rng_eta, members[g].size() - 1)]];
                     gb[j] = static_cast<int>(g);
                 }
             d = stats::eta_squared(xb, gb);
@@ -132,7 +128,7 @@ NormSensitivity normalisation_sensitivity(const PanelTable& p, const Options& o)
         std::vector<int> gp(x.size());
         for (auto& v : perm) {
             for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-            metrics::shuffle_in_place(order, rng_perm);
+            stats::shuffle_in_place(order, rng_perm);
             for (std::size_t i = 0; i < x.size(); ++i) gp[i] = c.code[order[i]];
             v = stats::eta_squared(x, gp);
         }
@@ -167,7 +163,7 @@ NormSensitivity normalisation_sensitivity(const PanelTable& p, const Options& o)
                 std::vector<std::string> ra(la.size()), rb(la.size());
                 for (auto& d : draws) {
                     for (std::size_t i = 0; i < la.size(); ++i) {
-                        const auto j = metrics::uniform_index(rng_k, la.size() - 1);
+                        const auto j = stats::uniform_index(rng_k, la.size() - 1);
                         ra[i] = la[j];
                         rb[i] = lb[j];
                     }

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "common.hpp"
-#include "phasemap/metrics/controls.hpp"
+#include "phasemap/stats/stats.hpp"
 
 namespace phasemap::audit {
 
@@ -63,9 +63,7 @@ std::vector<RankingStability> rankings(const std::vector<const PanelRun*>& runs,
                         m.push_back(stats::mean(*xs));
                         continue;
                     }
-                    double s = 0;
-                    for (std::size_t k = 0; k < xs->size(); ++k) s += (*xs)[metrics::uniform_index(rng, xs->size() - 1)];
-                    m.push_back(s / static_cast<double>(xs->size()));
+                    m.push_back(stats::resample_mean(*xs, rng));
                 }
                 return m;
             };
@@ -93,7 +91,7 @@ CorrelationResult correlate(const std::string& xn, const std::string& yn, const 
     std::vector<double> dp(o.bootstrap), ds(o.bootstrap), xb(x.size()), yb(x.size());
     for (std::size_t b = 0; b < o.bootstrap; ++b) {
         for (std::size_t i = 0; i < x.size(); ++i) {
-            const auto j = metrics::uniform_index(rng, x.size() - 1);
+            const auto j = stats::uniform_index(rng, x.size() - 1);
             xb[i] = x[j];
             yb[i] = y[j];
         }
@@ -107,7 +105,7 @@ CorrelationResult correlate(const std::string& xn, const std::string& yn, const 
     std::vector<std::uint32_t> order(y.size());
     for (auto& v : perm) {
         for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-        metrics::shuffle_in_place(order, prng);
+        stats::shuffle_in_place(order, prng);
         for (std::size_t i = 0; i < y.size(); ++i) yp[i] = y[order[i]];
         v = std::abs(stats::pearson(x, yp).r);
     }
@@ -239,7 +237,7 @@ Robustness robustness(const PanelTable& p, const Options& o) {
     std::vector<std::uint32_t> order(late.size());
     for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
     auto rng = rng_for(o, kSplit);
-    metrics::shuffle_in_place(order, rng);
+    stats::shuffle_in_place(order, rng);
     const auto ntrain = std::clamp<std::size_t>(
         static_cast<std::size_t>(std::llround(o.train_fraction * static_cast<double>(late.size()))), 1, late.size() - 1);
     std::vector<std::size_t> train(order.begin(), order.begin() + static_cast<long>(ntrain)),

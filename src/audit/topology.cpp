@@ -4,7 +4,7 @@
 #include <set>
 
 #include "common.hpp"
-#include "phasemap/metrics/controls.hpp"
+#include "phasemap/stats/stats.hpp"
 
 namespace phasemap::audit {
 
@@ -119,9 +119,7 @@ Topology topology(const PanelTable& p, const Options& o) {
         for (Eigen::Index i = 0; i < M; ++i)
             for (Eigen::Index j = 0; j < K; ++j) {
                 const auto& xs = *cv[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)];
-                double s = 0;
-                for (std::size_t k = 0; k < xs.size(); ++k) s += xs[metrics::uniform_index(rng, xs.size() - 1)];
-                rb(i, j) = s / static_cast<double>(xs.size());
+                rb(i, j) = stats::resample_mean(xs, rng);
             }
         for (const auto& pr : stats::mutual_nearest_neighbours(euclidean(standardise(rb)))) ++counts[pr];
     }
@@ -162,7 +160,7 @@ Topology topology(const PanelTable& p, const Options& o) {
     std::vector<int> fp(F.code.size());
     for (auto& v : perm) {
         for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-        metrics::shuffle_in_place(order, prng);
+        stats::shuffle_in_place(order, prng);
         for (std::size_t i = 0; i < fp.size(); ++i) fp[i] = F.code[order[i]];
         v = stats::adjusted_rand_index(cl, fp);
     }

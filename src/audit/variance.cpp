@@ -3,7 +3,7 @@
 #include <set>
 
 #include "common.hpp"
-#include "phasemap/metrics/controls.hpp"
+#include "phasemap/stats/stats.hpp"
 
 namespace phasemap::audit {
 
@@ -24,7 +24,7 @@ void permute_within(std::vector<int>& labels, const std::vector<std::vector<std:
     for (const auto& s : strata) {
         std::vector<std::uint32_t> order(s.size());
         for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-        metrics::shuffle_in_place(order, rng);
+        stats::shuffle_in_place(order, rng);
         for (std::size_t i = 0; i < s.size(); ++i) labels[s[i]] = original[s[order[i]]];
     }
 }
@@ -132,7 +132,7 @@ VarianceDecomposition variance_decomposition(const PanelTable& p, const Options&
     }
     for (std::size_t b = 0; b < o.bootstrap; ++b) {
         for (const auto& [k, idx] : cells)
-            for (auto i : idx) yb[i] = cell_mean[i] + resid[idx[metrics::uniform_index(rng, idx.size() - 1)]];
+            for (auto i : idx) yb[i] = cell_mean[i] + resid[idx[stats::uniform_index(rng, idx.size() - 1)]];
         const auto tab = stats::two_way_anova(yb, A.code, B.code, "a", "b", inter);
         for (std::size_t t = 0; t < T && t < tab.type1.size(); ++t) {
             d1[t].push_back(tab.type1[t].share);
@@ -189,7 +189,7 @@ VarianceDecomposition variance_decomposition(const PanelTable& p, const Options&
             std::vector<std::uint32_t> order(y.size());
             for (auto& s : perm) {
                 for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-                metrics::shuffle_in_place(order, prng);
+                stats::shuffle_in_place(order, prng);
                 for (std::size_t i = 0; i < y.size(); ++i) yp[i] = fit[i] + res[order[i]];
                 s = type2_share(yp, A.code, B.code, 2, inter);
             }

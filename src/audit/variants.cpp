@@ -3,7 +3,7 @@
 #include <set>
 
 #include "common.hpp"
-#include "phasemap/metrics/controls.hpp"
+#include "phasemap/stats/stats.hpp"
 
 namespace phasemap::audit {
 
@@ -20,10 +20,8 @@ void delta(const std::vector<double>& a, const std::vector<double>& b, const Opt
     auto rng = rng_for(o, kVariantBoot + stream);
     std::vector<double> draws(o.bootstrap);
     for (auto& x : draws) {
-        double sa = 0, sb = 0;
-        for (std::size_t i = 0; i < a.size(); ++i) sa += a[metrics::uniform_index(rng, a.size() - 1)];
-        for (std::size_t i = 0; i < b.size(); ++i) sb += b[metrics::uniform_index(rng, b.size() - 1)];
-        x = sa / static_cast<double>(a.size()) - sb / static_cast<double>(b.size());
+        const double ma = stats::resample_mean(a, rng);   // a first, then b: one statement each (draw order)
+        x = ma - stats::resample_mean(b, rng);
     }
     dci = stats::percentile_interval(draws, o.level);
     std::vector<double> pool(a);
@@ -33,7 +31,7 @@ void delta(const std::vector<double>& a, const std::vector<double>& b, const Opt
     std::vector<std::uint32_t> order(pool.size());
     for (auto& x : perm) {
         for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-        metrics::shuffle_in_place(order, prng);
+        stats::shuffle_in_place(order, prng);
         double sa = 0, sb = 0;
         for (std::size_t i = 0; i < pool.size(); ++i) (i < a.size() ? sa : sb) += pool[order[i]];
         x = std::abs(sa / static_cast<double>(a.size()) - sb / static_cast<double>(b.size()));
@@ -48,13 +46,7 @@ void paired_delta(const std::vector<double>& diff, const Options& o, std::uint64
     const std::size_t n = diff.size();
     d = stats::mean(diff);
     auto rng = rng_for(o, kVariantBoot + stream);
-    std::vector<double> draws(o.bootstrap);
-    for (auto& x : draws) {
-        double s = 0;
-        for (std::size_t i = 0; i < n; ++i) s += diff[metrics::uniform_index(rng, n - 1)];
-        x = s / static_cast<double>(n);
-    }
-    dci = stats::percentile_interval(draws, o.level);
+    dci = stats::percentile_interval(stats::bootstrap_draws(diff, o.bootstrap, stats::Statistic::mean, rng), o.level);
     const double obs = std::abs(d), tol = 1e-12 * std::max(1.0, obs);
     if (n < 63 && (std::uint64_t{1} << n) <= o.permutations) {
         const std::uint64_t total = std::uint64_t{1} << n;
@@ -72,7 +64,7 @@ void paired_delta(const std::vector<double>& diff, const Options& o, std::uint64
     std::vector<double> perm(o.permutations);
     for (auto& x : perm) {
         double s = 0;
-        for (std::size_t i = 0; i < n; ++i) s += metrics::uniform_index(prng, 1) ? -diff[i] : diff[i];
+        for (std::size_t i = 0; i < n; ++i) s += stats::uniform_index(prng, 1) ? -diff[i] : diff[i];
         x = std::abs(s / static_cast<double>(n));
     }
     p = stats::permutation_p(obs, perm);
@@ -93,7 +85,7 @@ double perm_corr_p(const std::vector<double>& x, const std::vector<double>& y, c
     std::vector<std::uint32_t> order(y.size());
     for (auto& v : perm) {
         for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-        metrics::shuffle_in_place(order, rng);
+        stats::shuffle_in_place(order, rng);
         for (std::size_t i = 0; i < y.size(); ++i) yp[i] = y[order[i]];
         v = std::abs(stats::pearson(x, yp).r);
     }
@@ -239,7 +231,7 @@ Controls controls(const PanelTable& p, const Options& o) {
         std::vector<int> g(y.size());
         for (auto& v : perm) {
             for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-            metrics::shuffle_in_place(order, rng);
+            stats::shuffle_in_place(order, rng);
             for (std::size_t i = 0; i < y.size(); ++i) g[i] = k.code[order[i]];
             v = stats::eta_squared(y, g);
         }

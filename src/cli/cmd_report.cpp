@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <sstream>
 
+#include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/report.hpp"
 #include "phasemap/version.hpp"
 #include "cli_util.hpp"
@@ -42,25 +42,18 @@ nlohmann::json read_json(const std::string& path) {
     }
 }
 
-std::vector<double> parse_cuts(const std::string& spec) {
+// --regime-cuts a,b,c or @FILE: metrics' one cut-point parser (strict: three ascending numbers).
+metrics::RegimeCuts parse_cuts(const std::string& spec) {
     std::string s = spec;
     if (!s.empty() && s[0] == '@') {
         s = read_text_file(s.substr(1), "regime cut-point file");
         while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
     }
-    std::vector<double> v;
-    std::stringstream ss(s);
-    for (std::string item; std::getline(ss, item, ',');) {
-        try {
-            size_t used = 0;
-            v.push_back(std::stod(item, &used));
-        } catch (const std::exception&) {
-            throw UserError(fmt::format("--regime-cuts: '{}' is not a number", item));
-        }
+    try {
+        return metrics::parse_regime_cuts(s);
+    } catch (const metrics::MetricError& e) {
+        throw UserError(fmt::format("--regime-cuts: {}", e.what()));
     }
-    if (v.size() != 3 || !(v[0] < v[1] && v[1] < v[2]))
-        throw UserError("--regime-cuts needs three increasing numbers a,b,c");
-    return v;
 }
 
 #ifdef PHASEMAP_REPORT_DB
@@ -152,8 +145,7 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     }
     // Sections not stored are computed here with default options, like `phasemap audit DB`.
     audit::Options o;
-    if (!c.opt.regime_cuts.empty())
-        o.cuts = {c.opt.regime_cuts[0], c.opt.regime_cuts[1], c.opt.regime_cuts[2]};
+    if (c.opt.regime_cuts) o.cuts = *c.opt.regime_cuts;
     std::optional<audit::HypothesisFile> hyp;
     if (!c.hypotheses.empty() && !secs.contains("hypotheses")) {
         try {

@@ -25,25 +25,6 @@ std::optional<Tail> parse_tail(std::string_view s) {
     return std::nullopt;
 }
 
-std::uint64_t uniform_index(std::mt19937_64& rng, std::uint64_t bound) {
-    if (bound == 0) return 0;
-    if (bound == UINT64_MAX) return rng();
-    // Accept draws below the largest multiple of (bound + 1), so every residue is equally likely.
-    const std::uint64_t range = bound + 1;
-    const std::uint64_t limit = UINT64_MAX - (UINT64_MAX % range + 1) % range;
-    std::uint64_t x;
-    do x = rng();
-    while (x > limit);
-    return x % range;
-}
-
-void shuffle_in_place(std::span<std::uint32_t> order, std::mt19937_64& rng) {
-    for (std::size_t i = order.size(); i > 1; --i) {
-        const std::size_t j = uniform_index(rng, i - 1);
-        std::swap(order[i - 1], order[j]);
-    }
-}
-
 ControlResult compare_with_shuffles(std::string metric, const Value& real, std::span<const double> shuffled,
                                     std::size_t requested, Tail tail) {
     ControlResult r;

@@ -1,6 +1,7 @@
 // build_data(): everything the page shows, as one JSON document. Figure data is shaped for the
-// Vega-Lite specs in report/report.js; tables are {title, columns, rows}; a section whose inputs
-// are absent carries a note that says so.
+// Vega-Lite specs in src/report/assets/report.js; tables are {title, columns, rows}; a section whose inputs
+// are absent carries a note that says so. gather() reads the inputs once (cut-points, models, runs,
+// audit sections); each page section is one function, called in page order from kSections.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -11,7 +12,12 @@
 #include <map>
 #include <set>
 
+#include "phasemap/audit/audit.hpp"
+#include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/report.hpp"
+#include "phasemap/stats/bootstrap.hpp"
+#include "phasemap/stats/cluster.hpp"
+#include "phasemap/steer/eval.hpp"
 
 namespace phasemap::report {
 
@@ -19,7 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-const std::vector<double> kDefaultCuts = {1.985, 2.945, 3.695};
 const std::vector<std::string> kLayerMetrics = {"mean_speed", "speed_cv", "mean_turning_angle_rad", "tortuosity",
                                                 "path_length", "mean_acceleration", "displacement"};
 const std::vector<std::string> kSeries = {"ct_t", "delta_t", "curvature_t"};
@@ -44,27 +49,9 @@ std::string str(const json& j, const char* key, const std::string& def = "") {
     return it->dump();
 }
 
-std::string regime_of(double r, const std::vector<double>& cuts) {
-    static const char* names[] = {"UNDERACTIVE", "ADAPTIVE", "TRANSITION", "CHAOTIC"};
+std::string regime_of(double r, const metrics::RegimeCuts& cuts) {
     if (!std::isfinite(r)) return "";
-    size_t i = 0;
-    while (i < cuts.size() && r >= cuts[i]) ++i;
-    return names[std::min<size_t>(i, 3)];
-}
-
-std::vector<double> parse_cuts(const std::string& s) {
-    std::vector<double> out;
-    size_t p = 0;
-    while (p <= s.size()) {
-        const size_t q = std::min(s.find(',', p), s.size());
-        try {
-            out.push_back(std::stod(s.substr(p, q - p)));
-        } catch (const std::exception&) {
-            return {};
-        }
-        p = q + 1;
-    }
-    return out.size() == 3 ? out : std::vector<double>{};
+    return std::string(metrics::to_string(metrics::classify_regime(r, cuts)));
 }
 
 // A scalar for a table cell; nested values become compact JSON text.
@@ -210,18 +197,22 @@ json result_rows(const std::vector<json>& docs, const std::vector<std::string>& 
     json rows = json::array();
     labels = json::array();
     for (size_t i = 0; i < docs.size(); ++i) {
-        if (!docs[i].is_object() || !docs[i].contains("summary_rows") || !docs[i]["summary_rows"].is_array()) continue;
         const std::string src = source_label(sources[i]);
-        for (const auto& r : docs[i]["summary_rows"]) {
-            if (!r.is_object()) continue;
-            const std::string arm = str(r, "arm"), facet = keep(arm, str(r, "measure"));
-            const double mean = to_double(r.value("mean", json()));
+        std::vector<steer::SummaryRow> summary;
+        try {
+            summary = steer::summary_rows_from_json(docs[i]);
+        } catch (const std::runtime_error& e) {
+            throw std::runtime_error(fmt::format("{}: {}", sources[i], e.what()));
+        }
+        for (const steer::SummaryRow& r : summary) {
+            const std::string& arm = r.arm;
+            const std::string facet = keep(arm, r.measure);
+            const double mean = r.mean;
             if (facet.empty() || !std::isfinite(mean)) continue;
             const std::string label = docs.size() > 1 ? src + " · " + arm : arm;
             if (std::find(labels.begin(), labels.end(), json(label)) == labels.end()) labels.push_back(label);
             rows.push_back({{"result", src}, {"arm", arm}, {"label", label}, {"measure", facet}, {"mean", mean},
-                            {"ci_low", num(to_double(r.value("ci_low", json())))}, {"ci_high", num(to_double(r.value("ci_high", json())))},
-                            {"n", r.value("n", json())}});
+                            {"ci_low", num(r.ci_low)}, {"ci_high", num(r.ci_high)}, {"n", r.n}});
         }
     }
     return rows;
@@ -265,40 +256,76 @@ PanelTable panel_from_json(const json& j) {
     return t;
 }
 
-json build_data(const Inputs& in, const Options& opt) {
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    json d;
-    d["title"] = opt.title;
+namespace {
 
-    // ------------------------------------------------------------ cut-points in use
-    std::vector<double> cuts = opt.regime_cuts;
-    std::string cuts_from = "--regime-cuts";
-    if (cuts.empty())
-        for (const auto& s : in.runs)
-            if (s.contains("options") && s["options"].contains("regime_cuts")) {
-                cuts = parse_cuts(str(s["options"], "regime_cuts"));
-                cuts_from = "the runs' options";
-                if (!cuts.empty()) break;
-            }
-    if (cuts.empty() && in.audit.is_object() && in.audit.contains("regime_cuts") && in.audit["regime_cuts"].is_array()) {
-        for (const auto& c : in.audit["regime_cuts"]) cuts.push_back(to_double(c));
-        cuts_from = "the audit";
-        if (cuts.size() != 3) cuts.clear();
-    }
-    if (cuts.empty()) cuts = kDefaultCuts, cuts_from = "METRICS.md §2.7 defaults";
-    d["cuts"] = cuts;
+// ------------------------------------------------------------------ what every section reads
 
-    // ------------------------------------------------------------ models and runs
+// Gathered once from the inputs: the cut-points in use, models and runs (panel runs, else the
+// per-run summaries'), the per-run summaries' run records, the per-run layer rows, and the audit
+// sections found in the audit JSON.
+struct Context {
+    const Inputs& in;
+    const Options& opt;
+    metrics::RegimeCuts cuts;
+    std::array<double, 3> cut_values{};
+    std::string cuts_from;
     std::vector<ModelRec> models;
     std::vector<RunRec> runs;
     std::map<std::string, size_t> model_index;
+    std::vector<RunRec> summary_runs;   // one per Inputs::runs entry
+    json layer_rows = json::array();    // model, family, metric, value (per-run medians)
+    std::string layer_from;
+    std::vector<std::pair<std::string, json>> secs;   // audit sections: name, JSON
+};
+
+Context gather(const Inputs& in, const Options& opt, json& d) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    Context c{in, opt};
+    auto& models = c.models;
+    auto& runs = c.runs;
+    auto& model_index = c.model_index;
+    auto& summary_runs = c.summary_runs;
+    auto& layer_rows = c.layer_rows;
+    auto& layer_from = c.layer_from;
+    auto& secs = c.secs;
+
+    // ------------------------------------------------------------ cut-points in use
+    std::optional<metrics::RegimeCuts> cuts_in = opt.regime_cuts;
+    std::string cuts_from = "--regime-cuts";
+    if (!cuts_in)
+        for (size_t i = 0; i < in.runs.size() && !cuts_in; ++i) {
+            const json& s = in.runs[i];
+            if (!s.is_object() || !s.contains("options") || !s["options"].contains("regime_cuts")) continue;
+            try {
+                cuts_in = metrics::parse_regime_cuts(str(s["options"], "regime_cuts"));
+            } catch (const metrics::MetricError& e) {
+                throw std::runtime_error(fmt::format("{}: options.regime_cuts: {}", in.run_sources[i], e.what()));
+            }
+            cuts_from = "the runs' options";
+        }
+    if (!cuts_in && in.audit.is_object() && in.audit.contains("regime_cuts") && in.audit["regime_cuts"].is_array() &&
+        in.audit["regime_cuts"].size() == 3) {
+        const json& c = in.audit["regime_cuts"];
+        metrics::RegimeCuts rc{to_double(c[0]), to_double(c[1]), to_double(c[2])};
+        try {
+            rc.validate();
+        } catch (const metrics::MetricError& e) {
+            throw std::runtime_error(fmt::format("{}: regime_cuts: {}", in.audit_source, e.what()));
+        }
+        cuts_in = rc, cuts_from = "the audit";
+    }
+    if (!cuts_in) cuts_in = metrics::RegimeCuts{}, cuts_from = "METRICS.md §2.7 defaults";
+    c.cuts = *cuts_in;
+    c.cuts_from = cuts_from;
+    const metrics::RegimeCuts& cuts = c.cuts;
+    c.cut_values = {cuts.underactive_below, cuts.adaptive_below, cuts.transition_below};
+    d["cuts"] = c.cut_values;
+
+    // ------------------------------------------------------------ models and runs
     auto add_model = [&](const ModelRec& m) {
         if (!model_index.count(m.label)) model_index[m.label] = models.size(), models.push_back(m);
         return model_index[m.label];
     };
-    // layer rows: model, family, metric, value (per-run medians)
-    json layer_rows = json::array();
-    std::string layer_from;
     if (in.panel) {
         for (const auto& m : in.panel->models) {
             ModelRec r{m.label, m.family, m.architecture, m.sha256, m.variant_of.value_or(""), json::object()};
@@ -328,7 +355,6 @@ json build_data(const Inputs& in, const Options& opt) {
         if (!layer_rows.empty()) layer_from = "panel (median_<metric> per run)";
     }
     // Per-run summaries: run points when there is no panel; always the token series.
-    std::vector<RunRec> summary_runs;
     for (size_t i = 0; i < in.runs.size(); ++i) {
         const json& s = in.runs[i];
         if (!s.is_object()) throw std::runtime_error(fmt::format("{}: not a summary JSON object", in.run_sources[i]));
@@ -371,6 +397,35 @@ json build_data(const Inputs& in, const Options& opt) {
         jmodels.push_back({{"label", m.label}, {"family", family_or_none(m.family)}, {"architecture", m.architecture}});
     d["models"] = jmodels;
 
+    // ------------------------------------------------------------ audits
+    // The audit JSON holds the sections of `phasemap audit` (each with "section", "ok", "reason"):
+    // as {"sections": [...]}, as an array, or as an object keyed by section name.
+    const json& a = in.audit;
+    if (a.is_array()) {
+        for (const auto& s : a) secs.push_back({str(s, "section", "section"), s});
+    } else if (a.is_object() && a.contains("sections") && a["sections"].is_array()) {
+        for (const auto& s : a["sections"]) secs.push_back({str(s, "section", "section"), s});
+    } else if (a.is_object() && a.contains("sections") && a["sections"].is_object()) {
+        // `phasemap audit --json`: {"phasemap_version", "source", "options", "panel", "sections": {name: ...}}
+        for (const auto& [k, v] : a["sections"].items()) secs.push_back({str(v, "section", k), v});
+    } else if (a.is_object()) {
+        for (const auto& [k, v] : a.items())
+            if (v.is_object() && k != "provenance" && k != "settings") secs.push_back({str(v, "section", k), v});
+    }
+    return c;
+}
+
+// ------------------------------------------------------------------ sections, one function each
+
+// Phase map: per-model and per-cell medians with their bootstrap intervals (src/stats), runs.
+void phase_section(const Context& c, json& d, json& sections) {
+    const auto& opt = c.opt;
+    const auto& cuts = c.cuts;
+    const auto& cut_values = c.cut_values;
+    const auto& cuts_from = c.cuts_from;
+    const auto& models = c.models;
+    const auto& runs = c.runs;
+    const auto& model_index = c.model_index;
     // ------------------------------------------------------------ medians with bootstrap CIs
     std::map<std::string, std::vector<double>> by_model;
     std::map<std::pair<std::string, std::string>, std::vector<double>> by_cell;
@@ -380,26 +435,59 @@ json build_data(const Inputs& in, const Options& opt) {
         by_cell[{r.model, r.category}].push_back(r.ratio_norm);
     }
     json model_stats = json::array(), cell_stats = json::array(), model_rows = json::array();
-    uint64_t seed = opt.seed;
+    // One generator, drawn as the audit's regime section draws (models in label order, then the
+    // cells): the same seed gives the same resamples, so a statistic's interval equals the audit's.
+    stats::Rng rng(stats::derive_seed(opt.seed, audit::kRegimeStream));
+    std::map<std::string, stats::BootstrapCi> model_ci;
+    for (const auto& [label, v] : by_model)
+        model_ci[label] = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
     for (const auto& m : models) {
         auto it = by_model.find(m.label);
         if (it == by_model.end()) continue;
-        const MedianCI ci = median_ci(it->second, opt.bootstrap, seed++);
+        const stats::BootstrapCi& ci = model_ci[m.label];
         model_stats.push_back({{"model", m.label}, {"family", family_or_none(m.family)}, {"n", it->second.size()},
-                               {"median", num(ci.median)}, {"ci_low", num(ci.lo)}, {"ci_high", num(ci.hi)}});
-        model_rows.push_back({m.label, family_or_none(m.family), it->second.size(), num(ci.median), num(ci.lo), num(ci.hi),
-                              regime_of(ci.median, cuts)});
+                               {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)}});
+        model_rows.push_back({m.label, family_or_none(m.family), it->second.size(), num(ci.estimate), num(ci.ci.lo), num(ci.ci.hi),
+                              regime_of(ci.estimate, cuts)});
     }
     for (const auto& [key, v] : by_cell) {
-        const MedianCI ci = median_ci(v, opt.bootstrap, seed++);
-        const std::string fam = family_or_none(models[model_index[key.first]].family);
+        const stats::BootstrapCi ci = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
+        const std::string fam = family_or_none(models[model_index .at(key.first)].family);
         cell_stats.push_back({{"model", key.first}, {"category", key.second}, {"family", fam}, {"n", v.size()},
-                              {"median", num(ci.median)}, {"ci_low", num(ci.lo)}, {"ci_high", num(ci.hi)},
-                              {"label", fmt3(ci.median)}});
+                              {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)},
+                              {"label", fmt3(ci.estimate)}});
     }
     d["model_stats"] = model_stats;
     d["model_category_stats"] = cell_stats;
 
+    const bool any_ratio = std::any_of(runs.begin(), runs.end(), [](const RunRec& r) { return std::isfinite(r.ratio_norm); });
+    {
+        json items = json::array();
+        if (runs.empty()) items.push_back(note("No runs: pass a results DB, --panel-json or --runs-json."));
+        items.push_back(figure("phase-map", fmt::format("Each point is one run (colour = model family); the black tick is the "
+                                                        "model's median, the vertical bar its 95 % percentile-bootstrap CI "
+                                                        "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).",
+                                                        opt.bootstrap, cut_values[0], cut_values[1], cut_values[2], cuts_from)));
+        items.push_back(figure("phase-map-category"));
+        if (any_ratio && by_model.size() < 2) items.push_back(note("Only one model: no between-model comparison."));
+        items.push_back(table("models", {"model", "family", "runs", "median ratio_norm", "CI low", "CI high", "regime of median"},
+                              model_rows, "No model has a ratio_norm value."));
+        json run_rows = json::array();
+        for (const auto& r : runs)
+            run_rows.push_back({r.id, r.model, r.category, num(r.temperature), r.n_generated, num(r.ratio_norm), r.regime});
+        items.push_back(table("runs", {"run", "model", "category", "temperature", "tokens", "ratio_norm", "regime"}, run_rows,
+                              "No runs."));
+        sections.push_back({{"id", "phase"}, {"title", "Phase map"}, {"items", items},
+                            {"intro", "ratio_norm = max ct_t / mean ct_t per run (METRICS.md §2.5) and its regime (§2.7)."}});
+    }
+}
+
+// Trajectories: token series of at most --max-series runs, downsampled keeping peaks.
+void trajectories_section(const Context& c, json& d, json& sections) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const auto& in = c.in;
+    const auto& opt = c.opt;
+    const auto& summary_runs = c.summary_runs;
     // ------------------------------------------------------------ trajectories
     std::vector<size_t> with_series;
     for (size_t i = 0; i < in.runs.size(); ++i) {
@@ -461,6 +549,34 @@ json build_data(const Inputs& in, const Options& opt) {
     }
     if (!traj_runs.empty()) d["trajectories"] = {{"runs", traj_runs}, {"points", points}, {"metrics", kSeries}};
 
+    {
+        json items = json::array();
+        items.push_back(figure("trajectories", "Hover a point for the token text. Choose the run and the series "
+                                               "(ct_t, or delta_t / curvature_t) with the controls below the plot."));
+        if (!traj_runs.empty()) {
+            if (with_series.size() > chosen.size())
+                items.push_back(note(fmt::format("{} of {} runs with token series are in the page, spread evenly over the "
+                                                 "ratio_norm order (--max-series).", chosen.size(), with_series.size())));
+            if (max_bucket > 1)
+                items.push_back(note(fmt::format("Long series are downsampled to at most {} points: each point stands for a "
+                                                 "bucket of w consecutive tokens and shows the token with the largest ct_t in it "
+                                                 "(so every peak, and ratio_norm's max, stays visible); the state strip shows "
+                                                 "the bucket's most frequent state (--max-points).", opt.max_points)));
+            items.push_back(table("runs shown", {"run", "model", "tokens", "ratio_norm", "regime", "points"}, traj_rows));
+        }
+        sections.push_back({{"id", "trajectories"}, {"title", "Trajectories"}, {"items", items},
+                            {"intro", "ct_t = delta_t × curvature_t per generated token (METRICS.md §2.2–2.4); output states "
+                                      "COLLAPSE / RIVALRY / DIFFUSE / STEADY per token (§5)."}});
+    }
+}
+
+// Layer profiles: per-run layer-axis summaries and the per-layer profiles over depth.
+void layers_section(const Context& c, json& d, json& sections) {
+    const auto& in = c.in;
+    const auto& models = c.models;
+    const auto& model_index = c.model_index;
+    const auto& layer_rows = c.layer_rows;
+    const auto& layer_from = c.layer_from;
     // ------------------------------------------------------------ layer profiles
     if (!layer_rows.empty()) {
         std::vector<std::string> present;
@@ -477,7 +593,7 @@ json build_data(const Inputs& in, const Options& opt) {
     for (const LayerProfile& p : in.layer_profiles) {
         depth_norm = p.norm;
         if (std::find(depth_models.begin(), depth_models.end(), json(p.model)) == depth_models.end()) depth_models.push_back(p.model);
-        const std::string fam = model_index.count(p.model) ? family_or_none(models[model_index[p.model]].family) : "(no family)";
+        const std::string fam = model_index.count(p.model) ? family_or_none(models[model_index.at(p.model)].family) : "(no family)";
         for (const auto& [label, member] : kDepthMetrics) {
             const LayerProfile::Stat& st = p.*member;
             if (!std::isfinite(st.median)) continue;
@@ -506,24 +622,50 @@ json build_data(const Inputs& in, const Options& opt) {
                               "without per-layer series).", in.layer_profiles_source);
     }
 
-    // ------------------------------------------------------------ audits
-    // The audit JSON holds the sections of `phasemap audit` (each with "section", "ok", "reason"):
-    // as {"sections": [...]}, as an array, or as an object keyed by section name.
+    {
+        json items = json::array();
+        items.push_back(figure(
+            "layer-depth",
+            depth_rows.empty()
+                ? ""
+                : fmt::format("x = layer depth (hf:N at N, block:N at N + 1); per model (colour) the median over all tokens "
+                              "of its runs (line, points) and the q1–q3 band. speed = ‖h_l − h_(l−1)‖, the step arriving at "
+                              "the layer (none at the first captured layer); the turning angle between the steps arriving "
+                              "and leaving (none at the first and last); ct_t of the token axis computed at that layer. "
+                              "Runs with norm = {} (from {}, token_layers).",
+                              depth_norm.empty() ? "(unset)" : depth_norm, in.layer_profiles_source)));
+        if (!depth_rows.empty() && in.panel) {
+            std::map<std::string, size_t> other;
+            for (const auto& r : in.panel->runs)
+                if (r.norm != depth_norm) other[r.norm.empty() ? "(unset)" : r.norm]++;
+            if (!other.empty()) {
+                std::string what;
+                size_t n = 0;
+                for (const auto& [k, c] : other) what += (what.empty() ? "" : ", ") + k, n += c;
+                items.push_back(note(fmt::format("{} runs of other normalisation modes ({}) are left out of the layer "
+                                                 "profiles over depth: one mode at a time (the one with the most runs).", n, what)));
+            }
+        }
+        if (!depth_table.empty())
+            items.push_back(table("per-layer medians over tokens (q1 – q3)",
+                                  {"model", "layer", "depth", "runs", "tokens", "speed", "speed q1 – q3", "turning angle (rad)",
+                                   "turn q1 – q3", "ct_t", "ct_t q1 – q3"},
+                                  depth_table));
+        items.push_back(figure("layer-profiles", layer_from.empty() ? "" : "Per-run summaries over the layer axis (one value per run, "
+                                                                           "box over the model's runs). Source: " + layer_from + "."));
+        sections.push_back({{"id", "layers"}, {"title", "Layer profiles"}, {"items", items},
+                            {"intro", "The layer axis (METRICS.md §3) resolved per layer over depth, and its per-run summaries "
+                                      "(path length, tortuosity, mean speed, speed CV, mean turning angle, …)."}});
+    }
+}
+
+// Audits: the audit sections, control-audit and monitor-eval results.
+void audits_section(const Context& c, json& d, json& sections) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const auto& in = c.in;
+    const auto& secs = c.secs;
     json audit_fig = json::object();
     json audit_items = json::array();
-    const json& a = in.audit;
-    std::vector<std::pair<std::string, json>> secs;
-    if (a.is_array()) {
-        for (const auto& s : a) secs.push_back({str(s, "section", "section"), s});
-    } else if (a.is_object() && a.contains("sections") && a["sections"].is_array()) {
-        for (const auto& s : a["sections"]) secs.push_back({str(s, "section", "section"), s});
-    } else if (a.is_object() && a.contains("sections") && a["sections"].is_object()) {
-        // `phasemap audit --json`: {"phasemap_version", "source", "options", "panel", "sections": {name: ...}}
-        for (const auto& [k, v] : a["sections"].items()) secs.push_back({str(v, "section", k), v});
-    } else if (a.is_object()) {
-        for (const auto& [k, v] : a.items())
-            if (v.is_object() && k != "provenance" && k != "settings") secs.push_back({str(v, "section", k), v});
-    }
     auto interval = [&](const json& o, const char* key, double& lo, double& hi) {
         lo = hi = nan;
         if (o.contains(key) && o[key].is_array() && o[key].size() == 2) lo = to_double(o[key][0]), hi = to_double(o[key][1]);
@@ -568,8 +710,19 @@ json build_data(const Inputs& in, const Options& opt) {
                 for (const auto& m : merges)
                     ms.push_back({to_double(m.value("a", json())), to_double(m.value("b", json())), to_double(m.value("height", json()))});
                 dg = dendrogram_from_linkage(n, ms);
-            } else {
-                dg = cluster_average(dm);
+            } else if (n > 1) {
+                // No linkage in the input: average linkage of the distances (all finite) with stats.
+                Eigen::MatrixXd e(n, n);
+                bool finite = true;
+                for (size_t i = 0; i < n; ++i)
+                    for (size_t j = 0; j < n; ++j) e(i, j) = dm[i][j], finite = finite && std::isfinite(dm[i][j]);
+                if (finite) {
+                    std::vector<std::array<double, 3>> ms;
+                    for (const auto& m : stats::average_linkage(e)) ms.push_back({double(m.a), double(m.b), m.height});
+                    dg = dendrogram_from_linkage(n, ms);
+                } else {
+                    dg = dendrogram_from_linkage(n, {});
+                }
             }
             std::set<std::pair<std::string, std::string>> robust;
             json pair_rows = json::array(), hl = json::array();
@@ -661,82 +814,6 @@ json build_data(const Inputs& in, const Options& opt) {
         if (!rows.empty()) d["monitor"] = {{"rows", rows}, {"measures", kMonitorMeasures}, {"labels", labels}};
     }
 
-    // ------------------------------------------------------------ sections
-    json sections = json::array();
-    const bool any_ratio = std::any_of(runs.begin(), runs.end(), [](const RunRec& r) { return std::isfinite(r.ratio_norm); });
-    {
-        json items = json::array();
-        if (runs.empty()) items.push_back(note("No runs: pass a results DB, --panel-json or --runs-json."));
-        items.push_back(figure("phase-map", fmt::format("Each point is one run (colour = model family); the black tick is the "
-                                                        "model's median, the vertical bar its 95 % percentile-bootstrap CI "
-                                                        "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).",
-                                                        opt.bootstrap, cuts[0], cuts[1], cuts[2], cuts_from)));
-        items.push_back(figure("phase-map-category"));
-        if (any_ratio && by_model.size() < 2) items.push_back(note("Only one model: no between-model comparison."));
-        items.push_back(table("models", {"model", "family", "runs", "median ratio_norm", "CI low", "CI high", "regime of median"},
-                              model_rows, "No model has a ratio_norm value."));
-        json run_rows = json::array();
-        for (const auto& r : runs)
-            run_rows.push_back({r.id, r.model, r.category, num(r.temperature), r.n_generated, num(r.ratio_norm), r.regime});
-        items.push_back(table("runs", {"run", "model", "category", "temperature", "tokens", "ratio_norm", "regime"}, run_rows,
-                              "No runs."));
-        sections.push_back({{"id", "phase"}, {"title", "Phase map"}, {"items", items},
-                            {"intro", "ratio_norm = max ct_t / mean ct_t per run (METRICS.md §2.5) and its regime (§2.7)."}});
-    }
-    {
-        json items = json::array();
-        items.push_back(figure("trajectories", "Hover a point for the token text. Choose the run and the series "
-                                               "(ct_t, or delta_t / curvature_t) with the controls below the plot."));
-        if (!traj_runs.empty()) {
-            if (with_series.size() > chosen.size())
-                items.push_back(note(fmt::format("{} of {} runs with token series are in the page, spread evenly over the "
-                                                 "ratio_norm order (--max-series).", chosen.size(), with_series.size())));
-            if (max_bucket > 1)
-                items.push_back(note(fmt::format("Long series are downsampled to at most {} points: each point stands for a "
-                                                 "bucket of w consecutive tokens and shows the token with the largest ct_t in it "
-                                                 "(so every peak, and ratio_norm's max, stays visible); the state strip shows "
-                                                 "the bucket's most frequent state (--max-points).", opt.max_points)));
-            items.push_back(table("runs shown", {"run", "model", "tokens", "ratio_norm", "regime", "points"}, traj_rows));
-        }
-        sections.push_back({{"id", "trajectories"}, {"title", "Trajectories"}, {"items", items},
-                            {"intro", "ct_t = delta_t × curvature_t per generated token (METRICS.md §2.2–2.4); output states "
-                                      "COLLAPSE / RIVALRY / DIFFUSE / STEADY per token (§5)."}});
-    }
-    {
-        json items = json::array();
-        items.push_back(figure(
-            "layer-depth",
-            depth_rows.empty()
-                ? ""
-                : fmt::format("x = layer depth (hf:N at N, block:N at N + 1); per model (colour) the median over all tokens "
-                              "of its runs (line, points) and the q1–q3 band. speed = ‖h_l − h_(l−1)‖, the step arriving at "
-                              "the layer (none at the first captured layer); the turning angle between the steps arriving "
-                              "and leaving (none at the first and last); ct_t of the token axis computed at that layer. "
-                              "Runs with norm = {} (from {}, token_layers).",
-                              depth_norm.empty() ? "(unset)" : depth_norm, in.layer_profiles_source)));
-        if (!depth_rows.empty() && in.panel) {
-            std::map<std::string, size_t> other;
-            for (const auto& r : in.panel->runs)
-                if (r.norm != depth_norm) other[r.norm.empty() ? "(unset)" : r.norm]++;
-            if (!other.empty()) {
-                std::string what;
-                size_t n = 0;
-                for (const auto& [k, c] : other) what += (what.empty() ? "" : ", ") + k, n += c;
-                items.push_back(note(fmt::format("{} runs of other normalisation modes ({}) are left out of the layer "
-                                                 "profiles over depth: one mode at a time (the one with the most runs).", n, what)));
-            }
-        }
-        if (!depth_table.empty())
-            items.push_back(table("per-layer medians over tokens (q1 – q3)",
-                                  {"model", "layer", "depth", "runs", "tokens", "speed", "speed q1 – q3", "turning angle (rad)",
-                                   "turn q1 – q3", "ct_t", "ct_t q1 – q3"},
-                                  depth_table));
-        items.push_back(figure("layer-profiles", layer_from.empty() ? "" : "Per-run summaries over the layer axis (one value per run, "
-                                                                           "box over the model's runs). Source: " + layer_from + "."));
-        sections.push_back({{"id", "layers"}, {"title", "Layer profiles"}, {"items", items},
-                            {"intro", "The layer axis (METRICS.md §3) resolved per layer over depth, and its per-run summaries "
-                                      "(path length, tortuosity, mean speed, speed CV, mean turning angle, …)."}});
-    }
     {
         json items = json::array();
         if (secs.empty()) items.push_back(note("No audit: pass a results DB or --audit-json (from `phasemap audit --json`)."));
@@ -761,6 +838,18 @@ json build_data(const Inputs& in, const Options& opt) {
             to_tables("monitor arms: " + source_label(in.monitor_sources[i]), in.monitor[i], items);
         sections.push_back({{"id", "audits"}, {"title", "Audits"}, {"items", items}});
     }
+}
+
+// Provenance: this page, models, settings of the panel, the runs and the audit.
+void provenance_section(const Context& c, json& d, json& sections) {
+    const auto& in = c.in;
+    const auto& opt = c.opt;
+    const auto& secs = c.secs;
+    const auto& cut_values = c.cut_values;
+    const auto& cuts_from = c.cuts_from;
+    const auto& models = c.models;
+    const auto& runs = c.runs;
+    const json& a = in.audit;
     {
         json items = json::array();
         json gen = json::array();
@@ -769,8 +858,9 @@ json build_data(const Inputs& in, const Options& opt) {
         gen.push_back({"panel", in.panel ? in.panel_source : "(none)"});
         gen.push_back({"audit", secs.empty() ? std::string("(none)") : in.audit_source});
         gen.push_back({"per-run summaries", in.runs.size()});
-        gen.push_back({"regime cut-points", fmt::format("{}, {}, {} ({})", cuts[0], cuts[1], cuts[2], cuts_from)});
-        gen.push_back({"bootstrap", fmt::format("{} resamples, seed {}, 95 % percentile CI of the median", opt.bootstrap, opt.seed)});
+        gen.push_back({"regime cut-points", fmt::format("{}, {}, {} ({})", cut_values[0], cut_values[1], cut_values[2], cuts_from)});
+        gen.push_back({"bootstrap", fmt::format("{} resamples, seed {} (the audit's regime stream), 95 % percentile CI of the median",
+                                              opt.bootstrap, opt.seed)});
         gen.push_back({"token series", fmt::format("at most {} runs, at most {} points each (peak-preserving buckets)",
                                                    opt.max_series, opt.max_points)});
         items.push_back(table("this page", {"field", "value"}, gen));
@@ -818,9 +908,28 @@ json build_data(const Inputs& in, const Options& opt) {
         }
         sections.push_back({{"id", "provenance"}, {"title", "Provenance"}, {"items", items}});
     }
+}
+
+using SectionFn = void (*)(const Context&, json& data, json& sections);
+// The page's sections in page order: each adds its figure data to the page data and its section
+// (figures, tables, notes) to the list.
+const std::pair<const char*, SectionFn> kSections[] = {
+    {"phase", phase_section},         {"trajectories", trajectories_section}, {"layers", layers_section},
+    {"audits", audits_section},       {"provenance", provenance_section},
+};
+
+}  // namespace
+
+json build_data(const Inputs& in, const Options& opt) {
+    json d;
+    d["title"] = opt.title;
+    const Context c = gather(in, opt, d);
+    json sections = json::array();
+    for (const auto& [id, build] : kSections) build(c, d, sections);
     d["sections"] = sections;
-    d["subtitle"] = fmt::format("{} models · {} runs · {} per-run summaries{}", models.size(), runs.size(), in.runs.size(),
-                                secs.empty() ? "" : " · audit");
+
+    d["subtitle"] = fmt::format("{} models · {} runs · {} per-run summaries{}", c.models.size(), c.runs.size(), in.runs.size(),
+                                c.secs.empty() ? "" : " · audit");
     return d;
 }
 

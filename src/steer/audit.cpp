@@ -66,8 +66,9 @@ std::vector<int32_t> ids_of(const RunRecord& r) {
 void append_summary_rows(nlohmann::json& rows, const std::string& arm, const nlohmann::json& obj) {
     for (const auto& [k, v] : obj.items()) {
         if (!v.is_object() || !v.contains("mean") || !v.contains("ci95")) continue;
-        rows.push_back({{"arm", arm}, {"measure", k}, {"n", v.value("n", size_t{0})}, {"mean", v["mean"]},
-                        {"ci_low", v["ci95"].at(0)}, {"ci_high", v["ci95"].at(1)}});
+        auto value = [](const nlohmann::json& x) { return x.is_number() ? x.get<double>() : std::numeric_limits<double>::quiet_NaN(); };
+        rows.push_back(to_json(SummaryRow{arm, k, v.value("n", size_t{0}), value(v["mean"]), value(v["ci95"].at(0)),
+                                          value(v["ci95"].at(1))}));
     }
 }
 

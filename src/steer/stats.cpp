@@ -5,49 +5,62 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
-#include <random>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
-#include "phasemap/metrics/controls.hpp"
-#include "phasemap/metrics/quantile.hpp"
+#include "phasemap/stats/bootstrap.hpp"
 #include "phasemap/steer/eval.hpp"
 
 namespace phasemap::steer {
 
-MeanCi bootstrap_mean(std::span<const double> xs_in, size_t resamples, uint64_t seed, double level) {
-    std::vector<double> xs;
-    for (double x : xs_in)
-        if (std::isfinite(x)) xs.push_back(x);
-    MeanCi c;
-    c.n = xs.size();
-    if (xs.empty()) {
-        c.mean = c.lo = c.hi = metrics::kNaN;
-        return c;
-    }
-    double s = 0;
-    for (double x : xs) s += x;
-    c.mean = s / double(xs.size());
-    if (xs.size() < 2 || resamples == 0) {
-        c.lo = c.hi = metrics::kNaN;
-        return c;
-    }
-    std::mt19937_64 rng(seed);
-    std::vector<double> means(resamples);
-    for (size_t b = 0; b < resamples; ++b) {
-        double m = 0;
-        for (size_t i = 0; i < xs.size(); ++i) m += xs[size_t(metrics::uniform_index(rng, xs.size() - 1))];
-        means[b] = m / double(xs.size());
-    }
-    std::sort(means.begin(), means.end());
-    c.lo = metrics::quantile_sorted(means, (1 - level) / 2);
-    c.hi = metrics::quantile_sorted(means, 1 - (1 - level) / 2);
-    return c;
+MeanCi bootstrap_mean(std::span<const double> xs, size_t resamples, uint64_t seed, double level) {
+    stats::Rng rng(seed);
+    const stats::BootstrapCi b = stats::percentile_bootstrap(xs, resamples, stats::Statistic::mean, rng, level);
+    return {b.n, b.estimate, b.ci.lo, b.ci.hi};
 }
 
 nlohmann::json to_json(const MeanCi& c) {
     auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
     return {{"n", c.n}, {"mean", num(c.mean)}, {"ci95", {num(c.lo), num(c.hi)}}};
+}
+
+nlohmann::json to_json(const SummaryRow& r) {
+    auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+    return {{"arm", r.arm}, {"measure", r.measure}, {"n", r.n}, {"mean", num(r.mean)}, {"ci_low", num(r.ci_low)},
+            {"ci_high", num(r.ci_high)}};
+}
+
+SummaryRow summary_row_from_json(const nlohmann::json& j) {
+    if (!j.is_object()) throw std::runtime_error("summary row: not a JSON object");
+    auto text = [&](const char* k) {
+        if (!j.contains(k) || !j[k].is_string()) throw std::runtime_error(fmt::format("summary row: '{}' is not a string", k));
+        return j[k].get<std::string>();
+    };
+    auto number = [&](const char* k) {
+        if (!j.contains(k)) throw std::runtime_error(fmt::format("summary row: no '{}'", k));
+        if (j[k].is_null()) return std::numeric_limits<double>::quiet_NaN();
+        if (!j[k].is_number()) throw std::runtime_error(fmt::format("summary row: '{}' is not a number", k));
+        return j[k].get<double>();
+    };
+    SummaryRow r;
+    r.arm = text("arm");
+    r.measure = text("measure");
+    if (!j.contains("n") || !j["n"].is_number_integer() || j["n"].get<int64_t>() < 0)
+        throw std::runtime_error("summary row: 'n' is not a count");
+    r.n = j["n"].get<size_t>();
+    r.mean = number("mean");
+    r.ci_low = number("ci_low");
+    r.ci_high = number("ci_high");
+    return r;
+}
+
+std::vector<SummaryRow> summary_rows_from_json(const nlohmann::json& doc) {
+    std::vector<SummaryRow> rows;
+    if (!doc.is_object() || !doc.contains("summary_rows")) return rows;
+    if (!doc["summary_rows"].is_array()) throw std::runtime_error("'summary_rows' is not an array");
+    for (const auto& r : doc["summary_rows"]) rows.push_back(summary_row_from_json(r));
+    return rows;
 }
 
 size_t CsvTable::column(const std::string& name) const {

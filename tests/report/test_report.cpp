@@ -5,7 +5,10 @@
 // PHASEMAP_NO_BROWSER=1 is set (then they skip, saying why).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <tuple>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -16,7 +19,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "phasemap/audit/audit.hpp"
 #include "phasemap/report.hpp"
+#include "phasemap/stats/cluster.hpp"
+#include "phasemap/steer/eval.hpp"
 #include "support/paths.hpp"
 #ifdef PHASEMAP_REPORT_DB
 #include "phasemap/metrics/analyze.hpp"
@@ -320,18 +326,66 @@ std::vector<std::string> full_args(const FullInputs& f, const fs::path& out) {
 }
 
 // ------------------------------------------------------------------ numerics
-TEST(ReportStats, MedianCI) {
-    auto ci = phasemap::report::median_ci({3, 1, 2, 5, 4}, 500, 1);
-    EXPECT_DOUBLE_EQ(ci.median, 3.0);
-    EXPECT_LE(ci.lo, 3.0);
-    EXPECT_GE(ci.hi, 3.0);
-    EXPECT_GE(ci.lo, 1.0);
-    EXPECT_LE(ci.hi, 5.0);
-    auto one = phasemap::report::median_ci({2.5}, 500, 1);
-    EXPECT_DOUBLE_EQ(one.median, 2.5);
-    EXPECT_TRUE(std::isnan(one.lo));
-    auto even = phasemap::report::median_ci({1, 2, 3, NAN, 10}, 0, 1);
-    EXPECT_DOUBLE_EQ(even.median, 2.5);
+// The report has no statistics of its own: its per-model and per-cell median intervals are drawn
+// as the audit's regime section draws (src/stats, the same stream of the same seed). On samples of
+// two dyadic values the median of every resample equals its mean exactly, so the report's median
+// intervals must equal the audit's mean intervals bit for bit — for every model and every cell,
+// which also pins the order the two walk the stream in. Five resamples: the percentile bounds then
+// interpolate between individual draws, so they depend on exactly which draws were made.
+TEST(ReportStats, MedianIntervalsEqualTheAuditsForTheSameSeed) {
+    phasemap::PanelTable p;
+    const std::vector<std::tuple<std::string, std::string, double>> runs = {
+        {"model-a", "c1", 1.0}, {"model-a", "c1", 2.0}, {"model-b", "c1", 3.0}, {"model-b", "c1", 5.0},
+        {"model-c", "c2", 0.5}, {"model-c", "c2", 4.0}};
+    for (const auto& m : {"model-c", "model-a", "model-b"}) p.models.push_back({.label = m});   // not in label order
+    int k = 0;
+    for (const auto& [model, cat, v] : runs) {
+        phasemap::PanelRun r;
+        r.run_id = "run" + std::to_string(k);
+        r.model = model;
+        r.category = cat;
+        r.prompt = "prompt " + std::to_string(k);
+        r.seed = static_cast<uint64_t>(k++);
+        r.norm = "raw";
+        r.metrics["ratio_norm"] = v;
+        p.runs.push_back(r);
+    }
+    size_t inner = 0;   // intervals strictly inside [min, max]: the check depends on the draws
+    for (const uint64_t seed : {uint64_t{20240521}, uint64_t{7}, uint64_t{1}, uint64_t{2}}) {
+        phasemap::audit::Options ao;
+        ao.seed = seed;
+        ao.bootstrap = 5;
+        const auto audit = phasemap::audit::regime_table(p, ao);
+        ASSERT_EQ(audit.models.size(), 3u);
+        ASSERT_EQ(audit.cells.size(), 3u);
+        phasemap::report::Inputs in;
+        in.panel = p;
+        phasemap::report::Options ro;
+        ro.seed = seed;
+        ro.bootstrap = 5;
+        const auto d = phasemap::report::build_data(in, ro);
+        ASSERT_EQ(d["model_stats"].size(), 3u);
+        for (const auto& row : audit.models) {
+            const auto it = std::find_if(d["model_stats"].begin(), d["model_stats"].end(),
+                                         [&](const json& j) { return j["model"] == row.model; });
+            ASSERT_NE(it, d["model_stats"].end()) << row.model;
+            ASSERT_TRUE(row.ci.ok());
+            const auto& xs = row.model == "model-a" ? std::pair{1.0, 2.0}
+                             : row.model == "model-b" ? std::pair{3.0, 5.0} : std::pair{0.5, 4.0};
+            inner += row.ci.lo > xs.first || row.ci.hi < xs.second;
+            EXPECT_EQ((*it)["ci_low"].get<double>(), row.ci.lo) << row.model << " seed " << seed;
+            EXPECT_EQ((*it)["ci_high"].get<double>(), row.ci.hi) << row.model << " seed " << seed;
+        }
+        for (const auto& row : audit.cells) {
+            const auto it = std::find_if(d["model_category_stats"].begin(), d["model_category_stats"].end(), [&](const json& j) {
+                return j["model"] == row.model && j["category"] == row.category;
+            });
+            ASSERT_NE(it, d["model_category_stats"].end()) << row.model;
+            EXPECT_EQ((*it)["ci_low"].get<double>(), row.ci.lo) << row.model << "/" << row.category;
+            EXPECT_EQ((*it)["ci_high"].get<double>(), row.ci.hi) << row.model << "/" << row.category;
+        }
+    }
+    EXPECT_GT(inner, 0u);
 }
 
 TEST(ReportStats, DownsampleKeepsPeaks) {
@@ -349,9 +403,12 @@ TEST(ReportStats, DownsampleKeepsPeaks) {
 }
 
 TEST(ReportStats, AverageLinkageDendrogram) {
-    // Two tight pairs far apart: {0, 2} and {1, 3}.
-    std::vector<std::vector<double>> d = {{0, 9, 1, 9}, {9, 0, 9, 2}, {1, 9, 0, 9}, {9, 2, 9, 0}};
-    auto dg = phasemap::report::cluster_average(d);
+    // Two tight pairs far apart: {0, 2} and {1, 3}; the linkage from stats (the audit's).
+    Eigen::MatrixXd d(4, 4);
+    d << 0, 9, 1, 9, 9, 0, 9, 2, 1, 9, 0, 9, 9, 2, 9, 0;
+    std::vector<std::array<double, 3>> ms;
+    for (const auto& m : phasemap::stats::average_linkage(d)) ms.push_back({double(m.a), double(m.b), m.height});
+    auto dg = phasemap::report::dendrogram_from_linkage(4, ms);
     ASSERT_EQ(dg.order.size(), 4u);
     EXPECT_EQ(dg.segments.size(), 9u);  // three rules per merge
     // Members of a pair are adjacent in the leaf order.
@@ -424,6 +481,31 @@ TEST(ReportData, ControlAndMonitorFigureRows) {
     EXPECT_NE(ids.find("[monitor arms: r.duckdb › monitor › summary_rows]"), std::string::npos) << ids;
 }
 
+// Control-audit / monitor-eval rows reach the report as steer::SummaryRow: a row without a field
+// (here "mean" renamed) is one clear error naming the file, not a figure silently missing a bar.
+TEST(ReportData, SummaryRowsAreTyped) {
+    json row = {{"arm", "intervened"}, {"measure", "delta_ratio_norm"}, {"n", 5}, {"mean", 0.25}, {"ci_low", nullptr},
+                {"ci_high", 0.5}};
+    const auto typed = phasemap::steer::summary_row_from_json(row);
+    EXPECT_EQ(typed.arm, "intervened");
+    EXPECT_EQ(typed.n, 5u);
+    EXPECT_EQ(typed.mean, 0.25);
+    EXPECT_TRUE(std::isnan(typed.ci_low));
+    EXPECT_EQ(phasemap::steer::to_json(typed), row);
+    phasemap::report::Inputs in;
+    json bad = row;
+    bad.erase("mean");
+    bad["average"] = 0.25;
+    in.control_audit.push_back({{"summary_rows", json::array({row, bad})}});
+    in.control_sources.push_back("ca.json");
+    try {
+        phasemap::report::build_data(in, {});
+        ADD_FAILURE() << "a summary row without 'mean' was accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_EQ(std::string(e.what()), "ca.json: summary row: no 'mean'");
+    }
+}
+
 TEST(ReportData, LayerDepthRowsAndNotes) {
     using phasemap::report::LayerProfile;
     phasemap::report::Inputs in;
@@ -488,7 +570,14 @@ TEST(ReportCli, Errors) {
     EXPECT_NE(r.err.find("cannot read JSON file '/nonexistent/run.json': no such file"), std::string::npos) << r.err;
     r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "3,2,1"});
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_NE(r.err.find("three increasing numbers"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--regime-cuts: regime cut-points must be strictly ascending"), std::string::npos) << r.err;
+    // metrics' one strict parser: a fourth number or trailing text is refused, not ignored.
+    r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "1,2,3,4"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("--regime-cuts: regime cut-points: expected 3 comma-separated numbers, got more"), std::string::npos) << r.err;
+    r = run_phasemap({"report", "--panel-json", full_inputs().panel.string(), "--regime-cuts", "1,2,3x"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("'3x' is not a number"), std::string::npos) << r.err;
 }
 
 // ------------------------------------------------------------------ the page in a browser

@@ -633,6 +633,7 @@ TEST(MonitorEval, FourArmsOnLabelledPrompts) {
     // The flat table: 3 measures per arm plus Δ accuracy for the three non-baseline arms.
     ASSERT_EQ(r["summary_rows"].size(), 4u * 3u + 3u);
     for (const auto& row : r["summary_rows"]) {
+        EXPECT_EQ(phasemap::steer::to_json(phasemap::steer::summary_row_from_json(row)), row);   // typed round trip
         if (row["measure"] == "accuracy") {
             EXPECT_EQ(row["mean"], r["summary"][row["arm"].get<std::string>()]["accuracy"]["mean"]) << row.dump();
         }

@@ -13,7 +13,7 @@
 #include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/audit/stats.hpp"
+#include "phasemap/stats/stats.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/panel_table.hpp"
 
@@ -21,6 +21,11 @@ namespace phasemap::audit {
 
 using json = nlohmann::json;
 using stats::Interval;
+
+// The random stream of the regime section (Options::seed through stats::derive_seed): one generator
+// for the models in label order, then the model × category cells. `phasemap report` draws its
+// per-model and per-cell median intervals from the same stream in the same order.
+inline constexpr std::uint64_t kRegimeStream = 1;
 
 struct Options {
     std::string metric = "ratio_norm";   // run metric of the variance decomposition and topology

@@ -15,6 +15,7 @@
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/metrics/value.hpp"
 #include "phasemap/metrics/views.hpp"
+#include "phasemap/stats/rng.hpp"
 
 namespace phasemap::metrics {
 
@@ -45,11 +46,10 @@ struct ControlResult {
 ControlResult compare_with_shuffles(std::string metric, const Value& real, std::span<const double> shuffled,
                                     std::size_t requested, Tail tail);
 
-// Unbiased uniform integer in [0, bound] from a 64-bit generator (rejection sampling; the same
-// sequence on every platform, unlike std::uniform_int_distribution).
-std::uint64_t uniform_index(std::mt19937_64& rng, std::uint64_t bound);
-// Fisher–Yates shuffle with uniform_index: portable, deterministic for a given generator state.
-void shuffle_in_place(std::span<std::uint32_t> order, std::mt19937_64& rng);
+// Portable draws (phasemap::stats, stats/rng.hpp): uniform_index (rejection sampling, the same
+// sequence on every platform, unlike std::uniform_int_distribution) and its Fisher–Yates shuffle.
+using stats::shuffle_in_place;
+using stats::uniform_index;
 
 // §6 shuffled-token-order baseline of ratio_norm on one layer: the states (normalised once as
 // opt.norm says; normalisation is order-independent) are visited in K random orders and

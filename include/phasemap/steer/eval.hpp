@@ -30,6 +30,20 @@ struct MeanCi {
 MeanCi bootstrap_mean(std::span<const double> xs, size_t resamples, uint64_t seed, double level = 0.95);
 nlohmann::json to_json(const MeanCi& c);
 
+// One row of a result's flat per-arm table — `summary_rows` of the control-audit and monitor-eval
+// JSON: the MeanCi of one measure in one arm. NaN is null in JSON. Readers (the report) take rows
+// through summary_rows_from_json, so a renamed field is a compile error there.
+struct SummaryRow {
+    std::string arm, measure;
+    size_t n = 0;
+    double mean = 0, ci_low = 0, ci_high = 0;
+};
+nlohmann::json to_json(const SummaryRow& r);
+// Throws std::runtime_error naming the field that is missing or of the wrong type.
+SummaryRow summary_row_from_json(const nlohmann::json& j);
+// The `summary_rows` of a control-audit or monitor-eval result; empty when the document has none.
+std::vector<SummaryRow> summary_rows_from_json(const nlohmann::json& doc);
+
 // RFC-4180 CSV (quoted fields, doubled quotes, CRLF) with a header row.
 struct CsvTable {
     std::vector<std::string> header;

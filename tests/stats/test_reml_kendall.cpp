@@ -15,9 +15,9 @@
 
 #include <Eigen/Dense>
 
-#include "phasemap/audit/stats.hpp"
+#include "phasemap/stats/stats.hpp"
 
-using namespace phasemap::audit::stats;
+using namespace phasemap::stats;
 
 namespace {
 
@@ -172,7 +172,7 @@ std::vector<double> maximise(const std::function<double(const std::vector<double
 // −½ Σ_s [df_s log λ_s + SS_s/λ_s] over s ∈ {A, B, AB, E} with λ_E = σ²_e, λ_AB = σ²_e + r σ²_ab,
 // λ_A = λ_AB + rJ σ²_a, λ_B = λ_AB + rI σ²_b; under σ²_ab ≥ 0 its maximum pools AB with E:
 // σ²_e = (SS_AB + SS_E)/(df_AB + df_E), σ²_ab = 0, σ²_a = (MS_A − σ²_e)/(rJ), σ²_b = (MS_B − σ²_e)/(rI).
-TEST(AuditRemlBoundary, BalancedZeroInteractionEqualsClosedForm) {
+TEST(StatsRemlBoundary, BalancedZeroInteractionEqualsClosedForm) {
     const int I = 5, J = 4, r = 3;
     Balanced d;
     std::uint64_t seed = 1;
@@ -201,7 +201,7 @@ TEST(AuditRemlBoundary, BalancedZeroInteractionEqualsClosedForm) {
 
 // Unbalanced crossed design with an empty cell and unequal replication; the interaction is planted
 // at 0. The expected maximum comes from maximising the full-data restricted likelihood directly.
-TEST(AuditRemlBoundary, UnbalancedEmptyCellReachesTheDirectMaximum) {
+TEST(StatsRemlBoundary, UnbalancedEmptyCellReachesTheDirectMaximum) {
     const int I = 4, J = 3;
     int found = 0;
     for (std::uint64_t seed = 1; seed < 200 && found < 2; ++seed) {
@@ -250,7 +250,7 @@ TEST(AuditRemlBoundary, UnbalancedEmptyCellReachesTheDirectMaximum) {
 }
 
 // A constant metric has no variance to share: every σ² is 0 and the reason says so.
-TEST(AuditRemlBoundary, ConstantMetric) {
+TEST(StatsRemlBoundary, ConstantMetric) {
     const std::vector<double> y(12, 0.25);
     std::vector<int> a, b;
     for (int i = 0; i < 12; ++i) {
@@ -266,7 +266,7 @@ TEST(AuditRemlBoundary, ConstantMetric) {
 
 // A one-way design whose between-group mean square is below the within one: the REML maximum is
 // σ²_a = 0, σ²_e = SS_total/(n − 1) (all observations pooled).
-TEST(AuditRemlBoundary, OneWayBelowZeroPoolsEverything) {
+TEST(StatsRemlBoundary, OneWayBelowZeroPoolsEverything) {
     const std::vector<std::vector<double>> g = {{1.0, 3.0, 2.0}, {2.2, 1.1, 2.8}, {3.1, 1.2, 1.6}};
     std::vector<double> y;
     std::vector<int> f;
@@ -287,7 +287,7 @@ TEST(AuditRemlBoundary, OneWayBelowZeroPoolsEverything) {
 // For n = 3…8: every value of S = C − D that a permutation can give, p = share of the n!
 // permutations with |S| at least as large (enumerated), against kendall_tau_b on x = 1…n and
 // a permutation y with that S.
-TEST(AuditKendallExact, MatchesEnumeratedPermutations) {
+TEST(StatsKendallExact, MatchesEnumeratedPermutations) {
     for (int n = 3; n <= 8; ++n) {
         std::vector<int> perm(n);
         std::iota(perm.begin(), perm.end(), 0);

@@ -9,9 +9,9 @@
 
 #include <boost/math/distributions/normal.hpp>
 
-#include "phasemap/audit/stats.hpp"
+#include "phasemap/stats/stats.hpp"
 
-using namespace phasemap::audit::stats;
+using namespace phasemap::stats;
 
 namespace {
 
@@ -43,7 +43,7 @@ Warpbreaks warpbreaks() {
 // tension       2   2034  1017.1   8.498 0.000693
 // wool:tension  2   1003   501.4   4.189 0.021044
 // Residuals    48   5745   119.7
-TEST(AuditAnova, WarpbreaksWithInteractionMatchesR) {
+TEST(StatsAnova, WarpbreaksWithInteractionMatchesR) {
     const auto w = warpbreaks();
     const auto t = two_way_anova(w.y, w.wool, w.tension, "wool", "tension", true);
     ASSERT_TRUE(t.interaction);
@@ -72,7 +72,7 @@ TEST(AuditAnova, WarpbreaksWithInteractionMatchesR) {
 
 // R: summary(aov(breaks ~ wool + tension, data = warpbreaks))
 // wool 1 450.7 F 3.339 p 0.07361; tension 2 2034.3 F 7.537 p 0.00138; Residuals 50 6747.9
-TEST(AuditAnova, WarpbreaksAdditiveMatchesR) {
+TEST(StatsAnova, WarpbreaksAdditiveMatchesR) {
     const auto w = warpbreaks();
     const auto t = two_way_anova(w.y, w.wool, w.tension, "wool", "tension", false);
     ASSERT_FALSE(t.interaction);
@@ -89,7 +89,7 @@ TEST(AuditAnova, WarpbreaksAdditiveMatchesR) {
 
 // Unbalanced: dropping runs makes type I depend on the order and type II differ from type I for
 // the first factor, while the last-entered factor's type I SS equals its type II SS.
-TEST(AuditAnova, UnbalancedTypeOneVersusTypeTwo) {
+TEST(StatsAnova, UnbalancedTypeOneVersusTypeTwo) {
     auto w = warpbreaks();
     std::vector<double> y;
     std::vector<int> a, b;
@@ -110,7 +110,7 @@ TEST(AuditAnova, UnbalancedTypeOneVersusTypeTwo) {
 
 // R: kruskal.test(Ozone ~ Month, data = airquality)
 // Kruskal-Wallis chi-squared = 29.267, df = 4, p-value = 6.901e-06 (116 non-missing values).
-TEST(AuditKruskalWallis, AirqualityOzoneByMonth) {
+TEST(StatsKruskalWallis, AirqualityOzoneByMonth) {
     const std::vector<std::vector<double>> months = {
         {41, 36, 12, 18, 28, 23, 19, 8, 7, 16, 11, 14, 18, 14, 34, 6, 30, 11, 1, 11, 4, 32, 23, 45, 115, 37},
         {29, 71, 39, 23, 21, 37, 20, 12, 13},
@@ -135,7 +135,7 @@ TEST(AuditKruskalWallis, AirqualityOzoneByMonth) {
 
 // Wikipedia "Cohen's kappa", worked example: 50 grant proposals, both Yes 20, A yes/B no 5,
 // A no/B yes 10, both No 15 → p_o = 0.7, p_e = 0.5, κ = 0.4.
-TEST(AuditKappa, WikipediaExample) {
+TEST(StatsKappa, WikipediaExample) {
     std::vector<std::string> a, b;
     auto add = [&](const char* x, const char* y, int n) {
         for (int i = 0; i < n; ++i) {
@@ -153,7 +153,7 @@ TEST(AuditKappa, WikipediaExample) {
 
 // By hand: a = {0,0,0,1,1,1}, b = {0,0,1,1,2,2}. Σ C(n_ij,2) = 2, Σ C(a_i,2) = 6, Σ C(b_j,2) = 3,
 // C(6,2) = 15 → expected 6·3/15 = 1.2, max 4.5 → ARI = 0.8 / 3.3.
-TEST(AuditAri, HandComputed) {
+TEST(StatsAri, HandComputed) {
     const std::vector<int> a = {0, 0, 0, 1, 1, 1}, b = {0, 0, 1, 1, 2, 2};
     EXPECT_NEAR(adjusted_rand_index(a, b), 0.8 / 3.3, 1e-12);
     EXPECT_DOUBLE_EQ(adjusted_rand_index(a, a), 1.0);
@@ -165,7 +165,7 @@ TEST(AuditAri, HandComputed) {
 // p = 0.2827454599327748 (normal, no continuity correction). By hand: C = 2, D = 6, x ties 2 pairs,
 // y ties 1 pair → −4/√(8·9). With ties the audit uses the continuity-corrected normal: |S| − 1 = 3
 // instead of 4 over the same tie-corrected sd, so z = ¾ of scipy's z = Φ⁻¹(1 − p/2).
-TEST(AuditKendall, TauBWithTies) {
+TEST(StatsKendall, TauBWithTies) {
     const std::vector<double> x = {12, 2, 1, 12, 2}, y = {1, 4, 7, 1, 0};
     const auto k = kendall_tau_b(x, y);
     EXPECT_NEAR(k.tau, -4.0 / std::sqrt(72.0), 1e-12);
@@ -180,7 +180,7 @@ TEST(AuditKendall, TauBWithTies) {
 
 // Balanced one-way random effects: REML = the ANOVA (method of moments) estimates
 // σ²_a = (MSA − MSE)/n, σ²_e = MSE when MSA > MSE.
-TEST(AuditReml, BalancedOneWayEqualsAnovaClosedForm) {
+TEST(StatsReml, BalancedOneWayEqualsAnovaClosedForm) {
     const std::vector<std::vector<double>> g = {
         {10.1, 11.3, 9.8, 10.6}, {12.4, 13.0, 12.9, 11.8}, {8.7, 9.9, 9.1, 8.4}, {11.0, 10.2, 11.7, 10.9}, {13.5, 12.6, 14.1, 13.2}};
     std::vector<double> y;
@@ -208,7 +208,7 @@ TEST(AuditReml, BalancedOneWayEqualsAnovaClosedForm) {
 
 // Balanced two-way crossed random effects without replication: REML = (MSA − MSE)/b,
 // (MSB − MSE)/a, MSE (from the additive ANOVA).
-TEST(AuditReml, BalancedCrossedEqualsAnovaClosedForm) {
+TEST(StatsReml, BalancedCrossedEqualsAnovaClosedForm) {
     std::mt19937_64 rng(7);
     std::normal_distribution<double> nd;
     const int A = 6, B = 5;
@@ -235,7 +235,7 @@ TEST(AuditReml, BalancedCrossedEqualsAnovaClosedForm) {
 
 // By hand (UPGMA): d(a,b) = 2, d(c,d) = 4, d(ab,c) = (6+5)/2, d(ab,d) = (10+9)/2,
 // d(ab,cd) = (6+10+5+9)/4 = 7.5 → heights 2, 4, 7.5.
-TEST(AuditLinkage, AverageLinkageHandComputed) {
+TEST(StatsLinkage, AverageLinkageHandComputed) {
     Eigen::MatrixXd d(4, 4);
     d << 0, 2, 6, 10, 2, 0, 5, 9, 6, 5, 0, 4, 10, 9, 4, 0;
     const auto m = average_linkage(d);
@@ -259,7 +259,7 @@ TEST(AuditLinkage, AverageLinkageHandComputed) {
 }
 
 // Ranks, correlations and two-sample tests against values computed by hand / R.
-TEST(AuditStats, RanksCorrelationsTests) {
+TEST(StatsStats, RanksCorrelationsTests) {
     const std::vector<double> x = {3, 1, 4, 1, 5};
     EXPECT_EQ(average_ranks(x), (std::vector<double>{3, 1.5, 4, 1.5, 5}));
     // Perfect monotone relation: Spearman 1; Pearson of a line 1.
@@ -289,7 +289,7 @@ TEST(AuditStats, RanksCorrelationsTests) {
     EXPECT_DOUBLE_EQ(auc(std::vector<double>{1, 1}, std::vector<int>{0, 1}), 0.5);
 }
 
-TEST(AuditStats, PercentileIntervalAndPermutationP) {
+TEST(StatsStats, PercentileIntervalAndPermutationP) {
     std::vector<double> v;
     for (int i = 0; i <= 100; ++i) v.push_back(i);
     const auto ci = percentile_interval(v, 0.95);

@@ -10,7 +10,7 @@ file(GLOB PM_PANEL_SRC CONFIGURE_DEPENDS src/panel/*.cpp)
 add_library(phasemap_panel STATIC ${PM_PANEL_SRC})
 target_include_directories(phasemap_panel PUBLIC include PRIVATE ${CMAKE_BINARY_DIR}/generated)
 target_link_libraries(phasemap_panel PUBLIC phasemap_store phasemap_capture phasemap_metrics phasemap_io
-  PRIVATE pm_ggml_headers PkgConfig::TOMLPP fmt::fmt nlohmann_json::nlohmann_json OpenSSL::Crypto)
+  PRIVATE phasemap_gguf PkgConfig::TOMLPP fmt::fmt nlohmann_json::nlohmann_json OpenSSL::Crypto)
 target_link_libraries(phasemap PRIVATE phasemap_panel)
 
 pm_test(panel phasemap_panel phasemap_store phasemap_capture phasemap_metrics phasemap_io phasemap_modelgen)

@@ -1,7 +1,7 @@
 // Layer selection grammar (METRICS.md §1) and its resolution to llama.cpp graph tensor names.
 //
 //   SPEC  := ITEM (',' ITEM)*
-//   ITEM  := 'all' | 'none' | KIND ':' SEL | 'tensor:' NAME '-' N   ('all' = 'hf:all')
+//   ITEM  := 'all' | 'none' | N | KIND ':' SEL | 'tensor:' NAME '-' N   ('all' = 'hf:all', N = hf:N)
 //   KIND  := 'hf' | 'block' | 'resid_mid' | 'attn_out' | 'ffn_out'
 //   SEL   := 'all' | N | A '-' B | '-' N | 'last'   (negative N counts from the end: hf:-1 = hf:L)
 //   NAME  := [A-Za-z0-9_.]+                          (a llama.cpp graph tensor name without "-N")
@@ -19,10 +19,14 @@
 #include <string>
 #include <vector>
 
+#include "phasemap/metrics/layer_id.hpp"
+
 namespace phasemap {
 
+// The labels, kinds, integer rule and depths are LayerId's (include/phasemap/metrics/layer_id.hpp).
 struct ResolvedLayer {
-    std::string label;    // canonical label, e.g. "hf:3" or "block:2"
+    metrics::LayerId id;  // the layer
+    std::string label;    // id.label(), e.g. "hf:3" or "block:2"
     std::string tensor;   // graph tensor name: "l_out-2", "result_norm", or "embd" (see below)
     int hf_index = -1;    // equivalent hf index when one exists (block:i ≡ hf:i+1 for i < L-1), else -1
     // Further graph names the engine tries, in order, when the graph has no single `tensor`

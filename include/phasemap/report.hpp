@@ -30,7 +30,7 @@ struct LayerProfile {
         int64_t n = 0;
     };
     std::string model, layer, norm;
-    int64_t depth = -1;          // hf:N → N, block:N → N + 1
+    double depth = 0;            // metrics::LayerId::depth: hf:N → N, hf:L → L + 0.5, block:N → N + 1, components between
     int64_t runs = 0;
     Stat speed, turning_angle_rad, ct_t;
 };

@@ -203,7 +203,8 @@ public:
     };
     struct LayerProfileRow {
         std::string model, norm, layer;
-        int64_t depth = -1;          // hf:N → N, block:N → N + 1 (block N writes hf:N+1); -1 other labels
+        double depth = 0;            // metrics::LayerId::depth (layer_id.hpp): hf:N → N, hf:L → L + 0.5,
+                                     // block:N → N + 1, components inside block N; NaN for other labels
         int64_t runs = 0;            // runs with rows at this layer
         Quartiles speed, turning_angle_rad, ct_t;
     };

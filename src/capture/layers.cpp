@@ -47,14 +47,15 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
     auto add = [&](bool hf, int i) {
         ResolvedLayer r;
         if (hf) {
-            r.label = fmt::format("hf:{}", i);
+            r.id = {metrics::LayerKind::hf, i, {}};
             r.hf_index = i;
             r.tensor = i == 0 ? "embd" : i == n_layer ? "result_norm" : fmt::format("l_out-{}", i - 1);
         } else {
-            r.label = fmt::format("block:{}", i);
+            r.id = {metrics::LayerKind::block, i, {}};
             r.hf_index = i < n_layer - 1 ? i + 1 : -1;
             r.tensor = fmt::format("l_out-{}", i);
         }
+        r.label = r.id.label();
         if (seen.insert(r.label).second) out.push_back(std::move(r));
     };
     enum class Comp { resid_mid, attn_out, ffn_out };
@@ -62,14 +63,15 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
         ResolvedLayer r;
         r.block = i;
         switch (c) {
-            case Comp::resid_mid: r.label = fmt::format("resid_mid:{}", i); r.tensor = fmt::format("ffn_inp-{}", i); break;
-            case Comp::attn_out: r.label = fmt::format("attn_out:{}", i); r.tensor = fmt::format("attn_out-{}", i); break;
+            case Comp::resid_mid: r.id = {metrics::LayerKind::resid_mid, i, {}}; r.tensor = fmt::format("ffn_inp-{}", i); break;
+            case Comp::attn_out: r.id = {metrics::LayerKind::attn_out, i, {}}; r.tensor = fmt::format("attn_out-{}", i); break;
             case Comp::ffn_out:
-                r.label = fmt::format("ffn_out:{}", i);
+                r.id = {metrics::LayerKind::ffn_out, i, {}};
                 r.tensor = fmt::format("ffn_out-{}", i);
                 r.alternatives = {fmt::format("ffn_moe_out-{}", i)};
                 break;
         }
+        r.label = r.id.label();
         if (seen.insert(r.label).second) out.push_back(std::move(r));
     };
 
@@ -80,6 +82,11 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
         const std::string item = trim(std::string_view(spec).substr(pos, comma - pos));
         pos = comma + 1;
         if (item.empty()) throw std::invalid_argument(fmt::format("layer spec '{}': empty item", spec));
+        // A bare integer N is hf:N, as everywhere a layer is chosen (metrics/layer_id.hpp).
+        if (std::all_of(item.begin(), item.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+            add(true, parse_index(item, n_layer, item));
+            continue;
+        }
         if (item == "all") { for (int i = 0; i <= n_layer; ++i) add(true, i); continue; }
         const size_t colon = item.find(':');
         if (colon == std::string::npos)
@@ -98,7 +105,8 @@ std::vector<ResolvedLayer> resolve_layers(const std::string& spec_in, int n_laye
             const int i = parse_index(sel.substr(dash + 1), n_layer - 1, item);
             ResolvedLayer r;
             r.block = i;
-            r.label = fmt::format("tensor:{}-{}", name, i);
+            r.id = {metrics::LayerKind::tensor, i, name};
+            r.label = r.id.label();
             r.tensor = fmt::format("{}-{}", name, i);
             if (seen.insert(r.label).second) out.push_back(std::move(r));
             continue;

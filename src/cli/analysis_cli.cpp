@@ -175,24 +175,21 @@ void print_tokens(const RunSummary& s, const RunInput& in) {
 
 nlohmann::json analyze_and_report(const RunInput& in0, const AnalysisArgs& a, size_t run_index, size_t n_runs) {
     RunInput in = in0;
-    // LIMEN's protocol leaves the embedding output out of the analysed states.
-    std::vector<float> trimmed;
+    // LIMEN's protocol leaves the embedding output out of the analysed states: a view that skips
+    // hf:0 over the same data (no copy).
+    StatesView view{in.states, in.tokens, in.layers, in.dim, in.layer_names};
     in.ctx.embedding_output_included = true;
     if (!a.include_embedding && in.layers > 1 && !in.layer_names.empty() && in.layer_names.front() == "hf:0") {
-        trimmed.resize(in.tokens * (in.layers - 1) * in.dim);
-        for (size_t t = 0; t < in.tokens; ++t)
-            std::copy_n(in.states + (t * in.layers + 1) * in.dim, (in.layers - 1) * in.dim,
-                        trimmed.data() + t * (in.layers - 1) * in.dim);
-        in.states = trimmed.data();
-        --in.layers;
-        in.layer_names.erase(in.layer_names.begin());
+        view = view.drop_front_layers(1);
         in.ctx.embedding_output_included = false;
     } else if (in.layer_names.empty() || in.layer_names.front() != "hf:0") {
         in.ctx.embedding_output_included = false;
     }
     if (in.tokens == 0) throw UserError(fmt::format("{}: the run has no generated tokens", in.label));
-    const AnalysisOptions opt = build_options(a, in.layer_names);
-    StatesView view{in.states, in.tokens, in.layers, in.dim, in.layer_names};
+    const std::vector<std::string> names(view.layer_names.begin(), view.layer_names.end());
+    view.layer_names = names;
+    in.layer_names = names;  // the analysed layers, as printed
+    const AnalysisOptions opt = build_options(a, names);
     RunSummary s;
     try {
         s = analyze_run(view, in.stats, opt);

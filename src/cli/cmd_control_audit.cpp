@@ -129,7 +129,8 @@ Verb reg_audit{"control-audit",
     app.add_option("--temp", a->temp, "sampling temperature (the same seed for every twin); 0 = greedy")->capture_default_str()->check(in(opt::kTemperature));
     app.add_option("--seed", a->seed, "sampling seed")->capture_default_str();
     app.add_flag("--chat", a->o.chat, "apply the model's chat template");
-    app.add_option("--layers", a->o.layers, "captured layers; the token axis runs on the last")->capture_default_str();
+    app.add_option("--layers", a->o.layers, "captured layers")->capture_default_str();
+    app.add_option("--metric-layer", a->o.metric_layer, "token-axis layer: a label (hf:5, block:3) or an integer (N = hf:N, -1 = last captured); default the last captured");
     app.add_option("--truth", a->o.truth_csv, "labelled statements CSV (statement,label), e.g. ../shared/datasets/geometry-of-truth/cities.csv");
     app.add_option("--truth-n", a->o.truth_limit, "statements used")->capture_default_str();
     app.add_option("--truth-template", a->o.truth_template, "prompt around {statement}")->capture_default_str();

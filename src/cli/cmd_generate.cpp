@@ -257,6 +257,11 @@ int run_generate(GenerateArgs& a) {
             mo.for_tokens = a.for_tokens;
             mo.cooldown = a.monitor_cooldown;
             mo.max_actions = a.monitor_max_actions;
+            if (!a.analyze.layer.empty()) {  // --metric-layer: the same layer the analysis uses (layer_id.hpp rule)
+                std::vector<std::string> names;
+                for (const auto& l : engine->layers()) names.push_back(l.label);
+                mo.layer = metrics::resolve_layer_index(metrics::parse_layer_choice(a.analyze.layer, names), names.size());
+            }
             if (mo.action == steer::ActionKind::intervene) {
                 if (a.on_intervene.empty()) throw std::invalid_argument("--on intervene needs --on-intervene SPEC");
                 mo.intervention = steer::parse_intervention_spec(a.on_intervene, mi.n_layer).iv;
@@ -413,7 +418,7 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
                    "LoRA adapter GGUF FILE[:SCALE] (default scale 1) applied through llama.cpp's adapter API (repeatable)");
     app.add_option("--control-vector", a->control_vectors,
                    "llama.cpp control-vector GGUF FILE[:SCALE], applied through llama.cpp's cvec path (repeatable: summed)");
-    app.add_flag("--monitor", a->monitor, "online monitor: ct_t on the last captured layer and output states while generating");
+    app.add_flag("--monitor", a->monitor, "online monitor: ct_t on the --metric-layer layer (default the last captured) and output states while generating");
     app.add_option("--trigger", a->triggers,
                    "monitor trigger: collapse[:window=8][:threshold=0.001], spike[:k=5][:min=8], streak[:n=8] (repeatable; default: all three)");
     app.add_option("--on", a->on, "monitor action when a trigger fires: log, stop, guard, intervene")->capture_default_str()->check(one_of({"log", "stop", "guard", "intervene"}));

@@ -1,8 +1,11 @@
 // Per-run analysis: the CLI's single entry point (METRICS.md §2–§6).
 #include "phasemap/option_domains.hpp"
 #include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/layer_id.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <optional>
 #include <cmath>
 #include <string>
 
@@ -61,16 +64,33 @@ std::size_t resolve_layer_index(std::int64_t layer, std::size_t captured) {
 std::int64_t parse_layer_choice(std::string_view choice, std::span<const std::string> names) {
     for (std::size_t i = 0; i < names.size(); ++i)
         if (names[i] == choice) return static_cast<std::int64_t>(i);
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    if (list.empty()) list = "none named";
     std::int64_t v = 0;
     const char* b = choice.data();
     const char* e = b + choice.size();
     if (!choice.empty() && *b == '+') ++b;
     const auto [end, ec] = std::from_chars(b, e, v);
-    if (!choice.empty() && ec == std::errc() && end == e) return v;
-    std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    throw MetricError("layer '" + std::string(choice) + "' is neither an index nor a captured layer (captured: " +
-                      (list.empty() ? std::string("none named") : list) + ")");
+    std::optional<LayerId> id;
+    if (!choice.empty() && ec == std::errc() && end == e) {
+        if (v < 0) return v;  // −k: the k-th captured layer from the end of the list
+        // N ≥ 0 is hf:N (layer_id.hpp). Files that name no layers (LIMEN's extraction layout:
+        // "layer[i]") have nothing to match it against: N is then the position in the file.
+        const bool labelled =
+            std::any_of(names.begin(), names.end(), [](const std::string& n) { return LayerId::try_parse(n).has_value(); });
+        if (!labelled) return v;
+        id = LayerId{LayerKind::hf, v > std::int64_t(1) << 30 ? -1 : int(v), {}};
+    } else {
+        id = LayerId::try_parse(choice);
+    }
+    if (id) {
+        const std::string label = id->label();
+        for (std::size_t i = 0; i < names.size(); ++i)
+            if (names[i] == label) return static_cast<std::int64_t>(i);
+        throw MetricError("layer '" + std::string(choice) + "' (" + label + ") is not among the analysed layers (" + list + ")");
+    }
+    throw MetricError("layer '" + std::string(choice) + "' is neither an index nor a captured layer (captured: " + list + ")");
 }
 
 RunSummary analyze_run(const StatesView& states, std::span<const TokenProbStats> stats, const AnalysisOptions& opt) {

@@ -3,9 +3,8 @@
 
 #include <fmt/core.h>
 #include <fmt/ranges.h>
-#include <gguf.h>
 
-#include "phasemap/gguf_checks.hpp"
+#include "phasemap/gguf/metadata.hpp"
 
 #include <map>
 #include <stdexcept>
@@ -16,18 +15,6 @@
 namespace phasemap::panel {
 
 namespace {
-
-int64_t gguf_int(const gguf_context* ctx, const std::string& key) {
-    const int64_t k = gguf_find_key(ctx, key.c_str());
-    if (k < 0) return 0;
-    switch (gguf_get_kv_type(ctx, k)) {
-        case GGUF_TYPE_UINT32: return gguf_get_val_u32(ctx, k);
-        case GGUF_TYPE_INT32: return gguf_get_val_i32(ctx, k);
-        case GGUF_TYPE_UINT64: return int64_t(gguf_get_val_u64(ctx, k));
-        case GGUF_TYPE_INT64: return gguf_get_val_i64(ctx, k);
-        default: return 0;
-    }
-}
 
 std::string human(int64_t b) {
     const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -45,18 +32,15 @@ PlanEstimate plan_panel(const Manifest& m) {
     for (const auto& me : m.models) {
         ModelPlan mp;
         mp.label = me.label;
-        gguf_init_params gp{true, nullptr};
-        gguf_context* ctx = gguf_init_from_file(me.path.c_str(), gp);
-        if (!ctx) throw std::runtime_error(fmt::format("model '{}': '{}' is not a readable GGUF file", me.label, me.path.string()));
-        if (const std::string problem = gguf_size_problem(ctx); !problem.empty()) {
-            gguf_free(ctx);
-            throw std::runtime_error(fmt::format("model '{}': '{}': {}", me.label, me.path.string(), problem));
+        gguf::Metadata md;
+        try {
+            md = gguf::read_metadata(me.path);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
         }
-        const int64_t ak = gguf_find_key(ctx, "general.architecture");
-        mp.architecture = ak >= 0 && gguf_get_kv_type(ctx, ak) == GGUF_TYPE_STRING ? gguf_get_val_str(ctx, ak) : "";
-        mp.n_layer = gguf_int(ctx, mp.architecture + ".block_count");
-        mp.n_embd = gguf_int(ctx, mp.architecture + ".embedding_length");
-        gguf_free(ctx);
+        mp.architecture = md.architecture;
+        mp.n_layer = md.n_layer;
+        mp.n_embd = md.n_embd;
         try {
             mp.captured_layers = int64_t(resolve_layers(me.gen.layers, int(mp.n_layer)).size());
         } catch (const std::exception& e) {

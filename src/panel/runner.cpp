@@ -232,18 +232,13 @@ private:
         const Manifest& m = *sh_.m;
         const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
         // LIMEN's protocol leaves the embedding output (hf:0) out of the analysed states.
+        // A view that skips hf:0 over the captured data (no copy).
         std::vector<std::string> names = sh_.layer_names;
-        const float* data = r.states.data();
-        size_t Lp = L;
-        std::vector<float> trimmed;
-        if (!m.include_embedding && L > 1 && !names.empty() && names.front() == "hf:0") {
-            trimmed.resize(T * (L - 1) * d);
-            for (size_t t = 0; t < T; ++t)
-                std::copy_n(data + (t * L + 1) * d, (L - 1) * d, trimmed.data() + t * (L - 1) * d);
-            data = trimmed.data();
-            --Lp;
-            names.erase(names.begin());
-        }
+        const bool drop = !m.include_embedding && L > 1 && !names.empty() && names.front() == "hf:0";
+        if (drop) names.erase(names.begin());
+        metrics::StatesView view{r.states.data(), T, L, d};
+        if (drop) view = view.drop_front_layers(1);
+        view.layer_names = names;
         std::vector<metrics::TokenProbStats> stats;
         std::vector<store::TokenData> toks;
         for (const auto& t : r.tokens) {
@@ -273,7 +268,7 @@ private:
                 s.layer.missing_reason = why;
                 s.output_missing_reason = why;
             } else {
-                s = metrics::analyze_run({data, T, Lp, d, names}, stats, opt);
+                s = metrics::analyze_run(view, stats, opt);
             }
             if (!r.start.routing.blocks.empty()) attach_routing(r, s);
             if (!sh_.db) continue;

@@ -628,7 +628,7 @@ void layers_section(const Context& c, json& d, json& sections) {
             "layer-depth",
             depth_rows.empty()
                 ? ""
-                : fmt::format("x = layer depth (hf:N at N, block:N at N + 1); per model (colour) the median over all tokens "
+                : fmt::format("x = layer depth (hf:N at N, block:N at N + 1, hf:L at L + 0.5); per model (colour) the median over all tokens "
                               "of its runs (line, points) and the q1–q3 band. speed = ‖h_l − h_(l−1)‖, the step arriving at "
                               "the layer (none at the first captured layer); the turning angle between the steps arriving "
                               "and leaving (none at the first and last); ct_t of the token axis computed at that layer. "

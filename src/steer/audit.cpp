@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "phasemap/metrics/analyze.hpp"
 #include "phasemap/metrics/output_states.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/run_sinks.hpp"
@@ -32,12 +33,13 @@ std::vector<RunRecord> run_all(capture::Engine& e, const std::vector<Request>& r
     return out;
 }
 
-// Dynamics of one run: ratio_norm, mean ct, late_ct on the last captured layer; state rates.
-std::map<std::string, double> dynamics(const RunRecord& r, const metrics::TokenAxisOptions& axis, const metrics::StateThresholds& th) {
+// Dynamics of one run: ratio_norm, mean ct, late_ct on captured layer `layer`; state rates.
+std::map<std::string, double> dynamics(const RunRecord& r, size_t layer, const metrics::TokenAxisOptions& axis,
+                                       const metrics::StateThresholds& th) {
     std::map<std::string, double> m;
     const size_t T = r.tokens.size(), Lp = r.start.layers.size(), d = size_t(r.start.n_embd);
-    if (Lp > 0 && T > 0) {
-        const metrics::RowsView<float> rows(r.states.data() + (Lp - 1) * d, T, d, Lp * d);
+    if (Lp > 0 && T > 0 && layer < Lp) {
+        const metrics::RowsView<float> rows(r.states.data() + layer * d, T, d, Lp * d);
         const metrics::TokenAxisResult ta = metrics::token_axis(rows, axis);
         m["ratio_norm"] = ta.ratio_norm.v;
         m["late_ct"] = ta.late_ct.v;
@@ -154,8 +156,15 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
             reqs.push_back(std::move(r));
         }
     std::vector<RunRecord> runs;
+    size_t layer = 0;  // the token axis's captured layer: --metric-layer (integer rule of layer_id.hpp), else the last
     {
         capture::Engine engine(model, eo);
+        std::vector<std::string> names;
+        for (const auto& l : engine.layers()) names.push_back(l.label);
+        if (!names.empty())
+            layer = opt.metric_layer.empty() ? names.size() - 1
+                                             : metrics::resolve_layer_index(metrics::parse_layer_choice(opt.metric_layer, names), names.size());
+        if (!opt.metric_layer.empty()) report["metric_layer"] = names.empty() ? "" : names[layer];
         runs = run_all(engine, reqs);
     }
     const std::vector<std::string> metrics_order = {"ratio_norm", "mean_ct", "late_ct", "rate_COLLAPSE", "rate_RIVALRY",
@@ -169,7 +178,7 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
         const RunRecord& base = runs[p * A];
         for (size_t a = 0; a < A; ++a) {
             const RunRecord& r = runs[p * A + a];
-            const auto dm = dynamics(r, opt.axis, opt.states);
+            const auto dm = dynamics(r, layer, opt.axis, opt.states);
             nlohmann::json aj;
             aj["text"] = r.end.text;
             aj["n_generated"] = r.end.n_generated;

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "phasemap/io/csv.hpp"
 #include "phasemap/stats/bootstrap.hpp"
 #include "phasemap/steer/eval.hpp"
 
@@ -79,33 +80,10 @@ CsvTable read_csv(const std::string& path) {
     const std::string s = ss.str();
     CsvTable t;
     t.source = path;
-    std::vector<std::string> row;
-    std::string field;
-    bool quoted = false, any = false;
-    auto end_row = [&] {
-        row.push_back(field);
-        field.clear();
-        if (!(row.size() == 1 && row[0].empty())) {
-            if (t.header.empty()) t.header = row;
-            else t.rows.push_back(row);
-        }
-        row.clear();
-        any = false;
-    };
-    for (size_t i = 0; i < s.size(); ++i) {
-        const char c = s[i];
-        if (quoted) {
-            if (c == '"' && i + 1 < s.size() && s[i + 1] == '"') { field += '"'; ++i; }
-            else if (c == '"') quoted = false;
-            else field += c;
-        } else if (c == '"') { quoted = true; any = true; }
-        else if (c == ',') { row.push_back(field); field.clear(); any = true; }
-        else if (c == '\n') end_row();
-        else if (c == '\r') {}
-        else { field += c; any = true; }
+    for (auto& row : io::parse_csv(s, path)) {
+        if (t.header.empty()) t.header = std::move(row.fields);
+        else t.rows.push_back(std::move(row.fields));
     }
-    if (quoted) throw std::invalid_argument(fmt::format("CSV file '{}' ends inside a quoted field", path));
-    if (any || !field.empty()) end_row();
     if (t.header.empty()) throw std::invalid_argument(fmt::format("CSV file '{}' is empty", path));
     for (size_t r = 0; r < t.rows.size(); ++r)
         if (t.rows[r].size() != t.header.size())

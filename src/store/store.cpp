@@ -12,6 +12,7 @@
 
 #include "phasemap/crash_point.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/layer_id.hpp"
 #include "phasemap/metrics/output_states.hpp"
 #include "phasemap/metrics/registry.hpp"
 
@@ -689,15 +691,14 @@ std::vector<Store::LayerProfileRow> Store::layer_profiles(const std::string& nor
         if (m->rows() == 0) return {};
         norm = m->str(0, 0);
     }
-    // Depth from the label: hf:N is the residual stream after N blocks, block:N the output of block N.
-    const std::string depth =
-        "CASE split_part(tl.layer, ':', 1) WHEN 'hf' THEN try_cast(split_part(tl.layer, ':', 2) AS BIGINT) "
-        "WHEN 'block' THEN try_cast(split_part(tl.layer, ':', 2) AS BIGINT) + 1 END";
-    std::string sql = "SELECT r.model, tl.layer, coalesce(" + depth + ", -1) AS depth, count(DISTINCT tl.run_id)";
+    // Depth from the label and the model's block count: LayerId::depth (metrics/layer_id.hpp), so
+    // block:L−1 (before the final norm) and hf:L (after it) are told apart; a label that is no
+    // layer id gets NaN and sorts last.
+    std::string sql = "SELECT r.model, tl.layer, coalesce(any_value(m.n_layer), -1), count(DISTINCT tl.run_id)";
     for (const char* c : {"speed", "turning_angle_rad", "ct_t"})
         sql += fmt::format(", median(tl.{0}), quantile_cont(tl.{0}, 0.25), quantile_cont(tl.{0}, 0.75), count(tl.{0})", c);
-    sql += " FROM token_layers tl JOIN runs r USING (run_id) WHERE coalesce(r.norm, '') = " + q(norm) +
-           " GROUP BY r.model, tl.layer ORDER BY r.model, depth < 0, depth, split_part(tl.layer, ':', 1) <> 'hf', tl.layer";
+    sql += " FROM token_layers tl JOIN runs r USING (run_id) LEFT JOIN models m ON m.label = r.model WHERE coalesce(r.norm, '') = " +
+           q(norm) + " GROUP BY r.model, tl.layer ORDER BY r.model, tl.layer";
     auto r = impl_->query(sql);
     std::vector<LayerProfileRow> out;
     for (idx_t i = 0; i < r->rows(); ++i) {
@@ -705,7 +706,8 @@ std::vector<Store::LayerProfileRow> Store::layer_profiles(const std::string& nor
         row.model = r->str(0, i);
         row.norm = norm;
         row.layer = r->str(1, i);
-        row.depth = r->i64(2, i);
+        const auto id = metrics::LayerId::try_parse(row.layer);
+        row.depth = id ? id->depth(int(r->i64(2, i))) : std::nan("");
         row.runs = r->i64(3, i);
         idx_t c = 4;
         for (Quartiles* s : {&row.speed, &row.turning_angle_rad, &row.ct_t}) {
@@ -717,6 +719,16 @@ std::vector<Store::LayerProfileRow> Store::layer_profiles(const std::string& nor
         }
         out.push_back(std::move(row));
     }
+    // Per model by depth; at equal depth (block:i and hf:i+1 are one state) hf first, then by label.
+    std::stable_sort(out.begin(), out.end(), [](const LayerProfileRow& a, const LayerProfileRow& b) {
+        if (a.model != b.model) return a.model < b.model;
+        const bool na = std::isnan(a.depth), nb = std::isnan(b.depth);
+        if (na != nb) return nb;
+        if (!na && a.depth != b.depth) return a.depth < b.depth;
+        const bool ha = a.layer.rfind("hf:", 0) == 0, hb = b.layer.rfind("hf:", 0) == 0;
+        if (ha != hb) return ha;
+        return a.layer < b.layer;
+    });
     return out;
 }
 

@@ -18,6 +18,15 @@ TEST(LayerSpec, HfAllMapsToEmbeddingBlocksAndFinalNorm) {
     EXPECT_EQ(labels("all", 3), labels("hf:all", 3));
 }
 
+TEST(LayerSpec, ABareIntegerIsHfNAndEveryLayerCarriesItsLayerId) {
+    // The integer rule of metrics/layer_id.hpp: N is hf:N, in --layers as in --metric-layer.
+    EXPECT_EQ(labels("2,block:0", 3), (std::vector<std::string>{"hf:2=l_out-1", "block:0=l_out-0"}));
+    EXPECT_THROW(resolve_layers("4", 3), std::invalid_argument);
+    for (const auto& r : resolve_layers("hf:all,block:all,resid_mid:1,attn_out:1,ffn_out:1,tensor:attn_norm-2", 3))
+        EXPECT_EQ(r.id.label(), r.label);
+    EXPECT_EQ(resolve_layers("ffn_out:1", 3)[0].id.kind, phasemap::metrics::LayerKind::ffn_out);
+}
+
 TEST(LayerSpec, BlockIndexingIsRawBlockOutput) {
     EXPECT_EQ(labels("block:all", 3), (std::vector<std::string>{"block:0=l_out-0", "block:1=l_out-1", "block:2=l_out-2"}));
     const auto r = resolve_layers("block:2,block:0", 3);

@@ -328,8 +328,16 @@ TEST(Analyze, ParseLayerChoice) {
     const std::vector<std::string> names = {"hf:1", "hf:2", "hf:3"};
     EXPECT_EQ(parse_layer_choice("hf:2", names), 1);
     EXPECT_EQ(parse_layer_choice("-1", names), -1);
-    EXPECT_EQ(parse_layer_choice("2", names), 2);
-    EXPECT_EQ(parse_layer_choice("+0", names), 0);
+    // An integer N is hf:N (layer_id.hpp), not the position in the analysed list: with hf:0
+    // dropped, position 2 is hf:3 (the bug of issue 12).
+    EXPECT_EQ(parse_layer_choice("2", names), 1);
+    EXPECT_EQ(parse_layer_choice("+3", names), 2);
+    EXPECT_EQ(parse_layer_choice(" hf:3", names), 2);  // a label in any accepted spelling
+    EXPECT_THROW(parse_layer_choice("0", names), MetricError);  // hf:0 is not analysed here
+    // Unlabelled layers (LIMEN's extraction layout): N is the position.
+    const std::vector<std::string> unnamed = {"layer[0]", "layer[1]", "layer[2]"};
+    EXPECT_EQ(parse_layer_choice("2", unnamed), 2);
+    EXPECT_EQ(parse_layer_choice("layer[1]", unnamed), 1);
     try {
         parse_layer_choice("hf:9", names);
         FAIL() << "expected MetricError";

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "phasemap/metrics/analyze.hpp"
@@ -463,15 +464,28 @@ TEST(Store, LayerProfilesAggregatePerModelAndLayerOverTokensOfOneNorm) {
             {"hf:10", {}, {}, {}, {20, 20, 20, 20, 20}, {}},
             {"block:1", {}, {}, {}, {}, {}}});
     commit("r3", "m2", "raw", 2, {{"hf:2", {}, {}, {}, {100, 200}, {}}});
+    // A model with L = 3 blocks: block:2 (the last block's output, before the final norm) and
+    // hf:3 (after it) are different states at different depths; a component sits inside its block.
+    ModelRow m3 = model("m3");
+    m3.n_layer = 3;
+    s->put_model(m3);
+    commit("r8", "m3", "raw", 2,
+           {{"hf:3", {}, {}, {}, {1, 1}, {}}, {"block:2", {}, {}, {}, {2, 2}, {}}, {"attn_out:1", {}, {}, {}, {3, 3}, {}},
+            {"hf:1", {}, {}, {}, {4, 4}, {}}});
     // Another normalisation: more runs in all, but only one with token_layers rows.
     commit("r4", "m1", "unit", 1, {{"hf:2", {}, {}, {}, {1000}, {}}});
     for (const char* id : {"r5", "r6", "r7"}) commit(id, "m1", "unit", 3, {});
 
     const auto p = s->layer_profiles();
-    ASSERT_EQ(p.size(), 5u);
+    ASSERT_EQ(p.size(), 9u);
     std::vector<std::string> order;
-    for (const auto& r : p) order.push_back(r.model + " " + r.layer + " " + std::to_string(r.depth));
-    EXPECT_EQ(order, (std::vector<std::string>{"m1 hf:0 0", "m1 hf:2 2", "m1 block:1 2", "m1 hf:10 10", "m2 hf:2 2"}));
+    for (const auto& r : p) {
+        std::ostringstream o;
+        o << r.model << " " << r.layer << " " << r.depth;
+        order.push_back(o.str());
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{"m1 hf:0 0", "m1 hf:2 2", "m1 block:1 2", "m1 hf:10 10", "m2 hf:2 2", "m3 hf:1 1",
+                                               "m3 attn_out:1 1.25", "m3 block:2 3", "m3 hf:3 3.5"}));
     for (const auto& r : p) EXPECT_EQ(r.norm, "raw");
     // m1 hf:0: no speed at all; ct_t over both runs' tokens {0.1, 0.3, 0.2, 0.4, 0.6}.
     EXPECT_EQ(p[0].runs, 2);

@@ -84,9 +84,13 @@ RunSummary analyze_run(const StatesView& states, std::span<const TokenProbStats>
 // Resolves AnalysisOptions::layer against L' captured layers (throws MetricError when out of range).
 std::size_t resolve_layer_index(std::int64_t layer, std::size_t captured_layers);
 
-// Turns a user's layer choice into AnalysisOptions::layer: either an integer index ("-1", "3")
-// or the name of a captured layer ("hf:22", "block:5"). Throws MetricError, listing the captured
-// names, when the name is not among them or the text is neither.
+// Turns a user's layer choice into AnalysisOptions::layer, against the names of the analysed
+// layers (hf:0 already dropped when LIMEN's protocol drops it). The integer rule of
+// metrics/layer_id.hpp: a label ("hf:22", "block:5", "attn_out:1") or an integer N ≥ 0 (= hf:N)
+// picks the layer of that name; a negative integer −k is the k-th layer from the end (returned as
+// is). When no name is a layer label (files in LIMEN's layout, "layer[i]"), N is the position.
+// Throws MetricError, listing the analysed names, when the layer is not among them or the text
+// is neither.
 std::int64_t parse_layer_choice(std::string_view choice, std::span<const std::string> layer_names);
 
 }  // namespace phasemap::metrics

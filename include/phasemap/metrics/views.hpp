@@ -27,21 +27,35 @@ struct RowsView {
 // Captured states of one run: [T tokens, L' captured layers, d] float32 row-major, as written by
 // `capture` (token-major, then layer, then hidden dimension), plus the names of the captured layers
 // in capture order (e.g. "hf:1" … "hf:L", §1). `layer_names` may be empty; names are then "layer[i]".
+// `token_stride` (elements between token t and t+1; 0 = layers·dim) lets a view cover a run of
+// consecutive layers of a wider tensor without a copy: drop_front_layers(1) skips hf:0.
 struct StatesView {
     const float* data = nullptr;
     std::size_t tokens = 0;
     std::size_t layers = 0;
     std::size_t dim = 0;
     std::span<const std::string> layer_names{};
+    std::size_t token_stride = 0;
 
-    const float* at(std::size_t t, std::size_t l) const { return data + (t * layers + l) * dim; }
+    std::size_t stride() const { return token_stride ? token_stride : layers * dim; }
+    const float* at(std::size_t t, std::size_t l) const { return data + t * stride() + l * dim; }
     // The token sequence h_0 … h_{T−1} of captured layer l (token axis, §2).
-    RowsView<float> layer(std::size_t l) const { return {data + l * dim, tokens, dim, layers * dim}; }
+    RowsView<float> layer(std::size_t l) const { return {data + l * dim, tokens, dim, stride()}; }
     // The layer sequence h_0 … h_{L'−1} of token t (layer axis, §3).
     RowsView<float> token(std::size_t t) const { return {at(t, 0), layers, dim, dim}; }
     // Name of captured layer l ("layer[l]" when no names were given).
     std::string layer_name(std::size_t l) const {
         return l < layer_names.size() ? layer_names[l] : "layer[" + std::to_string(l) + "]";
+    }
+    // The same states without their first n layers (and names), sharing the data: no copy.
+    // n ≤ layers.
+    StatesView drop_front_layers(std::size_t n) const {
+        StatesView v = *this;
+        v.token_stride = stride();
+        v.data = data ? data + n * dim : nullptr;
+        v.layers = layers - n;
+        v.layer_names = layer_names.size() >= n ? layer_names.subspan(n) : std::span<const std::string>{};
+        return v;
     }
 };
 

@@ -80,7 +80,8 @@ struct AuditOptions {
     int n_predict = 48;
     capture::SamplingOptions sampling;                 // the same seed for every arm (twins)
     bool chat = false;
-    std::string layers = "hf:last";                    // captured; the token axis runs on the last
+    std::string layers = "hf:last";                    // captured layers
+    std::string metric_layer;                          // token-axis layer (metrics/layer_id.hpp rule); "" = the last captured
     metrics::TokenAxisOptions axis;
     metrics::StateThresholds states;
     size_t bootstrap = 2000;

@@ -8,6 +8,7 @@
 #include "phasemap/npz.hpp"
 #include "phasemap/version.hpp"
 #include "support/paths.hpp"
+#include "support/steer_fixtures.hpp"
 
 namespace fs = std::filesystem;
 using pmtest::run_phasemap;
@@ -144,3 +145,25 @@ TEST(Cli, BadInputsGiveOneClearErrorAndNoOutput) {
 }
 
 }  // namespace
+
+// FILE[:SCALE] of --control-vector and --lora: the one strict parser (issue 12); a malformed scale
+// was taken as part of the file name ("no such file"), now it is one error about the scale.
+TEST(Cli, FileScaleOptionsAreParsedStrictly) {
+    const fs::path model = pmtest::shared_model("stories260K.gguf");
+    if (model.empty()) GTEST_SKIP() << "stories260K.gguf is not present";
+    pmtest::TempDir dir;
+    const std::string cv = (dir / "cv.gguf").string();
+    steertest::write_test_control_vector(phasemap::capture::Model::load(model)->info(), cv);
+    for (const char* opt : {"--control-vector", "--lora"})
+        for (const auto& [suffix, msg] : steertest::kBadScales) {
+            SCOPED_TRACE(std::string(opt) + " " + suffix);
+            const std::string out = (dir / "o.npz").string();
+            const auto r = run_phasemap({"generate", "-m", model.string(), "-p", "Once", "-n", "2", opt, cv + suffix, "-o", out});
+            EXPECT_EQ(r.exit_code, 1) << r.err;
+            EXPECT_EQ(r.err.rfind(std::string("phasemap: error: ") + opt + " '" + cv + suffix + "': " + msg, 0), 0u) << r.err;
+            EXPECT_EQ(count_lines(r.err), 1) << r.err;
+            EXPECT_FALSE(fs::exists(out));
+        }
+    const auto r = run_phasemap({"generate", "-m", model.string(), "-p", "Once", "-n", "2", "--control-vector", cv + ":0.5", "-q"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+}

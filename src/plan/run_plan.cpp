@@ -35,6 +35,18 @@ std::vector<std::string> input_files(const RunSettings& s) {
 
 void RunPlan::generate(const std::function<RunSink&(size_t)>& sink_for) { engine->generate(requests, sink_for); }
 
+steer::ControlVector load_control_vector(const std::string& path, const capture::ModelInfo& mi) {
+    try {
+        steer::ControlVector cv = steer::read_control_vector(path);
+        steer::check_control_vector(cv, mi.architecture, mi.n_layer, mi.n_embd);
+        return cv;
+    } catch (const std::exception& e) {
+        const std::string what = e.what();  // read errors already name the file
+        if (what.find("'" + path + "'") != std::string::npos) throw;
+        throw std::runtime_error(fmt::format("control vector '{}': {}", path, what));
+    }
+}
+
 namespace {
 
 // The declared interventions, checked against the model, with the prompts that carry each.
@@ -60,18 +72,11 @@ std::vector<float> control_vector_sum(const RunSettings& s, const ModelInfo& mi,
     std::vector<float> sum;
     for (const auto& spec : s.control_vectors) {
         const steer::FileScale fsc = steer::parse_file_scale(spec, "--control-vector");
-        try {
-            const steer::ControlVector cv = steer::read_control_vector(fsc.path);
-            steer::check_control_vector(cv, mi.architecture, mi.n_layer, mi.n_embd);
-            const std::vector<float> f = cv.flat(fsc.scale);
-            if (f.size() > sum.size()) sum.resize(f.size(), 0.0f);
-            for (size_t i = 0; i < f.size(); ++i) sum[i] += f[i];
-            meta.push_back({{"path", fsc.path}, {"scale", fsc.scale}, {"sha256", io::file_sha256(fsc.path)}, {"method", cv.method}});
-        } catch (const std::exception& e) {
-            const std::string what = e.what();  // read errors already name the file
-            if (what.find("'" + fsc.path + "'") != std::string::npos) throw;
-            throw std::runtime_error(fmt::format("control vector '{}': {}", fsc.path, what));
-        }
+        const steer::ControlVector cv = load_control_vector(fsc.path, mi);
+        const std::vector<float> f = cv.flat(fsc.scale);
+        if (f.size() > sum.size()) sum.resize(f.size(), 0.0f);
+        for (size_t i = 0; i < f.size(); ++i) sum[i] += f[i];
+        meta.push_back({{"path", fsc.path}, {"scale", fsc.scale}, {"sha256", io::file_sha256(fsc.path)}, {"method", cv.method}});
     }
     return sum;
 }

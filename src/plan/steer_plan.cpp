@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 
+#include "phasemap/plan/run_plan.hpp"
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/spec.hpp"
 
@@ -32,8 +33,7 @@ ControlAuditPlan plan_control_audit(const ControlAuditSettings& s) {
         p.options.interventions.push_back(pi.iv);
     }
     if (cvs) {
-        const steer::ControlVector cv = steer::read_control_vector(cvs->path);
-        steer::check_control_vector(cv, mi.architecture, mi.n_layer, mi.n_embd);
+        const steer::ControlVector cv = load_control_vector(cvs->path, mi);
         for (auto& iv : steer::control_vector_interventions(cv, cvs->scale)) p.options.interventions.push_back(iv);
     }
     return p;

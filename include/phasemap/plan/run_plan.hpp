@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "phasemap/capture.hpp"
+#include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/monitor.hpp"
 
 namespace phasemap::plan {
@@ -58,6 +59,10 @@ capture::Request make_request(const RunSettings& s, size_t i);
 // Every file the settings read (model, prompt-free: adapters, control vectors, intervention
 // files), for io::check_output_path. Parses FILE[:SCALE] (std::invalid_argument when bad).
 std::vector<std::string> input_files(const RunSettings& s);
+
+// A control-vector file read and checked against the model (steer::read_control_vector,
+// check_control_vector); every error names the file once.
+steer::ControlVector load_control_vector(const std::string& path, const capture::ModelInfo& mi);
 
 // What the engine runs. Monitors are owned here and referenced by requests[i].controller.
 struct RunPlan {

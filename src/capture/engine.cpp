@@ -567,6 +567,15 @@ static std::vector<int32_t> request_tokens(const Model& m, const Request& r, std
     return m.tokenize(text, true, false);
 }
 
+Request make_request(std::string prompt, bool chat, int n_predict, const SamplingOptions& sampling) {
+    Request r;
+    r.prompt = std::move(prompt);
+    r.chat = chat;
+    r.n_predict = n_predict;
+    r.sampling = sampling;
+    return r;
+}
+
 int context_for(const Model& m, std::span<const Request> requests) {
     size_t need = 1;
     std::string text;

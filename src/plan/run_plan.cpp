@@ -16,14 +16,7 @@ namespace phasemap::plan {
 
 using namespace phasemap::capture;
 
-capture::Request make_request(const RunSettings& s, size_t i) {
-    Request r;
-    r.prompt = s.prompts.at(i);
-    r.chat = s.chat;
-    r.n_predict = s.n_predict;
-    r.sampling = s.sampling;
-    return r;
-}
+capture::Request make_request(const RunSettings& s, size_t i) { return capture::make_request(s.prompts.at(i), s.chat, s.n_predict, s.sampling); }
 
 std::vector<std::string> input_files(const RunSettings& s) {
     std::vector<std::string> in{s.model};

@@ -2,7 +2,7 @@
 # panel/export/merge/quantize live in src/cli (cmd_panel.cpp, cmd_export.cpp, cmd_merge.cpp, cmd_quantize.cpp).
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 
-# Built-in panels: panels/<name>.csv compiled in as string constants.
+# Built-in panels: src/panel/panels/<name>.csv compiled in as string constants.
 include(${CMAKE_SOURCE_DIR}/cmake/panel_data.cmake)
 pm_write_panel_data(${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}/generated)
 

@@ -4,12 +4,12 @@
 find_package(tomlplusplus REQUIRED)
 
 # steer: pure parts (vector building with Eigen, monitor triggers, spec parsing, statistics) and
-# the audit / evaluation drivers on top of the capture Engine; never includes llama.h. Their
-# results go into a results DB as store::AuditEntry (src/steer/results.cpp): links the store.
+# the audit / evaluation drivers on top of the capture Engine; never includes llama.h. steer does
+# not use the store: the results-DB write-back of its results lives in src/plan (plan/results.hpp).
 file(GLOB PM_STEER_SRC CONFIGURE_DEPENDS src/steer/*.cpp)
 add_library(phasemap_steer STATIC ${PM_STEER_SRC})
 target_include_directories(phasemap_steer PUBLIC include)
-target_link_libraries(phasemap_steer PUBLIC phasemap_capture phasemap_metrics phasemap_io phasemap_store Eigen3::Eigen
+target_link_libraries(phasemap_steer PUBLIC phasemap_capture phasemap_metrics phasemap_io Eigen3::Eigen
   PRIVATE fmt::fmt nlohmann_json::nlohmann_json tomlplusplus::tomlplusplus)
 target_link_libraries(phasemap PRIVATE phasemap_steer)
 
@@ -44,7 +44,7 @@ target_include_directories(pm_llama_common_cvec SYSTEM PUBLIC "${PHASEMAP_LLAMA_
 target_link_libraries(pm_llama_common_cvec PUBLIC pm_llama_headers)
 target_compile_options(pm_llama_common_cvec PRIVATE -w)
 
-pm_test(steer phasemap_steer phasemap_store phasemap_capture phasemap_metrics phasemap_io phasemap_modelgen pm_llama_common_cvec pm_llama_headers)
+pm_test(steer phasemap_steer phasemap_capture phasemap_metrics phasemap_io phasemap_modelgen pm_llama_common_cvec pm_llama_headers)
 if(TARGET test_steer)
   add_dependencies(test_steer phasemap)
 endif()

@@ -155,6 +155,11 @@ struct Request {
     GenerationController* controller = nullptr;
 };
 
+// The request of one prompt with the generation settings every front end shares (chat template,
+// length, sampling); no interventions, no controller. plan::make_request and the panel runner
+// build their requests with it.
+Request make_request(std::string prompt, bool chat, int n_predict, const SamplingOptions& sampling);
+
 // Per-run facts fixed before generation starts.
 struct RunStart {
     size_t run_index = 0;                 // index of the request

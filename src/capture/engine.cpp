@@ -567,6 +567,15 @@ static std::vector<int32_t> request_tokens(const Model& m, const Request& r, std
     return m.tokenize(text, true, false);
 }
 
+Request make_request(std::string prompt, bool chat, int n_predict, const SamplingOptions& sampling) {
+    Request r;
+    r.prompt = std::move(prompt);
+    r.chat = chat;
+    r.n_predict = n_predict;
+    r.sampling = sampling;
+    return r;
+}
+
 int context_for(const Model& m, std::span<const Request> requests) {
     size_t need = 1;
     std::string text;
@@ -574,6 +583,224 @@ int context_for(const Model& m, std::span<const Request> requests) {
     const size_t padded = (need + 255) / 256 * 256;
     return int(std::min<size_t>(padded, size_t(default_context(m.info()))));
 }
+
+namespace {
+
+// One sequence of a batch: a request being generated, from its prefill to its RunEnd.
+struct Sequence {
+    size_t req;                              // request index
+    const Request* request;
+    RunSink* sink;
+    SamplerGuard smpl;
+    bool greedy;                             // temperature 0: the arg-max, without llama.cpp's sampler
+    llama_token next;                        // token to feed at the next step
+    llama_pos pos;                           // its position
+    int generated = 0;                       // = t of the next generated token
+    bool done = false;
+    std::vector<int32_t> out;
+    std::vector<Intervention> ivs;           // resolved; the controller may append
+    std::vector<InterventionState> ivst;     // one per intervention
+    std::vector<Insertion> insertions;
+    std::vector<std::string> events;
+    std::vector<int32_t> pending;            // inserted tokens to decode before the next step
+};
+
+// One batch of at most n_parallel sequences, decoded in lock step (the steps of generate()).
+struct BatchRun {
+    Engine::Impl& s;
+    const Model& m;
+    const int V, L;
+    BatchGuard& batch;
+    std::vector<Sequence> seqs;
+    std::vector<int> active;                 // sequences of the current step, in batch-row order
+    // per batch row of the current step
+    std::vector<const float*> logits;
+    std::vector<int32_t> sampled;
+    std::vector<metrics::TokenProbStats> stats;
+
+    bool prefill_edits(const Sequence& q) const {
+        return std::any_of(q.ivs.begin(), q.ivs.end(), [&](const Intervention& iv) { return iv.prefill && iv.block < L - 1; });
+    }
+
+    // Prefills all but the last prompt token of each sequence, without capture. Requests with the
+    // same prompt tokens (and no prefill edits) fork an earlier one's prefix instead
+    // (EngineOptions::share_prompt_prefix).
+    void prefill(const std::vector<std::vector<int32_t>>& prompts) {
+        const int n = int(seqs.size());
+        std::vector<int> fork_from(size_t(n), -1);
+        if (s.opt.share_prompt_prefix && !m.info().recurrent)
+            for (int k = 1; k < n; ++k)
+                for (int j = 0; j < k && fork_from[size_t(k)] < 0; ++j)
+                    if (fork_from[size_t(j)] < 0 && prompts[seqs[size_t(k)].req] == prompts[seqs[size_t(j)].req] &&
+                        !prefill_edits(seqs[size_t(k)]) && !prefill_edits(seqs[size_t(j)]))
+                        fork_from[size_t(k)] = j;
+        batch.clear();
+        for (int k = 0; k < n; ++k) {
+            if (fork_from[size_t(k)] >= 0) continue;
+            Sequence& q = seqs[size_t(k)];
+            const auto& ids = prompts[q.req];
+            for (size_t j = 0; j + 1 < ids.size(); ++j) {
+                if (batch.b.n_tokens == s.n_batch) {
+                    s.decode(batch.b, false);
+                    batch.clear();
+                }
+                for (size_t e = 0; e < q.ivs.size(); ++e)
+                    if (q.ivs[e].prefill && q.ivs[e].block < L - 1)
+                        s.edits[size_t(q.ivs[e].block)].push_back(RowEdit{batch.b.n_tokens, &q.ivs[e], &q.ivst[e], -1 - int(j), uint64_t(q.req)});
+                batch.add(ids[j], llama_pos(j), k, false);
+            }
+        }
+        if (batch.b.n_tokens > 0) s.decode(batch.b, false);
+        llama_memory_t mem = llama_get_memory(s.ctx);
+        for (int k = 0; k < n; ++k)
+            if (fork_from[size_t(k)] >= 0) llama_memory_seq_cp(mem, fork_from[size_t(k)], k, -1, -1);
+    }
+
+    // The batch of step t: one token per unfinished sequence, each with the edits active at its
+    // step. False when every sequence is done.
+    bool queue_step() {
+        active.clear();
+        batch.clear();
+        for (int k = 0; k < int(seqs.size()); ++k) {
+            Sequence& q = seqs[size_t(k)];
+            if (q.done) continue;
+            const int row = int(active.size());
+            active.push_back(k);
+            const int t = q.generated;
+            for (size_t e = 0; e < q.ivs.size(); ++e) {
+                const Intervention& iv = q.ivs[e];
+                const bool use = iv.op == InterventionOp::damp ? (t >= iv.t_begin - 1 && t < iv.t_end) : iv.active_at(t);
+                if (use) s.edits[size_t(iv.block)].push_back(RowEdit{row, &iv, &q.ivst[e], t, uint64_t(q.req)});
+            }
+            batch.add(q.next, q.pos, k, true);
+        }
+        return !active.empty();
+    }
+
+    // The token of every row and its statistics (a float64 softmax over the vocabulary). These
+    // cost the same per token at any batch size; over the rows of a step they run on the
+    // engine's threads. Stateful samplers run first, serially, in llama.cpp; greedy sequences take
+    // the arg-max from the statistics (llama.cpp's greedy rule).
+    void sample() {
+        const int na = int(active.size());
+        logits.resize(size_t(na));
+        sampled.resize(size_t(na));
+        stats.resize(size_t(na));
+        for (int bi = 0; bi < na; ++bi) {
+            Sequence& q = seqs[size_t(active[size_t(bi)])];
+            logits[size_t(bi)] = llama_get_logits_ith(s.ctx, bi);
+            if (!logits[size_t(bi)]) throw std::runtime_error("llama.cpp returned no logits");
+            sampled[size_t(bi)] = q.greedy ? metrics::kChosenIsTop1 : llama_sampler_sample(q.smpl.s, s.ctx, bi);
+        }
+#pragma omp parallel for num_threads(s.facts.n_threads) schedule(static) if (na > 1 && s.facts.n_threads > 1)
+        for (int bi = 0; bi < na; ++bi)
+            stats[size_t(bi)] = metrics::token_prob_stats(std::span<const float>(logits[size_t(bi)], size_t(V)), sampled[size_t(bi)]);
+    }
+
+    // The captured [L', d] states of batch row bi in this step (empty without captured layers).
+    std::span<const float> states(size_t bi) const {
+        return s.Lp ? std::span<const float>(s.step.data() + bi * s.Lp * size_t(s.d), s.Lp * size_t(s.d)) : std::span<const float>();
+    }
+
+    // Streams the token of row bi to its sequence's sink and appends it to the sequence.
+    TokenRecord emit(Sequence& q, size_t bi) {
+        // NaN/inf logits (NaN weights) would decode token 0 forever: say so instead.
+        if (!std::isfinite(stats[bi].entropy) || !std::isfinite(stats[bi].top1))
+            throw std::runtime_error(fmt::format("the model's logits are not finite at generated token {} (NaN or inf in the "
+                                                 "weights or activations); nothing was decoded from them", q.generated));
+        const llama_token id = q.greedy ? stats[bi].top1_id : sampled[bi];
+        TokenRecord rec;
+        rec.t = q.generated;
+        rec.id = id;
+        rec.text = m.token_text(id);
+        rec.position = q.pos;
+        rec.stats = stats[bi];
+        if (!s.route_want.empty()) {
+            const size_t mk = s.routing.blocks.size() * size_t(s.routing.n_expert_used);
+            rec.experts.assign(s.route_experts.begin() + long(bi * mk), s.route_experts.begin() + long((bi + 1) * mk));
+            rec.expert_weights.assign(s.route_weights.begin() + long(bi * mk), s.route_weights.begin() + long((bi + 1) * mk));
+        }
+        q.sink->token(rec, states(bi), s.opt.save_logits ? std::span<const float>(logits[bi], size_t(V)) : std::span<const float>());
+        q.out.push_back(id);
+        ++q.generated;
+        q.next = id;
+        ++q.pos;
+        return rec;
+    }
+
+    // Why the sequence stops after its latest token ("" when it goes on).
+    std::string stop_reason(const Sequence& q) const {
+        if (m.is_eog(q.next)) return "eog";
+        if (q.generated >= q.request->n_predict) return "length";
+        if (q.pos >= s.n_ctx_seq) return "context";
+        return "";
+    }
+
+    // The controller's action after token `rec`: events, added interventions, stop, or guard text
+    // queued for decoding. Returns the stop reason ("" when the sequence goes on).
+    std::string monitor_action(Sequence& q, const TokenRecord& rec, std::span<const float> st) {
+        StepAction act = q.request->controller->after_token(rec, st);
+        for (auto& ev : act.events) q.events.push_back(fmt::format("t={}: {}", rec.t, ev));
+        if (!act.add_interventions.empty()) {
+            try { resolve_interventions(act.add_interventions, L, s.d); }
+            catch (const std::exception& e) { throw std::runtime_error(fmt::format("monitor action: {}", e.what())); }
+            for (auto& iv : act.add_interventions) {
+                q.ivs.push_back(std::move(iv));
+                q.ivst.emplace_back();
+            }
+        }
+        if (act.stop) return act.stop_reason.empty() ? "monitor" : act.stop_reason;
+        if (act.insert_text.empty()) return "";
+        std::vector<int32_t> ins = m.tokenize(act.insert_text, false, false);
+        if (ins.empty()) return "";
+        if (ins.size() > size_t(s.n_batch - 1))
+            throw std::runtime_error(fmt::format("guard text of {} tokens exceeds the batch size {}", ins.size(), s.n_batch - 1));
+        if (q.pos + int(ins.size()) >= s.n_ctx_seq) return "context";
+        Insertion in;
+        in.after_t = rec.t;
+        in.position = q.pos + 1;
+        in.ids = ins;
+        in.text = m.detokenize(ins);
+        in.text_offset = m.detokenize(q.out).size();
+        q.insertions.push_back(std::move(in));
+        q.pending = std::move(ins);
+        return "";
+    }
+
+    void finish(Sequence& q, const std::string& reason) {
+        q.done = true;
+        RunEnd e;
+        e.stop_reason = reason;
+        e.n_generated = q.generated;
+        e.text = m.detokenize(q.out);
+        e.insertions = q.insertions;
+        e.events = q.events;
+        q.sink->end(e);
+    }
+
+    // Guard text: decodes [sampled token, inserted tokens except the last] into each sequence's
+    // context; the last inserted token is fed at the next captured step and so becomes the
+    // emitting position of the next generated token.
+    void decode_insertions() {
+        batch.clear();
+        for (int k : active) {
+            Sequence& q = seqs[size_t(k)];
+            if (q.done || q.pending.empty()) continue;
+            if (batch.b.n_tokens + int(q.pending.size()) > s.n_batch && batch.b.n_tokens > 0) {
+                s.decode(batch.b, false);
+                batch.clear();
+            }
+            batch.add(q.next, q.pos, k, false);
+            for (size_t j = 0; j + 1 < q.pending.size(); ++j) batch.add(q.pending[j], q.pos + 1 + llama_pos(j), k, false);
+            q.pos += llama_pos(q.pending.size());
+            q.next = q.pending.back();
+            q.pending.clear();
+        }
+        if (batch.b.n_tokens > 0) s.decode(batch.b, false);
+    }
+};
+
+}  // namespace
 
 void Engine::generate(std::span<const Request> requests, const std::function<RunSink&(size_t)>& sink_for) {
     Impl& s = *impl_;
@@ -607,214 +834,33 @@ void Engine::generate(std::span<const Request> requests, const std::function<Run
     BatchGuard batch(std::max(s.n_batch, P));
     for (size_t first = 0; first < requests.size(); first += size_t(P)) {
         const int n = int(std::min(requests.size() - first, size_t(P)));
-        llama_memory_t mem = llama_get_memory(s.ctx);
-        llama_memory_clear(mem, true);
-
-        struct Slot {
-            size_t req;
-            RunSink* sink;
-            SamplerGuard smpl;
-            bool greedy;        // temperature 0: the arg-max, without llama.cpp's sampler
-            llama_token next;   // token to feed at the next step
-            llama_pos pos;      // its position
-            int generated = 0;
-            bool done = false;
-            std::vector<int32_t> out;
-            std::vector<Intervention> ivs;           // resolved; controllers may append
-            std::vector<InterventionState> ivst;     // one per intervention
-            std::vector<Insertion> insertions;
-            std::vector<std::string> events;
-            std::vector<int32_t> pending;            // inserted tokens to decode before the next step
-        };
-        std::vector<Slot> slots;
-        slots.reserve(size_t(n));
-        for (int k = 0; k < n; ++k) {
-            const size_t ri = first + size_t(k);
-            Slot sl{ri, &sink_for(ri), make_sampler(requests[ri].sampling), requests[ri].sampling.temperature <= 0.0f, prompts[ri].back(),
-                    llama_pos(prompts[ri].size() - 1)};
-            sl.ivs = ivs[ri];
-            sl.ivst.resize(sl.ivs.size());
-            RunStart st;
-            st.run_index = ri;
-            st.prompt_text = texts[ri];
-            st.prompt_ids = prompts[ri];
-            st.layers = s.layers;
-            st.n_embd = s.d;
-            st.n_vocab = V;
-            st.routing = s.routing;
-            sl.sink->begin(st);
-            slots.push_back(std::move(sl));
+        llama_memory_clear(llama_get_memory(s.ctx), true);
+        BatchRun run{s, m, V, L, batch, {}, {}, {}, {}, {}};
+        run.seqs.reserve(size_t(n));
+        for (size_t ri = first; ri < first + size_t(n); ++ri) {
+            const Request& r = requests[ri];
+            Sequence q{ri, &r, &sink_for(ri), make_sampler(r.sampling), r.sampling.temperature <= 0.0f, prompts[ri].back(),
+                       llama_pos(prompts[ri].size() - 1)};
+            q.ivs = ivs[ri];
+            q.ivst.resize(q.ivs.size());
+            q.sink->begin(RunStart{ri, texts[ri], prompts[ri], s.layers, s.d, V, s.routing});
+            run.seqs.push_back(std::move(q));
         }
-        auto has_prefill_edits = [&](const Slot& sl) {
-            return std::any_of(sl.ivs.begin(), sl.ivs.end(), [&](const Intervention& iv) { return iv.prefill && iv.block < L - 1; });
-        };
-        // Sequences that fork an earlier one's prompt prefix instead of prefilling it.
-        std::vector<int> fork_from(size_t(n), -1);
-        if (s.opt.share_prompt_prefix && !m.info().recurrent)
-            for (int k = 1; k < n; ++k)
-                for (int j = 0; j < k && fork_from[size_t(k)] < 0; ++j)
-                    if (fork_from[size_t(j)] < 0 && prompts[slots[size_t(k)].req] == prompts[slots[size_t(j)].req] &&
-                        !has_prefill_edits(slots[size_t(k)]) && !has_prefill_edits(slots[size_t(j)]))
-                        fork_from[size_t(k)] = j;
-
-        // Prefill all but the last prompt token of each sequence, without capture.
-        batch.clear();
-        for (int k = 0; k < n; ++k) {
-            if (fork_from[size_t(k)] >= 0) continue;
-            Slot& sl = slots[size_t(k)];
-            const auto& ids = prompts[sl.req];
-            for (size_t j = 0; j + 1 < ids.size(); ++j) {
-                if (batch.b.n_tokens == s.n_batch) {
-                    s.decode(batch.b, false);
-                    batch.clear();
-                }
-                for (size_t q = 0; q < sl.ivs.size(); ++q)
-                    if (sl.ivs[q].prefill && sl.ivs[q].block < L - 1)
-                        s.edits[size_t(sl.ivs[q].block)].push_back(
-                            RowEdit{batch.b.n_tokens, &sl.ivs[q], &sl.ivst[q], -1 - int(j), uint64_t(sl.req)});
-                batch.add(ids[j], llama_pos(j), k, false);
-            }
-        }
-        if (batch.b.n_tokens > 0) s.decode(batch.b, false);
-        for (int k = 0; k < n; ++k)
-            if (fork_from[size_t(k)] >= 0) llama_memory_seq_cp(mem, fork_from[size_t(k)], k, -1, -1);
-
-        auto finish = [&](Slot& sl, const std::string& reason) {
-            sl.done = true;
-            RunEnd e;
-            e.stop_reason = reason;
-            e.n_generated = sl.generated;
-            e.text = m.detokenize(sl.out);
-            e.insertions = sl.insertions;
-            e.events = sl.events;
-            sl.sink->end(e);
-        };
-
-        // Lock-step decoding: one token per active sequence per step.
-        std::vector<int> active;
-        std::vector<const float*> step_logits;
-        std::vector<int32_t> step_ids;
-        std::vector<metrics::TokenProbStats> step_stats;
-        for (;;) {
-            active.clear();
-            batch.clear();
-            for (int k = 0; k < n; ++k) {
-                Slot& sl = slots[size_t(k)];
-                if (sl.done) continue;
-                const int row = int(active.size());
-                active.push_back(k);
-                const int t = sl.generated;
-                for (size_t q = 0; q < sl.ivs.size(); ++q) {
-                    const Intervention& iv = sl.ivs[q];
-                    const bool use = iv.op == InterventionOp::damp ? (t >= iv.t_begin - 1 && t < iv.t_end) : iv.active_at(t);
-                    if (use) s.edits[size_t(iv.block)].push_back(RowEdit{row, &iv, &sl.ivst[q], t, uint64_t(sl.req)});
-                }
-                batch.add(sl.next, sl.pos, k, true);
-            }
-            if (active.empty()) break;
+        run.prefill(prompts);
+        // Lock-step decoding (METRICS.md §1): per step, each unfinished sequence feeds one token
+        // with the edits of its step t; the forward pass captures the rows; then per sequence the
+        // next token is sampled and streamed, and the monitor may act on it.
+        while (run.queue_step()) {
             s.decode(batch.b, true);
-            // Sampling and the per-token statistics (a float64 softmax over the vocabulary) cost
-            // the same per token at any batch size; over the sequences of a step they run on the
-            // engine's threads. Stateful samplers run first, serially, in llama.cpp; greedy
-            // sequences take the arg-max from the statistics (llama.cpp's greedy rule).
-            const int na = int(active.size());
-            step_logits.resize(size_t(na));
-            step_ids.resize(size_t(na));
-            step_stats.resize(size_t(na));
-            for (int bi = 0; bi < na; ++bi) {
-                Slot& sl = slots[size_t(active[size_t(bi)])];
-                step_logits[size_t(bi)] = llama_get_logits_ith(s.ctx, bi);
-                if (!step_logits[size_t(bi)]) throw std::runtime_error("llama.cpp returned no logits");
-                step_ids[size_t(bi)] = sl.greedy ? metrics::kChosenIsTop1 : llama_sampler_sample(sl.smpl.s, s.ctx, bi);
+            run.sample();
+            for (size_t bi = 0; bi < run.active.size(); ++bi) {
+                Sequence& q = run.seqs[size_t(run.active[bi])];
+                const TokenRecord rec = run.emit(q, bi);
+                std::string reason = run.stop_reason(q);
+                if (reason.empty() && q.request->controller) reason = run.monitor_action(q, rec, run.states(bi));
+                if (!reason.empty()) run.finish(q, reason);
             }
-#pragma omp parallel for num_threads(s.facts.n_threads) schedule(static) if (na > 1 && s.facts.n_threads > 1)
-            for (int bi = 0; bi < na; ++bi)
-                step_stats[size_t(bi)] =
-                    metrics::token_prob_stats(std::span<const float>(step_logits[size_t(bi)], size_t(V)), step_ids[size_t(bi)]);
-            for (size_t bi = 0; bi < active.size(); ++bi) {
-                Slot& sl = slots[size_t(active[bi])];
-                const float* logits = step_logits[bi];
-                // NaN/inf logits (NaN weights) would decode token 0 forever: say so instead.
-                if (!std::isfinite(step_stats[bi].entropy) || !std::isfinite(step_stats[bi].top1))
-                    throw std::runtime_error(fmt::format("the model's logits are not finite at generated token {} (NaN or inf in the "
-                                                         "weights or activations); nothing was decoded from them", sl.generated));
-                const llama_token id = sl.greedy ? step_stats[bi].top1_id : step_ids[bi];
-                TokenRecord rec;
-                rec.t = sl.generated;
-                rec.id = id;
-                rec.text = m.token_text(id);
-                rec.position = sl.pos;
-                rec.stats = step_stats[bi];
-                if (!s.route_want.empty()) {
-                    const size_t mk = s.routing.blocks.size() * size_t(s.routing.n_expert_used);
-                    rec.experts.assign(s.route_experts.begin() + long(bi * mk), s.route_experts.begin() + long((bi + 1) * mk));
-                    rec.expert_weights.assign(s.route_weights.begin() + long(bi * mk), s.route_weights.begin() + long((bi + 1) * mk));
-                }
-                const std::span<const float> st =
-                    s.Lp ? std::span<const float>(s.step.data() + bi * s.Lp * size_t(s.d), s.Lp * size_t(s.d))
-                         : std::span<const float>();
-                sl.sink->token(rec, st, s.opt.save_logits ? std::span<const float>(logits, size_t(V)) : std::span<const float>());
-                sl.out.push_back(id);
-                ++sl.generated;
-                sl.next = id;
-                ++sl.pos;
-                std::string reason;
-                if (m.is_eog(id)) reason = "eog";
-                else if (sl.generated >= requests[sl.req].n_predict) reason = "length";
-                else if (sl.pos >= s.n_ctx_seq) reason = "context";
-                if (reason.empty() && requests[sl.req].controller) {
-                    StepAction act = requests[sl.req].controller->after_token(rec, st);
-                    for (auto& ev : act.events) sl.events.push_back(fmt::format("t={}: {}", rec.t, ev));
-                    if (!act.add_interventions.empty()) {
-                        try { resolve_interventions(act.add_interventions, L, s.d); }
-                        catch (const std::exception& e) { throw std::runtime_error(fmt::format("monitor action: {}", e.what())); }
-                        for (auto& iv : act.add_interventions) {
-                            sl.ivs.push_back(std::move(iv));
-                            sl.ivst.emplace_back();
-                        }
-                    }
-                    if (act.stop) {
-                        reason = act.stop_reason.empty() ? "monitor" : act.stop_reason;
-                    } else if (!act.insert_text.empty()) {
-                        std::vector<int32_t> ins = m.tokenize(act.insert_text, false, false);
-                        if (!ins.empty()) {
-                            if (ins.size() > size_t(s.n_batch - 1))
-                                throw std::runtime_error(fmt::format("guard text of {} tokens exceeds the batch size {}", ins.size(), s.n_batch - 1));
-                            if (sl.pos + int(ins.size()) >= s.n_ctx_seq) {
-                                reason = "context";
-                            } else {
-                                Insertion in;
-                                in.after_t = rec.t;
-                                in.position = sl.pos + 1;
-                                in.ids = ins;
-                                in.text = m.detokenize(ins);
-                                in.text_offset = m.detokenize(sl.out).size();
-                                sl.insertions.push_back(std::move(in));
-                                sl.pending = std::move(ins);
-                            }
-                        }
-                    }
-                }
-                if (!reason.empty()) finish(sl, reason);
-            }
-            // Guard text: decode [sampled token, inserted tokens except the last] into each
-            // sequence's context; the last inserted token is fed at the next captured step and so
-            // becomes the emitting position of the next generated token.
-            batch.clear();
-            for (int k : active) {
-                Slot& sl = slots[size_t(k)];
-                if (sl.done || sl.pending.empty()) continue;
-                if (batch.b.n_tokens + int(sl.pending.size()) > s.n_batch && batch.b.n_tokens > 0) {
-                    s.decode(batch.b, false);
-                    batch.clear();
-                }
-                batch.add(sl.next, sl.pos, k, false);
-                for (size_t j = 0; j + 1 < sl.pending.size(); ++j) batch.add(sl.pending[j], sl.pos + 1 + llama_pos(j), k, false);
-                sl.pos += llama_pos(sl.pending.size());
-                sl.next = sl.pending.back();
-                sl.pending.clear();
-            }
-            if (batch.b.n_tokens > 0) s.decode(batch.b, false);
+            run.decode_insertions();
         }
     }
 }

@@ -11,21 +11,11 @@
 
 namespace phasemap::cli {
 
-std::string read_text_file(const std::string& path, const char* what) {
-    try {
-        return io::read_input_file(path, what);
-    } catch (const std::runtime_error& e) {
-        throw UserError(e.what());
-    }
-}
+std::string read_text_file(const std::string& path, const char* what) { return io::read_input_file(path, what); }
 
 void check_output(const std::string& out, const std::vector<std::string>& inputs, const char* option) {
     std::vector<std::filesystem::path> in(inputs.begin(), inputs.end());
-    try {
-        io::check_output_path(out, in, option);
-    } catch (const std::runtime_error& e) {
-        throw UserError(e.what());
-    }
+    io::check_output_path(out, in, option);
 }
 
 std::string read_prompt_arg(const std::string& spec) {
@@ -51,12 +41,7 @@ std::vector<std::string> read_prompt_lines(const std::string& path) {
 }
 
 int checked_threads(int threads) {
-    if (threads > 0) return threads;
-    try {
-        return capture::default_threads();
-    } catch (const std::exception& e) {
-        throw UserError(e.what());
-    }
+    return threads > 0 ? threads : capture::default_threads();
 }
 
 std::string printable(const std::string& s) {

@@ -20,9 +20,8 @@
 #include "analysis_cli.hpp"
 #include "cli_util.hpp"
 #include "phasemap/run_file.hpp"
-#include "phasemap/steer/control_vector.hpp"
+#include "phasemap/plan/run_plan.hpp"
 #include "phasemap/steer/monitor.hpp"
-#include "phasemap/steer/spec.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
@@ -69,26 +68,6 @@ struct GenerateArgs {
     std::string monitor_json;
 };
 
-
-// FILE[:SCALE] (control vectors, LoRA adapters): a trailing ":number" is the scale (default 1);
-// anything else after the last colon stays part of the file name.
-std::pair<std::string, float> split_file_scale(const std::string& spec) {
-    if (const size_t c = spec.rfind(':'); c != std::string::npos && c + 1 < spec.size()) {
-        try {
-            size_t used = 0;
-            const float scale = std::stof(spec.substr(c + 1), &used);
-            if (used == spec.size() - c - 1) {
-                if (const std::string p = opt::domain_problem(scale, opt::kScale); !p.empty())
-                    throw UserError(fmt::format("'{}': the scale {}", spec, p));
-                return {spec.substr(0, c), scale};
-            }
-        } catch (const std::invalid_argument&) {
-        } catch (const std::out_of_range&) {
-            throw UserError(fmt::format("'{}': the scale is not a finite number (out of float range)", spec));
-        }
-    }
-    return {spec, 1.0f};
-}
 
 // The generated text with guard insertions marked ⟦guard: …⟧ where they entered the context.
 std::string marked_text(const RunEnd& e) {
@@ -151,6 +130,30 @@ void analyze_record(const RunRecord& r, const NpzRunWriter* npz, const GenerateA
     analyze_and_report(in, aa, r.start.run_index, n_runs);
 }
 
+// The run plan's settings from the flags.
+plan::RunSettings settings(const GenerateArgs& a, std::vector<std::string> prompts) {
+    plan::RunSettings s;
+    s.model = a.model;
+    s.loras = a.loras;
+    s.control_vectors = a.control_vectors;
+    s.prompts = std::move(prompts);
+    s.chat = a.chat;
+    s.n_predict = a.n_predict;
+    s.sampling = {a.temp, a.top_k, a.top_p, a.seed};
+    s.engine.precision = parse_precision(a.precision);
+    s.engine.n_ctx = a.ctx;
+    s.engine.n_parallel = a.parallel;
+    s.engine.n_threads = a.threads;
+    s.engine.layers = a.layers;
+    s.engine.save_logits = a.save_logits;
+    s.engine.routing = a.routing;
+    s.intervene = a.intervene;
+    s.intervene_files = a.intervene_files;
+    s.monitor = {a.monitor, a.triggers, a.on, a.guard_text, a.on_intervene, a.for_tokens, a.monitor_cooldown, a.monitor_max_actions};
+    s.monitor.metric_layer = a.analyze.layer;   // --metric-layer: the monitor watches the layer the analysis uses
+    return s;
+}
+
 int run_generate(GenerateArgs& a) {
     // Prompts: -p TEXT (repeatable; @path reads a file), -f FILE (one prompt per line).
     std::vector<std::string> prompts;
@@ -160,14 +163,12 @@ int run_generate(GenerateArgs& a) {
     if (prompts.empty()) throw UserError("no prompt given (use -p TEXT, -p @file.txt or -f prompts.txt)");
     if (a.n_predict < 1) throw UserError(fmt::format("-n must be at least 1 (got {})", a.n_predict));
     if (a.parallel < 1) throw UserError("--parallel must be at least 1");
-    Precision precision;
-    try { precision = parse_precision(a.precision); } catch (const std::exception& e) { throw UserError(e.what()); }
+    const plan::RunSettings set = settings(a, prompts);
     // Every file this run reads: no output may be one of them (same file by device and inode).
-    std::vector<std::string> inputs{a.model, a.prompt_file};
+    std::vector<std::string> inputs = plan::input_files(set);
+    inputs.push_back(a.prompt_file);
     for (const auto& p : a.prompts)
         if (!p.empty() && p[0] == '@') inputs.push_back(p.substr(1));
-    for (const auto* v : {&a.intervene_files, &a.control_vectors, &a.loras})
-        for (const auto& f : *v) inputs.push_back(v == &a.intervene_files ? f : split_file_scale(f).first);
     auto check_outputs = [&](const std::string& out, const char* opt) {
         for (size_t i = 0; i < prompts.size(); ++i) check_output(numbered_path(out, i, prompts.size()), inputs, opt);
     };
@@ -177,133 +178,12 @@ int run_generate(GenerateArgs& a) {
         check_outputs(a.analyze.json, "--json");
     }
     if (a.analyze.enabled && (a.layers == "none" || a.layers.empty())) throw UserError("--analyze needs captured layers (--layers is none)");
+    if ((set.monitor.any_option() || !a.monitor_json.empty()) && !a.monitor)
+        throw UserError("--trigger/--on/--on-intervene/--monitor-json need --monitor");
 
-    ModelOptions mopt;
-    for (const auto& spec : a.loras) {
-        const auto [path, scale] = split_file_scale(spec);
-        if (!std::isfinite(scale)) throw UserError(fmt::format("--lora '{}': the scale is not a finite number", spec));
-        mopt.adapters.push_back({path, scale});
-    }
-    std::shared_ptr<Model> model;
-    try { model = Model::load(a.model, mopt); } catch (const std::exception& e) { throw UserError(e.what()); }
-    EngineOptions eo;
-    eo.precision = precision;
-    eo.n_ctx = a.ctx;
-    eo.n_parallel = std::min<int>(a.parallel, int(prompts.size()));
-    eo.n_threads = a.threads;
-    eo.layers = a.layers;
-    eo.save_logits = a.save_logits;
-    eo.routing = a.routing;
-    std::unique_ptr<Engine> engine;
-    try { engine = std::make_unique<Engine>(model, eo); }
-    catch (const std::invalid_argument& e) { throw UserError(e.what()); }
-
-    // Interventions and control vectors: parsed and checked against the model before generating.
-    const ModelInfo& mi = model->info();
-    std::vector<steer::ParsedIntervention> parsed;
-    nlohmann::json iv_meta = nlohmann::json::array();
-    try {
-        for (const auto& spec : a.intervene) parsed.push_back(steer::parse_intervention_spec(spec, mi.n_layer));
-        for (const auto& f : a.intervene_files)
-            for (auto& p : steer::parse_intervention_file(f, mi.n_layer)) parsed.push_back(std::move(p));
-        std::vector<Intervention> all;
-        for (const auto& p : parsed) {
-            for (int k : p.prompts)
-                if (k >= int(prompts.size()))
-                    throw std::invalid_argument(fmt::format("intervention '{}': prompt index {} out of range ({} prompts)", p.iv.label, k, prompts.size()));
-            all.push_back(p.iv);
-        }
-        resolve_interventions(all, mi.n_layer, mi.n_embd);
-        for (size_t i = 0; i < parsed.size(); ++i)
-            iv_meta.push_back({{"intervention", all[i].describe()}, {"prompts", parsed[i].prompts}});
-    } catch (const std::invalid_argument& e) {
-        throw UserError(e.what());
-    }
-    nlohmann::json cv_meta = nlohmann::json::array();
-    if (!a.control_vectors.empty()) {
-        std::vector<float> sum;
-        for (const auto& spec : a.control_vectors) {
-            const auto [path, scale] = split_file_scale(spec);
-            try {
-                const steer::ControlVector cv = steer::read_control_vector(path);
-                steer::check_control_vector(cv, mi.architecture, mi.n_layer, mi.n_embd);
-                const std::vector<float> f = cv.flat(scale);
-                if (f.size() > sum.size()) sum.resize(f.size(), 0.0f);
-                for (size_t i = 0; i < f.size(); ++i) sum[i] += f[i];
-                cv_meta.push_back({{"path", path}, {"scale", scale}, {"sha256", io::file_sha256(path)}, {"method", cv.method}});
-            } catch (const std::exception& e) {
-                const std::string what = e.what();  // read errors already name the file
-                throw UserError(what.find("'" + path + "'") != std::string::npos ? what
-                                                                               : fmt::format("control vector '{}': {}", path, what));
-            }
-        }
-        try { engine->set_control_vector(sum); } catch (const std::exception& e) { throw UserError(e.what()); }
-    }
-    // Monitor and guard.
-    std::optional<steer::MonitorOptions> mon;
-    const bool monitor_opts = !a.triggers.empty() || a.on != "log" || !a.monitor_json.empty() || !a.on_intervene.empty();
-    if (monitor_opts && !a.monitor) throw UserError("--trigger/--on/--on-intervene/--monitor-json need --monitor");
-    if (a.monitor) {
-        if (engine->layers().empty()) throw UserError("--monitor needs captured layers (--layers is none)");
-        steer::MonitorOptions mo;
-        try {
-            for (const auto& t : a.triggers) mo.triggers.push_back(steer::parse_trigger(t));
-            if (a.on == "log") mo.action = steer::ActionKind::log;
-            else if (a.on == "stop") mo.action = steer::ActionKind::stop;
-            else if (a.on == "guard") mo.action = steer::ActionKind::guard;
-            else if (a.on == "intervene") mo.action = steer::ActionKind::intervene;
-            else throw std::invalid_argument(fmt::format("--on '{}': use log, stop, guard or intervene", a.on));
-            mo.guard_text = a.guard_text;
-            mo.for_tokens = a.for_tokens;
-            mo.cooldown = a.monitor_cooldown;
-            mo.max_actions = a.monitor_max_actions;
-            if (!a.analyze.layer.empty()) {  // --metric-layer: the same layer the analysis uses (layer_id.hpp rule)
-                std::vector<std::string> names;
-                for (const auto& l : engine->layers()) names.push_back(l.label);
-                mo.layer = metrics::resolve_layer_index(metrics::parse_layer_choice(a.analyze.layer, names), names.size());
-            }
-            if (mo.action == steer::ActionKind::intervene) {
-                if (a.on_intervene.empty()) throw std::invalid_argument("--on intervene needs --on-intervene SPEC");
-                mo.intervention = steer::parse_intervention_spec(a.on_intervene, mi.n_layer).iv;
-                std::vector<Intervention> chk{mo.intervention};
-                resolve_interventions(chk, mi.n_layer, mi.n_embd);
-                mo.intervention = chk[0];
-            }
-            mo.validate();
-        } catch (const std::invalid_argument& e) {
-            throw UserError(e.what());
-        }
-        mon = mo;
-        if (!a.monitor_json.empty()) check_outputs(a.monitor_json, "--monitor-json");
-    }
-    std::vector<std::unique_ptr<steer::Monitor>> monitors;
-
-    std::vector<Request> reqs;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-        Request r;
-        r.prompt = prompts[i];
-        r.chat = a.chat;
-        r.n_predict = a.n_predict;
-        r.sampling = {a.temp, a.top_k, a.top_p, a.seed};
-        for (const auto& p : parsed)
-            if (p.prompts.empty() || std::find(p.prompts.begin(), p.prompts.end(), int(i)) != p.prompts.end())
-                r.interventions.push_back(p.iv);
-        if (mon) {
-            monitors.push_back(std::make_unique<steer::Monitor>(*mon, engine->layers().size(), size_t(mi.n_embd)));
-            r.controller = monitors.back().get();
-        }
-        reqs.push_back(r);
-    }
-    nlohmann::json base = provenance_json(model->info(), engine->facts(), a.layers);
-    base["chat_template_applied"] = a.chat;
-    base["sampling"] = {{"temperature", a.temp}, {"top_k", a.top_k}, {"top_p", a.top_p}, {"seed", a.seed},
-                        {"greedy", a.temp <= 0.0f}};
-    base["n_predict"] = a.n_predict;
-    base["save_logits"] = a.save_logits;
-    base["n_parallel"] = eo.n_parallel;
-    if (!iv_meta.empty()) base["interventions"] = iv_meta;
-    if (!cv_meta.empty()) base["control_vectors"] = cv_meta;
-    if (mon) base["monitor"] = {{"action", steer::action_name(mon->action)}, {"triggers", a.triggers}, {"guard_text", mon->guard_text}};
+    plan::RunPlan run = plan::build_run(set);
+    if (run.monitor && !a.monitor_json.empty()) check_outputs(a.monitor_json, "--monitor-json");
+    const nlohmann::json& base = run.metadata;
 
     // Per run: an NPZ writer (with -o), a recorder (for printing / analysis), tee'd together.
     struct DoneFlag : RunSink {
@@ -350,11 +230,7 @@ int run_generate(GenerateArgs& a) {
         pr.tee = std::make_unique<TeeSink>(sinks);
         return *pr.tee;
     };
-    try {
-        engine->generate(reqs, sink_for);
-    } catch (const std::exception& e) {
-        throw UserError(e.what());
-    }
+    run.generate(sink_for);
     // Print the remaining runs in order.
     for (size_t i = printed; i < runs.size(); ++i) {
         if (runs[i].rec) {
@@ -363,8 +239,8 @@ int run_generate(GenerateArgs& a) {
         }
     }
     if (!a.monitor_json.empty())
-        for (size_t i = 0; i < monitors.size(); ++i) {
-            const steer::Monitor& m = *monitors[i];
+        for (size_t i = 0; i < run.monitors.size(); ++i) {
+            const steer::Monitor& m = *run.monitors[i];
             nlohmann::json j;
             j["run_index"] = i;
             j["ct"] = nlohmann::json::array();

@@ -22,13 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace phasemap::panel;
 
-Manifest load(const std::string& file) {
-    try {
-        return load_manifest(file);
-    } catch (const ManifestError& e) {
-        throw UserError(e.what());
-    }
-}
+Manifest load(const std::string& file) { return load_manifest(file); }  // ManifestError lists every problem
 
 struct PanelArgs {
     std::string manifest;
@@ -48,11 +42,7 @@ struct PanelArgs {
 
 int run_plan(const PanelArgs& a) {
     const Manifest m = load(a.manifest);
-    try {
-        fmt::print("{}", format_plan(m, plan_panel(m)));
-    } catch (const std::exception& e) {
-        throw UserError(e.what());
-    }
+    fmt::print("{}", format_plan(m, plan_panel(m)));
     return 0;
 }
 
@@ -61,11 +51,7 @@ int run_run(const PanelArgs& a) {
     if (a.parallel < 1) throw UserError("--parallel must be at least 1");
     if (a.threads < 0) throw UserError("--threads must be ≥ 0");
     RunnerOptions o;
-    try {
-        o.shard = parse_shard(a.shard);
-    } catch (const std::exception& e) {
-        throw UserError(e.what());
-    }
+    o.shard = parse_shard(a.shard);
     checked_threads(a.threads);           // a bad PHASEMAP_THREADS, too, before the DB is touched
     const Manifest m = load(a.manifest);  // every manifest problem is reported before the DB is touched
     o.db = a.db;
@@ -90,14 +76,7 @@ int run_run(const PanelArgs& a) {
             if (tty && final) fmt::print(stderr, "\n");
         };
     }
-    RunnerResult r;
-    try {
-        r = run_panel(m, o);
-    } catch (const UserError&) {
-        throw;
-    } catch (const std::exception& e) {
-        throw UserError(e.what());
-    }
+    const RunnerResult r = run_panel(m, o);
     if (!a.quiet)
         fmt::print(stderr, "panel '{}': {} runs written, {} skipped{}, {} tokens in {:.1f} s ({:.1f} tok/s) → {}\n", m.name, r.done,
                    r.skipped, r.repaired ? fmt::format(", {} partly stored generation(s) completed", r.repaired) : std::string(), r.tokens, r.seconds, r.seconds > 0 ? double(r.tokens) / r.seconds : 0.0, a.db);
@@ -153,12 +132,8 @@ int run_slurm(const PanelArgs& a) {
     if (!to_file) {
         fmt::print("{}", s);
     } else {
-        try {
-            io::write_file_atomic(a.script, s);
-            fs::permissions(a.script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
-        } catch (const std::exception& e) {
-            throw UserError(e.what());
-        }
+        io::write_file_atomic(a.script, s);
+        fs::permissions(a.script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
         fmt::print(stderr, "wrote {} (sbatch it; {} tasks, DBs in {})\n", a.script, a.tasks, dir.string());
     }
     return 0;

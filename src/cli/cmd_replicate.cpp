@@ -17,6 +17,7 @@
 
 #include "phasemap/capture.hpp"
 #include "phasemap/npz.hpp"
+#include "phasemap/plan/run_plan.hpp"
 #include "phasemap/replicate.hpp"
 #include "phasemap/run_sinks.hpp"
 #include "phasemap/version.hpp"
@@ -38,29 +39,13 @@ struct ReplicateArgs {
     bool chat = false, quiet = false;
 };
 
-// One execution of the protocol, captured in memory.
-io::Replica execute(const ReplicateArgs& a, const std::string& prompt, Precision precision, nlohmann::json& provenance) {
-    std::shared_ptr<Model> model;
-    try { model = Model::load(a.model); } catch (const std::exception& e) { throw UserError(e.what()); }
-    EngineOptions eo;
-    eo.precision = precision;
-    eo.n_ctx = a.ctx;
-    eo.n_threads = a.threads;
-    eo.layers = a.layers;
-    eo.save_logits = true;
-    std::unique_ptr<Engine> engine;
-    try { engine = std::make_unique<Engine>(model, eo); } catch (const std::invalid_argument& e) { throw UserError(e.what()); }
-    Request req;
-    req.prompt = prompt;
-    req.chat = a.chat;
-    req.n_predict = a.n_predict;
-    req.sampling = {a.temp, a.top_k, a.top_p, a.seed};
+// One execution of the protocol (a fresh model load and Engine from the run plan), captured in memory.
+io::Replica execute(const plan::RunSettings& set, nlohmann::json& provenance) {
+    plan::RunPlan run = plan::build_run(set);
     RecordingSink rec;
-    try {
-        engine->generate(std::span<const Request>(&req, 1), [&](size_t) -> RunSink& { return rec; });
-    } catch (const std::exception& e) {
-        throw UserError(e.what());
-    }
+    run.generate([&](size_t) -> RunSink& { return rec; });
+    const std::shared_ptr<Model>& model = run.model;
+    const std::unique_ptr<Engine>& engine = run.engine;
     const RunRecord& r = rec.record;
     if (!r.finished) throw UserError("the run did not finish");
     const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd), V = size_t(r.start.n_vocab);
@@ -103,7 +88,7 @@ io::Replica execute(const ReplicateArgs& a, const std::string& prompt, Precision
         {"n_generated", r.end.n_generated},
         {"generated_text", r.end.text},
     };
-    provenance = provenance_json(mi, engine->facts(), a.layers);
+    provenance = run.provenance;
     return out;
 }
 
@@ -111,13 +96,22 @@ int run_replicate(const ReplicateArgs& a) {
     const std::string prompt = read_prompt_arg(a.prompt);
     if (prompt.empty()) throw UserError("prompt is empty");
     if (a.n_predict < 1) throw UserError(fmt::format("-n must be at least 1 (got {})", a.n_predict));
-    Precision precision;
-    try { precision = parse_precision(a.precision); } catch (const std::exception& e) { throw UserError(e.what()); }
+    plan::RunSettings set;
+    set.model = a.model;
+    set.prompts = {prompt};
+    set.chat = a.chat;
+    set.n_predict = a.n_predict;
+    set.sampling = {a.temp, a.top_k, a.top_p, a.seed};
+    set.engine.precision = parse_precision(a.precision);
+    set.engine.n_ctx = a.ctx;
+    set.engine.n_threads = a.threads;
+    set.engine.layers = a.layers;
+    set.engine.save_logits = true;
     check_output(a.out, {a.model, !a.prompt.empty() && a.prompt[0] == '@' ? a.prompt.substr(1) : std::string()}, "-o");
 
     nlohmann::json prov_a, prov_b;
-    const io::Replica ref = execute(a, prompt, precision, prov_a);
-    const io::Replica rep = execute(a, prompt, precision, prov_b);
+    const io::Replica ref = execute(set, prov_a);
+    const io::Replica rep = execute(set, prov_b);
     const bool greedy = a.temp <= 0.0f;
     nlohmann::json protocol = {
         {"prompt", prompt},      {"chat", a.chat},     {"n_predict", a.n_predict}, {"layers", a.layers},
@@ -128,11 +122,7 @@ int run_replicate(const ReplicateArgs& a) {
         {"provenance", prov_a},
     };
     const nlohmann::json report = io::replication_report(ref, rep, protocol);
-    try {
-        io::write_file_atomic(a.out, report.dump(2) + "\n");
-    } catch (const std::exception& e) {
-        throw UserError(e.what());
-    }
+    io::write_file_atomic(a.out, report.dump(2) + "\n");
     const std::string verdict = report["verdict"];
     if (!a.quiet) {
         const auto& mx = report["phasemap"]["max_absolute_difference"];

@@ -59,11 +59,10 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "phasemap: error: {} (see --help)\n", msg);
         return 2;
     }
+    // Every error below the parser (UserError of a verb, or the library's own exception): its one
+    // message, as thrown; nothing re-wraps it on the way up.
     try {
         return action ? action() : 0;
-    } catch (const UserError& e) {
-        fmt::print(stderr, "phasemap: error: {}\n", e.what());
-        return 1;
     } catch (const std::exception& e) {
         fmt::print(stderr, "phasemap: error: {}\n", e.what());
         return 1;

@@ -10,7 +10,9 @@
 
 namespace phasemap::cli {
 
-// Error with a message for the user; main() prints "phasemap: error: <what>" and exits 1.
+// Error with a message for the user, for a check a verb makes itself; main() prints
+// "phasemap: error: <what>" and exits 1 — as it does for any std::exception from the library,
+// which verbs let through unwrapped.
 struct UserError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };

@@ -1,4 +1,4 @@
-// Built-in panels (embedded from panels/*.csv at configure time) and the prompt CSV reader.
+// Built-in panels (embedded from src/panel/panels/*.csv at configure time) and the prompt CSV reader.
 #include "phasemap/panel/prompts.hpp"
 
 #include <fmt/core.h>

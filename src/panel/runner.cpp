@@ -516,12 +516,8 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         std::vector<Request> reqs;
         for (const Group* g : gs) {
             const GridPoint& p = *g->points.front();
-            Request r;
-            r.prompt = m.prompts[p.prompt].text;
-            r.chat = me.gen.chat;
-            r.n_predict = int(p.n_predict);
-            r.sampling = {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed};
-            reqs.push_back(r);
+            reqs.push_back(make_request(m.prompts[p.prompt].text, me.gen.chat, int(p.n_predict),
+                                        {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed}));
         }
         EngineOptions eo;
         eo.precision = parse_precision(me.gen.precision);

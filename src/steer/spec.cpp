@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "phasemap/npz.hpp"
+#include "phasemap/option_domains.hpp"
 #include "phasemap/steer/control_vector.hpp"
 
 namespace phasemap::steer {
@@ -91,6 +92,29 @@ bool parse_op(std::string op, Intervention& iv) {
 }
 
 }  // namespace
+
+FileScale parse_file_scale(const std::string& spec, const std::string& option) {
+    const std::string what = fmt::format("{} '{}'", option, spec);
+    FileScale out;
+    const size_t c = spec.rfind(':');
+    out.path = spec.substr(0, c);
+    if (out.path.empty()) throw std::invalid_argument(what + ": the file name is empty (FILE[:SCALE])");
+    if (c == std::string::npos) return out;
+    const std::string s = spec.substr(c + 1);
+    const char* hint = " (FILE[:SCALE]: the text after the last ':' is the scale; a file name with ':' needs an explicit scale, e.g. 'a:b.gguf:1')";
+    if (s.empty()) throw std::invalid_argument(fmt::format("{}: the scale after ':' is empty{}", what, hint));
+    float v = 0.0f;
+    const char* b = s.data() + (s[0] == '+' && s.size() > 1 && s[1] != '-' ? 1 : 0);  // from_chars takes no '+'
+    const auto [p, ec] = std::from_chars(b, s.data() + s.size(), v);
+    if (ec == std::errc::result_out_of_range)
+        throw std::invalid_argument(fmt::format("{}: the scale '{}' is out of float range", what, s));
+    if (ec != std::errc() || p != s.data() + s.size())
+        throw std::invalid_argument(fmt::format("{}: the scale '{}' is not a number{}", what, s, hint));
+    if (const std::string bad = opt::domain_problem(v, opt::kScale); !bad.empty())
+        throw std::invalid_argument(fmt::format("{}: the scale {}", what, bad));
+    out.scale = v;
+    return out;
+}
 
 std::vector<float> read_vector_file(const std::string& path, int block) {
     std::error_code ec;

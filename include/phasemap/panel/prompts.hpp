@@ -1,4 +1,4 @@
-// Prompt sets: the built-in panels (panels/*.csv, compiled in) and user CSV files with
+// Prompt sets: the built-in panels (src/panel/panels/*.csv, compiled in) and user CSV files with
 // `category,prompt` rows (docs/panels.md).
 #pragma once
 #include <string>

@@ -28,6 +28,17 @@ struct ParsedIntervention {
     std::vector<int> prompts;  // prompt indices that carry it (empty: all)
 };
 
+// FILE[:SCALE] of --control-vector and --lora: the text after the last ':' is the scale (a float
+// in opt::kScale; default 1 when the spec has no ':'). Strict: an empty file part, an empty scale
+// ("cv.gguf:"), a scale that is not a whole number literal ("1.5x", "abc"), out of float range
+// ("1e999"), not finite ("nan", "inf") or outside kScale is std::invalid_argument naming `option`
+// and the spec. A file name that holds ':' itself needs an explicit scale ("a:b.gguf:1").
+struct FileScale {
+    std::string path;
+    float scale = 1.0f;
+};
+FileScale parse_file_scale(const std::string& spec, const std::string& option);
+
 // Throws std::invalid_argument naming the spec and the problem.
 ParsedIntervention parse_intervention_spec(const std::string& spec, int n_layer);
 // TOML: [[intervention]] tables with keys op, layer ("block:N"), vector (path, relative to the

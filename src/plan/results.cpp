@@ -1,9 +1,12 @@
-// Control-audit and monitor-evaluation results as results-DB entries (include/phasemap/steer/results.hpp).
-#include "phasemap/steer/results.hpp"
+// Control-audit and monitor-evaluation results as results-DB entries (include/phasemap/plan/results.hpp).
+#include "phasemap/plan/results.hpp"
 
 #include <stdexcept>
 
-namespace phasemap::steer {
+namespace phasemap::plan {
+
+using steer::AuditOptions;
+using steer::MonitorEvalOptions;
 
 namespace {
 
@@ -42,7 +45,7 @@ nlohmann::json options_json(const AuditOptions& o) {
 
 nlohmann::json options_json(const MonitorEvalOptions& o) {
     nlohmann::json trig = nlohmann::json::array();
-    for (const auto& t : o.monitor.triggers) trig.push_back(trigger_name(t.kind));
+    for (const auto& t : o.monitor.triggers) trig.push_back(steer::trigger_name(t.kind));
     return {{"data", o.data_csv},
             {"prompt_col", o.prompt_col},
             {"answer_col", o.answer_col},
@@ -68,4 +71,6 @@ store::AuditEntry monitor_eval_entry(const std::string& name, const MonitorEvalO
     return entry(kMonitorEvalKind, name, options_json(opt), report, source);
 }
 
-}  // namespace phasemap::steer
+void store_result(store::Store& db, const store::AuditEntry& e) { db.put_audits({e}); }
+
+}  // namespace phasemap::plan

@@ -1,31 +1,15 @@
-// Usability fixes of issue 17 (class 8), through the binary: `-p @file` drops the file's trailing
-// newline (as llama.cpp's --file does), and `panel slurm` creates the folder its #SBATCH --output
-// points into.
+// `phasemap panel` (src/cli/cmd_panel.cpp) through the binary: `panel slurm` creates the folder its
+// #SBATCH --output points into (issue 17, class 8).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
-#include "phasemap/run_file.hpp"
 #include "support/paths.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-TEST(CliUsability, PromptFileLosesOneTrailingNewline) {
-    const auto m = pmtest::shared_model("stories260K.gguf");
-    if (m.empty()) GTEST_SKIP() << "stories260K.gguf not present";
-    pmtest::TempDir d;
-    std::ofstream(d / "p.txt") << "Once upon a time\n";
-    std::ofstream(d / "two.txt") << "Once upon a time\n\n";
-    for (const auto& [file, want] : {std::pair<std::string, std::string>{"p.txt", "Once upon a time"}, {"two.txt", "Once upon a time\n"}}) {
-        const auto out = d / (file + ".npz");
-        const auto r = pmtest::run_phasemap({"generate", "-m", m.string(), "-p", "@" + (d / file).string(), "-n", "2", "-q", "-o", out.string()});
-        ASSERT_EQ(r.exit_code, 0) << r.err;
-        const auto run = phasemap::io::load_run_npz(out);
-        EXPECT_EQ(run.metadata.value("prompt_text", std::string("?")), want) << file;
-    }
-}
 
 TEST(CliUsability, PanelSlurmCreatesItsLogFolder) {
     const auto m = pmtest::shared_model("stories260K.gguf");

@@ -1,0 +1,18 @@
+# plan: the run plan (src/plan) — front-end options → what the capture Engine and the steer
+# drivers run, shared by the CLI verbs generate, replicate, control-audit and monitor-eval; and the
+# results-DB write-back of control-audit / monitor-eval results (the store edge steer must not have).
+file(GLOB PM_PLAN_SRC CONFIGURE_DEPENDS src/plan/*.cpp)
+add_library(phasemap_plan STATIC ${PM_PLAN_SRC})
+target_include_directories(phasemap_plan PUBLIC include)
+target_link_libraries(phasemap_plan PUBLIC phasemap_steer phasemap_panel phasemap_store phasemap_capture phasemap_io
+  nlohmann_json::nlohmann_json PRIVATE fmt::fmt)
+target_link_libraries(phasemap PRIVATE phasemap_plan)
+
+pm_test(plan phasemap_plan phasemap_steer phasemap_store phasemap_capture phasemap_metrics phasemap_io phasemap_modelgen)
+if(TARGET test_plan)
+  add_dependencies(test_plan phasemap)
+endif()
+# The verb suites of control-audit / monitor-eval read the results DB they write.
+if(TARGET test_cli)
+  target_link_libraries(test_cli PRIVATE phasemap_plan phasemap_store)
+endif()

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 
 using namespace phasemap::capture;
 using Clock = std::chrono::steady_clock;

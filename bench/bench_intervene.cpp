@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 
 using namespace phasemap::capture;
 using Clock = std::chrono::steady_clock;

@@ -30,12 +30,12 @@
 #include <string>
 #include <unistd.h>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/modelgen.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/prompts.hpp"
 #include "phasemap/panel/runner.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/capture/version.hpp"
 
 namespace fs = std::filesystem;
 using namespace phasemap;

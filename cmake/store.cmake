@@ -22,7 +22,7 @@ target_link_libraries(phasemap PRIVATE phasemap_store)
 
 pm_test(store phasemap_store phasemap_metrics)
 
-# Crash points (include/phasemap/crash_point.hpp, docs/hardening.md): PHASEMAP_CRASH_AT=<point>
+# Crash points (include/phasemap/io/crash_point.hpp, docs/hardening.md): PHASEMAP_CRASH_AT=<point>
 # kills the process at a named commit point. On by default, for the crash tests; off, every
 # crash_point() is an empty inline function. Every target that includes the header gets it.
 option(PHASEMAP_CRASH_POINTS "Fault injection at the results DB's commit points (PHASEMAP_CRASH_AT)" ON)

@@ -15,9 +15,9 @@
 #include <stdexcept>
 #include <typeinfo>
 
-#include "phasemap/layers.hpp"
-#include "phasemap/npz.hpp"
-#include "phasemap/run_file.hpp"
+#include "phasemap/capture/layers.hpp"
+#include "phasemap/io/npz.hpp"
+#include "phasemap/io/run_file.hpp"
 #ifdef PM_FUZZ_PANEL
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/prompts.hpp"

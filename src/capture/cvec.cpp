@@ -1,7 +1,7 @@
 // Control-vector GGUF files through ggml's gguf API (include/phasemap/steer/control_vector.hpp).
 #include <fmt/core.h>
 
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include <ggml.h>
 #include <gguf.h>
 #include <unistd.h>

@@ -1,8 +1,8 @@
 // Intervention arithmetic on one hidden-state row, validation and random-direction controls
-// (include/phasemap/intervene.hpp). No llama.cpp here: the engine calls apply_intervention on
+// (include/phasemap/capture/intervene.hpp). No llama.cpp here: the engine calls apply_intervention on
 // rows of the graph tensor it was handed by the eval callback.
-#include "phasemap/option_domains.hpp"
-#include "phasemap/intervene.hpp"
+#include "phasemap/metrics/option_domains.hpp"
+#include "phasemap/capture/intervene.hpp"
 
 #include <fmt/core.h>
 

@@ -1,5 +1,5 @@
-// Layer-spec grammar and resolution to graph tensor names (see include/phasemap/layers.hpp).
-#include "phasemap/layers.hpp"
+// Layer-spec grammar and resolution to graph tensor names (see include/phasemap/capture/layers.hpp).
+#include "phasemap/capture/layers.hpp"
 
 #include <fmt/core.h>
 

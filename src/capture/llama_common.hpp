@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 
 namespace phasemap::capture {
 

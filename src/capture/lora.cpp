@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "llama_common.hpp"
-#include "phasemap/run_file.hpp"
+#include "phasemap/io/run_file.hpp"
 
 namespace phasemap::capture {
 namespace {

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "llama_common.hpp"
-#include "phasemap/gguf_checks.hpp"
-#include "phasemap/run_file.hpp"
+#include "phasemap/gguf/gguf_checks.hpp"
+#include "phasemap/io/run_file.hpp"
 
 namespace phasemap::capture {
 namespace {

@@ -1,9 +1,9 @@
 // Quantised model variants via llama_model_quantize.
-#include "phasemap/quantize.hpp"
+#include "phasemap/capture/quantize.hpp"
 
 #include <fmt/core.h>
 
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include <unistd.h>
 
 #include <algorithm>

@@ -1,10 +1,10 @@
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 
 #include <fmt/core.h>
 
 #include <random>
 
-#include "phasemap/version.hpp"
+#include "phasemap/capture/version.hpp"
 
 namespace phasemap::capture {
 

@@ -1,4 +1,4 @@
-#include "phasemap/version.hpp"
+#include "phasemap/capture/version.hpp"
 
 namespace phasemap {
 std::string version() { return PHASEMAP_VERSION; }

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "phasemap/metrics/registry.hpp"
-#include "phasemap/npz.hpp"
+#include "phasemap/io/npz.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "phasemap/metrics/analyze.hpp"
-#include "phasemap/summary_json.hpp"
+#include "phasemap/io/summary_json.hpp"
 
 namespace phasemap::cli {
 

@@ -5,8 +5,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/files.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/io/files.hpp"
 #include "verb.hpp"
 
 namespace phasemap::cli {

@@ -3,7 +3,7 @@
 #include <fmt/core.h>
 
 #include "analysis_cli.hpp"
-#include "phasemap/run_file.hpp"
+#include "phasemap/io/run_file.hpp"
 #include "cli_util.hpp"
 #include "verb.hpp"
 

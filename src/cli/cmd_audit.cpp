@@ -12,9 +12,9 @@
 #include <sstream>
 
 #include "phasemap/audit/report.hpp"
-#include "phasemap/npz.hpp"
-#include "phasemap/store.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/io/npz.hpp"
+#include "phasemap/store/store.hpp"
+#include "phasemap/capture/version.hpp"
 #include "cli_util.hpp"
 #include "phasemap/metrics/normalize.hpp"
 #include "phasemap/metrics/registry.hpp"

@@ -6,10 +6,10 @@
 
 #include <cmath>
 
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include "phasemap/plan/results.hpp"
 #include "phasemap/plan/steer_plan.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "cli_util.hpp"
 #include "options.hpp"
 #include "verb.hpp"

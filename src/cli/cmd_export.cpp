@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 

@@ -15,11 +15,11 @@
 #include <memory>
 #include <sstream>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 #include "analysis_cli.hpp"
 #include "cli_util.hpp"
-#include "phasemap/run_file.hpp"
+#include "phasemap/io/run_file.hpp"
 #include "phasemap/plan/run_plan.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "options.hpp"

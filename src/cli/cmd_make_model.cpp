@@ -1,5 +1,5 @@
 // `phasemap make-model`: writes a random-weight GGUF model of a supported architecture
-// (tests and benchmarks; see include/phasemap/modelgen.hpp), or with --lora-for a random-weight
+// (tests and benchmarks; see include/phasemap/modelgen/modelgen.hpp), or with --lora-for a random-weight
 // LoRA adapter for an existing GGUF model.
 #include <fmt/core.h>
 #include <fmt/format.h>
@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/modelgen.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/capture/version.hpp"
 #include "cli_util.hpp"
 #include "options.hpp"
 #include "verb.hpp"

@@ -3,8 +3,8 @@
 
 #include <memory>
 
-#include "phasemap/files.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/io/files.hpp"
+#include "phasemap/store/store.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 

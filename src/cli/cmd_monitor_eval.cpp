@@ -3,10 +3,10 @@
 // DB (--db, store::AuditEntry kind monitor_eval, plan/results.hpp).
 #include <fmt/core.h>
 
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include "phasemap/plan/results.hpp"
 #include "phasemap/plan/steer_plan.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "cli_util.hpp"
 #include "options.hpp"
 #include "verb.hpp"

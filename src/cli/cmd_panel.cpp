@@ -10,9 +10,9 @@
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/plan.hpp"
 #include "phasemap/panel/runner.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "cli_util.hpp"
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 

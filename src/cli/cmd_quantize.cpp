@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "phasemap/quantize.hpp"
+#include "phasemap/capture/quantize.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 

@@ -1,6 +1,6 @@
 // `phasemap replicate`: runs one declared protocol twice (a fresh model load and a fresh Engine
 // each time), compares every array bit for bit and writes a report in the layout of LIMEN's
-// replication.json (schema limen.replication.v1, see include/phasemap/replicate.hpp).
+// replication.json (schema limen.replication.v1, see include/phasemap/io/replicate.hpp).
 //
 // Exit status: 0 for EXACT_REPLICATION, 3 for NUMERICAL_DRIFT or DIVERGED (the report is written
 // in every case), 1 for errors.
@@ -15,12 +15,12 @@
 #include <memory>
 #include <sstream>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/npz.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/io/npz.hpp"
 #include "phasemap/plan/run_plan.hpp"
-#include "phasemap/replicate.hpp"
-#include "phasemap/run_sinks.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/io/replicate.hpp"
+#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/capture/version.hpp"
 #include "cli_util.hpp"
 #include "options.hpp"
 #include "verb.hpp"

@@ -8,17 +8,17 @@
 #include <fstream>
 
 #include "phasemap/metrics/token_axis.hpp"
-#include "phasemap/report.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/report/report.hpp"
+#include "phasemap/capture/version.hpp"
 #include "cli_util.hpp"
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
 // Built with the results store and the audits (cmake/report.cmake): `phasemap report DB`.
 #ifdef PHASEMAP_REPORT_DB
 #include "phasemap/audit/report.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #endif
 
 namespace phasemap::cli {

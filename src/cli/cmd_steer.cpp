@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "cli_util.hpp"
 #include "options.hpp"

@@ -8,7 +8,7 @@
 #include <memory>
 
 #include "verb.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/capture/version.hpp"
 
 namespace phasemap::cli {
 

@@ -1,6 +1,6 @@
 // CLI11 validators of the validated option layer: every numeric flag gets `->check(in(domain))`
 // (finite, in range, whole where it must be), every path flag `->check(kPath)` (not empty), every
-// enum flag `->check(one_of({...}))`. The domains are phasemap/option_domains.hpp, which the
+// enum flag `->check(one_of({...}))`. The domains are phasemap/metrics/option_domains.hpp, which the
 // manifest uses too. A rejected value is a usage error (exit 2) naming the flag.
 #pragma once
 #include <CLI/CLI.hpp>
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/option_domains.hpp"
+#include "phasemap/metrics/option_domains.hpp"
 
 namespace phasemap::cli {
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "phasemap/gguf_checks.hpp"
+#include "phasemap/gguf/gguf_checks.hpp"
 
 namespace phasemap::gguf {
 namespace {

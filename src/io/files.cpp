@@ -1,6 +1,6 @@
 // Input checks, the output-path check, the atomic writer with its SIGINT/SIGTERM cleanup, and the
-// depth-limited JSON reader (phasemap/files.hpp).
-#include "phasemap/files.hpp"
+// depth-limited JSON reader (phasemap/io/files.hpp).
+#include "phasemap/io/files.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "phasemap/run_file.hpp"
+#include "phasemap/io/run_file.hpp"
 
 namespace phasemap::io {
 

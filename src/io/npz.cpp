@@ -1,6 +1,6 @@
 // NPY/NPZ reading and writing. The NPY header is numpy's documented format (version 1.0/2.0);
 // the zip container is handled by libzip.
-#include "phasemap/npz.hpp"
+#include "phasemap/io/npz.hpp"
 
 #include <fmt/core.h>
 #include <zip.h>

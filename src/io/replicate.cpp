@@ -1,6 +1,6 @@
 // Bitwise comparison of two executions and the limen.replication.v1 report (see replicate.hpp).
-#include "phasemap/run_file.hpp"
-#include "phasemap/replicate.hpp"
+#include "phasemap/io/run_file.hpp"
+#include "phasemap/io/replicate.hpp"
 
 #include <fmt/core.h>
 #include <openssl/evp.h>

@@ -1,7 +1,7 @@
-#include "phasemap/run_file.hpp"
+#include "phasemap/io/run_file.hpp"
 
 #include <fmt/core.h>
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include <limits>
 
 #include <cmath>
@@ -9,7 +9,7 @@
 #include <fmt/ranges.h>
 #include <stdexcept>
 
-#include "phasemap/npz.hpp"
+#include "phasemap/io/npz.hpp"
 
 namespace phasemap::io {
 

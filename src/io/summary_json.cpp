@@ -1,4 +1,4 @@
-#include "phasemap/summary_json.hpp"
+#include "phasemap/io/summary_json.hpp"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // Per-run analysis: the CLI's single entry point (METRICS.md §2–§6).
-#include "phasemap/option_domains.hpp"
+#include "phasemap/metrics/option_domains.hpp"
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/metrics/layer_id.hpp"
 

@@ -1,6 +1,6 @@
 // Output-distribution states, episodes, rates, transitions and dwell times (METRICS.md §5).
 #include "phasemap/metrics/output_states.hpp"
-#include "phasemap/option_domains.hpp"
+#include "phasemap/metrics/option_domains.hpp"
 
 #include <cmath>
 #include <string>

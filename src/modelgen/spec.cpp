@@ -4,7 +4,7 @@
 // The layouts mirror the pinned llama.cpp loaders (src/models/<arch>.cpp, load_arch_tensors):
 // every tensor the loader requires is emitted, optional ones only where the corresponding
 // real model has them (llama.cpp rejects files with tensors it did not create).
-#include "phasemap/modelgen.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 
 #include <fmt/core.h>
 #include <fmt/format.h>

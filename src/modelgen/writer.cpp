@@ -20,8 +20,8 @@
 #include <string_view>
 #include <vector>
 
-#include "phasemap/modelgen.hpp"
-#include "phasemap/files.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/io/files.hpp"
 
 namespace phasemap::modelgen {
 

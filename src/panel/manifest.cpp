@@ -1,5 +1,5 @@
 // Panel manifest parsing (toml++), grid expansion and run identity.
-#include "phasemap/run_file.hpp"
+#include "phasemap/io/run_file.hpp"
 #include "phasemap/panel/manifest.hpp"
 
 #include <fmt/core.h>
@@ -12,9 +12,9 @@
 #include <sstream>
 #include <toml++/toml.h>
 
-#include "phasemap/files.hpp"
-#include "phasemap/layers.hpp"
-#include "phasemap/option_domains.hpp"
+#include "phasemap/io/files.hpp"
+#include "phasemap/capture/layers.hpp"
+#include "phasemap/metrics/option_domains.hpp"
 #include "phasemap/panel/prompts.hpp"
 
 namespace phasemap::panel {

@@ -9,8 +9,8 @@
 #include <map>
 #include <stdexcept>
 
-#include "phasemap/layers.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/capture/layers.hpp"
+#include "phasemap/store/store.hpp"
 
 namespace phasemap::panel {
 

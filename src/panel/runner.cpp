@@ -16,16 +16,16 @@
 #include <mutex>
 #include <set>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/crash_point.hpp"
-#include "phasemap/files.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/io/crash_point.hpp"
+#include "phasemap/io/files.hpp"
 #include "phasemap/metrics/layer_axis.hpp"
 #include "phasemap/metrics/routing.hpp"
 #include "phasemap/metrics/token_axis.hpp"
-#include "phasemap/run_file.hpp"
-#include "phasemap/run_sinks.hpp"
-#include "phasemap/store.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/io/run_file.hpp"
+#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/store/store.hpp"
+#include "phasemap/capture/version.hpp"
 
 namespace phasemap::panel {
 

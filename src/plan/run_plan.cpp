@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "phasemap/files.hpp"
+#include "phasemap/io/files.hpp"
 #include "phasemap/metrics/analyze.hpp"
-#include "phasemap/run_file.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/io/run_file.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/spec.hpp"
 

@@ -14,7 +14,7 @@
 
 #include "phasemap/audit/audit.hpp"
 #include "phasemap/metrics/token_axis.hpp"
-#include "phasemap/report.hpp"
+#include "phasemap/report/report.hpp"
 #include "phasemap/stats/bootstrap.hpp"
 #include "phasemap/stats/cluster.hpp"
 #include "phasemap/steer/eval.hpp"

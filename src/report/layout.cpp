@@ -5,7 +5,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "phasemap/report.hpp"
+#include "phasemap/report/report.hpp"
 
 namespace phasemap::report {
 

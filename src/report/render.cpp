@@ -9,8 +9,8 @@
 #include <random>
 
 #include "assets.hpp"
-#include "phasemap/files.hpp"
-#include "phasemap/report.hpp"
+#include "phasemap/io/files.hpp"
+#include "phasemap/report/report.hpp"
 
 namespace phasemap::report {
 

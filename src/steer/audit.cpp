@@ -9,7 +9,7 @@
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/metrics/output_states.hpp"
 #include "phasemap/metrics/token_axis.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/steer/eval.hpp"
 
 namespace phasemap::steer {

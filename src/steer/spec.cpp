@@ -12,8 +12,8 @@
 #include <stdexcept>
 #include <toml++/toml.h>
 
-#include "phasemap/npz.hpp"
-#include "phasemap/option_domains.hpp"
+#include "phasemap/io/npz.hpp"
+#include "phasemap/metrics/option_domains.hpp"
 #include "phasemap/steer/control_vector.hpp"
 
 namespace phasemap::steer {

@@ -9,7 +9,7 @@
 #include <set>
 
 #include "store_internal.hpp"
-#include "phasemap/crash_point.hpp"
+#include "phasemap/io/crash_point.hpp"
 
 #ifndef PHASEMAP_VERSION
 #define PHASEMAP_VERSION "unknown"

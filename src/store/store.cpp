@@ -1,5 +1,5 @@
 // The results store on DuckDB's C API (src/store is the only code that includes duckdb.h).
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 
 #include <duckdb.h>
 #include <fmt/core.h>
@@ -10,7 +10,7 @@
 
 #include <set>
 
-#include "phasemap/crash_point.hpp"
+#include "phasemap/io/crash_point.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 
 namespace phasemap::store {
 

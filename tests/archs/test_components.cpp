@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/layers.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/capture/layers.hpp"
 #include "archs/archs_model.hpp"
 #include "support/gguf_weights.hpp"
 #include "support/paths.hpp"

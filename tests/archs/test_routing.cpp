@@ -25,10 +25,10 @@
 
 #include <fstream>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/modelgen.hpp"
-#include "phasemap/npz.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/io/npz.hpp"
+#include "phasemap/store/store.hpp"
 #include "archs/archs_model.hpp"
 #include "support/gguf_weights.hpp"
 #include "support/paths.hpp"

@@ -4,9 +4,9 @@
 
 #include <cmath>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/metrics/token_stats.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 #include "support/generation.hpp"
 #include "support/paths.hpp"
 

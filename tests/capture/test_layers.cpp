@@ -1,7 +1,7 @@
 // Layer-spec grammar: hf/block indexing (METRICS.md §1) and errors.
 #include <gtest/gtest.h>
 
-#include "phasemap/layers.hpp"
+#include "phasemap/capture/layers.hpp"
 
 using phasemap::resolve_layers;
 

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/modelgen.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 #include "support/gguf_weights.hpp"
 #include "support/paths.hpp"
 

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <fstream>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/modelgen.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap;

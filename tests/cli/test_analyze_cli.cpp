@@ -7,12 +7,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/metrics/analyze.hpp"
-#include "phasemap/npz.hpp"
-#include "phasemap/run_file.hpp"
-#include "phasemap/run_sinks.hpp"
-#include "phasemap/summary_json.hpp"
+#include "phasemap/io/npz.hpp"
+#include "phasemap/io/run_file.hpp"
+#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/io/summary_json.hpp"
 #include "support/paths.hpp"
 
 namespace fs = std::filesystem;

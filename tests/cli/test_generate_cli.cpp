@@ -8,10 +8,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/modelgen.hpp"
-#include "phasemap/npz.hpp"
-#include "phasemap/run_file.hpp"
-#include "phasemap/version.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/io/npz.hpp"
+#include "phasemap/io/run_file.hpp"
+#include "phasemap/capture/version.hpp"
 #include "support/paths.hpp"
 #include "support/steer_fixtures.hpp"
 

@@ -1,7 +1,7 @@
 // The phasemap entry point (src/cli/main.cpp): --version names the pinned llama.cpp commit.
 #include <gtest/gtest.h>
 
-#include "phasemap/version.hpp"
+#include "phasemap/capture/version.hpp"
 #include "support/paths.hpp"
 
 using pmtest::run_phasemap;

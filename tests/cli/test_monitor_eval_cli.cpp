@@ -5,13 +5,13 @@
 #include <set>
 #include <sstream>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "phasemap/steer/spec.hpp"
 #include "phasemap/steer/vectors.hpp"
 #include "phasemap/plan/results.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/steer_fixtures.hpp"
 
 using namespace steertest;

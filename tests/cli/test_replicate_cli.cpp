@@ -6,7 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/run_file.hpp"
+#include "phasemap/io/run_file.hpp"
 #include "support/paths.hpp"
 
 namespace fs = std::filesystem;

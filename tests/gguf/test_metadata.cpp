@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "phasemap/gguf/metadata.hpp"
-#include "phasemap/modelgen.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap;

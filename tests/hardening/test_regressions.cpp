@@ -5,9 +5,9 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/layers.hpp"
-#include "phasemap/npz.hpp"
-#include "phasemap/run_file.hpp"
+#include "phasemap/capture/layers.hpp"
+#include "phasemap/io/npz.hpp"
+#include "phasemap/io/run_file.hpp"
 #include "phasemap/steer/control_vector.hpp"
 #include "support/paths.hpp"
 

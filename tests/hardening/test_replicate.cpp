@@ -7,7 +7,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/replicate.hpp"
+#include "phasemap/io/replicate.hpp"
 #include "support/paths.hpp"
 
 namespace io = phasemap::io;

@@ -1,4 +1,4 @@
-// The shared file mechanisms of issue 17 (phasemap/files.hpp, phasemap/option_domains.hpp): input
+// The shared file mechanisms of issue 17 (phasemap/io/files.hpp, phasemap/metrics/option_domains.hpp): input
 // checks, the output-path check by device and inode, the atomic writer, the JSON depth limit and
 // the option domains. The verbs that use them are exercised by tests/bad-inputs.
 #include <gtest/gtest.h>
@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "phasemap/files.hpp"
-#include "phasemap/option_domains.hpp"
+#include "phasemap/io/files.hpp"
+#include "phasemap/metrics/option_domains.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap;

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <fstream>
 
-#include "phasemap/npz.hpp"
+#include "phasemap/io/npz.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap::io;

@@ -6,7 +6,7 @@
 #include <random>
 
 #include "phasemap/metrics/analyze.hpp"
-#include "phasemap/summary_json.hpp"
+#include "phasemap/io/summary_json.hpp"
 
 namespace {
 

@@ -30,9 +30,9 @@ def inject(root, rel, line):
 
 failures = []
 cases = [
-    ("src/metrics/kernels.cpp", '#include "phasemap/store.hpp"', "src/metrics/kernels.cpp:1: metrics may not include phasemap/store.hpp (metrics → store)"),
+    ("src/metrics/kernels.cpp", '#include "phasemap/store/store.hpp"', "src/metrics/kernels.cpp:1: metrics may not include phasemap/store/store.hpp (metrics → store)"),
     ("src/store/audits.cpp", "#include <llama.h>", "src/store/audits.cpp:1: store may not include llama.h (store → llama.cpp (llama.h))"),
-    ("include/phasemap/metrics/views.hpp", '#include "phasemap/capture.hpp"', "include/phasemap/metrics/views.hpp:1: metrics may not include phasemap/capture.hpp (metrics → capture)"),
+    ("include/phasemap/metrics/views.hpp", '#include "phasemap/capture/capture.hpp"', "include/phasemap/metrics/views.hpp:1: metrics may not include phasemap/capture/capture.hpp (metrics → capture)"),
     ("src/panel/plan.cpp", "#include <gguf.h>", "src/panel/plan.cpp:1: panel may not include gguf.h (panel → ggml's gguf API)"),
 ]
 with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/modelgen.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 #include "support/gguf_weights.hpp"
 #include "support/paths.hpp"
 

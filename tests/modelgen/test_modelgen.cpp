@@ -1,4 +1,4 @@
-// Tests for the random-weight GGUF generator (include/phasemap/modelgen.hpp): the files hold
+// Tests for the random-weight GGUF generator (include/phasemap/modelgen/modelgen.hpp): the files hold
 // the metadata keys and tensors the pinned llama.cpp loader expects for each architecture,
 // the tokenizer of the chosen vocab file, sane deterministic weights, and failures leave no file.
 //
@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/modelgen.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 #include "support/paths.hpp"
 
 namespace mg = phasemap::modelgen;

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "phasemap/modelgen.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 #include "support/paths.hpp"
 
 namespace mg = phasemap::modelgen;

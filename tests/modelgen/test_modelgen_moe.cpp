@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/modelgen.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
 #include "support/paths.hpp"
 
 namespace mg = phasemap::modelgen;

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/paths.hpp"
 
 namespace fs = std::filesystem;

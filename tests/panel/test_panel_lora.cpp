@@ -8,9 +8,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "phasemap/modelgen.hpp"
-#include "phasemap/run_file.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/io/run_file.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap;

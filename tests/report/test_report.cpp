@@ -20,13 +20,13 @@
 #include <nlohmann/json.hpp>
 
 #include "phasemap/audit/audit.hpp"
-#include "phasemap/report.hpp"
+#include "phasemap/report/report.hpp"
 #include "phasemap/stats/cluster.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "support/paths.hpp"
 #ifdef PHASEMAP_REPORT_DB
 #include "phasemap/metrics/analyze.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #endif
 
 namespace {

@@ -5,7 +5,7 @@
 #include <set>
 #include <sstream>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "phasemap/steer/spec.hpp"

@@ -5,12 +5,12 @@
 #include <set>
 #include <sstream>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "phasemap/steer/spec.hpp"
-#include "phasemap/run_file.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/io/run_file.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/steer/vectors.hpp"
 #include "support/steer_fixtures.hpp"
 

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "phasemap/metrics/analyze.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/paths.hpp"
 
 extern char** environ;

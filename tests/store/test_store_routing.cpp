@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/paths.hpp"
 
 namespace fs = std::filesystem;

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/run_sinks.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 
 namespace pmtest {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "support/generation.hpp"
 #include "support/paths.hpp"

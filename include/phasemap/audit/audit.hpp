@@ -15,7 +15,7 @@
 
 #include "phasemap/stats/stats.hpp"
 #include "phasemap/metrics/token_axis.hpp"
-#include "phasemap/panel_table.hpp"
+#include "phasemap/metrics/panel_table.hpp"
 
 namespace phasemap::audit {
 

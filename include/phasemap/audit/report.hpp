@@ -9,7 +9,7 @@
 
 #include "phasemap/audit/audit.hpp"
 #include "phasemap/audit/hypotheses.hpp"
-#include "phasemap/panel_table.hpp"
+#include "phasemap/metrics/panel_table.hpp"
 
 namespace phasemap {
 // PanelTable ⇄ JSON: {"models": [{label, family, architecture, sha256, variant_of|null, covariates}],

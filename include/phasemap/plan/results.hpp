@@ -9,7 +9,7 @@
 #include <string>
 
 #include "phasemap/steer/eval.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 
 namespace phasemap::plan {
 

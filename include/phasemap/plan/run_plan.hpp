@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/monitor.hpp"
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/metrics/output_states.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/steer/control_vector.hpp"

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/metrics/output_states.hpp"
 
 namespace phasemap::steer {

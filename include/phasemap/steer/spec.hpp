@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/intervene.hpp"
+#include "phasemap/capture/intervene.hpp"
 
 namespace phasemap::steer {
 

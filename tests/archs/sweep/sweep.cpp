@@ -37,7 +37,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
+#include "phasemap/capture/capture.hpp"
 #include "support/gguf_weights.hpp"
 #include "support/ref_llama.hpp"
 

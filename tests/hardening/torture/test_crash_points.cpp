@@ -1,5 +1,5 @@
 // Fault injection at every named commit point of the results DB's writers (PHASEMAP_CRASH_AT,
-// include/phasemap/crash_point.hpp; docs/hardening.md lists the points). Each case kills the
+// include/phasemap/io/crash_point.hpp; docs/hardening.md lists the points). Each case kills the
 // process at one point — SIGKILL, nothing flushed or rolled back — then checks that the DB is as
 // before or as after the interrupted unit (a generation group, a merge, a stored result), and
 // that resuming or rerunning ends exactly where an uninterrupted run ends, row for row.
@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/modelgen.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/paths.hpp"
 #include "torture_util.hpp"
 

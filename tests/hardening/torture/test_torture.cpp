@@ -21,8 +21,8 @@
 #include <random>
 #include <thread>
 
-#include "phasemap/modelgen.hpp"
-#include "phasemap/store.hpp"
+#include "phasemap/modelgen/modelgen.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/paths.hpp"
 #include "torture_util.hpp"
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/store.hpp"
+#include "phasemap/store/store.hpp"
 #include "support/paths.hpp"
 
 namespace torture {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/files.hpp"  // write_file_atomic, the atomic writer
+#include "phasemap/io/files.hpp"  // write_file_atomic, the atomic writer
 
 namespace phasemap::io {
 

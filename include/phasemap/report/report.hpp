@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "phasemap/metrics/token_axis.hpp"
-#include "phasemap/panel_table.hpp"
+#include "phasemap/metrics/panel_table.hpp"
 
 namespace phasemap::report {
 

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/intervene.hpp"
-#include "phasemap/layers.hpp"
+#include "phasemap/capture/intervene.hpp"
+#include "phasemap/capture/layers.hpp"
 #include "phasemap/metrics/token_stats.hpp"
 
 namespace phasemap::capture {

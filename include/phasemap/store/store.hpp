@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "phasemap/panel_table.hpp"
+#include "phasemap/metrics/panel_table.hpp"
 
 namespace phasemap::metrics {
 struct RunSummary;

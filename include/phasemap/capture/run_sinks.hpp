@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "phasemap/capture.hpp"
-#include "phasemap/npz.hpp"
+#include "phasemap/capture/capture.hpp"
+#include "phasemap/io/npz.hpp"
 
 namespace phasemap::capture {
 

@@ -9,6 +9,7 @@
 
 #include "phasemap/audit/audit.hpp"
 #include "phasemap/audit/hypotheses.hpp"
+#include "phasemap/audit/result.hpp"
 #include "phasemap/panel_table.hpp"
 
 namespace phasemap {
@@ -33,7 +34,8 @@ struct SectionOutput {
     std::string name;
     bool ok = false;
     std::string reason;   // not enough data / error, when !ok
-    json data;            // the section's to_json
+    AuditSection section; // the typed result (a member of AuditResult::sections)
+    json data;            // to_json(section)
     std::string table;    // the section's to_table
 };
 

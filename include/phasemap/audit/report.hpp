@@ -44,7 +44,4 @@ struct SectionOutput {
 SectionOutput run_section(const std::string& name, const PanelTable& p, const Options& o,
                           const HypothesisFile* hypotheses = nullptr);
 
-// The options as recorded in the audit JSON.
-json options_json(const Options& o);
-
 }  // namespace phasemap::audit

@@ -61,7 +61,9 @@ struct AuditResult {
 json to_json(const AuditResult& r);
 AuditResult audit_result_from_json(const json& j);
 
-Options options_from_json(const json& j);   // the "options" member (options_json in report.hpp)
+// The "options" member: the options as recorded in the audit JSON, and back.
+json options_json(const Options& o);
+Options options_from_json(const json& j);
 
 void from_json(const json& j, RegimeTable& r);
 void from_json(const json& j, NormSensitivity& r);

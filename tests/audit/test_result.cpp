@@ -3,6 +3,8 @@
 // gives the same JSON; a missing or mistyped required field is one error naming its path.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 
@@ -10,6 +12,7 @@
 #include "phasemap/audit/hypotheses.hpp"
 #include "phasemap/audit/report.hpp"
 #include "phasemap/audit/result.hpp"
+#include "support/paths.hpp"
 
 using namespace phasemap;
 using namespace phasemap::audit;
@@ -228,4 +231,30 @@ TEST(AuditResultJson, MissingOrRenamedFieldIsOneErrorNamingIt) {
             }
         },
         JsonError);
+}
+
+// Files written by `phasemap audit --json`: the report fixture (every section ran, with a
+// hypotheses file; written by the binary before the typed result existed) and a fresh run of the
+// current binary on it, which must write the same document.
+TEST(AuditResultJson, CliFilesRoundTrip) {
+    namespace fs = std::filesystem;
+    const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/report/fixtures/pre-typed";
+    std::ifstream f(fx / "audit.json");
+    ASSERT_TRUE(f) << fx;
+    const json j = json::parse(f);
+    const AuditResult r = audit_result_from_json(j);
+    EXPECT_EQ(r.sections.size(), 9u);
+    for (const auto& s : r.sections) EXPECT_TRUE(s.ok()) << s.name << ": " << s.reason();
+    EXPECT_EQ(to_json(r), j);
+    pmtest::TempDir tmp;
+    const fs::path out = tmp / "audit.json";
+    const auto res = pmtest::run_command({"/bin/sh", "-c", "cd '" + fx.string() + "' && exec '" + pmtest::phasemap_binary().string() +
+                                                               "' audit --panel-json panel.json --hypotheses hypotheses.toml --bootstrap 100 "
+                                                               "--permutations 100 --reml-bootstrap 20 -q --json '" + out.string() + "'"});
+    ASSERT_EQ(res.exit_code, 0) << res.err;
+    std::ifstream g(out);
+    json now = json::parse(g), before = j;
+    now.erase("phasemap_version");
+    before.erase("phasemap_version");
+    EXPECT_EQ(now, before);
 }

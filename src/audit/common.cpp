@@ -1,4 +1,5 @@
 #include "common.hpp"
+#include "phasemap/audit/result.hpp"
 
 #include "phasemap/stats/stats.hpp"
 
@@ -72,14 +73,7 @@ RunUnits distinct_runs(const PanelTable& p, const std::string& norm, bool keep_b
     return u;
 }
 
-json to_json(const RunUnits& u) {
-    return {{"runs", u.total},
-            {"distinct", u.runs.size()},
-            {"merged_identical", u.merged_identical},
-            {"nested_budget", u.nested_budget},
-            {"rule", "temperature-0 runs with the same generation count once; a shorter-budget prefix of a longer "
-                     "run of the same stream is analysed through the longer run"}};
-}
+json to_json(const RunUnits& u) { return to_json(unit_counts(u)); }
 
 namespace detail {
 

@@ -84,7 +84,9 @@ SectionOutput wrap(const std::string& name, const R& r) {
     s.name = name;
     s.ok = r.ok();
     s.reason = r.reason;
-    s.data = to_json(r);
+    s.section.name = name;
+    s.section.result = r;
+    s.data = to_json(s.section);
     s.table = to_table(r);
     return s;
 }
@@ -94,7 +96,8 @@ SectionOutput wrap(const std::string& name, const R& r, const PanelTable& p, boo
     SectionOutput s = wrap(name, r);
     if (!s.ok || p.runs.empty() || (r.norm.empty() && !all_modes)) return s;
     const RunUnits u = distinct_runs(p, r.norm, false, all_modes);
-    s.data["units"] = to_json(u);
+    s.section.units = unit_counts(u);
+    s.data = to_json(s.section);
     if (u.merged_identical + u.nested_budget > 0)
         s.table += fmt::format("  units: {} distinct of {} runs ({} identical temperature-0 runs merged, {} "
                                "shorter-budget prefixes analysed through their longer run)\n",
@@ -128,7 +131,9 @@ SectionOutput run_section(const std::string& name, const PanelTable& p, const Op
         SectionOutput s;
         s.name = name;
         s.reason = std::string("error: ") + e.what();
-        s.data = {{"section", name}, {"ok", false}, {"reason", s.reason}};
+        s.section.name = name;
+        s.section.error = s.reason;
+        s.data = to_json(s.section);
         s.table = "== " + name + "\n  " + s.reason + "\n";
         return s;
     }

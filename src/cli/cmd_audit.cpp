@@ -115,19 +115,21 @@ int run_audit(AuditCmd& c) {
                        c.hypotheses, list, labels.empty() ? "none" : labels);
         }
     }
-    nlohmann::json out = {{"phasemap_version", std::string(version_string())},
-                          {"source", c.db.empty() ? c.panel_json : c.db},
-                          {"options", audit::options_json(c.opt)},
-                          {"panel", {{"models", panel.models.size()}, {"runs", panel.runs.size()}}},
-                          {"sections", nlohmann::json::object()}};
+    audit::AuditResult out;
+    out.phasemap_version = version_string();
+    out.source = c.db.empty() ? c.panel_json : c.db;
+    out.options = c.opt;
+    out.panel_models = panel.models.size();
+    out.panel_runs = panel.runs.size();
+    const nlohmann::json options = audit::options_json(c.opt);
     if (!c.quiet) fmt::print("phasemap audit: {} models, {} runs\n\n", panel.models.size(), panel.runs.size());
     std::vector<store::AuditEntry> entries;
     for (const auto& s : sections) {
         if (s == "hypotheses" && !hyp && c.sections.empty()) continue;   // not asked for
         const auto r = audit::run_section(s, panel, c.opt, hyp ? &*hyp : nullptr);
-        out["sections"][s] = r.data;
+        out.sections.push_back(r.section);
         if (!c.quiet) fmt::print("{}\n", r.table);
-        entries.push_back({.kind = "audit", .name = s, .ok = r.ok, .reason = r.reason, .options = out["options"],
+        entries.push_back({.kind = "audit", .name = s, .ok = r.ok, .reason = r.reason, .options = options,
                            .data = r.data, .source = c.hypotheses.empty() ? std::string() : "hypotheses: " + c.hypotheses});
     }
     // Results go back into the DB they were computed from (audits, audit_values, audit_<section>_*).
@@ -141,7 +143,7 @@ int run_audit(AuditCmd& c) {
     }
     if (!c.json_out.empty()) {
         try {
-            io::write_file_atomic(c.json_out, out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+            io::write_file_atomic(c.json_out, to_json(out).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
         } catch (const std::exception& e) {
             throw UserError(e.what());
         }

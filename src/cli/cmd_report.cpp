@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <optional>
 
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/report/report.hpp"
@@ -84,20 +86,25 @@ void add_db_series(const ReportCmd& c, report::Inputs& in) {
         throw UserError(e.what());
     }
     auto nums = [](const std::vector<double>& v) {
-        nlohmann::json a = nlohmann::json::array();
-        for (double x : v) a.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+        std::vector<double> a;
+        for (double x : v) a.push_back(std::isfinite(x) ? x : std::nan(""));
         return a;
     };
+    auto texts = [](const std::vector<std::string>& v) { return std::vector<std::optional<std::string>>(v.begin(), v.end()); };
     for (const auto& ts : series) {
         const PanelRun* r = *std::find_if(pick.begin(), pick.end(), [&](const PanelRun* p) { return p->run_id == ts.run_id; });
         const double ratio = rn(r);
-        nlohmann::json s = {{"model_id", r->model},
-                            {"category", r->category},
-                            {"input", {{"generated_tokens", ts.ct_t.size()}}},
-                            {"token_axis", {{"ratio_norm", std::isfinite(ratio) ? nlohmann::json(ratio) : nlohmann::json(nullptr)},
-                                            {"regime", r->regime}}},
-                            {"per_token", {{"token", ts.token}, {"delta_t", nums(ts.delta_t)}, {"curvature_t", nums(ts.curvature_t)},
-                                           {"ct_t", nums(ts.ct_t)}, {"output_state", ts.output_state}}}};
+        io::SummaryRecord s;
+        s.model_id = r->model;
+        s.category = r->category;
+        s.generated_tokens = static_cast<int64_t>(ts.ct_t.size());
+        s.ratio_norm = std::isfinite(ratio) ? ratio : std::nan("");
+        s.regime = r->regime;
+        s.token = texts(ts.token);
+        s.delta_t = nums(ts.delta_t);
+        s.curvature_t = nums(ts.curvature_t);
+        s.ct_t = nums(ts.ct_t);
+        s.output_state = texts(ts.output_state);
         in.runs.push_back(std::move(s));
         in.run_sources.push_back(ts.run_id.substr(0, 12));
     }
@@ -129,7 +136,7 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     in.panel_source = c.db;
     add_db_series(c, in);
     add_db_layer_profiles(c, in);
-    if (!in.audit.is_null()) return;  // --audit-json given
+    if (in.audit) return;  // --audit-json given
     // Sections stored by `phasemap audit DB` come first (with the options they were run with).
     std::vector<store::AuditEntry> stored;
     try {
@@ -137,17 +144,28 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     } catch (const std::exception& e) {
         throw UserError(e.what());
     }
-    nlohmann::json secs = nlohmann::json::object();
+    audit::AuditResult a;
+    a.source = c.db;
+    a.panel_models = in.panel->models.size();
+    a.panel_runs = in.panel->runs.size();
+    std::map<std::string, size_t> have;   // section name → index in a.sections
     std::string stored_names;
-    for (const auto& e : stored) {
-        secs[e.name] = e.data;
-        stored_names += (stored_names.empty() ? "" : ", ") + e.name;
+    try {
+        for (const auto& e : stored) {
+            audit::AuditSection sec = audit::audit_section_from_json(e.name, e.data);
+            if (have.count(e.name)) a.sections[have[e.name]] = std::move(sec);
+            else have[e.name] = a.sections.size(), a.sections.push_back(std::move(sec));
+            stored_names += (stored_names.empty() ? "" : ", ") + e.name;
+        }
+        if (!stored.empty()) a.options = audit::options_from_json(stored.front().options);
+    } catch (const audit::JsonError& e) {
+        throw UserError(fmt::format("{}: stored audit: {}", c.db, e.what()));
     }
     // Sections not stored are computed here with default options, like `phasemap audit DB`.
     audit::Options o;
     if (c.opt.regime_cuts) o.cuts = *c.opt.regime_cuts;
     std::optional<audit::HypothesisFile> hyp;
-    if (!c.hypotheses.empty() && !secs.contains("hypotheses")) {
+    if (!c.hypotheses.empty() && !have.count("hypotheses")) {
         try {
             hyp = audit::load_hypotheses(c.hypotheses);
         } catch (const std::exception& e) {
@@ -156,14 +174,12 @@ void load_db(ReportCmd& c, report::Inputs& in) {
     }
     std::string computed_names;
     for (const auto& name : audit::section_names()) {
-        if (secs.contains(name) || (name == "hypotheses" && !hyp)) continue;
-        secs[name] = audit::run_section(name, *in.panel, o, hyp ? &*hyp : nullptr).data;
+        if (have.count(name) || (name == "hypotheses" && !hyp)) continue;
+        a.sections.push_back(audit::run_section(name, *in.panel, o, hyp ? &*hyp : nullptr).section);
         computed_names += (computed_names.empty() ? "" : ", ") + name;
     }
-    in.audit = {{"source", c.db},
-                {"options", stored.empty() ? audit::options_json(o) : stored.front().options},
-                {"panel", {{"models", in.panel->models.size()}, {"runs", in.panel->runs.size()}}},
-                {"sections", secs}};
+    if (stored.empty()) a.options = o;
+    in.audit = std::move(a);
     if (stored.empty()) in.audit_source = c.db + " (no stored audit: computed with default options)";
     else
         in.audit_source = fmt::format("{} (audit stored {} by {}: {}{})", c.db, stored.front().created_at,
@@ -217,14 +233,21 @@ int run_report(ReportCmd& c) {
         in.panel_source = c.panel_json;
     }
     if (!c.audit_json.empty()) {
-        in.audit = read_json(c.audit_json);
-        if (!in.audit.is_object() && !in.audit.is_array())
-            throw UserError(fmt::format("{}: expected audit sections (a JSON object or array)", c.audit_json));
+        const nlohmann::json j = read_json(c.audit_json);
+        try {
+            in.audit = audit::audit_result_from_json(j);
+        } catch (const audit::JsonError& e) {
+            throw UserError(fmt::format("{}: {} (expected the output of `phasemap audit --json`)", c.audit_json, e.what()));
+        }
         in.audit_source = c.audit_json;
     }
     for (const auto& p : c.runs_json) {
-        in.runs.push_back(read_json(p));
-        if (!in.runs.back().is_object()) throw UserError(fmt::format("{}: expected a summary JSON object", p));
+        const nlohmann::json j = read_json(p);
+        try {
+            in.runs.push_back(io::summary_record_from_json(j));
+        } catch (const std::runtime_error& e) {
+            throw UserError(fmt::format("{}: {}", p, e.what()));
+        }
         in.run_sources.push_back(p);
     }
     for (const auto& p : c.control_json) in.control_audit.push_back(read_json(p)), in.control_sources.push_back(p);

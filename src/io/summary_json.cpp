@@ -196,3 +196,93 @@ json summary_json(const RunSummary& s, const SummaryContext& ctx) {
 }
 
 }  // namespace phasemap::io
+
+namespace phasemap::io {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& field, const std::string& what) { throw std::runtime_error(field + ": " + what); }
+
+const json* member(const json& j, const char* key) {
+    if (!j.is_object()) return nullptr;
+    auto it = j.find(key);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+}
+const json* object(const json& j, const char* key, const std::string& field) {
+    const json* v = member(j, key);
+    if (v && !v->is_object()) bad(field, "expected an object");
+    return v;
+}
+std::optional<std::string> opt_str(const json& j, const char* key, const std::string& field) {
+    const json* v = member(j, key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) bad(field, "expected a string");
+    return v->get<std::string>();
+}
+double number(const json& v, const std::string& field) {
+    if (v.is_null()) return std::numeric_limits<double>::quiet_NaN();
+    if (!v.is_number()) bad(field, "expected a number or null");
+    return v.get<double>();
+}
+std::vector<double> numbers(const json& pt, const char* key) {
+    std::vector<double> out;
+    const json* a = member(pt, key);
+    if (!a) return out;
+    if (!a->is_array()) bad(std::string("per_token.") + key, "expected an array");
+    for (size_t i = 0; i < a->size(); ++i) out.push_back(number((*a)[i], std::string("per_token.") + key + "[" + std::to_string(i) + "]"));
+    return out;
+}
+std::vector<std::optional<std::string>> strings(const json& pt, const char* key) {
+    std::vector<std::optional<std::string>> out;
+    const json* a = member(pt, key);
+    if (!a) return out;
+    if (!a->is_array()) bad(std::string("per_token.") + key, "expected an array");
+    for (const auto& x : *a) out.push_back(x.is_string() ? std::optional<std::string>(x.get<std::string>()) : std::nullopt);
+    return out;
+}
+
+}  // namespace
+
+SummaryRecord summary_record_from_json(const json& j) {
+    if (!j.is_object()) bad("(document)", "expected a summary JSON object");
+    SummaryRecord r;
+    r.model_id = opt_str(j, "model_id", "model_id").value_or("");
+    r.model_sha256 = opt_str(j, "model_sha256", "model_sha256");
+    r.family = opt_str(j, "family", "family").value_or("");
+    r.category = opt_str(j, "category", "category");
+    if (const json* prov = object(j, "provenance", "provenance")) {
+        if (const json* m = object(*prov, "model", "provenance.model")) {
+            r.model.name = opt_str(*m, "name", "provenance.model.name").value_or("");
+            r.model.file = opt_str(*m, "file", "provenance.model.file").value_or("");
+            r.model.sha256 = opt_str(*m, "sha256", "provenance.model.sha256").value_or("");
+            r.model.architecture = opt_str(*m, "architecture", "provenance.model.architecture").value_or("");
+        }
+        if (const json* s = object(*prov, "sampling", "provenance.sampling"))
+            if (const json* t = member(*s, "temperature")) r.temperature = number(*t, "provenance.sampling.temperature");
+    }
+    if (const json* in = object(j, "input", "input"))
+        if (const json* g = member(*in, "generated_tokens")) {
+            if (!g->is_number_integer()) bad("input.generated_tokens", "expected an integer");
+            r.generated_tokens = g->get<std::int64_t>();
+        }
+    if (const json* ta = object(j, "token_axis", "token_axis")) {
+        if (const json* v = member(*ta, "ratio_norm")) r.ratio_norm = number(*v, "token_axis.ratio_norm");
+        r.regime = opt_str(*ta, "regime", "token_axis.regime").value_or("");
+    }
+    if (const json* o = object(j, "options", "options")) r.regime_cuts = opt_str(*o, "regime_cuts", "options.regime_cuts");
+    if (const json* s = object(j, "summary", "summary"))
+        for (const auto& [k, v] : s->items())
+            if (const json* m = member(v, "median"); m && m->is_number()) r.medians[k] = m->get<double>();
+    if (const json* pt = object(j, "per_token", "per_token")) {
+        r.ct_t = numbers(*pt, "ct_t");
+        r.delta_t = numbers(*pt, "delta_t");
+        r.curvature_t = numbers(*pt, "curvature_t");
+        r.token = strings(*pt, "token");
+        r.output_state = strings(*pt, "output_state");
+    }
+    for (const char* k : {"options", "provenance", "schema_version", "extraction_protocol", "model_sha256", "embedding_output_included"})
+        if (j.contains(k)) r.settings[k] = j[k];
+    return r;
+}
+
+}  // namespace phasemap::io

@@ -34,6 +34,8 @@ const std::vector<std::pair<std::string, LayerProfile::Stat LayerProfile::*>> kD
     {"turning angle at the layer (rad)", &LayerProfile::turning_angle_rad},
     {"ct_t at the layer (token axis)", &LayerProfile::ct_t}};
 
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
 json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 double to_double(const json& v) {
@@ -140,17 +142,15 @@ struct ModelRec {
 };
 
 // Model and family of a per-run summary (phasemap's provenance, or LIMEN's top-level model_id).
-ModelRec model_of_summary(const json& s) {
+ModelRec model_of_summary(const io::SummaryRecord& s) {
     ModelRec m;
-    const json prov = s.value("provenance", json());
-    const json pm = prov.is_object() ? prov.value("model", json::object()) : json::object();
-    m.label = str(s, "model_id");
-    if (m.label.empty()) m.label = str(pm, "name");
-    if (m.label.empty()) m.label = str(pm, "file");
+    m.label = s.model_id;
+    if (m.label.empty()) m.label = s.model.name;
+    if (m.label.empty()) m.label = s.model.file;
     if (m.label.empty()) m.label = "(unnamed model)";
-    m.sha256 = str(s, "model_sha256", str(pm, "sha256"));
-    m.architecture = str(pm, "architecture");
-    m.family = str(s, "family");
+    m.sha256 = s.model_sha256.value_or(s.model.sha256);
+    m.architecture = s.model.architecture;
+    m.family = s.family;
     return m;
 }
 
@@ -275,7 +275,7 @@ struct Context {
     std::vector<RunRec> summary_runs;   // one per Inputs::runs entry
     json layer_rows = json::array();    // model, family, metric, value (per-run medians)
     std::string layer_from;
-    std::vector<std::pair<std::string, json>> secs;   // audit sections: name, JSON
+    std::vector<const audit::AuditSection*> secs;     // the audit's sections (empty without an audit)
 };
 
 Context gather(const Inputs& in, const Options& opt, json& d) {
@@ -294,23 +294,20 @@ Context gather(const Inputs& in, const Options& opt, json& d) {
     std::string cuts_from = "--regime-cuts";
     if (!cuts_in)
         for (size_t i = 0; i < in.runs.size() && !cuts_in; ++i) {
-            const json& s = in.runs[i];
-            if (!s.is_object() || !s.contains("options") || !s["options"].contains("regime_cuts")) continue;
+            if (!in.runs[i].regime_cuts) continue;
             try {
-                cuts_in = metrics::parse_regime_cuts(str(s["options"], "regime_cuts"));
+                cuts_in = metrics::parse_regime_cuts(*in.runs[i].regime_cuts);
             } catch (const metrics::MetricError& e) {
                 throw std::runtime_error(fmt::format("{}: options.regime_cuts: {}", in.run_sources[i], e.what()));
             }
             cuts_from = "the runs' options";
         }
-    if (!cuts_in && in.audit.is_object() && in.audit.contains("regime_cuts") && in.audit["regime_cuts"].is_array() &&
-        in.audit["regime_cuts"].size() == 3) {
-        const json& c = in.audit["regime_cuts"];
-        metrics::RegimeCuts rc{to_double(c[0]), to_double(c[1]), to_double(c[2])};
+    if (!cuts_in && in.audit) {
+        const metrics::RegimeCuts rc = in.audit->options.cuts;
         try {
             rc.validate();
         } catch (const metrics::MetricError& e) {
-            throw std::runtime_error(fmt::format("{}: regime_cuts: {}", in.audit_source, e.what()));
+            throw std::runtime_error(fmt::format("{}: options.regime_cuts: {}", in.audit_source, e.what()));
         }
         cuts_in = rc, cuts_from = "the audit";
     }
@@ -356,29 +353,25 @@ Context gather(const Inputs& in, const Options& opt, json& d) {
     }
     // Per-run summaries: run points when there is no panel; always the token series.
     for (size_t i = 0; i < in.runs.size(); ++i) {
-        const json& s = in.runs[i];
-        if (!s.is_object()) throw std::runtime_error(fmt::format("{}: not a summary JSON object", in.run_sources[i]));
+        const io::SummaryRecord& s = in.runs[i];
         ModelRec m = model_of_summary(s);
         RunRec r;
         r.source = in.run_sources[i];
         r.id = std::filesystem::path(r.source).stem().string();
         r.model = m.label;
-        const json ta = s.value("token_axis", json::object());
-        r.ratio_norm = to_double(ta.value("ratio_norm", json()));
-        r.regime = str(ta, "regime");
+        r.ratio_norm = s.ratio_norm;
+        r.regime = s.regime;
         if (r.regime.empty()) r.regime = regime_of(r.ratio_norm, cuts);
-        r.category = str(s, "category", "(none)");
-        const json prov = s.value("provenance", json::object());
-        if (prov.is_object() && prov.contains("sampling")) r.temperature = to_double(prov["sampling"].value("temperature", json()));
-        r.n_generated = s.value("input", json::object()).value("generated_tokens", int64_t{0});
+        r.category = s.category.value_or("(none)");
+        r.temperature = s.temperature;
+        r.n_generated = s.generated_tokens;
         if (!in.panel) {
             r.family = family_or_none(models[add_model(m)].family);
             runs.push_back(r);
-            const json sum = s.value("summary", json::object());
             for (const auto& lm : kLayerMetrics) {
-                const json v = sum.value("trajectory." + lm, json::object()).value("median", json());
-                if (v.is_number())
-                    layer_rows.push_back({{"model", r.model}, {"family", r.family}, {"metric", lm}, {"value", v.get<double>()}});
+                const auto v = s.medians.find("trajectory." + lm);
+                if (v != s.medians.end())
+                    layer_rows.push_back({{"model", r.model}, {"family", r.family}, {"metric", lm}, {"value", v->second}});
             }
             if (!layer_rows.empty()) layer_from = "per-run summaries (median over tokens per run)";
         } else {
@@ -398,20 +391,10 @@ Context gather(const Inputs& in, const Options& opt, json& d) {
     d["models"] = jmodels;
 
     // ------------------------------------------------------------ audits
-    // The audit JSON holds the sections of `phasemap audit` (each with "section", "ok", "reason"):
-    // as {"sections": [...]}, as an array, or as an object keyed by section name.
-    const json& a = in.audit;
-    if (a.is_array()) {
-        for (const auto& s : a) secs.push_back({str(s, "section", "section"), s});
-    } else if (a.is_object() && a.contains("sections") && a["sections"].is_array()) {
-        for (const auto& s : a["sections"]) secs.push_back({str(s, "section", "section"), s});
-    } else if (a.is_object() && a.contains("sections") && a["sections"].is_object()) {
-        // `phasemap audit --json`: {"phasemap_version", "source", "options", "panel", "sections": {name: ...}}
-        for (const auto& [k, v] : a["sections"].items()) secs.push_back({str(v, "section", k), v});
-    } else if (a.is_object()) {
-        for (const auto& [k, v] : a.items())
-            if (v.is_object() && k != "provenance" && k != "settings") secs.push_back({str(v, "section", k), v});
-    }
+    // In name order (the key order of the document's "sections").
+    if (in.audit)
+        for (const auto& sec : in.audit->sections) secs.push_back(&sec);
+    std::stable_sort(secs.begin(), secs.end(), [](const audit::AuditSection* a, const audit::AuditSection* b) { return a->name < b->name; });
     return c;
 }
 
@@ -490,10 +473,8 @@ void trajectories_section(const Context& c, json& d, json& sections) {
     const auto& summary_runs = c.summary_runs;
     // ------------------------------------------------------------ trajectories
     std::vector<size_t> with_series;
-    for (size_t i = 0; i < in.runs.size(); ++i) {
-        const json pt = in.runs[i].value("per_token", json::object());
-        if (pt.contains("ct_t") && pt["ct_t"].is_array() && !pt["ct_t"].empty()) with_series.push_back(i);
-    }
+    for (size_t i = 0; i < in.runs.size(); ++i)
+        if (!in.runs[i].ct_t.empty()) with_series.push_back(i);
     // More runs than max_series: keep an even spread over the ratio_norm order.
     std::vector<size_t> chosen = with_series;
     if (chosen.size() > opt.max_series) {
@@ -510,22 +491,20 @@ void trajectories_section(const Context& c, json& d, json& sections) {
     json traj_runs = json::array(), points = json::array(), traj_rows = json::array();
     size_t max_bucket = 1;
     for (size_t i : chosen) {
-        const json& s = in.runs[i];
+        const io::SummaryRecord& s = in.runs[i];
         const RunRec& r = summary_runs[i];
-        const json pt = s["per_token"];
-        const size_t T = pt["ct_t"].size();
-        auto series = [&](const std::string& name) {
+        const size_t T = s.ct_t.size();
+        auto series = [&](const std::vector<double>& x) {
             std::vector<double> v(T, nan);
-            if (pt.contains(name) && pt[name].is_array())
-                for (size_t t = 0; t < T && t < pt[name].size(); ++t) v[t] = to_double(pt[name][t]);
+            for (size_t t = 0; t < T && t < x.size(); ++t) v[t] = x[t];
             return v;
         };
-        const auto ct = series("ct_t"), delta = series("delta_t"), curv = series("curvature_t");
+        const auto ct = series(s.ct_t), delta = series(s.delta_t), curv = series(s.curvature_t);
         size_t w = 1;
         const auto keep = downsample_peaks(ct, opt.max_points, w);
         max_bucket = std::max(max_bucket, w);
-        const json tok = pt.value("token", json::array());
-        const json st = pt.value("output_state", json::array());
+        const auto& tok = s.token;
+        const auto& st = s.output_state;
         const std::string label = fmt::format("{} · {} · ratio_norm {} ({})", r.id, r.model, fmt3(r.ratio_norm),
                                               r.regime.empty() ? "no regime" : r.regime);
         traj_runs.push_back({{"id", r.id}, {"label", label}, {"tokens", T}, {"bucket", w}});
@@ -535,14 +514,14 @@ void trajectories_section(const Context& c, json& d, json& sections) {
             // The bucket's state is its most frequent one.
             std::map<std::string, size_t> counts;
             for (size_t u = start; u < std::min(T, start + w); ++u)
-                if (u < st.size() && st[u].is_string()) counts[st[u].get<std::string>()]++;
+                if (u < st.size() && st[u]) counts[*st[u]]++;
             std::string state;
             size_t best = 0;
             for (const auto& [k, c] : counts)
                 if (c > best) best = c, state = k;
             json p{{"run", r.id}, {"t", start}, {"ct_t", num(ct[t])}, {"delta_t", num(delta[t])}, {"curvature_t", num(curv[t])},
                    {"state", state}};
-            if (t < tok.size() && tok[t].is_string()) p["token"] = tok[t];
+            if (t < tok.size() && tok[t]) p["token"] = *tok[t];
             if (w > 1) p["w"] = w;
             points.push_back(p);
         }
@@ -659,136 +638,139 @@ void layers_section(const Context& c, json& d, json& sections) {
     }
 }
 
+// Variance figure rows: the type-II ANOVA shares and the REML shares with their intervals.
+json variance_rows(const audit::VarianceDecomposition& v) {
+    json rows = json::array();
+    auto add = [&](const std::string& est, const std::string& term, double share, const audit::Interval* ci) {
+        if (!std::isfinite(share)) return;
+        rows.push_back({{"metric", est}, {"factor", term}, {"share", share}, {"ci_low", num(ci ? ci->lo : kNaN)},
+                        {"ci_high", num(ci ? ci->hi : kNaN)}});
+    };
+    for (size_t i = 0; i < v.anova.type2.size(); ++i)
+        add("ANOVA type-II share", v.anova.type2[i].term, v.anova.type2[i].share, i < v.type2_ci.size() ? &v.type2_ci[i] : nullptr);
+    for (size_t t = 0; t < v.reml_terms.size() && t < v.reml.sigma2.size(); ++t)
+        add("REML variance share", v.reml_terms[t], v.reml_share[t], t < v.reml_share_ci.size() ? &v.reml_share_ci[t] : nullptr);
+    return rows;
+}
+
+// Topology figure (distance heatmap in dendrogram order, robust pairs marked) and its tables.
+void topology_items(const audit::Topology& s, json& audit_fig, json& audit_items) {
+    const std::vector<std::string>& names = s.models;
+    const size_t n = names.size();
+    std::vector<std::vector<double>> dm(n, std::vector<double>(n, kNaN));
+    for (size_t i = 0; i < n && Eigen::Index(i) < s.distances.rows(); ++i)
+        for (size_t j = 0; j < n && Eigen::Index(j) < s.distances.cols(); ++j)
+            dm[i][j] = std::isfinite(s.distances(i, j)) ? s.distances(i, j) : kNaN;
+    Dendrogram dg;
+    if (s.merges.size() + 1 == n && n > 1) {
+        std::vector<std::array<double, 3>> ms;
+        for (const auto& m : s.merges) ms.push_back({double(m.a), double(m.b), std::isfinite(m.height) ? m.height : kNaN});
+        dg = dendrogram_from_linkage(n, ms);
+    } else if (n > 1) {
+        // No linkage in the input: average linkage of the distances (all finite) with stats.
+        Eigen::MatrixXd e(n, n);
+        bool finite = true;
+        for (size_t i = 0; i < n; ++i)
+            for (size_t j = 0; j < n; ++j) e(i, j) = dm[i][j], finite = finite && std::isfinite(dm[i][j]);
+        if (finite) {
+            std::vector<std::array<double, 3>> ms;
+            for (const auto& m : stats::average_linkage(e)) ms.push_back({double(m.a), double(m.b), m.height});
+            dg = dendrogram_from_linkage(n, ms);
+        } else {
+            dg = dendrogram_from_linkage(n, {});
+        }
+    }
+    std::set<std::pair<std::string, std::string>> robust;
+    json pair_rows = json::array(), hl = json::array();
+    for (const auto& p : s.pairs) {
+        if (p.robust) robust.insert({p.a, p.b}), robust.insert({p.b, p.a});
+        pair_rows.push_back({p.a, p.b, num(p.share), p.robust, p.same_family});
+        hl.push_back(p.robust);
+    }
+    json cells = json::array();
+    for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < n; ++j)
+            cells.push_back({{"a", names[i]}, {"b", names[j]}, {"d", num(dm[i][j])}, {"robust", robust.count({names[i], names[j]}) > 0}});
+    json order = json::array();
+    for (size_t i : dg.order) order.push_back(names[i]);
+    audit_fig["topology"] = {{"order", order}, {"cells", cells}, {"dendrogram", dg.segments},
+                             {"value_title", "distance (" + s.metric + ")"}};
+    json pt = table("mutual-nearest-neighbour pairs (robust pairs highlighted)", {"a", "b", "bootstrap share", "robust", "same family"},
+                    pair_rows, "No mutual-nearest-neighbour pairs.");
+    pt["highlight"] = hl;
+    audit_items.push_back(pt);
+    json scalars = json::array({json::array({"robust_pairs", s.robust_pairs}), json::array({"fragmentation", num(s.fragmentation)}),
+                                json::array({"family_nn_share", num(s.family_nn_share)}), json::array({"ari", num(s.ari)}),
+                                json::array({"ari_perm_p", num(s.ari_perm_p)})});
+    if (!s.ari_reason.empty()) scalars.push_back({"ari_reason", s.ari_reason});
+    scalars.push_back({"norm", s.norm});
+    audit_items.push_back(table("topology summary", {"field", "value"}, scalars));
+}
+
+// The falsification registry, falsified hypotheses first.
+json registry_table(const audit::Registry& reg) {
+    std::vector<const audit::HypothesisResult*> rs;
+    for (const auto& r : reg.results) rs.push_back(&r);
+    auto falsified = [](const audit::HypothesisResult* r) { return r->full.verdict == audit::Verdict::FALSIFIED; };
+    std::stable_sort(rs.begin(), rs.end(), [&](auto* x, auto* y) { return falsified(x) > falsified(y); });
+    json rows = json::array(), hl = json::array();
+    for (const auto* r : rs) {
+        const audit::Evaluation& full = r->full;
+        const double lo = full.ci.lo, hi = full.ci.hi;
+        rows.push_back({r->hypothesis.id, std::string(audit::to_string(full.verdict)), std::string(audit::to_string(r->subpanel.verdict)),
+                        full.statistic_name, num(full.statistic),
+                        std::isfinite(lo) ? json(fmt::format("[{:.4g}, {:.4g}]", lo, std::isfinite(hi) ? hi : kNaN)) : json(nullptr),
+                        num(full.p), full.n, r->hypothesis.claim, full.detail});
+        hl.push_back(falsified(r));
+    }
+    json t = table("falsification registry (falsified first)",
+                   {"id", "full panel", "sub-panel", "statistic", "value", "95 % CI", "p", "n", "claim", "detail"}, rows,
+                   "No hypotheses were evaluated.");
+    t["highlight"] = hl;
+    return t;
+}
+
+// Cycles figure rows: each model's reopening and exit rates per COLLAPSE episode.
+json cycle_rows(const audit::Cycles& s) {
+    json rows = json::array();
+    for (const auto& m : s.models)
+        for (const auto& [k, e] : {std::pair<const char*, const audit::Estimate*>{"reopening_rate", &m.reopening_rate},
+                                   {"exit_rate", &m.exit_rate}}) {
+            if (!std::isfinite(e->value)) continue;
+            rows.push_back({{"label", m.model}, {"measure", k}, {"value", e->value}, {"ci_low", num(e->ci.lo)}, {"ci_high", num(e->ci.hi)},
+                            {"n", num(m.episodes)}});
+        }
+    return rows;
+}
+
 // Audits: the audit sections, control-audit and monitor-eval results.
 void audits_section(const Context& c, json& d, json& sections) {
-    const double nan = std::numeric_limits<double>::quiet_NaN();
     const auto& in = c.in;
     const auto& secs = c.secs;
     json audit_fig = json::object();
     json audit_items = json::array();
-    auto interval = [&](const json& o, const char* key, double& lo, double& hi) {
-        lo = hi = nan;
-        if (o.contains(key) && o[key].is_array() && o[key].size() == 2) lo = to_double(o[key][0]), hi = to_double(o[key][1]);
-    };
-    for (const auto& [name, s] : secs) {
-        if (s.contains("ok") && s["ok"] == false) {
-            audit_items.push_back(note(fmt::format("{}: {}", name, str(s, "reason", "not computed"))));
+    for (const audit::AuditSection* sec : secs) {
+        const std::string& name = sec->name;
+        if (!sec->ok()) {
+            audit_items.push_back(note(fmt::format("{}: {}", name, sec->reason())));
             continue;
         }
-        const std::string head = name + (s.contains("metric") ? " (" + str(s, "metric") + ")" : "");
-        if (name == "variance") {
-            json rows = json::array();
-            auto add_terms = [&](const json& arr, const std::string& est) {
-                if (!arr.is_array()) return;
-                for (const auto& t : arr) {
-                    const double share = to_double(t.value("share", json()));
-                    if (!std::isfinite(share)) continue;
-                    double lo, hi;
-                    interval(t, "share_ci", lo, hi);
-                    rows.push_back({{"metric", est}, {"factor", str(t, "term")}, {"share", share}, {"ci_low", num(lo)}, {"ci_high", num(hi)}});
-                }
-            };
-            add_terms(s.value("type2", json()), "ANOVA type-II share");
-            if (s.contains("reml")) add_terms(s["reml"].value("components", json()), "REML variance share");
-            if (!rows.empty())
-                audit_fig["variance"] = {{"rows", rows}, {"value_title", "share of variance of " + str(s, "metric", "the metric")}};
-            json rest = s;
-            to_tables("variance decomposition" + (s.contains("metric") ? " of " + str(s, "metric") : ""), rest, audit_items);
-        } else if (name == "topology" && s.contains("distances") && s.contains("models")) {
-            const json& labels = s["models"];
-            const json& mat = s["distances"];
-            const size_t n = labels.size();
-            std::vector<std::string> names;
-            for (const auto& l : labels) names.push_back(l.is_string() ? l.get<std::string>() : l.dump());
-            std::vector<std::vector<double>> dm(n, std::vector<double>(n, nan));
-            for (size_t i = 0; i < n && i < mat.size(); ++i)
-                for (size_t j = 0; j < n && j < mat[i].size(); ++j) dm[i][j] = to_double(mat[i][j]);
-            Dendrogram dg;
-            const json merges = s.value("merges", json::array());
-            if (merges.is_array() && merges.size() + 1 == n && n > 1) {
-                std::vector<std::array<double, 3>> ms;
-                for (const auto& m : merges)
-                    ms.push_back({to_double(m.value("a", json())), to_double(m.value("b", json())), to_double(m.value("height", json()))});
-                dg = dendrogram_from_linkage(n, ms);
-            } else if (n > 1) {
-                // No linkage in the input: average linkage of the distances (all finite) with stats.
-                Eigen::MatrixXd e(n, n);
-                bool finite = true;
-                for (size_t i = 0; i < n; ++i)
-                    for (size_t j = 0; j < n; ++j) e(i, j) = dm[i][j], finite = finite && std::isfinite(dm[i][j]);
-                if (finite) {
-                    std::vector<std::array<double, 3>> ms;
-                    for (const auto& m : stats::average_linkage(e)) ms.push_back({double(m.a), double(m.b), m.height});
-                    dg = dendrogram_from_linkage(n, ms);
-                } else {
-                    dg = dendrogram_from_linkage(n, {});
-                }
-            }
-            std::set<std::pair<std::string, std::string>> robust;
-            json pair_rows = json::array(), hl = json::array();
-            for (const auto& p : s.value("pairs", json::array())) {
-                const bool r = p.value("robust", false);
-                if (r) robust.insert({str(p, "a"), str(p, "b")}), robust.insert({str(p, "b"), str(p, "a")});
-                pair_rows.push_back({str(p, "a"), str(p, "b"), num(to_double(p.value("share", json()))), r, p.value("same_family", false)});
-                hl.push_back(r);
-            }
-            json cells = json::array();
-            for (size_t i = 0; i < n; ++i)
-                for (size_t j = 0; j < n; ++j)
-                    cells.push_back({{"a", names[i]}, {"b", names[j]}, {"d", num(dm[i][j])}, {"robust", robust.count({names[i], names[j]}) > 0}});
-            json order = json::array();
-            for (size_t i : dg.order) order.push_back(names[i]);
-            audit_fig["topology"] = {{"order", order}, {"cells", cells}, {"dendrogram", dg.segments},
-                                     {"value_title", "distance (" + str(s, "metric", "signature") + ")"}};
-            json pt = table("mutual-nearest-neighbour pairs (robust pairs highlighted)", {"a", "b", "bootstrap share", "robust", "same family"},
-                            pair_rows, "No mutual-nearest-neighbour pairs.");
-            pt["highlight"] = hl;
-            audit_items.push_back(pt);
-            json scalars = json::array();
-            for (const char* k : {"robust_pairs", "fragmentation", "family_nn_share", "ari", "ari_perm_p", "ari_reason", "norm"})
-                if (s.contains(k)) scalars.push_back({k, cell(s[k])});
-            audit_items.push_back(table("topology summary", {"field", "value"}, scalars));
-        } else if (name == "hypotheses" || name.find("falsif") != std::string::npos) {
-            std::vector<json> rs;
-            for (const auto& r : s.value("results", json::array())) rs.push_back(r);
-            auto verdict = [](const json& r, const char* which) {
-                return r.contains(which) && r[which].is_object() ? str(r[which], "verdict") : str(r, "verdict");
-            };
-            std::stable_sort(rs.begin(), rs.end(), [&](const json& x, const json& y) {
-                return (verdict(x, "full") == "FALSIFIED") > (verdict(y, "full") == "FALSIFIED");
-            });
-            json rows = json::array(), hl = json::array();
-            for (const auto& r : rs) {
-                const json full = r.value("full", json::object());
-                double lo, hi;
-                interval(full, "ci", lo, hi);
-                rows.push_back({str(r, "id"), verdict(r, "full"), verdict(r, "subpanel"), str(full, "statistic_name"),
-                                num(to_double(full.value("statistic", json()))),
-                                std::isfinite(lo) ? json(fmt::format("[{:.4g}, {:.4g}]", lo, hi)) : json(nullptr),
-                                num(to_double(full.value("p", json()))), full.value("n", json()), str(r, "claim"), str(full, "detail")});
-                hl.push_back(verdict(r, "full") == "FALSIFIED");
-            }
-            json t = table("falsification registry (falsified first)",
-                           {"id", "full panel", "sub-panel", "statistic", "value", "95 % CI", "p", "n", "claim", "detail"}, rows,
-                           "No hypotheses were evaluated.");
-            t["highlight"] = hl;
-            audit_items.push_back(t);
-        } else if (name == "cycles") {
-            json rows = json::array();
-            for (const auto& m : s.value("models", json::array()))
-                for (const char* k : {"reopening_rate", "exit_rate"}) {
-                    if (!m.contains(k) || !m[k].is_object()) continue;
-                    const double v = to_double(m[k].value("value", json()));
-                    if (!std::isfinite(v)) continue;
-                    double lo, hi;
-                    interval(m[k], "ci", lo, hi);
-                    rows.push_back({{"label", str(m, "model")}, {"measure", k}, {"value", v}, {"ci_low", num(lo)}, {"ci_high", num(hi)},
-                                    {"n", m.value("episodes", json())}});
-                }
+        // The generic tables show the section as the audit wrote it (its to_json).
+        const json doc = audit::to_json(*sec);
+        if (const auto* v = sec->get<audit::VarianceDecomposition>()) {
+            const json rows = variance_rows(*v);
+            if (!rows.empty()) audit_fig["variance"] = {{"rows", rows}, {"value_title", "share of variance of " + v->metric}};
+            to_tables("variance decomposition of " + v->metric, doc, audit_items);
+        } else if (const auto* t = sec->get<audit::Topology>()) {
+            topology_items(*t, audit_fig, audit_items);
+        } else if (const auto* reg = sec->get<audit::Registry>()) {
+            audit_items.push_back(registry_table(*reg));
+        } else if (const auto* cy = sec->get<audit::Cycles>()) {
+            const json rows = cycle_rows(*cy);
             if (!rows.empty()) audit_fig["cycles"] = {{"rows", rows}, {"value_title", "rate per COLLAPSE episode"}};
-            to_tables("cycles", s, audit_items);
+            to_tables("cycles", doc, audit_items);
         } else {
-            to_tables(head, s, audit_items);
+            to_tables(name, doc, audit_items);
         }
     }
     d["audit"] = audit_fig;
@@ -849,7 +831,6 @@ void provenance_section(const Context& c, json& d, json& sections) {
     const auto& cuts_from = c.cuts_from;
     const auto& models = c.models;
     const auto& runs = c.runs;
-    const json& a = in.audit;
     {
         json items = json::array();
         json gen = json::array();
@@ -888,23 +869,19 @@ void provenance_section(const Context& c, json& d, json& sections) {
         }
         if (!in.runs.empty()) {
             std::map<std::string, std::set<std::string>> settings;
-            for (const auto& s : in.runs) {
-                if (s.contains("options")) flatten("options", s["options"], settings);
-                if (s.contains("provenance")) flatten("provenance", s["provenance"], settings);
-                for (const char* k : {"schema_version", "extraction_protocol", "model_sha256", "embedding_output_included"})
-                    if (s.contains(k)) flatten(k, s[k], settings);
-            }
+            for (const auto& s : in.runs)
+                for (const auto& [k, v] : s.settings.items()) flatten(k, v, settings);
             json rows = json::array();
             for (const auto& [k, vs] : settings) rows.push_back({k, join_first(vs, 8)});
             items.push_back(table("run settings and provenance (distinct values over the per-run summaries)", {"key", "values"}, rows));
         }
-        if (a.is_object()) {
+        if (const auto& a = in.audit) {
             json rows = json::array();
-            for (const char* k : {"phasemap_version", "source", "panel"})
-                if (a.contains(k)) rows.push_back({k, cell(a[k])});
-            if (!rows.empty()) items.push_back(table("audit", {"field", "value"}, rows));
-            for (const char* k : {"options", "provenance", "settings"})
-                if (a.contains(k)) to_tables(std::string("audit ") + k, a[k], items);
+            if (!a->phasemap_version.empty()) rows.push_back({"phasemap_version", a->phasemap_version});
+            rows.push_back({"source", a->source});
+            rows.push_back({"panel", json{{"models", a->panel_models}, {"runs", a->panel_runs}}.dump()});
+            items.push_back(table("audit", {"field", "value"}, rows));
+            to_tables("audit options", audit::options_json(a->options), items);
         }
         sections.push_back({{"id", "provenance"}, {"title", "Provenance"}, {"items", items}});
     }

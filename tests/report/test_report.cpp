@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "phasemap/audit/audit.hpp"
+#include "phasemap/audit/result.hpp"
 #include "phasemap/report/report.hpp"
 #include "phasemap/stats/cluster.hpp"
 #include "phasemap/steer/eval.hpp"
@@ -114,44 +115,84 @@ json synthetic_summary(const std::string& model, size_t T, uint64_t seed) {
             {"provenance", {{"phasemap_version", "test"}, {"model", {{"name", model}, {"architecture", "llama"}}}}}};
 }
 
-// Audit sections in the layout of the audit library's to_json (src/audit).
-json synthetic_audit(size_t n_models) {
-    json models = json::array(), dist = json::array(), pairs = json::array(), cyc = json::array();
+// A hand-made audit (the audit library's types, written through its to_json): regime,
+// normalisation, variance, topology, hypotheses, cycles, and robustness that did not run.
+phasemap::audit::AuditResult synthetic_audit(size_t n_models) {
+    namespace pa = phasemap::audit;
+    pa::AuditResult a;
+    a.phasemap_version = "test";
+    a.source = "panel.json";
+    a.panel_models = n_models;
+    a.panel_runs = 8 * n_models;
+    auto add = [&](const std::string& name, pa::SectionData d) {
+        pa::AuditSection s;
+        s.name = name;
+        s.result = std::move(d);
+        a.sections.push_back(std::move(s));
+    };
+    pa::RegimeTable reg;
+    reg.norm = "raw";
+    reg.models.push_back({.model = "model-0", .n = 8, .mean = 1.7, .label = "UNDERACTIVE"});
+    add("regime", reg);
+    pa::NormSensitivity ns;
+    ns.modes.push_back({.mode = "raw", .runs = 48, .eta2 = 0.4, .eta2_ci = {0.3, 0.5}});
+    ns.agreement_reason = "one normalisation mode only";
+    add("normalisation", ns);
+    pa::VarianceDecomposition v;
+    v.norm = "raw";
+    v.metric = "ratio_norm";
+    v.factor = "model";
+    v.anova.type2 = {{.term = "model", .share = 0.55}, {.term = "category", .share = 0.1}, {.term = "Residual", .share = 0.35}};
+    v.type2_ci = {{0.45, 0.65}, {0.05, 0.15}};
+    v.reml_terms = {"model", "Residual"};
+    v.reml.sigma2 = {0.6, 0.4};
+    v.reml.converged = true;
+    v.reml_share = {0.6, 0.4};
+    v.reml_share_ci = {{0.4, 0.7}, {0.3, 0.6}};
+    add("variance", v);
+    pa::Topology t;
+    t.norm = "raw";
+    t.metric = "ratio_norm";
+    t.signatures = Eigen::MatrixXd::Zero(Eigen::Index(n_models), 1);
+    t.distances.resize(Eigen::Index(n_models), Eigen::Index(n_models));
+    pa::Cycles cyc;
+    cyc.norm = "raw";
     for (size_t i = 0; i < n_models; ++i) {
-        models.push_back("model-" + std::to_string(i));
-        json row = json::array();
-        for (size_t j = 0; j < n_models; ++j) row.push_back(std::abs(double(i) - double(j)) * (1.0 + 0.1 * double((i + j) % 3)));
-        dist.push_back(row);
-        cyc.push_back({{"model", "model-" + std::to_string(i)}, {"runs", 8}, {"episodes", 20},
-                       {"exit_rate", {{"value", 0.6}, {"ci", {0.5, 0.7}}, {"n", 8}}},
-                       {"reopening_rate", {{"value", 0.8 - 0.05 * double(i)}, {"ci", {0.7, 0.9}}, {"n", 8}}}});
+        t.models.push_back("model-" + std::to_string(i));
+        for (size_t j = 0; j < n_models; ++j)
+            t.distances(Eigen::Index(i), Eigen::Index(j)) = std::abs(double(i) - double(j)) * (1.0 + 0.1 * double((i + j) % 3));
+        pa::CycleRow m;
+        m.model = "model-" + std::to_string(i);
+        m.runs = 8;
+        m.episodes = 20;
+        m.exit_rate = {0.6, {0.5, 0.7}, 8};
+        m.reopening_rate = {0.8 - 0.05 * double(i), {0.7, 0.9}, 8};
+        cyc.models.push_back(m);
     }
     for (size_t i = 0; i + 1 < n_models; i += 2)
-        pairs.push_back({{"a", models[i]}, {"b", models[i + 1]}, {"share", i == 0 ? 0.97 : 0.6}, {"robust", i == 0}, {"same_family", false}});
-    return json::array({
-        {{"section", "regime"}, {"ok", true}, {"models", json::array({{{"model", "model-0"}, {"n", 8}, {"mean", 1.7}, {"label", "UNDERACTIVE"}}})}},
-        {{"section", "normalisation"}, {"ok", true},
-         {"modes", json::array({{{"mode", "raw"}, {"runs", 48}, {"eta2", 0.4}, {"eta2_ci", {0.3, 0.5}}}})},
-         {"agreement", json::array()}, {"agreement_reason", "one normalisation mode only"}},
-        {{"section", "variance"}, {"ok", true}, {"metric", "ratio_norm"}, {"factor", "model"},
-         {"type2", json::array({{{"term", "model"}, {"share", 0.55}, {"share_ci", {0.45, 0.65}}},
-                                {{"term", "category"}, {"share", 0.1}, {"share_ci", {0.05, 0.15}}},
-                                {{"term", "Residual"}, {"share", 0.35}}})},
-         {"reml", {{"components", json::array({{{"term", "model"}, {"share", 0.6}, {"share_ci", {0.4, 0.7}}},
-                                               {{"term", "Residual"}, {"share", 0.4}, {"share_ci", {0.3, 0.6}}}})},
-                   {"converged", true}}}},
-        {{"section", "topology"}, {"ok", true}, {"metric", "ratio_norm"}, {"models", models}, {"distances", dist},
-         {"pairs", pairs}, {"robust_pairs", 1}, {"fragmentation", 0.5}},
-        {{"section", "hypotheses"}, {"ok", true},
-         {"results", json::array({{{"id", "H-survive"}, {"claim", "it holds"}, {"type", "t"},
-                                   {"full", {{"verdict", "SURVIVED"}, {"statistic", 0.2}, {"ci", {0.1, 0.3}}, {"p", 0.01}, {"n", 48}}},
-                                   {"subpanel", {{"verdict", "SURVIVED"}}}},
-                                  {{"id", "H-falsified"}, {"claim", "it breaks"}, {"type", "t"},
-                                   {"full", {{"verdict", "FALSIFIED"}, {"statistic", -0.4}, {"ci", {-0.5, -0.3}}, {"p", 0.001}, {"n", 48}}},
-                                   {"subpanel", {{"verdict", "INCONCLUSIVE"}}}}})}},
-        {{"section", "cycles"}, {"ok", true}, {"models", cyc}},
-        {{"section", "robustness"}, {"ok", false}, {"reason", "one temperature only"}},
-    });
+        t.pairs.push_back({t.models[i], t.models[i + 1], i == 0 ? 0.97 : 0.6, i == 0, false});
+    t.robust_pairs = 1;
+    t.fragmentation = 0.5;
+    add("topology", t);
+    pa::Registry h;
+    h.norm = "raw";
+    auto hyp = [](const std::string& id, const std::string& claim, pa::Verdict full, pa::Verdict sub, double stat, pa::Interval ci, double p) {
+        pa::HypothesisResult r;
+        r.hypothesis.id = id;
+        r.hypothesis.claim = claim;
+        r.hypothesis.type = "t";
+        r.full = {.verdict = full, .statistic = stat, .ci = ci, .p = p, .n = 48};
+        r.subpanel.verdict = sub;
+        return r;
+    };
+    h.results = {hyp("H-survive", "it holds", pa::Verdict::SURVIVED, pa::Verdict::SURVIVED, 0.2, {0.1, 0.3}, 0.01),
+                 hyp("H-falsified", "it breaks", pa::Verdict::FALSIFIED, pa::Verdict::INCONCLUSIVE, -0.4, {-0.5, -0.3}, 0.001)};
+    add("hypotheses", h);
+    add("cycles", cyc);
+    pa::Robustness rob;
+    rob.reason = "one temperature only";
+    add("robustness", rob);
+    return a;
 }
 
 // Per-arm summary rows in the layout of `phasemap control-audit` / `monitor-eval` (summary_rows:
@@ -295,7 +336,7 @@ const FullInputs& full_inputs() {
         f.panel = f.dir / "panel.json";
         write_json(f.panel, synthetic_panel(6, 4, 8, 7));
         f.audit = f.dir / "audit.json";
-        write_json(f.audit, synthetic_audit(6));
+        write_json(f.audit, to_json(synthetic_audit(6)));
         f.control = f.dir / "control.json";
         write_json(f.control, synthetic_control());
         f.monitor = f.dir / "monitor.json";
@@ -639,10 +680,7 @@ TEST(ReportBrowser, ThousandRunPanelUnder10MB) {
     fs::create_directories(dir);
     // 20 models × 5 categories × 10 runs = 1,000 runs, each with a 1,000-token summary.
     write_json(dir / "panel.json", synthetic_panel(20, 5, 10, 3));
-    // The audit in `phasemap audit --json`'s layout: sections keyed by name.
-    json sections = json::object();
-    for (const auto& sec : synthetic_audit(20)) sections[sec["section"].get<std::string>()] = sec;
-    write_json(dir / "audit.json", {{"phasemap_version", "test"}, {"source", "panel.json"}, {"sections", sections}});
+    write_json(dir / "audit.json", to_json(synthetic_audit(20)));
     std::vector<std::string> args = {"report", "-q", "-o", (dir / "report.html").string(), "--panel-json",
                                      (dir / "panel.json").string(), "--audit-json", (dir / "audit.json").string(), "--runs-json"};
     for (size_t i = 0; i < 1000; ++i) {
@@ -657,6 +695,106 @@ TEST(ReportBrowser, ThousandRunPanelUnder10MB) {
     EXPECT_LT(size, 10u * 1000 * 1000);
     auto s = open_page(chrome, dir / "report.html");
     expect_rendered(s, 7);
+}
+
+// ------------------------------------------------------------------ typed inputs
+// The page data from typed inputs equals what the untyped (JSON-reading) report wrote on the same
+// files: tests/report/fixtures/pre-typed/page-data.json was produced by the pre-change binary (its
+// README says how). The generation time and the generator's version are masked.
+void mask_generation(json& j) {
+    if (j.is_array() && j.size() == 2 && j[0].is_string() && (j[0] == "generated" || j[0] == "generator")) j[1] = "X";
+    if (j.is_structured())
+        for (auto& x : j) mask_generation(x);
+}
+
+json page_data_of(const std::string& html) {
+    const std::string open = "id=\"pm-data\">";
+    const size_t a = html.find(open);
+    if (a == std::string::npos) return json();
+    const size_t b = html.find("</script>", a);
+    return json::parse(html.substr(a + open.size(), b - a - open.size()));
+}
+
+const char* kFixtureFiles[] = {"panel.json", "audit.json", "story.summary.json", "control.json", "monitor.json"};
+
+pmtest::RunResult report_in(const fs::path& dir, const std::string& args) {
+    return run_command({"/bin/sh", "-c", "cd '" + dir.string() + "' && exec '" + pmtest::phasemap_binary().string() + "' report -q " + args});
+}
+
+TEST(ReportTyped, TypedInputsGiveThePageDataOfTheUntypedReport) {
+    const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/report/fixtures/pre-typed";
+    pmtest::TempDir tmp;
+    for (const char* f : kFixtureFiles) fs::copy_file(fx / f, tmp / f);
+    const auto r = report_in(tmp.path, "--panel-json panel.json --audit-json audit.json --runs-json story.summary.json "
+                                       "--control-json control.json --monitor-json monitor.json -o page.html");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    json now = page_data_of(slurp(tmp / "page.html")), before = json::parse(slurp(fx / "page-data.json"));
+    mask_generation(now);
+    mask_generation(before);
+    // Every audit figure is in it (all nine sections ran), so each typed section reader is compared.
+    EXPECT_EQ(now["audit"].size(), 3u);
+    EXPECT_TRUE(now.contains("control") && now.contains("monitor") && now.contains("trajectories"));
+    EXPECT_TRUE(now == before) << json::diff(before, now).dump(1).substr(0, 4000);
+}
+
+TEST(ReportTyped, RenamedFieldInAnInputIsOneErrorNamingFileAndField) {
+    const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/report/fixtures/pre-typed";
+    pmtest::TempDir tmp;
+    for (const char* f : kFixtureFiles) fs::copy_file(fx / f, tmp / f);
+    json a = json::parse(slurp(tmp / "audit.json"));
+    a["sections"]["topology"]["pairs"][0]["mnn_share"] = a["sections"]["topology"]["pairs"][0]["share"];
+    a["sections"]["topology"]["pairs"][0].erase("share");
+    write_json(tmp / "renamed.json", a);
+    auto r = report_in(tmp.path, "--audit-json renamed.json -o x.html");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("renamed.json: sections.topology.pairs[0].share: missing"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(tmp / "x.html"));
+    // The old loose layouts (an array of sections) are not an audit document.
+    write_json(tmp / "array.json", json::array({a["sections"]["regime"]}));
+    r = report_in(tmp.path, "--audit-json array.json -o x.html");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("array.json: (document): expected an object"), std::string::npos) << r.err;
+    // A per-run summary with a field of the wrong type.
+    json s = json::parse(slurp(tmp / "story.summary.json"));
+    s["token_axis"]["ratio_norm"] = "high";
+    write_json(tmp / "bad.summary.json", s);
+    r = report_in(tmp.path, "--runs-json bad.summary.json -o x.html");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("bad.summary.json: token_axis.ratio_norm: expected a number or null"), std::string::npos) << r.err;
+}
+
+// The audit's cut-points are used when the runs carry none. The JSON-reading report looked for a
+// top-level "regime_cuts" that `phasemap audit --json` never writes (it is options.regime_cuts),
+// so it always fell back to the defaults; the typed field cannot be missed.
+TEST(ReportTyped, CutPointsComeFromTheAuditsOptions) {
+    phasemap::report::Inputs in;
+    in.panel = phasemap::report::panel_from_json(synthetic_panel(2, 2, 3, 1));
+    phasemap::audit::AuditResult a = synthetic_audit(2);
+    a.options.cuts = {1.5, 2.5, 3.5};
+    in.audit = phasemap::audit::audit_result_from_json(to_json(a));
+    in.audit_source = "audit.json";
+    const auto d = phasemap::report::build_data(in, {});
+    EXPECT_EQ(d["cuts"], json({1.5, 2.5, 3.5}));
+    EXPECT_NE(d.dump().find("(from the audit)"), std::string::npos);
+}
+
+TEST(ReportTyped, SummaryRecordReadsTheWriterLayout) {
+    const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/report/fixtures/pre-typed";
+    const json j = json::parse(slurp(fx / "story.summary.json"));
+    const auto s = phasemap::io::summary_record_from_json(j);
+    EXPECT_EQ(s.model_id, j["model_id"].get<std::string>());
+    EXPECT_EQ(s.ratio_norm, j["token_axis"]["ratio_norm"].get<double>());
+    EXPECT_EQ(s.generated_tokens, j["input"]["generated_tokens"].get<int64_t>());
+    EXPECT_EQ(s.ct_t.size(), j["per_token"]["ct_t"].size());
+    EXPECT_EQ(s.token.size(), j["per_token"]["token"].size());
+    EXPECT_EQ(s.regime_cuts.value_or(""), j["options"]["regime_cuts"].get<std::string>());
+    EXPECT_TRUE(s.medians.count("trajectory.mean_speed"));
+    EXPECT_EQ(s.settings["schema_version"], j["schema_version"]);
+    // LIMEN's layout: top-level model_id and family, nothing else required.
+    const auto l = phasemap::io::summary_record_from_json({{"model_id", "m"}, {"family", "f"}});
+    EXPECT_EQ(l.family, "f");
+    EXPECT_TRUE(std::isnan(l.ratio_norm));
+    EXPECT_THROW(phasemap::io::summary_record_from_json({{"per_token", {{"ct_t", {1.0, "x"}}}}}), std::runtime_error);
 }
 
 TEST(ReportExport, SvgAndPng) {

@@ -1,7 +1,8 @@
 // Panel audits (issue 5): nine sections over a PanelTable, each returning a plain struct, a JSON
 // representation (nlohmann) and a printable table. Every section runs on its own and reports
 // "not enough data" through `reason` instead of throwing, so one empty section never stops the
-// others. Definitions and defaults are documented in docs/audit.md.
+// others. Definitions and defaults are documented in docs/audit.md. The from_json of every section
+// struct and the whole `phasemap audit --json` document (AuditResult) are in audit/result.hpp.
 #pragma once
 #include <array>
 #include <cstddef>

@@ -9,6 +9,7 @@
 
 #include "phasemap/audit/audit.hpp"
 #include "phasemap/audit/hypotheses.hpp"
+#include "phasemap/audit/result.hpp"
 #include "phasemap/metrics/panel_table.hpp"
 
 namespace phasemap {
@@ -33,7 +34,8 @@ struct SectionOutput {
     std::string name;
     bool ok = false;
     std::string reason;   // not enough data / error, when !ok
-    json data;            // the section's to_json
+    AuditSection section; // the typed result (a member of AuditResult::sections)
+    json data;            // to_json(section)
     std::string table;    // the section's to_table
 };
 
@@ -41,8 +43,5 @@ struct SectionOutput {
 // Throws std::invalid_argument for an unknown section name or invalid options.
 SectionOutput run_section(const std::string& name, const PanelTable& p, const Options& o,
                           const HypothesisFile* hypotheses = nullptr);
-
-// The options as recorded in the audit JSON.
-json options_json(const Options& o);
 
 }  // namespace phasemap::audit

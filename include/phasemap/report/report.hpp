@@ -4,7 +4,14 @@
 //
 // Data flow: Inputs → build_data() → report data JSON (figure data, tables, notes) →
 // render_html() (template + report.js + data) and export_figures() (same specs, rendered by
-// vega's own SVG renderer under Node; PNG by rsvg-convert). No DuckDB here.
+// vega's own SVG renderer under Node; PNG by rsvg-convert). No DuckDB here, and no reading of
+// files: the front end (src/cli/cmd_report.cpp) reads them into the typed Inputs.
+//
+// Who owns which input type: audit::AuditResult (the `phasemap audit --json` document, with its
+// from_json) — src/audit, include/phasemap/audit/result.hpp; io::SummaryRecord (what the report
+// takes from a per-run summary) — src/io/summary_json.cpp beside the writer; steer::SummaryRow
+// (the per-arm rows of control-audit / monitor-eval) — src/steer; PanelTable — panel_table.hpp;
+// LayerProfile — here (filled from the store by the front end).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -15,8 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "phasemap/audit/result.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/metrics/panel_table.hpp"
+#include "phasemap/io/summary_json.hpp"
 
 namespace phasemap::report {
 
@@ -38,9 +47,9 @@ struct LayerProfile {
 struct Inputs {
     std::optional<PanelTable> panel;         // run points, models, categories
     std::string panel_source;                // shown under provenance
-    nlohmann::json audit;                    // `phasemap audit --json` output, or null
+    std::optional<audit::AuditResult> audit; // `phasemap audit --json` (audit::audit_result_from_json), or unset
     std::string audit_source;
-    std::vector<nlohmann::json> runs;        // per-run summary JSONs (`phasemap analyze --json`)
+    std::vector<io::SummaryRecord> runs;     // per-run summaries (`phasemap analyze --json`, io::summary_record_from_json)
     std::vector<std::string> run_sources;    // same length as runs
     std::vector<nlohmann::json> control_audit;  // `phasemap control-audit` JSON outputs
     std::vector<nlohmann::json> monitor;        // `phasemap monitor-eval` JSON outputs

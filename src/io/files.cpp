@@ -131,8 +131,20 @@ void fsync_path(const fs::path& p, bool dir, const fs::path& target) {
 }  // namespace
 
 void remove_temporaries_now() noexcept {
-    for (Slot& s : g_slots)
-        if (s.used.load(std::memory_order_acquire)) remove_flat_dir(s.path);
+    // Another thread may still be writing into a temporary folder while a signal handler runs
+    // here (the signal can land on any thread): a file it creates after the last pass keeps the
+    // folder from being removed. Retry until the folder is gone, for at most ~1 s per folder
+    // (system calls only: async-signal-safe).
+    for (Slot& s : g_slots) {
+        if (!s.used.load(std::memory_order_acquire)) continue;
+        for (int attempt = 0; attempt < 100; ++attempt) {
+            remove_flat_dir(s.path);
+            struct stat st {};
+            if (::lstat(s.path, &st) != 0 && errno == ENOENT) break;
+            struct timespec pause {0, 10 * 1000 * 1000};
+            ::nanosleep(&pause, nullptr);
+        }
+    }
 }
 
 // ------------------------------------------------------------------ inputs

@@ -13,10 +13,12 @@
 #include <set>
 
 #include "phasemap/audit/audit.hpp"
+#include "phasemap/metrics/registry.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/report/report.hpp"
 #include "phasemap/stats/bootstrap.hpp"
 #include "phasemap/stats/cluster.hpp"
+#include "phasemap/stats/descriptive.hpp"
 #include "phasemap/steer/eval.hpp"
 
 namespace phasemap::report {
@@ -823,6 +825,54 @@ void audits_section(const Context& c, json& d, json& sections) {
 }
 
 // Provenance: this page, models, settings of the panel, the runs and the audit.
+// MoE routing (docs/metrics-moe.md): per model, the median over its routed runs of every run-level
+// routing metric of the registry. Only when some panel run carries routing values (dense panels
+// get no section). A generation is stored once per normalisation mode with the same routing
+// values, so one mode is used (the first routed run's).
+void routing_section(const Context& c, json& d, json& sections) {
+    if (!c.in.panel) return;
+    std::vector<std::string> names;
+    for (const auto& m : metrics::metric_registry())
+        if (m.axis == metrics::Axis::routing) {
+            if (m.shape == metrics::Shape::scalar) names.emplace_back(m.name);
+            else if (m.shape == metrics::Shape::per_token) names.push_back("median_" + std::string(m.name));
+        }
+    auto routed = [&](const PanelRun& r) {
+        for (const auto& n : names)
+            if (auto it = r.metrics.find(n); it != r.metrics.end() && std::isfinite(it->second)) return true;
+        return false;
+    };
+    const PanelRun* first = nullptr;
+    for (const auto& r : c.in.panel->runs)
+        if (routed(r)) { first = &r; break; }
+    if (!first) return;
+    const std::string norm = first->norm;
+    std::map<std::string, std::vector<const PanelRun*>> by_model;
+    for (const auto& r : c.in.panel->runs)
+        if (r.norm == norm && routed(r)) by_model[r.model].push_back(&r);
+    std::vector<std::string> cols{"model", "routed runs"};
+    for (const auto& n : names) cols.push_back(n + " (median)");
+    json rows = json::array();
+    for (const auto& [model, rs] : by_model) {
+        json row = json::array({model, rs.size()});
+        for (const auto& n : names) {
+            std::vector<double> v;
+            for (const auto* r : rs)
+                if (auto it = r->metrics.find(n); it != r->metrics.end() && std::isfinite(it->second)) v.push_back(it->second);
+            row.push_back(v.empty() ? json(nullptr) : json(num(stats::median(v))));
+        }
+        rows.push_back(row);
+    }
+    json items = json::array();
+    items.push_back(table("routing per model (median over runs)", cols, rows));
+    items.push_back(note(fmt::format("Runs with norm = {} (routing does not depend on the normalisation mode; each "
+                                     "generation is counted once). Dense models' runs have no routing values and are left out.",
+                                     norm.empty() ? "(unset)" : norm)));
+    sections.push_back({{"id", "routing"}, {"title", "MoE routing"}, {"items", items},
+                        {"intro", "The router's top-k choices per token and MoE block (docs/metrics-moe.md): routing entropy, "
+                                  "expert-switch rate along tokens, expert-load balance, and agreement between adjacent blocks."}});
+}
+
 void provenance_section(const Context& c, json& d, json& sections) {
     const auto& in = c.in;
     const auto& opt = c.opt;
@@ -892,7 +942,7 @@ using SectionFn = void (*)(const Context&, json& data, json& sections);
 // (figures, tables, notes) to the list.
 const std::pair<const char*, SectionFn> kSections[] = {
     {"phase", phase_section},         {"trajectories", trajectories_section}, {"layers", layers_section},
-    {"audits", audits_section},       {"provenance", provenance_section},
+    {"routing", routing_section},     {"audits", audits_section},       {"provenance", provenance_section},
 };
 
 }  // namespace

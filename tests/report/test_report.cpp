@@ -1006,3 +1006,61 @@ TEST(ReportDb, NoTokenLayersSaysSo) {
 
 }  // namespace
 #endif
+
+// MoE routing section: per model, the median over its routed runs of each run-level routing
+// metric, one normalisation mode only; dense runs (no routing values) are left out; a panel
+// without routed runs gets no section (dense reports are unchanged).
+TEST(ReportData, RoutingSectionOnlyForRoutedRuns) {
+    phasemap::PanelTable p;
+    for (const auto& m : {"moe", "dense"}) p.models.push_back({.label = m});
+    int k = 0;
+    auto add = [&](const std::string& model, const std::string& norm, double switch_rate, double nmi) {
+        phasemap::PanelRun r;
+        r.run_id = "run" + std::to_string(k);
+        r.model = model;
+        r.category = "c";
+        r.prompt = "prompt " + std::to_string(k);
+        r.seed = static_cast<uint64_t>(k++);
+        r.norm = norm;
+        r.metrics["ratio_norm"] = 1.5;
+        r.metrics["expert_switch_rate"] = switch_rate;
+        r.metrics["routing_layer_nmi"] = nmi;
+        p.runs.push_back(r);
+    };
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (const auto& norm : {"raw", "clipped_mad"}) {   // the same three generations under two modes
+        add("moe", norm, 0.25, 0.5);
+        add("moe", norm, 0.75, nan);   // NMI missing in one run: the median of the others
+        add("moe", norm, 0.5, 0.7);
+        add("dense", norm, nan, nan);
+    }
+    phasemap::report::Inputs in;
+    in.panel = p;
+    const auto d = phasemap::report::build_data(in, {});
+    const json* sec = nullptr;
+    for (const auto& s : d["sections"])
+        if (s["id"] == "routing") sec = &s;
+    ASSERT_NE(sec, nullptr);
+    const json& t = (*sec)["items"][0];
+    ASSERT_EQ(t["kind"], "table");
+    const auto& cols = t["columns"];
+    auto col = [&](const std::string& name) {
+        const auto it = std::find(cols.begin(), cols.end(), json(name));
+        EXPECT_NE(it, cols.end()) << name;
+        return size_t(it - cols.begin());
+    };
+    ASSERT_EQ(t["rows"].size(), 1u);   // the dense model has no routed run
+    const json& row = t["rows"][0];
+    EXPECT_EQ(row[0], "moe");
+    EXPECT_EQ(row[col("routed runs")], 3);   // one normalisation mode: each generation once
+    EXPECT_DOUBLE_EQ(row[col("expert_switch_rate (median)")].get<double>(), 0.5);
+    EXPECT_DOUBLE_EQ(row[col("routing_layer_nmi (median)")].get<double>(), 0.6);
+    EXPECT_TRUE(row[col("expert_load_entropy (median)")].is_null());   // no run has it
+
+    phasemap::PanelTable dense;
+    dense.models.push_back({.label = "dense"});
+    for (auto r : p.runs)
+        if (r.model == "dense") dense.runs.push_back(r);
+    in.panel = dense;
+    for (const auto& s : phasemap::report::build_data(in, {})["sections"]) EXPECT_NE(s["id"], "routing");
+}

@@ -104,10 +104,13 @@ std::string engine_error(const fs::path& path, const std::string& layers) {
 }
 
 constexpr double kSumTol = 1e-5;
+constexpr double kNeeded = 10;
 
 // Sequential blocks: both residual identities at every block and token, and each component is
-// needed for them: leaving it out (resid_mid for block, hf for resid_mid) misses by at least 100×
-// the identity's own error (random MoE outputs are small: ~1e-4 of the block on qwen3moe).
+// needed for them: leaving it out (resid_mid for block, hf for resid_mid) misses by at least kNeeded
+// times the identity's own error. Random MoE outputs can be tiny: on the sweep's qwen3moe and llama
+// MoE (scripts/archs.sh's fixed seed) the MoE output is ~2e-6 of the block, only ~80× float
+// rounding of the sum (~3e-8), so the margin is 10×; a missing or zero component gives ~1×.
 void expect_sequential(const Capture& c, int L, bool with_attn) {
     ASSERT_FALSE(c.states.empty());
     for (size_t t = 0; t < c.states.size(); ++t)
@@ -117,12 +120,12 @@ void expect_sequential(const Capture& c, int L, bool with_attn) {
                        blk = c.at(t, "block:" + n);
             const double e_mlp = rel(add(mid, ffn), blk);
             EXPECT_LE(e_mlp, kSumTol) << "resid_mid + ffn_out vs block:" << n << " @ " << t;
-            EXPECT_GT(rel(mid, blk), 100 * e_mlp) << "ffn_out:" << n << " is not needed for block:" << n;
+            EXPECT_GT(rel(mid, blk), kNeeded * e_mlp) << "ffn_out:" << n << " is not needed for block:" << n;
             if (with_attn) {
                 const auto attn = c.at(t, "attn_out:" + n);
                 const double e_attn = rel(add(hf, attn), mid);
                 EXPECT_LE(e_attn, kSumTol) << "hf + attn_out vs resid_mid:" << n << " @ " << t;
-                EXPECT_GT(rel(hf, mid), 100 * e_attn) << "attn_out:" << n << " is not needed for resid_mid:" << n;
+                EXPECT_GT(rel(hf, mid), kNeeded * e_attn) << "attn_out:" << n << " is not needed for resid_mid:" << n;
             }
         }
 }

@@ -1062,5 +1062,6 @@ TEST(ReportData, RoutingSectionOnlyForRoutedRuns) {
     for (auto r : p.runs)
         if (r.model == "dense") dense.runs.push_back(r);
     in.panel = dense;
-    for (const auto& s : phasemap::report::build_data(in, {})["sections"]) EXPECT_NE(s["id"], "routing");
+    const auto dd = phasemap::report::build_data(in, {});   // kept: a range-for over a temporary's member dangles
+    for (const auto& s : dd["sections"]) EXPECT_NE(s["id"], "routing");
 }

@@ -21,6 +21,8 @@
 #include <cmath>
 #include <cstring>
 #include <ggml-backend.h>
+#include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -533,6 +535,10 @@ struct SamplerGuard {
     llama_sampler* s = nullptr;
     SamplerGuard() = default;
     SamplerGuard(SamplerGuard&& o) noexcept : s(o.s) { o.s = nullptr; }
+    SamplerGuard& operator=(SamplerGuard&& o) noexcept {
+        std::swap(s, o.s);
+        return *this;
+    }
     ~SamplerGuard() {
         if (s) llama_sampler_free(s);
     }
@@ -586,16 +592,49 @@ int context_for(const Model& m, std::span<const Request> requests) {
 
 namespace {
 
-// One sequence of a batch: a request being generated, from its prefill to its RunEnd.
+// A request checked against the model and engine, ready to start (Engine::validate's work).
+struct Prepared {
+    std::vector<int32_t> prompt;
+    std::string text;
+    std::vector<Intervention> ivs;  // resolved
+};
+
+}  // namespace
+
+// Checks one request against the model and the engine; throws std::runtime_error with the reason.
+static Prepared prepare_request(const Engine::Impl& s, const Request& r) {
+    const Model& m = *s.model;
+    if (r.prompt.empty()) throw std::runtime_error("the prompt is empty");
+    if (r.n_predict < 1) throw std::runtime_error(fmt::format("-n must be at least 1 (got {})", r.n_predict));
+    if (r.sampling.temperature < 0) throw std::runtime_error("temperature must be ≥ 0");
+    if (r.sampling.top_p <= 0 || r.sampling.top_p > 1) throw std::runtime_error("top-p must be in (0, 1]");
+    Prepared p;
+    p.ivs = r.interventions;
+    try { resolve_interventions(p.ivs, m.info().n_layer, s.d); }
+    catch (const std::exception& e) { throw std::runtime_error(e.what()); }
+    p.prompt = request_tokens(m, r, p.text);
+    if (p.prompt.empty()) throw std::runtime_error("the prompt tokenises to no tokens");
+    if (int(p.prompt.size()) >= s.n_ctx_seq)
+        throw std::runtime_error(fmt::format("the prompt has {} tokens, the context holds {} (use --ctx to enlarge it)", p.prompt.size(), s.n_ctx_seq));
+    return p;
+}
+
+namespace {
+
+// One sequence: an admitted request being generated in one slot (llama seq id), from its
+// prefill to its RunEnd.
 struct Sequence {
-    size_t req;                              // request index
-    const Request* request;
+    Admission adm;                           // owns the request
+    size_t req;                              // run index (also the intervention key)
+    const Request* request;                  // &adm.request
     RunSink* sink;
     SamplerGuard smpl;
     bool greedy;                             // temperature 0: the arg-max, without llama.cpp's sampler
+    std::vector<int32_t> prompt;
     llama_token next;                        // token to feed at the next step
     llama_pos pos;                           // its position
     int generated = 0;                       // = t of the next generated token
+    bool begun = false;                      // sink->begin called
     bool done = false;
     std::vector<int32_t> out;
     std::vector<Intervention> ivs;           // resolved; the controller may append
@@ -605,40 +644,133 @@ struct Sequence {
     std::vector<int32_t> pending;            // inserted tokens to decode before the next step
 };
 
-// One batch of at most n_parallel sequences, decoded in lock step (the steps of generate()).
-struct BatchRun {
+// The engine loop's state: n_parallel slots, each empty or holding one sequence; sequences join
+// (prefill) and leave (slot memory removed) between lock-step decode steps.
+struct Loop {
     Engine::Impl& s;
+    RequestSource& src;
     const Model& m;
     const int V, L;
     BatchGuard& batch;
-    std::vector<Sequence> seqs;
-    std::vector<int> active;                 // sequences of the current step, in batch-row order
+    std::vector<std::unique_ptr<Sequence>> slots;
+    std::vector<int> active;                 // slots of the current step, in batch-row order
     // per batch row of the current step
     std::vector<const float*> logits;
     std::vector<int32_t> sampled;
     std::vector<metrics::TokenProbStats> stats;
 
+    int n_busy() const {
+        return int(std::count_if(slots.begin(), slots.end(), [](const auto& q) { return q != nullptr; }));
+    }
+
     bool prefill_edits(const Sequence& q) const {
         return std::any_of(q.ivs.begin(), q.ivs.end(), [&](const Intervention& iv) { return iv.prefill && iv.block < L - 1; });
     }
 
-    // Prefills all but the last prompt token of each sequence, without capture. Requests with the
-    // same prompt tokens (and no prefill edits) fork an earlier one's prefix instead
-    // (EngineOptions::share_prompt_prefix).
-    void prefill(const std::vector<std::vector<int32_t>>& prompts) {
-        const int n = int(seqs.size());
-        std::vector<int> fork_from(size_t(n), -1);
+    // Removes slot k's sequence and its memory.
+    void release(int k) {
+        llama_memory_seq_rm(llama_get_memory(s.ctx), k, -1, -1);
+        slots[size_t(k)].reset();
+    }
+
+    // A sequence that cannot go on: the source hears of it first (generate() rethrows there),
+    // then its sink ends with stop reason "error" and its slot is freed.
+    void fail(int k, std::exception_ptr err) {
+        Sequence& q = *slots[size_t(k)];
+        if (!q.done) {
+            q.done = true;
+            src.failed(q.adm, err);
+            if (q.begun) {
+                RunEnd e;
+                e.stop_reason = "error";
+                try { std::rethrow_exception(err); }
+                catch (const std::exception& x) { e.error = x.what(); }
+                catch (...) { e.error = "unknown error"; }
+                e.n_generated = q.generated;
+                e.text = m.detokenize(q.out);
+                e.insertions = q.insertions;
+                e.events = q.events;
+                try { q.sink->end(e); } catch (...) {}
+            }
+        }
+        release(k);
+    }
+
+    // Takes new requests while a slot is free; returns the slots filled, or nullopt when the
+    // source ends the loop (asked while idle).
+    std::optional<std::vector<int>> admit() {
+        std::vector<int> fresh;
+        for (;;) {
+            int k = 0;
+            while (k < int(slots.size()) && slots[size_t(k)]) ++k;
+            if (k == int(slots.size())) break;
+            const bool idle = n_busy() == 0;
+            std::optional<Admission> a = src.next(idle);
+            if (!a) {
+                if (idle) return std::nullopt;
+                break;
+            }
+            Prepared p;
+            try { p = prepare_request(s, a->request); }
+            catch (...) { src.failed(*a, std::current_exception()); continue; }
+            auto q = std::make_unique<Sequence>();
+            q->adm = std::move(*a);
+            q->req = q->adm.run_index;
+            q->request = &q->adm.request;
+            q->sink = q->adm.sink;
+            q->smpl = make_sampler(q->request->sampling);
+            q->greedy = q->request->sampling.temperature <= 0.0f;
+            q->prompt = std::move(p.prompt);
+            q->next = q->prompt.back();
+            q->pos = llama_pos(q->prompt.size() - 1);
+            q->ivs = std::move(p.ivs);
+            q->ivst.resize(q->ivs.size());
+            slots[size_t(k)] = std::move(q);
+            Sequence& sq = *slots[size_t(k)];
+            try {
+                sq.begun = true;
+                sq.sink->begin(RunStart{sq.req, p.text, sq.prompt, s.layers, s.d, V, s.routing});
+            } catch (...) {
+                sq.begun = false;
+                fail(k, std::current_exception());
+                continue;
+            }
+            fresh.push_back(k);
+        }
+        return fresh;
+    }
+
+    // Prefills all but the last prompt token of each fresh sequence, without capture. With
+    // EngineOptions::share_prompt_prefix a sequence whose prompt tokens equal another's (neither
+    // with prefill edits) copies that prefix: from a fresh sequence of the same admission, or from
+    // a running one (its cells up to the prompt's second-to-last position).
+    void prefill(const std::vector<int> fresh) {
+        const int n = int(fresh.size());
+        std::vector<int> fork_from(size_t(n), -1);      // slot to copy from
+        std::vector<bool> fork_running(size_t(n), false);
         if (s.opt.share_prompt_prefix && !m.info().recurrent)
-            for (int k = 1; k < n; ++k)
-                for (int j = 0; j < k && fork_from[size_t(k)] < 0; ++j)
-                    if (fork_from[size_t(j)] < 0 && prompts[seqs[size_t(k)].req] == prompts[seqs[size_t(j)].req] &&
-                        !prefill_edits(seqs[size_t(k)]) && !prefill_edits(seqs[size_t(j)]))
-                        fork_from[size_t(k)] = j;
+            for (int i = 0; i < n; ++i) {
+                const Sequence& qi = *slots[size_t(fresh[size_t(i)])];
+                if (prefill_edits(qi)) continue;
+                for (int j = 0; j < i && fork_from[size_t(i)] < 0; ++j) {
+                    const Sequence& qj = *slots[size_t(fresh[size_t(j)])];
+                    if (fork_from[size_t(j)] < 0 && qj.prompt == qi.prompt && !prefill_edits(qj)) fork_from[size_t(i)] = fresh[size_t(j)];
+                }
+                for (int k = 0; k < int(slots.size()) && fork_from[size_t(i)] < 0; ++k) {
+                    const Sequence* qk = slots[size_t(k)].get();
+                    if (!qk || std::find(fresh.begin(), fresh.end(), k) != fresh.end() || qk->done) continue;
+                    if (qk->prompt == qi.prompt && !prefill_edits(*qk)) {
+                        fork_from[size_t(i)] = k;
+                        fork_running[size_t(i)] = true;
+                    }
+                }
+            }
         batch.clear();
-        for (int k = 0; k < n; ++k) {
-            if (fork_from[size_t(k)] >= 0) continue;
-            Sequence& q = seqs[size_t(k)];
-            const auto& ids = prompts[q.req];
+        for (int i = 0; i < n; ++i) {
+            if (fork_from[size_t(i)] >= 0) continue;
+            const int k = fresh[size_t(i)];
+            Sequence& q = *slots[size_t(k)];
+            const auto& ids = q.prompt;
             for (size_t j = 0; j + 1 < ids.size(); ++j) {
                 if (batch.b.n_tokens == s.n_batch) {
                     s.decode(batch.b, false);
@@ -652,18 +784,27 @@ struct BatchRun {
         }
         if (batch.b.n_tokens > 0) s.decode(batch.b, false);
         llama_memory_t mem = llama_get_memory(s.ctx);
-        for (int k = 0; k < n; ++k)
-            if (fork_from[size_t(k)] >= 0) llama_memory_seq_cp(mem, fork_from[size_t(k)], k, -1, -1);
+        for (int i = 0; i < n; ++i) {
+            const int from = fork_from[size_t(i)];
+            if (from < 0) continue;
+            const int k = fresh[size_t(i)];
+            const llama_pos keep = llama_pos(slots[size_t(k)]->prompt.size() - 1);
+            llama_memory_seq_cp(mem, from, k, 0, fork_running[size_t(i)] ? keep : -1);
+        }
     }
 
-    // The batch of step t: one token per unfinished sequence, each with the edits active at its
-    // step. False when every sequence is done.
+    // The batch of the next step: one token per running sequence, each with the edits active at
+    // its step; a cancelled sequence ends here. False when no sequence runs.
     bool queue_step() {
         active.clear();
         batch.clear();
-        for (int k = 0; k < int(seqs.size()); ++k) {
-            Sequence& q = seqs[size_t(k)];
-            if (q.done) continue;
+        for (int k = 0; k < int(slots.size()); ++k) {
+            if (!slots[size_t(k)]) continue;
+            Sequence& q = *slots[size_t(k)];
+            if (q.request->cancel && q.request->cancel->load(std::memory_order_relaxed)) {
+                end_sequence(k, "cancelled");
+                continue;
+            }
             const int row = int(active.size());
             active.push_back(k);
             const int t = q.generated;
@@ -687,7 +828,7 @@ struct BatchRun {
         sampled.resize(size_t(na));
         stats.resize(size_t(na));
         for (int bi = 0; bi < na; ++bi) {
-            Sequence& q = seqs[size_t(active[size_t(bi)])];
+            Sequence& q = *slots[size_t(active[size_t(bi)])];
             logits[size_t(bi)] = llama_get_logits_ith(s.ctx, bi);
             if (!logits[size_t(bi)]) throw std::runtime_error("llama.cpp returned no logits");
             sampled[size_t(bi)] = q.greedy ? metrics::kChosenIsTop1 : llama_sampler_sample(q.smpl.s, s.ctx, bi);
@@ -767,7 +908,9 @@ struct BatchRun {
         return "";
     }
 
-    void finish(Sequence& q, const std::string& reason) {
+    // Ends slot k's sequence with `reason` and frees the slot.
+    void end_sequence(int k, const std::string& reason) {
+        Sequence& q = *slots[size_t(k)];
         q.done = true;
         RunEnd e;
         e.stop_reason = reason;
@@ -775,7 +918,14 @@ struct BatchRun {
         e.text = m.detokenize(q.out);
         e.insertions = q.insertions;
         e.events = q.events;
-        q.sink->end(e);
+        try { q.sink->end(e); }
+        catch (...) {
+            q.done = false;
+            q.begun = false;  // its end ran (and threw): the source hears of it, the sink is not called again
+            fail(k, std::current_exception());
+            return;
+        }
+        release(k);
     }
 
     // Guard text: decodes [sampled token, inserted tokens except the last] into each sequence's
@@ -783,8 +933,10 @@ struct BatchRun {
     // emitting position of the next generated token.
     void decode_insertions() {
         batch.clear();
+        std::vector<int> in_batch;
         for (int k : active) {
-            Sequence& q = seqs[size_t(k)];
+            if (!slots[size_t(k)]) continue;
+            Sequence& q = *slots[size_t(k)];
             if (q.done || q.pending.empty()) continue;
             if (batch.b.n_tokens + int(q.pending.size()) > s.n_batch && batch.b.n_tokens > 0) {
                 s.decode(batch.b, false);
@@ -798,71 +950,111 @@ struct BatchRun {
         }
         if (batch.b.n_tokens > 0) s.decode(batch.b, false);
     }
+
+    // A failure of a whole decode: every sequence in `ks` fails with it.
+    void fail_all(const std::vector<int>& ks, std::exception_ptr err) {
+        for (int k : ks)
+            if (slots[size_t(k)]) fail(k, err);
+    }
+
+    std::vector<int> busy() const {
+        std::vector<int> r;
+        for (int k = 0; k < int(slots.size()); ++k)
+            if (slots[size_t(k)]) r.push_back(k);
+        return r;
+    }
+};
+
+// generate()'s request source: the requests in order, each admitted when a slot is free; any
+// failure is rethrown (generate() stops at the first error, as it validated everything first).
+struct SpanSource final : RequestSource {
+    std::span<const Request> requests;
+    const std::function<RunSink&(size_t)>& sink_for;
+    size_t next_i = 0;
+    SpanSource(std::span<const Request> r, const std::function<RunSink&(size_t)>& f) : requests(r), sink_for(f) {}
+    std::optional<Admission> next(bool) override {
+        if (next_i == requests.size()) return std::nullopt;
+        Admission a{requests[next_i], &sink_for(next_i), next_i};
+        ++next_i;
+        return a;
+    }
+    void failed(const Admission&, std::exception_ptr err) override { std::rethrow_exception(err); }
 };
 
 }  // namespace
 
-void Engine::generate(std::span<const Request> requests, const std::function<RunSink&(size_t)>& sink_for) {
+void Engine::validate(const Request& r) const { (void)prepare_request(*impl_, r); }
+
+void Engine::serve(RequestSource& src) {
     Impl& s = *impl_;
     const Model& m = *s.model;
-    const int V = m.info().n_vocab;
-    const int L = m.info().n_layer;
-
-    // Validate everything before decoding anything.
-    std::vector<std::vector<int32_t>> prompts(requests.size());
-    std::vector<std::string> texts(requests.size());
-    std::vector<std::vector<Intervention>> ivs(requests.size());
-    for (size_t i = 0; i < requests.size(); ++i) {
-        const Request& r = requests[i];
-        const std::string who = requests.size() > 1 ? fmt::format("prompt {}: ", i) : "";
-        if (r.prompt.empty()) throw std::runtime_error(who + "the prompt is empty");
-        if (r.n_predict < 1) throw std::runtime_error(who + fmt::format("-n must be at least 1 (got {})", r.n_predict));
-        if (r.sampling.temperature < 0) throw std::runtime_error(who + "temperature must be ≥ 0");
-        if (r.sampling.top_p <= 0 || r.sampling.top_p > 1) throw std::runtime_error(who + "top-p must be in (0, 1]");
-        ivs[i] = r.interventions;
-        try { resolve_interventions(ivs[i], L, s.d); }
-        catch (const std::exception& e) { throw std::runtime_error(who + e.what()); }
-        prompts[i] = request_tokens(m, r, texts[i]);
-        if (prompts[i].empty()) throw std::runtime_error(who + "the prompt tokenises to no tokens");
-        if (int(prompts[i].size()) >= s.n_ctx_seq)
-            throw std::runtime_error(who + fmt::format("the prompt has {} tokens, the context holds {} (use --ctx to enlarge it)",
-                                                       prompts[i].size(), s.n_ctx_seq));
-    }
-    s.edits.assign(size_t(L), {});
-
+    s.edits.assign(size_t(m.info().n_layer), {});
+    llama_memory_clear(llama_get_memory(s.ctx), true);
     const int P = s.opt.n_parallel;
     BatchGuard batch(std::max(s.n_batch, P));
-    for (size_t first = 0; first < requests.size(); first += size_t(P)) {
-        const int n = int(std::min(requests.size() - first, size_t(P)));
-        llama_memory_clear(llama_get_memory(s.ctx), true);
-        BatchRun run{s, m, V, L, batch, {}, {}, {}, {}, {}};
-        run.seqs.reserve(size_t(n));
-        for (size_t ri = first; ri < first + size_t(n); ++ri) {
-            const Request& r = requests[ri];
-            Sequence q{ri, &r, &sink_for(ri), make_sampler(r.sampling), r.sampling.temperature <= 0.0f, prompts[ri].back(),
-                       llama_pos(prompts[ri].size() - 1)};
-            q.ivs = ivs[ri];
-            q.ivst.resize(q.ivs.size());
-            q.sink->begin(RunStart{ri, texts[ri], prompts[ri], s.layers, s.d, V, s.routing});
-            run.seqs.push_back(std::move(q));
+    Loop run{s, src, m, m.info().n_vocab, m.info().n_layer, batch, {}, {}, {}, {}, {}};
+    run.slots.resize(size_t(P));
+    // Whatever ends the loop (the source's end, or an exception a source rethrows), the memory of
+    // every slot is cleared for the next call.
+    struct Clear {
+        Impl& s;
+        ~Clear() {
+            for (auto& e : s.edits) e.clear();
+            llama_memory_clear(llama_get_memory(s.ctx), true);
         }
-        run.prefill(prompts);
-        // Lock-step decoding (METRICS.md §1): per step, each unfinished sequence feeds one token
+    } clear{s};
+    for (;;) {
+        // Admission between steps: new sequences take the free slots and are prefilled.
+        std::optional<std::vector<int>> fresh = run.admit();
+        if (!fresh) return;
+        if (!fresh->empty()) {
+            try { run.prefill(*fresh); }
+            catch (...) {
+                for (auto& e : s.edits) e.clear();
+                run.fail_all(*fresh, std::current_exception());
+            }
+        }
+        // Lock-step decoding (METRICS.md §1): per step, each running sequence feeds one token
         // with the edits of its step t; the forward pass captures the rows; then per sequence the
         // next token is sampled and streamed, and the monitor may act on it.
-        while (run.queue_step()) {
+        if (!run.queue_step()) continue;
+        try {
             s.decode(batch.b, true);
             run.sample();
-            for (size_t bi = 0; bi < run.active.size(); ++bi) {
-                Sequence& q = run.seqs[size_t(run.active[bi])];
+        } catch (...) {
+            for (auto& e : s.edits) e.clear();
+            run.fail_all(run.active, std::current_exception());
+            continue;
+        }
+        for (size_t bi = 0; bi < run.active.size(); ++bi) {
+            const int k = run.active[bi];
+            Sequence& q = *run.slots[size_t(k)];
+            std::string reason;
+            try {
                 const TokenRecord rec = run.emit(q, bi);
-                std::string reason = run.stop_reason(q);
+                reason = run.stop_reason(q);
                 if (reason.empty() && q.request->controller) reason = run.monitor_action(q, rec, run.states(bi));
-                if (!reason.empty()) run.finish(q, reason);
+            } catch (...) {
+                run.fail(k, std::current_exception());
+                continue;
             }
-            run.decode_insertions();
+            if (!reason.empty()) run.end_sequence(k, reason);
+        }
+        try { run.decode_insertions(); }
+        catch (...) { run.fail_all(run.busy(), std::current_exception()); }
+    }
+}
+
+void Engine::generate(std::span<const Request> requests, const std::function<RunSink&(size_t)>& sink_for) {
+    // Validate everything before decoding anything.
+    for (size_t i = 0; i < requests.size(); ++i) {
+        try { validate(requests[i]); }
+        catch (const std::exception& e) {
+            throw std::runtime_error((requests.size() > 1 ? fmt::format("prompt {}: ", i) : std::string()) + e.what());
         }
     }
+    SpanSource src(requests, sink_for);
+    serve(src);
 }
 
 std::vector<float> Engine::prefill_states(std::span<const int32_t> ids, std::vector<float>* logits) {

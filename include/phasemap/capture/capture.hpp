@@ -4,7 +4,9 @@
 //
 // This header does not expose llama.cpp types; src/capture is the only code that includes llama.h.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -153,6 +155,11 @@ struct Request {
     // Online monitor / guard: called after every generated token (may stop the run, add
     // interventions or insert text). Not owned; must outlive generate().
     GenerationController* controller = nullptr;
+    // Cancellation: any thread may set the flag while the request runs (the server does when its
+    // client disconnects); the sequence then ends before its next decode step with stop reason
+    // "cancelled" (RunSink::end is called, with the tokens so far) and its slot is freed. Null:
+    // not cancellable. A request whose flag is set before admission ends at its first step.
+    std::shared_ptr<std::atomic<bool>> cancel;
 };
 
 // The request of one prompt with the generation settings every front end shares (chat template,
@@ -185,7 +192,10 @@ struct TokenRecord {
 };
 
 struct RunEnd {
-    std::string stop_reason;              // "eog" or "length"
+    // "eog", "length", "context", "monitor" (or the controller's reason), "cancelled"
+    // (Request::cancel), or "error" (Engine::serve only: this sequence failed, see `error`).
+    std::string stop_reason;
+    std::string error;                    // the failure's message when stop_reason is "error"
     int n_generated = 0;
     std::string text;                     // generated text (detokenised; inserted text excluded)
     std::vector<Insertion> insertions;    // guard text decoded into the context (in order)
@@ -201,6 +211,30 @@ public:
     virtual void begin(const RunStart& start) = 0;
     virtual void token(const TokenRecord& rec, std::span<const float> states, std::span<const float> logits) = 0;
     virtual void end(const RunEnd& end) = 0;
+};
+
+// A request handed to Engine::serve: the loop owns the copy of the request while its sequence
+// runs; `sink` must outlive the sink's end() (or RequestSource::failed for a request that
+// never began). run_index is RunStart::run_index and the key of the request's interventions.
+struct Admission {
+    Request request;
+    RunSink* sink = nullptr;
+    size_t run_index = 0;
+};
+
+// Where Engine::serve takes its requests from. next() is called between decode steps whenever a
+// slot (a llama.cpp sequence) is free. idle: no sequence runs, so next() may block until a
+// request comes, and nullopt ends serve(); not idle: next() must not block, and nullopt means
+// "nothing waiting now". Called on the thread that runs serve().
+class RequestSource {
+public:
+    virtual ~RequestSource() = default;
+    virtual std::optional<Admission> next(bool idle) = 0;
+    // An admitted request that failed: validation at admission (then its sink was never begun),
+    // or an error while it ran (its sink then ends with stop reason "error" after this returns).
+    // Only that sequence stops; the others go on. Throwing here ends serve() with that
+    // exception (generate() rethrows `error`, stopping at the first failure).
+    virtual void failed(const Admission& request, std::exception_ptr error) = 0;
 };
 
 // Shared settings recorded with every run (provenance).
@@ -248,7 +282,21 @@ public:
     // the sink of request i (called once per request, before its first token). Requests are
     // validated (empty prompt, prompt longer than the context, n_predict < 1) before any
     // decoding starts; a failure throws std::runtime_error naming the request.
+    // generate() is serve() with the requests as the source: request i joins when a slot frees
+    // (continuous batching, see serve()).
     void generate(std::span<const Request> requests, const std::function<RunSink&(size_t)>& sink_for);
+
+    // The engine loop (continuous batching): up to n_parallel sequences decode in lock step, one
+    // token each per step; between steps, finished and cancelled sequences leave (their slot's
+    // memory is removed) and new requests from `src` join (prefilled, then in the next step).
+    // Returns when the source ends it (next(true) gives nullopt). A failing request or decode
+    // ends only the sequences it concerns (RequestSource::failed), never the loop.
+    void serve(RequestSource& src);
+
+    // The checks generate() and serve() make before a request runs (empty prompt, n_predict,
+    // sampling ranges, interventions against the model, prompt longer than the context);
+    // throws std::runtime_error with the reason. Safe to call from any thread.
+    void validate(const Request& request) const;
 
     // Prefills `ids` (one sequence) and returns the states of the captured layers at the last
     // position, [L', d] row-major, plus the logits there. Used to check the emitting position.

@@ -21,6 +21,7 @@ log() { printf '[deps] %s\n' "$*" >&2; }
 APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libeigen3-dev libboost-math-dev
   libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libzip-dev zlib1g-dev libssl-dev
+  libcpp-httplib-dev curl      # phasemap serve (cmake/serve.cmake) and its tests
   python3 python3-numpy python3-pandas
   chromium librsvg2-bin
   clang libclang-rt-14-dev   # make fuzz: clang with libFuzzer (scripts/fuzz.sh)

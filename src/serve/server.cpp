@@ -1,0 +1,524 @@
+// The HTTP front of the engine loop: handlers (httplib worker threads) validate a request, queue
+// it, and read its tokens from a per-request channel that the engine loop (one thread, in
+// Engine::serve) fills as the request's sink.
+#include "phasemap/serve/server.hpp"
+
+#include <fmt/core.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "phasemap/io/summary_json.hpp"
+#include "phasemap/metrics/analyze.hpp"
+#include "phasemap/steer/spec.hpp"
+
+namespace phasemap::serve {
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// A client error: the handler answers `status` with this message.
+struct HttpError : std::runtime_error {
+    int status;
+    HttpError(int s, const std::string& m) : std::runtime_error(m), status(s) {}
+};
+
+// Compares a presented key with the configured one in time that depends only on the configured
+// key's length.
+bool same_key(std::string_view given, std::string_view key) {
+    unsigned char d = given.size() != key.size();
+    for (size_t i = 0; i < key.size(); ++i) d |= static_cast<unsigned char>((i < given.size() ? given[i] : 0) ^ key[i]);
+    return d == 0;
+}
+
+json error_body(const std::string& msg, const char* type) { return json{{"error", {{"message", msg}, {"type", type}}}}; }
+
+// One token as the engine streamed it.
+struct TokenEvent {
+    capture::TokenRecord rec;
+};
+
+// One request's sink: the engine loop writes, the HTTP handler reads. Keeps the states for the
+// run summary at the end.
+struct Channel final : capture::RunSink {
+    std::mutex mu;
+    std::condition_variable cv;
+    capture::RunStart start;
+    std::deque<capture::TokenRecord> pending;
+    std::vector<capture::TokenRecord> tokens;
+    std::vector<float> states;
+    std::optional<capture::RunEnd> end_;
+    std::string failure;                 // failed before or while running
+    bool closed = false;                 // end_ or failure set
+    std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+    std::function<void(size_t)> on_token;  // metrics
+
+    void begin(const capture::RunStart& s) override {
+        std::lock_guard lk(mu);
+        start = s;
+    }
+    void token(const capture::TokenRecord& rec, std::span<const float> st, std::span<const float>) override {
+        {
+            std::lock_guard lk(mu);
+            pending.push_back(rec);
+            tokens.push_back(rec);
+            states.insert(states.end(), st.begin(), st.end());
+        }
+        cv.notify_all();
+        if (on_token) on_token(1);
+    }
+    void end(const capture::RunEnd& e) override {
+        {
+            std::lock_guard lk(mu);
+            if (e.stop_reason == "error") failure = e.error;
+            end_ = e;
+            closed = true;
+        }
+        cv.notify_all();
+    }
+    void fail(const std::string& why) {
+        {
+            std::lock_guard lk(mu);
+            failure = why;
+            closed = true;
+        }
+        cv.notify_all();
+    }
+};
+
+struct Job {
+    capture::Request request;
+    std::shared_ptr<Channel> ch;
+};
+
+}  // namespace
+
+struct Server::Impl final : capture::RequestSource {
+    std::shared_ptr<capture::Model> model;
+    capture::EngineOptions eopt;
+    ServerOptions opt;
+    std::unique_ptr<capture::Engine> engine;
+    httplib::Server http;
+    int bound_port = 0;
+
+    // The queue between handlers and the loop.
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Job> queue;
+    std::unordered_map<Channel*, std::shared_ptr<Channel>> live;  // admitted, until closed
+    bool stopping = false;
+    size_t next_index = 0;
+
+    // Prometheus counters.
+    std::atomic<uint64_t> n_requests{0}, n_rejected{0}, n_tokens{0};
+    std::atomic<int> n_active{0};
+    Clock::time_point started = Clock::now();
+
+    // RequestSource: called on the loop thread between steps.
+    std::optional<capture::Admission> next(bool idle) override {
+        std::unique_lock lk(mu);
+        for (auto it = live.begin(); it != live.end();) {
+            std::lock_guard cl(it->first->mu);
+            if (it->first->closed) {
+                it = live.erase(it);
+                --n_active;
+            } else {
+                ++it;
+            }
+        }
+        if (idle) cv.wait(lk, [&] { return !queue.empty() || stopping; });
+        if (queue.empty()) return std::nullopt;
+        Job j = std::move(queue.front());
+        queue.pop_front();
+        Channel* c = j.ch.get();
+        live[c] = j.ch;
+        ++n_active;
+        capture::Admission a{std::move(j.request), c, next_index++};
+        return a;
+    }
+    void failed(const capture::Admission& a, std::exception_ptr err) override {
+        std::string why = "unknown error";
+        try { std::rethrow_exception(err); }
+        catch (const std::exception& e) { why = e.what(); }
+        catch (...) {}
+        static_cast<Channel*>(a.sink)->fail(why);
+    }
+
+    void enqueue(Job j) {
+        {
+            std::lock_guard lk(mu);
+            if (stopping) throw HttpError(503, "the server is shutting down");
+            if (queue.size() >= opt.queue) {
+                ++n_rejected;
+                throw HttpError(429, fmt::format("the queue is full ({} requests wait for a slot)", queue.size()));
+            }
+            queue.push_back(std::move(j));
+        }
+        cv.notify_all();
+    }
+
+    // --- request parsing -------------------------------------------------------------------
+    struct Parsed {
+        capture::Request req;
+        bool stream = false;
+        bool chat = false;
+        bool analysis = true;
+        std::string metric_layer;   // "" = the analysis default
+    };
+
+    static const json& need(const json& b, const char* k) { return b.at(k); }
+
+    static double number(const json& v, const char* name) {
+        if (!v.is_number()) throw HttpError(400, fmt::format("'{}' must be a number", name));
+        return v.get<double>();
+    }
+    static int integer(const json& v, const char* name) {
+        if (!v.is_number_integer()) throw HttpError(400, fmt::format("'{}' must be an integer", name));
+        const auto x = v.get<int64_t>();
+        if (x < 0 || x > (1 << 24)) throw HttpError(400, fmt::format("'{}' = {} is out of range", name, x));
+        return int(x);
+    }
+
+    Parsed parse(const std::string& body, bool chat) const {
+        json b;
+        try { b = json::parse(body); }
+        catch (const std::exception& e) { throw HttpError(400, fmt::format("the body is not JSON: {}", e.what())); }
+        if (!b.is_object()) throw HttpError(400, "the body must be a JSON object");
+        Parsed p;
+        p.chat = chat;
+        capture::Request& r = p.req;
+        r.chat = chat;
+        r.n_predict = opt.max_tokens;
+        static const std::vector<std::string> known_c{"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stream",
+                                                      "n", "user", "stream_options", "phasemap"};
+        static const std::vector<std::string> known_chat{"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+                                                         "top_k", "seed", "stream", "n", "user", "stream_options", "phasemap"};
+        const auto& known = chat ? known_chat : known_c;
+        for (const auto& [k, v] : b.items())
+            if (std::find(known.begin(), known.end(), k) == known.end())
+                throw HttpError(400, fmt::format("unknown or unsupported field '{}'", k));
+        if (chat) {
+            if (!b.contains("messages") || !b["messages"].is_array() || b["messages"].size() != 1)
+                throw HttpError(400, "'messages' must be an array of one user message (this server applies the chat template to one turn)");
+            const json& m = b["messages"][0];
+            if (!m.is_object() || m.value("role", "") != "user" || !m.contains("content") || !m["content"].is_string())
+                throw HttpError(400, "the message must be {\"role\": \"user\", \"content\": TEXT}");
+            if (!model->info().has_chat_template) throw HttpError(400, "the model has no chat template: use /v1/completions");
+            r.prompt = m["content"].get<std::string>();
+        } else {
+            if (!b.contains("prompt") || !b["prompt"].is_string()) throw HttpError(400, "'prompt' must be a string");
+            r.prompt = b["prompt"].get<std::string>();
+        }
+        for (const char* k : {"max_tokens", "max_completion_tokens"})
+            if (b.contains(k) && !b[k].is_null()) r.n_predict = integer(b[k], k);
+        if (b.contains("temperature") && !b["temperature"].is_null()) r.sampling.temperature = float(number(b["temperature"], "temperature"));
+        if (b.contains("top_p") && !b["top_p"].is_null()) r.sampling.top_p = float(number(b["top_p"], "top_p"));
+        if (b.contains("top_k") && !b["top_k"].is_null()) r.sampling.top_k = integer(b["top_k"], "top_k");
+        if (b.contains("seed") && !b["seed"].is_null()) r.sampling.seed = uint64_t(integer(b["seed"], "seed"));
+        if (b.contains("n") && !(b["n"].is_number_integer() && b["n"].get<int>() == 1)) throw HttpError(400, "'n' must be 1");
+        if (b.contains("stream")) {
+            if (!b["stream"].is_boolean()) throw HttpError(400, "'stream' must be true or false");
+            p.stream = b["stream"].get<bool>();
+        }
+        if (b.contains("phasemap")) {
+            const json& x = b["phasemap"];
+            if (!x.is_object()) throw HttpError(400, "'phasemap' must be an object");
+            for (const auto& [k, v] : x.items()) {
+                if (k == "interventions") {
+                    if (!v.is_array()) throw HttpError(400, "'phasemap.interventions' must be an array of intervention specs");
+                    for (const json& s : v) {
+                        if (!s.is_string()) throw HttpError(400, "'phasemap.interventions' entries are specs such as \"add:block:3:vec.npy:2\"");
+                        steer::ParsedIntervention pi;
+                        try { pi = steer::parse_intervention_spec(s.get<std::string>(), model->info().n_layer); }
+                        catch (const std::exception& e) { throw HttpError(400, e.what()); }
+                        if (!pi.prompts.empty()) throw HttpError(400, "prompts= does not apply to a served request");
+                        r.interventions.push_back(pi.iv);
+                    }
+                } else if (k == "metric_layer") {
+                    if (v.is_string()) p.metric_layer = v.get<std::string>();
+                    else if (v.is_number_integer()) p.metric_layer = std::to_string(v.get<int64_t>());
+                    else throw HttpError(400, "'phasemap.metric_layer' must be a layer name or an integer");
+                } else if (k == "analysis") {
+                    if (!v.is_boolean()) throw HttpError(400, "'phasemap.analysis' must be true or false");
+                    p.analysis = v.get<bool>();
+                } else {
+                    throw HttpError(400, fmt::format("unknown or unsupported field 'phasemap.{}'", k));
+                }
+            }
+        }
+        try { engine->validate(r); }
+        catch (const std::exception& e) { throw HttpError(400, e.what()); }
+        // n beyond the context: the prompt and max_tokens must fit one sequence's context.
+        const size_t n_prompt = chat ? model->tokenize(model->apply_chat_template(r.prompt), true, true).size() : model->tokenize(r.prompt, true).size();
+        if (n_prompt + size_t(r.n_predict) > size_t(engine->facts().n_ctx))
+            throw HttpError(400, fmt::format("the prompt ({} tokens) and max_tokens {} exceed the context of {} tokens", n_prompt, r.n_predict,
+                                             engine->facts().n_ctx));
+        return p;
+    }
+
+    // --- responses ---------------------------------------------------------------------------
+    static json token_json(const capture::TokenRecord& t) {
+        return json{{"t", t.t}, {"id", t.id}, {"text", t.text}, {"position", t.position}, {"entropy", t.stats.entropy},
+                    {"top1", t.stats.top1}, {"margin", t.stats.margin}, {"surprisal", t.stats.surprisal}};
+    }
+
+    static const char* finish_reason(const std::string& stop) {
+        if (stop == "length" || stop == "context") return "length";
+        return "stop";
+    }
+
+    // The run summary of the metrics code over the captured states (LIMEN's protocol: hf:0 left
+    // out when other layers are captured), as generate --analyze --json writes it.
+    json summary(Channel& c, const Parsed& p) const {
+        std::vector<std::string> names;
+        for (const auto& l : c.start.layers) names.push_back(l.label);
+        if (names.empty() || c.tokens.empty()) return json{{"missing_reason", "no captured layers or no tokens"}};
+        metrics::StatesView view{c.states.data(), c.tokens.size(), names.size(), size_t(c.start.n_embd), names};
+        bool emb = true;
+        if (names.size() > 1 && names.front() == "hf:0") {
+            view = view.drop_front_layers(1);
+            emb = false;
+        } else if (names.front() != "hf:0") {
+            emb = false;
+        }
+        const std::vector<std::string> kept(view.layer_names.begin(), view.layer_names.end());
+        view.layer_names = kept;
+        metrics::AnalysisOptions ao;
+        if (!p.metric_layer.empty()) ao.layer = metrics::parse_layer_choice(p.metric_layer, kept);
+        std::vector<metrics::TokenProbStats> stats;
+        io::SummaryContext ctx;
+        for (const auto& t : c.tokens) {
+            stats.push_back(t.stats);
+            ctx.token_texts.push_back(t.text);
+            ctx.token_ids.push_back(t.id);
+        }
+        ctx.prompt = c.start.prompt_text;
+        ctx.generated_text = c.end_ ? c.end_->text : "";
+        ctx.hidden_states_shape = {c.tokens.size(), names.size(), size_t(c.start.n_embd)};
+        ctx.embedding_output_included = emb;
+        return io::summary_json(metrics::analyze_run(view, stats, ao), ctx);
+    }
+
+    json chunk(const std::string& id, bool chat, const std::string& text, const char* finish, const json& ext) const {
+        json choice{{"index", 0}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
+        if (chat) choice["delta"] = text.empty() && finish ? json::object() : json{{"content", text}};
+        else choice["text"] = text;
+        if (!chat) choice["logprobs"] = nullptr;
+        json j{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", std::time(nullptr)},
+               {"model", opt.model_id}, {"choices", json::array({choice})}};
+        if (!ext.is_null()) j["phasemap"] = ext;
+        return j;
+    }
+
+    void handle(const httplib::Request& hreq, httplib::Response& res, bool chat) {
+        ++n_requests;
+        Parsed p = parse(hreq.body, chat);
+        auto ch = std::make_shared<Channel>();
+        ch->on_token = [this](size_t n) { n_tokens += n; };
+        p.req.cancel = ch->cancel;
+        const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", n_requests.load());
+        enqueue(Job{p.req, ch});
+        if (!p.stream) {
+            std::unique_lock lk(ch->mu);
+            ch->cv.wait(lk, [&] { return ch->closed; });
+            if (!ch->failure.empty()) throw HttpError(500, ch->failure);
+            json toks = json::array();
+            for (const auto& t : ch->tokens) toks.push_back(token_json(t));
+            json ext{{"tokens", toks}, {"stop_reason", ch->end_->stop_reason}};
+            if (p.analysis) ext["summary"] = summary(*ch, p);
+            json choice{{"index", 0}, {"finish_reason", finish_reason(ch->end_->stop_reason)}};
+            if (chat) choice["message"] = json{{"role", "assistant"}, {"content", ch->end_->text}};
+            else {
+                choice["text"] = ch->end_->text;
+                choice["logprobs"] = nullptr;
+            }
+            const size_t np = ch->start.prompt_ids.size(), ng = ch->tokens.size();
+            json out{{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", std::time(nullptr)},
+                     {"model", opt.model_id}, {"choices", json::array({choice})},
+                     {"usage", {{"prompt_tokens", np}, {"completion_tokens", ng}, {"total_tokens", np + ng}}}, {"phasemap", ext}};
+            res.set_content(out.dump(), "application/json");
+            return;
+        }
+        // Streaming: one SSE event per token; the last carries finish_reason and the summary.
+        struct State {
+            bool role_sent = false;
+            bool done = false;
+        };
+        auto st = std::make_shared<State>();
+        res.set_header("Cache-Control", "no-cache");
+        res.set_chunked_content_provider(
+            "text/event-stream",
+            [this, ch, st, id, p](size_t, httplib::DataSink& sink) {
+                auto send = [&](const json& j) {
+                    const std::string s = "data: " + j.dump() + "\n\n";
+                    return sink.write(s.data(), s.size());
+                };
+                if (st->done) return false;
+                if (p.chat && !st->role_sent) {
+                    st->role_sent = true;
+                    json c = chunk(id, true, "", nullptr, nullptr);
+                    c["choices"][0]["delta"] = json{{"role", "assistant"}, {"content", ""}};
+                    if (!send(c)) { ch->cancel->store(true); return false; }
+                }
+                std::unique_lock lk(ch->mu);
+                while (ch->pending.empty() && !ch->closed) {
+                    ch->cv.wait_for(lk, std::chrono::milliseconds(50));
+                    if (!sink.is_writable()) {
+                        ch->cancel->store(true);
+                        return false;
+                    }
+                }
+                std::deque<capture::TokenRecord> toks;
+                toks.swap(ch->pending);
+                const bool closed = ch->closed;
+                lk.unlock();
+                for (const auto& t : toks)
+                    if (!send(chunk(id, p.chat, t.text, nullptr, json{{"token", token_json(t)}}))) {
+                        ch->cancel->store(true);
+                        return false;
+                    }
+                if (!closed) return true;
+                std::lock_guard g(ch->mu);
+                if (!ch->pending.empty()) return true;  // tokens that came after the swap
+                st->done = true;
+                if (!ch->failure.empty()) {
+                    send(error_body(ch->failure, "server_error"));
+                } else {
+                    json ext{{"stop_reason", ch->end_->stop_reason}, {"n_generated", ch->end_->n_generated}};
+                    if (p.analysis) ext["summary"] = summary(*ch, p);
+                    send(chunk(id, p.chat, "", finish_reason(ch->end_->stop_reason), ext));
+                }
+                const std::string fin = "data: [DONE]\n\n";
+                sink.write(fin.data(), fin.size());
+                sink.done();
+                return true;
+            },
+            [ch](bool ok) {
+                if (!ok) ch->cancel->store(true);
+            });
+    }
+
+    std::string prometheus() {
+        size_t qlen = 0;
+        {
+            std::lock_guard lk(mu);
+            qlen = queue.size();
+        }
+        const double up = std::chrono::duration<double>(Clock::now() - started).count();
+        std::string s;
+        s += "# HELP phasemap_requests_total Completion requests received.\n# TYPE phasemap_requests_total counter\n";
+        s += fmt::format("phasemap_requests_total {}\n", n_requests.load());
+        s += "# HELP phasemap_requests_rejected_total Requests refused because the queue was full (429).\n# TYPE phasemap_requests_rejected_total counter\n";
+        s += fmt::format("phasemap_requests_rejected_total {}\n", n_rejected.load());
+        s += "# HELP phasemap_tokens_generated_total Tokens generated.\n# TYPE phasemap_tokens_generated_total counter\n";
+        s += fmt::format("phasemap_tokens_generated_total {}\n", n_tokens.load());
+        s += "# HELP phasemap_active_sequences Sequences in the engine's batch.\n# TYPE phasemap_active_sequences gauge\n";
+        s += fmt::format("phasemap_active_sequences {}\n", n_active.load());
+        s += "# HELP phasemap_queue_length Requests waiting for a slot.\n# TYPE phasemap_queue_length gauge\n";
+        s += fmt::format("phasemap_queue_length {}\n", qlen);
+        s += "# HELP phasemap_tokens_per_second Tokens generated per second since the server started.\n# TYPE phasemap_tokens_per_second gauge\n";
+        s += fmt::format("phasemap_tokens_per_second {:.3f}\n", up > 0 ? double(n_tokens.load()) / up : 0.0);
+        return s;
+    }
+
+    void routes() {
+        http.set_payload_max_length(opt.max_body);
+        const int nt = opt.http_threads;
+        http.new_task_queue = [nt] { return new httplib::ThreadPool(size_t(nt)); };
+        http.set_pre_routing_handler([this](const httplib::Request& r, httplib::Response& res) {
+            if (opt.api_key.empty() || r.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+            const std::string auth = r.get_header_value("Authorization");
+            const std::string pre = "Bearer ";
+            if (auth.rfind(pre, 0) == 0 && same_key(std::string_view(auth).substr(pre.size()), opt.api_key))
+                return httplib::Server::HandlerResponse::Unhandled;
+            res.status = 401;
+            res.set_content(error_body("missing or wrong API key (Authorization: Bearer KEY)", "authentication_error").dump(), "application/json");
+            return httplib::Server::HandlerResponse::Handled;
+        });
+        auto wrap = [this](bool chat) {
+            return [this, chat](const httplib::Request& r, httplib::Response& res) {
+                try {
+                    handle(r, res, chat);
+                } catch (const HttpError& e) {
+                    res.status = e.status;
+                    if (e.status == 429) res.set_header("Retry-After", "1");
+                    res.set_content(error_body(e.what(), e.status >= 500 ? "server_error" : "invalid_request_error").dump(), "application/json");
+                } catch (const std::exception& e) {
+                    res.status = 500;
+                    res.set_content(error_body(e.what(), "server_error").dump(), "application/json");
+                }
+            };
+        };
+        http.Post("/v1/completions", wrap(false));
+        http.Post("/v1/chat/completions", wrap(true));
+        http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+            json m{{"object", "list"}, {"data", json::array({json{{"id", opt.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "phasemap"}}})}};
+            res.set_content(m.dump(), "application/json");
+        });
+        http.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("{\"status\":\"ok\"}", "application/json"); });
+        http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { res.set_content(prometheus(), "text/plain; version=0.0.4"); });
+        http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+            if (!res.body.empty()) return;
+            const char* msg = res.status == 413 ? "the request body exceeds the size limit" : res.status == 404 ? "no such endpoint" : "bad request";
+            res.set_content(error_body(msg, "invalid_request_error").dump(), "application/json");
+        });
+    }
+};
+
+Server::Server(std::shared_ptr<capture::Model> model, const capture::EngineOptions& engine, const ServerOptions& opt)
+    : impl_(std::make_unique<Impl>()) {
+    Impl& s = *impl_;
+    s.model = std::move(model);
+    s.eopt = engine;
+    s.opt = opt;
+    if (s.opt.model_id.empty()) s.opt.model_id = s.model->info().path.stem().string();
+    if (opt.queue < 1) throw std::invalid_argument("--queue must be at least 1");
+    s.engine = std::make_unique<capture::Engine>(s.model, engine);
+    s.routes();
+    if (opt.port == 0) s.bound_port = s.http.bind_to_any_port(opt.host);
+    else s.bound_port = s.http.bind_to_port(opt.host, opt.port) ? opt.port : -1;
+    if (s.bound_port <= 0) throw std::runtime_error(fmt::format("cannot listen on {}:{}", opt.host, opt.port));
+}
+
+Server::~Server() = default;
+
+int Server::port() const { return impl_->bound_port; }
+
+void Server::run() {
+    Impl& s = *impl_;
+    std::thread loop([&s] { s.engine->serve(s); });
+    s.http.listen_after_bind();
+    // The listener stopped (stop()): the loop finishes what it holds, then returns when idle.
+    {
+        std::lock_guard lk(s.mu);
+        s.stopping = true;
+    }
+    s.cv.notify_all();
+    loop.join();
+}
+
+void Server::stop() {
+    Impl& s = *impl_;
+    {
+        std::lock_guard lk(s.mu);
+        s.stopping = true;
+        // Requests still waiting for a slot will not run.
+        for (auto& j : s.queue) j.ch->fail("the server is shutting down");
+        s.queue.clear();
+    }
+    s.cv.notify_all();
+    s.http.stop();
+}
+
+}  // namespace phasemap::serve

@@ -121,7 +121,7 @@ struct Server::Impl final : capture::RequestSource {
     size_t next_index = 0;
 
     // Prometheus counters.
-    std::atomic<uint64_t> n_requests{0}, n_rejected{0}, n_tokens{0};
+    std::atomic<uint64_t> n_requests{0}, n_rejected{0}, n_tokens{0}, n_cancelled{0};
     std::atomic<int> n_active{0};
     Clock::time_point started = Clock::now();
 
@@ -131,6 +131,7 @@ struct Server::Impl final : capture::RequestSource {
         for (auto it = live.begin(); it != live.end();) {
             std::lock_guard cl(it->first->mu);
             if (it->first->closed) {
+                if (it->first->end_ && it->first->end_->stop_reason == "cancelled") ++n_cancelled;
                 it = live.erase(it);
                 --n_active;
             } else {
@@ -257,6 +258,13 @@ struct Server::Impl final : capture::RequestSource {
                 }
             }
         }
+        if (!p.metric_layer.empty()) {
+            std::vector<std::string> names;
+            for (const auto& l : engine->layers()) names.push_back(l.label);
+            if (names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
+            try { (void)metrics::parse_layer_choice(p.metric_layer, names); }
+            catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.metric_layer: {}", e.what())); }
+        }
         try { engine->validate(r); }
         catch (const std::exception& e) { throw HttpError(400, e.what()); }
         // n beyond the context: the prompt and max_tokens must fit one sequence's context.
@@ -307,6 +315,9 @@ struct Server::Impl final : capture::RequestSource {
         ctx.generated_text = c.end_ ? c.end_->text : "";
         ctx.hidden_states_shape = {c.tokens.size(), names.size(), size_t(c.start.n_embd)};
         ctx.embedding_output_included = emb;
+        // summary_json's per_token section holds delta_t, curvature_t, ct_t at the metric layer and
+        // the output state of every token: they need the whole run (neighbours, run-level
+        // normalisation), so they come with the final chunk.
         return io::summary_json(metrics::analyze_run(view, stats, ao), ctx);
     }
 
@@ -421,6 +432,8 @@ struct Server::Impl final : capture::RequestSource {
         s += fmt::format("phasemap_requests_total {}\n", n_requests.load());
         s += "# HELP phasemap_requests_rejected_total Requests refused because the queue was full (429).\n# TYPE phasemap_requests_rejected_total counter\n";
         s += fmt::format("phasemap_requests_rejected_total {}\n", n_rejected.load());
+        s += "# HELP phasemap_requests_cancelled_total Sequences cancelled (client disconnected).\n# TYPE phasemap_requests_cancelled_total counter\n";
+        s += fmt::format("phasemap_requests_cancelled_total {}\n", n_cancelled.load());
         s += "# HELP phasemap_tokens_generated_total Tokens generated.\n# TYPE phasemap_tokens_generated_total counter\n";
         s += fmt::format("phasemap_tokens_generated_total {}\n", n_tokens.load());
         s += "# HELP phasemap_active_sequences Sequences in the engine's batch.\n# TYPE phasemap_active_sequences gauge\n";

@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""tests/serve: `phasemap serve` on a free loopback port, driven with curl and with concurrent
+HTTP clients (stdlib), compared with `phasemap generate`. Every server is killed at the end, even
+on failure. usage: test_serve.py PHASEMAP_BINARY  (exit 77 = skipped: no stories260K model)."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import http.client
+import numpy as np
+
+BIN = os.path.abspath(sys.argv[1])
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODEL = os.path.join(ROOT, "..", "shared", "models", "stories260K.gguf")
+if not os.path.exists(MODEL):
+    print("SKIP: ../shared/models/stories260K.gguf is not present")
+    sys.exit(77)
+ENV = dict(os.environ, PHASEMAP_THREADS="1")
+servers = []
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, flush=True)
+
+
+class Server:
+    def __init__(self, *args):
+        self.p = subprocess.Popen([BIN, "serve", "-m", MODEL, "--port", "0", *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, env=ENV, text=True)
+        servers.append(self)
+        line = self.p.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        if not m:
+            raise RuntimeError("server did not start: " + line)
+        self.port = int(m.group(1))
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        c.request(method, path, body=data, headers=headers or {"Content-Type": "application/json"})
+        r = c.getresponse()
+        out = r.status, dict(r.getheaders()), r.read()
+        c.close()
+        return out
+
+    def stream(self, body, timeout=60):
+        """Streams a completion; returns (status, [events])."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request("POST", "/v1/completions", body=json.dumps(dict(body, stream=True)), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            s = r.status
+            r.read()
+            c.close()
+            return s, []
+        events = []
+        buf = b""
+        while True:
+            chunk = r.read1(65536) if hasattr(r, "read1") else r.read(1)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n\n" in buf:
+                ev, buf = buf.split(b"\n\n", 1)
+                if ev.startswith(b"data: "):
+                    events.append(ev[6:].decode())
+        c.close()
+        return 200, events
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                return self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                return None
+        return self.p.returncode
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-s", "--max-time", "60", *args], capture_output=True, text=True, check=False).stdout
+
+
+def generate(prompt, n, *extra):
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "run.npz")
+        js = os.path.join(d, "run.json")
+        subprocess.run([BIN, "generate", "-m", MODEL, "-p", prompt, "-n", str(n), "-o", out, "-q", "--analyze", "--json", js, *extra],
+                       check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        z = np.load(out)
+        return {k: z[k] for k in ("token_ids", "entropy", "top1", "margin", "surprisal")}, json.load(open(js))
+
+
+def tokens_of_events(events):
+    toks, final = [], None
+    for e in events:
+        if e == "[DONE]":
+            continue
+        j = json.loads(e)
+        if "token" in j.get("phasemap", {}):
+            toks.append(j["phasemap"]["token"])
+        elif j["choices"][0]["finish_reason"] is not None:
+            final = j
+    return toks, final
+
+
+def same_as_generate(toks, ref, what):
+    check([t["id"] for t in toks] == list(ref["token_ids"]), what + ": token ids equal generate's")
+    for k in ("entropy", "top1", "margin", "surprisal"):
+        # JSON numbers carry doubles exactly (17 significant digits): bitwise.
+        check(all(float(t[k]) == float(v) for t, v in zip(toks, ref[k])), f"{what}: {k} bitwise equal to generate's")
+
+
+try:
+    t0 = time.time()
+    s = Server("--parallel", "4", "--queue", "64")
+    # --- basic endpoints, through curl
+    check(json.loads(curl(f"http://127.0.0.1:{s.port}/health"))["status"] == "ok", "GET /health")
+    check(json.loads(curl(f"http://127.0.0.1:{s.port}/v1/models"))["data"][0]["id"] == "stories260K", "GET /v1/models")
+    ref, ref_summary = generate("Once upon a time", 12)
+    body = json.dumps({"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 12})
+    j = json.loads(curl("-H", "Content-Type: application/json", "-d", body, f"http://127.0.0.1:{s.port}/v1/completions"))
+    toks = j["phasemap"]["tokens"]
+    same_as_generate(toks, ref, "curl non-streaming")
+    check(j["choices"][0]["text"] == ref_summary["generated_text"], "non-streaming text equals generate's")
+    check(j["usage"]["completion_tokens"] == 12, "usage.completion_tokens")
+    # The run summary and per-token ct_t are the analysis generate --analyze writes.
+    sm = j["phasemap"]["summary"]
+    for k in ("summary", "token_axis", "output_states", "per_token"):
+        check(sm.get(k) == ref_summary.get(k), f"summary section '{k}' equals generate --analyze --json")
+    check(len(sm["per_token"]["ct_t"]) == 12, "per-token ct_t present")
+    # streaming through curl -N: SSE chunks in the OpenAI format, [DONE] last
+    out = curl("-N", "-H", "Content-Type: application/json", "-d",
+               json.dumps({"prompt": "Once upon a time", "max_tokens": 12, "stream": True}), f"http://127.0.0.1:{s.port}/v1/completions")
+    events = [e[6:] for e in out.split("\n\n") if e.startswith("data: ")]
+    check(events and events[-1] == "[DONE]", "stream ends with [DONE]")
+    st, fin = tokens_of_events(events)
+    same_as_generate(st, ref, "curl streaming")
+    check(fin is not None and fin["choices"][0]["finish_reason"] == "length", "final chunk has finish_reason length")
+    check(fin is not None and fin["phasemap"]["summary"]["per_token"] == ref_summary["per_token"], "final chunk summary equals generate's")
+    check("".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == ref_summary["generated_text"], "streamed text")
+    # --- per-request intervention: the same grammar as generate --intervene, on this request only
+    vec = os.path.join(tempfile.mkdtemp(), "v.npy")
+    np.save(vec, np.random.default_rng(1).standard_normal(64).astype(np.float32))
+    spec = f"add:block:2:{vec}:3"
+    iv_ref, _ = generate("Once upon a time", 12, "--intervene", spec)
+    res = {}
+
+    def run_iv():
+        res["iv"] = s.request("POST", "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 12, "phasemap": {"interventions": [spec]}})
+
+    def run_plain():
+        res["plain"] = s.stream({"prompt": "Once upon a time", "max_tokens": 12})
+
+    th = [threading.Thread(target=run_iv), threading.Thread(target=run_plain)]
+    [t.start() for t in th]
+    [t.join() for t in th]
+    iv_toks = json.loads(res["iv"][2])["phasemap"]["tokens"]
+    check([t["id"] for t in iv_toks] == list(iv_ref["token_ids"]), "intervention: tokens equal generate --intervene")
+    check([t["id"] for t in iv_toks] != list(ref["token_ids"]), "intervention changes the sequence")
+    pt, _ = tokens_of_events(res["plain"][1])
+    check([t["id"] for t in pt] == list(ref["token_ids"]), "the sequence beside the intervened one is unchanged (tokens)")
+    # --- 400s: one clear message each, and the server keeps serving
+    bad = [b"{not json", json.dumps([1, 2]), json.dumps({"prompt": 3}), json.dumps({"prompt": "x", "max_tokens": "many"}),
+           json.dumps({"prompt": "x", "bogus": 1}), json.dumps({"prompt": "x", "phasemap": {"nope": 1}}),
+           json.dumps({"prompt": "x", "phasemap": {"metric_layer": "hf:99"}}), json.dumps({"prompt": "", "max_tokens": 3}),
+           json.dumps({"prompt": "x", "max_tokens": 100000}), json.dumps({"prompt": "x", "phasemap": {"interventions": ["add:block:99:v.npy"]}}),
+           json.dumps({"prompt": "x", "temperature": -1}), json.dumps({"prompt": " dog" * 3000, "max_tokens": 2})]
+    for b in bad:
+        code, _, body_ = s.request("POST", "/v1/completions", b)
+        msg = json.loads(body_).get("error", {}).get("message", "") if body_.startswith(b"{") else ""
+        check(code == 400 and msg, f"malformed request {b[:40]!r} → 400 with a message (got {code} {body_[:80]!r})")
+    code, _, body_ = s.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+    check(code == 400 and b"chat template" in body_, "chat on a model without a template → 400 naming it")
+    code, _, _ = s.request("POST", "/v1/completions", "x" * (2 << 20))
+    check(code == 413, f"body over the size limit → 413 (got {code})")
+    # --- load: 32 concurrent streaming clients, 200 requests, 20 malformed interleaved, one killed
+    prompts = ["Once upon a time", "The little dog", "Tom and Sue went to", "One day, a big bird", "Lily had a red ball",
+               "The sun was hot", "A cat sat", "Ben liked to"]
+    refs = {}
+    for i, p in enumerate(prompts):
+        n = 6 + 3 * i
+        c, _, b_ = s.request("POST", "/v1/completions", {"prompt": p, "max_tokens": n, "phasemap": {"analysis": False}})
+        refs[p] = [t["id"] for t in json.loads(b_)["phasemap"]["tokens"]]
+    jobs = [(prompts[i % len(prompts)], 6 + 3 * (i % len(prompts))) for i in range(200)]
+    lock = threading.Lock()
+    errors, mixed, bad_ok, done = [], [], [], [0]
+
+    def worker(w):
+        while True:
+            with lock:
+                if not jobs:
+                    return
+                p, n = jobs.pop()
+                k = done[0]
+                done[0] += 1
+            if k % 10 == 5:  # a malformed request interleaved
+                c, _, _ = s.request("POST", "/v1/completions", json.dumps({"prompt": p, "max_tokens": -1}))
+                with lock:
+                    bad_ok.append(c == 400)
+            code, ev = s.stream({"prompt": p, "max_tokens": n, "phasemap": {"analysis": False}})
+            if code != 200:
+                with lock:
+                    errors.append(code)
+                continue
+            tk, fin = tokens_of_events(ev)
+            if [t["id"] for t in tk] != refs[p] or fin is None:
+                with lock:
+                    mixed.append(p)
+
+    def killed_client():
+        sock = socket.create_connection(("127.0.0.1", s.port))
+        b_ = json.dumps({"prompt": "Once upon a time", "max_tokens": 120, "stream": True})
+        sock.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(b_)}\r\n\r\n{b_}".encode())
+        sock.recv(2000)
+        sock.close()
+
+    tl = time.time()
+    ths = [threading.Thread(target=worker, args=(w,)) for w in range(32)] + [threading.Thread(target=killed_client)]
+    [t.start() for t in ths]
+    [t.join(timeout=120) for t in ths]
+    check(not any(t.is_alive() for t in ths), "load test finished (no client stalled)")
+    check(not errors, f"load: 0 errors (got {len(errors)}: {errors[:5]})")
+    check(not mixed, f"load: every response equals its solo run ({len(mixed)} differ)")
+    check(len(bad_ok) == 20 and all(bad_ok), f"load: 20 malformed requests got 400 ({sum(bad_ok)}/{len(bad_ok)})")
+    print(f"load test: 200 streams + 20 malformed, 32 clients, {time.time() - tl:.1f} s", flush=True)
+    time.sleep(0.5)
+    met = curl(f"http://127.0.0.1:{s.port}/metrics")
+    check("phasemap_active_sequences 0" in met, "metrics: no sequence left active (the killed client's was freed)")
+    check(re.search(r"^phasemap_tokens_generated_total \d+", met, re.M) is not None, "metrics: tokens counter")
+    check(re.search(r"^phasemap_requests_cancelled_total [1-9]", met, re.M) is not None, "metrics: the killed client's sequence was cancelled")
+    print("metrics after the load test:", " ".join(l for l in met.splitlines() if l and not l.startswith("#")), flush=True)
+    rc = s.stop()
+    check(rc == 0, f"SIGTERM: the server stops cleanly (rc {rc})")
+
+    # --- queue bound: 429 with Retry-After
+    q = Server("--parallel", "1", "--queue", "1")
+    codes = []
+
+    def hit():
+        c, h, _ = q.request("POST", "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 120, "phasemap": {"analysis": False}})
+        with lock:
+            codes.append((c, h.get("Retry-After")))
+
+    ths = [threading.Thread(target=hit) for _ in range(8)]
+    [t.start() for t in ths]
+    [t.join() for t in ths]
+    check(any(c == 429 and ra for c, ra in codes), f"a full queue answers 429 with Retry-After ({codes})")
+    check(any(c == 200 for c, _ in codes), "the queued requests are served")
+    q.stop()
+
+    # --- API key: 401 without it or with a wrong one
+    a = Server("--api-key", "s3cret")
+    c1, _, _ = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+    c2, _, _ = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}, {"Authorization": "Bearer s3cre"})
+    c3, _, _ = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}, {"Authorization": "Bearer s3cret"})
+    c4, _, _ = a.request("GET", "/health")
+    check((c1, c2, c3, c4) == (401, 401, 200, 200), f"--api-key: 401, 401, 200, health 200 (got {c1}, {c2}, {c3}, {c4})")
+    a.stop()
+    print(f"serve tests: {time.time() - t0:.1f} s", flush=True)
+finally:
+    for sv in servers:
+        if sv.p.poll() is None:
+            sv.p.kill()
+            sv.p.wait()
+
+if failures:
+    print(f"{len(failures)} check(s) failed")
+    sys.exit(1)
+print("all serve checks passed")

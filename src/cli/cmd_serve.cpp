@@ -69,6 +69,7 @@ Verb reg{"serve", "OpenAI-compatible HTTP server whose stream carries each token
     app.add_option("--queue", a->server.queue, "requests that may wait for a slot; more get 429")->capture_default_str()->check(in({1, 1e6, false, true}));
     app.add_option("--api-key", a->server.api_key, "require Authorization: Bearer KEY on /v1 and /metrics");
     app.add_option("--max-body", a->server.max_body, "request body limit in bytes")->capture_default_str()->check(in({1, 1 << 30, false, true}));
+    app.add_option("--db", a->server.db, "results DB: store every served run like a panel run (phasemap audit / report read it)")->check(kPath);
     app.add_option("--layers", a->layers, "captured layers (layer spec, see generate)")->capture_default_str();
     app.add_option("--precision", a->precision, "exact (F32 KV, no flash attention) or fast")->capture_default_str()->check(one_of({"exact", "fast"}));
     app.add_option("-t,--threads", a->threads, "threads (0: $PHASEMAP_THREADS or all)")->capture_default_str()->check(in({0, 4096, false, true}));

@@ -1,5 +1,6 @@
 // Panel runner: grid → batched generation → analysis → one DB transaction per generation group.
 #include "phasemap/panel/runner.hpp"
+#include "phasemap/panel/run_analysis.hpp"
 
 #include <fmt/core.h>
 #include <signal.h>
@@ -177,74 +178,13 @@ public:
     }
 
 private:
-    // Token-axis series (§2, under the run's normalisation) of every captured layer, hf:0 included
-    // when captured, aligned to token index t like the tokens table (NaN where undefined), and
-    // the layer axis resolved per layer (speed into the layer, turn at the layer).
-    std::vector<store::LayerTokenData> layer_series(const RunRecord& r, const metrics::TokenAxisOptions& topt) const {
-        const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
-        std::vector<store::LayerTokenData> out;
-        if (T == 0) return out;
-        for (size_t l = 0; l < L && l < sh_.layer_names.size(); ++l) {
-            store::LayerTokenData ld;
-            ld.layer = sh_.layer_names[l];
-            ld.delta_t.assign(T, std::nan(""));
-            ld.curvature_t.assign(T, std::nan(""));
-            ld.ct_t.assign(T, std::nan(""));
-            const metrics::TokenAxisResult ta = metrics::token_axis({r.states.data() + l * d, T, d, L * d}, topt);
-            for (size_t i = 0; i < ta.series.delta.size() && i + 1 < T; ++i) ld.delta_t[i + 1] = ta.series.delta[i];
-            for (size_t i = 0; i < ta.series.curvature.size() && i + 2 < T; ++i) ld.curvature_t[i + 2] = ta.series.curvature[i];
-            for (size_t i = 0; i < ta.series.ct.size() && i + 2 < T; ++i) ld.ct_t[i + 2] = ta.series.ct[i];
-            ld.speed.assign(T, std::nan(""));
-            ld.turning_angle_rad.assign(T, std::nan(""));
-            out.push_back(std::move(ld));
-        }
-        // Layer axis resolved per layer, on the states as captured (like §3 in the analysis).
-        for (size_t t = 0; t < T; ++t) {
-            const metrics::LayerSteps st = metrics::layer_steps({r.states.data() + t * L * d, out.size(), d});
-            for (size_t l = 0; l < out.size(); ++l) {
-                out[l].speed[t] = st.speed[l];
-                out[l].turning_angle_rad[t] = st.turning_angle[l];
-            }
-        }
-        return out;
-    }
-
-    // MoE routing metrics of the run (docs/metrics-moe.md) into its summary.
-    static void attach_routing(const RunRecord& r, metrics::RunSummary& s) {
-        const RoutingLayout& lay = r.start.routing;
-        std::vector<int32_t> ex;
-        std::vector<float> w;
-        for (const auto& t : r.tokens) {
-            ex.insert(ex.end(), t.experts.begin(), t.experts.end());
-            w.insert(w.end(), t.expert_weights.begin(), t.expert_weights.end());
-        }
-        try {
-            s.routing = metrics::routing_metrics({ex.data(), w.data(), r.tokens.size(), lay.blocks.size(), size_t(lay.n_expert_used),
-                                                  size_t(lay.n_expert), lay.blocks});
-            s.routing_missing_reason.clear();
-        } catch (const metrics::MetricError& e) {
-            s.routing_missing_reason = e.what();
-        }
-    }
-
     void commit() {
         const RunRecord& r = rec_.record;
         const Manifest& m = *sh_.m;
-        const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
-        // LIMEN's protocol leaves the embedding output (hf:0) out of the analysed states.
-        // A view that skips hf:0 over the captured data (no copy).
-        std::vector<std::string> names = sh_.layer_names;
-        const bool drop = !m.include_embedding && L > 1 && !names.empty() && names.front() == "hf:0";
-        if (drop) names.erase(names.begin());
-        metrics::StatesView view{r.states.data(), T, L, d};
-        if (drop) view = view.drop_front_layers(1);
-        view.layer_names = names;
-        std::vector<metrics::TokenProbStats> stats;
-        std::vector<store::TokenData> toks;
-        for (const auto& t : r.tokens) {
-            stats.push_back(t.stats);
-            toks.push_back({t.id, t.text, t.position});
-        }
+        // LIMEN's protocol leaves the embedding output (hf:0) out of the analysed states
+        // (run_analysis.hpp, shared with serve --db).
+        const std::vector<std::string> names = analysed_layer_names(sh_.layer_names, m.include_embedding);
+        const std::vector<store::TokenData> toks = token_rows(r);
         const auto& gen = sh_.model->gen;
         // Every normalisation of the generation not yet stored, then one transaction for all.
         std::vector<metrics::RunSummary> summaries;
@@ -259,18 +199,7 @@ private:
             ++analysed;
             const GridPoint& p = *g_.points[k];
             const metrics::AnalysisOptions opt = analysis_options(m, p.norm, names);
-            metrics::RunSummary s;
-            if (T == 0) {
-                s.options = opt;
-                const std::string why = "the run has no generated tokens";
-                s.token.ratio_norm = metrics::Value::missing(why);
-                s.token.late_ct = metrics::Value::missing(why);
-                s.layer.missing_reason = why;
-                s.output_missing_reason = why;
-            } else {
-                s = metrics::analyze_run(view, stats, opt);
-            }
-            if (!r.start.routing.blocks.empty()) attach_routing(r, s);
+            metrics::RunSummary s = analyse_recorded_run(r, sh_.layer_names, m.include_embedding, opt);
             if (!sh_.db) continue;
             store::RunRow row;
             const Prompt& pr = m.prompts[p.prompt];
@@ -295,7 +224,7 @@ private:
             row.stop_reason = r.end.stop_reason;
             row.text = r.end.text;
             row.states_path = states_rel_;
-            layers.push_back(layer_series(r, opt.token));
+            layers.push_back(layer_token_series(r, sh_.layer_names, opt.token));
             rows.push_back(std::move(row));
             summaries.push_back(std::move(s));
         }

@@ -17,7 +17,12 @@
 #include <thread>
 #include <unordered_map>
 
+#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/capture/version.hpp"
+#include "phasemap/io/run_file.hpp"
 #include "phasemap/io/summary_json.hpp"
+#include "phasemap/panel/run_analysis.hpp"
+#include "phasemap/store/store.hpp"
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/steer/spec.hpp"
 
@@ -63,6 +68,11 @@ struct Channel final : capture::RunSink {
     bool closed = false;                 // end_ or failure set
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
     std::function<void(size_t)> on_token;  // metrics
+    std::function<void()> on_end;          // after end(): the DB writer takes the run
+    // What the DB row records (phasemap.store); set before admission.
+    bool store = false;
+    capture::Request request;
+    std::string metric_layer;
 
     void begin(const capture::RunStart& s) override {
         std::lock_guard lk(mu);
@@ -86,6 +96,7 @@ struct Channel final : capture::RunSink {
             closed = true;
         }
         cv.notify_all();
+        if (on_end && e.stop_reason != "error") on_end();
     }
     void fail(const std::string& why) {
         {
@@ -119,6 +130,105 @@ struct Server::Impl final : capture::RequestSource {
     std::unordered_map<Channel*, std::shared_ptr<Channel>> live;  // admitted, until closed
     bool stopping = false;
     size_t next_index = 0;
+
+    // The results DB and its writer thread (ServerOptions::db).
+    std::unique_ptr<store::Store> db;
+    std::thread writer;
+    std::deque<std::shared_ptr<Channel>> to_store;
+    bool writer_stop = false;
+    std::atomic<uint64_t> n_stored{0}, n_store_errors{0};
+    std::string started_id;
+
+    void write_loop() {
+        for (;;) {
+            std::shared_ptr<Channel> c;
+            {
+                std::unique_lock lk(mu);
+                cv.wait(lk, [&] { return !to_store.empty() || writer_stop; });
+                if (to_store.empty()) return;
+                c = std::move(to_store.front());
+                to_store.pop_front();
+            }
+            try {
+                store_run(*c);
+                ++n_stored;
+            } catch (const std::exception& e) {
+                ++n_store_errors;
+                fmt::print(stderr, "phasemap serve: storing run {} failed: {}\n", c->start.run_index, e.what());
+            }
+        }
+    }
+
+    // One served run into the DB, analysed as a panel run (panel/run_analysis.hpp).
+    void store_run(Channel& c) {
+        capture::RunRecord r;
+        {
+            std::lock_guard lk(c.mu);
+            r.start = c.start;
+            r.tokens = c.tokens;
+            r.states = c.states;
+            r.end = *c.end_;
+            r.finished = true;
+        }
+        std::vector<std::string> captured;
+        for (const auto& l : r.start.layers) captured.push_back(l.label);
+        const std::vector<std::string> names = panel::analysed_layer_names(captured, false);
+        metrics::AnalysisOptions ao;
+        if (!c.metric_layer.empty()) ao.layer = metrics::parse_layer_choice(c.metric_layer, names);
+        const metrics::RunSummary sm = panel::analyse_recorded_run(r, captured, false, ao);
+        const std::vector<store::TokenData> toks = panel::token_rows(r);
+        const std::vector<store::LayerTokenData> layers = panel::layer_token_series(r, captured, ao.token);
+        store::RunRow row;
+        row.run_id = io::sha256_hex(fmt::format("{}:{}", started_id, r.start.run_index)).substr(0, 32);
+        row.model = opt.model_id;
+        row.category = "serve";
+        row.prompt_index = int64_t(r.start.run_index);
+        row.prompt = c.request.prompt;
+        row.prompt_text = r.start.prompt_text;
+        row.chat = c.request.chat;
+        row.temperature = c.request.sampling.temperature;
+        row.top_k = c.request.sampling.top_k;
+        row.top_p = c.request.sampling.top_p;
+        row.seed = c.request.sampling.seed;
+        row.n_predict = c.request.n_predict;
+        row.layers = eopt.layers;
+        row.precision = engine->facts().precision;
+        row.n_ctx = engine->facts().n_ctx;
+        json mo = json::object();
+        for (const auto& [k, v] : metrics::options_record(ao)) {
+            mo[k] = v;
+            if (k == "norm") row.norm = v;
+        }
+        mo["layer"] = c.metric_layer.empty() ? std::string("-1") : c.metric_layer;
+        mo["include_embedding"] = "false";
+        row.metric_options = mo.dump();
+        row.n_generated = r.end.n_generated;
+        row.stop_reason = r.end.stop_reason;
+        row.text = r.end.text;
+        db->commit_group({store::Store::RunWrite{&row, &sm, &toks, &layers}});
+    }
+
+    void open_db() {
+        const capture::ModelInfo& info = model->info();
+        store::OpenOptions oo;
+        oo.manifest_hash = "phasemap-serve:" + info.sha256;
+        oo.meta = {{"manifest_name", "serve:" + opt.model_id}, {"phasemap_version", phasemap::version()}, {"llama_commit", phasemap::llama_commit()}};
+        db = store::Store::open(opt.db, oo);
+        store::ModelRow row;
+        row.label = opt.model_id;
+        row.path = info.path.string();
+        row.sha256 = info.sha256;
+        row.architecture = info.architecture;
+        row.gguf_architecture = info.architecture;
+        row.description = info.description;
+        row.n_layer = info.n_layer;
+        row.n_embd = info.n_embd;
+        row.n_vocab = info.n_vocab;
+        row.n_params = info.n_params;
+        db->put_model(row);
+        started_id = fmt::format("{}:{}", info.sha256, std::chrono::system_clock::now().time_since_epoch().count());
+        writer = std::thread([this] { write_loop(); });
+    }
 
     // Prometheus counters.
     std::atomic<uint64_t> n_requests{0}, n_rejected{0}, n_tokens{0}, n_cancelled{0};
@@ -176,6 +286,7 @@ struct Server::Impl final : capture::RequestSource {
         bool chat = false;
         bool analysis = true;
         std::string metric_layer;   // "" = the analysis default
+        bool store = true;          // with --db
     };
 
     static const json& need(const json& b, const char* k) { return b.at(k); }
@@ -250,6 +361,10 @@ struct Server::Impl final : capture::RequestSource {
                     if (v.is_string()) p.metric_layer = v.get<std::string>();
                     else if (v.is_number_integer()) p.metric_layer = std::to_string(v.get<int64_t>());
                     else throw HttpError(400, "'phasemap.metric_layer' must be a layer name or an integer");
+                } else if (k == "store") {
+                    if (!v.is_boolean()) throw HttpError(400, "'phasemap.store' must be true or false");
+                    if (v.get<bool>() && opt.db.empty()) throw HttpError(400, "'phasemap.store' needs a server started with --db");
+                    p.store = v.get<bool>();
                 } else if (k == "analysis") {
                     if (!v.is_boolean()) throw HttpError(400, "'phasemap.analysis' must be true or false");
                     p.analysis = v.get<bool>();
@@ -337,6 +452,21 @@ struct Server::Impl final : capture::RequestSource {
         Parsed p = parse(hreq.body, chat);
         auto ch = std::make_shared<Channel>();
         ch->on_token = [this](size_t n) { n_tokens += n; };
+        if (db && p.store) {
+            ch->store = true;
+            ch->request = p.req;
+            ch->metric_layer = p.metric_layer;
+            std::weak_ptr<Channel> w = ch;
+            ch->on_end = [this, w] {
+                if (auto c = w.lock()) {
+                    {
+                        std::lock_guard lk(mu);
+                        to_store.push_back(std::move(c));
+                    }
+                    cv.notify_all();
+                }
+            };
+        }
         p.req.cancel = ch->cancel;
         const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", n_requests.load());
         enqueue(Job{p.req, ch});
@@ -434,6 +564,8 @@ struct Server::Impl final : capture::RequestSource {
         s += fmt::format("phasemap_requests_rejected_total {}\n", n_rejected.load());
         s += "# HELP phasemap_requests_cancelled_total Sequences cancelled (client disconnected).\n# TYPE phasemap_requests_cancelled_total counter\n";
         s += fmt::format("phasemap_requests_cancelled_total {}\n", n_cancelled.load());
+        s += "# HELP phasemap_runs_stored_total Served runs written to the results DB (--db).\n# TYPE phasemap_runs_stored_total counter\n";
+        s += fmt::format("phasemap_runs_stored_total {}\n", n_stored.load());
         s += "# HELP phasemap_tokens_generated_total Tokens generated.\n# TYPE phasemap_tokens_generated_total counter\n";
         s += fmt::format("phasemap_tokens_generated_total {}\n", n_tokens.load());
         s += "# HELP phasemap_active_sequences Sequences in the engine's batch.\n# TYPE phasemap_active_sequences gauge\n";
@@ -498,13 +630,23 @@ Server::Server(std::shared_ptr<capture::Model> model, const capture::EngineOptio
     if (s.opt.model_id.empty()) s.opt.model_id = s.model->info().path.stem().string();
     if (opt.queue < 1) throw std::invalid_argument("--queue must be at least 1");
     s.engine = std::make_unique<capture::Engine>(s.model, engine);
+    if (!opt.db.empty()) s.open_db();
     s.routes();
     if (opt.port == 0) s.bound_port = s.http.bind_to_any_port(opt.host);
     else s.bound_port = s.http.bind_to_port(opt.host, opt.port) ? opt.port : -1;
     if (s.bound_port <= 0) throw std::runtime_error(fmt::format("cannot listen on {}:{}", opt.host, opt.port));
 }
 
-Server::~Server() = default;
+Server::~Server() {
+    if (impl_->writer.joinable()) {
+        {
+            std::lock_guard lk(impl_->mu);
+            impl_->writer_stop = true;
+        }
+        impl_->cv.notify_all();
+        impl_->writer.join();
+    }
+}
 
 int Server::port() const { return impl_->bound_port; }
 
@@ -519,6 +661,15 @@ void Server::run() {
     }
     s.cv.notify_all();
     loop.join();
+    // Every finished run is stored before run() returns; then the DB closes with the server.
+    if (s.writer.joinable()) {
+        {
+            std::lock_guard lk(s.mu);
+            s.writer_stop = true;
+        }
+        s.cv.notify_all();
+        s.writer.join();
+    }
 }
 
 void Server::stop() {

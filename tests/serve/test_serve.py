@@ -124,7 +124,9 @@ def same_as_generate(toks, ref, what):
 
 try:
     t0 = time.time()
-    s = Server("--parallel", "4", "--queue", "64")
+    dbdir = tempfile.mkdtemp()
+    dbpath = os.path.join(dbdir, "served.duckdb")
+    s = Server("--parallel", "4", "--queue", "64", "--db", dbpath)
     # --- basic endpoints, through curl
     check(json.loads(curl(f"http://127.0.0.1:{s.port}/health"))["status"] == "ok", "GET /health")
     check(json.loads(curl(f"http://127.0.0.1:{s.port}/v1/models"))["data"][0]["id"] == "stories260K", "GET /v1/models")
@@ -243,6 +245,12 @@ try:
     print("metrics after the load test:", " ".join(l for l in met.splitlines() if l and not l.startswith("#")), flush=True)
     rc = s.stop()
     check(rc == 0, f"SIGTERM: the server stops cleanly (rc {rc})")
+    # --db: every served run stored like a panel run; `phasemap audit` reads the DB. Served runs:
+    # 2 (curl) + 2 (intervention pair) + 8 (references) + 200 (load) + 1 (killed client, cancelled).
+    aj = os.path.join(dbdir, "audit.json")
+    subprocess.run([BIN, "audit", dbpath, "--json", aj], check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nruns = json.load(open(aj))["panel"]["runs"]
+    check(nruns == 213, f"--db: one runs row per served run (213), got {nruns}")
 
     # --- queue bound: 429 with Retry-After
     q = Server("--parallel", "1", "--queue", "1")

@@ -21,6 +21,10 @@ struct ServerOptions {
     int max_tokens = 16;               // max_tokens when a request gives none (OpenAI's default)
     std::string model_id;              // the id /v1/models lists (default: the model file's stem)
     int http_threads = 64;             // HTTP worker threads (each streaming client holds one)
+    // Results DB: every served run (unless the request sets phasemap.store false) is analysed and
+    // stored like a panel run (panel/run_analysis.hpp), by a writer thread, so `phasemap audit` /
+    // `report` read served traffic. Empty: nothing is stored.
+    std::string db;
 };
 
 class Server {

@@ -1,0 +1,32 @@
+// A recorded run analysed and turned into results-DB rows the way the panel runner stores it:
+// shared by `panel run` (src/panel/runner.cpp) and `phasemap serve --db` (src/serve), so a served
+// run is stored exactly like a panel run.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/metrics/analyze.hpp"
+#include "phasemap/store/store.hpp"
+
+namespace phasemap::panel {
+
+// The analysed layers of a run captured with `captured` layers: LIMEN's protocol leaves the
+// embedding output (hf:0) out unless include_embedding (or it is the only layer).
+std::vector<std::string> analysed_layer_names(const std::vector<std::string>& captured, bool include_embedding);
+
+// The run summary: metrics::analyze_run over the analysed layers (missing values with a reason
+// when the run has no tokens), with the MoE routing metrics when the run carries routing.
+metrics::RunSummary analyse_recorded_run(const capture::RunRecord& r, const std::vector<std::string>& captured, bool include_embedding,
+                                         const metrics::AnalysisOptions& opt);
+
+// tokens table rows of the run.
+std::vector<store::TokenData> token_rows(const capture::RunRecord& r);
+
+// token_layers rows: the token-axis series (§2, under `topt`) of every captured layer, hf:0
+// included when captured, aligned to token index t (NaN where undefined), and the layer axis
+// resolved per layer (speed into the layer, turn at the layer).
+std::vector<store::LayerTokenData> layer_token_series(const capture::RunRecord& r, const std::vector<std::string>& captured,
+                                                      const metrics::TokenAxisOptions& topt);
+
+}  // namespace phasemap::panel

@@ -75,6 +75,8 @@ std::vector<float> control_vector_sum(const RunSettings& s, const ModelInfo& mi,
     return sum;
 }
 
+}  // namespace
+
 steer::MonitorOptions monitor_options(const MonitorSettings& m, const ModelInfo& mi) {
     steer::MonitorOptions mo;
     for (const auto& t : m.triggers) mo.triggers.push_back(steer::parse_trigger(t));
@@ -96,8 +98,6 @@ steer::MonitorOptions monitor_options(const MonitorSettings& m, const ModelInfo&
     mo.validate();
     return mo;
 }
-
-}  // namespace
 
 RunPlan build_run(const RunSettings& s) {
     if (s.prompts.empty()) throw std::invalid_argument("no prompt given");

@@ -22,6 +22,7 @@
 #include "phasemap/io/run_file.hpp"
 #include "phasemap/io/summary_json.hpp"
 #include "phasemap/panel/run_analysis.hpp"
+#include "phasemap/plan/request_plan.hpp"
 #include "phasemap/store/store.hpp"
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/steer/spec.hpp"
@@ -73,6 +74,7 @@ struct Channel final : capture::RunSink {
     bool store = false;
     capture::Request request;
     std::string metric_layer;
+    std::unique_ptr<steer::Monitor> monitor;  // the request's controller (phasemap.monitor)
 
     void begin(const capture::RunStart& s) override {
         std::lock_guard lk(mu);
@@ -287,6 +289,7 @@ struct Server::Impl final : capture::RequestSource {
         bool analysis = true;
         std::string metric_layer;   // "" = the analysis default
         bool store = true;          // with --db
+        std::optional<plan::MonitorSettings> monitor;
     };
 
     static const json& need(const json& b, const char* k) { return b.at(k); }
@@ -357,6 +360,40 @@ struct Server::Impl final : capture::RequestSource {
                         if (!pi.prompts.empty()) throw HttpError(400, "prompts= does not apply to a served request");
                         r.interventions.push_back(pi.iv);
                     }
+                } else if (k == "control_vectors") {
+                    if (!v.is_array()) throw HttpError(400, "'phasemap.control_vectors' must be an array of \"FILE[:SCALE]\"");
+                    std::vector<std::string> specs;
+                    for (const json& c : v) {
+                        if (!c.is_string()) throw HttpError(400, "'phasemap.control_vectors' entries are \"FILE[:SCALE]\" strings");
+                        specs.push_back(c.get<std::string>());
+                    }
+                    try {
+                        for (auto& iv : plan::request_control_vectors(specs, model->info())) r.interventions.push_back(std::move(iv));
+                    } catch (const std::exception& e) { throw HttpError(400, e.what()); }
+                } else if (k == "monitor") {
+                    if (!v.is_object()) throw HttpError(400, "'phasemap.monitor' must be an object");
+                    plan::MonitorSettings ms;
+                    ms.enabled = true;
+                    for (const auto& [mk, mv] : v.items()) {
+                        auto str = [&](std::string& to) {
+                            if (!mv.is_string()) throw HttpError(400, fmt::format("'phasemap.monitor.{}' must be a string", mk));
+                            to = mv.get<std::string>();
+                        };
+                        if (mk == "triggers") {
+                            if (!mv.is_array()) throw HttpError(400, "'phasemap.monitor.triggers' must be an array of trigger specs");
+                            for (const json& t : mv) {
+                                if (!t.is_string()) throw HttpError(400, "'phasemap.monitor.triggers' entries are strings such as \"collapse:window=8\"");
+                                ms.triggers.push_back(t.get<std::string>());
+                            }
+                        } else if (mk == "on") str(ms.on);
+                        else if (mk == "guard_text") str(ms.guard_text);
+                        else if (mk == "on_intervene") str(ms.on_intervene);
+                        else if (mk == "for") ms.for_tokens = integer(mv, "phasemap.monitor.for");
+                        else if (mk == "cooldown") ms.cooldown = size_t(integer(mv, "phasemap.monitor.cooldown"));
+                        else if (mk == "max_actions") ms.max_actions = size_t(integer(mv, "phasemap.monitor.max_actions"));
+                        else throw HttpError(400, fmt::format("unknown field 'phasemap.monitor.{}'", mk));
+                    }
+                    p.monitor = ms;
                 } else if (k == "metric_layer") {
                     if (v.is_string()) p.metric_layer = v.get<std::string>();
                     else if (v.is_number_integer()) p.metric_layer = std::to_string(v.get<int64_t>());
@@ -380,6 +417,11 @@ struct Server::Impl final : capture::RequestSource {
             try { (void)metrics::parse_layer_choice(p.metric_layer, names); }
             catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.metric_layer: {}", e.what())); }
         }
+        if (p.monitor) {
+            p.monitor->metric_layer = p.metric_layer;  // as generate binds --metric-layer
+            try { (void)plan::request_monitor(*p.monitor, model->info(), engine->layers()); }
+            catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.monitor: {}", e.what())); }
+        }
         try { engine->validate(r); }
         catch (const std::exception& e) { throw HttpError(400, e.what()); }
         // n beyond the context: the prompt and max_tokens must fit one sequence's context.
@@ -394,6 +436,16 @@ struct Server::Impl final : capture::RequestSource {
     static json token_json(const capture::TokenRecord& t) {
         return json{{"t", t.t}, {"id", t.id}, {"text", t.text}, {"position", t.position}, {"entropy", t.stats.entropy},
                     {"top1", t.stats.top1}, {"margin", t.stats.margin}, {"surprisal", t.stats.surprisal}};
+    }
+
+    // The monitor's record (guard text decoded into the context, its log lines), when it acted.
+    static void add_monitor(json& ext, const capture::RunEnd& e) {
+        if (e.insertions.empty() && e.events.empty()) return;
+        json ins = json::array();
+        for (const auto& in : e.insertions)
+            ins.push_back({{"after_t", in.after_t}, {"position", in.position}, {"text", in.text}, {"text_offset", in.text_offset}});
+        ext["insertions"] = ins;
+        ext["events"] = e.events;
     }
 
     static const char* finish_reason(const std::string& stop) {
@@ -468,6 +520,10 @@ struct Server::Impl final : capture::RequestSource {
             };
         }
         p.req.cancel = ch->cancel;
+        if (p.monitor) {
+            ch->monitor = plan::request_monitor(*p.monitor, model->info(), engine->layers());
+            p.req.controller = ch->monitor.get();
+        }
         const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", n_requests.load());
         enqueue(Job{p.req, ch});
         if (!p.stream) {
@@ -477,6 +533,7 @@ struct Server::Impl final : capture::RequestSource {
             json toks = json::array();
             for (const auto& t : ch->tokens) toks.push_back(token_json(t));
             json ext{{"tokens", toks}, {"stop_reason", ch->end_->stop_reason}};
+            add_monitor(ext, *ch->end_);
             if (p.analysis) ext["summary"] = summary(*ch, p);
             json choice{{"index", 0}, {"finish_reason", finish_reason(ch->end_->stop_reason)}};
             if (chat) choice["message"] = json{{"role", "assistant"}, {"content", ch->end_->text}};
@@ -537,6 +594,7 @@ struct Server::Impl final : capture::RequestSource {
                     send(error_body(ch->failure, "server_error"));
                 } else {
                     json ext{{"stop_reason", ch->end_->stop_reason}, {"n_generated", ch->end_->n_generated}};
+                    add_monitor(ext, *ch->end_);
                     if (p.analysis) ext["summary"] = summary(*ch, p);
                     send(chunk(id, p.chat, "", finish_reason(ch->end_->stop_reason), ext));
                 }

@@ -99,7 +99,7 @@ def generate(prompt, n, *extra):
         subprocess.run([BIN, "generate", "-m", MODEL, "-p", prompt, "-n", str(n), "-o", out, "-q", "--analyze", "--json", js, *extra],
                        check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         z = np.load(out)
-        return {k: z[k] for k in ("token_ids", "entropy", "top1", "margin", "surprisal")}, json.load(open(js))
+        return {k: z[k] for k in ("token_ids", "positions", "entropy", "top1", "margin", "surprisal")}, json.load(open(js))
 
 
 def tokens_of_events(events):
@@ -131,6 +131,7 @@ try:
     check(json.loads(curl(f"http://127.0.0.1:{s.port}/health"))["status"] == "ok", "GET /health")
     check(json.loads(curl(f"http://127.0.0.1:{s.port}/v1/models"))["data"][0]["id"] == "stories260K", "GET /v1/models")
     ref, ref_summary = generate("Once upon a time", 12)
+    refs_once = list(generate("Once upon a time", 20)[0]["token_ids"])
     body = json.dumps({"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 12})
     j = json.loads(curl("-H", "Content-Type: application/json", "-d", body, f"http://127.0.0.1:{s.port}/v1/completions"))
     toks = j["phasemap"]["tokens"]
@@ -173,6 +174,44 @@ try:
     check([t["id"] for t in iv_toks] != list(ref["token_ids"]), "intervention changes the sequence")
     pt, _ = tokens_of_events(res["plain"][1])
     check([t["id"] for t in pt] == list(ref["token_ids"]), "the sequence beside the intervened one is unchanged (tokens)")
+    # --- per-request control vector: this sequence only; equals generate --control-vector (llama.cpp's
+    # context-wide cvec) in its tokens, while a stream beside it keeps its own
+    d = tempfile.mkdtemp()
+    for name, lines in (("pos.txt", "happy day\nI love it\nsun is bright\n"), ("neg.txt", "sad day\nI hate it\nrain is cold\n")):
+        open(os.path.join(d, name), "w").write(lines)
+    cv = os.path.join(d, "cv.gguf")
+    subprocess.run([BIN, "steer", "build", "-m", MODEL, "--pos", os.path.join(d, "pos.txt"), "--neg", os.path.join(d, "neg.txt"), "-o", cv, "-q"],
+                   check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cv_ref, _ = generate("Once upon a time", 20, "--control-vector", cv + ":0.7")
+    plain_ref, _ = generate("The little dog", 20)
+    res = {}
+
+    def run_cv():
+        res["cv"] = s.request("POST", "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 20,
+                                                          "phasemap": {"control_vectors": [cv + ":0.7"]}})
+
+    def run_plain2():
+        res["plain"] = s.stream({"prompt": "The little dog", "max_tokens": 20})
+
+    th = [threading.Thread(target=run_cv), threading.Thread(target=run_plain2)]
+    [t.start() for t in th]
+    [t.join() for t in th]
+    cv_toks = [t["id"] for t in json.loads(res["cv"][2])["phasemap"]["tokens"]]
+    check(cv_toks == list(cv_ref["token_ids"]), "control vector on one request: tokens equal generate --control-vector")
+    check(cv_toks != refs_once, "the control vector changes its sequence")
+    pt, _ = tokens_of_events(res["plain"][1])
+    check([t["id"] for t in pt] == list(plain_ref["token_ids"]), "the stream beside the control vector is untouched (tokens)")
+    # --- per-request monitor: the guard text goes in where generate --monitor puts it
+    mon = {"triggers": ["streak:n=3"], "on": "guard", "guard_text": " Then"}
+    mj = os.path.join(d, "mon.json")
+    mref, _ = generate("Once upon a time", 30, "--monitor", "--trigger", "streak:n=3", "--on", "guard", "--guard-text", " Then", "--monitor-json", mj)
+    guard_t = [e["t"] for e in json.load(open(mj))["events"] if e["action"] == "guard"]
+    code, ev = s.stream({"prompt": "Once upon a time", "max_tokens": 30, "phasemap": {"monitor": mon}})
+    mt, fin = tokens_of_events(ev)
+    check([t["id"] for t in mt] == list(mref["token_ids"]), "monitor: served tokens equal generate --monitor's")
+    check([t["position"] for t in mt] == list(mref["positions"]), "monitor: positions (guard tokens in the context) equal generate's")
+    ins = fin["phasemap"].get("insertions", []) if fin else []
+    check(guard_t and [i["after_t"] for i in ins] == guard_t, f"monitor: guard inserted after t={guard_t} as in generate (got {ins})")
     # --- 400s: one clear message each, and the server keeps serving
     bad = [b"{not json", json.dumps([1, 2]), json.dumps({"prompt": 3}), json.dumps({"prompt": "x", "max_tokens": "many"}),
            json.dumps({"prompt": "x", "bogus": 1}), json.dumps({"prompt": "x", "phasemap": {"nope": 1}}),
@@ -246,11 +285,12 @@ try:
     rc = s.stop()
     check(rc == 0, f"SIGTERM: the server stops cleanly (rc {rc})")
     # --db: every served run stored like a panel run; `phasemap audit` reads the DB. Served runs:
-    # 2 (curl) + 2 (intervention pair) + 8 (references) + 200 (load) + 1 (killed client, cancelled).
+    # 2 (curl) + 2 (intervention pair) + 2 (control-vector pair) + 1 (monitor) + 8 (references) + 200 (load)
+    # + 1 (killed client, cancelled).
     aj = os.path.join(dbdir, "audit.json")
     subprocess.run([BIN, "audit", dbpath, "--json", aj], check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nruns = json.load(open(aj))["panel"]["runs"]
-    check(nruns == 213, f"--db: one runs row per served run (213), got {nruns}")
+    check(nruns == 216, f"--db: one runs row per served run (216), got {nruns}")
 
     # --- queue bound: 429 with Retry-After
     q = Server("--parallel", "1", "--queue", "1")

@@ -39,6 +39,11 @@ struct MonitorSettings {
     bool any_option() const { return !triggers.empty() || on != "log" || !on_intervene.empty(); }
 };
 
+// The monitor options of `settings` (triggers, action, guard text, --on-intervene resolved against
+// the model); std::invalid_argument naming the flag when one is bad. Used by build_run and, per
+// request, by `serve` (plan/request_plan.hpp).
+steer::MonitorOptions monitor_options(const MonitorSettings& settings, const capture::ModelInfo& mi);
+
 // What every engine-running verb binds.
 struct RunSettings {
     std::string model;

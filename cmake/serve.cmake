@@ -17,3 +17,12 @@ if(PM_CURL AND PM_PYTHON)
   add_test(NAME serve.http COMMAND ${PM_PYTHON} ${CMAKE_SOURCE_DIR}/tests/serve/test_serve.py $<TARGET_FILE:phasemap>)
   set_tests_properties(serve.http PROPERTIES TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}" SKIP_RETURN_CODE 77)
 endif()
+# The official openai npm client (tests/serve/package.json, exact version, package-lock.json):
+# npm ci into the build dir once (fixture), then serve.openai drives the server with it; without
+# npm or network and cache, serve.openai skips (77) and says why.
+if(PM_PYTHON)
+  add_test(NAME serve.npm_setup COMMAND bash ${CMAKE_SOURCE_DIR}/tests/serve/npm_setup.sh ${CMAKE_SOURCE_DIR}/tests/serve ${CMAKE_BINARY_DIR}/serve-npm)
+  set_tests_properties(serve.npm_setup PROPERTIES FIXTURES_SETUP serve_npm TIMEOUT 300)
+  add_test(NAME serve.openai COMMAND ${PM_PYTHON} ${CMAKE_SOURCE_DIR}/tests/serve/test_openai.py $<TARGET_FILE:phasemap> ${CMAKE_BINARY_DIR}/serve-npm/node_modules)
+  set_tests_properties(serve.openai PROPERTIES FIXTURES_REQUIRED serve_npm TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}" SKIP_RETURN_CODE 77)
+endif()

@@ -5,6 +5,7 @@
 
 #include <fmt/core.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -289,6 +290,7 @@ struct Server::Impl final : capture::RequestSource {
         bool analysis = true;
         std::string metric_layer;   // "" = the analysis default
         bool store = true;          // with --db
+        bool extension = true;      // phasemap.extension: the per-token objects and the summary
         std::optional<plan::MonitorSettings> monitor;
     };
 
@@ -402,6 +404,9 @@ struct Server::Impl final : capture::RequestSource {
                     if (!v.is_boolean()) throw HttpError(400, "'phasemap.store' must be true or false");
                     if (v.get<bool>() && opt.db.empty()) throw HttpError(400, "'phasemap.store' needs a server started with --db");
                     p.store = v.get<bool>();
+                } else if (k == "extension") {
+                    if (!v.is_boolean()) throw HttpError(400, "'phasemap.extension' must be true or false");
+                    p.extension = v.get<bool>();
                 } else if (k == "analysis") {
                     if (!v.is_boolean()) throw HttpError(400, "'phasemap.analysis' must be true or false");
                     p.analysis = v.get<bool>();
@@ -422,6 +427,7 @@ struct Server::Impl final : capture::RequestSource {
             try { (void)plan::request_monitor(*p.monitor, model->info(), engine->layers()); }
             catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.monitor: {}", e.what())); }
         }
+        if (!p.extension) p.analysis = false;
         try { engine->validate(r); }
         catch (const std::exception& e) { throw HttpError(400, e.what()); }
         // n beyond the context: the prompt and max_tokens must fit one sequence's context.
@@ -535,6 +541,7 @@ struct Server::Impl final : capture::RequestSource {
             json ext{{"tokens", toks}, {"stop_reason", ch->end_->stop_reason}};
             add_monitor(ext, *ch->end_);
             if (p.analysis) ext["summary"] = summary(*ch, p);
+            if (!p.extension) ext = nullptr;
             json choice{{"index", 0}, {"finish_reason", finish_reason(ch->end_->stop_reason)}};
             if (chat) choice["message"] = json{{"role", "assistant"}, {"content", ch->end_->text}};
             else {
@@ -544,7 +551,8 @@ struct Server::Impl final : capture::RequestSource {
             const size_t np = ch->start.prompt_ids.size(), ng = ch->tokens.size();
             json out{{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", std::time(nullptr)},
                      {"model", opt.model_id}, {"choices", json::array({choice})},
-                     {"usage", {{"prompt_tokens", np}, {"completion_tokens", ng}, {"total_tokens", np + ng}}}, {"phasemap", ext}};
+                     {"usage", {{"prompt_tokens", np}, {"completion_tokens", ng}, {"total_tokens", np + ng}}}};
+            if (!ext.is_null()) out["phasemap"] = ext;
             res.set_content(out.dump(), "application/json");
             return;
         }
@@ -582,7 +590,7 @@ struct Server::Impl final : capture::RequestSource {
                 const bool closed = ch->closed;
                 lk.unlock();
                 for (const auto& t : toks)
-                    if (!send(chunk(id, p.chat, t.text, nullptr, json{{"token", token_json(t)}}))) {
+                    if (!send(chunk(id, p.chat, t.text, nullptr, p.extension ? json{{"token", token_json(t)}} : json(nullptr)))) {
                         ch->cancel->store(true);
                         return false;
                     }
@@ -596,7 +604,7 @@ struct Server::Impl final : capture::RequestSource {
                     json ext{{"stop_reason", ch->end_->stop_reason}, {"n_generated", ch->end_->n_generated}};
                     add_monitor(ext, *ch->end_);
                     if (p.analysis) ext["summary"] = summary(*ch, p);
-                    send(chunk(id, p.chat, "", finish_reason(ch->end_->stop_reason), ext));
+                    send(chunk(id, p.chat, "", finish_reason(ch->end_->stop_reason), p.extension ? ext : json(nullptr)));
                 }
                 const std::string fin = "data: [DONE]\n\n";
                 sink.write(fin.data(), fin.size());
@@ -635,7 +643,18 @@ struct Server::Impl final : capture::RequestSource {
         return s;
     }
 
+    int listen_fd = -1;
+
     void routes() {
+        // cpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed in Debian's
+        // library): a burst of clients overflows it and connections are reset. The socket is
+        // kept here (with SO_REUSEADDR, httplib's default option) and listen() is called again
+        // with SOMAXCONN after the bind, which Linux takes as the new backlog.
+        http.set_socket_options([this](socket_t sock) {
+            int yes = 1;
+            ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+            listen_fd = sock;
+        });
         http.set_payload_max_length(opt.max_body);
         const int nt = opt.http_threads;
         http.new_task_queue = [nt] { return new httplib::ThreadPool(size_t(nt)); };
@@ -693,6 +712,7 @@ Server::Server(std::shared_ptr<capture::Model> model, const capture::EngineOptio
     if (opt.port == 0) s.bound_port = s.http.bind_to_any_port(opt.host);
     else s.bound_port = s.http.bind_to_port(opt.host, opt.port) ? opt.port : -1;
     if (s.bound_port <= 0) throw std::runtime_error(fmt::format("cannot listen on {}:{}", opt.host, opt.port));
+    if (s.listen_fd >= 0) ::listen(s.listen_fd, SOMAXCONN);
 }
 
 Server::~Server() {

@@ -61,6 +61,9 @@ fi
 if [ -x "$BUILD/bench_intervene" ]; then
   step intervene "$BUILD/bench_intervene" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$((REPS + 2))"
 fi
+if [ -f ../shared/models/stories260K.gguf ]; then
+  step serve /usr/bin/python3 bench/bench_serve.py "$PM" ../shared/models/stories260K.gguf --reps 2
+fi
 cat /proc/loadavg > "$R/load_end"
 t_total=$(( $(date +%s) - t_start ))
 
@@ -186,6 +189,25 @@ if os.path.exists(os.path.join(R, "panel.out")):
                      f"```\n{BUILD}/bench_panel {QWEN} --threads {env.get('BENCH_THREADS', '2')}\n```\n\n```\n{pan.strip()}\n```" + short))
 else:
     sections.append(("Batched panel scaling", f"Not measured: `{BUILD}/bench_panel` does not exist in this build (build it with the project, PHASEMAP_BUILD_BENCH=ON, to measure 1/4/16 sequences)."))
+
+# ---- phasemap serve against panel run (bench_serve.py)
+if os.path.exists(os.path.join(R, "serve.out")):
+    sv = rd("serve.out")
+    m = re.search(r"serve_vs_panel: ([\d.]+)", sv)
+    if m:
+        ratios["serve_vs_panel_parallel16"] = (float(m.group(1)), "higher",
+                                               "tokens/s (wall), 16 streaming clients of `serve --parallel 16 --db` ÷ `panel run --parallel 16` (target ≥ 0.85)")
+    for q in ("p50", "p99"):
+        m = re.search(rf"latency_overhead_{q}: ([-\d.]+)", sv)
+        if m:
+            ratios[f"serve_extension_latency_{q}"] = (1.0 + float(m.group(1)), "lower",
+                                                      f"per-token latency {q}, with the `phasemap` extension ÷ without (target ≤ 1.03)")
+    sections.append(("phasemap serve (bench_serve.py)",
+                     "The 72 prompts of the builtin `stories` panel, 48 tokens each, greedy, on stories260K: 16 streaming clients "
+                     "of `phasemap serve --parallel 16 --db` against `phasemap panel run --parallel 16` on the same prompts and "
+                     "budget; per-token latency = gaps between token chunks at the clients.\n\n"
+                     f"```\n/usr/bin/python3 bench/bench_serve.py {BUILD}/phasemap ../shared/models/stories260K.gguf --reps 2\n```\n\n"
+                     f"```\n{sv.strip()}\n```"))
 
 # ---- intervention overhead
 if os.path.exists(os.path.join(R, "intervene.out")):

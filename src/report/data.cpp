@@ -156,6 +156,8 @@ ModelRec model_of_summary(const io::SummaryRecord& s) {
     return m;
 }
 
+json scalar_text(const json& v);
+
 // Every setting behind the runs: provenance and options flattened to key paths, with the
 // distinct values seen (per-token texts and the generated text are left out).
 void flatten(const std::string& prefix, const json& j, std::map<std::string, std::set<std::string>>& out) {
@@ -166,7 +168,8 @@ void flatten(const std::string& prefix, const json& j, std::map<std::string, std
             if (!skip.count(k)) flatten(prefix.empty() ? k : prefix + "." + k, v, out);
         return;
     }
-    std::string v = j.is_string() ? j.get<std::string>() : j.dump();
+    const json c = scalar_text(j);
+    std::string v = c.is_string() ? c.get<std::string>() : c.dump();
     if (v.size() > 160) v = v.substr(0, 157) + "...";
     out[prefix].insert(v);
 }
@@ -182,6 +185,25 @@ std::string utc_now() {
 
 std::string fmt3(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "—"; }
 std::string norm_name(const std::string& n) { return n.empty() ? "(unset)" : n; }
+// A table cell for a value that may be structured: scalars as they are, an array as its items
+// joined by ", ", an object as "key = value" pairs — never JSON text.
+json scalar_text(const json& v) {
+    if (v.is_primitive()) return v;
+    std::string t;
+    if (v.is_array()) {
+        for (const auto& x : v) {
+            const json c = scalar_text(x);
+            t += (t.empty() ? "" : ", ") + (c.is_string() ? c.get<std::string>() : c.dump());
+        }
+        return t;
+    }
+    for (const auto& [k, x] : v.items()) {
+        const json c = scalar_text(x);
+        t += (t.empty() ? "" : ", ") + k + " = " + (c.is_string() ? c.get<std::string>() : c.dump());
+    }
+    return t;
+}
+json covariates_text(const json& c) { return c.empty() ? json(nullptr) : scalar_text(c); }
 // "lo – hi" for an interval, or null when it has no finite bound.
 json ci_text(double lo, double hi) {
     if (!std::isfinite(lo) && !std::isfinite(hi)) return nullptr;
@@ -1207,7 +1229,7 @@ void provenance_section(const Context& c, json& d, json& sections) {
             size_t n = 0;
             for (const auto& r : runs) n += r.model == m.label;
             mrows.push_back({m.label, family_or_none(m.family), m.architecture, m.variant_of, n, m.sha256,
-                             m.covariates.empty() ? json(nullptr) : json(m.covariates.dump())});
+                             covariates_text(m.covariates)});
         }
         json mt = table("models", {"model", "family", "architecture", "variant of", "runs", "sha256", "covariates"}, mrows, "No models.");
         mt["mono"] = {5};
@@ -1236,9 +1258,12 @@ void provenance_section(const Context& c, json& d, json& sections) {
             json rows = json::array();
             if (!a->phasemap_version.empty()) rows.push_back({"phasemap_version", a->phasemap_version});
             rows.push_back({"source", a->source});
-            rows.push_back({"panel", json{{"models", a->panel_models}, {"runs", a->panel_runs}}.dump()});
+            rows.push_back({"panel", fmt::format("{} models, {} runs", a->panel_models, a->panel_runs)});
             items.push_back(table("audit", {"field", "value"}, rows));
-            to_tables("audit options", audit::options_json(a->options), items);
+            json opts = json::array();
+            const json options = audit::options_json(a->options);   // kept: items() of a temporary would dangle
+            for (const auto& [k, v] : options.items()) opts.push_back({k, scalar_text(v)});
+            items.push_back(table("audit options", {"option", "value"}, opts));
         }
         sections.push_back({{"id", "provenance"}, {"title", "Provenance"}, {"items", items}});
     }

@@ -11,7 +11,7 @@
   const REGIME_COLOURS = ['#9ecae1', '#a1d99b', '#fdd0a2', '#fcbba1'];
   const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
-  const base = (spec) => Object.assign({ $schema: SCHEMA, config: { view: { stroke: '#ccc' }, font: 'sans-serif' } }, spec);
+  const base = (spec) => Object.assign({ $schema: SCHEMA, config: { view: { stroke: '#ccc' }, font: 'sans-serif', legend: { labelLimit: 280 } } }, spec);
   const has = (a) => Array.isArray(a) && a.length > 0;
 
   // Regime bands [lo, hi) on the ratio_norm axis, from the cut-points in use.

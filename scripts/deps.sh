@@ -16,6 +16,30 @@ CACHE=${PHASEMAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasemap}
 GPU=${PHASEMAP_CUDA:-OFF}
 JOBS=${JOBS:-$(nproc)}
 log() { printf '[deps] %s\n' "$*" >&2; }
+# quiet_build LOG WHAT CMD...: runs CMD with all its output appended to LOG; stderr shows one
+# progress line (ninja's [n/total], updated in place on a terminal, else only the start and the end),
+# and on failure the last 40 lines of LOG and where the rest is.
+quiet_build() {
+  local logf=$1 what=$2 rc=0 line
+  shift 2
+  log "$what (log: $logf)"
+  set +e
+  "$@" < /dev/null 2>&1 | tee -a "$logf" | {
+    while IFS= read -r line; do
+      if [ -t 2 ] && [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]]; then
+        printf '\r[deps] %s: %s/%s' "$what" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" >&2
+      fi
+    done
+  }
+  rc=${PIPESTATUS[0]}
+  set -e
+  [ -t 2 ] && printf '\n' >&2
+  if [ "$rc" -ne 0 ]; then
+    log "$what failed (exit $rc); the last lines of $logf:"
+    tail -n 40 "$logf" >&2
+    exit "$rc"
+  fi
+}
 
 # ---------------------------------------------------------------- Debian packages
 APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
@@ -59,13 +83,18 @@ if [ ! -f "$LDIR/src/.phasemap-ok" ]; then
   rm -rf "$tmp"; trap - EXIT
 fi
 if [ ! -f "$BDIR/.phasemap-ok" ]; then
-  log "building libllama + ggml ($BDIR), this takes a few minutes once"
-  cmake -S "$LDIR/src" -B "$BDIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  # The compiler output (GCC 12 warns ~830 times in ggml's AVX-512 code) goes to a log file in the
+  # cache, not to the terminal; the flags and the build directory (the cache key) are unchanged.
+  blog="$BDIR.log"
+  : > "$blog"
+  quiet_build "$blog" "configuring llama.cpp ($BDIR)" \
+    cmake -S "$LDIR/src" -B "$BDIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DGGML_CUDA="$GPU" \
     -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
-    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_HTML=OFF >&2
-  cmake --build "$BDIR" -j "$JOBS" --target llama >&2
+    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_HTML=OFF
+  quiet_build "$blog" "building libllama + ggml, a few minutes once" \
+    cmake --build "$BDIR" -j "$JOBS" --target llama
   touch "$BDIR/.phasemap-ok"
 fi
 echo "PHASEMAP_LLAMA_SRC=$LDIR/src"

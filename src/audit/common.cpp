@@ -146,7 +146,7 @@ std::string f(double v) {
 }
 std::string ci(const Interval& i) {
     if (!i.ok()) return "–";
-    return "[" + f(i.lo) + ", " + f(i.hi) + "]";
+    return fmt::format("[{}, {}]", f(i.lo), f(i.hi));
 }
 
 namespace {

@@ -1,4 +1,6 @@
 // Reading the hypotheses TOML (toml++): the only file input of the audit library.
+#include <fmt/format.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -96,10 +98,10 @@ HypothesisFile parse_hypotheses(std::string_view text, const std::string& source
     std::set<std::string> ids;
     for (std::size_t i = 0; i < hs->size(); ++i) {
         const auto* t = (*hs)[i].as_table();
-        std::string where = "hypothesis #" + std::to_string(i + 1);
+        std::string where = fmt::format("hypothesis #{}", i + 1);
         if (!t) fail(source, where, "expected a table");
         Hypothesis h;
-        h.id = string_or(*t, "id", "H" + std::to_string(i + 1), source, where);
+        h.id = string_or(*t, "id", fmt::format("H{}", i + 1), source, where);
         where += " (" + h.id + ")";
         if (!ids.insert(h.id).second) fail(source, where, "duplicate id");
         for (const auto& [k, v] : *t)

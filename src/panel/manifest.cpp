@@ -120,9 +120,10 @@ void parse_generation(Ctx& c, const toml::table& t, GenerationSettings& g, const
     }
     if (auto n = t.get("n_predict")) {
         if (get_list<int64_t>(c, *n, "n_predict", g.n_predict, get_int))
-            for (int64_t x : g.n_predict)
+            for (int64_t x : g.n_predict) {
                 if (x < 1) c.add(*n, fmt::format("token budget n_predict {} must be at least 1", x));
                 else if (auto p = opt::domain_problem(double(x), opt::kNPredict); !p.empty()) c.add(*n, "token budget n_predict " + p);
+            }
     }
     if (auto n = t.get("seeds")) {
         std::vector<int64_t> s;

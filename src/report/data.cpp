@@ -130,7 +130,7 @@ void to_tables(const std::string& title, const json& j, json& items, int depth =
 
 // Run record shared by panel runs and per-run summaries.
 struct RunRec {
-    std::string id, model, family, category, regime, source;
+    std::string id, model, family, category, regime, source, norm;
     double ratio_norm = std::numeric_limits<double>::quiet_NaN();
     double temperature = std::numeric_limits<double>::quiet_NaN();
     int64_t n_generated = 0;
@@ -156,6 +156,8 @@ ModelRec model_of_summary(const io::SummaryRecord& s) {
     return m;
 }
 
+json scalar_text(const json& v);
+
 // Every setting behind the runs: provenance and options flattened to key paths, with the
 // distinct values seen (per-token texts and the generated text are left out).
 void flatten(const std::string& prefix, const json& j, std::map<std::string, std::set<std::string>>& out) {
@@ -166,7 +168,8 @@ void flatten(const std::string& prefix, const json& j, std::map<std::string, std
             if (!skip.count(k)) flatten(prefix.empty() ? k : prefix + "." + k, v, out);
         return;
     }
-    std::string v = j.is_string() ? j.get<std::string>() : j.dump();
+    const json c = scalar_text(j);
+    std::string v = c.is_string() ? c.get<std::string>() : c.dump();
     if (v.size() > 160) v = v.substr(0, 157) + "...";
     out[prefix].insert(v);
 }
@@ -181,6 +184,32 @@ std::string utc_now() {
 }
 
 std::string fmt3(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "—"; }
+std::string norm_name(const std::string& n) { return n.empty() ? "(unset)" : n; }
+// A table cell for a value that may be structured: scalars as they are, an array as its items
+// joined by ", ", an object as "key = value" pairs — never JSON text.
+json scalar_text(const json& v) {
+    if (v.is_primitive()) return v;
+    std::string t;
+    if (v.is_array()) {
+        for (const auto& x : v) {
+            const json c = scalar_text(x);
+            t += (t.empty() ? "" : ", ") + (c.is_string() ? c.get<std::string>() : c.dump());
+        }
+        return t;
+    }
+    for (const auto& [k, x] : v.items()) {
+        const json c = scalar_text(x);
+        t += (t.empty() ? "" : ", ") + k + " = " + (c.is_string() ? c.get<std::string>() : c.dump());
+    }
+    return t;
+}
+json covariates_text(const json& c) { return c.empty() ? json(nullptr) : scalar_text(c); }
+// "lo – hi" for an interval, or null when it has no finite bound.
+json ci_text(double lo, double hi) {
+    if (!std::isfinite(lo) && !std::isfinite(hi)) return nullptr;
+    return fmt::format("{} – {}", std::isfinite(lo) ? fmt::format("{:.4g}", lo) : "?", std::isfinite(hi) ? fmt::format("{:.4g}", hi) : "?");
+}
+json ci_text(const audit::Interval& i) { return ci_text(i.lo, i.hi); }
 
 // Paired Δs of the control audit drawn in its figure (the `delta_<measure>` rows of its
 // summary_rows), in facet order: dynamics first, then the semantic measures.
@@ -278,6 +307,13 @@ struct Context {
     json layer_rows = json::array();    // model, family, metric, value (per-run medians)
     std::string layer_from;
     std::vector<const audit::AuditSection*> secs;     // the audit's sections (empty without an audit)
+    // One normalisation mode at a time: the modes of the runs (sorted; {""} without a panel), the
+    // one shown first (the audit's regime section's, else the most common), and per mode the run
+    // set the audit's sections use (audit::distinct_runs: identical greedy generations merged,
+    // shorter-budget prefixes analysed through the longer run).
+    std::vector<std::string> norms;
+    std::string norm;
+    std::map<std::string, std::vector<RunRec>> unit_runs;
 };
 
 Context gather(const Inputs& in, const Options& opt, json& d) {
@@ -344,6 +380,7 @@ Context gather(const Inputs& in, const Options& opt, json& d) {
             r.temperature = pr.temperature;
             r.n_generated = pr.n_generated;
             r.source = "panel";
+            r.norm = pr.norm;
             runs.push_back(r);
             for (const auto& lm : kLayerMetrics) {
                 auto mt = pr.metrics.find("median_" + lm);
@@ -382,21 +419,60 @@ Context gather(const Inputs& in, const Options& opt, json& d) {
         summary_runs.push_back(r);
     }
 
-    json jruns = json::array();
-    for (const auto& r : runs)
-        jruns.push_back({{"id", r.id}, {"model", r.model}, {"family", r.family}, {"category", r.category},
-                         {"ratio_norm", num(r.ratio_norm)}, {"regime", r.regime}, {"temperature", num(r.temperature)}});
-    d["runs"] = jruns;
-    json jmodels = json::array();
-    for (const auto& m : models)
-        jmodels.push_back({{"label", m.label}, {"family", family_or_none(m.family)}, {"architecture", m.architecture}});
-    d["models"] = jmodels;
-
     // ------------------------------------------------------------ audits
     // In name order (the key order of the document's "sections").
     if (in.audit)
         for (const auto& sec : in.audit->sections) secs.push_back(&sec);
     std::stable_sort(secs.begin(), secs.end(), [](const audit::AuditSection* a, const audit::AuditSection* b) { return a->name < b->name; });
+
+    // ------------------------------------------------------------ normalisation modes and their run sets
+    if (in.panel) {
+        std::map<std::string, size_t> count;
+        for (const auto& r : runs) ++count[r.norm];
+        size_t best = 0;
+        for (const auto& [k, n] : count) {
+            c.norms.push_back(k);
+            if (n > best) best = n, c.norm = k;   // as the audit's default: the most common, ties to the first
+        }
+        for (const audit::AuditSection* sec : secs)
+            if (const auto* rt = sec->get<audit::RegimeTable>(); rt && count.count(rt->norm)) c.norm = rt->norm;
+        const PanelRun* first = in.panel->runs.data();
+        for (const auto& norm : c.norms) {
+            auto& v = c.unit_runs[norm];
+            const auto units = audit::distinct_runs(*in.panel, norm).runs;
+            for (const PanelRun* pr : units) v.push_back(runs[size_t(pr - first)]);
+            if (norm != c.norm) continue;
+            // The per-run layer summaries of the same run set (each generation once).
+            json rows = json::array();
+            for (const PanelRun* pr : units)
+                for (const auto& lm : kLayerMetrics) {
+                    auto mt = pr->metrics.find("median_" + lm);
+                    if (mt != pr->metrics.end() && std::isfinite(mt->second))
+                        rows.push_back({{"model", pr->model}, {"family", family_or_none(models[model_index[pr->model]].family)},
+                                        {"metric", lm}, {"value", mt->second}});
+                }
+            if (!layer_rows.empty()) {
+                layer_rows = rows;
+                layer_from = fmt::format("panel (median_<metric> per run, norm = {}, the audit's run set)", norm_name(norm));
+            }
+        }
+    } else {
+        c.norms = {""};
+        c.unit_runs[""] = runs;
+    }
+    d["norms"] = c.norms;
+    d["norm"] = c.norm;
+
+    json jruns = json::array();
+    for (const auto& norm : c.norms)
+        for (const auto& r : c.unit_runs.at(norm))
+            jruns.push_back({{"id", r.id}, {"model", r.model}, {"family", r.family}, {"category", r.category}, {"norm", r.norm},
+                             {"ratio_norm", num(r.ratio_norm)}, {"regime", r.regime}, {"temperature", num(r.temperature)}});
+    d["runs"] = jruns;
+    json jmodels = json::array();
+    for (const auto& m : models)
+        jmodels.push_back({{"label", m.label}, {"family", family_or_none(m.family)}, {"architecture", m.architecture}});
+    d["models"] = jmodels;
     return c;
 }
 
@@ -412,38 +488,51 @@ void phase_section(const Context& c, json& d, json& sections) {
     const auto& runs = c.runs;
     const auto& model_index = c.model_index;
     // ------------------------------------------------------------ medians with bootstrap CIs
-    std::map<std::string, std::vector<double>> by_model;
-    std::map<std::pair<std::string, std::string>, std::vector<double>> by_cell;
-    for (const auto& r : runs) {
-        if (!std::isfinite(r.ratio_norm)) continue;
-        by_model[r.model].push_back(r.ratio_norm);
-        by_cell[{r.model, r.category}].push_back(r.ratio_norm);
-    }
+    // One normalisation mode at a time, on the run set of the audit's sections for that mode.
     json model_stats = json::array(), cell_stats = json::array(), model_rows = json::array();
-    // One generator, drawn as the audit's regime section draws (models in label order, then the
-    // cells): the same seed gives the same resamples, so a statistic's interval equals the audit's.
-    stats::Rng rng(stats::derive_seed(opt.seed, audit::kRegimeStream));
-    std::map<std::string, stats::BootstrapCi> model_ci;
-    for (const auto& [label, v] : by_model)
-        model_ci[label] = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
-    for (const auto& m : models) {
-        auto it = by_model.find(m.label);
-        if (it == by_model.end()) continue;
-        const stats::BootstrapCi& ci = model_ci[m.label];
-        model_stats.push_back({{"model", m.label}, {"family", family_or_none(m.family)}, {"n", it->second.size()},
-                               {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)}});
-        model_rows.push_back({m.label, family_or_none(m.family), it->second.size(), num(ci.estimate), num(ci.ci.lo), num(ci.ci.hi),
-                              regime_of(ci.estimate, cuts)});
-    }
-    for (const auto& [key, v] : by_cell) {
-        const stats::BootstrapCi ci = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
-        const std::string fam = family_or_none(models[model_index .at(key.first)].family);
-        cell_stats.push_back({{"model", key.first}, {"category", key.second}, {"family", fam}, {"n", v.size()},
-                              {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)},
-                              {"label", fmt3(ci.estimate)}});
+    size_t models_with_values = 0;
+    for (const auto& norm : c.norms) {
+        std::map<std::string, std::vector<double>> by_model;
+        std::map<std::pair<std::string, std::string>, std::vector<double>> by_cell;
+        for (const auto& r : c.unit_runs.at(norm)) {
+            if (!std::isfinite(r.ratio_norm)) continue;
+            by_model[r.model].push_back(r.ratio_norm);
+            by_cell[{r.model, r.category}].push_back(r.ratio_norm);
+        }
+        models_with_values = std::max(models_with_values, by_model.size());
+        // One generator per mode, drawn as the audit's regime section draws (models in label order,
+        // then the cells): the same seed gives the same resamples, so a statistic's interval equals
+        // the audit's for the same runs.
+        stats::Rng rng(stats::derive_seed(opt.seed, audit::kRegimeStream));
+        std::map<std::string, stats::BootstrapCi> model_ci;
+        for (const auto& [label, v] : by_model)
+            model_ci[label] = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
+        for (const auto& m : models) {
+            auto it = by_model.find(m.label);
+            if (it == by_model.end()) continue;
+            const stats::BootstrapCi& ci = model_ci[m.label];
+            model_stats.push_back({{"model", m.label}, {"family", family_or_none(m.family)}, {"norm", norm}, {"n", it->second.size()},
+                                   {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)}});
+            model_rows.push_back({m.label, family_or_none(m.family), norm_name(norm), it->second.size(), num(ci.estimate),
+                                  ci_text(ci.ci.lo, ci.ci.hi), regime_of(ci.estimate, cuts)});
+        }
+        for (const auto& [key, v] : by_cell) {
+            const stats::BootstrapCi ci = stats::percentile_bootstrap(v, opt.bootstrap, stats::Statistic::median, rng);
+            const std::string fam = family_or_none(models[model_index.at(key.first)].family);
+            cell_stats.push_back({{"model", key.first}, {"category", key.second}, {"family", fam}, {"norm", norm}, {"n", v.size()},
+                                  {"median", num(ci.estimate)}, {"ci_low", num(ci.ci.lo)}, {"ci_high", num(ci.ci.hi)},
+                                  {"label", fmt3(ci.estimate)}});
+        }
     }
     d["model_stats"] = model_stats;
     d["model_category_stats"] = cell_stats;
+    std::string runset;
+    if (c.in.panel) {
+        runset = fmt::format(" One normalisation mode at a time: norm = {}{}; the runs are the audit's statistical units for that mode "
+                             "(identical greedy generations counted once, a shorter-budget prefix through its longer run), the run set "
+                             "of the audit's regime section.",
+                             norm_name(c.norm), c.norms.size() > 1 ? " first (choose another with the selector under the plot)" : "");
+    }
 
     const bool any_ratio = std::any_of(runs.begin(), runs.end(), [](const RunRec& r) { return std::isfinite(r.ratio_norm); });
     {
@@ -451,16 +540,19 @@ void phase_section(const Context& c, json& d, json& sections) {
         if (runs.empty()) items.push_back(note("No runs: pass a results DB, --panel-json or --runs-json."));
         items.push_back(figure("phase-map", fmt::format("Each point is one run (colour = model family); the black tick is the "
                                                         "model's median, the vertical bar its 95 % percentile-bootstrap CI "
-                                                        "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).",
-                                                        opt.bootstrap, cut_values[0], cut_values[1], cut_values[2], cuts_from)));
-        items.push_back(figure("phase-map-category"));
-        if (any_ratio && by_model.size() < 2) items.push_back(note("Only one model: no between-model comparison."));
-        items.push_back(table("models", {"model", "family", "runs", "median ratio_norm", "CI low", "CI high", "regime of median"},
+                                                        "({} resamples). Bands: regimes at the cut-points {}, {}, {} (from {}).{}",
+                                                        opt.bootstrap, cut_values[0], cut_values[1], cut_values[2], cuts_from, runset)));
+        items.push_back(figure("phase-map-category", "Median ratio_norm of each model × prompt category, coloured by the regime of "
+                                                     "that median; the same run set as the phase map (norm = " + norm_name(c.norm) + 
+                                                     (c.norms.size() > 1 ? ", selector under the plot)." : ").")));
+        if (any_ratio && models_with_values < 2) items.push_back(note("Only one model: no between-model comparison."));
+        items.push_back(table("models (median and 95 % CI per normalisation mode)",
+                              {"model", "family", "norm", "runs", "median ratio_norm", "95 % CI", "regime of median"},
                               model_rows, "No model has a ratio_norm value."));
         json run_rows = json::array();
         for (const auto& r : runs)
-            run_rows.push_back({r.id, r.model, r.category, num(r.temperature), r.n_generated, num(r.ratio_norm), r.regime});
-        items.push_back(table("runs", {"run", "model", "category", "temperature", "tokens", "ratio_norm", "regime"}, run_rows,
+            run_rows.push_back({r.id, r.model, r.category, norm_name(r.norm), num(r.temperature), r.n_generated, num(r.ratio_norm), r.regime});
+        items.push_back(table("runs", {"run", "model", "category", "norm", "temperature", "tokens", "ratio_norm", "regime"}, run_rows,
                               "No runs."));
         sections.push_back({{"id", "phase"}, {"title", "Phase map"}, {"items", items},
                             {"intro", "ratio_norm = max ct_t / mean ct_t per run (METRICS.md §2.5) and its regime (§2.7)."}});
@@ -640,6 +732,88 @@ void layers_section(const Context& c, json& d, json& sections) {
     }
 }
 
+// ------------------------------------------------------------------ audit sections: figures and tidy tables
+// Every audit section is drawn from its typed result (audit/result.hpp): one row per entity, named
+// columns, numbers as numbers (the page formats them), intervals as "lo – hi" text, no JSON in a
+// cell. Each section names its run set (normalisation mode and statistical units) in a note.
+
+
+// One point of a forest figure (report.js forest()): a value with its interval in a panel.
+json forest_row(const std::string& panel, const std::string& label, double value, const audit::Interval& ci,
+                const std::string& group = "") {
+    json r{{"panel", panel}, {"label", label}, {"value", value}, {"ci_low", num(ci.lo)}, {"ci_high", num(ci.hi)}};
+    if (!group.empty()) r["group"] = group;
+    return r;
+}
+// A forest figure's data, or null when no row has a finite value.
+json forest(json rows, const std::string& x_title, bool zero_line, json panels = nullptr, json domain = nullptr) {
+    json kept = json::array();
+    for (auto& r : rows)
+        if (r["value"].is_number() && std::isfinite(r["value"].get<double>())) kept.push_back(std::move(r));
+    if (kept.empty()) return nullptr;
+    if (panels.is_null()) {
+        panels = json::array();
+        for (const auto& r : kept)
+            if (std::find(panels.begin(), panels.end(), r["panel"]) == panels.end()) panels.push_back(r["panel"]);
+    }
+    json f{{"rows", kept}, {"x_title", x_title}, {"zero", zero_line}, {"panels", panels}};
+    if (!domain.is_null()) f["domain"] = domain;
+    return f;
+}
+
+
+// The run set of a section: its normalisation mode and its statistical units.
+std::string units_text(const audit::AuditSection& s, const std::string& norm) {
+    std::string t = norm.empty() ? "Runs of every normalisation mode" : fmt::format("Runs with norm = {}", norm);
+    if (s.units) {
+        const audit::UnitCounts& u = *s.units;
+        t += fmt::format(": {} distinct units of {} runs", u.distinct, u.runs);
+        if (u.merged_identical || u.nested_budget)
+            t += fmt::format(" ({} identical greedy generations merged, {} shorter-budget prefixes analysed through the longer run)",
+                             u.merged_identical, u.nested_budget);
+    }
+    return t + ".";
+}
+
+json heading(const std::string& text) { return {{"kind", "heading"}, {"text", text}}; }
+json text(const std::string& t) { return {{"kind", "text"}, {"text", t}}; }
+
+void regime_items(const audit::RegimeTable& s, json& items) {
+    json rows = json::array(), cells = json::array();
+    for (const auto& r : s.models)
+        rows.push_back({r.model, r.n, num(r.mean), ci_text(r.ci), num(r.median), r.label, num(r.label_share)});
+    items.push_back(table("regime per model", {"model", "runs", "mean ratio_norm", "95 % CI of the mean", "median", "regime of the mean",
+                                               "bootstrap share of that regime"},
+                          rows, "No model has a ratio_norm value."));
+    for (const auto& r : s.cells) cells.push_back({r.model, r.category, r.n, num(r.mean), ci_text(r.ci), r.label});
+    items.push_back(table("regime per model × category", {"model", "category", "runs", "mean ratio_norm", "95 % CI", "regime"}, cells));
+}
+
+void normalisation_items(const audit::NormSensitivity& s, json& fig, json& items) {
+    json frows = json::array(), modes = json::array(), agree = json::array();
+    for (const auto& m : s.modes) {
+        frows.push_back(forest_row("η² of ratio_norm by model", m.mode, m.eta2, m.eta2_ci));
+        modes.push_back({m.mode, m.runs, m.models, num(m.eta2), ci_text(m.eta2_ci), num(m.eta2_perm_p), num(m.kw.H), num(m.kw.df), num(m.kw.p)});
+    }
+    for (const auto& a : s.agreement) {
+        const std::string label = a.mode_a + " vs " + a.mode_b;
+        frows.push_back(forest_row("Cohen's κ of the regime labels", label, a.kappa, a.kappa_ci));
+        frows.push_back(forest_row("share of identical regime labels", label, a.agreement, {}));
+        agree.push_back({a.mode_a, a.mode_b, a.pairs, num(a.agreement), num(a.kappa), ci_text(a.kappa_ci)});
+    }
+    if (json f = forest(frows, "estimate (95 % CI)", false); !f.is_null()) fig["normalisation"] = f;
+    items.push_back(figure("audit-normalisation", "Per mode, the share of ratio_norm's variance between models (η², bootstrap CI); "
+                                                  "between modes, the agreement of the runs' regime labels (Cohen's κ with its "
+                                                  "bootstrap CI over paired runs, and the raw share)."));
+    if (!s.modes_reason.empty()) items.push_back(note(s.modes_reason));
+    if (!s.agreement_reason.empty()) items.push_back(note(s.agreement_reason));
+    items.push_back(table("per normalisation mode", {"mode", "runs", "models", "η²", "η² 95 % CI", "η² permutation p", "Kruskal–Wallis H",
+                                                     "df", "Kruskal–Wallis p"},
+                          modes, "No mode could be compared between models."));
+    items.push_back(table("agreement between modes", {"mode a", "mode b", "paired runs", "same regime (share)", "Cohen's κ", "κ 95 % CI"},
+                          agree, "Only one normalisation mode."));
+}
+
 // Variance figure rows: the type-II ANOVA shares and the REML shares with their intervals.
 json variance_rows(const audit::VarianceDecomposition& v) {
     json rows = json::array();
@@ -653,6 +827,31 @@ json variance_rows(const audit::VarianceDecomposition& v) {
     for (size_t t = 0; t < v.reml_terms.size() && t < v.reml.sigma2.size(); ++t)
         add("REML variance share", v.reml_terms[t], v.reml_share[t], t < v.reml_share_ci.size() ? &v.reml_share_ci[t] : nullptr);
     return rows;
+}
+
+void variance_items(const audit::VarianceDecomposition& v, json& fig, json& items) {
+    const json rows = variance_rows(v);
+    if (!rows.empty()) fig["variance"] = {{"rows", rows}, {"value_title", "share of variance of " + v.metric}};
+    items.push_back(figure("audit-variance", fmt::format("Share of the variance of {} per term: type-II ANOVA ({} × category, {} runs, "
+                                                         "{} × {} levels) and REML variance components, with bootstrap CIs.",
+                                                         v.metric, v.factor, v.n, v.levels_a, v.levels_b)));
+    json anova = json::array();
+    for (size_t i = 0; i < v.anova.type2.size(); ++i) {
+        const auto& t = v.anova.type2[i];
+        anova.push_back({t.term, num(t.df), num(t.ss), num(t.F), num(t.p), num(t.share),
+                         i < v.type2_ci.size() ? ci_text(v.type2_ci[i]) : json(nullptr),
+                         i < v.type2_perm_p.size() ? num(v.type2_perm_p[i]) : json(nullptr)});
+    }
+    items.push_back(table("ANOVA (type II) of " + v.metric, {"term", "df", "SS", "F", "p", "share", "share 95 % CI", "permutation p"}, anova));
+    json reml = json::array();
+    for (size_t t = 0; t < v.reml_terms.size() && t < v.reml.sigma2.size(); ++t)
+        reml.push_back({v.reml_terms[t], num(v.reml.sigma2[t]), t < v.reml_ci.size() ? ci_text(v.reml_ci[t]) : json(nullptr),
+                        t < v.reml_share.size() ? num(v.reml_share[t]) : json(nullptr),
+                        t < v.reml_share_ci.size() ? ci_text(v.reml_share_ci[t]) : json(nullptr),
+                        t < v.reml.at_zero.size() && v.reml.at_zero[t]});
+    items.push_back(table("REML variance components", {"component", "σ²", "σ² 95 % CI", "share", "share 95 % CI", "at the boundary 0"}, reml,
+                          v.reml_reason.empty() ? "No REML fit." : v.reml_reason));
+    if (!v.reml_reason.empty() && !reml.empty()) items.push_back(note("REML: " + v.reml_reason));
 }
 
 // Topology figure (distance heatmap in dendrogram order, robust pairs marked) and its tables.
@@ -697,19 +896,29 @@ void topology_items(const audit::Topology& s, json& audit_fig, json& audit_items
     for (size_t i : dg.order) order.push_back(names[i]);
     audit_fig["topology"] = {{"order", order}, {"cells", cells}, {"dendrogram", dg.segments},
                              {"value_title", "distance (" + s.metric + ")"}};
+    audit_items.push_back(figure("audit-topology", fmt::format("Distances between the models' per-category signatures of {} "
+                                                               "(standardised per category; {} categories), in the order of the "
+                                                               "average-linkage clustering drawn above; robust mutual nearest "
+                                                               "neighbours outlined in red.", s.metric, s.categories.size())));
     json pt = table("mutual-nearest-neighbour pairs (robust pairs highlighted)", {"a", "b", "bootstrap share", "robust", "same family"},
                     pair_rows, "No mutual-nearest-neighbour pairs.");
     pt["highlight"] = hl;
     audit_items.push_back(pt);
-    json scalars = json::array({json::array({"robust_pairs", s.robust_pairs}), json::array({"fragmentation", num(s.fragmentation)}),
-                                json::array({"family_nn_share", num(s.family_nn_share)}), json::array({"ari", num(s.ari)}),
-                                json::array({"ari_perm_p", num(s.ari_perm_p)})});
-    if (!s.ari_reason.empty()) scalars.push_back({"ari_reason", s.ari_reason});
-    scalars.push_back({"norm", s.norm});
-    audit_items.push_back(table("topology summary", {"field", "value"}, scalars));
+    json mrows = json::array();
+    for (size_t i = 0; i < n; ++i)
+        mrows.push_back({names[i], i < s.families.size() ? json(family_or_none(s.families[i])) : json(nullptr),
+                         i < s.clusters.size() ? json(s.clusters[i]) : json(nullptr)});
+    audit_items.push_back(table("models: family and cluster (dendrogram cut into as many clusters as families)",
+                                {"model", "family", "cluster"}, mrows));
+    json scalars = json::array({json::array({"robust pairs", s.robust_pairs}), json::array({"fragmentation", num(s.fragmentation)}),
+                                json::array({"share of models whose nearest neighbour shares their family", num(s.family_nn_share)}),
+                                json::array({"adjusted Rand index (clusters vs families)", num(s.ari)}),
+                                json::array({"ARI permutation p", num(s.ari_perm_p)})});
+    audit_items.push_back(table("topology summary", {"quantity", "value"}, scalars));
+    if (!s.ari_reason.empty()) audit_items.push_back(note("ARI: " + s.ari_reason));
 }
 
-// The falsification registry, falsified hypotheses first.
+// The falsification registry as a verdict table, falsified hypotheses first.
 json registry_table(const audit::Registry& reg) {
     std::vector<const audit::HypothesisResult*> rs;
     for (const auto& r : reg.results) rs.push_back(&r);
@@ -718,62 +927,185 @@ json registry_table(const audit::Registry& reg) {
     json rows = json::array(), hl = json::array();
     for (const auto* r : rs) {
         const audit::Evaluation& full = r->full;
-        const double lo = full.ci.lo, hi = full.ci.hi;
-        rows.push_back({r->hypothesis.id, std::string(audit::to_string(full.verdict)), std::string(audit::to_string(r->subpanel.verdict)),
-                        full.statistic_name, num(full.statistic),
-                        std::isfinite(lo) ? json(fmt::format("[{:.4g}, {:.4g}]", lo, std::isfinite(hi) ? hi : kNaN)) : json(nullptr),
-                        num(full.p), full.n, r->hypothesis.claim, full.detail});
+        rows.push_back({r->hypothesis.id, r->hypothesis.claim, std::string(audit::to_string(r->subpanel.verdict)),
+                        std::string(audit::to_string(full.verdict)), full.statistic_name, num(full.statistic), ci_text(full.ci),
+                        num(full.p), full.n, full.detail});
         hl.push_back(falsified(r));
     }
     json t = table("falsification registry (falsified first)",
-                   {"id", "full panel", "sub-panel", "statistic", "value", "95 % CI", "p", "n", "claim", "detail"}, rows,
+                   {"id", "claim", "sub-panel result", "full-panel result", "statistic", "value", "95 % CI", "p", "n", "why"}, rows,
                    "No hypotheses were evaluated.");
     t["highlight"] = hl;
     return t;
 }
 
-// Cycles figure rows: each model's reopening and exit rates per COLLAPSE episode.
-json cycle_rows(const audit::Cycles& s) {
-    json rows = json::array();
-    for (const auto& m : s.models)
-        for (const auto& [k, e] : {std::pair<const char*, const audit::Estimate*>{"reopening_rate", &m.reopening_rate},
-                                   {"exit_rate", &m.exit_rate}}) {
-            if (!std::isfinite(e->value)) continue;
-            rows.push_back({{"label", m.model}, {"measure", k}, {"value", e->value}, {"ci_low", num(e->ci.lo)}, {"ci_high", num(e->ci.hi)},
-                            {"n", num(m.episodes)}});
+void cycles_items(const audit::Cycles& s, json& fig, json& items) {
+    json rates = json::array(), dwell = json::array(), trans = json::array(), table_rows = json::array();
+    json panels = json::array();
+    for (const char* st : audit::kStates) panels.push_back(std::string("share of tokens in ") + st);
+    for (const auto& m : s.models) {
+        for (size_t k = 0; k < 4; ++k) {
+            rates.push_back(forest_row(std::string("share of tokens in ") + audit::kStates[k], m.model, m.state_rates[k].value, m.state_rates[k].ci));
+            dwell.push_back(forest_row(audit::kStates[k], m.model, m.dwell_mean[k].value, m.dwell_mean[k].ci));
         }
-    return rows;
+        rates.push_back(forest_row("COLLAPSE exit rate per episode", m.model, m.exit_rate.value, m.exit_rate.ci));
+        rates.push_back(forest_row("COLLAPSE reopening rate per episode", m.model, m.reopening_rate.value, m.reopening_rate.ci));
+        if (m.transitions)
+            for (size_t a = 0; a < 4; ++a)
+                for (size_t b = 0; b < 4; ++b)
+                    if (std::isfinite((*m.transitions)[a][b]))
+                        trans.push_back({{"model", m.model}, {"from", audit::kStates[a]}, {"to", audit::kStates[b]},
+                                         {"p", (*m.transitions)[a][b]}, {"label", fmt::format("{:.2f}", (*m.transitions)[a][b])}});
+        json row = json::array({m.model, m.runs, num(m.episodes), num(m.exit_rate.value), ci_text(m.exit_rate.ci),
+                                num(m.reopening_rate.value), ci_text(m.reopening_rate.ci)});
+        for (size_t k = 0; k < 4; ++k) row.push_back(num(m.state_rates[k].value));
+        table_rows.push_back(row);
+    }
+    panels.push_back("COLLAPSE exit rate per episode");
+    panels.push_back("COLLAPSE reopening rate per episode");
+    if (json f = forest(rates, "share (95 % bootstrap CI over runs)", false, panels, {0, 1}); !f.is_null()) fig["cycles"] = f;
+    json states = json::array();
+    for (const char* st : audit::kStates) states.push_back(st);
+    if (json f = forest(dwell, "mean run length in the state (tokens, 95 % CI)", false, states); !f.is_null()) fig["dwell"] = f;
+    if (!trans.empty()) fig["transitions"] = {{"rows", trans}, {"states", audit::kStates}};
+    items.push_back(figure("audit-cycles", fmt::format("Per model, the mean share of tokens in each output state and, when the panel "
+                                                       "has COLLAPSE episodes, the exit and reopening rates per episode (pooled "
+                                                       "reopening rate {} over {} episodes).",
+                                                       fmt3(s.pooled_reopening), std::isfinite(s.pooled_episodes) ? fmt::format("{:.0f}", s.pooled_episodes) : "—")));
+    items.push_back(figure("audit-transitions", "Per model, the 4 × 4 matrix of state transitions between consecutive tokens "
+                                                "(counts summed over runs, each row normalised; rows of states never visited are empty)."));
+    if (!s.transitions_reason.empty()) items.push_back(note("Transitions: " + s.transitions_reason));
+    items.push_back(figure("audit-dwell", "Per model and state, the mean over runs of each run's mean run length in that state (95 % "
+                                          "bootstrap CI); states a model never visits have no point."));
+    if (!s.dwell_reason.empty()) items.push_back(note("Dwell times: " + s.dwell_reason));
+    std::vector<std::string> cols{"model", "runs", "COLLAPSE episodes", "exit rate", "exit 95 % CI", "reopening rate", "reopening 95 % CI"};
+    for (const char* st : audit::kStates) cols.push_back(std::string("share ") + st);
+    items.push_back(table("output states and COLLAPSE cycles per model", cols, table_rows));
 }
 
-// Audits: the audit sections, control-audit and monitor-eval results.
+void robustness_items(const audit::Robustness& s, json& fig, json& items) {
+    json frows = json::array(), rank = json::array();
+    for (const auto* v : {&s.temperature, &s.budget})
+        for (const auto& r : *v) {
+            const std::string panel = r.factor == "n_predict" ? "across token budgets (n_predict)" : "across " + r.factor;
+            frows.push_back(forest_row(panel, r.level_a + " vs " + r.level_b, r.tau.tau, r.ci));
+            rank.push_back({r.factor, r.level_a, r.level_b, r.tau.n, num(r.tau.tau), ci_text(r.ci), num(r.tau.p), r.tau.method});
+        }
+    if (json f = forest(frows, "Kendall τ-b of the model ranking (95 % bootstrap CI)", true); !f.is_null()) fig["robustness"] = f;
+    items.push_back(figure("audit-robustness", "Does the ranking of the models by mean ratio_norm hold between two levels of a setting? "
+                                               "Kendall τ-b of the model means at each pair of levels, with its bootstrap CI over runs "
+                                               "(1 = the same order)."));
+    if (!s.temperature_reason.empty()) items.push_back(note("Temperature: " + s.temperature_reason));
+    if (!s.budget_reason.empty()) items.push_back(note("Token budget: " + s.budget_reason));
+    items.push_back(table("ranking stability", {"factor", "level a", "level b", "models", "τ-b", "95 % CI", "p", "p method"}, rank,
+                          "No pair of levels to compare."));
+    // The collapse predictor: accuracy and AUC on the held-out split, beside the majority baseline.
+    const audit::CollapsePredictor& p = s.predictor;
+    json prows = json::array();
+    const std::string acc = fmt::format("accuracy on the test split ({} runs, {} collapsed)", p.test, p.test_positive);
+    const std::string auc = "AUC on the test split";
+    prows.push_back(forest_row(acc, "late_ct rule (fitted on the train split)", p.test_accuracy, {}, "rule"));
+    prows.push_back(forest_row(acc, "late_ct < published threshold", p.fixed_threshold_test_accuracy, {}, "rule"));
+    if (!p.entropy_metric.empty()) prows.push_back(forest_row(acc, p.entropy_metric + " rule", p.entropy_test_accuracy, {}, "rule"));
+    prows.push_back(forest_row(acc, "majority class (baseline)", p.majority_test_accuracy, {}, "baseline"));
+    prows.push_back(forest_row(auc, "late_ct", p.test_auc, {}, "rule"));
+    if (!p.entropy_metric.empty()) prows.push_back(forest_row(auc, p.entropy_metric, p.entropy_test_auc, {}, "rule"));
+    prows.push_back(forest_row(auc, "chance (baseline)", 0.5, {}, "baseline"));
+    if (s.predictor_reason.empty())
+        if (json f = forest(prows, "on the test split", false, nullptr, {0, 1}); !f.is_null()) fig["predictor"] = f;
+    items.push_back(figure("audit-predictor", fmt::format("The collapse predictor ({}): accuracy and area under the ROC curve of each rule on "
+                                                          "the held-out test split, beside the majority-class baseline and chance. The audit "
+                                                          "keeps the AUC, not the curve's points, so the ROC curve itself is not drawn.",
+                                                          p.label_definition.empty() ? "collapse label" : p.label_definition)));
+    if (!s.predictor_reason.empty()) items.push_back(note("Collapse predictor: " + s.predictor_reason));
+    json pr = json::array();
+    pr.push_back({"late_ct", p.rule, num(p.threshold), num(p.train_accuracy), num(p.test_accuracy), num(p.test_auc)});
+    if (!p.entropy_metric.empty())
+        pr.push_back({p.entropy_metric, p.entropy_rule, num(p.entropy_threshold), nullptr, num(p.entropy_test_accuracy), num(p.entropy_test_auc)});
+    pr.push_back({"majority class", "always the train split's majority", nullptr, nullptr, num(p.majority_test_accuracy), nullptr});
+    items.push_back(table(fmt::format("collapse predictor (train {} runs, {} collapsed; test {} runs, {} collapsed)", p.train, p.train_positive,
+                                      p.test, p.test_positive),
+                          {"predictor", "rule", "threshold", "train accuracy", "test accuracy", "test AUC"}, pr));
+    if (!p.entropy_reason.empty()) items.push_back(note("Entropy rule: " + p.entropy_reason));
+    json corr = json::array();
+    for (const auto& r : s.perplexity)
+        corr.push_back({r.x, r.y, r.unit, r.pearson.n, num(r.pearson.r), ci_text(r.pearson.lo, r.pearson.hi), num(r.spearman.r),
+                        ci_text(r.spearman.lo, r.spearman.hi), num(r.perm_p)});
+    items.push_back(table("ratio_norm and the perplexity of the generated text", {"x", "y", "unit", "n", "Pearson r", "r 95 % CI (Fisher z)",
+                                                                                   "Spearman ρ", "ρ 95 % CI", "permutation p"},
+                          corr, s.perplexity_reason.empty() ? "No correlation computed." : s.perplexity_reason));
+}
+
+void variants_items(const audit::Variants& s, json& fig, json& items) {
+    json frows = json::array(), rows = json::array();
+    for (const auto& v : s.variants) {
+        frows.push_back(forest_row("Δ ratio_norm (variant − base)", v.model + " vs " + v.base, v.delta, v.delta_ci));
+        rows.push_back({v.model, v.base, v.test, v.pairs, v.n_variant, v.n_base, num(v.delta), ci_text(v.delta_ci), num(v.perm_p),
+                        v.p_method, v.label_base, v.label_variant, num(v.category_agreement), num(v.category_kappa)});
+    }
+    if (json f = forest(frows, "Δ mean ratio_norm, variant − base (95 % CI)", true); !f.is_null()) fig["variants"] = f;
+    items.push_back(figure("audit-variants", "Each declared variant (variant_of) against its base: the mean difference of ratio_norm "
+                                             "over matched runs (paired bootstrap CI) — 0 is no change."));
+    if (!s.variant_reason.empty()) items.push_back(note("Variants: " + s.variant_reason));
+    items.push_back(table("variants against their base", {"variant", "base", "test", "pairs", "runs (variant)", "runs (base)", "Δ ratio_norm",
+                                                           "Δ 95 % CI", "p", "p method", "regime (base)", "regime (variant)",
+                                                           "same category regimes (share)", "category κ"},
+                          rows, "No model declares variant_of."));
+    json cov = json::array();
+    for (const auto& r : s.covariates)
+        cov.push_back({r.covariate, r.pearson.n, num(r.pearson.r), ci_text(r.pearson.lo, r.pearson.hi), num(r.spearman.r), num(r.perm_p)});
+    items.push_back(table("model mean ratio_norm against the declared covariates", {"covariate", "models", "Pearson r", "r 95 % CI",
+                                                                                     "Spearman ρ", "permutation p"},
+                          cov, s.covariate_reason.empty() ? "No covariates." : s.covariate_reason));
+}
+
+void controls_items(const audit::Controls& s, json& items) {
+    json eff = json::array(), base = json::array();
+    for (const auto& e : s.effects) eff.push_back({e.effect, e.statistic, num(e.value), num(e.p), e.permutations, e.scheme});
+    items.push_back(table("permutation controls of the effects", {"effect", "statistic", "value", "permutation p", "permutations", "what was permuted"},
+                          eff));
+    for (const auto& b : s.baselines)
+        base.push_back({b.model, b.key, b.runs, num(b.median_p), num(b.share_significant.value), ci_text(b.share_significant.ci)});
+    items.push_back(table("shuffled-order baselines per model", {"model", "control", "runs", "median p", "share with p < 0.05", "95 % CI"}, base,
+                          s.baseline_reason.empty() ? "No shuffled-order controls." : s.baseline_reason));
+}
+
+// Audits: every audit section from its typed result, then the control-audit and monitor-eval results.
 void audits_section(const Context& c, json& d, json& sections) {
     const auto& in = c.in;
     const auto& secs = c.secs;
     json audit_fig = json::object();
     json audit_items = json::array();
-    for (const audit::AuditSection* sec : secs) {
+    static const std::map<std::string, std::string> kTitles = {
+        {"regime", "Regimes"}, {"normalisation", "Normalisation sensitivity"}, {"variance", "Variance decomposition"},
+        {"topology", "Topology"}, {"hypotheses", "Falsification registry"}, {"cycles", "Output states, transitions and dwell times"},
+        {"robustness", "Robustness: rankings and the collapse predictor"}, {"variants", "Variants and covariates"},
+        {"controls", "Permutation and shuffle controls"}};
+    // Page order (the document's key order is alphabetical).
+    static const std::vector<std::string> kOrder = {"regime", "normalisation", "variance", "topology", "cycles", "robustness",
+                                                    "variants", "hypotheses", "controls"};
+    std::vector<const audit::AuditSection*> ordered = secs;
+    auto rank = [&](const std::string& n) { return size_t(std::find(kOrder.begin(), kOrder.end(), n) - kOrder.begin()); };
+    std::stable_sort(ordered.begin(), ordered.end(), [&](auto* a, auto* b) { return rank(a->name) < rank(b->name); });
+    for (const audit::AuditSection* sec : ordered) {
         const std::string& name = sec->name;
+        audit_items.push_back(heading(kTitles.count(name) ? kTitles.at(name) : name));
         if (!sec->ok()) {
             audit_items.push_back(note(fmt::format("{}: {}", name, sec->reason())));
             continue;
         }
-        // The generic tables show the section as the audit wrote it (its to_json).
-        const json doc = audit::to_json(*sec);
-        if (const auto* v = sec->get<audit::VarianceDecomposition>()) {
-            const json rows = variance_rows(*v);
-            if (!rows.empty()) audit_fig["variance"] = {{"rows", rows}, {"value_title", "share of variance of " + v->metric}};
-            to_tables("variance decomposition of " + v->metric, doc, audit_items);
-        } else if (const auto* t = sec->get<audit::Topology>()) {
-            topology_items(*t, audit_fig, audit_items);
-        } else if (const auto* reg = sec->get<audit::Registry>()) {
-            audit_items.push_back(registry_table(*reg));
-        } else if (const auto* cy = sec->get<audit::Cycles>()) {
-            const json rows = cycle_rows(*cy);
-            if (!rows.empty()) audit_fig["cycles"] = {{"rows", rows}, {"value_title", "rate per COLLAPSE episode"}};
-            to_tables("cycles", doc, audit_items);
-        } else {
-            to_tables(name, doc, audit_items);
-        }
+        std::string norm;
+        std::visit([&](const auto& r) { norm = r.norm; }, *sec->result);
+        audit_items.push_back(text(units_text(*sec, name == "normalisation" ? "" : norm)));
+        if (const auto* r = sec->get<audit::RegimeTable>()) regime_items(*r, audit_items);
+        else if (const auto* n = sec->get<audit::NormSensitivity>()) normalisation_items(*n, audit_fig, audit_items);
+        else if (const auto* v = sec->get<audit::VarianceDecomposition>()) variance_items(*v, audit_fig, audit_items);
+        else if (const auto* t = sec->get<audit::Topology>()) topology_items(*t, audit_fig, audit_items);
+        else if (const auto* reg = sec->get<audit::Registry>()) audit_items.push_back(registry_table(*reg));
+        else if (const auto* cy = sec->get<audit::Cycles>()) cycles_items(*cy, audit_fig, audit_items);
+        else if (const auto* ro = sec->get<audit::Robustness>()) robustness_items(*ro, audit_fig, audit_items);
+        else if (const auto* va = sec->get<audit::Variants>()) variants_items(*va, audit_fig, audit_items);
+        else if (const auto* co = sec->get<audit::Controls>()) controls_items(*co, audit_items);
     }
     d["audit"] = audit_fig;
 
@@ -801,9 +1133,6 @@ void audits_section(const Context& c, json& d, json& sections) {
     {
         json items = json::array();
         if (secs.empty()) items.push_back(note("No audit: pass a results DB or --audit-json (from `phasemap audit --json`)."));
-        items.push_back(figure("audit-variance"));
-        items.push_back(figure("audit-topology"));
-        items.push_back(figure("audit-cycles"));
         for (auto& it : audit_items) items.push_back(it);
         if (in.control_audit.empty())
             items.push_back(note("No control-audit results (pass --control-json, or a results DB written by `control-audit --db`)."));
@@ -900,7 +1229,7 @@ void provenance_section(const Context& c, json& d, json& sections) {
             size_t n = 0;
             for (const auto& r : runs) n += r.model == m.label;
             mrows.push_back({m.label, family_or_none(m.family), m.architecture, m.variant_of, n, m.sha256,
-                             m.covariates.empty() ? json(nullptr) : json(m.covariates.dump())});
+                             covariates_text(m.covariates)});
         }
         json mt = table("models", {"model", "family", "architecture", "variant of", "runs", "sha256", "covariates"}, mrows, "No models.");
         mt["mono"] = {5};
@@ -929,9 +1258,12 @@ void provenance_section(const Context& c, json& d, json& sections) {
             json rows = json::array();
             if (!a->phasemap_version.empty()) rows.push_back({"phasemap_version", a->phasemap_version});
             rows.push_back({"source", a->source});
-            rows.push_back({"panel", json{{"models", a->panel_models}, {"runs", a->panel_runs}}.dump()});
+            rows.push_back({"panel", fmt::format("{} models, {} runs", a->panel_models, a->panel_runs)});
             items.push_back(table("audit", {"field", "value"}, rows));
-            to_tables("audit options", audit::options_json(a->options), items);
+            json opts = json::array();
+            const json options = audit::options_json(a->options);   // kept: items() of a temporary would dangle
+            for (const auto& [k, v] : options.items()) opts.push_back({k, scalar_text(v)});
+            items.push_back(table("audit options", {"option", "value"}, opts));
         }
         sections.push_back({{"id", "provenance"}, {"title", "Provenance"}, {"items", items}});
     }

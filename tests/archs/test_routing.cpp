@@ -151,7 +151,9 @@ TEST(Routing, Qwen3MoeShapesRangesAndWeightsAndRunFile) {
                 seen.insert(e);
                 const float wv = rec.expert_weights[m * k + j];
                 EXPECT_GT(wv, 0.0f);
-                if (j > 0) EXPECT_LE(wv, rec.expert_weights[m * k + j - 1] * (1 + 1e-6f));
+                if (j > 0) {
+                    EXPECT_LE(wv, rec.expert_weights[m * k + j - 1] * (1 + 1e-6f));
+                }
                 sum += wv;
             }
             EXPECT_EQ(seen.size(), k) << "an expert selected twice";

@@ -2,6 +2,7 @@
 // analysed through their longest run), paired variant tests, verdicts that need their test,
 // degenerate threshold rules, κ on a single-model panel. Expected values are computed here from
 // the panels' construction, not by the code under test.
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -209,7 +210,7 @@ min_tau = 0.5
             p.models.push_back({.label = "m" + std::to_string(m)});
             for (int k = 0; k < 8; ++k)
                 for (double t : {0.2, 0.8})
-                    p.runs.push_back(run("m" + std::to_string(m), "c0", "p" + std::to_string(k), t, 32, k, "",
+                    p.runs.push_back(run(fmt::format("m{}", m), "c0", fmt::format("p{}", k), t, 32, k, "",
                                          2.0 + m + 0.001 * k));
         }
         const auto reg = falsification_registry(p, file, small_options());

@@ -1,6 +1,7 @@
 // The audit's typed result (include/phasemap/audit/result.hpp): for the document of every section
 // as run_section writes it — ran, did not run (reason), threw (error) — from_json then to_json
 // gives the same JSON; a missing or mistyped required field is one error naming its path.
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -54,7 +55,7 @@ PanelTable rich_panel() {
     for (int m = 0; m < 4; ++m)
         for (int c = 0; c < 3; ++c)
             for (int i = 0; i < 8; ++i, ++k) {
-                PanelRun r = run("m" + std::to_string(m), "c" + std::to_string(c), 2.0 + 0.5 * m + 0.3 * c + nd(rng), k);
+                PanelRun r = run(fmt::format("m{}", m), fmt::format("c{}", c), 2.0 + 0.5 * m + 0.3 * c + nd(rng), k);
                 r.metrics["exit_rate"] = u(rng);
                 r.metrics["reopening_rate"] = u(rng);
                 r.metrics["collapse_episodes"] = 1 + (k % 4);

@@ -1,5 +1,6 @@
 // Audit sections on synthetic panels: planted effects recovered, planted robust pairs found,
 // bad input reported per section, hypotheses evaluated, JSON round trip.
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -71,7 +72,7 @@ PanelTable effects_panel(std::uint64_t seed, std::size_t M = 8, std::size_t K = 
         for (std::size_t j = 0; j < K; ++j) {
             const auto noise = planted(R, 0.60, rng);
             for (std::size_t k = 0; k < R; ++k)
-                p.runs.push_back(make_run("m" + std::to_string(i), "c" + std::to_string(j),
+                p.runs.push_back(make_run(fmt::format("m{}", i), fmt::format("c{}", j),
                                           3.0 + em[i] + ec[j] + noise[k], static_cast<int>(k)));
         }
     return p;
@@ -94,7 +95,7 @@ PanelTable pairs_panel(std::uint64_t seed) {
         p.models.push_back(m);
         for (std::size_t j = 0; j < prof->size(); ++j)
             for (int k = 0; k < 10; ++k)
-                p.runs.push_back(make_run(name, "c" + std::to_string(j), (*prof)[j] + noise(rng), k));
+                p.runs.push_back(make_run(name, fmt::format("c{}", j), (*prof)[j] + noise(rng), k));
     }
     return p;
 }

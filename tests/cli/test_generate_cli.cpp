@@ -1,6 +1,7 @@
 // `phasemap generate` (src/cli/cmd_generate.cpp) end to end through the binary: output files,
 // printed table, bad input, FILE[:SCALE], -p @file, and --lora FILE[:SCALE] (the run file's
 // metadata records each adapter; scale 0 changes nothing; an adapter that does not fit is one error).
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -47,7 +48,7 @@ TEST(Cli, GenerateWritesNpzWithMetadata) {
     {
         std::ofstream(d / "prompt.txt") << "Once upon a time";
     }
-    const auto r = run_phasemap({"generate", "-m", m.string(), "-p", "@" + (d / "prompt.txt").string(), "-n", "9",
+    const auto r = run_phasemap({"generate", "-m", m.string(), "-p", fmt::format("@{}", (d / "prompt.txt").string()), "-n", "9",
                                  "--layers", "hf:1-5", "--save-logits", "-o", (d / "run.npz").string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(listing(d.path), (std::vector<std::string>{"prompt.txt", "run.npz"}));  // no temporary left
@@ -150,7 +151,7 @@ TEST(CliUsability, PromptFileLosesOneTrailingNewline) {
     std::ofstream(d / "two.txt") << "Once upon a time\n\n";
     for (const auto& [file, want] : {std::pair<std::string, std::string>{"p.txt", "Once upon a time"}, {"two.txt", "Once upon a time\n"}}) {
         const auto out = d / (file + ".npz");
-        const auto r = pmtest::run_phasemap({"generate", "-m", m.string(), "-p", "@" + (d / file).string(), "-n", "2", "-q", "-o", out.string()});
+        const auto r = pmtest::run_phasemap({"generate", "-m", m.string(), "-p", fmt::format("@{}", (d / file).string()), "-n", "2", "-q", "-o", out.string()});
         ASSERT_EQ(r.exit_code, 0) << r.err;
         const auto run = phasemap::io::load_run_npz(out);
         EXPECT_EQ(run.metadata.value("prompt_text", std::string("?")), want) << file;

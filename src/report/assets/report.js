@@ -11,7 +11,7 @@
   const REGIME_COLOURS = ['#9ecae1', '#a1d99b', '#fdd0a2', '#fcbba1'];
   const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
-  const base = (spec) => Object.assign({ $schema: SCHEMA, config: { view: { stroke: '#ccc' }, font: 'sans-serif' } }, spec);
+  const base = (spec) => Object.assign({ $schema: SCHEMA, config: { view: { stroke: '#ccc' }, font: 'sans-serif', legend: { labelLimit: 280 } } }, spec);
   const has = (a) => Array.isArray(a) && a.length > 0;
 
   // Regime bands [lo, hi) on the ratio_norm axis, from the cut-points in use.
@@ -20,32 +20,46 @@
     return REGIMES.map((r, i) => ({ regime: r, lo: edges[i], hi: edges[i + 1] }));
   }
 
+  // One normalisation mode at a time: a parameter (a selector under the plot when the data hold
+  // several modes) and a filter on it for every layer that draws runs or statistics.
+  const normOf = (d) => (d.norm != null ? d.norm : '');
+  function normParam(d) {
+    const norms = d.norms || [''];
+    const p = { name: 'pm_norm', value: normOf(d) };
+    if (norms.length > 1) p.bind = { input: 'select', options: norms, name: 'normalisation ' };
+    return p;
+  }
+  const normFilter = { filter: '(datum.norm || "") === pm_norm' };
+
   function phaseMap(d) {
     const vals = d.runs.map((r) => r.ratio_norm).filter((v) => v != null);
     const lo = Math.min(...vals, ...d.model_stats.map((m) => m.ci_low ?? m.median));
     const hi = Math.max(...vals, ...d.model_stats.map((m) => m.ci_high ?? m.median));
     const bands = regimeBands(d.cuts, lo, hi);
-    const order = d.model_stats.slice().sort((a, b) => a.median - b.median).map((m) => m.model);
+    const shown = d.model_stats.filter((m) => (m.norm || '') === normOf(d));
+    const order = shown.slice().sort((a, b) => a.median - b.median).map((m) => m.model);
+    for (const m of d.model_stats) if (!order.includes(m.model)) order.push(m.model);
     const y = { scale: { type: 'log', domain: [bands[0].lo, bands[3].hi], nice: false }, title: 'ratio_norm (log)' };
     const xModel = { field: 'model', type: 'nominal', sort: order, title: 'model', axis: { labelAngle: -30 } };
     return base({
       width: Math.max(240, 70 * order.length), height: 320,
+      params: [normParam(d)],
       layer: [
         { data: { values: bands }, mark: { type: 'rect', opacity: 0.35 },
           encoding: { y: Object.assign({ field: 'lo', type: 'quantitative' }, y), y2: { field: 'hi' },
             fill: { field: 'regime', type: 'nominal', scale: { domain: REGIMES, range: REGIME_COLOURS }, title: 'regime (cuts ' + d.cuts.join(', ') + ')' },
             tooltip: [{ field: 'regime' }, { field: 'lo', format: '.3f', title: 'from' }, { field: 'hi', format: '.3f', title: 'to' }] } },
         { data: { values: d.runs.filter((r) => r.ratio_norm != null) },
-          transform: [{ calculate: '(random() - 0.5) * 0.6', as: 'jitter' }],
+          transform: [normFilter, { calculate: '(random() - 0.5) * 0.6', as: 'jitter' }],
           mark: { type: 'point', filled: true, size: 28, opacity: 0.65 },
           encoding: { x: xModel, xOffset: { field: 'jitter', type: 'quantitative', scale: { domain: [-0.5, 0.5] } },
             y: Object.assign({ field: 'ratio_norm', type: 'quantitative' }, y),
             color: { field: 'family', type: 'nominal', title: 'family' },
             tooltip: [{ field: 'id', title: 'run' }, { field: 'model' }, { field: 'family' }, { field: 'category' },
-              { field: 'ratio_norm', format: '.3f' }, { field: 'regime' }, { field: 'temperature' }] } },
-        { data: { values: d.model_stats.filter((m) => m.ci_low != null) }, mark: { type: 'rule', strokeWidth: 2, color: '#222' },
+              { field: 'ratio_norm', format: '.3f' }, { field: 'regime' }, { field: 'temperature' }, { field: 'norm' }] } },
+        { data: { values: d.model_stats.filter((m) => m.ci_low != null) }, transform: [normFilter], mark: { type: 'rule', strokeWidth: 2, color: '#222' },
           encoding: { x: xModel, y: Object.assign({ field: 'ci_low', type: 'quantitative' }, y), y2: { field: 'ci_high' } } },
-        { data: { values: d.model_stats }, mark: { type: 'tick', thickness: 3, size: 30, color: '#222' },
+        { data: { values: d.model_stats }, transform: [normFilter], mark: { type: 'tick', thickness: 3, size: 30, color: '#222' },
           encoding: { x: xModel, y: Object.assign({ field: 'median', type: 'quantitative' }, y),
             tooltip: [{ field: 'model' }, { field: 'family' }, { field: 'n', title: 'runs' }, { field: 'median', format: '.3f', title: 'median' },
               { field: 'ci_low', format: '.3f', title: 'CI low' }, { field: 'ci_high', format: '.3f', title: 'CI high' }] } },
@@ -57,6 +71,8 @@
     const rows = d.model_category_stats;
     return base({
       data: { values: rows },
+      params: [normParam(d)],
+      transform: [normFilter],
       width: Math.max(160, 60 * new Set(rows.map((r) => r.category)).size),
       height: Math.max(80, 26 * new Set(rows.map((r) => r.model)).size),
       encoding: { x: { field: 'category', type: 'nominal', axis: { labelAngle: -30 } }, y: { field: 'model', type: 'nominal' } },
@@ -107,7 +123,8 @@
     const L = d.layer;
     return base({
       data: { values: L.rows },
-      facet: { column: { field: 'metric', type: 'nominal', sort: L.metrics, title: null } },
+      facet: { field: 'metric', type: 'nominal', sort: L.metrics, title: null },
+      columns: 4,
       spec: { width: Math.max(90, 34 * d.models.length), height: 180,
         mark: { type: 'boxplot', extent: 'min-max', size: 14 },
         encoding: { x: { field: 'model', type: 'nominal', axis: { labelAngle: -40 } },
@@ -179,18 +196,41 @@
     });
   }
 
-  function rateBars(c, title) {
-    const ci = c.rows.some((r) => r.ci_low != null);
+  // A forest plot: per panel (facet), a point per label with its interval as an error bar; a
+  // dashed line at 0 when `zero`. Rows {panel, label, value, ci_low, ci_high, group?}.
+  function forestPlot(f) {
     const y = { field: 'label', type: 'nominal', title: null, sort: null };
-    const yOff = { field: 'measure', type: 'nominal' };
-    const layer = [{ mark: 'bar', encoding: { x: { field: 'value', type: 'quantitative', title: title, scale: { domain: [0, 1] } },
-      y: y, yOffset: yOff, color: { field: 'measure', type: 'nominal', title: null },
-      tooltip: [{ field: 'label', title: 'model' }, { field: 'measure' }, { field: 'value', format: '.3f' }, { field: 'ci_low', format: '.3f', title: 'CI low' },
-        { field: 'ci_high', format: '.3f', title: 'CI high' }, { field: 'n', title: 'episodes' }] } }];
-    if (ci) layer.push({ transform: [{ filter: 'isValid(datum.ci_low)' }], mark: { type: 'rule', color: '#222' },
-      encoding: { x: { field: 'ci_low', type: 'quantitative', title: title }, x2: { field: 'ci_high' }, y: y,
-        yOffset: Object.assign({ bandPosition: 0.5 }, yOff) } });
-    return base({ data: { values: c.rows }, width: 420, height: { step: 14 }, layer: layer });
+    const x = { field: 'value', type: 'quantitative', title: f.x_title, scale: f.domain ? { domain: f.domain } : { zero: !!f.zero } };
+    const colour = f.rows.some((r) => r.group) ? { field: 'group', type: 'nominal', title: null } : { value: '#1f77b4' };
+    const layer = [];
+    if (f.zero) layer.push({ mark: { type: 'rule', color: '#999', strokeDash: [4, 3] }, encoding: { x: { datum: 0, type: 'quantitative' } } });
+    layer.push({ transform: [{ filter: 'isValid(datum.ci_low) && isValid(datum.ci_high)' }], mark: { type: 'errorbar', ticks: true, color: '#222' },
+      encoding: { x: { field: 'ci_low', type: 'quantitative', title: f.x_title }, x2: { field: 'ci_high' }, y: y } });
+    layer.push({ mark: { type: 'point', filled: true, size: 60 }, encoding: { x: x, y: y, color: colour,
+      tooltip: [{ field: 'panel', title: 'quantity' }, { field: 'label' }, { field: 'value', format: '.4g' },
+        { field: 'ci_low', format: '.4g', title: 'CI low' }, { field: 'ci_high', format: '.4g', title: 'CI high' }] } });
+    return base({ data: { values: f.rows },
+      facet: { field: 'panel', type: 'nominal', sort: f.panels, title: null, header: { labelFontWeight: 'bold', labelLimit: 320 } },
+      columns: Math.min(2, f.panels.length),
+      spec: { width: 260, height: { step: 20 }, layer: layer },
+      resolve: { scale: { x: 'independent', y: 'independent' } } });
+  }
+
+  // The 4 × 4 transition matrix per model (facets): colour = row-normalised probability.
+  function transitions(t) {
+    const states = t.states;
+    return base({ data: { values: t.rows },
+      facet: { field: 'model', type: 'nominal', title: null, header: { labelFontWeight: 'bold', labelLimit: 260 } },
+      columns: 3,
+      spec: { width: 150, height: 150,
+        encoding: { x: { field: 'to', type: 'nominal', sort: states, scale: { domain: states }, title: 'to', axis: { labelAngle: -40 } },
+          y: { field: 'from', type: 'nominal', sort: states, scale: { domain: states }, title: 'from' } },
+        layer: [
+          { mark: 'rect', encoding: { color: { field: 'p', type: 'quantitative', title: 'P(to | from)', scale: { domain: [0, 1], scheme: 'blues' } },
+            tooltip: [{ field: 'model' }, { field: 'from' }, { field: 'to' }, { field: 'p', format: '.3f', title: 'probability' }] } },
+          { mark: { type: 'text', fontSize: 9 }, encoding: { text: { field: 'label' },
+            color: { condition: { test: 'datum.p > 0.6', value: 'white' }, value: '#222' } } },
+        ] } });
   }
 
   // Control audit: the paired Δ (mean over prompts, CI) of each measure per arm, the intervention
@@ -262,8 +302,21 @@
       () => varianceBars(a.variance), 'No variance decomposition: no audit given, or the section could not run (see the notes below).');
     add('audit-topology', 'audits', 'model topology: distance heat map in clustering order, dendrogram above, robust pairs outlined in red',
       a.topology && has(a.topology.cells), () => topology(a.topology), 'No topology figure: the audit has no topology, or it could not run (see the notes below).');
-    add('audit-cycles', 'audits', 'COLLAPSE cycle rates', a.cycles && has(a.cycles.rows), () => rateBars(a.cycles, a.cycles.value_title || 'rate'),
-      'No cycle rates: no audit given, or the section could not run (see the notes below).');
+    add('audit-normalisation', 'audits', 'normalisation sensitivity: η² per mode, agreement (κ) between modes',
+      a.normalisation && has(a.normalisation.rows), () => forestPlot(a.normalisation),
+      'No comparison between normalisation modes or models (see the notes below).');
+    add('audit-cycles', 'audits', 'output-state shares and COLLAPSE cycle rates per model', a.cycles && has(a.cycles.rows),
+      () => forestPlot(a.cycles), 'No state rates (see the notes below).');
+    add('audit-transitions', 'audits', 'state transitions between consecutive tokens, per model', a.transitions && has(a.transitions.rows),
+      () => transitions(a.transitions), 'No transition counts in the panel (see the notes below).');
+    add('audit-dwell', 'audits', 'dwell times: mean run length per state', a.dwell && has(a.dwell.rows), () => forestPlot(a.dwell),
+      'No dwell times in the panel (see the notes below).');
+    add('audit-robustness', 'audits', 'ranking stability: Kendall τ-b between levels of temperature and token budget',
+      a.robustness && has(a.robustness.rows), () => forestPlot(a.robustness), 'No pair of levels to compare (see the notes below).');
+    add('audit-predictor', 'audits', 'collapse predictor on the test split, beside the majority baseline',
+      a.predictor && has(a.predictor.rows), () => forestPlot(a.predictor), 'The collapse predictor could not run (see the notes below).');
+    add('audit-variants', 'audits', 'variants: Δ ratio_norm against the base model', a.variants && has(a.variants.rows),
+      () => forestPlot(a.variants), 'No declared variant could be compared (see the notes below).');
     add('control-audit', 'audits', 'control audit: paired Δ per arm — intervention, random direction, zero strength',
       d.control && has(d.control.rows), () => controlAudit(d.control),
       'No per-arm summary in the control-audit results (summary_rows, written by `phasemap control-audit`).');

@@ -18,8 +18,8 @@ if(PM_CURL AND PM_PYTHON)
   set_tests_properties(serve.http PROPERTIES TIMEOUT 300 ENVIRONMENT "${PM_TEST_ENV}" SKIP_RETURN_CODE 77)
 endif()
 # The official openai npm client (tests/serve/package.json, exact version, package-lock.json):
-# npm ci into the build dir once (fixture), then serve.openai drives the server with it; without
-# npm or network and cache, serve.openai skips (77) and says why.
+# npm ci into the build dir once (fixture), then serve.openai drives the server with it. A failed
+# install fails the fixture (and so serve.openai): the npm registry is a declared source.
 if(PM_PYTHON)
   add_test(NAME serve.npm_setup COMMAND bash ${CMAKE_SOURCE_DIR}/tests/serve/npm_setup.sh ${CMAKE_SOURCE_DIR}/tests/serve ${CMAKE_BINARY_DIR}/serve-npm)
   set_tests_properties(serve.npm_setup PROPERTIES FIXTURES_SETUP serve_npm TIMEOUT 300)

@@ -2,7 +2,7 @@
 """tests/serve: `phasemap serve` driven with the official openai npm client (pinned in
 tests/serve/package.json, installed by npm_setup.sh into the build dir): completions and chat,
 streaming and not, equal to `phasemap generate`; chat on a model without a template is a clear
-400. usage: test_openai.py PHASEMAP_BINARY NODE_MODULES_DIR (exit 77 = skipped)."""
+400. usage: test_openai.py PHASEMAP_BINARY NODE_MODULES_DIR (exit 77 = skipped: no stories260K model)."""
 import json
 import os
 import re
@@ -21,8 +21,8 @@ if not os.path.exists(MODEL):
     print("SKIP: ../shared/models/stories260K.gguf is not present")
     sys.exit(77)
 if not os.path.exists(os.path.join(NODE_MODULES, "openai", "package.json")):
-    print(f"SKIP: the openai npm client is not installed in {NODE_MODULES} (tests/serve/npm_setup.sh)")
-    sys.exit(77)
+    print(f"FAIL: the openai npm client is not installed in {NODE_MODULES} (tests/serve/npm_setup.sh installs it)")
+    sys.exit(1)
 ENV = dict(os.environ, PHASEMAP_THREADS="1")
 procs, failures = [], []
 

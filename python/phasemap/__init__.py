@@ -29,7 +29,7 @@ from ._run import Run, Step
 from .store import Store
 
 __version__: str = _phasemap.version()
-__all__ = ["Model", "Run", "Step", "Store", "analyze", "metrics", "panel", "version_string", "__version__"]
+__all__ = ["Model", "Run", "Step", "Store", "analyze", "audit", "metrics", "panel", "version_string", "__version__"]
 
 
 def version_string() -> str:
@@ -220,3 +220,23 @@ def analyze(hidden_states: Any, logits: Any = None, token_ids: Any = None, layer
                                   (run.entropy, run.top1, run.margin, run.surprisal), run.layers, ctx, options)
     arr = np.asarray(hidden_states)
     return _phasemap._analyze(arr, logits, token_ids, stats, None if layers is None else list(layers), None, options)
+
+
+def audit(db: str, sections: Optional[Sequence[str]] = None, metric: str = "ratio_norm", factor: str = "model",
+          norm: str = "", bootstrap: int = 1000, reml_bootstrap: int = 200, permutations: int = 1000,
+          seed: int = 20250101, robust_share: float = 0.95, hypotheses: str = "", store: bool = True) -> Dict[str, Any]:
+    """The panel audits of a results DB (``phasemap audit DB``; docs/audit.md), as a dict.
+
+    The same document ``phasemap audit DB --json FILE`` writes (``sections`` keyed by name:
+    regime, normalisation, variance, topology, hypotheses, cycles, robustness, variants,
+    controls). The options are the CLI's; ``store=False`` is ``--no-store`` (by default the
+    results are written back into the DB, as the CLI does). The GIL is released while it runs.
+
+    Example::
+
+        >>> a = phasemap.audit("results.duckdb", sections=["regime", "variance"], bootstrap=200)
+        >>> a["sections"]["regime"]
+    """
+    return _phasemap._audit(str(db), _list(sections), str(metric), str(factor), str(norm), int(bootstrap),
+                            int(reml_bootstrap), int(permutations), int(seed), float(robust_share), str(hypotheses),
+                            bool(store))

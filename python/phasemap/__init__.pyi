@@ -43,3 +43,6 @@ class Stream:
 def analyze(hidden_states: Union[npt.ArrayLike, Run], logits: Optional[npt.ArrayLike] = ..., token_ids: Optional[npt.ArrayLike] = ...,
             layers: Optional[Sequence[str]] = ..., stats: Optional[Tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]] = ...,
             **options: Any) -> Dict[str, Any]: ...
+def audit(db: str, sections: Optional[Sequence[str]] = ..., metric: str = ..., factor: str = ..., norm: str = ...,
+          bootstrap: int = ..., reml_bootstrap: int = ..., permutations: int = ..., seed: int = ...,
+          robust_share: float = ..., hypotheses: str = ..., store: bool = ...) -> Dict[str, Any]: ...

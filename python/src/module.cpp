@@ -21,6 +21,9 @@
 #include <optional>
 #include <thread>
 
+#include "phasemap/audit/hypotheses.hpp"
+#include "phasemap/audit/report.hpp"
+#include "phasemap/audit/result.hpp"
 #include "phasemap/capture/capture.hpp"
 #include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/capture/version.hpp"
@@ -629,6 +632,46 @@ py::dict panel_run(const std::string& manifest, const std::string& db, int paral
     return d;
 }
 
+// ------------------------------------------------------------------ audit
+
+// `phasemap audit DB`: the same sections over the DB's PanelTable, the same AuditResult document
+// (to_json), written back into the DB unless store is false.
+py::object run_audit(const std::string& db, std::vector<std::string> sections, const audit::Options& opt, const std::string& hypotheses,
+                     bool store_back) {
+    require_file(db, "results DB");
+    if (!hypotheses.empty()) require_file(hypotheses, "hypotheses file");
+    opt.validate();
+    if (!opt.norm.empty() && !metrics::parse_norm_mode(opt.norm))
+        throw std::invalid_argument(fmt::format("--norm '{}': unknown normalisation (use raw or clipped_mad)", opt.norm));
+    const bool all = sections.empty();
+    if (all) sections = audit::section_names();
+    std::optional<audit::HypothesisFile> hyp;
+    if (!hypotheses.empty()) hyp = audit::load_hypotheses(hypotheses);
+    else if (!all && std::find(sections.begin(), sections.end(), "hypotheses") != sections.end())
+        throw std::invalid_argument("audit: --section hypotheses needs --hypotheses FILE");
+    audit::AuditResult out;
+    std::vector<store::AuditEntry> entries;
+    {
+        py::gil_scoped_release nogil;
+        const PanelTable panel = store::load_panel_table(db);
+        out.phasemap_version = version_string();
+        out.source = db;
+        out.options = opt;
+        out.panel_models = panel.models.size();
+        out.panel_runs = panel.runs.size();
+        const nlohmann::json options = audit::options_json(opt);
+        for (const auto& sec : sections) {
+            if (sec == "hypotheses" && !hyp && all) continue;  // not asked for
+            const auto r = audit::run_section(sec, panel, opt, hyp ? &*hyp : nullptr);
+            out.sections.push_back(r.section);
+            entries.push_back({.kind = "audit", .name = sec, .ok = r.ok, .reason = r.reason, .options = options, .data = r.data,
+                               .source = hypotheses.empty() ? std::string() : "hypotheses: " + hypotheses});
+        }
+        if (store_back) store::Store::open(db)->put_audits(entries);
+    }
+    return json_to_py(audit::to_json(out));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_phasemap, mod) {
@@ -826,6 +869,21 @@ PYBIND11_MODULE(_phasemap, mod) {
         .def("query", [](PyStore& s, const std::string& sql) { return columns_to_py(store::read_columns(*s.s, sql)); })
         .def("meta", [](PyStore& s) { return s.s->meta(); })
         .def("count", [](PyStore& s, const std::string& t) { return s.s->count(t); });
+
+    mod.def("_audit", [](const std::string& db, std::vector<std::string> sections, const std::string& metric, const std::string& factor,
+                         const std::string& norm, size_t bootstrap, size_t reml_bootstrap, size_t permutations, uint64_t seed,
+                         double robust_share, const std::string& hypotheses, bool store_back) {
+        audit::Options o;
+        o.metric = metric;
+        o.factor = factor;
+        o.norm = norm;
+        o.bootstrap = bootstrap;
+        o.reml_bootstrap = reml_bootstrap;
+        o.permutations = permutations;
+        o.seed = seed;
+        o.robust_share = robust_share;
+        return run_audit(db, std::move(sections), o, hypotheses, store_back);
+    });
 
     mod.def("_panel_run", &panel_run, py::arg("manifest"), py::arg("db"), py::arg("parallel") = 1, py::arg("threads") = 0,
             py::arg("shard") = "1/1", py::arg("progress") = py::none());

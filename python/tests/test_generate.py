@@ -109,15 +109,31 @@ def test_stream_equals_generate(model):
     assert all(np.isfinite(s.ct) for s in steps[2:])
 
 
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
 def test_stream_break_frees_the_sequence(model):
     ref = model.generate(PROMPT, n=8)[0]
-    for _ in range(20):  # memory stays flat: every broken stream joins its worker and frees its engine
-        st = model.stream(PROMPT, n=200)
-        for s in st:
-            if s.t == 2:
-                break
-        st.close()
-        assert threading.active_count() == 1
+
+    def broken_streams(k, close):
+        for _ in range(k):
+            st = model.stream(PROMPT, n=200)
+            for s in st:
+                if s.t == 2:
+                    break
+            if close:
+                st.close()
+            del st  # dropping a stream closes it too
+            assert threading.active_count() == 1  # the worker is joined
+
+    broken_streams(5, True)
+    before = rss_bytes()
+    broken_streams(20, True)
+    broken_streams(20, False)
+    # memory stays flat: every broken stream frees its engine (a leaked one holds its KV cache)
+    assert rss_bytes() - before < 16 << 20
     again = model.generate(PROMPT, n=8)[0]
     assert again.hidden_states.tobytes() == ref.hidden_states.tobytes()
 

@@ -123,3 +123,51 @@ def test_store_bad_inputs(tmp_path, panel_db):
     with pytest.raises(ValueError) as e:
         phasemap.panel.run(str(bad), str(tmp_path / "y.duckdb"))
     assert str(e.value).splitlines()[0] in err
+
+
+def test_keyboard_interrupt_stops_a_panel_that_resumes(model_path, tmp_path):
+    import _thread
+    from phasemap import _phasemap
+
+    manifest = tmp_path / "p.toml"
+    manifest.write_text(f"""name = "py-interrupt"
+[generation]
+temperatures = [0.0]
+n_predict = [4]
+seeds = [1, 2, 3, 4]
+[[models]]
+label = "stories"
+path = "{model_path}"
+[[prompts]]
+builtin = "stories"
+categories = ["animals"]
+limit = 1
+""")
+    db = tmp_path / "p.duckdb"
+    seen = []
+
+    def progress(done, total, tokens, seconds, model, line):
+        seen.append(done)
+        if len(seen) == 1:
+            _thread.interrupt_main()  # Ctrl-C after the first committed generation
+
+    with pytest.raises(KeyboardInterrupt):
+        _phasemap._panel_run(str(manifest), str(db), 1, 0, "1/1", progress)
+    stored = phasemap.Store(str(db)).query("SELECT count(*) AS n FROM runs")["n"][0]
+    assert 1 <= stored < 4  # what was committed stays
+    r = phasemap.panel.run(str(manifest), str(db), progress=False)
+    assert r["skipped"] == stored and r["done"] == 4 - stored  # resumes as from the CLI
+
+
+def test_audit_equals_cli(panel_db, tmp_path):
+    import json
+    _, db = panel_db
+    out = tmp_path / "audit.json"
+    opts = ["--bootstrap", "50", "--permutations", "50", "--reml-bootstrap", "20"]
+    cli("audit", db, "--section", "regime", "--section", "normalisation", *opts, "--json", out, "--no-store", "-q")
+    want = json.loads(out.read_text())
+    got = phasemap.audit(str(db), sections=["regime", "normalisation"], bootstrap=50, permutations=50, reml_bootstrap=20,
+                         store=False)
+    assert got == want
+    with pytest.raises(ValueError, match="factor"):
+        phasemap.audit(str(db), factor="colour", store=False)

@@ -64,6 +64,9 @@ fi
 if [ -f ../shared/models/stories260K.gguf ]; then
   step serve /usr/bin/python3 bench/bench_serve.py "$PM" ../shared/models/stories260K.gguf --reps 2
 fi
+if [ -f "$BUILD/python/phasemap/__init__.py" ]; then
+  step python env PYTHONPATH="$BUILD/python" /usr/bin/python3 bench/bench_python.py "$PM" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
+fi
 cat /proc/loadavg > "$R/load_end"
 t_total=$(( $(date +%s) - t_start ))
 
@@ -222,6 +225,21 @@ if os.path.exists(os.path.join(R, "intervene.out")):
                      "without, modes alternating within each repetition.\n\n"
                      f"```\n{BUILD}/bench_intervene {QWEN} --tokens {env.get('BENCH_TOKENS', '32')} --threads "
                      f"{env.get('BENCH_THREADS', '2')} --reps {int(env.get('BENCH_REPS', '3')) + 2}\n```\n\n```\n{iv.strip()}\n```"))
+
+# ---- Python package
+if os.path.exists(os.path.join(R, "python.out")):
+    pyo = rd("python.out")
+    for key, what in (("python_vs_cli", "decode tokens/s, Python `Model.generate` hf:all ÷ `phasemap generate` hf:all (target ≥ 0.97)"),
+                      ("hook_vs_none", "tokens/s, Python generate with one hooked layer (no-op hook) ÷ none")):
+        m = re.search(rf"ratio {key} ([\d.]+)", pyo)
+        if m:
+            ratios["python_" + key if not key.startswith("python") else key] = (float(m.group(1)), "higher", what)
+    sections.append(("Python package (bench/bench_python.py)",
+                     "Decode tokens/s of `Model.generate(layers=\"hf:all\")` and of `phasemap generate --layers hf:all`, each "
+                     "as (T − 1) ÷ (time at n = T − time at n = 1) so that process start, model load and prefill cancel; and "
+                     "one no-op Python hook on the middle block ÷ no hook (whole calls, in-process).\n\n"
+                     f"```\nPYTHONPATH={BUILD}/python bench/bench_python.py {BUILD}/phasemap {QWEN} --tokens {env.get('BENCH_TOKENS', '32')} "
+                     f"--threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_REPS', '3')}\n```\n\n```\n{pyo.strip()}\n```"))
 
 # ---- previous figures and regressions
 prev, prev_date = {}, None

@@ -47,6 +47,7 @@ APT_PKGS=(build-essential cmake ninja-build git pkg-config ca-certificates
   libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libzip-dev zlib1g-dev libssl-dev
   libcpp-httplib-dev curl      # phasemap serve (cmake/serve.cmake) and its tests
   python3 python3-numpy python3-pandas
+  python3-dev pybind11-dev python3-pybind11 python3-pytest   # the Python package (python/, docs/python.md)
   chromium librsvg2-bin
   clang libclang-rt-14-dev   # make fuzz: clang with libFuzzer (scripts/fuzz.sh)
   ccache)                     # compiler cache for clean-clone builds (cmake/ccache.cmake)

@@ -20,6 +20,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <utility>
 #include <ggml-backend.h>
 #include <memory>
 #include <optional>
@@ -108,6 +110,7 @@ struct Engine::Impl {
     std::vector<int> edit_rows_seen;           // per block, rows handed to the callback so far
     int edit_rows_expected = 0;
     std::vector<float> edit_row;               // device round trip
+    std::exception_ptr cb_exception;           // thrown by a hook during the current decode
 
     ~Impl() {
         if (ctx) llama_free(ctx);
@@ -124,6 +127,8 @@ struct Engine::Impl {
             return ask ? false : true;
         }
         if (!self->capture_on && !self->edit_on) return ask ? false : true;
+        // After a hook threw: ask for each node (so each split stops at its first) and abort.
+        if (self->cb_exception) return ask;
         if (ask && self->recording) self->record_node(t);
         int blk = -1;
         if (self->edit_on) {
@@ -135,6 +140,9 @@ struct Engine::Impl {
         const bool cap = self->capture_on && (embd || self->want.count(t->name) > 0);
         if (ask) return cap || route || blk >= 0;
         if (blk >= 0) self->on_edit(t, blk);  // edit first: captures see the edited state
+        // A hook (InterventionOp::hook) threw: stop computing this graph; decode() rethrows it
+        // after llama_decode returns, so no exception unwinds through ggml's C code.
+        if (self->cb_exception) return false;
         if (cap) self->on_tensor(t, embd);
         if (route) self->on_routing(t);
         return true;
@@ -315,14 +323,19 @@ struct Engine::Impl {
             if (e.row < base || e.row >= base + rows) continue;
             const int r = e.row - base;
             const size_t off = size_t(r % t->ne[1]) * t->nb[1] + size_t(r / t->ne[1]) * t->nb[2];
-            if (host) {
-                float* h = reinterpret_cast<float*>(static_cast<unsigned char*>(t->data) + off);
-                apply_intervention(*e.iv, std::span<float>(h, size_t(d)), e.t, e.key, e.st);
-            } else {
-                edit_row.resize(size_t(d));
-                ggml_backend_tensor_get(t, edit_row.data(), off, size_t(d) * sizeof(float));
-                apply_intervention(*e.iv, edit_row, e.t, e.key, e.st);
-                ggml_backend_tensor_set(t, edit_row.data(), off, size_t(d) * sizeof(float));
+            try {
+                if (host) {
+                    float* h = reinterpret_cast<float*>(static_cast<unsigned char*>(t->data) + off);
+                    apply_intervention(*e.iv, std::span<float>(h, size_t(d)), e.t, e.key, e.st);
+                } else {
+                    edit_row.resize(size_t(d));
+                    ggml_backend_tensor_get(t, edit_row.data(), off, size_t(d) * sizeof(float));
+                    apply_intervention(*e.iv, edit_row, e.t, e.key, e.st);
+                    ggml_backend_tensor_set(t, edit_row.data(), off, size_t(d) * sizeof(float));
+                }
+            } catch (...) {
+                cb_exception = std::current_exception();  // rethrown by decode()
+                return;
             }
         }
     }
@@ -393,6 +406,7 @@ struct Engine::Impl {
         }
         recording = capture_on && !graph.recorded;
         take_llama_errors();
+        cb_exception = nullptr;
         const int rc = llama_decode(ctx, batch);
         capture_on = false;
         if (recording) {
@@ -404,6 +418,10 @@ struct Engine::Impl {
         if (edit_on) {
             edit_on = false;
             for (auto& e : edits) e.clear();
+            if (cb_exception) {
+                take_llama_errors();
+                std::rethrow_exception(std::exchange(cb_exception, nullptr));
+            }
             if (rc == 0 && !cb_error.empty()) throw std::runtime_error("intervention failed: " + cb_error);
         }
         if (rc != 0) {

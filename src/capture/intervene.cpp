@@ -20,6 +20,7 @@ const char* op_name(InterventionOp op) {
         case InterventionOp::damp: return "damp";
         case InterventionOp::project_out: return "project-out";
         case InterventionOp::noise: return "noise";
+        case InterventionOp::hook: return "hook";
     }
     return "?";
 }
@@ -122,6 +123,9 @@ void resolve_interventions(std::vector<Intervention>& ivs, int n_layer, int n_em
             case InterventionOp::noise:
                 if (iv.strength < 0) fail(fmt::format("noise σ must be ≥ 0 (got {})", iv.strength));
                 break;
+            case InterventionOp::hook:
+                if (!iv.hook) fail("a hook intervention needs a function");
+                break;
             default: break;
         }
     }
@@ -180,6 +184,9 @@ void apply_intervention(const Intervention& iv, std::span<float> h, int t, uint6
             for (auto& x : h) x = float(double(x) + iv.strength * g());
             break;
         }
+        case InterventionOp::hook:
+            iv.hook(h, t, seq_key);
+            break;
     }
 }
 

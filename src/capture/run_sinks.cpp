@@ -51,6 +51,58 @@ nlohmann::json provenance_json(const ModelInfo& mi, const EngineFacts& f, const 
     return j;
 }
 
+void add_run_start_metadata(nlohmann::json& meta, const RunStart& s) {
+    if (!s.routing.blocks.empty())
+        meta["routing"] = {{"blocks", s.routing.blocks},
+                           {"n_expert", s.routing.n_expert},
+                           {"n_expert_used", s.routing.n_expert_used},
+                           {"weight_tensors", s.routing.weight_tensors}};
+    meta["run_index"] = s.run_index;
+    meta["prompt_text"] = s.prompt_text;
+    // The model's block count (provenance "model.n_layer") places hf:L on the depth axis.
+    int n_layer = 0;
+    if (meta.contains("model") && meta["model"].is_object()) n_layer = meta["model"].value("n_layer", 0);
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : s.layers) {
+        nlohmann::json j = {{"label", l.label}, {"tensor", l.tensor}, {"hf_index", l.hf_index},
+                            {"kind", std::string(metrics::to_string(l.id.kind))}, {"index", l.id.index}};
+        if (n_layer > 0) j["depth"] = l.id.depth(n_layer);
+        layers.push_back(std::move(j));
+    }
+    meta["layers"] = layers;
+    meta["n_embd"] = s.n_embd;
+    meta["n_vocab"] = s.n_vocab;
+}
+
+void add_run_end_metadata(nlohmann::json& meta, const RunEnd& e, const nlohmann::json& token_texts) {
+    meta["stop_reason"] = e.stop_reason;
+    meta["n_generated"] = e.n_generated;
+    meta["generated_text"] = e.text;
+    meta["tokens"] = token_texts;
+    // Guard text the monitor decoded into the context, and the controller's log (generate --monitor).
+    if (!e.insertions.empty()) {
+        nlohmann::json ins = nlohmann::json::array();
+        for (const auto& in : e.insertions)
+            ins.push_back({{"after_t", in.after_t}, {"position", in.position}, {"token_ids", in.ids}, {"text", in.text},
+                           {"text_offset", in.text_offset}});
+        meta["insertions"] = std::move(ins);
+    }
+    if (!e.events.empty()) meta["monitor_events"] = e.events;
+}
+
+std::string metadata_text(const nlohmann::json& meta) {
+    return meta.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+nlohmann::json run_metadata(nlohmann::json base, const RunRecord& r) {
+    add_run_start_metadata(base, r.start);
+    nlohmann::json texts = nlohmann::json::array();
+    for (const auto& t : r.tokens) texts.push_back(t.text);
+    add_run_end_metadata(base, r.end, texts);
+    // The same bytes as the NPZ's metadata.json parse to the same value (invalid UTF-8 replaced).
+    return nlohmann::json::parse(metadata_text(base));
+}
+
 NpzRunWriter::NpzRunWriter(fs::path out, nlohmann::json metadata, bool compress)
     : out_(std::move(out)), meta_(std::move(metadata)), compress_(compress) {
     // The per-array parts live in a temporary folder of the atomic writer (removed when the run
@@ -80,18 +132,8 @@ void NpzRunWriter::begin(const RunStart& s) {
         const std::vector<size_t> shape{s.routing.blocks.size(), size_t(s.routing.n_expert_used)};
         rexp_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "routing_experts.npy", "<i4", shape);
         rw_ = std::make_unique<io::NpyStreamWriter>(tmpdir_ / "routing_weights.npy", "<f4", shape);
-        meta_["routing"] = {{"blocks", s.routing.blocks},
-                            {"n_expert", s.routing.n_expert},
-                            {"n_expert_used", s.routing.n_expert_used},
-                            {"weight_tensors", s.routing.weight_tensors}};
     }
-    meta_["run_index"] = s.run_index;
-    meta_["prompt_text"] = s.prompt_text;
-    nlohmann::json layers = nlohmann::json::array();
-    for (const auto& l : s.layers) layers.push_back({{"label", l.label}, {"tensor", l.tensor}, {"hf_index", l.hf_index}});
-    meta_["layers"] = layers;
-    meta_["n_embd"] = s.n_embd;
-    meta_["n_vocab"] = s.n_vocab;
+    add_run_start_metadata(meta_, s);
     prompt_ids_ = s.prompt_ids;
     token_texts_ = nlohmann::json::array();
 }
@@ -124,20 +166,8 @@ void NpzRunWriter::end(const RunEnd& e) {
     }
     std::vector<int64_t> pids(prompt_ids_.begin(), prompt_ids_.end());
     b.add_bytes("prompt_ids.npy", io::npy_bytes("<i8", {pids.size()}, pids.data()));
-    meta_["stop_reason"] = e.stop_reason;
-    meta_["n_generated"] = e.n_generated;
-    meta_["generated_text"] = e.text;
-    meta_["tokens"] = token_texts_;
-    // Guard text the monitor decoded into the context, and the controller's log (generate --monitor).
-    if (!e.insertions.empty()) {
-        nlohmann::json ins = nlohmann::json::array();
-        for (const auto& in : e.insertions)
-            ins.push_back({{"after_t", in.after_t}, {"position", in.position}, {"token_ids", in.ids}, {"text", in.text},
-                           {"text_offset", in.text_offset}});
-        meta_["insertions"] = std::move(ins);
-    }
-    if (!e.events.empty()) meta_["monitor_events"] = e.events;
-    b.add_bytes("metadata.json", meta_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    add_run_end_metadata(meta_, e, token_texts_);
+    b.add_bytes("metadata.json", metadata_text(meta_));
     b.commit(out_, compress_);
 }
 

@@ -99,16 +99,20 @@ steer::MonitorOptions monitor_options(const MonitorSettings& m, const ModelInfo&
     return mo;
 }
 
-RunPlan build_run(const RunSettings& s) {
+RunPlan build_run(const RunSettings& s, std::shared_ptr<capture::Model> model) {
     if (s.prompts.empty()) throw std::invalid_argument("no prompt given");
     if (s.monitor.any_option() && !s.monitor.enabled) throw std::invalid_argument("--trigger/--on/--on-intervene need --monitor");
     RunPlan p;
-    ModelOptions mopt;
-    for (const auto& spec : s.loras) {
-        const steer::FileScale fsc = steer::parse_file_scale(spec, "--lora");
-        mopt.adapters.push_back({fsc.path, fsc.scale});
+    if (model) {
+        p.model = std::move(model);
+    } else {
+        ModelOptions mopt;
+        for (const auto& spec : s.loras) {
+            const steer::FileScale fsc = steer::parse_file_scale(spec, "--lora");
+            mopt.adapters.push_back({fsc.path, fsc.scale});
+        }
+        p.model = Model::load(s.model, mopt);
     }
-    p.model = Model::load(s.model, mopt);
     EngineOptions eo = s.engine;
     eo.n_parallel = std::min<int>(eo.n_parallel, int(s.prompts.size()));
     p.engine = std::make_unique<Engine>(p.model, eo);

@@ -17,6 +17,7 @@
 #pragma once
 #include <climits>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -34,6 +35,8 @@ enum class InterventionOp {
                   //   (edited) state at this block in the same sequence
     project_out,  // h ← h − (h·u) u, u = v / ‖v‖; strength ∈ [0, 1] scales the removed part
     noise,        // h ← h + strength · z, z ~ N(0, I) seeded per (seed, sequence, step)
+    hook,         // h ← whatever Intervention::hook does to it in place (a caller's function, e.g.
+                  //   a Python callable of the phasemap package); strength is not used
 };
 const char* op_name(InterventionOp op);
 bool op_takes_vector(InterventionOp op);
@@ -51,6 +54,11 @@ struct Intervention {
     bool random_direction = false;
     uint64_t seed = 0;            // noise / random-direction seed
     std::string label;            // free text shown in errors and metadata (e.g. the CLI spec)
+    // hook: called with the row h (n_embd floats, edited in place), the step t (as for
+    // apply_intervention) and the sequence key. It may throw: the engine catches the exception in
+    // its eval callback, aborts the graph computation and rethrows it after llama_decode returns
+    // (the generation ends with that exception; nothing unwinds through llama.cpp / ggml).
+    std::function<void(std::span<float> h, int t, uint64_t seq_key)> hook;
 
     bool active_at(int t) const { return t >= t_begin && t < t_end; }
     std::string describe() const;  // "add block:3 ×2 @t=0-10"

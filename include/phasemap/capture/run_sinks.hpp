@@ -47,6 +47,17 @@ private:
 // Metadata shared by the runs of one invocation (model, engine, versions).
 nlohmann::json provenance_json(const ModelInfo& model, const EngineFacts& facts, const std::string& layer_spec);
 
+// The run-file metadata (metadata.json) of one run, assembled in two steps as a run streams: the
+// facts of RunStart (run_index, prompt_text, layers with label, tensor, hf_index and the LayerId's
+// kind, index and depth, n_embd, n_vocab, routing) and of RunEnd (stop_reason, n_generated,
+// generated_text, tokens = the token texts, insertions, monitor_events). NpzRunWriter writes
+// exactly this; run_metadata() gives the same for a recorded run (what `import phasemap` shows
+// as Run.metadata): base (RunPlan::metadata) plus both steps, as metadata.json would parse.
+void add_run_start_metadata(nlohmann::json& meta, const RunStart& s);
+void add_run_end_metadata(nlohmann::json& meta, const RunEnd& e, const nlohmann::json& token_texts);
+std::string metadata_text(const nlohmann::json& meta);  // the bytes of metadata.json
+nlohmann::json run_metadata(nlohmann::json base, const RunRecord& r);
+
 // Streams one run to an NPZ file. Members: hidden_states [T, L', d] f4 (when layers are
 // captured), logits [T, V] f4 (when save_logits), token_ids [T] i8, positions [T] i8,
 // entropy/top1/margin/surprisal [T] f8, prompt_ids [P] i8, with MoE routing

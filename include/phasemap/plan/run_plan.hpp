@@ -91,7 +91,8 @@ struct RunPlan {
 
 // Loads the model (with its adapters), creates the engine, applies the summed control vectors,
 // parses and resolves the interventions and the monitor against the model, and builds one request
-// per prompt. Nothing is decoded.
-RunPlan build_run(const RunSettings& s);
+// per prompt. Nothing is decoded. With `model` given (already loaded, with its adapters: the
+// Python package's Model) it is used instead of loading s.model; s.loras are then not read.
+RunPlan build_run(const RunSettings& s, std::shared_ptr<capture::Model> model = nullptr);
 
 }  // namespace phasemap::plan

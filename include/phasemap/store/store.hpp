@@ -35,6 +35,8 @@ inline constexpr int kSchemaVersion = 2;
 
 // Any problem with a results DB (cannot open, locked, other schema version, wrong manifest,
 // failed write). The message is meant for the user.
+struct Columns;  // store/columns.hpp
+
 struct StoreError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
@@ -213,6 +215,8 @@ public:
     // Rows of a read-only SQL query, each as its values joined by tabs (NULL as \N): for tests
     // and diagnostics (e.g. comparing two DBs row by row).
     std::vector<std::string> rows(const std::string& sql) const;
+    // The rows of a read-only SQL query as typed columns (store/columns.hpp, src/store/columns.cpp).
+    Columns columns(const std::string& sql) const;
 
     struct Impl;
 

@@ -1,0 +1,9 @@
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy.typing as npt
+
+def registry() -> List[Dict[str, Any]]: ...
+def metric(name: str, hidden_states: npt.ArrayLike, logits: Optional[npt.ArrayLike] = ..., token_ids: Optional[npt.ArrayLike] = ...,
+           layers: Optional[Sequence[str]] = ..., **options: Any) -> Any: ...
+# One function per registry metric (per token: float64 arrays; per run: float or None; labels: str):
+def __getattr__(name: str) -> Any: ...

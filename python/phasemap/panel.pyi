@@ -1,0 +1,3 @@
+from typing import Any, Dict
+
+def run(manifest: str, db: str, progress: bool = ..., parallel: int = ..., threads: int = ..., shard: str = ...) -> Dict[str, Any]: ...

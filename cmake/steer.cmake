@@ -9,8 +9,8 @@ find_package(tomlplusplus REQUIRED)
 file(GLOB PM_STEER_SRC CONFIGURE_DEPENDS src/steer/*.cpp)
 add_library(phasemap_steer STATIC ${PM_STEER_SRC})
 target_include_directories(phasemap_steer PUBLIC include)
-target_link_libraries(phasemap_steer PUBLIC phasemap_capture phasemap_metrics phasemap_io Eigen3::Eigen
-  PRIVATE fmt::fmt nlohmann_json::nlohmann_json tomlplusplus::tomlplusplus)
+target_link_libraries(phasemap_steer PUBLIC phasemap_capture phasemap_metrics phasemap_io Eigen3::Eigen nlohmann_json::nlohmann_json
+  PRIVATE fmt::fmt tomlplusplus::tomlplusplus)
 target_link_libraries(phasemap PRIVATE phasemap_steer)
 
 # llama.cpp's own control-vector loader (common_control_vector_load from the pinned source's

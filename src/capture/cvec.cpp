@@ -1,4 +1,4 @@
-// Control-vector GGUF files through ggml's gguf API (include/phasemap/steer/control_vector.hpp).
+// Control-vector GGUF files through ggml's gguf API (include/phasemap/capture/control_vector.hpp).
 #include <fmt/core.h>
 
 #include "phasemap/io/files.hpp"
@@ -12,9 +12,9 @@
 #include <memory>
 #include <stdexcept>
 
-#include "phasemap/steer/control_vector.hpp"
+#include "phasemap/capture/control_vector.hpp"
 
-namespace phasemap::steer {
+namespace phasemap::capture {
 
 namespace fs = std::filesystem;
 
@@ -170,4 +170,4 @@ void check_control_vector(const ControlVector& cv, const std::string& arch, int 
     }
 }
 
-}  // namespace phasemap::steer
+}  // namespace phasemap::capture

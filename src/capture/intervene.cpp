@@ -3,6 +3,7 @@
 // rows of the graph tensor it was handed by the eval callback.
 #include "phasemap/metrics/option_domains.hpp"
 #include "phasemap/capture/intervene.hpp"
+#include "phasemap/stats/rng.hpp"
 
 #include <fmt/core.h>
 
@@ -57,12 +58,7 @@ struct PortableNormal {
     }
 };
 
-uint64_t mix(uint64_t x) {  // splitmix64 finaliser
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
+uint64_t mix(uint64_t x) { return stats::derive_seed(x, 0); }  // splitmix64 (stats/rng.hpp): its first output from x
 
 double norm2(std::span<const float> v) {
     double s = 0;

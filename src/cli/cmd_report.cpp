@@ -45,6 +45,17 @@ nlohmann::json read_json(const std::string& path) {
 }
 
 // --regime-cuts a,b,c or @FILE: metrics' one cut-point parser (strict: three ascending numbers).
+// A control-audit / monitor-eval document read as its type: a missing or mistyped field is one
+// error naming the file (or DB entry) and the field.
+template <class From>
+auto steer_result(const nlohmann::json& j, const std::string& source, From from) {
+    try {
+        return from(j);
+    } catch (const steer::JsonError& e) {
+        throw UserError(fmt::format("{}: {}", source, e.what()));
+    }
+}
+
 metrics::RegimeCuts parse_cuts(const std::string& spec) {
     std::string s = spec;
     if (!s.empty() && s[0] == '@') {
@@ -206,8 +217,9 @@ void add_db_results(const ReportCmd& c, report::Inputs& in) {
         std::string name = e.name;
         std::replace(name.begin(), name.end(), '/', '_');
         const std::string source = fmt::format("{} › {}", file, name);
-        if (e.kind == "control_audit") in.control_audit.push_back(e.data), in.control_sources.push_back(source);
-        else in.monitor.push_back(e.data), in.monitor_sources.push_back(source);
+        if (e.kind == "control_audit") in.control_audit.push_back(steer_result(e.data, source, steer::control_audit_from_json));
+        else in.monitor.push_back(steer_result(e.data, source, steer::monitor_eval_from_json));
+        (e.kind == "control_audit" ? in.control_sources : in.monitor_sources).push_back(source);
     }
 }
 #endif
@@ -250,8 +262,8 @@ int run_report(ReportCmd& c) {
         }
         in.run_sources.push_back(p);
     }
-    for (const auto& p : c.control_json) in.control_audit.push_back(read_json(p)), in.control_sources.push_back(p);
-    for (const auto& p : c.monitor_json) in.monitor.push_back(read_json(p)), in.monitor_sources.push_back(p);
+    for (const auto& p : c.control_json) in.control_audit.push_back(steer_result(read_json(p), p, steer::control_audit_from_json)), in.control_sources.push_back(p);
+    for (const auto& p : c.monitor_json) in.monitor.push_back(steer_result(read_json(p), p, steer::monitor_eval_from_json)), in.monitor_sources.push_back(p);
     if (!c.regime_cuts.empty()) c.opt.regime_cuts = parse_cuts(c.regime_cuts);
     c.opt.generator = version_string();
 #ifdef PHASEMAP_REPORT_DB

@@ -1,6 +1,8 @@
 // The layer type shared by every module (include/phasemap/metrics/layer_id.hpp).
 #include "phasemap/metrics/layer_id.hpp"
 
+#include "phasemap/metrics/analyze.hpp"
+
 #include <cctype>
 #include <charconv>
 #include <stdexcept>
@@ -89,6 +91,10 @@ double LayerId::depth(int n_layer) const {
         case LayerKind::tensor: return i + 0.5;
     }
     return i;
+}
+
+std::size_t resolve_layer_choice(std::string_view choice, std::span<const std::string> captured) {
+    return resolve_layer_index(parse_layer_choice(choice, captured), captured.size());
 }
 
 }  // namespace phasemap::metrics

@@ -22,6 +22,7 @@
 
 #include "phasemap/modelgen/modelgen.hpp"
 #include "phasemap/io/files.hpp"
+#include "phasemap/stats/rng.hpp"
 
 namespace phasemap::modelgen {
 
@@ -33,12 +34,7 @@ namespace {
 // transformation below is plain integer arithmetic plus one float multiply, so a given seed
 // yields the same bits with any standard library (std::normal_distribution would not).
 
-uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
+uint64_t splitmix64(uint64_t x) { return stats::derive_seed(x, 0); }  // stats/rng.hpp: splitmix64's first output from x
 
 uint64_t fnv1a(std::string_view s) {
     uint64_t h = 0xcbf29ce484222325ULL;

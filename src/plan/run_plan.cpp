@@ -8,6 +8,7 @@
 
 #include "phasemap/io/files.hpp"
 #include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/layer_id.hpp"
 #include "phasemap/io/run_file.hpp"
 #include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/steer/control_vector.hpp"
@@ -127,7 +128,7 @@ RunPlan build_run(const RunSettings& s, std::shared_ptr<capture::Model> model) {
         if (!s.monitor.metric_layer.empty()) {
             std::vector<std::string> names;
             for (const auto& l : p.engine->layers()) names.push_back(l.label);
-            p.monitor->layer = metrics::resolve_layer_index(metrics::parse_layer_choice(s.monitor.metric_layer, names), names.size());
+            p.monitor->layer = metrics::resolve_layer_choice(s.monitor.metric_layer, names);
         }
     }
     for (size_t i = 0; i < s.prompts.size(); ++i) {

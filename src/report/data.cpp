@@ -19,7 +19,7 @@
 #include "phasemap/stats/bootstrap.hpp"
 #include "phasemap/stats/cluster.hpp"
 #include "phasemap/stats/descriptive.hpp"
-#include "phasemap/steer/eval.hpp"
+#include "phasemap/steer/result.hpp"
 
 namespace phasemap::report {
 
@@ -220,33 +220,69 @@ const std::vector<std::string> kMonitorMeasures = {"accuracy", "trigger_rate", "
 
 std::string source_label(const std::string& source) { return std::filesystem::path(source).filename().string(); }
 
-// Figure rows from the summary_rows (arm, measure, n, mean, ci_low, ci_high) of control-audit or
-// monitor-eval results: one row per result × arm × measure kept by `keep` (which returns the
-// facet name, or "" to leave the row out). With several results the row label names the result.
-json result_rows(const std::vector<json>& docs, const std::vector<std::string>& sources,
+// Figure rows from the summary rows (arm, measure, n, mean, ci_low, ci_high; steer::summary_rows)
+// of control-audit or monitor-eval results: one row per result × arm × measure kept by `keep`
+// (which returns the facet name, or "" to leave the row out). With several results the row label
+// names the result.
+template <class Result>
+json result_rows(const std::vector<Result>& results, const std::vector<std::string>& sources,
                  const std::function<std::string(const std::string& arm, const std::string& measure)>& keep, json& labels) {
     json rows = json::array();
     labels = json::array();
-    for (size_t i = 0; i < docs.size(); ++i) {
+    for (size_t i = 0; i < results.size(); ++i) {
         const std::string src = source_label(sources[i]);
-        std::vector<steer::SummaryRow> summary;
-        try {
-            summary = steer::summary_rows_from_json(docs[i]);
-        } catch (const std::runtime_error& e) {
-            throw std::runtime_error(fmt::format("{}: {}", sources[i], e.what()));
-        }
-        for (const steer::SummaryRow& r : summary) {
-            const std::string& arm = r.arm;
-            const std::string facet = keep(arm, r.measure);
-            const double mean = r.mean;
-            if (facet.empty() || !std::isfinite(mean)) continue;
-            const std::string label = docs.size() > 1 ? src + " · " + arm : arm;
+        for (const steer::SummaryRow& r : steer::summary_rows(results[i])) {
+            const std::string facet = keep(r.arm, r.measure);
+            if (facet.empty() || !std::isfinite(r.mean)) continue;
+            const std::string label = results.size() > 1 ? src + " · " + r.arm : r.arm;
             if (std::find(labels.begin(), labels.end(), json(label)) == labels.end()) labels.push_back(label);
-            rows.push_back({{"result", src}, {"arm", arm}, {"label", label}, {"measure", facet}, {"mean", mean},
+            rows.push_back({{"result", src}, {"arm", r.arm}, {"label", label}, {"measure", facet}, {"mean", r.mean},
                             {"ci_low", num(r.ci_low)}, {"ci_high", num(r.ci_high)}, {"n", r.n}});
         }
     }
     return rows;
+}
+
+// One kind of steer result in the audits section: its figure data (d[key]: rows, measures, labels),
+// then the figure (or a note when there is no result) and each result's document as tables.
+template <class Result>
+void result_items(const std::vector<Result>& results, const std::vector<std::string>& sources, const char* key, json rows,
+                  json measures, json labels, json figure_item, const std::string& missing, const std::string& table_title,
+                  json& d, json& items) {
+    if (!rows.empty()) d[key] = {{"rows", std::move(rows)}, {"measures", std::move(measures)}, {"labels", std::move(labels)}};
+    items.push_back(results.empty() ? note(missing) : std::move(figure_item));
+    for (size_t i = 0; i < results.size(); ++i) to_tables(table_title + source_label(sources[i]), steer::to_json(results[i]), items);
+}
+
+// The control audit: the paired Δs vs the baseline twin of kControlMeasures.
+void control_audit_items(const Inputs& in, json& d, json& items) {
+    json labels;
+    json rows = result_rows(in.control_audit, in.control_sources, [](const std::string& arm, const std::string& m) {
+        if (arm == "baseline" || m.rfind("delta_", 0) != 0) return std::string();
+        const std::string base = m.substr(6);
+        return std::find(kControlMeasures.begin(), kControlMeasures.end(), base) == kControlMeasures.end() ? std::string() : "Δ " + base;
+    }, labels);
+    json measures = json::array();
+    for (const auto& m : kControlMeasures)
+        if (std::any_of(rows.begin(), rows.end(), [&](const json& r) { return r["measure"] == "Δ " + m; })) measures.push_back("Δ " + m);
+    result_items(in.control_audit, in.control_sources, "control", std::move(rows), std::move(measures), std::move(labels),
+                 figure("control-audit", "Paired Δ vs the baseline twin per prompt (mean over prompts, 95 % percentile-bootstrap "
+                                         "CI): the intervention beside its random-direction and zero-strength controls. "
+                                         "The dashed line is no change."),
+                 "No control-audit results (pass --control-json, or a results DB written by `control-audit --db`).", "control audit: ", d,
+                 items);
+}
+
+// The monitor evaluation: per arm the rates of kMonitorMeasures.
+void monitor_eval_items(const Inputs& in, json& d, json& items) {
+    json labels;
+    json rows = result_rows(in.monitor, in.monitor_sources, [](const std::string&, const std::string& m) {
+        return std::find(kMonitorMeasures.begin(), kMonitorMeasures.end(), m) == kMonitorMeasures.end() ? std::string() : m;
+    }, labels);
+    result_items(in.monitor, in.monitor_sources, "monitor", std::move(rows), kMonitorMeasures, std::move(labels),
+                 figure("monitor-arms", "Per arm: accuracy on the labelled prompts, the share of runs where a trigger "
+                                        "fired and the share with guard text inserted (mean, 95 % percentile-bootstrap CI)."),
+                 "No monitor-arm results (pass --monitor-json, or a results DB written by `monitor-eval --db`).", "monitor arms: ", d, items);
 }
 
 }  // namespace
@@ -1109,46 +1145,12 @@ void audits_section(const Context& c, json& d, json& sections) {
     }
     d["audit"] = audit_fig;
 
-    // ------------------------------------------------------------ control audit and monitor arms
-    {
-        json labels;
-        json rows = result_rows(in.control_audit, in.control_sources, [](const std::string& arm, const std::string& m) {
-            if (arm == "baseline" || m.rfind("delta_", 0) != 0) return std::string();
-            const std::string base = m.substr(6);
-            return std::find(kControlMeasures.begin(), kControlMeasures.end(), base) == kControlMeasures.end() ? std::string()
-                                                                                                                : "Δ " + base;
-        }, labels);
-        if (!rows.empty()) {
-            json measures = json::array();
-            for (const auto& m : kControlMeasures)
-                if (std::any_of(rows.begin(), rows.end(), [&](const json& r) { return r["measure"] == "Δ " + m; })) measures.push_back("Δ " + m);
-            d["control"] = {{"rows", rows}, {"measures", measures}, {"labels", labels}};
-        }
-        rows = result_rows(in.monitor, in.monitor_sources, [](const std::string&, const std::string& m) {
-            return std::find(kMonitorMeasures.begin(), kMonitorMeasures.end(), m) == kMonitorMeasures.end() ? std::string() : m;
-        }, labels);
-        if (!rows.empty()) d["monitor"] = {{"rows", rows}, {"measures", kMonitorMeasures}, {"labels", labels}};
-    }
-
     {
         json items = json::array();
         if (secs.empty()) items.push_back(note("No audit: pass a results DB or --audit-json (from `phasemap audit --json`)."));
         for (auto& it : audit_items) items.push_back(it);
-        if (in.control_audit.empty())
-            items.push_back(note("No control-audit results (pass --control-json, or a results DB written by `control-audit --db`)."));
-        else
-            items.push_back(figure("control-audit", "Paired Δ vs the baseline twin per prompt (mean over prompts, 95 % percentile-bootstrap "
-                                                    "CI): the intervention beside its random-direction and zero-strength controls. "
-                                                    "The dashed line is no change."));
-        for (size_t i = 0; i < in.control_audit.size(); ++i)
-            to_tables("control audit: " + source_label(in.control_sources[i]), in.control_audit[i], items);
-        if (in.monitor.empty())
-            items.push_back(note("No monitor-arm results (pass --monitor-json, or a results DB written by `monitor-eval --db`)."));
-        else
-            items.push_back(figure("monitor-arms", "Per arm: accuracy on the labelled prompts, the share of runs where a trigger "
-                                                   "fired and the share with guard text inserted (mean, 95 % percentile-bootstrap CI)."));
-        for (size_t i = 0; i < in.monitor.size(); ++i)
-            to_tables("monitor arms: " + source_label(in.monitor_sources[i]), in.monitor[i], items);
+        control_audit_items(in, d, items);
+        monitor_eval_items(in, d, items);
         sections.push_back({{"id", "audits"}, {"title", "Audits"}, {"items", items}});
     }
 }

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/layer_id.hpp"
 #include "phasemap/metrics/output_states.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/capture/run_sinks.hpp"
@@ -21,8 +22,6 @@ using capture::RecordingSink;
 using capture::RunRecord;
 
 namespace {
-
-nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
 
 std::vector<RunRecord> run_all(capture::Engine& e, const std::vector<Request>& reqs) {
     std::vector<RecordingSink> sinks(reqs.size());
@@ -57,21 +56,16 @@ std::map<std::string, double> dynamics(const RunRecord& r, size_t layer, const m
     return m;
 }
 
+std::vector<std::string> labels(const capture::Engine& e) {
+    std::vector<std::string> v;
+    for (const auto& l : e.layers()) v.push_back(l.label);
+    return v;
+}
+
 std::vector<int32_t> ids_of(const RunRecord& r) {
     std::vector<int32_t> v;
     for (const auto& t : r.tokens) v.push_back(t.id);
     return v;
-}
-
-// Appends one row {arm, measure, n, mean, ci_low, ci_high} per MeanCi-shaped member of `obj`
-// (to_json(MeanCi): {"n", "mean", "ci95"}): the flat per-arm table of a report (summary_rows).
-void append_summary_rows(nlohmann::json& rows, const std::string& arm, const nlohmann::json& obj) {
-    for (const auto& [k, v] : obj.items()) {
-        if (!v.is_object() || !v.contains("mean") || !v.contains("ci95")) continue;
-        auto value = [](const nlohmann::json& x) { return x.is_number() ? x.get<double>() : std::numeric_limits<double>::quiet_NaN(); };
-        rows.push_back(to_json(SummaryRow{arm, k, v.value("n", size_t{0}), value(v["mean"]), value(v["ci95"].at(0)),
-                                          value(v["ci95"].at(1))}));
-    }
 }
 
 std::string column_or(const CsvTable& t, const std::string& want, const std::string& a, const std::string& b) {
@@ -93,7 +87,7 @@ Intervention zero_strength(const Intervention& iv) {
     return z;
 }
 
-nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, const AuditOptions& opt) {
+ControlAuditResult run_control_audit(const std::shared_ptr<capture::Model>& model, const AuditOptions& opt) {
     const capture::ModelInfo& mi = model->info();
     if (opt.prompts.empty()) throw std::invalid_argument("control audit: no prompt");
     if (opt.interventions.empty()) throw std::invalid_argument("control audit: no intervention declared (--intervene or --control-vector)");
@@ -123,20 +117,19 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
     }
     const size_t A = arms.size();
 
-    nlohmann::json report;
-    report["model"] = {{"path", mi.path.string()}, {"sha256", mi.sha256}, {"architecture", mi.architecture},
-                       {"n_layer", mi.n_layer}, {"n_embd", mi.n_embd}, {"recurrent", mi.recurrent}};
-    nlohmann::json ivj = nlohmann::json::array();
-    for (const auto& iv : opt.interventions) ivj.push_back(iv.describe());
-    report["interventions"] = ivj;
-    report["arms"] = arms;
-    report["random_direction_control"] = random_ok ? "equal-norm random directions (seeded)" : "n/a: only add / project-out have a direction";
-    report["prefix_sharing"] = mi.recurrent ? "prefill per twin (recurrent memory: no partial-sequence fork)" : "llama_memory_seq_cp fork of the prompt prefix";
-    report["sampling"] = {{"temperature", opt.sampling.temperature}, {"top_k", opt.sampling.top_k}, {"top_p", opt.sampling.top_p},
-                          {"seed", opt.sampling.seed}};
-    report["n_predict"] = opt.n_predict;
-    report["layers"] = opt.layers;
-    report["bootstrap"] = {{"resamples", opt.bootstrap}, {"seed", opt.seed}, {"level", 0.95}, {"method", "percentile, over prompts (paired)"}};
+    ControlAuditResult report;
+    report.model = {mi.path.string(), mi.sha256, mi.architecture};
+    report.n_layer = mi.n_layer;
+    report.n_embd = mi.n_embd;
+    report.recurrent = mi.recurrent;
+    for (const auto& iv : opt.interventions) report.interventions.push_back(iv.describe());
+    report.arms = arms;
+    report.random_direction_control = random_ok ? "equal-norm random directions (seeded)" : "n/a: only add / project-out have a direction";
+    report.prefix_sharing = mi.recurrent ? "prefill per twin (recurrent memory: no partial-sequence fork)" : "llama_memory_seq_cp fork of the prompt prefix";
+    report.sampling = opt.sampling;
+    report.n_predict = opt.n_predict;
+    report.layers = opt.layers;
+    report.bootstrap = {opt.bootstrap, opt.seed, 0.95, "percentile, over prompts (paired)"};
 
     // ---- dynamics + text agreement
     capture::EngineOptions eo;
@@ -159,61 +152,53 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
     size_t layer = 0;  // the token axis's captured layer: --metric-layer (integer rule of layer_id.hpp), else the last
     {
         capture::Engine engine(model, eo);
-        std::vector<std::string> names;
-        for (const auto& l : engine.layers()) names.push_back(l.label);
-        if (!names.empty())
-            layer = opt.metric_layer.empty() ? names.size() - 1
-                                             : metrics::resolve_layer_index(metrics::parse_layer_choice(opt.metric_layer, names), names.size());
-        if (!opt.metric_layer.empty()) report["metric_layer"] = names.empty() ? "" : names[layer];
+        const std::vector<std::string> names = labels(engine);
+        if (!names.empty()) layer = opt.metric_layer.empty() ? names.size() - 1 : metrics::resolve_layer_choice(opt.metric_layer, names);
+        if (!opt.metric_layer.empty()) report.metric_layer = names.empty() ? "" : names[layer];
         runs = run_all(engine, reqs);
     }
-    const std::vector<std::string> metrics_order = {"ratio_norm", "mean_ct", "late_ct", "rate_COLLAPSE", "rate_RIVALRY",
-                                                    "rate_DIFFUSE", "rate_STEADY", "mean_entropy"};
     std::map<std::string, std::map<std::string, std::vector<double>>> values;  // arm → metric → per prompt
     std::map<std::string, std::vector<double>> match, first_div;
-    nlohmann::json per_prompt = nlohmann::json::array();
     for (size_t p = 0; p < opt.prompts.size(); ++p) {
-        nlohmann::json pj;
-        pj["prompt"] = opt.prompts[p];
+        TwinPrompt tp;
+        tp.prompt = opt.prompts[p];
         const RunRecord& base = runs[p * A];
         for (size_t a = 0; a < A; ++a) {
             const RunRecord& r = runs[p * A + a];
             const auto dm = dynamics(r, layer, opt.axis, opt.states);
-            nlohmann::json aj;
-            aj["text"] = r.end.text;
-            aj["n_generated"] = r.end.n_generated;
-            for (const auto& k : metrics_order) {
+            TwinRun tw;
+            tw.text = r.end.text;
+            tw.n_generated = r.end.n_generated;
+            for (const char* k : kDynamicsMeasures) {
                 const auto it = dm.find(k);
                 const double v = it == dm.end() ? metrics::kNaN : it->second;
                 values[arms[a]][k].push_back(v);
-                aj[k] = num(v);
+                tw.dynamics[k] = v;
             }
             const Agreement g = token_agreement(ids_of(base), ids_of(r));
-            aj["token_match_rate"] = g.match_rate;
-            aj["first_divergence"] = g.first_divergence;
+            tw.token_match_rate = g.match_rate;
+            tw.first_divergence = g.first_divergence;
             match[arms[a]].push_back(g.match_rate);
             first_div[arms[a]].push_back(g.first_divergence < 0 ? double(r.tokens.size()) : double(g.first_divergence));
-            pj[arms[a]] = aj;
+            tp.arms[arms[a]] = std::move(tw);
         }
-        per_prompt.push_back(pj);
+        report.per_prompt.push_back(std::move(tp));
     }
-    report["per_prompt"] = per_prompt;
 
-    nlohmann::json summary;
+    // The bootstrap seeds are drawn in this order (arm, measure); the documents depend on it.
     uint64_t bseed = opt.seed;
     for (size_t a = 0; a < A; ++a) {
-        nlohmann::json sj;
-        for (const auto& k : metrics_order) {
-            sj[k] = to_json(bootstrap_mean(values[arms[a]][k], opt.bootstrap, ++bseed));
+        MeasureTable& sj = report.summary[arms[a]];
+        for (const std::string k : kDynamicsMeasures) {
+            sj[k] = bootstrap_mean(values[arms[a]][k], opt.bootstrap, ++bseed);
             if (a > 0) {
                 std::vector<double> diff;
                 for (size_t p = 0; p < opt.prompts.size(); ++p) diff.push_back(values[arms[a]][k][p] - values["baseline"][k][p]);
-                sj["delta_" + k] = to_json(bootstrap_mean(diff, opt.bootstrap, ++bseed));
+                sj["delta_" + k] = bootstrap_mean(diff, opt.bootstrap, ++bseed);
             }
         }
-        sj["token_match_rate"] = to_json(bootstrap_mean(match[arms[a]], opt.bootstrap, ++bseed));
-        sj["first_divergence"] = to_json(bootstrap_mean(first_div[arms[a]], opt.bootstrap, ++bseed));
-        summary[arms[a]] = sj;
+        sj["token_match_rate"] = bootstrap_mean(match[arms[a]], opt.bootstrap, ++bseed);
+        sj["first_divergence"] = bootstrap_mean(first_div[arms[a]], opt.bootstrap, ++bseed);
     }
 
     // ---- labelled true/false statements: next-token logits of the label pair at t = 0
@@ -260,12 +245,12 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
             engine.generate(treqs, [&](size_t i) -> capture::RunSink& { return sinks[i]; });
             for (auto& s : sinks) truns.push_back(std::move(s.record));
         }
-        nlohmann::json tj;
-        tj["file"] = opt.truth_csv;
-        tj["n"] = labels.size();
-        tj["template"] = opt.truth_template;
-        tj["labels"] = {opt.label_true, opt.label_false};
-        tj["scored_tokens"] = {model->token_text(tok_t), model->token_text(tok_f)};
+        TruthResult tj;
+        tj.file = opt.truth_csv;
+        tj.n = labels.size();
+        tj.prompt_template = opt.truth_template;
+        tj.labels = {opt.label_true, opt.label_false};
+        tj.scored_tokens = {model->token_text(tok_t), model->token_text(tok_f)};
         std::map<std::string, std::vector<double>> correct;
         for (size_t i = 0; i < labels.size(); ++i)
             for (size_t a = 0; a < A; ++a) {
@@ -274,16 +259,15 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
                 correct[arms[a]].push_back(pred == bool(labels[i]) ? 1.0 : 0.0);
             }
         for (size_t a = 0; a < A; ++a) {
-            nlohmann::json aj;
-            aj["accuracy"] = to_json(bootstrap_mean(correct[arms[a]], opt.bootstrap, ++bseed));
+            MeasureTable& aj = tj.arms[arms[a]];
+            aj["accuracy"] = bootstrap_mean(correct[arms[a]], opt.bootstrap, ++bseed);
             if (a > 0) {
                 std::vector<double> diff;
                 for (size_t i = 0; i < labels.size(); ++i) diff.push_back(correct[arms[a]][i] - correct["baseline"][i]);
-                aj["delta_accuracy"] = to_json(bootstrap_mean(diff, opt.bootstrap, ++bseed));
+                aj["delta_accuracy"] = bootstrap_mean(diff, opt.bootstrap, ++bseed);
             }
-            tj[arms[a]] = aj;
         }
-        report["truth"] = tj;
+        report.truth = std::move(tj);
     }
 
     // ---- exact-match answers
@@ -315,52 +299,36 @@ nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, c
             capture::Engine engine(model, qe);
             qruns = run_all(engine, qreqs);
         }
-        nlohmann::json qj;
-        qj["file"] = opt.qa_csv;
-        qj["n"] = answers.size();
+        ExactMatchResult qj;
+        qj.file = opt.qa_csv;
+        qj.n = answers.size();
         std::map<std::string, std::vector<double>> correct;
         for (size_t i = 0; i < answers.size(); ++i)
             for (size_t a = 0; a < A; ++a) correct[arms[a]].push_back(exact_match(qruns[i * A + a].end.text, answers[i]) ? 1.0 : 0.0);
         for (size_t a = 0; a < A; ++a) {
-            nlohmann::json aj;
-            aj["exact_match"] = to_json(bootstrap_mean(correct[arms[a]], opt.bootstrap, ++bseed));
+            MeasureTable& aj = qj.arms[arms[a]];
+            aj["exact_match"] = bootstrap_mean(correct[arms[a]], opt.bootstrap, ++bseed);
             if (a > 0) {
                 std::vector<double> diff;
                 for (size_t i = 0; i < answers.size(); ++i) diff.push_back(correct[arms[a]][i] - correct["baseline"][i]);
-                aj["delta_exact_match"] = to_json(bootstrap_mean(diff, opt.bootstrap, ++bseed));
+                aj["delta_exact_match"] = bootstrap_mean(diff, opt.bootstrap, ++bseed);
             }
-            qj[arms[a]] = aj;
         }
-        report["exact_match"] = qj;
+        report.exact_match = std::move(qj);
     }
-    report["summary"] = summary;
-    // The same numbers as one flat table (arm, measure, n, mean, CI): dynamics and their paired
-    // deltas, token agreement, truth accuracy and exact match.
-    nlohmann::json rows = nlohmann::json::array();
-    for (const auto& arm : arms) {
-        append_summary_rows(rows, arm, summary[arm]);
-        if (report.contains("truth")) append_summary_rows(rows, arm, report["truth"][arm]);
-        if (report.contains("exact_match")) append_summary_rows(rows, arm, report["exact_match"][arm]);
-    }
-    report["summary_rows"] = rows;
 
     // Headline: "dynamics moved by X, accuracy by Y", beside the random-direction control.
-    auto mean_of = [&](const std::string& arm, const std::string& key) -> double {
-        const auto& j = summary[arm][key]["mean"];
-        return j.is_number() ? j.get<double>() : metrics::kNaN;
-    };
+    auto finite = [](double x) { return std::isfinite(x) ? x : metrics::kNaN; };
+    auto mean_of = [&](const std::string& arm, const std::string& key) { return finite(report.summary.at(arm).at(key).mean); };
     std::string headline = fmt::format("intervened: Δratio_norm {:+.4g}, Δmean_ct {:+.4g}, token match {:.3f}",
                                        mean_of("intervened", "delta_ratio_norm"), mean_of("intervened", "delta_mean_ct"),
                                        mean_of("intervened", "token_match_rate"));
-    if (report.contains("truth")) {
-        const auto& j = report["truth"]["intervened"]["delta_accuracy"]["mean"];
-        headline += fmt::format(", Δaccuracy {:+.3f}", j.is_number() ? j.get<double>() : metrics::kNaN);
-    }
+    if (report.truth) headline += fmt::format(", Δaccuracy {:+.3f}", finite(report.truth->arms.at("intervened").at("delta_accuracy").mean));
     if (random_ok)
         headline += fmt::format(" | random direction: Δratio_norm {:+.4g}, Δmean_ct {:+.4g}, token match {:.3f}",
                                 mean_of("random", "delta_ratio_norm"), mean_of("random", "delta_mean_ct"),
                                 mean_of("random", "token_match_rate"));
-    report["headline"] = headline;
+    report.headline = headline;
     return report;
 }
 
@@ -397,7 +365,7 @@ bool contains_ci(const std::string& hay, const std::string& needle) {
 
 }  // namespace
 
-nlohmann::json run_monitor_eval(const std::shared_ptr<capture::Model>& model, const MonitorEvalOptions& opt) {
+MonitorEvalResult run_monitor_eval(const std::shared_ptr<capture::Model>& model, const MonitorEvalOptions& opt) {
     const capture::ModelInfo& mi = model->info();
     const CsvTable t = read_csv(opt.data_csv);
     const size_t cp = t.column(column_or(t, opt.prompt_col, "Question", "prompt"));
@@ -416,12 +384,18 @@ nlohmann::json run_monitor_eval(const std::shared_ptr<capture::Model>& model, co
     if (prompts.empty()) throw std::invalid_argument(fmt::format("'{}' holds no row", opt.data_csv));
 
     capture::EngineOptions eo;
-    eo.layers = "hf:last";
+    eo.layers = opt.layers;
     eo.n_parallel = int(A);
     eo.n_threads = opt.n_threads;
     eo.share_prompt_prefix = true;
     capture::Engine engine(model, eo);
     const size_t Lp = engine.layers().size(), d = size_t(mi.n_embd);
+    if (Lp == 0) throw std::invalid_argument("monitor-eval: the monitor needs captured layers (--layers is none)");
+    std::optional<std::string> metric_label;
+    if (!opt.metric_layer.empty()) {
+        mon.layer = metrics::resolve_layer_choice(opt.metric_layer, labels(engine));
+        metric_label = engine.layers()[mon.layer].label;
+    }
 
     std::vector<std::unique_ptr<capture::GenerationController>> ctrls;
     std::vector<Monitor*> monitors;
@@ -449,27 +423,23 @@ nlohmann::json run_monitor_eval(const std::shared_ptr<capture::Model>& model, co
         }
     std::vector<RunRecord> runs = run_all(engine, reqs);
 
-    nlohmann::json report;
-    report["model"] = {{"path", mi.path.string()}, {"sha256", mi.sha256}, {"architecture", mi.architecture}};
-    report["data"] = opt.data_csv;
-    report["n"] = prompts.size();
-    report["match"] = opt.match;
-    report["guard_text"] = mon.guard_text;
-    report["guard_at"] = opt.guard_at;
-    nlohmann::json trig = nlohmann::json::array();
-    for (const auto& tr : (mon.triggers.empty() ? std::vector<TriggerSpec>{TriggerSpec{TriggerKind::collapse}, TriggerSpec{TriggerKind::spike},
-                                                                          TriggerSpec{TriggerKind::streak}}
-                                                : mon.triggers))
-        trig.push_back({{"kind", trigger_name(tr.kind)}, {"window", tr.window}, {"threshold", tr.threshold}, {"k", tr.k},
-                        {"min_history", tr.min_history}, {"n", tr.n}});
-    report["triggers"] = trig;
-    report["arms"] = arms;
+    MonitorEvalResult report;
+    report.model = {mi.path.string(), mi.sha256, mi.architecture};
+    report.data = opt.data_csv;
+    report.n = prompts.size();
+    report.match = opt.match;
+    report.guard_text = mon.guard_text;
+    report.guard_at = opt.guard_at;
+    report.triggers = mon.triggers.empty() ? std::vector<TriggerSpec>{TriggerSpec{TriggerKind::collapse}, TriggerSpec{TriggerKind::spike},
+                                                                      TriggerSpec{TriggerKind::streak}}
+                                           : mon.triggers;
+    report.arms = arms;
+    if (metric_label) report.layers = opt.layers, report.metric_layer = metric_label;
     std::map<std::string, std::vector<double>> correct, fired, inserted;
-    nlohmann::json per = nlohmann::json::array();
     for (size_t i = 0; i < prompts.size(); ++i) {
-        nlohmann::json pj;
-        pj["prompt"] = prompts[i];
-        pj["answer"] = answers[i];
+        GuardedPrompt pj;
+        pj.prompt = prompts[i];
+        pj.answer = answers[i];
         for (size_t a = 0; a < A; ++a) {
             const RunRecord& r = runs[i * A + a];
             const bool ok = opt.match == "exact" ? exact_match(r.end.text, answers[i]) : contains_ci(r.end.text, answers[i]);
@@ -477,33 +447,28 @@ nlohmann::json run_monitor_eval(const std::shared_ptr<capture::Model>& model, co
             const Monitor* m = monitors[i * A + a];
             fired[arms[a]].push_back(m && m->fired() ? 1.0 : 0.0);
             inserted[arms[a]].push_back(r.end.insertions.empty() ? 0.0 : 1.0);
-            nlohmann::json after_t = nlohmann::json::array(), texts = nlohmann::json::array();
-            for (const auto& in : r.end.insertions) after_t.push_back(in.after_t), texts.push_back(in.text);
-            pj[arms[a]] = {{"text", r.end.text},        {"correct", ok},          {"events", r.end.events},
-                           {"insertions", r.end.insertions.size()}, {"insertion_after_t", after_t}, {"insertion_text", texts},
-                           {"fired", m && m->fired()}};
+            GuardedRun g;
+            g.text = r.end.text;
+            g.correct = ok;
+            g.events = r.end.events;
+            for (const auto& in : r.end.insertions) g.insertion_after_t.push_back(in.after_t), g.insertion_text.push_back(in.text);
+            g.fired = m && m->fired();
+            pj.arms[arms[a]] = std::move(g);
         }
-        per.push_back(pj);
+        report.per_prompt.push_back(std::move(pj));
     }
-    report["per_prompt"] = per;
-    nlohmann::json sj;
     uint64_t bseed = opt.seed;
     for (size_t a = 0; a < A; ++a) {
-        nlohmann::json aj;
-        aj["accuracy"] = to_json(bootstrap_mean(correct[arms[a]], opt.bootstrap, ++bseed));
-        aj["trigger_rate"] = to_json(bootstrap_mean(fired[arms[a]], opt.bootstrap, ++bseed));
-        aj["insertion_rate"] = to_json(bootstrap_mean(inserted[arms[a]], opt.bootstrap, ++bseed));
+        MeasureTable& aj = report.summary[arms[a]];
+        aj["accuracy"] = bootstrap_mean(correct[arms[a]], opt.bootstrap, ++bseed);
+        aj["trigger_rate"] = bootstrap_mean(fired[arms[a]], opt.bootstrap, ++bseed);
+        aj["insertion_rate"] = bootstrap_mean(inserted[arms[a]], opt.bootstrap, ++bseed);
         if (a > 0) {
             std::vector<double> diff;
             for (size_t i = 0; i < prompts.size(); ++i) diff.push_back(correct[arms[a]][i] - correct["baseline"][i]);
-            aj["delta_accuracy"] = to_json(bootstrap_mean(diff, opt.bootstrap, ++bseed));
+            aj["delta_accuracy"] = bootstrap_mean(diff, opt.bootstrap, ++bseed);
         }
-        sj[arms[a]] = aj;
     }
-    report["summary"] = sj;
-    nlohmann::json rows = nlohmann::json::array();
-    for (const auto& arm : arms) append_summary_rows(rows, arm, sj[arm]);
-    report["summary_rows"] = rows;
     return report;
 }
 

@@ -21,49 +21,6 @@ MeanCi bootstrap_mean(std::span<const double> xs, size_t resamples, uint64_t see
     return {b.n, b.estimate, b.ci.lo, b.ci.hi};
 }
 
-nlohmann::json to_json(const MeanCi& c) {
-    auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-    return {{"n", c.n}, {"mean", num(c.mean)}, {"ci95", {num(c.lo), num(c.hi)}}};
-}
-
-nlohmann::json to_json(const SummaryRow& r) {
-    auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-    return {{"arm", r.arm}, {"measure", r.measure}, {"n", r.n}, {"mean", num(r.mean)}, {"ci_low", num(r.ci_low)},
-            {"ci_high", num(r.ci_high)}};
-}
-
-SummaryRow summary_row_from_json(const nlohmann::json& j) {
-    if (!j.is_object()) throw std::runtime_error("summary row: not a JSON object");
-    auto text = [&](const char* k) {
-        if (!j.contains(k) || !j[k].is_string()) throw std::runtime_error(fmt::format("summary row: '{}' is not a string", k));
-        return j[k].get<std::string>();
-    };
-    auto number = [&](const char* k) {
-        if (!j.contains(k)) throw std::runtime_error(fmt::format("summary row: no '{}'", k));
-        if (j[k].is_null()) return std::numeric_limits<double>::quiet_NaN();
-        if (!j[k].is_number()) throw std::runtime_error(fmt::format("summary row: '{}' is not a number", k));
-        return j[k].get<double>();
-    };
-    SummaryRow r;
-    r.arm = text("arm");
-    r.measure = text("measure");
-    if (!j.contains("n") || !j["n"].is_number_integer() || j["n"].get<int64_t>() < 0)
-        throw std::runtime_error("summary row: 'n' is not a count");
-    r.n = j["n"].get<size_t>();
-    r.mean = number("mean");
-    r.ci_low = number("ci_low");
-    r.ci_high = number("ci_high");
-    return r;
-}
-
-std::vector<SummaryRow> summary_rows_from_json(const nlohmann::json& doc) {
-    std::vector<SummaryRow> rows;
-    if (!doc.is_object() || !doc.contains("summary_rows")) return rows;
-    if (!doc["summary_rows"].is_array()) throw std::runtime_error("'summary_rows' is not an array");
-    for (const auto& r : doc["summary_rows"]) rows.push_back(summary_row_from_json(r));
-    return rows;
-}
-
 size_t CsvTable::column(const std::string& name) const {
     for (size_t i = 0; i < header.size(); ++i)
         if (header[i] == name) return i;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <optional>
 #include <set>
 
 #include "phasemap/io/crash_point.hpp"
@@ -110,6 +111,24 @@ const std::vector<std::string>& token_cols_impl() {
     return v;
 }
 
+// The LayerId columns of token_layers (schema version 3), last so that a version-2 DB takes them
+// with ALTER TABLE … ADD COLUMN (migrate_to_v3) and positional appends stay aligned.
+constexpr const char* kLayerIdColumns = ", layer_kind VARCHAR, layer_index BIGINT, depth DOUBLE";
+
+// A layer label's LayerId columns: kind, index, depth (metrics::LayerId::depth with the model's
+// block count, −1 when unknown: hf:N is then N); unset for a label that is no layer id (LIMEN's
+// "layer[i]").
+struct LayerCols {
+    std::optional<std::string> kind;
+    std::optional<int64_t> index;
+    std::optional<double> depth;
+};
+LayerCols layer_cols(const std::string& label, int64_t n_layer) {
+    const auto id = metrics::LayerId::try_parse(label);
+    if (!id) return {};
+    return {std::string(metrics::to_string(id->kind)), id->index, id->depth(int(n_layer))};
+}
+
 std::vector<std::string> schema_sql() {
     std::string runs =
         "CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, category VARCHAR, prompt_index BIGINT, "
@@ -135,7 +154,7 @@ std::vector<std::string> schema_sql() {
         runs,
         tokens,
         "CREATE TABLE token_layers (run_id VARCHAR NOT NULL, t BIGINT NOT NULL, layer VARCHAR NOT NULL, delta_t DOUBLE, "
-        "curvature_t DOUBLE, ct_t DOUBLE, speed DOUBLE, turning_angle_rad DOUBLE)",
+        "curvature_t DOUBLE, ct_t DOUBLE, speed DOUBLE, turning_angle_rad DOUBLE" + std::string(kLayerIdColumns) + ")",
     };
 }
 
@@ -201,6 +220,38 @@ void migrate_routing_columns(Store::Impl& im) {
         });
 }
 
+// Fills the LayerId columns of the token_layers rows `where` selects (an SQL condition on tl), one
+// UPDATE per distinct (label, block count): the values come from metrics::LayerId, never from SQL.
+void fill_layer_columns(Store::Impl& im, const std::string& where) {
+    auto r = im.query("SELECT DISTINCT tl.layer, coalesce(m.n_layer, -1) FROM token_layers tl JOIN runs r USING (run_id) "
+                      "LEFT JOIN models m ON m.label = r.model WHERE " + where);
+    for (idx_t i = 0; i < r->rows(); ++i) {
+        const std::string label = r->str(0, i);
+        const int64_t n_layer = r->i64(1, i);
+        const LayerCols c = layer_cols(label, n_layer);
+        if (!c.kind) continue;
+        im.exec(fmt::format("UPDATE token_layers tl SET layer_kind = {}, layer_index = {}, depth = {} WHERE ({}) AND tl.layer = {} AND "
+                            "tl.run_id IN (SELECT r.run_id FROM runs r LEFT JOIN models m ON m.label = r.model "
+                            "WHERE coalesce(m.n_layer, -1) = {})",
+                            q(*c.kind), *c.index, fmt::format("{:.17g}", *c.depth), where, q(label), n_layer));
+    }
+}
+
+// Schema version 2 → 3 (a DB opened for writing): the LayerId columns of token_layers added and
+// filled from each row's label, and the version bumped, in one transaction (a killed migration
+// leaves the version-2 DB as it was).
+void migrate_to_v3(Store::Impl& im) {
+    const auto m = im.meta();
+    if (m.at("schema_version") != std::to_string(kOldestSchemaVersion)) return;
+    im.in_transaction([&] {
+        im.exec("ALTER TABLE token_layers ADD COLUMN layer_kind VARCHAR");
+        im.exec("ALTER TABLE token_layers ADD COLUMN layer_index BIGINT");
+        im.exec("ALTER TABLE token_layers ADD COLUMN depth DOUBLE");
+        fill_layer_columns(im, "true");
+        im.exec(fmt::format("UPDATE meta SET value = {} WHERE key = 'schema_version'", q(std::to_string(kSchemaVersion))));
+    });
+}
+
 // Checks an opened DB: phasemap tables present, schema version ours. Returns false for an empty DB.
 bool check_layout(Store::Impl& im) {
     auto t = im.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'");
@@ -213,10 +264,10 @@ bool check_layout(Store::Impl& im) {
     const auto it = m.find("schema_version");
     if (it == m.end())
         throw StoreError(fmt::format("'{}' is not a phasemap results DB (meta has no schema_version)", im.path.string()));
-    if (it->second != std::to_string(kSchemaVersion))
+    if (it->second != std::to_string(kSchemaVersion) && it->second != std::to_string(kOldestSchemaVersion))
         throw StoreError(fmt::format("results DB '{}' has phasemap schema version {}, this phasemap reads and writes "
-                                     "version {}: use a new DB file (or the phasemap release that wrote it)",
-                                     im.path.string(), it->second, kSchemaVersion));
+                                     "version {} (and migrates version {}): use a new DB file (or the phasemap release that wrote it)",
+                                     im.path.string(), it->second, kSchemaVersion, kOldestSchemaVersion));
     for (const char* tb : kTables)
         if (!names.count(tb))
             throw StoreError(fmt::format("results DB '{}' lacks the {} table", im.path.string(), tb));
@@ -363,6 +414,7 @@ std::unique_ptr<Store> Store::open(const fs::path& path, const OpenOptions& opt)
         write_schema(*im, opt);
     } else if (!opt.read_only) {
         migrate_routing_columns(*im);
+        migrate_to_v3(*im);
         if (!opt.manifest_hash.empty()) {
             const auto m = im->meta();
             if (!m.count("manifest_hash"))
@@ -495,15 +547,22 @@ void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s
         }
         crash_point("store.between_statements");
         if (!layers.empty()) {
+            auto nl = im.query("SELECT n_layer FROM models WHERE label = " + q(run.model));
+            const int64_t n_layer = nl->rows() > 0 && !nl->null(0, 0) ? nl->i64(0, 0) : -1;
             Appender a(im.con, "token_layers", im.path);
             auto at = [](const std::vector<double>& v, size_t t) { return t < v.size() ? v[t] : std::nan(""); };
-            for (const LayerTokenData& l : layers)
+            for (const LayerTokenData& l : layers) {
+                const LayerCols c = layer_cols(l.layer, n_layer);
                 for (size_t t = 0; t < tokens.size(); ++t) {
                     a.str(run.run_id); a.i64(int64_t(t)); a.str(l.layer);
                     a.dbl(at(l.delta_t, t)); a.dbl(at(l.curvature_t, t)); a.dbl(at(l.ct_t, t));
                     a.dbl(at(l.speed, t)); a.dbl(at(l.turning_angle_rad, t));
+                    a.str_or_null(c.kind.value_or(""));
+                    if (c.index) a.i64(*c.index); else a.null();
+                    a.dbl(c.depth.value_or(std::nan("")));
                     a.end_row();
                 }
+            }
             a.close();
         }
     }
@@ -808,7 +867,9 @@ MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out) {
                     im.exec(fmt::format("INSERT INTO runs BY NAME SELECT * FROM {}.runs WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
                     crash_point("merge.between_statements");
                     im.exec(fmt::format("INSERT INTO tokens BY NAME SELECT * FROM {}.tokens WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
-                    im.exec(fmt::format("INSERT INTO token_layers SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    // BY NAME: a version-2 input has no LayerId columns; they are filled from the labels.
+                    im.exec(fmt::format("INSERT INTO token_layers BY NAME SELECT * FROM {}.token_layers WHERE run_id IN (SELECT run_id FROM pm_new)", alias));
+                    fill_layer_columns(im, "tl.layer_kind IS NULL AND tl.run_id IN (SELECT run_id FROM pm_new)");
                     im.exec("DROP TABLE pm_new");
                     res.runs_added += total - present;
                     res.runs_present += present;

@@ -24,6 +24,7 @@
 #include "phasemap/report/report.hpp"
 #include "phasemap/stats/cluster.hpp"
 #include "phasemap/steer/eval.hpp"
+#include "phasemap/steer/result.hpp"
 #include "support/paths.hpp"
 #ifdef PHASEMAP_REPORT_DB
 #include "phasemap/metrics/analyze.hpp"
@@ -195,35 +196,45 @@ phasemap::audit::AuditResult synthetic_audit(size_t n_models) {
     return a;
 }
 
-// Per-arm summary rows in the layout of `phasemap control-audit` / `monitor-eval` (summary_rows:
-// arm, measure, n, mean, ci_low, ci_high; the same numbers as "summary").
-json summary_rows(const std::vector<std::string>& arms, const std::vector<std::string>& measures, bool deltas, double shift) {
-    json rows = json::array(), summary = json::object();
+// Per-arm tables of a control-audit / monitor-eval result (arm → measure → MeanCi; the flat
+// summary rows follow from them, steer::summary_rows).
+std::map<std::string, phasemap::steer::MeasureTable> arm_tables(const std::vector<std::string>& arms,
+                                                               const std::vector<std::string>& measures, bool deltas, double shift) {
+    std::map<std::string, phasemap::steer::MeasureTable> t;
     for (size_t a = 0; a < arms.size(); ++a)
         for (const auto& m : measures)
             for (bool delta : {false, true}) {
                 if (delta && (!deltas || a == 0)) continue;
                 const double v = delta ? shift / double(a) : 0.4 + 0.1 * double(a);
-                const std::string k = (delta ? "delta_" : "") + m;
-                rows.push_back({{"arm", arms[a]}, {"measure", k}, {"n", 5}, {"mean", v}, {"ci_low", v - 0.05}, {"ci_high", v + 0.05}});
-                summary[arms[a]][k] = {{"n", 5}, {"mean", v}, {"ci95", {v - 0.05, v + 0.05}}};
+                t[arms[a]][(delta ? "delta_" : "") + m] = {5, v, v - 0.05, v + 0.05};
             }
-    return {{"rows", rows}, {"summary", summary}};
+    return t;
 }
 
-json synthetic_control() {
-    const std::vector<std::string> arms = {"baseline", "intervened", "random", "zero"};
-    const json s = summary_rows(arms, {"ratio_norm", "mean_ct", "late_ct", "mean_entropy", "accuracy"}, true, 0.3);
-    json per = json::array({{{"prompt", "Once upon a time"}, {"baseline", {{"text", "a"}, {"mean_ct", 0.4}}},
-                             {"intervened", {{"text", "b"}, {"mean_ct", 0.7}}}}});
-    return {{"arms", arms}, {"summary", s["summary"]}, {"summary_rows", s["rows"]}, {"per_prompt", per}, {"headline", "intervened: …"}};
+phasemap::steer::ControlAuditResult synthetic_control() {
+    phasemap::steer::ControlAuditResult r;
+    r.arms = {"baseline", "intervened", "random", "zero"};
+    r.summary = arm_tables(r.arms, {"ratio_norm", "mean_ct", "late_ct", "mean_entropy", "accuracy"}, true, 0.3);
+    phasemap::steer::TwinPrompt p{"Once upon a time", {}};
+    for (const auto& arm : r.arms) {
+        phasemap::steer::TwinRun t{arm == "baseline" ? "a" : "b", 12, {}, 1.0, -1};
+        for (const char* k : phasemap::steer::kDynamicsMeasures) t.dynamics[k] = arm == "baseline" ? 0.4 : 0.7;
+        p.arms[arm] = t;
+    }
+    r.per_prompt = {p};
+    r.headline = "intervened: …";
+    return r;
 }
 
-json synthetic_monitor() {
-    const std::vector<std::string> arms = {"baseline", "monitor_only", "guard_only", "monitor_guard"};
-    const json s = summary_rows(arms, {"accuracy", "trigger_rate", "insertion_rate"}, false, 0);
-    return {{"arms", arms}, {"n", 5}, {"summary", s["summary"]}, {"summary_rows", s["rows"]},
-            {"per_prompt", json::array({{{"prompt", "q"}, {"answer", "a"}}})}};
+phasemap::steer::MonitorEvalResult synthetic_monitor() {
+    phasemap::steer::MonitorEvalResult r;
+    r.arms = {"baseline", "monitor_only", "guard_only", "monitor_guard"};
+    r.n = 5;
+    r.summary = arm_tables(r.arms, {"accuracy", "trigger_rate", "insertion_rate"}, false, 0);
+    phasemap::steer::GuardedPrompt p{"q", "a", {}};
+    for (const auto& arm : r.arms) p.arms[arm] = {};
+    r.per_prompt = {p};
+    return r;
 }
 
 struct Status {
@@ -338,9 +349,9 @@ const FullInputs& full_inputs() {
         f.audit = f.dir / "audit.json";
         write_json(f.audit, to_json(synthetic_audit(6)));
         f.control = f.dir / "control.json";
-        write_json(f.control, synthetic_control());
+        write_json(f.control, phasemap::steer::to_json(synthetic_control()));
         f.monitor = f.dir / "monitor.json";
-        write_json(f.monitor, synthetic_monitor());
+        write_json(f.monitor, phasemap::steer::to_json(synthetic_monitor()));
         for (size_t i = 0; i < 8; ++i) {
             f.runs.push_back(f.dir / ("run" + std::to_string(i) + ".summary.json"));
             write_json(f.runs.back(), synthetic_summary("model-" + std::to_string(i % 6), i == 0 ? 3000 : 60 + 10 * i, 100 + i));
@@ -522,8 +533,8 @@ TEST(ReportData, ControlAndMonitorFigureRows) {
     EXPECT_NE(ids.find("[monitor arms: r.duckdb › monitor › summary_rows]"), std::string::npos) << ids;
 }
 
-// Control-audit / monitor-eval rows reach the report as steer::SummaryRow: a row without a field
-// (here "mean" renamed) is one clear error naming the file, not a figure silently missing a bar.
+// Control-audit / monitor-eval rows reach the report as steer::SummaryRow (the file-level error of
+// a renamed field: ReportTyped.RenamedFieldInAControlAuditIsOneErrorNamingFileAndField).
 TEST(ReportData, SummaryRowsAreTyped) {
     json row = {{"arm", "intervened"}, {"measure", "delta_ratio_norm"}, {"n", 5}, {"mean", 0.25}, {"ci_low", nullptr},
                 {"ci_high", 0.5}};
@@ -533,18 +544,6 @@ TEST(ReportData, SummaryRowsAreTyped) {
     EXPECT_EQ(typed.mean, 0.25);
     EXPECT_TRUE(std::isnan(typed.ci_low));
     EXPECT_EQ(phasemap::steer::to_json(typed), row);
-    phasemap::report::Inputs in;
-    json bad = row;
-    bad.erase("mean");
-    bad["average"] = 0.25;
-    in.control_audit.push_back({{"summary_rows", json::array({row, bad})}});
-    in.control_sources.push_back("ca.json");
-    try {
-        phasemap::report::build_data(in, {});
-        ADD_FAILURE() << "a summary row without 'mean' was accepted";
-    } catch (const std::runtime_error& e) {
-        EXPECT_EQ(std::string(e.what()), "ca.json: summary row: no 'mean'");
-    }
 }
 
 TEST(ReportData, LayerDepthRowsAndNotes) {
@@ -941,6 +940,29 @@ TEST(ReportTyped, TypedInputsGiveThePageDataOfTheUntypedReport) {
     EXPECT_EQ(found, before["audit"]["cycles"]["rows"].size());
 }
 
+// A control-audit / monitor-eval document is read as its type (steer::control_audit_from_json) at the
+// edge: a summary row without a field (here "mean" renamed) is one clear error naming the file and
+// the field, not a figure silently missing a bar.
+TEST(ReportTyped, RenamedFieldInAControlAuditIsOneErrorNamingFileAndField) {
+    const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/report/fixtures/pre-typed";
+    pmtest::TempDir tmp;
+    fs::copy_file(fx / "story.summary.json", tmp / "s.json");
+    json c = json::parse(slurp(fx / "control.json"));
+    c["summary_rows"][1]["average"] = c["summary_rows"][1]["mean"];
+    c["summary_rows"][1].erase("mean");
+    write_json(tmp / "ca.json", c);
+    auto r = report_in(tmp.path, "--control-json ca.json --runs-json s.json -o x.html");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("ca.json: summary_rows[1].mean: missing"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(tmp / "x.html"));
+    json m = json::parse(slurp(fx / "monitor.json"));
+    m["per_prompt"][0]["baseline"]["correct"] = "yes";
+    write_json(tmp / "me.json", m);
+    r = report_in(tmp.path, "--monitor-json me.json --runs-json s.json -o x.html");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("me.json: per_prompt[0].baseline.correct: expected true or false"), std::string::npos) << r.err;
+}
+
 TEST(ReportTyped, RenamedFieldInAnInputIsOneErrorNamingFileAndField) {
     const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/report/fixtures/pre-typed";
     pmtest::TempDir tmp;
@@ -1077,7 +1099,7 @@ TEST(ReportDb, FromResultsDb) {
     EXPECT_NE(s.dom.find("monitor arms: r.duckdb › monitor"), std::string::npos);
     // JSON inputs of a kind replace the stored results of that kind.
     const fs::path html2 = tmp / "report-db-json.html";
-    write_json(tmp / "control.json", synthetic_control());
+    write_json(tmp / "control.json", phasemap::steer::to_json(synthetic_control()));
     r = run_phasemap({"report", "-q", (tmp / "r.duckdb").string(), "-o", html2.string(), "--control-json", (tmp / "control.json").string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const std::string page2 = slurp(html2);

@@ -29,23 +29,29 @@ TEST(ControlAudit, EndToEndWithRandomDirectionControls) {
             ao.truth_csv = truth.string();
             ao.truth_limit = 6;
         }
-        const nlohmann::json r = steer::run_control_audit(model, ao);
-        ASSERT_EQ(r["arms"], nlohmann::json({"baseline", "intervened", "random", "zero"})) << file;
-        EXPECT_EQ(r["per_prompt"].size(), 3u);
-        for (const auto& p : r["per_prompt"]) {
-            EXPECT_EQ(p["baseline"]["token_match_rate"].get<double>(), 1.0);
-            EXPECT_EQ(p["zero"]["token_match_rate"].get<double>(), 1.0) << file << ": zero-strength twin differs";
-            EXPECT_EQ(p["zero"]["text"], p["baseline"]["text"]);
+        const steer::ControlAuditResult r = steer::run_control_audit(model, ao);
+        ASSERT_EQ(r.arms, (std::vector<std::string>{"baseline", "intervened", "random", "zero"})) << file;
+        EXPECT_EQ(r.per_prompt.size(), 3u);
+        for (const auto& p : r.per_prompt) {
+            EXPECT_EQ(p.arms.at("baseline").token_match_rate, 1.0);
+            EXPECT_EQ(p.arms.at("zero").token_match_rate, 1.0) << file << ": zero-strength twin differs";
+            EXPECT_EQ(p.arms.at("zero").text, p.arms.at("baseline").text);
         }
-        EXPECT_TRUE(r["summary"]["random"].contains("delta_mean_ct"));
-        EXPECT_TRUE(r["summary"]["intervened"]["delta_ratio_norm"].contains("ci95"));
+        EXPECT_TRUE(r.summary.at("random").count("delta_mean_ct"));
+        EXPECT_TRUE(std::isfinite(r.summary.at("intervened").at("delta_ratio_norm").lo));
         // twins on different rows of one batch agree to float rounding (the unified KV cache sums
         // attention over differently placed cells), not bitwise: the zero arm shows that floor
-        EXPECT_LE(std::abs(r["summary"]["zero"]["delta_mean_ct"]["mean"].get<double>()), 1e-6);
+        EXPECT_LE(std::abs(r.summary.at("zero").at("delta_mean_ct").mean), 1e-6);
         if (!ao.truth_csv.empty()) {
-            EXPECT_EQ(r["truth"]["n"].get<size_t>(), 6u);
+            ASSERT_TRUE(r.truth);
+            EXPECT_EQ(r.truth->n, 6u);
+            EXPECT_EQ(r.truth->arms.at("random").count("delta_accuracy"), 1u);
         }
-        EXPECT_FALSE(r["headline"].get<std::string>().empty());
+        EXPECT_FALSE(r.headline.empty());
+        // The document (with its truth section) reads back into the same result.
+        const nlohmann::json doc = steer::to_json(r);
+        EXPECT_EQ(steer::to_json(steer::control_audit_from_json(doc)), doc) << file;
+        EXPECT_EQ(doc["summary_rows"].size(), steer::summary_rows(r).size());
     }
 }
 

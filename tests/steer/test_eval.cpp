@@ -26,7 +26,7 @@ TEST(MonitorEval, FourArmsOnLabelledPrompts) {
     o.monitor.guard_text = kGuard;
     o.guard_at = 8;
     o.bootstrap = 300;
-    const nlohmann::json r = steer::run_monitor_eval(rwkv, o);
+    const nlohmann::json r = steer::to_json(steer::run_monitor_eval(rwkv, o));
     const std::vector<std::string> arms = {"baseline", "monitor_only", "guard_only", "monitor_guard"};
     ASSERT_EQ(r["arms"], nlohmann::json(arms));
     EXPECT_EQ(r["n"].get<size_t>(), kMonitorPrompts.size());

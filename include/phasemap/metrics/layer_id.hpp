@@ -27,7 +27,9 @@
 //   attn_out:i → i + 0.25;  resid_mid:i → i + 0.5;  ffn_out:i → i + 0.75;  tensor:NAME-i → i + 0.5.
 // hf:L needs the model's block count L to be told from hf:N.
 #pragma once
+#include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -57,5 +59,11 @@ struct LayerId {
 
     friend bool operator==(const LayerId&, const LayerId&) = default;
 };
+
+// The one resolution of a user's layer choice (--metric-layer, a manifest's [metrics] layer)
+// against the labels of the captured layers: the position in `captured` of the layer chosen by
+// the integer rule above (parse_layer_choice, then resolve_layer_index of metrics/analyze.hpp).
+// Throws MetricError naming the choice and the captured labels.
+std::size_t resolve_layer_choice(std::string_view choice, std::span<const std::string> captured);
 
 }  // namespace phasemap::metrics

@@ -9,8 +9,9 @@
 //
 // Who owns which input type: audit::AuditResult (the `phasemap audit --json` document, with its
 // from_json) — src/audit, include/phasemap/audit/result.hpp; io::SummaryRecord (what the report
-// takes from a per-run summary) — src/io/summary_json.cpp beside the writer; steer::SummaryRow
-// (the per-arm rows of control-audit / monitor-eval) — src/steer; PanelTable — panel_table.hpp;
+// takes from a per-run summary) — src/io/summary_json.cpp beside the writer;
+// steer::ControlAuditResult / MonitorEvalResult (control-audit / monitor-eval, with their
+// from_json) — src/steer, include/phasemap/steer/result.hpp; PanelTable — panel_table.hpp;
 // LayerProfile — here (filled from the store by the front end).
 #pragma once
 #include <array>
@@ -26,6 +27,7 @@
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/metrics/panel_table.hpp"
 #include "phasemap/io/summary_json.hpp"
+#include "phasemap/steer/result.hpp"
 
 namespace phasemap::report {
 
@@ -51,8 +53,8 @@ struct Inputs {
     std::string audit_source;
     std::vector<io::SummaryRecord> runs;     // per-run summaries (`phasemap analyze --json`, io::summary_record_from_json)
     std::vector<std::string> run_sources;    // same length as runs
-    std::vector<nlohmann::json> control_audit;  // `phasemap control-audit` JSON outputs
-    std::vector<nlohmann::json> monitor;        // `phasemap monitor-eval` JSON outputs
+    std::vector<steer::ControlAuditResult> control_audit;  // `phasemap control-audit` results (steer::control_audit_from_json)
+    std::vector<steer::MonitorEvalResult> monitor;         // `phasemap monitor-eval` results (steer::monitor_eval_from_json)
     std::vector<std::string> control_sources, monitor_sources;
     // Layer profiles over depth (per model × layer, ordered by model and depth), read from a
     // results DB's token_layers; the DB's path in layer_profiles_source ("" when no DB was read).

@@ -1,6 +1,9 @@
 // Drivers on top of the capture Engine: building control vectors from contrastive prompts, the
 // control audit and the monitor/guard evaluation (issue 6 §2–§4), plus their small statistics
-// and the CSV reader for labelled data sets.
+// and the CSV reader for labelled data sets. The results are the types of result.hpp.
+// Lifetimes: the drivers take the model by shared_ptr and keep no reference to it after they
+// return; controllers and engines they create live only inside the call. Bad input (options,
+// CSV files, labels) throws std::invalid_argument; a failure inside llama.cpp std::runtime_error.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -15,6 +18,7 @@
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/steer/control_vector.hpp"
 #include "phasemap/steer/monitor.hpp"
+#include "phasemap/steer/result.hpp"
 #include "phasemap/steer/vectors.hpp"
 
 namespace phasemap::steer {
@@ -22,27 +26,8 @@ namespace phasemap::steer {
 // ------------------------------------------------------------------ statistics, CSV
 
 // Mean of xs (non-finite values dropped) with a percentile bootstrap CI (B resamples, seeded,
-// portable). lo/hi are NaN when fewer than 2 finite values exist.
-struct MeanCi {
-    size_t n = 0;
-    double mean = 0, lo = 0, hi = 0;
-};
+// portable; MeanCi in result.hpp). lo/hi are NaN when fewer than 2 finite values exist.
 MeanCi bootstrap_mean(std::span<const double> xs, size_t resamples, uint64_t seed, double level = 0.95);
-nlohmann::json to_json(const MeanCi& c);
-
-// One row of a result's flat per-arm table — `summary_rows` of the control-audit and monitor-eval
-// JSON: the MeanCi of one measure in one arm. NaN is null in JSON. Readers (the report) take rows
-// through summary_rows_from_json, so a renamed field is a compile error there.
-struct SummaryRow {
-    std::string arm, measure;
-    size_t n = 0;
-    double mean = 0, ci_low = 0, ci_high = 0;
-};
-nlohmann::json to_json(const SummaryRow& r);
-// Throws std::runtime_error naming the field that is missing or of the wrong type.
-SummaryRow summary_row_from_json(const nlohmann::json& j);
-// The `summary_rows` of a control-audit or monitor-eval result; empty when the document has none.
-std::vector<SummaryRow> summary_rows_from_json(const nlohmann::json& doc);
 
 // RFC-4180 CSV (quoted fields, doubled quotes, CRLF) with a header row.
 struct CsvTable {
@@ -101,8 +86,8 @@ struct AuditOptions {
 // Arms: baseline, intervened, random (equal-norm random directions; only when every
 // intervention is add / project-out), zero (strength at the op's identity). The arms of one prompt
 // are decoded together as twins sharing the prompt prefix (llama_memory_seq_cp; a prefill per
-// twin for recurrent memory). Returns the JSON report. Throws std::invalid_argument for bad input.
-nlohmann::json run_control_audit(const std::shared_ptr<capture::Model>& model, const AuditOptions& opt);
+// twin for recurrent memory). Throws std::invalid_argument for bad input.
+ControlAuditResult run_control_audit(const std::shared_ptr<capture::Model>& model, const AuditOptions& opt);
 
 // The identity element of an intervention (add/project-out/damp/noise: 0, scale: 1,
 // clamp: +∞ norm), keeping everything else.
@@ -130,7 +115,9 @@ struct MonitorEvalOptions {
     int n_predict = 48;
     capture::SamplingOptions sampling;
     bool chat = false;
-    MonitorOptions monitor;               // triggers; action is set per arm
+    MonitorOptions monitor;               // triggers; action and layer are set by the driver
+    std::string layers = "hf:last";       // captured layers
+    std::string metric_layer;             // the monitor's layer (metrics/layer_id.hpp rule); "" = the last captured
     int guard_at = 8;                     // guard-only: insert after generated token guard_at
     std::string match = "contains";       // contains | exact
     size_t bootstrap = 2000;
@@ -138,7 +125,8 @@ struct MonitorEvalOptions {
     int n_threads = 0;
 };
 // Four arms — baseline, monitor-only (log), guard-only (guard text after token guard_at,
-// unconditionally), monitor+guard (guard text when a trigger fires) — on the labelled prompts.
-nlohmann::json run_monitor_eval(const std::shared_ptr<capture::Model>& model, const MonitorEvalOptions& opt);
+// unconditionally), monitor+guard (guard text when a trigger fires) — on the labelled prompts. The
+// monitors watch `metric_layer` of the captured `layers` (recorded in the result when chosen).
+MonitorEvalResult run_monitor_eval(const std::shared_ptr<capture::Model>& model, const MonitorEvalOptions& opt);
 
 }  // namespace phasemap::steer

@@ -31,7 +31,11 @@ namespace fs = std::filesystem;
 
 // Version of the table layout below; a DB written with another version is refused.
 // 2: token_layers table (token-axis series of every captured layer), models.adapters, audits.
-inline constexpr int kSchemaVersion = 2;
+// 3: token_layers.layer_kind / layer_index / depth (metrics::LayerId of the label; block:L−1 and
+//    hf:L at different depths). A version-2 DB is read as it is (depth comes from the label) and
+//    migrated to version 3 when opened for writing; merge takes version-2 inputs.
+inline constexpr int kSchemaVersion = 3;
+inline constexpr int kOldestSchemaVersion = 2;
 
 // Any problem with a results DB (cannot open, locked, other schema version, wrong manifest,
 // failed write). The message is meant for the user.

@@ -54,6 +54,9 @@ endif()
 # `phasemap report DB`: the store's panel table and the audit library (modules included before this one).
 if(TARGET phasemap_store AND TARGET phasemap_audit)
   target_compile_definitions(phasemap PRIVATE PHASEMAP_REPORT_DB=1)
+  # report::write_report (src/report/driver.cpp) reads the DB through the store.
+  target_compile_definitions(phasemap_report PRIVATE PHASEMAP_REPORT_DB=1)
+  target_link_libraries(phasemap_report PRIVATE phasemap_store)
   if(TARGET test_report)
     target_compile_definitions(test_report PRIVATE PHASEMAP_REPORT_DB=1)
     # Synthetic results DBs (hand-made token_layers rows) for the layer-profile tests.

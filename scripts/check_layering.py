@@ -25,7 +25,7 @@ ALLOWED = {
     "store": ["metrics", "io", "@duckdb"],
     "steer": ["capture", "metrics", "stats"],
     "audit": ["metrics", "stats"],
-    "report": ["audit", "steer", "metrics", "stats"],
+    "report": ["audit", "steer", "store", "metrics", "stats"],  # store: write_report reads a results DB (issue 13)
     "panel": ["capture", "store", "metrics", "io"],
     "plan": ["panel", "steer", "capture", "audit", "store", "report"],
     "cli": ["*"],

@@ -5,7 +5,8 @@
 // Data flow: Inputs → build_data() → report data JSON (figure data, tables, notes) →
 // render_html() (template + report.js + data) and export_figures() (same specs, rendered by
 // vega's own SVG renderer under Node; PNG by rsvg-convert). No DuckDB here, and no reading of
-// files: the front end (src/cli/cmd_report.cpp) reads them into the typed Inputs.
+// files in build_data / render_html: write_report() (src/report/driver.cpp) reads the inputs a
+// ReportRequest names into the typed Inputs (a results DB through the store and the audits).
 //
 // Who owns which input type: audit::AuditResult (the `phasemap audit --json` document, with its
 // from_json) — src/audit, include/phasemap/audit/result.hpp; io::SummaryRecord (what the report
@@ -19,6 +20,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,39 @@ struct Options {
     uint64_t seed = 20240521;           // bootstrap seed: the audit's regime stream of it (audit::kRegimeStream)
     std::string generator;              // "phasemap X (llama.cpp Y)", shown under provenance
 };
+
+// What `phasemap report` is asked for (one field per flag; docs/report.md). The CLI verb and the
+// Python package's phasemap.report fill it and call write_report.
+struct ReportRequest {
+    std::string db;                     // results DB (`phasemap panel run`): panel, series, layer profiles, audits
+    std::string hypotheses;             // falsification registry TOML evaluated on the DB's panel
+    std::string out = "report.html";    // the HTML file
+    std::string panel_json, audit_json;
+    std::vector<std::string> runs_json, control_json, monitor_json;
+    std::string svg_dir, png_dir;       // also export every figure (SVG under Node, PNG by rsvg-convert)
+    std::string regime_cuts;            // "a,b,c" or "@FILE" (metrics::parse_regime_cuts); "" = Options' rule
+    Options opt;                        // opt.regime_cuts is set from regime_cuts; opt.generator by the caller
+};
+
+struct ReportResult {
+    size_t bytes = 0;                   // size of the page written
+    std::vector<std::string> figures;   // ids of the exported figures (svg_dir / png_dir)
+};
+
+// A request that cannot be served: options that do not go together or a malformed value
+// (std::invalid_argument), or an input that cannot be read / used (std::runtime_error). The
+// messages are the CLI's. Output-path problems come from io::check_output_path ("-o ...").
+struct ReportOptionError : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
+};
+struct ReportError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Everything `phasemap report` does except flag binding and printing: checks the request and the
+// output path, reads the inputs, builds the page, writes it atomically to req.out and exports the
+// figures. Throws ReportOptionError / ReportError / the library's std::runtime_error.
+ReportResult write_report(const ReportRequest& req);
 
 // PanelTable from the JSON dump `phasemap audit --panel-json` writes (field names as in
 // panel_table.hpp; a missing metric is null). Throws std::runtime_error on a malformed file.

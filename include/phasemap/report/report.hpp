@@ -12,7 +12,7 @@
 // from_json) — src/audit, include/phasemap/audit/result.hpp; io::SummaryRecord (what the report
 // takes from a per-run summary) — src/io/summary_json.cpp beside the writer; steer::SummaryRow
 // (the per-arm rows of control-audit / monitor-eval) — src/steer; PanelTable — panel_table.hpp;
-// LayerProfile — here (filled from the store by the front end).
+// LayerProfile — here (filled from the store by write_report).
 #pragma once
 #include <array>
 #include <cstdint>

@@ -7,6 +7,13 @@ target_include_directories(phasemap_plan PUBLIC include)
 target_link_libraries(phasemap_plan PUBLIC phasemap_steer phasemap_panel phasemap_store phasemap_capture phasemap_io
   nlohmann_json::nlohmann_json PRIVATE fmt::fmt)
 target_link_libraries(phasemap PRIVATE phasemap_plan)
+# plan::write_report (src/plan/report_run.cpp): `phasemap report` as one call; needs the report
+# module (left out when its vega bundles are missing) and the audit library.
+if(TARGET phasemap_report AND TARGET phasemap_audit)
+  target_link_libraries(phasemap_plan PUBLIC phasemap_report PRIVATE phasemap_audit)
+else()
+  set_source_files_properties(src/plan/report_run.cpp TARGET_DIRECTORY phasemap_plan PROPERTIES HEADER_FILE_ONLY ON)
+endif()
 
 pm_test(plan phasemap_plan phasemap_steer phasemap_store phasemap_capture phasemap_metrics phasemap_io phasemap_modelgen)
 if(TARGET test_plan)

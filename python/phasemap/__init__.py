@@ -29,7 +29,7 @@ from ._run import Run, Step
 from .store import Store
 
 __version__: str = _phasemap.version()
-__all__ = ["Model", "Run", "Step", "Store", "analyze", "audit", "metrics", "panel", "version_string", "__version__"]
+__all__ = ["Model", "Run", "Step", "Store", "analyze", "audit", "metrics", "panel", "report", "version_string", "__version__"]
 
 
 def version_string() -> str:
@@ -240,3 +240,27 @@ def audit(db: str, sections: Optional[Sequence[str]] = None, metric: str = "rati
     return _phasemap._audit(str(db), _list(sections), str(metric), str(factor), str(norm), int(bootstrap),
                             int(reml_bootstrap), int(permutations), int(seed), float(robust_share), str(hypotheses),
                             bool(store))
+
+
+def report(db: Optional[str], path: str = "report.html", *, hypotheses: str = "", panel_json: str = "", audit_json: str = "",
+           runs_json: Optional[Sequence[str]] = None, control_json: Optional[Sequence[str]] = None,
+           monitor_json: Optional[Sequence[str]] = None, svg: str = "", png: str = "", title: str = "phasemap report",
+           regime_cuts: str = "", max_series: int = 24, max_points: int = 400, bootstrap: int = 2000) -> Dict[str, Any]:
+    """The HTML report of ``phasemap report`` (docs/report.md): writes the page to ``path``.
+
+    ``db`` is the results DB (``phasemap panel run``; ``None`` to report from JSON files only).
+    The keyword options are the CLI's flags: ``hypotheses`` (--hypotheses), ``panel_json``,
+    ``audit_json``, ``runs_json`` / ``control_json`` / ``monitor_json`` (lists of files), ``svg`` /
+    ``png`` (folders for each figure), ``title``, ``regime_cuts`` ("a,b,c" or "@FILE"),
+    ``max_series``, ``max_points``, ``bootstrap``. The same library call as the CLI writes the same
+    page (atomically). Returns ``{"path", "bytes", "figures"}`` (figure ids exported). The GIL is
+    released while it runs.
+
+    Example::
+
+        >>> phasemap.report("results.duckdb", "report.html", title="panel A", bootstrap=500)
+        {'path': 'report.html', 'bytes': 912345, 'figures': []}
+    """
+    return _phasemap._report("" if db is None else str(db), str(path), str(hypotheses), str(panel_json), str(audit_json),
+                             _list(runs_json), _list(control_json), _list(monitor_json), str(svg), str(png),
+                             str(regime_cuts), str(title), int(max_series), int(max_points), int(bootstrap))

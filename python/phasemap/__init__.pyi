@@ -46,3 +46,7 @@ def analyze(hidden_states: Union[npt.ArrayLike, Run], logits: Optional[npt.Array
 def audit(db: str, sections: Optional[Sequence[str]] = ..., metric: str = ..., factor: str = ..., norm: str = ...,
           bootstrap: int = ..., reml_bootstrap: int = ..., permutations: int = ..., seed: int = ...,
           robust_share: float = ..., hypotheses: str = ..., store: bool = ...) -> Dict[str, Any]: ...
+def report(db: Optional[str], path: str = ..., *, hypotheses: str = ..., panel_json: str = ..., audit_json: str = ...,
+           runs_json: Optional[Sequence[str]] = ..., control_json: Optional[Sequence[str]] = ...,
+           monitor_json: Optional[Sequence[str]] = ..., svg: str = ..., png: str = ..., title: str = ...,
+           regime_cuts: str = ..., max_series: int = ..., max_points: int = ..., bootstrap: int = ...) -> Dict[str, Any]: ...

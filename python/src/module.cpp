@@ -28,6 +28,7 @@
 #include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/capture/version.hpp"
 #include "phasemap/io/summary_json.hpp"
+#include "phasemap/plan/report_run.hpp"
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/metrics/normalize.hpp"
 #include "phasemap/metrics/token_axis.hpp"
@@ -883,6 +884,41 @@ PYBIND11_MODULE(_phasemap, mod) {
         o.seed = seed;
         o.robust_share = robust_share;
         return run_audit(db, std::move(sections), o, hypotheses, store_back);
+    });
+
+    // phasemap.report: plan::write_report, the whole of `phasemap report` (same request fields).
+    mod.def("_report", [](const std::string& db, const std::string& out, const std::string& hypotheses, const std::string& panel_json,
+                          const std::string& audit_json, std::vector<std::string> runs_json, std::vector<std::string> control_json,
+                          std::vector<std::string> monitor_json, const std::string& svg, const std::string& png,
+                          const std::string& regime_cuts, py::object title, size_t max_series, size_t max_points, size_t bootstrap) {
+        plan::ReportRequest q{.db = db, .hypotheses = hypotheses, .out = out, .panel_json = panel_json, .audit_json = audit_json,
+                                .runs_json = std::move(runs_json), .control_json = std::move(control_json),
+                                .monitor_json = std::move(monitor_json), .svg_dir = svg, .png_dir = png, .regime_cuts = regime_cuts};
+        auto need = [](const std::string& p, const char* what) {
+            if (!p.empty()) require_file(p, what);
+        };
+        need(q.db, "results DB");
+        need(q.hypotheses, "hypotheses file");
+        need(q.panel_json, "panel JSON");
+        need(q.audit_json, "audit JSON");
+        for (const auto& p : q.runs_json) need(p, "per-run summary JSON");
+        for (const auto& p : q.control_json) need(p, "control-audit JSON");
+        for (const auto& p : q.monitor_json) need(p, "monitor-eval JSON");
+        if (!title.is_none()) q.opt.title = title.cast<std::string>();
+        q.opt.max_series = max_series;
+        q.opt.max_points = max_points;
+        q.opt.bootstrap = bootstrap;
+        q.opt.generator = version_string();
+        plan::ReportResult r;
+        {
+            py::gil_scoped_release nogil;
+            r = plan::write_report(q);
+        }
+        py::dict d;
+        d["path"] = q.out;
+        d["bytes"] = r.bytes;
+        d["figures"] = r.figures;
+        return d;
     });
 
     mod.def("_panel_run", &panel_run, py::arg("manifest"), py::arg("db"), py::arg("parallel") = 1, py::arg("threads") = 0,

@@ -171,3 +171,43 @@ def test_audit_equals_cli(panel_db, tmp_path):
     assert got == want
     with pytest.raises(ValueError, match="factor"):
         phasemap.audit(str(db), factor="colour", store=False)
+
+
+def _masked(path):
+    """The page with its timestamps (the report's generation time) replaced."""
+    import re
+    return re.sub(r"\d{4}-\d\d-\d\d[T ][0-9:.]+Z?", "TS", path.read_text(encoding="utf-8"))
+
+
+def test_report_equals_cli(panel_db, tmp_path):
+    _, db = panel_db
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_text("1.5,2.5,3.5\n")
+    opts = ["--bootstrap", "50", "--title", "py report", "--max-series", "3", "--max-points", "20", "--regime-cuts", f"@{cuts}"]
+    cli("report", db, "-o", tmp_path / "cli.html", *opts, "-q")
+    r = phasemap.report(str(db), str(tmp_path / "py.html"), bootstrap=50, title="py report", max_series=3, max_points=20,
+                        regime_cuts=f"@{cuts}")
+    assert r["path"] == str(tmp_path / "py.html") and r["bytes"] == (tmp_path / "py.html").stat().st_size
+    assert r["figures"] == []
+    want, got = _masked(tmp_path / "cli.html"), _masked(tmp_path / "py.html")
+    assert "py report" in want and len(want) > 10000
+    assert got == want
+
+
+def test_report_bad_inputs_raise_the_cli_messages(panel_db, tmp_path):
+    _, db = panel_db
+    for bad in [str(tmp_path / "no-such-folder" / "r.html"), str(tmp_path), str(db)]:
+        rc, _, err = cli("report", db, "-o", bad, check=False)
+        assert rc == 1 and err.startswith("phasemap: error: ")
+        with pytest.raises(RuntimeError) as e:
+            phasemap.report(str(db), bad)
+        assert str(e.value) == err.strip().removeprefix("phasemap: error: ")
+    rc, _, err = cli("report", db, "-o", tmp_path / "x.html", "--max-points", "1", check=False)
+    with pytest.raises(ValueError) as e:
+        phasemap.report(str(db), str(tmp_path / "x.html"), max_points=1)
+    assert rc == 1 and str(e.value) == err.strip().removeprefix("phasemap: error: ")
+    with pytest.raises(ValueError, match="nothing to report"):
+        phasemap.report(None, str(tmp_path / "x.html"))
+    with pytest.raises(FileNotFoundError, match="results DB"):
+        phasemap.report(str(tmp_path / "missing.duckdb"), str(tmp_path / "x.html"))
+    assert not (tmp_path / "x.html").exists()

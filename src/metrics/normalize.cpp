@@ -93,52 +93,53 @@ std::vector<double> clipped_mad(const RowsView<float>& states, double k) {
     const std::size_t T = states.rows, d = states.cols;
     std::vector<double> out(T * d);
     if (T == 0 || d == 0) return out;
-    // Columns are gathered in blocks of kBlock dimensions, so every visit of a state row reads
-    // whole cache lines instead of one value per line.
-    constexpr std::size_t kBlock = 16;
-    std::vector<double> col(kBlock * T), dev(T);
-    SelectScratch scratch(T);
-    double meds[kBlock], scales[kBlock];
-    for (std::size_t j0 = 0; j0 < d; j0 += kBlock) {
-        const std::size_t nb = std::min(kBlock, d - j0);
-        double mn[kBlock], mx[kBlock];
-        bool finite = true;
-        {
-            const float* h0 = states.row(0) + j0;
-            for (std::size_t b = 0; b < nb; ++b) mn[b] = mx[b] = h0[b];
+    // The states are transposed once, reading whole rows: the writes go to d columns at once, whose
+    // d current cache lines stay resident, and each dimension is then one contiguous column.
+    // The column stride is padded by one cache line: with T a power of two, columns T floats apart
+    // would all map to the same cache sets.
+    const std::size_t ld = T + 16;
+    std::vector<float> tr(d * ld);
+    bool finite = true;
+    for (std::size_t t = 0; t < T; ++t) {
+        const float* h = states.row(t);
+        for (std::size_t j = 0; j < d; ++j) {
+            const float x = h[j];
+            finite &= std::fabs(x) <= std::numeric_limits<float>::max();
+            tr[j * ld + t] = x;
         }
-        for (std::size_t t = 0; t < T; ++t) {
-            const float* h = states.row(t) + j0;
-            for (std::size_t b = 0; b < nb; ++b) {
-                const double x = h[b];
-                finite &= std::fabs(x) <= std::numeric_limits<double>::max();
-                col[b * T + t] = x;
-                mn[b] = std::min(mn[b], x);
-                mx[b] = std::max(mx[b], x);
-            }
-        }
-        if (!finite)  // the first non-finite value in row order, as the error names it
+    }
+    if (!finite) {  // named in the order of the earlier 16-dimension blocks: block, token, dimension
+        constexpr std::size_t kBlock = 16;
+        for (std::size_t j0 = 0; j0 < d; j0 += kBlock)
             for (std::size_t t = 0; t < T; ++t)
-                for (std::size_t b = 0; b < nb; ++b)
-                    if (!std::isfinite(col[b * T + t]))
+                for (std::size_t j = j0; j < std::min(d, j0 + kBlock); ++j)
+                    if (!std::isfinite(states.row(t)[j]))
                         throw MetricError("clipped_mad: non-finite value in the state of token " + std::to_string(t) +
-                                          ", dimension " + std::to_string(j0 + b));
-        for (std::size_t b = 0; b < nb; ++b) {
-            const double* c = &col[b * T];
-            // + 0.0 turns a −0 median into +0: which zero the earlier nth_element-only code returned
-            // was unspecified, and only the sign of a zero z can depend on it.
-            const double med = median_of(c, T, mn[b], mx[b], scratch) + 0.0;
-            for (std::size_t t = 0; t < T; ++t) dev[t] = std::fabs(c[t] - med);
-            // The deviations are monotone in |x − med|, so the largest is at an extreme.
-            const double dmax = std::max(std::fabs(mn[b] - med), std::fabs(mx[b] - med));
-            meds[b] = med;
-            scales[b] = kMadScale * median_of(dev.data(), T, 0.0, dmax, scratch) + kMadEpsilon;
-        }
-        // Written row by row, so each row's block is whole cache lines.
+                                          ", dimension " + std::to_string(j));
+    }
+    std::vector<double> c(T), dev(T), meds(d), scales(d);
+    SelectScratch scratch(T);
+    for (std::size_t j = 0; j < d; ++j) {
+        const float* col = &tr[j * ld];
+        double mn = col[0], mx = col[0];
         for (std::size_t t = 0; t < T; ++t) {
-            double* o = &out[t * d + j0];
-            for (std::size_t b = 0; b < nb; ++b) o[b] = std::clamp((col[b * T + t] - meds[b]) / scales[b], -k, k);
+            const double x = col[t];
+            c[t] = x;
+            mn = std::min(mn, x);
+            mx = std::max(mx, x);
         }
+        // + 0.0 turns a −0 median into +0: which zero the earlier nth_element-only code returned
+        // was unspecified, and only the sign of a zero z can depend on it.
+        const double med = median_of(c.data(), T, mn, mx, scratch) + 0.0;
+        for (std::size_t t = 0; t < T; ++t) dev[t] = std::fabs(c[t] - med);
+        // The deviations are monotone in |x − med|, so the largest is at an extreme.
+        const double dmax = std::max(std::fabs(mn - med), std::fabs(mx - med));
+        meds[j] = med;
+        scales[j] = kMadScale * median_of(dev.data(), T, 0.0, dmax, scratch) + kMadEpsilon;
+    }
+    for (std::size_t t = 0; t < T; ++t) {
+        double* o = &out[t * d];
+        for (std::size_t j = 0; j < d; ++j) o[j] = std::clamp((tr[j * ld + t] - meds[j]) / scales[j], -k, k);
     }
     return out;
 }

@@ -1,12 +1,18 @@
 // Normalisation modes (METRICS.md §4): clipped_mad and ct_clip on hand-checked cases.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "phasemap/metrics/normalize.hpp"
 #include "phasemap/metrics/token_axis.hpp"
+#include "phasemap/stats/descriptive.hpp"
 
 using namespace phasemap::metrics;
 
@@ -137,4 +143,115 @@ TEST(Normalize, ClippedMadInTokenAxis) {
     EXPECT_EQ(parse_norm_mode("clipped_mad"), NormMode::clipped_mad);
     EXPECT_EQ(parse_norm_mode(to_string(NormMode::raw)), NormMode::raw);
     EXPECT_FALSE(parse_norm_mode("mad").has_value());
+}
+
+// ---- The histogram selection in clipped_mad against the previous algorithm ----
+// The reference is the algorithm clipped_mad used before the selection rewrite (a full
+// nth_element-based median and MAD per dimension); kept here verbatim in logic.
+namespace {
+
+std::vector<double> clipped_mad_reference(const RowsView<float>& states, double k = 5.0) {
+    const std::size_t T = states.rows, d = states.cols;
+    std::vector<double> out(T * d);
+    std::vector<double> col(T), dev(T);
+    for (std::size_t j = 0; j < d; ++j) {
+        for (std::size_t t = 0; t < T; ++t) {
+            const double x = states.row(t)[j];
+            if (!std::isfinite(x)) throw MetricError("non-finite");
+            col[t] = x;
+        }
+        std::copy(col.begin(), col.end(), dev.begin());
+        const double med = phasemap::stats::median_inplace(dev);
+        for (std::size_t t = 0; t < T; ++t) dev[t] = std::fabs(col[t] - med);
+        const double mad = phasemap::stats::median_inplace(dev);
+        const double scale = kMadScale * mad + kMadEpsilon;
+        for (std::size_t t = 0; t < T; ++t) out[t * d + j] = std::clamp((col[t] - med) / scale, -k, k);
+    }
+    return out;
+}
+
+// Bit for bit, except that a zero z may differ in sign: the reference's nth_element returns an
+// unspecified one of −0 / +0 as a zero median, and −0 − (±0) keeps that choice in z's sign.
+void expect_same_as_reference(const std::vector<float>& h, std::size_t T, std::size_t d, double k = 5.0) {
+    const RowsView<float> v(h.data(), T, d);
+    const std::vector<double> got = clipped_mad(v, k), want = clipped_mad_reference(v, k);
+    ASSERT_EQ(got.size(), want.size());
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        const bool same = std::bit_cast<std::uint64_t>(got[i]) == std::bit_cast<std::uint64_t>(want[i]) ||
+                          (got[i] == 0 && want[i] == 0);
+        if (!same && bad++ < 5)
+            ADD_FAILURE() << "T=" << T << " d=" << d << " token " << i / d << " dim " << i % d << ": " << got[i]
+                          << " vs reference " << want[i];
+    }
+    EXPECT_EQ(bad, 0u) << "T=" << T << " d=" << d;
+}
+
+}  // namespace
+
+TEST(Normalize, ClippedMadSelectionMatchesReferenceSmallT) {
+    // Every T from 1 to 9 (odd and even), ties, all-equal dimensions, ±0, subnormals.
+    const float vals[] = {0.0f, -0.0f, 1.0f, -1.0f, 1.0f, 2.5f, 1e-40f, -1e-45f, 3.0f, 1.0f};
+    for (std::size_t T = 1; T <= 9; ++T) {
+        const std::size_t d = 7;
+        std::vector<float> h(T * d);
+        for (std::size_t t = 0; t < T; ++t) {
+            h[t * d + 0] = vals[t];                                // mixed
+            h[t * d + 1] = 4.0f;                                   // all equal
+            h[t * d + 2] = t % 2 ? 0.0f : -0.0f;                   // zeros of both signs
+            h[t * d + 3] = static_cast<float>(t % 3);              // ties
+            h[t * d + 4] = vals[(t * 7) % 10] * 1e-39f;            // subnormal / zero
+            h[t * d + 5] = static_cast<float>(T - t);              // descending
+            h[t * d + 6] = t == 0 ? 3e38f : -static_cast<float>(t); // huge outlier
+        }
+        expect_same_as_reference(h, T, d);
+        expect_same_as_reference(h, T, d, 0.5);
+    }
+}
+
+TEST(Normalize, ClippedMadSelectionMatchesReferenceAdversarial) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    for (const std::size_t T : {2048u, 2049u, 4096u, 4097u, 5000u}) {
+        const std::size_t d = 9;
+        std::vector<float> h(T * d);
+        for (std::size_t t = 0; t < T; ++t) {
+            float* r = &h[t * d];
+            r[0] = nd(rng);                                                   // smooth
+            r[1] = t ? h[(t - 1) * d + 1] + nd(rng) : 0.0f;                   // random walk
+            r[2] = static_cast<float>(static_cast<int>(nd(rng) * 2));         // heavy ties around 0
+            r[3] = (t % 97 == 0) ? 1e30f * nd(rng) : 1e-30f * nd(rng);        // huge dynamic range
+            r[4] = 1.0f + static_cast<float>(t % 3) * 1.1920929e-7f;          // range of two ulps
+            r[5] = (t % 2) ? 0.0f : -0.0f;                                    // zeros only
+            r[6] = (t < T / 2) ? -1.0f : 1.0f;                                // two values, median at the split
+            r[7] = std::ldexp(1.0f, static_cast<int>(t % 200) - 140);         // subnormals up to 2^59
+            r[8] = (t == T / 3) ? -3.4e38f : (t == T / 2 ? 3.4e38f : nd(rng)); // extreme outliers
+        }
+        expect_same_as_reference(h, T, d);
+        expect_same_as_reference(h, T, d, 2.0);
+        // Shuffled rows: selection must not depend on order.
+        std::vector<std::size_t> p(T);
+        for (std::size_t i = 0; i < T; ++i) p[i] = i;
+        std::shuffle(p.begin(), p.end(), rng);
+        std::vector<float> s(T * d);
+        for (std::size_t t = 0; t < T; ++t) std::copy_n(&h[p[t] * d], d, &s[t * d]);
+        expect_same_as_reference(s, T, d);
+    }
+}
+
+TEST(Normalize, ClippedMadRejectsNonFiniteWhereverItIs) {
+    const std::size_t T = 40, d = 20;  // a second, partial block of dimensions
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()})
+        for (const std::size_t at : {std::size_t{0}, std::size_t{17 * d + 3}, T * d - 1}) {
+            std::vector<float> h(T * d, 1.0f);
+            h[at] = bad;
+            try {
+                (void)clipped_mad(RowsView<float>(h.data(), T, d));
+                ADD_FAILURE() << "no error for a non-finite value at " << at;
+            } catch (const MetricError& e) {
+                EXPECT_EQ(std::string(e.what()), "clipped_mad: non-finite value in the state of token " +
+                                                     std::to_string(at / d) + ", dimension " + std::to_string(at % d));
+            }
+        }
 }

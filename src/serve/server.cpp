@@ -7,8 +7,10 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -52,9 +54,34 @@ bool same_key(std::string_view given, std::string_view key) {
 json error_body(const std::string& msg, const char* type) { return json{{"error", {{"message", msg}, {"type", type}}}}; }
 
 // One token as the engine streamed it.
+// One generated token and its §2 geometry at the request's metric layer (delta_t for t ≥ 1,
+// curvature_t and ct_t for t ≥ 2; NaN where undefined), computed as the token arrives.
 struct TokenEvent {
     capture::TokenRecord rec;
+    double delta = metrics::kNaN, curvature = metrics::kNaN, ct = metrics::kNaN;
 };
+
+// The captured layers the run summary analyses (LIMEN's protocol: hf:0 left out when other
+// layers are captured) and the captured-layer index of its token axis for a metric-layer choice.
+struct AnalysedLayers {
+    std::vector<std::string> names;  // analysed layers
+    size_t first = 0;                // captured index of names[0] (1 when hf:0 is dropped)
+    bool embedding_included = false;
+};
+AnalysedLayers analysed_layers(const std::vector<std::string>& captured) {
+    AnalysedLayers a;
+    a.names = captured;
+    if (captured.size() > 1 && captured.front() == "hf:0") {
+        a.names.erase(a.names.begin());
+        a.first = 1;
+    } else {
+        a.embedding_included = !captured.empty() && captured.front() == "hf:0";
+    }
+    return a;
+}
+std::int64_t metric_layer_option(const std::string& choice, const AnalysedLayers& a) {
+    return choice.empty() ? std::int64_t(-1) : metrics::parse_layer_choice(choice, a.names);
+}
 
 // One request's sink: the engine loop writes, the HTTP handler reads. Keeps the states for the
 // run summary at the end.
@@ -62,8 +89,8 @@ struct Channel final : capture::RunSink {
     std::mutex mu;
     std::condition_variable cv;
     capture::RunStart start;
-    std::deque<capture::TokenRecord> pending;
-    std::vector<capture::TokenRecord> tokens;
+    std::deque<TokenEvent> pending;
+    std::vector<TokenEvent> tokens;
     std::vector<float> states;
     std::optional<capture::RunEnd> end_;
     std::string failure;                 // failed before or while running
@@ -76,17 +103,48 @@ struct Channel final : capture::RunSink {
     capture::Request request;
     std::string metric_layer;
     std::unique_ptr<steer::Monitor> monitor;  // the request's controller (phasemap.monitor)
+    size_t geometry_layer = SIZE_MAX;         // captured index of the metric layer (SIZE_MAX: none)
 
     void begin(const capture::RunStart& s) override {
         std::lock_guard lk(mu);
         start = s;
+        std::vector<std::string> names;
+        for (const auto& l : s.layers) names.push_back(l.label);
+        const AnalysedLayers a = analysed_layers(names);
+        try {  // the choice was checked against the engine's layers when the request was parsed
+            if (!a.names.empty())
+                geometry_layer = a.first + metrics::resolve_layer_index(metric_layer_option(metric_layer, a), a.names.size());
+        } catch (const std::exception&) {
+            geometry_layer = SIZE_MAX;
+        }
     }
     void token(const capture::TokenRecord& rec, std::span<const float> st, std::span<const float>) override {
         {
             std::lock_guard lk(mu);
-            pending.push_back(rec);
-            tokens.push_back(rec);
+            TokenEvent ev{rec};
             states.insert(states.end(), st.begin(), st.end());
+            // §2 at the metric layer over the states of tokens t−2 … t, with the metrics kernel
+            // (the same one the online monitor runs per token); raw norm, the summary's default.
+            const size_t L = start.layers.size(), d = size_t(start.n_embd), n = tokens.size() + 1;
+            if (geometry_layer < L && st.size() == L * d && n >= 2) {
+                const size_t k = std::min<size_t>(n, 3);
+                std::vector<float> rows(k * d);
+                for (size_t r = 0; r < k; ++r) {
+                    const float* src = states.data() + ((n - k + r) * L + geometry_layer) * d;
+                    std::copy(src, src + d, rows.begin() + std::ptrdiff_t(r * d));
+                }
+                try {
+                    const metrics::TokenSeries ts = metrics::token_series(metrics::RowsView<float>(rows.data(), k, d));
+                    ev.delta = ts.delta.back();
+                    if (k == 3) {
+                        ev.curvature = ts.curvature.at(0);
+                        ev.ct = ts.ct.at(0);
+                    }
+                } catch (const std::exception&) {  // a non-finite state: undefined here, as in the summary
+                }
+            }
+            pending.push_back(ev);
+            tokens.push_back(ev);
         }
         cv.notify_all();
         if (on_token) on_token(1);
@@ -168,7 +226,7 @@ struct Server::Impl final : capture::RequestSource {
         {
             std::lock_guard lk(c.mu);
             r.start = c.start;
-            r.tokens = c.tokens;
+            for (const auto& ev : c.tokens) r.tokens.push_back(ev.rec);
             r.states = c.states;
             r.end = *c.end_;
             r.finished = true;
@@ -418,8 +476,7 @@ struct Server::Impl final : capture::RequestSource {
         if (!p.metric_layer.empty()) {
             std::vector<std::string> names;
             for (const auto& l : engine->layers()) names.push_back(l.label);
-            if (names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
-            try { (void)metrics::parse_layer_choice(p.metric_layer, names); }
+            try { (void)metric_layer_option(p.metric_layer, analysed_layers(names)); }
             catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.metric_layer: {}", e.what())); }
         }
         if (p.monitor) {
@@ -439,9 +496,12 @@ struct Server::Impl final : capture::RequestSource {
     }
 
     // --- responses ---------------------------------------------------------------------------
-    static json token_json(const capture::TokenRecord& t) {
+    static json num_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+    static json token_json(const TokenEvent& ev) {
+        const capture::TokenRecord& t = ev.rec;
         return json{{"t", t.t}, {"id", t.id}, {"text", t.text}, {"position", t.position}, {"entropy", t.stats.entropy},
-                    {"top1", t.stats.top1}, {"margin", t.stats.margin}, {"surprisal", t.stats.surprisal}};
+                    {"top1", t.stats.top1}, {"margin", t.stats.margin}, {"surprisal", t.stats.surprisal},
+                    {"delta_t", num_or_null(ev.delta)}, {"curvature_t", num_or_null(ev.curvature)}, {"ct_t", num_or_null(ev.ct)}};
     }
 
     // The monitor's record (guard text decoded into the context, its log lines), when it acted.
@@ -466,20 +526,17 @@ struct Server::Impl final : capture::RequestSource {
         for (const auto& l : c.start.layers) names.push_back(l.label);
         if (names.empty() || c.tokens.empty()) return json{{"missing_reason", "no captured layers or no tokens"}};
         metrics::StatesView view{c.states.data(), c.tokens.size(), names.size(), size_t(c.start.n_embd), names};
-        bool emb = true;
-        if (names.size() > 1 && names.front() == "hf:0") {
-            view = view.drop_front_layers(1);
-            emb = false;
-        } else if (names.front() != "hf:0") {
-            emb = false;
-        }
-        const std::vector<std::string> kept(view.layer_names.begin(), view.layer_names.end());
+        const AnalysedLayers a = analysed_layers(names);
+        if (a.first) view = view.drop_front_layers(a.first);
+        const bool emb = a.embedding_included;
+        const std::vector<std::string> kept = a.names;
         view.layer_names = kept;
         metrics::AnalysisOptions ao;
-        if (!p.metric_layer.empty()) ao.layer = metrics::parse_layer_choice(p.metric_layer, kept);
+        ao.layer = metric_layer_option(p.metric_layer, a);
         std::vector<metrics::TokenProbStats> stats;
         io::SummaryContext ctx;
-        for (const auto& t : c.tokens) {
+        for (const auto& ev : c.tokens) {
+            const auto& t = ev.rec;
             stats.push_back(t.stats);
             ctx.token_texts.push_back(t.text);
             ctx.token_ids.push_back(t.id);
@@ -488,9 +545,8 @@ struct Server::Impl final : capture::RequestSource {
         ctx.generated_text = c.end_ ? c.end_->text : "";
         ctx.hidden_states_shape = {c.tokens.size(), names.size(), size_t(c.start.n_embd)};
         ctx.embedding_output_included = emb;
-        // summary_json's per_token section holds delta_t, curvature_t, ct_t at the metric layer and
-        // the output state of every token: they need the whole run (neighbours, run-level
-        // normalisation), so they come with the final chunk.
+        // summary_json's per_token section: delta_t, curvature_t, ct_t (also streamed per token,
+        // TokenEvent) and the output state of every token.
         return io::summary_json(metrics::analyze_run(view, stats, ao), ctx);
     }
 
@@ -513,7 +569,6 @@ struct Server::Impl final : capture::RequestSource {
         if (db && p.store) {
             ch->store = true;
             ch->request = p.req;
-            ch->metric_layer = p.metric_layer;
             std::weak_ptr<Channel> w = ch;
             ch->on_end = [this, w] {
                 if (auto c = w.lock()) {
@@ -525,6 +580,7 @@ struct Server::Impl final : capture::RequestSource {
                 }
             };
         }
+        ch->metric_layer = p.metric_layer;  // the layer of the streamed geometry and of the stored run
         p.req.cancel = ch->cancel;
         if (p.monitor) {
             ch->monitor = plan::request_monitor(*p.monitor, model->info(), engine->layers());
@@ -585,12 +641,12 @@ struct Server::Impl final : capture::RequestSource {
                         return false;
                     }
                 }
-                std::deque<capture::TokenRecord> toks;
+                std::deque<TokenEvent> toks;
                 toks.swap(ch->pending);
                 const bool closed = ch->closed;
                 lk.unlock();
                 for (const auto& t : toks)
-                    if (!send(chunk(id, p.chat, t.text, nullptr, p.extension ? json{{"token", token_json(t)}} : json(nullptr)))) {
+                    if (!send(chunk(id, p.chat, t.rec.text, nullptr, p.extension ? json{{"token", token_json(t)}} : json(nullptr)))) {
                         ch->cancel->store(true);
                         return false;
                     }

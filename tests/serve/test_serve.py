@@ -153,6 +153,23 @@ try:
     check(fin is not None and fin["choices"][0]["finish_reason"] == "length", "final chunk has finish_reason length")
     check(fin is not None and fin["phasemap"]["summary"]["per_token"] == ref_summary["per_token"], "final chunk summary equals generate's")
     check("".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == ref_summary["generated_text"], "streamed text")
+    # Per-token geometry in every chunk, computed as each token arrives: equal (bitwise, through
+    # the JSON round trip of doubles) to the final summary's per_token series and generate's.
+    def geometry_of(toks):
+        return {k: [t[k] for t in toks] for k in ("delta_t", "curvature_t", "ct_t")}
+    geo = geometry_of(st)
+    for k, v in geo.items():
+        check(v == fin["phasemap"]["summary"]["per_token"][k], f"streamed {k} equals the final chunk's per_token {k}")
+        check(v == ref_summary["per_token"][k], f"streamed {k} equals generate --analyze's")
+        check(v == geometry_of(toks)[k], f"non-streaming tokens' {k} equal the streamed ones")
+    check(geo["delta_t"][0] is None and geo["ct_t"][1] is None and geo["delta_t"][1] is not None
+          and all(x is not None for x in geo["ct_t"][2:]), "geometry is null only where undefined (t < 1, t < 2)")
+    # at another metric layer
+    _, ref_l2 = generate("Once upon a time", 6, "--metric-layer", "hf:2")
+    st2, fin2 = tokens_of_events(s.stream({"prompt": "Once upon a time", "max_tokens": 6, "phasemap": {"metric_layer": "hf:2"}})[1])
+    for k, v in geometry_of(st2).items():
+        check(v == ref_l2["per_token"][k] and v == fin2["phasemap"]["summary"]["per_token"][k], f"streamed {k} at hf:2 equals generate's")
+    check(geometry_of(st2)["ct_t"] != geo["ct_t"][:6], "the metric layer changes the streamed geometry")
     # --- per-request intervention: the same grammar as generate --intervene, on this request only
     vec = os.path.join(tempfile.mkdtemp(), "v.npy")
     np.save(vec, np.random.default_rng(1).standard_normal(64).astype(np.float32))
@@ -285,12 +302,12 @@ try:
     rc = s.stop()
     check(rc == 0, f"SIGTERM: the server stops cleanly (rc {rc})")
     # --db: every served run stored like a panel run; `phasemap audit` reads the DB. Served runs:
-    # 2 (curl) + 2 (intervention pair) + 2 (control-vector pair) + 1 (monitor) + 8 (references) + 200 (load)
+    # 2 (curl) + 1 (metric layer hf:2) + 2 (intervention pair) + 2 (control-vector pair) + 1 (monitor) + 8 (references) + 200 (load)
     # + 1 (killed client, cancelled).
     aj = os.path.join(dbdir, "audit.json")
     subprocess.run([BIN, "audit", dbpath, "--json", aj], check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nruns = json.load(open(aj))["panel"]["runs"]
-    check(nruns == 216, f"--db: one runs row per served run (216), got {nruns}")
+    check(nruns == 217, f"--db: one runs row per served run (217), got {nruns}")
 
     # --- queue bound: 429 with Retry-After
     q = Server("--parallel", "1", "--queue", "1")

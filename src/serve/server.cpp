@@ -4,11 +4,13 @@
 #include "phasemap/serve/server.hpp"
 
 #include <fmt/core.h>
+#include <openssl/evp.h>
 #include <httplib.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -20,6 +22,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "phasemap/capture/layers.hpp"
 #include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/capture/version.hpp"
 #include "phasemap/io/run_file.hpp"
@@ -79,6 +82,16 @@ AnalysedLayers analysed_layers(const std::vector<std::string>& captured) {
     }
     return a;
 }
+// Base64 (RFC 4648, OpenSSL's EVP_EncodeBlock) of float32 values in little-endian byte order.
+std::string base64_f32le(std::span<const float> v) {
+    static_assert(std::endian::native == std::endian::little, "the float32 payload is written in host order, which must be little-endian");
+    const size_t n = v.size() * sizeof(float);
+    std::string out(4 * ((n + 2) / 3), '\0');
+    const int w = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(v.data()), int(n));
+    out.resize(size_t(w));
+    return out;
+}
+
 std::int64_t metric_layer_option(const std::string& choice, const AnalysedLayers& a) {
     return choice.empty() ? std::int64_t(-1) : metrics::parse_layer_choice(choice, a.names);
 }
@@ -104,6 +117,19 @@ struct Channel final : capture::RunSink {
     std::string metric_layer;
     std::unique_ptr<steer::Monitor> monitor;  // the request's controller (phasemap.monitor)
     size_t geometry_layer = SIZE_MAX;         // captured index of the metric layer (SIZE_MAX: none)
+    std::vector<size_t> hidden_layers;        // phasemap.return_hidden_states (captured indices)
+
+    // Token t's states of hidden_layers, base64 float32 little-endian, [layers, d]; mu held.
+    std::string hidden_states_b64(size_t t) const {
+        const size_t L = start.layers.size(), d = size_t(start.n_embd);
+        std::vector<float> v;
+        v.reserve(hidden_layers.size() * d);
+        for (size_t l : hidden_layers) {
+            const float* src = states.data() + (t * L + l) * d;
+            v.insert(v.end(), src, src + d);
+        }
+        return base64_f32le(v);
+    }
 
     void begin(const capture::RunStart& s) override {
         std::lock_guard lk(mu);
@@ -350,6 +376,9 @@ struct Server::Impl final : capture::RequestSource {
         bool store = true;          // with --db
         bool extension = true;      // phasemap.extension: the per-token objects and the summary
         std::optional<plan::MonitorSettings> monitor;
+        // phasemap.return_hidden_states: captured-layer indices and labels of the states returned per token
+        std::vector<size_t> hidden_layers;
+        std::vector<std::string> hidden_labels;
     };
 
     static const json& need(const json& b, const char* k) { return b.at(k); }
@@ -465,6 +494,23 @@ struct Server::Impl final : capture::RequestSource {
                 } else if (k == "extension") {
                     if (!v.is_boolean()) throw HttpError(400, "'phasemap.extension' must be true or false");
                     p.extension = v.get<bool>();
+                } else if (k == "return_hidden_states") {
+                    if (!v.is_string()) throw HttpError(400, "'phasemap.return_hidden_states' must be a layer spec such as \"hf:2,hf:-1\"");
+                    std::vector<ResolvedLayer> want;
+                    try { want = resolve_layers(v.get<std::string>(), model->info().n_layer); }
+                    catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.return_hidden_states: {}", e.what())); }
+                    const auto& cap = engine->layers();
+                    for (const auto& w : want) {
+                        size_t i = 0;
+                        while (i < cap.size() && cap[i].label != w.label) ++i;
+                        if (i == cap.size() && w.hf_index >= 0)  // block:i is the state of hf:i+1 (capture/layers.hpp)
+                            for (i = 0; i < cap.size() && cap[i].hf_index != w.hf_index; ++i) {
+                            }
+                        if (i == cap.size())
+                            throw HttpError(400, fmt::format("phasemap.return_hidden_states: layer {} is not captured by this server (its --layers)", w.label));
+                        p.hidden_layers.push_back(i);
+                        p.hidden_labels.push_back(w.label);
+                    }
                 } else if (k == "analysis") {
                     if (!v.is_boolean()) throw HttpError(400, "'phasemap.analysis' must be true or false");
                     p.analysis = v.get<bool>();
@@ -484,7 +530,16 @@ struct Server::Impl final : capture::RequestSource {
             try { (void)plan::request_monitor(*p.monitor, model->info(), engine->layers()); }
             catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.monitor: {}", e.what())); }
         }
-        if (!p.extension) p.analysis = false;
+        if (!p.extension) {
+            p.analysis = false;
+            if (!p.hidden_layers.empty()) throw HttpError(400, "phasemap.return_hidden_states needs phasemap.extension");
+        }
+        if (!p.hidden_layers.empty()) {
+            const double bytes = double(r.n_predict) * double(p.hidden_layers.size()) * double(model->info().n_embd) * 4.0;
+            if (bytes > double(opt.max_hidden_states))
+                throw HttpError(400, fmt::format("phasemap.return_hidden_states: {} tokens x {} layers x {} x 4 bytes exceed the limit of {} bytes (--max-hidden-states)",
+                                                 r.n_predict, p.hidden_layers.size(), model->info().n_embd, opt.max_hidden_states));
+        }
         try { engine->validate(r); }
         catch (const std::exception& e) { throw HttpError(400, e.what()); }
         // n beyond the context: the prompt and max_tokens must fit one sequence's context.
@@ -496,6 +551,11 @@ struct Server::Impl final : capture::RequestSource {
     }
 
     // --- responses ---------------------------------------------------------------------------
+    // Stated once per response: what each token's "hidden_states" string holds.
+    json hidden_states_header(const Parsed& p) const {
+        return json{{"layers", p.hidden_labels}, {"shape", {p.hidden_labels.size(), model->info().n_embd}},
+                    {"dtype", "float32"}, {"byteorder", "little"}, {"encoding", "base64"}};
+    }
     static json num_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
     static json token_json(const TokenEvent& ev) {
         const capture::TokenRecord& t = ev.rec;
@@ -581,6 +641,7 @@ struct Server::Impl final : capture::RequestSource {
             };
         }
         ch->metric_layer = p.metric_layer;  // the layer of the streamed geometry and of the stored run
+        ch->hidden_layers = p.hidden_layers;
         p.req.cancel = ch->cancel;
         if (p.monitor) {
             ch->monitor = plan::request_monitor(*p.monitor, model->info(), engine->layers());
@@ -593,8 +654,12 @@ struct Server::Impl final : capture::RequestSource {
             ch->cv.wait(lk, [&] { return ch->closed; });
             if (!ch->failure.empty()) throw HttpError(500, ch->failure);
             json toks = json::array();
-            for (const auto& t : ch->tokens) toks.push_back(token_json(t));
+            for (size_t i = 0; i < ch->tokens.size(); ++i) {
+                toks.push_back(token_json(ch->tokens[i]));
+                if (!ch->hidden_layers.empty()) toks.back()["hidden_states"] = ch->hidden_states_b64(i);
+            }
             json ext{{"tokens", toks}, {"stop_reason", ch->end_->stop_reason}};
+            if (!p.hidden_layers.empty()) ext["hidden_states"] = hidden_states_header(p);
             add_monitor(ext, *ch->end_);
             if (p.analysis) ext["summary"] = summary(*ch, p);
             if (!p.extension) ext = nullptr;
@@ -644,12 +709,25 @@ struct Server::Impl final : capture::RequestSource {
                 std::deque<TokenEvent> toks;
                 toks.swap(ch->pending);
                 const bool closed = ch->closed;
+                std::vector<std::string> hidden;  // copied out under the lock (the loop appends states)
+                if (!ch->hidden_layers.empty())
+                    for (size_t i = 0, t0 = ch->tokens.size() - toks.size(); i < toks.size(); ++i) hidden.push_back(ch->hidden_states_b64(t0 + i));
                 lk.unlock();
-                for (const auto& t : toks)
-                    if (!send(chunk(id, p.chat, t.rec.text, nullptr, p.extension ? json{{"token", token_json(t)}} : json(nullptr)))) {
+                for (size_t i = 0; i < toks.size(); ++i) {
+                    const TokenEvent& t = toks[i];
+                    json ext = nullptr;
+                    if (p.extension) {
+                        ext = json{{"token", token_json(t)}};
+                        if (!hidden.empty()) {
+                            ext["token"]["hidden_states"] = std::move(hidden[i]);
+                            if (t.rec.t == 0) ext["hidden_states"] = hidden_states_header(p);
+                        }
+                    }
+                    if (!send(chunk(id, p.chat, t.rec.text, nullptr, ext))) {
                         ch->cancel->store(true);
                         return false;
                     }
+                }
                 if (!closed) return true;
                 std::lock_guard g(ch->mu);
                 if (!ch->pending.empty()) return true;  // tokens that came after the swap

@@ -413,13 +413,27 @@ struct Server::Impl final : capture::RequestSource {
             if (std::find(known.begin(), known.end(), k) == known.end())
                 throw HttpError(400, fmt::format("unknown or unsupported field '{}'", k));
         if (chat) {
-            if (!b.contains("messages") || !b["messages"].is_array() || b["messages"].size() != 1)
-                throw HttpError(400, "'messages' must be an array of one user message (this server applies the chat template to one turn)");
-            const json& m = b["messages"][0];
-            if (!m.is_object() || m.value("role", "") != "user" || !m.contains("content") || !m["content"].is_string())
-                throw HttpError(400, "the message must be {\"role\": \"user\", \"content\": TEXT}");
+            if (!b.contains("messages") || !b["messages"].is_array() || b["messages"].empty())
+                throw HttpError(400, "'messages' must be a non-empty array of {\"role\", \"content\"} messages");
+            for (size_t i = 0; i < b["messages"].size(); ++i) {
+                const json& m = b["messages"][i];
+                if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") || !m["content"].is_string())
+                    throw HttpError(400, fmt::format("messages[{}] must be {{\"role\": ROLE, \"content\": TEXT}}", i));
+                for (const auto& [mk, mv] : m.items())
+                    if (mk != "role" && mk != "content" && mk != "name") throw HttpError(400, fmt::format("messages[{}]: unsupported field '{}'", i, mk));
+                const std::string role = m["role"].get<std::string>();
+                if (role != "system" && role != "user" && role != "assistant")
+                    throw HttpError(400, fmt::format("messages[{}]: role '{}' is not one of system, user, assistant", i, role));
+                r.messages.push_back({role, m["content"].get<std::string>()});
+            }
             if (!model->info().has_chat_template) throw HttpError(400, "the model has no chat template: use /v1/completions");
-            r.prompt = m["content"].get<std::string>();
+            // One user message: the prompt of generate --chat (the same request, the same tokens).
+            if (r.messages.size() == 1 && r.messages[0].role == "user") {
+                r.prompt = r.messages[0].content;
+                r.messages.clear();
+            } else {
+                r.prompt = r.messages.back().content;  // what the run records as its prompt (the template's text is prompt_text)
+            }
         } else {
             if (!b.contains("prompt") || !b["prompt"].is_string()) throw HttpError(400, "'prompt' must be a string");
             r.prompt = b["prompt"].get<std::string>();
@@ -543,7 +557,11 @@ struct Server::Impl final : capture::RequestSource {
         try { engine->validate(r); }
         catch (const std::exception& e) { throw HttpError(400, e.what()); }
         // n beyond the context: the prompt and max_tokens must fit one sequence's context.
-        const size_t n_prompt = chat ? model->tokenize(model->apply_chat_template(r.prompt), true, true).size() : model->tokenize(r.prompt, true).size();
+        size_t n_prompt = 0;
+        try {
+            n_prompt = !chat ? model->tokenize(r.prompt, true).size()
+                             : model->tokenize(r.messages.empty() ? model->apply_chat_template(r.prompt) : model->apply_chat_template(r.messages), true, true).size();
+        } catch (const std::exception& e) { throw HttpError(400, e.what()); }
         if (n_prompt + size_t(r.n_predict) > size_t(engine->facts().n_ctx))
             throw HttpError(400, fmt::format("the prompt ({} tokens) and max_tokens {} exceed the context of {} tokens", n_prompt, r.n_predict,
                                              engine->facts().n_ctx));

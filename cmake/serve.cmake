@@ -6,7 +6,7 @@ file(GLOB PM_SERVE_SRC CONFIGURE_DEPENDS src/serve/*.cpp)
 add_library(phasemap_serve STATIC ${PM_SERVE_SRC})
 target_include_directories(phasemap_serve PUBLIC include)
 target_link_libraries(phasemap_serve PUBLIC phasemap_capture phasemap_metrics phasemap_io
-  PRIVATE PkgConfig::HTTPLIB phasemap_plan phasemap_steer phasemap_panel phasemap_store nlohmann_json::nlohmann_json fmt::fmt Threads::Threads)
+  PRIVATE PkgConfig::HTTPLIB OpenSSL::Crypto phasemap_plan phasemap_steer phasemap_panel phasemap_store nlohmann_json::nlohmann_json fmt::fmt Threads::Threads)
 target_link_libraries(phasemap PRIVATE phasemap_serve)
 
 # tests/serve: the server on a free loopback port, driven with curl (and the openai npm client

@@ -581,7 +581,7 @@ SamplerGuard make_sampler(const SamplingOptions& so) {
 // Tokenises a request: chat template applied when asked; BOS per the vocabulary's settings.
 static std::vector<int32_t> request_tokens(const Model& m, const Request& r, std::string& text) {
     if (r.chat) {
-        text = m.apply_chat_template(r.prompt);
+        text = r.messages.empty() ? m.apply_chat_template(r.prompt) : m.apply_chat_template(r.messages);
         std::vector<int32_t> ids = m.tokenize(text, true, true);
         // A template that writes the BOS text itself must not get a second BOS.
         if (ids.size() >= 2 && ids[0] == ids[1] && ids[0] == m.tokenize("", true).front()) ids.erase(ids.begin());

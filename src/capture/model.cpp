@@ -203,15 +203,25 @@ std::string Model::detokenize(std::span<const int32_t> ids) const {
 bool Model::is_eog(int32_t id) const { return llama_vocab_is_eog(impl_->vocab, id); }
 
 std::string Model::apply_chat_template(const std::string& user_message) const {
+    const ChatMessage msg{"user", user_message};
+    return apply_chat_template(std::span<const ChatMessage>(&msg, 1));
+}
+
+std::string Model::apply_chat_template(std::span<const ChatMessage> messages) const {
     const char* tmpl = llama_model_chat_template(impl_->model, nullptr);
     if (!tmpl) throw std::runtime_error(fmt::format("model '{}' has no chat template (tokenizer.chat_template); run without --chat",
                                                     info_.path.filename().string()));
-    llama_chat_message msg{"user", user_message.c_str()};
-    std::vector<char> buf(user_message.size() * 2 + 1024);
-    int32_t n = llama_chat_apply_template(tmpl, &msg, 1, true, buf.data(), int32_t(buf.size()));
+    std::vector<llama_chat_message> msgs;
+    size_t chars = 0;
+    for (const auto& m : messages) {
+        msgs.push_back({m.role.c_str(), m.content.c_str()});
+        chars += m.role.size() + m.content.size();
+    }
+    std::vector<char> buf(chars * 2 + 1024);
+    int32_t n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(), int32_t(buf.size()));
     if (n > int32_t(buf.size())) {
         buf.resize(size_t(n));
-        n = llama_chat_apply_template(tmpl, &msg, 1, true, buf.data(), int32_t(buf.size()));
+        n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(), int32_t(buf.size()));
     }
     if (n < 0) throw std::runtime_error("the model's chat template is not one llama.cpp supports without a Jinja engine");
     return std::string(buf.data(), size_t(n));

@@ -69,6 +69,7 @@ Verb reg{"serve", "OpenAI-compatible HTTP server whose stream carries each token
     app.add_option("--queue", a->server.queue, "requests that may wait for a slot; more get 429")->capture_default_str()->check(in({1, 1e6, false, true}));
     app.add_option("--api-key", a->server.api_key, "require Authorization: Bearer KEY on /v1 and /metrics");
     app.add_option("--max-body", a->server.max_body, "request body limit in bytes")->capture_default_str()->check(in({1, 1 << 30, false, true}));
+    app.add_option("--max-hidden-states", a->server.max_hidden_states, "bytes of float32 states one request may ask for (phasemap.return_hidden_states: max_tokens x layers x d x 4)")->capture_default_str()->check(in({0, 1e12, false, true}));
     app.add_option("--db", a->server.db, "results DB: store every served run like a panel run (phasemap audit / report read it)")->check(kPath);
     app.add_option("--layers", a->layers, "captured layers (layer spec, see generate)")->capture_default_str();
     app.add_option("--precision", a->precision, "exact (F32 KV, no flash attention) or fast")->capture_default_str()->check(one_of({"exact", "fast"}));

@@ -4,11 +4,15 @@
 #include "phasemap/serve/server.hpp"
 
 #include <fmt/core.h>
+#include <openssl/evp.h>
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -18,6 +22,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "phasemap/capture/layers.hpp"
 #include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/capture/version.hpp"
 #include "phasemap/io/run_file.hpp"
@@ -52,9 +57,44 @@ bool same_key(std::string_view given, std::string_view key) {
 json error_body(const std::string& msg, const char* type) { return json{{"error", {{"message", msg}, {"type", type}}}}; }
 
 // One token as the engine streamed it.
+// One generated token and its §2 geometry at the request's metric layer (delta_t for t ≥ 1,
+// curvature_t and ct_t for t ≥ 2; NaN where undefined), computed as the token arrives.
 struct TokenEvent {
     capture::TokenRecord rec;
+    double delta = metrics::kNaN, curvature = metrics::kNaN, ct = metrics::kNaN;
 };
+
+// The captured layers the run summary analyses (LIMEN's protocol: hf:0 left out when other
+// layers are captured) and the captured-layer index of its token axis for a metric-layer choice.
+struct AnalysedLayers {
+    std::vector<std::string> names;  // analysed layers
+    size_t first = 0;                // captured index of names[0] (1 when hf:0 is dropped)
+    bool embedding_included = false;
+};
+AnalysedLayers analysed_layers(const std::vector<std::string>& captured) {
+    AnalysedLayers a;
+    a.names = captured;
+    if (captured.size() > 1 && captured.front() == "hf:0") {
+        a.names.erase(a.names.begin());
+        a.first = 1;
+    } else {
+        a.embedding_included = !captured.empty() && captured.front() == "hf:0";
+    }
+    return a;
+}
+// Base64 (RFC 4648, OpenSSL's EVP_EncodeBlock) of float32 values in little-endian byte order.
+std::string base64_f32le(std::span<const float> v) {
+    static_assert(std::endian::native == std::endian::little, "the float32 payload is written in host order, which must be little-endian");
+    const size_t n = v.size() * sizeof(float);
+    std::string out(4 * ((n + 2) / 3), '\0');
+    const int w = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(v.data()), int(n));
+    out.resize(size_t(w));
+    return out;
+}
+
+std::int64_t metric_layer_option(const std::string& choice, const AnalysedLayers& a) {
+    return choice.empty() ? std::int64_t(-1) : metrics::parse_layer_choice(choice, a.names);
+}
 
 // One request's sink: the engine loop writes, the HTTP handler reads. Keeps the states for the
 // run summary at the end.
@@ -62,8 +102,8 @@ struct Channel final : capture::RunSink {
     std::mutex mu;
     std::condition_variable cv;
     capture::RunStart start;
-    std::deque<capture::TokenRecord> pending;
-    std::vector<capture::TokenRecord> tokens;
+    std::deque<TokenEvent> pending;
+    std::vector<TokenEvent> tokens;
     std::vector<float> states;
     std::optional<capture::RunEnd> end_;
     std::string failure;                 // failed before or while running
@@ -76,17 +116,61 @@ struct Channel final : capture::RunSink {
     capture::Request request;
     std::string metric_layer;
     std::unique_ptr<steer::Monitor> monitor;  // the request's controller (phasemap.monitor)
+    size_t geometry_layer = SIZE_MAX;         // captured index of the metric layer (SIZE_MAX: none)
+    std::vector<size_t> hidden_layers;        // phasemap.return_hidden_states (captured indices)
+
+    // Token t's states of hidden_layers, base64 float32 little-endian, [layers, d]; mu held.
+    std::string hidden_states_b64(size_t t) const {
+        const size_t L = start.layers.size(), d = size_t(start.n_embd);
+        std::vector<float> v;
+        v.reserve(hidden_layers.size() * d);
+        for (size_t l : hidden_layers) {
+            const float* src = states.data() + (t * L + l) * d;
+            v.insert(v.end(), src, src + d);
+        }
+        return base64_f32le(v);
+    }
 
     void begin(const capture::RunStart& s) override {
         std::lock_guard lk(mu);
         start = s;
+        std::vector<std::string> names;
+        for (const auto& l : s.layers) names.push_back(l.label);
+        const AnalysedLayers a = analysed_layers(names);
+        try {  // the choice was checked against the engine's layers when the request was parsed
+            if (!a.names.empty())
+                geometry_layer = a.first + metrics::resolve_layer_index(metric_layer_option(metric_layer, a), a.names.size());
+        } catch (const std::exception&) {
+            geometry_layer = SIZE_MAX;
+        }
     }
     void token(const capture::TokenRecord& rec, std::span<const float> st, std::span<const float>) override {
         {
             std::lock_guard lk(mu);
-            pending.push_back(rec);
-            tokens.push_back(rec);
+            TokenEvent ev{rec};
             states.insert(states.end(), st.begin(), st.end());
+            // §2 at the metric layer over the states of tokens t−2 … t, with the metrics kernel
+            // (the same one the online monitor runs per token); raw norm, the summary's default.
+            const size_t L = start.layers.size(), d = size_t(start.n_embd), n = tokens.size() + 1;
+            if (geometry_layer < L && st.size() == L * d && n >= 2) {
+                const size_t k = std::min<size_t>(n, 3);
+                std::vector<float> rows(k * d);
+                for (size_t r = 0; r < k; ++r) {
+                    const float* src = states.data() + ((n - k + r) * L + geometry_layer) * d;
+                    std::copy(src, src + d, rows.begin() + std::ptrdiff_t(r * d));
+                }
+                try {
+                    const metrics::TokenSeries ts = metrics::token_series(metrics::RowsView<float>(rows.data(), k, d));
+                    ev.delta = ts.delta.back();
+                    if (k == 3) {
+                        ev.curvature = ts.curvature.at(0);
+                        ev.ct = ts.ct.at(0);
+                    }
+                } catch (const std::exception&) {  // a non-finite state: undefined here, as in the summary
+                }
+            }
+            pending.push_back(ev);
+            tokens.push_back(ev);
         }
         cv.notify_all();
         if (on_token) on_token(1);
@@ -168,7 +252,7 @@ struct Server::Impl final : capture::RequestSource {
         {
             std::lock_guard lk(c.mu);
             r.start = c.start;
-            r.tokens = c.tokens;
+            for (const auto& ev : c.tokens) r.tokens.push_back(ev.rec);
             r.states = c.states;
             r.end = *c.end_;
             r.finished = true;
@@ -292,6 +376,9 @@ struct Server::Impl final : capture::RequestSource {
         bool store = true;          // with --db
         bool extension = true;      // phasemap.extension: the per-token objects and the summary
         std::optional<plan::MonitorSettings> monitor;
+        // phasemap.return_hidden_states: captured-layer indices and labels of the states returned per token
+        std::vector<size_t> hidden_layers;
+        std::vector<std::string> hidden_labels;
     };
 
     static const json& need(const json& b, const char* k) { return b.at(k); }
@@ -326,13 +413,27 @@ struct Server::Impl final : capture::RequestSource {
             if (std::find(known.begin(), known.end(), k) == known.end())
                 throw HttpError(400, fmt::format("unknown or unsupported field '{}'", k));
         if (chat) {
-            if (!b.contains("messages") || !b["messages"].is_array() || b["messages"].size() != 1)
-                throw HttpError(400, "'messages' must be an array of one user message (this server applies the chat template to one turn)");
-            const json& m = b["messages"][0];
-            if (!m.is_object() || m.value("role", "") != "user" || !m.contains("content") || !m["content"].is_string())
-                throw HttpError(400, "the message must be {\"role\": \"user\", \"content\": TEXT}");
+            if (!b.contains("messages") || !b["messages"].is_array() || b["messages"].empty())
+                throw HttpError(400, "'messages' must be a non-empty array of {\"role\", \"content\"} messages");
+            for (size_t i = 0; i < b["messages"].size(); ++i) {
+                const json& m = b["messages"][i];
+                if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") || !m["content"].is_string())
+                    throw HttpError(400, fmt::format("messages[{}] must be {{\"role\": ROLE, \"content\": TEXT}}", i));
+                for (const auto& [mk, mv] : m.items())
+                    if (mk != "role" && mk != "content" && mk != "name") throw HttpError(400, fmt::format("messages[{}]: unsupported field '{}'", i, mk));
+                const std::string role = m["role"].get<std::string>();
+                if (role != "system" && role != "user" && role != "assistant")
+                    throw HttpError(400, fmt::format("messages[{}]: role '{}' is not one of system, user, assistant", i, role));
+                r.messages.push_back({role, m["content"].get<std::string>()});
+            }
             if (!model->info().has_chat_template) throw HttpError(400, "the model has no chat template: use /v1/completions");
-            r.prompt = m["content"].get<std::string>();
+            // One user message: the prompt of generate --chat (the same request, the same tokens).
+            if (r.messages.size() == 1 && r.messages[0].role == "user") {
+                r.prompt = r.messages[0].content;
+                r.messages.clear();
+            } else {
+                r.prompt = r.messages.back().content;  // what the run records as its prompt (the template's text is prompt_text)
+            }
         } else {
             if (!b.contains("prompt") || !b["prompt"].is_string()) throw HttpError(400, "'prompt' must be a string");
             r.prompt = b["prompt"].get<std::string>();
@@ -407,6 +508,23 @@ struct Server::Impl final : capture::RequestSource {
                 } else if (k == "extension") {
                     if (!v.is_boolean()) throw HttpError(400, "'phasemap.extension' must be true or false");
                     p.extension = v.get<bool>();
+                } else if (k == "return_hidden_states") {
+                    if (!v.is_string()) throw HttpError(400, "'phasemap.return_hidden_states' must be a layer spec such as \"hf:2,hf:-1\"");
+                    std::vector<ResolvedLayer> want;
+                    try { want = resolve_layers(v.get<std::string>(), model->info().n_layer); }
+                    catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.return_hidden_states: {}", e.what())); }
+                    const auto& cap = engine->layers();
+                    for (const auto& w : want) {
+                        size_t i = 0;
+                        while (i < cap.size() && cap[i].label != w.label) ++i;
+                        if (i == cap.size() && w.hf_index >= 0)  // block:i is the state of hf:i+1 (capture/layers.hpp)
+                            for (i = 0; i < cap.size() && cap[i].hf_index != w.hf_index; ++i) {
+                            }
+                        if (i == cap.size())
+                            throw HttpError(400, fmt::format("phasemap.return_hidden_states: layer {} is not captured by this server (its --layers)", w.label));
+                        p.hidden_layers.push_back(i);
+                        p.hidden_labels.push_back(w.label);
+                    }
                 } else if (k == "analysis") {
                     if (!v.is_boolean()) throw HttpError(400, "'phasemap.analysis' must be true or false");
                     p.analysis = v.get<bool>();
@@ -418,8 +536,7 @@ struct Server::Impl final : capture::RequestSource {
         if (!p.metric_layer.empty()) {
             std::vector<std::string> names;
             for (const auto& l : engine->layers()) names.push_back(l.label);
-            if (names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
-            try { (void)metrics::parse_layer_choice(p.metric_layer, names); }
+            try { (void)metric_layer_option(p.metric_layer, analysed_layers(names)); }
             catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.metric_layer: {}", e.what())); }
         }
         if (p.monitor) {
@@ -427,11 +544,24 @@ struct Server::Impl final : capture::RequestSource {
             try { (void)plan::request_monitor(*p.monitor, model->info(), engine->layers()); }
             catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.monitor: {}", e.what())); }
         }
-        if (!p.extension) p.analysis = false;
+        if (!p.extension) {
+            p.analysis = false;
+            if (!p.hidden_layers.empty()) throw HttpError(400, "phasemap.return_hidden_states needs phasemap.extension");
+        }
+        if (!p.hidden_layers.empty()) {
+            const double bytes = double(r.n_predict) * double(p.hidden_layers.size()) * double(model->info().n_embd) * 4.0;
+            if (bytes > double(opt.max_hidden_states))
+                throw HttpError(400, fmt::format("phasemap.return_hidden_states: {} tokens x {} layers x {} x 4 bytes exceed the limit of {} bytes (--max-hidden-states)",
+                                                 r.n_predict, p.hidden_layers.size(), model->info().n_embd, opt.max_hidden_states));
+        }
         try { engine->validate(r); }
         catch (const std::exception& e) { throw HttpError(400, e.what()); }
         // n beyond the context: the prompt and max_tokens must fit one sequence's context.
-        const size_t n_prompt = chat ? model->tokenize(model->apply_chat_template(r.prompt), true, true).size() : model->tokenize(r.prompt, true).size();
+        size_t n_prompt = 0;
+        try {
+            n_prompt = !chat ? model->tokenize(r.prompt, true).size()
+                             : model->tokenize(r.messages.empty() ? model->apply_chat_template(r.prompt) : model->apply_chat_template(r.messages), true, true).size();
+        } catch (const std::exception& e) { throw HttpError(400, e.what()); }
         if (n_prompt + size_t(r.n_predict) > size_t(engine->facts().n_ctx))
             throw HttpError(400, fmt::format("the prompt ({} tokens) and max_tokens {} exceed the context of {} tokens", n_prompt, r.n_predict,
                                              engine->facts().n_ctx));
@@ -439,9 +569,17 @@ struct Server::Impl final : capture::RequestSource {
     }
 
     // --- responses ---------------------------------------------------------------------------
-    static json token_json(const capture::TokenRecord& t) {
+    // Stated once per response: what each token's "hidden_states" string holds.
+    json hidden_states_header(const Parsed& p) const {
+        return json{{"layers", p.hidden_labels}, {"shape", {p.hidden_labels.size(), model->info().n_embd}},
+                    {"dtype", "float32"}, {"byteorder", "little"}, {"encoding", "base64"}};
+    }
+    static json num_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+    static json token_json(const TokenEvent& ev) {
+        const capture::TokenRecord& t = ev.rec;
         return json{{"t", t.t}, {"id", t.id}, {"text", t.text}, {"position", t.position}, {"entropy", t.stats.entropy},
-                    {"top1", t.stats.top1}, {"margin", t.stats.margin}, {"surprisal", t.stats.surprisal}};
+                    {"top1", t.stats.top1}, {"margin", t.stats.margin}, {"surprisal", t.stats.surprisal},
+                    {"delta_t", num_or_null(ev.delta)}, {"curvature_t", num_or_null(ev.curvature)}, {"ct_t", num_or_null(ev.ct)}};
     }
 
     // The monitor's record (guard text decoded into the context, its log lines), when it acted.
@@ -466,20 +604,17 @@ struct Server::Impl final : capture::RequestSource {
         for (const auto& l : c.start.layers) names.push_back(l.label);
         if (names.empty() || c.tokens.empty()) return json{{"missing_reason", "no captured layers or no tokens"}};
         metrics::StatesView view{c.states.data(), c.tokens.size(), names.size(), size_t(c.start.n_embd), names};
-        bool emb = true;
-        if (names.size() > 1 && names.front() == "hf:0") {
-            view = view.drop_front_layers(1);
-            emb = false;
-        } else if (names.front() != "hf:0") {
-            emb = false;
-        }
-        const std::vector<std::string> kept(view.layer_names.begin(), view.layer_names.end());
+        const AnalysedLayers a = analysed_layers(names);
+        if (a.first) view = view.drop_front_layers(a.first);
+        const bool emb = a.embedding_included;
+        const std::vector<std::string> kept = a.names;
         view.layer_names = kept;
         metrics::AnalysisOptions ao;
-        if (!p.metric_layer.empty()) ao.layer = metrics::parse_layer_choice(p.metric_layer, kept);
+        ao.layer = metric_layer_option(p.metric_layer, a);
         std::vector<metrics::TokenProbStats> stats;
         io::SummaryContext ctx;
-        for (const auto& t : c.tokens) {
+        for (const auto& ev : c.tokens) {
+            const auto& t = ev.rec;
             stats.push_back(t.stats);
             ctx.token_texts.push_back(t.text);
             ctx.token_ids.push_back(t.id);
@@ -488,9 +623,8 @@ struct Server::Impl final : capture::RequestSource {
         ctx.generated_text = c.end_ ? c.end_->text : "";
         ctx.hidden_states_shape = {c.tokens.size(), names.size(), size_t(c.start.n_embd)};
         ctx.embedding_output_included = emb;
-        // summary_json's per_token section holds delta_t, curvature_t, ct_t at the metric layer and
-        // the output state of every token: they need the whole run (neighbours, run-level
-        // normalisation), so they come with the final chunk.
+        // summary_json's per_token section: delta_t, curvature_t, ct_t (also streamed per token,
+        // TokenEvent) and the output state of every token.
         return io::summary_json(metrics::analyze_run(view, stats, ao), ctx);
     }
 
@@ -513,7 +647,6 @@ struct Server::Impl final : capture::RequestSource {
         if (db && p.store) {
             ch->store = true;
             ch->request = p.req;
-            ch->metric_layer = p.metric_layer;
             std::weak_ptr<Channel> w = ch;
             ch->on_end = [this, w] {
                 if (auto c = w.lock()) {
@@ -525,6 +658,8 @@ struct Server::Impl final : capture::RequestSource {
                 }
             };
         }
+        ch->metric_layer = p.metric_layer;  // the layer of the streamed geometry and of the stored run
+        ch->hidden_layers = p.hidden_layers;
         p.req.cancel = ch->cancel;
         if (p.monitor) {
             ch->monitor = plan::request_monitor(*p.monitor, model->info(), engine->layers());
@@ -537,8 +672,12 @@ struct Server::Impl final : capture::RequestSource {
             ch->cv.wait(lk, [&] { return ch->closed; });
             if (!ch->failure.empty()) throw HttpError(500, ch->failure);
             json toks = json::array();
-            for (const auto& t : ch->tokens) toks.push_back(token_json(t));
+            for (size_t i = 0; i < ch->tokens.size(); ++i) {
+                toks.push_back(token_json(ch->tokens[i]));
+                if (!ch->hidden_layers.empty()) toks.back()["hidden_states"] = ch->hidden_states_b64(i);
+            }
             json ext{{"tokens", toks}, {"stop_reason", ch->end_->stop_reason}};
+            if (!p.hidden_layers.empty()) ext["hidden_states"] = hidden_states_header(p);
             add_monitor(ext, *ch->end_);
             if (p.analysis) ext["summary"] = summary(*ch, p);
             if (!p.extension) ext = nullptr;
@@ -585,15 +724,28 @@ struct Server::Impl final : capture::RequestSource {
                         return false;
                     }
                 }
-                std::deque<capture::TokenRecord> toks;
+                std::deque<TokenEvent> toks;
                 toks.swap(ch->pending);
                 const bool closed = ch->closed;
+                std::vector<std::string> hidden;  // copied out under the lock (the loop appends states)
+                if (!ch->hidden_layers.empty())
+                    for (size_t i = 0, t0 = ch->tokens.size() - toks.size(); i < toks.size(); ++i) hidden.push_back(ch->hidden_states_b64(t0 + i));
                 lk.unlock();
-                for (const auto& t : toks)
-                    if (!send(chunk(id, p.chat, t.text, nullptr, p.extension ? json{{"token", token_json(t)}} : json(nullptr)))) {
+                for (size_t i = 0; i < toks.size(); ++i) {
+                    const TokenEvent& t = toks[i];
+                    json ext = nullptr;
+                    if (p.extension) {
+                        ext = json{{"token", token_json(t)}};
+                        if (!hidden.empty()) {
+                            ext["token"]["hidden_states"] = std::move(hidden[i]);
+                            if (t.rec.t == 0) ext["hidden_states"] = hidden_states_header(p);
+                        }
+                    }
+                    if (!send(chunk(id, p.chat, t.rec.text, nullptr, ext))) {
                         ch->cancel->store(true);
                         return false;
                     }
+                }
                 if (!closed) return true;
                 std::lock_guard g(ch->mu);
                 if (!ch->pending.empty()) return true;  // tokens that came after the swap

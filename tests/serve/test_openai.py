@@ -5,6 +5,7 @@ streaming and not, equal to `phasemap generate`; chat on a model without a templ
 400. usage: test_openai.py PHASEMAP_BINARY NODE_MODULES_DIR (exit 77 = skipped: no stories260K model)."""
 import json
 import os
+import http.client
 import re
 import subprocess
 import sys
@@ -82,6 +83,23 @@ try:
     check(out.get("plain", {}).get("ids") == ref, "chat.completions.create: tokens equal generate --chat")
     check(out.get("stream", {}).get("ids") == ref, "chat.completions.create stream: tokens equal generate --chat")
     check(out.get("stream", {}).get("text") == out.get("plain", {}).get("text"), "chat: streamed content equals the message")
+    # a message list through the chat template (qwen2's ChatML, written out here by hand)
+    def chat(msgs):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        c.request("POST", "/v1/chat/completions", body=json.dumps({"messages": msgs, "max_tokens": 2}), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Capital of France?"}]
+    code, j = chat(conv)
+    want = ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n"
+            "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n")
+    check(code == 200 and j.get("phasemap", {}).get("summary", {}).get("prompt") == want,
+          f"chat message list: the prompt is the ChatML of all messages (got {code} {str(j)[:200]})")
+    for bad, what in (([{"role": "tool", "content": "x"}], "role"), ([], "empty"), ([{"role": "user"}], "no content"),
+                      ([{"role": "user", "content": 3}], "content type")):
+        code, j = chat(bad)
+        check(code == 400 and j.get("error", {}).get("message"), f"chat messages ({what}) → 400 with a message (got {code})")
     p.terminate()
     p.wait(timeout=20)
 finally:

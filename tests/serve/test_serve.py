@@ -2,6 +2,7 @@
 """tests/serve: `phasemap serve` on a free loopback port, driven with curl and with concurrent
 HTTP clients (stdlib), compared with `phasemap generate`. Every server is killed at the end, even
 on failure. usage: test_serve.py PHASEMAP_BINARY  (exit 77 = skipped: no stories260K model)."""
+import base64
 import json
 import os
 import re
@@ -99,7 +100,7 @@ def generate(prompt, n, *extra):
         subprocess.run([BIN, "generate", "-m", MODEL, "-p", prompt, "-n", str(n), "-o", out, "-q", "--analyze", "--json", js, *extra],
                        check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         z = np.load(out)
-        return {k: z[k] for k in ("token_ids", "positions", "entropy", "top1", "margin", "surprisal")}, json.load(open(js))
+        return {k: z[k] for k in ("token_ids", "positions", "entropy", "top1", "margin", "surprisal", "hidden_states")}, json.load(open(js))
 
 
 def tokens_of_events(events):
@@ -153,6 +154,45 @@ try:
     check(fin is not None and fin["choices"][0]["finish_reason"] == "length", "final chunk has finish_reason length")
     check(fin is not None and fin["phasemap"]["summary"]["per_token"] == ref_summary["per_token"], "final chunk summary equals generate's")
     check("".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == ref_summary["generated_text"], "streamed text")
+    # Per-token geometry in every chunk, computed as each token arrives: equal (bitwise, through
+    # the JSON round trip of doubles) to the final summary's per_token series and generate's.
+    def geometry_of(toks):
+        return {k: [t[k] for t in toks] for k in ("delta_t", "curvature_t", "ct_t")}
+    geo = geometry_of(st)
+    for k, v in geo.items():
+        check(v == fin["phasemap"]["summary"]["per_token"][k], f"streamed {k} equals the final chunk's per_token {k}")
+        check(v == ref_summary["per_token"][k], f"streamed {k} equals generate --analyze's")
+        check(v == geometry_of(toks)[k], f"non-streaming tokens' {k} equal the streamed ones")
+    check(geo["delta_t"][0] is None and geo["ct_t"][1] is None and geo["delta_t"][1] is not None
+          and all(x is not None for x in geo["ct_t"][2:]), "geometry is null only where undefined (t < 1, t < 2)")
+    # at another metric layer
+    _, ref_l2 = generate("Once upon a time", 6, "--metric-layer", "hf:2")
+    st2, fin2 = tokens_of_events(s.stream({"prompt": "Once upon a time", "max_tokens": 6, "phasemap": {"metric_layer": "hf:2"}})[1])
+    for k, v in geometry_of(st2).items():
+        check(v == ref_l2["per_token"][k] and v == fin2["phasemap"]["summary"]["per_token"][k], f"streamed {k} at hf:2 equals generate's")
+    check(geometry_of(st2)["ct_t"] != geo["ct_t"][:6], "the metric layer changes the streamed geometry")
+    # phasemap.return_hidden_states: base64 float32 LE per token, equal to generate's NPZ bitwise
+    def decode_states(toks, hdr):
+        return np.stack([np.frombuffer(base64.b64decode(t["hidden_states"]), dtype="<f4").reshape(hdr["shape"]) for t in toks])
+    want = ref["hidden_states"][:, [2, 5, 1], :]  # stories260K: hf:0 … hf:5 captured
+    hs_body = {"prompt": "Once upon a time", "max_tokens": 12, "phasemap": {"return_hidden_states": "hf:2,hf:-1,block:0"}}
+    hst, _ = tokens_of_events(s.stream(hs_body)[1])
+    hdr_ev = [json.loads(e)["phasemap"]["hidden_states"] for e in s.stream(hs_body)[1] if e != "[DONE]" and "hidden_states" in json.loads(e).get("phasemap", {})]
+    check(len(hdr_ev) == 1 and hdr_ev[0]["layers"] == ["hf:2", "hf:5", "block:0"] and hdr_ev[0]["shape"] == [3, 64],
+          f"streamed hidden-states header stated once with labels and shape (got {hdr_ev})")
+    if len(hdr_ev) == 1:
+        got = decode_states(hst, hdr_ev[0])
+        check(got.shape == want.shape and got.tobytes() == want.tobytes(), "streamed hidden states equal generate's NPZ bitwise")
+    code, _, body_ = s.request("POST", "/v1/completions", dict(hs_body))
+    nj = json.loads(body_)
+    if code == 200:
+        got = decode_states(nj["phasemap"]["tokens"], nj["phasemap"]["hidden_states"])
+        check(got.tobytes() == want.tobytes(), "non-streaming hidden states equal generate's NPZ bitwise")
+    else:
+        check(False, f"non-streaming return_hidden_states → 200 (got {code})")
+    for spec, what in (("hf:9", "out of range"), ("attn_out:1", "not captured"), ("hf:x", "syntax")):
+        code, _, body_ = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2, "phasemap": {"return_hidden_states": spec}})
+        check(code == 400 and b"return_hidden_states" in body_, f"return_hidden_states {spec} ({what}) → 400 naming it (got {code})")
     # --- per-request intervention: the same grammar as generate --intervene, on this request only
     vec = os.path.join(tempfile.mkdtemp(), "v.npy")
     np.save(vec, np.random.default_rng(1).standard_normal(64).astype(np.float32))
@@ -285,12 +325,12 @@ try:
     rc = s.stop()
     check(rc == 0, f"SIGTERM: the server stops cleanly (rc {rc})")
     # --db: every served run stored like a panel run; `phasemap audit` reads the DB. Served runs:
-    # 2 (curl) + 2 (intervention pair) + 2 (control-vector pair) + 1 (monitor) + 8 (references) + 200 (load)
+    # 2 (curl) + 1 (metric layer hf:2) + 3 (hidden states) + 2 (intervention pair) + 2 (control-vector pair) + 1 (monitor) + 8 (references) + 200 (load)
     # + 1 (killed client, cancelled).
     aj = os.path.join(dbdir, "audit.json")
     subprocess.run([BIN, "audit", dbpath, "--json", aj], check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nruns = json.load(open(aj))["panel"]["runs"]
-    check(nruns == 216, f"--db: one runs row per served run (216), got {nruns}")
+    check(nruns == 220, f"--db: one runs row per served run (220), got {nruns}")
 
     # --- queue bound: 429 with Retry-After
     q = Server("--parallel", "1", "--queue", "1")
@@ -309,7 +349,12 @@ try:
     q.stop()
 
     # --- API key: 401 without it or with a wrong one
-    a = Server("--api-key", "s3cret")
+    a = Server("--api-key", "s3cret", "--max-hidden-states", "4096")
+    # 4096 bytes allow 16 tokens x 1 layer x 64 x 4 (= 4096) and refuse 17
+    auth = {"Authorization": "Bearer s3cret"}
+    c5, _, _ = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 16, "phasemap": {"return_hidden_states": "hf:1"}}, auth)
+    c6, _, b6 = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 17, "phasemap": {"return_hidden_states": "hf:1"}}, auth)
+    check((c5, c6) == (200, 400) and b"--max-hidden-states" in b6, f"--max-hidden-states: at the limit 200, beyond it 400 naming it (got {c5}, {c6})")
     c1, _, _ = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
     c2, _, _ = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}, {"Authorization": "Bearer s3cre"})
     c3, _, _ = a.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}, {"Authorization": "Bearer s3cret"})

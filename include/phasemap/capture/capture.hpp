@@ -83,6 +83,12 @@ struct ModelInfo {
     int n_expert = 0;            // <arch>.expert_count (experts per MoE block); 0 for a dense model
 };
 
+// One message of a conversation for the chat template (Model::apply_chat_template).
+struct ChatMessage {
+    std::string role;     // "system", "user" or "assistant"
+    std::string content;
+};
+
 class Model {
 public:
     // Throws std::runtime_error with a clear message for a missing, non-GGUF, truncated or
@@ -100,6 +106,9 @@ public:
     // Applies the model's chat template to one user message with the generation prompt appended.
     // Throws when the model has no usable template.
     std::string apply_chat_template(const std::string& user_message) const;
+    // The same for a conversation: messages in order (role "system", "user" or "assistant"; the
+    // caller validates roles), the generation prompt appended. Throws as the one-message form.
+    std::string apply_chat_template(std::span<const ChatMessage> messages) const;
 
     struct Impl;
     Impl* impl() const { return impl_.get(); }
@@ -147,6 +156,7 @@ struct RoutingLayout {
 struct Request {
     std::string prompt;          // raw user prompt
     bool chat = false;           // apply the model's chat template
+    std::vector<ChatMessage> messages;  // chat: the conversation; empty: `prompt` as one user message
     int n_predict = 64;          // maximum number of generated tokens (≥ 1)
     SamplingOptions sampling;
     // Hidden-state edits for this request's sequence only (intervene.hpp); validated against the

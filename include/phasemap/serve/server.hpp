@@ -18,6 +18,9 @@ struct ServerOptions {
     std::string api_key;               // non-empty: every /v1 and /metrics request needs "Authorization: Bearer KEY"
     size_t queue = 64;                 // requests waiting for a slot beyond those running; more → 429
     size_t max_body = 1 << 20;         // request body limit in bytes (413 beyond)
+    // phasemap.return_hidden_states: a request whose max_tokens × layers × d × 4 bytes exceeds this
+    // is a 400 (the base64 text is 4/3 of it).
+    size_t max_hidden_states = size_t(64) << 20;
     int max_tokens = 16;               // max_tokens when a request gives none (OpenAI's default)
     std::string model_id;              // the id /v1/models lists (default: the model file's stem)
     int http_threads = 64;             // HTTP worker threads (each streaming client holds one)

@@ -990,6 +990,9 @@ TEST(ReportTyped, TypedInputsGiveThePageDataOfTheUntypedReport) {
     // The variance and topology figures are drawn as before; the cycle rates of the old figure are
     // the exit / reopening panels of the new one, with the same values and intervals.
     EXPECT_EQ(now["audit"]["variance"], before["audit"]["variance"]);
+    // (the topology data gained the count of robust pairs for the figure's title)
+    EXPECT_EQ(now["audit"]["topology"]["robust_pairs"], 0);
+    now["audit"]["topology"].erase("robust_pairs");
     EXPECT_EQ(now["audit"]["topology"], before["audit"]["topology"]);
     size_t found = 0;
     for (const auto& old : before["audit"]["cycles"]["rows"]) {

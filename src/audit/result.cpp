@@ -357,6 +357,13 @@ void read(const In& in, Robustness& r) {
     c.entropy_test_accuracy = p["entropy_test_accuracy"].num();
     c.entropy_test_auc = p["entropy_test_auc"].num();
     c.entropy_reason = p.str_or("entropy_reason");
+    // The ROC points (absent from audits written before they were kept: no curve then).
+    auto roc = [&](const char* key, std::vector<stats::RocPoint>& out) {
+        if (!p.has(key)) return;
+        for (const In& x : p[key].array()) out.push_back({x["fpr"].num(), x["tpr"].num()});
+    };
+    roc("test_roc", c.test_roc);
+    roc("entropy_test_roc", c.entropy_test_roc);
 }
 
 void read(const In& in, Variants& r) {

@@ -268,16 +268,18 @@ Robustness robustness(const PanelTable& p, const Options& o) {
     std::size_t maj_ok = 0;
     for (auto i : test) maj_ok += lab[i] == majority;
     cp.majority_test_accuracy = static_cast<double>(maj_ok) / static_cast<double>(test.size());
-    auto test_auc = [&](const std::vector<double>& x) {
+    // AUC and ROC curve on the test split; lower value → more likely collapsed.
+    auto test_auc = [&](const std::vector<double>& x, std::vector<stats::RocPoint>& roc) {
         std::vector<double> s;
         std::vector<int> l;
         for (auto i : test) {
-            s.push_back(-x[i]);   // lower value → more likely collapsed
+            s.push_back(-x[i]);
             l.push_back(lab[i]);
         }
+        roc = stats::roc_curve(s, l);
         return stats::auc(s, l);
     };
-    cp.test_auc = test_auc(late);
+    cp.test_auc = test_auc(late, cp.test_roc);
     if (cp.entropy_metric.empty()) {
         cp.entropy_reason = "no run-level entropy metric (mean_entropy / median_entropy) in the panel";
     } else {
@@ -297,13 +299,18 @@ Robustness robustness(const PanelTable& p, const Options& o) {
                 cp.entropy_rule = "collapsed when " + cp.entropy_metric + " < " + f(cp.entropy_threshold);
                 cp.entropy_test_accuracy = accuracy(ent, lab, te2, cp.entropy_threshold);
             }
-            cp.entropy_test_auc = test_auc(ent);
+            cp.entropy_test_auc = test_auc(ent, cp.entropy_test_roc);
         }
     }
     return r;
 }
 
 namespace {
+json roc_json(const std::vector<stats::RocPoint>& roc) {
+    json a = json::array();
+    for (const auto& p : roc) a.push_back({{"fpr", num(p.fpr)}, {"tpr", num(p.tpr)}});
+    return a;
+}
 json corr_json(const CorrelationResult& c) {
     auto one = [](const stats::Correlation& k, const Interval& boot) {
         return json{{"r", num(k.r)}, {"fisher_ci", json::array({num(k.lo), num(k.hi)})}, {"bootstrap_ci", interval(boot)},
@@ -359,6 +366,9 @@ json to_json(const Robustness& r) {
                    {"entropy_threshold", num(c.entropy_threshold)},
                    {"entropy_test_accuracy", num(c.entropy_test_accuracy)},
                    {"entropy_test_auc", num(c.entropy_test_auc)}});
+        // The ROC points, when there is a curve (audits written before they were kept have none).
+        if (!c.test_roc.empty()) pj["test_roc"] = roc_json(c.test_roc);
+        if (!c.entropy_test_roc.empty()) pj["entropy_test_roc"] = roc_json(c.entropy_test_roc);
         if (!c.entropy_reason.empty()) pj["entropy_reason"] = c.entropy_reason;
     }
     j["collapse_predictor"] = pj;

@@ -891,7 +891,8 @@ void variance_items(const audit::VarianceDecomposition& v, json& fig, json& item
 }
 
 // Topology figure (distance heatmap in dendrogram order, robust pairs marked) and its tables.
-void topology_items(const audit::Topology& s, json& audit_fig, json& audit_items) {
+// `robust_share`: the audit's Options::robust_share (NaN when unknown), named in the caption.
+void topology_items(const audit::Topology& s, double robust_share, json& audit_fig, json& audit_items) {
     const std::vector<std::string>& names = s.models;
     const size_t n = names.size();
     std::vector<std::vector<double>> dm(n, std::vector<double>(n, kNaN));
@@ -931,13 +932,21 @@ void topology_items(const audit::Topology& s, json& audit_fig, json& audit_items
     json order = json::array();
     for (size_t i : dg.order) order.push_back(names[i]);
     audit_fig["topology"] = {{"order", order}, {"cells", cells}, {"dendrogram", dg.segments},
-                             {"value_title", "distance (" + s.metric + ")"}};
-    audit_items.push_back(figure("audit-topology", fmt::format("Distances between the models' per-category signatures of {} "
-                                                               "(standardised per category; {} categories), in the order of the "
-                                                               "average-linkage clustering drawn above; robust mutual nearest "
-                                                               "neighbours outlined in red.", s.metric, s.categories.size())));
-    json pt = table("mutual-nearest-neighbour pairs (robust pairs highlighted)", {"a", "b", "bootstrap share", "robust", "same family"},
-                    pair_rows, "No mutual-nearest-neighbour pairs.");
+                             {"value_title", "distance (" + s.metric + ")"}, {"robust_pairs", s.robust_pairs}};
+    const std::string share = std::isfinite(robust_share) ? fmt::format("{:g}", robust_share) : "the audit's robust share";
+    const std::string outlined =
+        s.robust_pairs == 0
+            ? fmt::format("No pair is robust (a mutual nearest-neighbour pair in at least {} of the bootstrap resamples), so no "
+                          "cell is outlined.", share)
+            : fmt::format("The {} robust pair{} (mutual nearest neighbours in at least {} of the bootstrap resamples) {} outlined in red.",
+                          s.robust_pairs, s.robust_pairs == 1 ? "" : "s", share, s.robust_pairs == 1 ? "is" : "are");
+    audit_items.push_back(figure("audit-topology", fmt::format("Euclidean distances between the models' signatures of {} (the mean per "
+                                                               "prompt category, each category standardised across models; {} "
+                                                               "categories), rows and columns in the leaf order of the average-linkage "
+                                                               "dendrogram above (merge height on a square-root scale). {}",
+                                                               s.metric, s.categories.size(), outlined)));
+    json pt = table("pairs that were mutual nearest neighbours in a bootstrap resample, by share (robust pairs highlighted)",
+                    {"a", "b", "bootstrap share", "robust", "same family"}, pair_rows, "No mutual-nearest-neighbour pairs.");
     pt["highlight"] = hl;
     audit_items.push_back(pt);
     json mrows = json::array();
@@ -1050,10 +1059,35 @@ void robustness_items(const audit::Robustness& s, json& fig, json& items) {
     if (s.predictor_reason.empty())
         if (json f = forest(prows, "on the test split", false, nullptr, {0, 1}); !f.is_null()) fig["predictor"] = f;
     items.push_back(figure("audit-predictor", fmt::format("The collapse predictor ({}): accuracy and area under the ROC curve of each rule on "
-                                                          "the held-out test split, beside the majority-class baseline and chance. The audit "
-                                                          "keeps the AUC, not the curve's points, so the ROC curve itself is not drawn.",
+                                                          "the held-out test split, beside the majority-class baseline and chance.",
                                                           p.label_definition.empty() ? "collapse label" : p.label_definition)));
     if (!s.predictor_reason.empty()) items.push_back(note("Collapse predictor: " + s.predictor_reason));
+    // The ROC curves on the test split (the audit's points: one step per distinct score, ties one
+    // diagonal step), the majority-class predictor as a point and the chance diagonal.
+    if (s.predictor_reason.empty()) {
+        json curves = json::array();
+        auto add = [&](const std::string& metric, double area, const std::vector<stats::RocPoint>& roc) {
+            const std::string name = fmt::format("{} (AUC {})", metric, fmt3(area));
+            for (size_t i = 0; i < roc.size(); ++i)
+                curves.push_back({{"curve", name}, {"i", i}, {"fpr", num(roc[i].fpr)}, {"tpr", num(roc[i].tpr)}});
+        };
+        add("late_ct", p.test_auc, p.test_roc);
+        if (!p.entropy_metric.empty()) add(p.entropy_metric, p.entropy_test_auc, p.entropy_test_roc);
+        if (!curves.empty()) {
+            // Always predicting the train split's majority class: every test run one class.
+            const bool all_collapsed = 2 * p.train_positive >= p.train;
+            json base = {{"label", all_collapsed ? "majority class (baseline): always collapsed" : "majority class (baseline): never collapsed"},
+                         {"fpr", all_collapsed ? 1.0 : 0.0}, {"tpr", all_collapsed ? 1.0 : 0.0},
+                         {"accuracy", num(p.majority_test_accuracy)}};
+            fig["roc"] = {{"curves", curves}, {"baseline", json::array({base})}};
+        }
+        items.push_back(figure("audit-roc", fmt::format("ROC curves of the collapse predictors on the test split ({} runs, {} collapsed; "
+                                                        "lower value = collapsed): false- against true-positive rate at every threshold, "
+                                                        "tied values as one diagonal step. The dashed diagonal is chance; the majority-class "
+                                                        "baseline is one corner (it calls every run the same).",
+                                                        p.test, p.test_positive)));
+        if (curves.empty()) items.push_back(note("ROC curve: the audit keeps no ROC points (written before they were kept); rerun the audit."));
+    }
     json pr = json::array();
     pr.push_back({"late_ct", p.rule, num(p.threshold), num(p.train_accuracy), num(p.test_accuracy), num(p.test_auc)});
     if (!p.entropy_metric.empty())
@@ -1136,7 +1170,7 @@ void audits_section(const Context& c, json& d, json& sections) {
         if (const auto* r = sec->get<audit::RegimeTable>()) regime_items(*r, audit_items);
         else if (const auto* n = sec->get<audit::NormSensitivity>()) normalisation_items(*n, audit_fig, audit_items);
         else if (const auto* v = sec->get<audit::VarianceDecomposition>()) variance_items(*v, audit_fig, audit_items);
-        else if (const auto* t = sec->get<audit::Topology>()) topology_items(*t, audit_fig, audit_items);
+        else if (const auto* t = sec->get<audit::Topology>()) topology_items(*t, in.audit ? in.audit->options.robust_share : kNaN, audit_fig, audit_items);
         else if (const auto* reg = sec->get<audit::Registry>()) audit_items.push_back(registry_table(*reg));
         else if (const auto* cy = sec->get<audit::Cycles>()) cycles_items(*cy, audit_fig, audit_items);
         else if (const auto* ro = sec->get<audit::Robustness>()) robustness_items(*ro, audit_fig, audit_items);

@@ -305,6 +305,26 @@ TwoSample mann_whitney(std::span<const double> a, std::span<const double> b) {
     return t;
 }
 
+std::vector<RocPoint> roc_curve(std::span<const double> score, std::span<const int> positive) {
+    same_size(score.size(), positive.size(), "roc_curve");
+    std::vector<std::pair<double, bool>> v;
+    for (std::size_t i = 0; i < score.size(); ++i)
+        if (std::isfinite(score[i])) v.emplace_back(score[i], positive[i] != 0);
+    const auto npos = static_cast<double>(std::count_if(v.begin(), v.end(), [](const auto& x) { return x.second; }));
+    const auto nneg = static_cast<double>(v.size()) - npos;
+    if (npos == 0 || nneg == 0) return {};
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<RocPoint> out{{0.0, 0.0}};
+    double tp = 0, fp = 0;
+    for (std::size_t i = 0; i < v.size();) {
+        std::size_t j = i;
+        for (; j < v.size() && v[j].first == v[i].first; ++j) (v[j].second ? tp : fp) += 1;
+        out.push_back({fp / nneg, tp / npos});
+        i = j;
+    }
+    return out;
+}
+
 double auc(std::span<const double> score, std::span<const int> positive) {
     same_size(score.size(), positive.size(), "auc");
     std::vector<double> s;

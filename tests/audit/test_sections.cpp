@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <set>
@@ -12,6 +13,7 @@
 #include "phasemap/audit/audit.hpp"
 #include "phasemap/audit/hypotheses.hpp"
 #include "phasemap/audit/report.hpp"
+#include "phasemap/audit/result.hpp"
 
 using namespace phasemap;
 using namespace phasemap::audit;
@@ -230,6 +232,39 @@ TEST(AuditSections, CyclesRoboustnessVariantsControls) {
     EXPECT_DOUBLE_EQ(r.predictor.test_accuracy, 1.0);
     EXPECT_DOUBLE_EQ(r.predictor.test_auc, 1.0);
     EXPECT_EQ(r.predictor.entropy_metric, "mean_entropy");
+    // The ROC points of the test split: from (0, 0) to (1, 1), the trapezoid area is the AUC (the
+    // perfect late_ct predictor reaches (0, 1)); they go through the JSON and back unchanged.
+    auto area = [](const std::vector<phasemap::stats::RocPoint>& roc) {
+        double a = 0;
+        for (size_t i = 1; i < roc.size(); ++i) a += (roc[i].fpr - roc[i - 1].fpr) * (roc[i].tpr + roc[i - 1].tpr) / 2;
+        return a;
+    };
+    for (const auto* roc : {&r.predictor.test_roc, &r.predictor.entropy_test_roc}) {
+        ASSERT_GE(roc->size(), 3u);
+        EXPECT_EQ(roc->front().fpr, 0.0);
+        EXPECT_EQ(roc->front().tpr, 0.0);
+        EXPECT_EQ(roc->back().fpr, 1.0);
+        EXPECT_EQ(roc->back().tpr, 1.0);
+        EXPECT_LE(roc->size(), r.predictor.test + 1);
+    }
+    EXPECT_NEAR(area(r.predictor.test_roc), r.predictor.test_auc, 1e-12);
+    EXPECT_NEAR(area(r.predictor.entropy_test_roc), r.predictor.entropy_test_auc, 1e-12);
+    EXPECT_TRUE(std::any_of(r.predictor.test_roc.begin(), r.predictor.test_roc.end(),
+                            [](const auto& q) { return q.fpr == 0.0 && q.tpr == 1.0; }));
+    {
+        const json j = to_json(r);
+        const auto& roc = j["collapse_predictor"]["test_roc"];
+        ASSERT_EQ(roc.size(), r.predictor.test_roc.size());
+        EXPECT_EQ(roc[1]["fpr"].get<double>(), r.predictor.test_roc[1].fpr);
+        EXPECT_EQ(roc[1]["tpr"].get<double>(), r.predictor.test_roc[1].tpr);
+        Robustness back;
+        from_json(j, back);
+        ASSERT_EQ(back.predictor.entropy_test_roc.size(), r.predictor.entropy_test_roc.size());
+        for (size_t i = 0; i < back.predictor.entropy_test_roc.size(); ++i) {
+            EXPECT_EQ(back.predictor.entropy_test_roc[i].fpr, r.predictor.entropy_test_roc[i].fpr);
+            EXPECT_EQ(back.predictor.entropy_test_roc[i].tpr, r.predictor.entropy_test_roc[i].tpr);
+        }
+    }
 
     const auto v = variants(p, o);
     ASSERT_TRUE(v.ok());

@@ -713,6 +713,70 @@ TEST(ReportData, AuditSectionsAreFiguresAndTidyTables) {
     EXPECT_TRUE(registry);
 }
 
+// The ROC figure: the audit's points of each predictor in the audit's order, the majority-class
+// baseline as the corner it predicts, and a note (no figure) for an audit without ROC points; the
+// topology caption names the robust pairs outlined, or says that none is.
+TEST(ReportData, RocCurveFromTheAuditsPointsAndTopologyCaption) {
+    namespace pa = phasemap::audit;
+    const fs::path fx = fs::path(PHASEMAP_SOURCE_DIR) / "tests/report/fixtures/pre-typed";
+    phasemap::report::Inputs in;
+    in.panel = phasemap::report::panel_from_json(json::parse(slurp(fx / "panel.json")));
+    json aj = json::parse(slurp(fx / "audit.json"));
+    phasemap::report::Options o;
+    o.bootstrap = 50;
+    auto items_of = [](const json& d) {
+        for (const auto& s : d["sections"])
+            if (s["id"] == "audits") return s["items"];
+        return json::array();
+    };
+    auto caption = [](const json& items, const std::string& id) {
+        for (const auto& it : items)
+            if (it["kind"] == "figure" && it["id"] == id) return it["caption"].get<std::string>();
+        return std::string();
+    };
+    // The fixture predates the ROC points: a note, no figure data.
+    in.audit = pa::audit_result_from_json(aj);
+    json d = phasemap::report::build_data(in, o);
+    EXPECT_FALSE(d["audit"].contains("roc"));
+    bool noted = false;
+    for (const auto& it : items_of(d)) noted = noted || (it["kind"] == "note" && it["text"].get<std::string>().find("keeps no ROC points") != std::string::npos);
+    EXPECT_TRUE(noted);
+    // No robust pair in the fixture: the caption says none is outlined.
+    EXPECT_NE(caption(items_of(d), "audit-topology").find("No pair is robust (a mutual nearest-neighbour pair in at least 0.95 of"),
+              std::string::npos) << caption(items_of(d), "audit-topology");
+    // Points given (ties as a diagonal step; train split 20 of 60 collapsed → the majority calls
+    // every run non-collapsed: the (0, 0) corner); one robust pair.
+    json& cp = aj["sections"]["robustness"]["collapse_predictor"];
+    cp["test_roc"] = json::array({{{"fpr", 0}, {"tpr", 0}}, {{"fpr", 0}, {"tpr", 0.5}}, {{"fpr", 0.25}, {"tpr", 1}}, {{"fpr", 1}, {"tpr", 1}}});
+    cp["entropy_test_roc"] = json::array({{{"fpr", 0}, {"tpr", 0}}, {{"fpr", 1}, {"tpr", 1}}});
+    json& tp = aj["sections"]["topology"];
+    tp["pairs"][0]["robust"] = true;
+    tp["robust_pairs"] = 1;
+    tp["fragmentation"] = 1.0 - 2.0 / 5;
+    in.audit = pa::audit_result_from_json(aj);
+    d = phasemap::report::build_data(in, o);
+    ASSERT_TRUE(d["audit"].contains("roc")) << d["audit"].dump();
+    const json& roc = d["audit"]["roc"];
+    ASSERT_EQ(roc["curves"].size(), 6u);
+    const std::vector<std::array<double, 2>> late = {{0, 0}, {0, 0.5}, {0.25, 1}, {1, 1}};
+    for (size_t i = 0; i < late.size(); ++i) {
+        EXPECT_EQ(roc["curves"][i]["curve"], "late_ct (AUC 1.000)");
+        EXPECT_EQ(roc["curves"][i]["i"], i);
+        EXPECT_EQ(roc["curves"][i]["fpr"].get<double>(), late[i][0]);
+        EXPECT_EQ(roc["curves"][i]["tpr"].get<double>(), late[i][1]);
+    }
+    EXPECT_EQ(roc["curves"][4]["curve"], "mean_entropy (AUC 0.557)");
+    ASSERT_EQ(roc["baseline"].size(), 1u);
+    EXPECT_EQ(roc["baseline"][0]["fpr"].get<double>(), 0.0);
+    EXPECT_EQ(roc["baseline"][0]["tpr"].get<double>(), 0.0);
+    EXPECT_EQ(roc["baseline"][0]["label"], "majority class (baseline): never collapsed");
+    EXPECT_NEAR(roc["baseline"][0]["accuracy"].get<double>(), 2.0 / 3, 1e-12);
+    EXPECT_NE(caption(items_of(d), "audit-topology").find("The 1 robust pair (mutual nearest neighbours in at least 0.95 of the bootstrap "
+                                                          "resamples) is outlined in red."),
+              std::string::npos) << caption(items_of(d), "audit-topology");
+    EXPECT_EQ(d["audit"]["topology"]["robust_pairs"], 1);
+}
+
 // The phase map shows one normalisation mode at a time, on the audit's run set for that mode:
 // medians per mode, identical greedy generations counted once, the audit's mode first.
 TEST(ReportData, PhaseMapOneNormalisationAtATime) {
@@ -925,6 +989,9 @@ TEST(ReportTyped, TypedInputsGiveThePageDataOfTheUntypedReport) {
     // The variance and topology figures are drawn as before; the cycle rates of the old figure are
     // the exit / reopening panels of the new one, with the same values and intervals.
     EXPECT_EQ(now["audit"]["variance"], before["audit"]["variance"]);
+    // (the topology data gained the count of robust pairs for the figure's title)
+    EXPECT_EQ(now["audit"]["topology"]["robust_pairs"], 0);
+    now["audit"]["topology"].erase("robust_pairs");
     EXPECT_EQ(now["audit"]["topology"], before["audit"]["topology"]);
     size_t found = 0;
     for (const auto& old : before["audit"]["cycles"]["rows"]) {
@@ -1280,7 +1347,7 @@ TEST(ReportDb, DemoPanelEveryFigureHasMarks) {
     ASSERT_TRUE(s.j.is_object());
     const std::vector<std::string> figs = {"phase-map", "phase-map-category", "trajectories", "layer-depth", "layer-profiles",
                                            "audit-normalisation", "audit-variance", "audit-topology", "audit-cycles",
-                                           "audit-transitions", "audit-dwell", "audit-robustness", "audit-predictor", "audit-variants",
+                                           "audit-transitions", "audit-dwell", "audit-robustness", "audit-predictor", "audit-roc", "audit-variants",
                                            "control-audit", "monitor-arms"};
     expect_rendered(s, figs.size());
     EXPECT_EQ(s.j["missing"].size(), 0u) << s.j["missing"].dump();

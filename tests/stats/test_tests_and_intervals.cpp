@@ -289,6 +289,48 @@ TEST(StatsStats, RanksCorrelationsTests) {
     EXPECT_DOUBLE_EQ(auc(std::vector<double>{1, 1}, std::vector<int>{0, 1}), 0.5);
 }
 
+// The empirical ROC curve, against points worked out by hand, and its trapezoid area against
+// auc() (the Mann–Whitney form, computed without the curve).
+double trapezoid(const std::vector<RocPoint>& r) {
+    double a = 0;
+    for (size_t i = 1; i < r.size(); ++i) a += (r[i].fpr - r[i - 1].fpr) * (r[i].tpr + r[i - 1].tpr) / 2;
+    return a;
+}
+void expect_points(const std::vector<RocPoint>& got, const std::vector<std::pair<double, double>>& want) {
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_NEAR(got[i].fpr, want[i].first, 1e-15) << i;
+        EXPECT_NEAR(got[i].tpr, want[i].second, 1e-15) << i;
+    }
+}
+TEST(StatsStats, RocCurveTiesAsOneStepAndItsAreaIsTheAuc) {
+    // Scores 0.9 (pos), 0.8 ×3 (pos, neg, neg), 0.3 (pos), 0.1 (neg), a NaN (left out): three
+    // positives, three negatives. Thresholds from the top: 0.9 → (0, 1/3); the tied 0.8 group
+    // takes one positive and two negatives at once → (2/3, 2/3); 0.3 → (2/3, 1); 0.1 → (1, 1).
+    // Area: 2/3 · (1/3 + 2/3)/2 + 1/3 · 1 = 2/3; Mann–Whitney by hand: (3 + 1 + ½ + ½ + 1) / 9 = 2/3.
+    const std::vector<double> s = {0.8, 0.9, 0.1, 0.8, std::nan(""), 0.3, 0.8};
+    const std::vector<int> l = {0, 1, 0, 1, 1, 1, 0};
+    const auto r = roc_curve(s, l);
+    expect_points(r, {{0, 0}, {0, 1.0 / 3}, {2.0 / 3, 2.0 / 3}, {2.0 / 3, 1}, {1, 1}});
+    EXPECT_NEAR(trapezoid(r), 2.0 / 3, 1e-15);
+    EXPECT_NEAR(trapezoid(r), auc(s, l), 1e-15);
+    // A perfect and an inverted predictor: the curve runs up the left edge then along the top,
+    // or along the bottom then up the right edge.
+    const std::vector<double> p = {0.1, 0.2, 0.8, 0.9};
+    const auto perfect = roc_curve(p, std::vector<int>{0, 0, 1, 1});
+    expect_points(perfect, {{0, 0}, {0, 0.5}, {0, 1}, {0.5, 1}, {1, 1}});
+    EXPECT_DOUBLE_EQ(trapezoid(perfect), 1.0);
+    const auto inverted = roc_curve(p, std::vector<int>{1, 1, 0, 0});
+    expect_points(inverted, {{0, 0}, {0.5, 0}, {1, 0}, {1, 0.5}, {1, 1}});
+    EXPECT_DOUBLE_EQ(trapezoid(inverted), 0.0);
+    // Every score tied: one diagonal step, area ½; one class only: no curve.
+    const auto tied = roc_curve(std::vector<double>{2, 2, 2}, std::vector<int>{1, 0, 0});
+    expect_points(tied, {{0, 0}, {1, 1}});
+    EXPECT_DOUBLE_EQ(trapezoid(tied), 0.5);
+    EXPECT_TRUE(roc_curve(p, std::vector<int>{1, 1, 1, 1}).empty());
+    EXPECT_THROW(roc_curve(p, std::vector<int>{1, 0}), std::invalid_argument);
+}
+
 TEST(StatsStats, PercentileIntervalAndPermutationP) {
     std::vector<double> v;
     for (int i = 0; i <= 100; ++i) v.push_back(i);

@@ -204,6 +204,9 @@ struct CollapsePredictor {
     double entropy_threshold = stats::kNaN;     // collapse when entropy < t
     double entropy_test_accuracy = stats::kNaN, entropy_test_auc = stats::kNaN;
     std::string entropy_reason;
+    // The empirical ROC curves on the test split (stats::roc_curve of −late_ct and −entropy: lower
+    // means collapsed); their trapezoid areas are test_auc and entropy_test_auc.
+    std::vector<stats::RocPoint> test_roc, entropy_test_roc;
     double majority_test_accuracy = stats::kNaN;  // always predicting the train majority class
 };
 struct Robustness : SectionResult {

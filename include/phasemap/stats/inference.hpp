@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "phasemap/stats/descriptive.hpp"
 
@@ -70,5 +71,15 @@ TwoSample mann_whitney(std::span<const double> a, std::span<const double> b);
 // Area under the ROC curve of `score` for the positive labels (Mann–Whitney form, ties count ½).
 // NaN when one class is empty.
 double auc(std::span<const double> score, std::span<const int> positive);
+
+// The empirical ROC curve of `score` (higher = more likely positive): (0, 0), then one point per
+// distinct score from the highest down, each the false- and true-positive rates of "positive when
+// score ≥ that value" — tied scores move both rates in one step, a diagonal segment — ending at
+// (1, 1). Non-finite scores are left out, as in auc(); the trapezoid area under the points equals
+// auc(). Empty when one class is empty.
+struct RocPoint {
+    double fpr = kNaN, tpr = kNaN;
+};
+std::vector<RocPoint> roc_curve(std::span<const double> score, std::span<const int> positive);
 
 }  // namespace phasemap::stats

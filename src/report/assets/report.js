@@ -11,7 +11,7 @@
   const REGIME_COLOURS = ['#9ecae1', '#a1d99b', '#fdd0a2', '#fcbba1'];
   const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
-  const base = (spec) => Object.assign({ $schema: SCHEMA, config: { view: { stroke: '#ccc' }, font: 'sans-serif', legend: { labelLimit: 280 } } }, spec);
+  const base = (spec) => Object.assign({ $schema: SCHEMA, config: { view: { stroke: '#ccc' }, font: 'sans-serif', legend: { labelLimit: 280, titleLimit: 320 } } }, spec);
   const has = (a) => Array.isArray(a) && a.length > 0;
 
   // Regime bands [lo, hi) on the ratio_norm axis, from the cut-points in use.
@@ -174,17 +174,21 @@
       spec: { width: 420, height: { step: 18 }, layer: layer }, resolve: { scale: { y: 'independent' } } });
   }
 
+  // The dendrogram's leaf i sits at x = i + 0.5 of [0, n], over the centre of heat-map column i
+  // (a band scale without padding); both views share one width and one left edge. The merge
+  // height is on a square-root scale, so that close merges stay visible under a distant one.
   function topology(t) {
     const n = t.order.length;
-    const side = Math.max(160, Math.min(520, 22 * n));
+    const side = Math.max(216, Math.min(520, 36 * n));
+    const labels = { labelLimit: 280 };
     return base({
       vconcat: [
-        { width: side, height: 110, data: { values: t.dendrogram }, mark: { type: 'rule', color: '#444' },
-          encoding: { x: { field: 'x', type: 'quantitative', scale: { domain: [0, n] }, axis: null },
-            x2: { field: 'x2' }, y: { field: 'y', type: 'quantitative', title: 'merge height' }, y2: { field: 'y2' } } },
+        { width: side, height: 130, data: { values: t.dendrogram }, mark: { type: 'rule', color: '#444', strokeWidth: 1.5 },
+          encoding: { x: { field: 'x', type: 'quantitative', scale: { domain: [0, n], nice: false, zero: false }, axis: null },
+            x2: { field: 'x2' }, y: { field: 'y', type: 'quantitative', scale: { type: 'sqrt', zero: true }, title: 'merge height (√)' }, y2: { field: 'y2' } } },
         { width: side, height: side, data: { values: t.cells },
-          encoding: { x: { field: 'a', type: 'nominal', sort: t.order, title: null, scale: { paddingInner: 0, paddingOuter: 0 }, axis: { labelAngle: -45 } },
-            y: { field: 'b', type: 'nominal', sort: t.order, title: null } },
+          encoding: { x: { field: 'a', type: 'nominal', sort: t.order, title: null, scale: { paddingInner: 0, paddingOuter: 0 }, axis: Object.assign({ labelAngle: -45 }, labels) },
+            y: { field: 'b', type: 'nominal', sort: t.order, title: null, scale: { paddingInner: 0, paddingOuter: 0 }, axis: labels } },
           layer: [
             { mark: 'rect', encoding: { color: { field: 'd', type: 'quantitative', title: t.value_title || 'distance', scale: { scheme: 'viridis' } },
               tooltip: [{ field: 'a' }, { field: 'b' }, { field: 'd', format: '.4g', title: 'distance' }, { field: 'robust', title: 'robust pair' }] } },
@@ -192,7 +196,7 @@
           ] },
       ],
       spacing: 4,
-      resolve: { scale: { x: 'independent', y: 'independent' } },
+      resolve: { scale: { x: 'independent', y: 'independent' }, legend: { color: 'independent' } },
     });
   }
 
@@ -214,6 +218,30 @@
       columns: Math.min(2, f.panels.length),
       spec: { width: 260, height: { step: 20 }, layer: layer },
       resolve: { scale: { x: 'independent', y: 'independent' } } });
+  }
+
+  // ROC curves of the collapse predictors on the test split: a line per predictor through its
+  // points in the audit's order (ties are diagonal steps, so the points are not re-sorted), the
+  // chance diagonal dashed, the majority-class baseline as a black square.
+  function rocPlot(r) {
+    const axis = (t) => ({ type: 'quantitative', scale: { domain: [0, 1] }, title: t });
+    const fpr = Object.assign({ field: 'fpr' }, axis('false-positive rate (non-collapsed runs called collapsed)'));
+    const tpr = Object.assign({ field: 'tpr' }, axis('true-positive rate (collapsed runs found)'));
+    return base({
+      width: 300, height: 300,
+      layer: [
+        { data: { values: [{ x: 0, y: 0, x2: 1, y2: 1 }] }, mark: { type: 'rule', color: '#999', strokeDash: [4, 3] },
+          encoding: { x: Object.assign({ field: 'x' }, axis(fpr.title)), y: Object.assign({ field: 'y' }, axis(tpr.title)), x2: { field: 'x2' }, y2: { field: 'y2' } } },
+        { data: { values: r.curves }, mark: { type: 'line', point: { filled: true, size: 36 }, strokeWidth: 2 },
+          encoding: { x: fpr, y: tpr, order: { field: 'i', type: 'quantitative' },
+            color: { field: 'curve', type: 'nominal', title: 'predictor (test split)' },
+            tooltip: [{ field: 'curve', title: 'predictor' }, { field: 'fpr', format: '.3f', title: 'false-positive rate' },
+              { field: 'tpr', format: '.3f', title: 'true-positive rate' }] } },
+        { data: { values: r.baseline }, mark: { type: 'point', shape: 'square', size: 110, color: '#222', filled: true, opacity: 1 },
+          encoding: { x: fpr, y: tpr, shape: { field: 'label', type: 'nominal', title: 'baseline', scale: { range: ['square'] } },
+            tooltip: [{ field: 'label', title: 'baseline' }, { field: 'accuracy', format: '.3f', title: 'test accuracy' }] } },
+      ],
+    });
   }
 
   // The 4 × 4 transition matrix per model (facets): colour = row-normalised probability.
@@ -300,7 +328,8 @@
       'No layer-axis metrics in the inputs (runs analysed with --no-layer-axis, or none given).');
     add('audit-variance', 'audits', 'variance decomposition (share of variance, with CIs)', a.variance && has(a.variance.rows),
       () => varianceBars(a.variance), 'No variance decomposition: no audit given, or the section could not run (see the notes below).');
-    add('audit-topology', 'audits', 'model topology: distance heat map in clustering order, dendrogram above, robust pairs outlined in red',
+    add('audit-topology', 'audits', 'model topology: distance heat map in the dendrogram\'s leaf order, dendrogram above' +
+      (a.topology && a.topology.robust_pairs > 0 ? ', robust pairs outlined in red' : ' (no robust pair to outline)'),
       a.topology && has(a.topology.cells), () => topology(a.topology), 'No topology figure: the audit has no topology, or it could not run (see the notes below).');
     add('audit-normalisation', 'audits', 'normalisation sensitivity: η² per mode, agreement (κ) between modes',
       a.normalisation && has(a.normalisation.rows), () => forestPlot(a.normalisation),
@@ -315,6 +344,8 @@
       a.robustness && has(a.robustness.rows), () => forestPlot(a.robustness), 'No pair of levels to compare (see the notes below).');
     add('audit-predictor', 'audits', 'collapse predictor on the test split, beside the majority baseline',
       a.predictor && has(a.predictor.rows), () => forestPlot(a.predictor), 'The collapse predictor could not run (see the notes below).');
+    add('audit-roc', 'audits', 'ROC curves of the collapse predictors on the test split, beside the majority baseline and chance',
+      a.roc && has(a.roc.curves), () => rocPlot(a.roc), 'No ROC curve: the audit keeps no ROC points (see the notes below).');
     add('audit-variants', 'audits', 'variants: Δ ratio_norm against the base model', a.variants && has(a.variants.rows),
       () => forestPlot(a.variants), 'No declared variant could be compared (see the notes below).');
     add('control-audit', 'audits', 'control audit: paired Δ per arm — intervention, random direction, zero strength',

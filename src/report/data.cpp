@@ -59,9 +59,15 @@ std::string regime_of(double r, const metrics::RegimeCuts& cuts) {
 }
 
 // A scalar for a table cell; nested values become compact JSON text.
+json scalar_text(const json& v);
+
+// A cell of a generic result table: a scalar as it is; a structured value as scalar_text (items
+// joined by ", ", "key = value" pairs — never JSON text), cut at 200 characters.
 json cell(const json& v) {
     if (v.is_primitive()) return v;
-    std::string s = v.dump();
+    const json t = scalar_text(v);
+    if (!t.is_string()) return t;
+    std::string s = t.get<std::string>();
     if (s.size() > 200) s = s.substr(0, 197) + "...";
     return s;
 }

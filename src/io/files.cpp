@@ -3,6 +3,7 @@
 #include "phasemap/io/files.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -96,24 +97,54 @@ void install_handlers() {
     }
 }
 
-int register_dir(const std::string& dir) {
-    if (dir.size() + 1 > kPathMax) return -1;
+// A slot is free (0), reserved for a folder being created (2), or holds a live folder (1). The
+// creating thread reserves a slot before mkdtemp and publishes the path after it, with SIGINT and
+// SIGTERM blocked in between; a handler running on another thread waits for a reserved slot to be
+// published, so a folder is never created unseen by the cleanup.
+constexpr int kFree = 0, kLive = 1, kCreating = 2;
+
+int reserve_slot() {
     install_handlers();
     std::lock_guard lk(g_slots_mu);
     for (int i = 0; i < kSlots; ++i) {
-        if (g_slots[i].used.load(std::memory_order_relaxed)) continue;
-        std::memcpy(g_slots[i].path, dir.c_str(), dir.size() + 1);
-        g_slots[i].used.store(1, std::memory_order_release);
+        if (g_slots[i].used.load(std::memory_order_relaxed) != kFree) continue;
+        g_slots[i].path[0] = 0;
+        g_slots[i].used.store(kCreating, std::memory_order_release);
         return i;
     }
     return -1;
 }
 
+// The folder `dir` created in slot `slot` (or, when dir is empty, nothing was created).
+void publish_slot(int slot, const std::string& dir) {
+    if (slot < 0) return;
+    std::lock_guard lk(g_slots_mu);
+    if (dir.empty() || dir.size() + 1 > kPathMax) {
+        g_slots[slot].used.store(kFree, std::memory_order_release);
+        return;
+    }
+    std::memcpy(g_slots[slot].path, dir.c_str(), dir.size() + 1);
+    g_slots[slot].used.store(kLive, std::memory_order_release);
+}
+
 void unregister_dir(int slot) {
     if (slot < 0) return;
     std::lock_guard lk(g_slots_mu);
-    g_slots[slot].used.store(0, std::memory_order_release);
+    g_slots[slot].used.store(kFree, std::memory_order_release);
 }
+
+// SIGINT and SIGTERM blocked in this thread for a scope (the window between mkdtemp and publish).
+struct BlockTerminateSignals {
+    sigset_t old{};
+    BlockTerminateSignals() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        ::pthread_sigmask(SIG_BLOCK, &set, &old);
+    }
+    ~BlockTerminateSignals() { ::pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+};
 
 fs::path folder_of(const fs::path& p) { return p.parent_path().empty() ? fs::path(".") : p.parent_path(); }
 
@@ -136,7 +167,15 @@ void remove_temporaries_now() noexcept {
     // folder from being removed. Retry until the folder is gone, for at most ~1 s per folder
     // (system calls only: async-signal-safe).
     for (Slot& s : g_slots) {
-        if (!s.used.load(std::memory_order_acquire)) continue;
+        int state = s.used.load(std::memory_order_acquire);
+        // A folder being created on another thread (that thread blocks these signals meanwhile):
+        // wait for its path, for at most ~1 s.
+        for (int wait = 0; state == kCreating && wait < 100; ++wait) {
+            struct timespec pause {0, 10 * 1000 * 1000};
+            ::nanosleep(&pause, nullptr);
+            state = s.used.load(std::memory_order_acquire);
+        }
+        if (state != kLive) continue;
         for (int attempt = 0; attempt < 100; ++attempt) {
             remove_flat_dir(s.path);
             struct stat st {};
@@ -225,14 +264,20 @@ TempArea::TempArea(const fs::path& target) {
     std::string base = target.filename().string();
     if (base.size() > 120) base.resize(120);
     std::string tpl = (dir / ("." + base + ".tmp-XXXXXX")).string();
-    if (!::mkdtemp(tpl.data())) {
-        const int e = errno;
-        struct stat sd {};
-        if (::stat(dir.c_str(), &sd) != 0) fail(fmt::format("cannot write '{}': folder '{}' does not exist", target.string(), dir.string()));
-        fail(fmt::format("cannot write '{}': folder '{}' is not writable ({})", target.string(), dir.string(), errno_text(e)));
+    {
+        const BlockTerminateSignals block;
+        const int slot = reserve_slot();
+        if (!::mkdtemp(tpl.data())) {
+            const int e = errno;
+            publish_slot(slot, "");
+            struct stat sd {};
+            if (::stat(dir.c_str(), &sd) != 0) fail(fmt::format("cannot write '{}': folder '{}' does not exist", target.string(), dir.string()));
+            fail(fmt::format("cannot write '{}': folder '{}' is not writable ({})", target.string(), dir.string(), errno_text(e)));
+        }
+        publish_slot(slot, tpl);
+        slot_ = tpl.size() + 1 > kPathMax ? -1 : slot;
     }
     dir_ = tpl;
-    slot_ = register_dir(dir_.string());
 }
 
 TempArea::~TempArea() {

@@ -434,45 +434,35 @@ py::object stream_next(Stream& s) {
 
 // ------------------------------------------------------------------ analysis
 
-// The analysis options by the CLI's option names (--norm → norm, …), applied as `phasemap
-// analyze` applies them (src/cli/analysis_cli.cpp build_options), through the metric library's
-// own parsers.
+// The analysis options by the CLI's option names (--norm → norm, …) into
+// metrics::AnalysisSettings, then the metric library's one parser (metrics::analysis_options), as
+// `phasemap analyze` does; only the keyword → field table is the binding's.
 metrics::AnalysisOptions analysis_options(const py::dict& kw, std::span<const std::string> names, bool& include_embedding) {
-    metrics::AnalysisOptions o;
+    metrics::AnalysisSettings st;
     include_embedding = false;
     for (auto [k, v] : kw) {
         const std::string key = py::cast<std::string>(k);
-        if (key == "layer" || key == "metric_layer") {
-            std::string choice = py::isinstance<py::int_>(v) ? std::to_string(py::cast<long long>(v)) : py::cast<std::string>(v);
-            o.layer = metrics::parse_layer_choice(choice, names);
-        } else if (key == "norm") {
-            const auto s = py::cast<std::string>(v);
-            auto nm = metrics::parse_norm_mode(s);
-            if (!nm) throw std::invalid_argument(fmt::format("unknown --norm '{}' (use raw or clipped_mad)", s));
-            o.token.norm = *nm;
-        } else if (key == "curvature") {
-            const auto s = py::cast<std::string>(v);
-            auto c = metrics::parse_curvature(s);
-            if (!c) throw std::invalid_argument(fmt::format("unknown --curvature '{}' (use one_minus_cos, angle or second_diff)", s));
-            o.token.curvature = *c;
-        } else if (key == "mad_k") o.token.mad_k = py::cast<double>(v);
-        else if (key == "ct_clip") o.token.ct_clip = py::cast<bool>(v);
-        else if (key == "ct_clip_k") o.token.ct_clip_k = py::cast<double>(v);
-        else if (key == "late_window") o.token.late_window = py::cast<double>(v);
-        else if (key == "collapse_threshold") o.token.collapse_threshold = py::cast<double>(v);
-        else if (key == "regime_cuts") o.token.regime_cuts = metrics::parse_regime_cuts(py::cast<std::string>(v));
-        else if (key == "layer_axis") o.layer_axis = py::cast<bool>(v);
-        else if (key == "no_layer_axis") o.layer_axis = !py::cast<bool>(v);
-        else if (key == "collapse_top1") o.states.collapse_top1 = py::cast<double>(v);
-        else if (key == "rivalry_margin") o.states.rivalry_margin = py::cast<double>(v);
-        else if (key == "diffuse_entropy") o.states.diffuse_entropy = py::cast<double>(v);
-        else if (key == "shuffles") o.controls.shuffles = py::cast<size_t>(v);
-        else if (key == "control_seed") o.controls.seed = py::cast<uint64_t>(v);
+        if (key == "layer" || key == "metric_layer")
+            st.layer = py::isinstance<py::int_>(v) ? std::to_string(py::cast<long long>(v)) : py::cast<std::string>(v);
+        else if (key == "norm") st.norm = py::cast<std::string>(v);
+        else if (key == "curvature") st.curvature = py::cast<std::string>(v);
+        else if (key == "mad_k") st.mad_k = py::cast<double>(v);
+        else if (key == "ct_clip") st.ct_clip = py::cast<bool>(v);
+        else if (key == "ct_clip_k") st.ct_clip_k = py::cast<double>(v);
+        else if (key == "late_window") st.late_window = py::cast<double>(v);
+        else if (key == "collapse_threshold") st.collapse_threshold = py::cast<double>(v);
+        else if (key == "regime_cuts") st.regime_cuts = py::cast<std::string>(v);
+        else if (key == "layer_axis") st.layer_axis = py::cast<bool>(v);
+        else if (key == "no_layer_axis") st.layer_axis = !py::cast<bool>(v);
+        else if (key == "collapse_top1") st.collapse_top1 = py::cast<double>(v);
+        else if (key == "rivalry_margin") st.rivalry_margin = py::cast<double>(v);
+        else if (key == "diffuse_entropy") st.diffuse_entropy = py::cast<double>(v);
+        else if (key == "shuffles") st.shuffles = py::cast<size_t>(v);
+        else if (key == "control_seed") st.control_seed = py::cast<uint64_t>(v);
         else if (key == "include_embedding") include_embedding = py::cast<bool>(v);
         else throw std::invalid_argument(fmt::format("analyze: unknown option '{}'", key));
     }
-    o.validate();
-    return o;
+    return metrics::analysis_options(st, names);
 }
 
 nlohmann::json analyze_array(py::array states_in, py::object logits_in, py::object ids_in, py::object stats_in, py::object names_in,

@@ -20,21 +20,21 @@ namespace fs = std::filesystem;
 void AnalysisArgs::add_options(CLI::App& app, bool with_enable_flag) {
     const std::string g = "Analysis (METRICS.md)";
     if (with_enable_flag) app.add_flag("--analyze", enabled, "print the per-run metric summary after generation")->group(g);
-    app.add_option("--metric-layer", layer, "captured layer of the token axis: a label (hf:5, block:3) or an index (-1 = last)")->group(g);
-    app.add_option("--norm", norm, "state normalisation: raw or clipped_mad")->capture_default_str()->check(one_of({"raw", "clipped_mad"}))->group(g);
-    app.add_option("--mad-k", mad_k, "clip bound k of clipped_mad")->capture_default_str()->check(in({0, 1e6, true}))->group(g);
-    app.add_option("--curvature", curvature, "one_minus_cos, angle or second_diff")->capture_default_str()->check(one_of({"one_minus_cos", "angle", "second_diff"}))->group(g);
-    app.add_flag("--ct-clip", ct_clip, "clip ct above median + k·1.4826·MAD before ratio_norm")->group(g);
-    app.add_option("--ct-clip-k", ct_clip_k, "k of --ct-clip")->capture_default_str()->check(in({0, 1e6, true}))->group(g);
-    app.add_option("--late-window", late_window, "late_ct window fraction of the ct series")->capture_default_str()->check(in({0, 1, true}))->group(g);
-    app.add_option("--collapse-threshold", collapse_threshold, "collapse = late_ct below this")->capture_default_str()->check(in({-1e6, 1e6}))->group(g);
-    app.add_option("--regime-cuts", regime_cuts, "three ascending ratio_norm cut-points a,b,c, or @FILE holding them (default 1.985,2.945,3.695)")->group(g);
+    app.add_option("--metric-layer", settings.layer, "captured layer of the token axis: a label (hf:5, block:3) or an index (-1 = last)")->group(g);
+    app.add_option("--norm", settings.norm, "state normalisation: raw or clipped_mad")->capture_default_str()->check(one_of({"raw", "clipped_mad"}))->group(g);
+    app.add_option("--mad-k", settings.mad_k, "clip bound k of clipped_mad")->capture_default_str()->check(in({0, 1e6, true}))->group(g);
+    app.add_option("--curvature", settings.curvature, "one_minus_cos, angle or second_diff")->capture_default_str()->check(one_of({"one_minus_cos", "angle", "second_diff"}))->group(g);
+    app.add_flag("--ct-clip", settings.ct_clip, "clip ct above median + k·1.4826·MAD before ratio_norm")->group(g);
+    app.add_option("--ct-clip-k", settings.ct_clip_k, "k of --ct-clip")->capture_default_str()->check(in({0, 1e6, true}))->group(g);
+    app.add_option("--late-window", settings.late_window, "late_ct window fraction of the ct series")->capture_default_str()->check(in({0, 1, true}))->group(g);
+    app.add_option("--collapse-threshold", settings.collapse_threshold, "collapse = late_ct below this")->capture_default_str()->check(in({-1e6, 1e6}))->group(g);
+    app.add_option("--regime-cuts", settings.regime_cuts, "three ascending ratio_norm cut-points a,b,c, or @FILE holding them (default 1.985,2.945,3.695)")->group(g);
     app.add_flag("--no-layer-axis", no_layer_axis, "skip the layer-axis metrics")->group(g);
-    app.add_option("--collapse-top1", collapse_top1, "COLLAPSE: top1 ≥ this")->capture_default_str()->check(in(opt::kProbability))->group(g);
-    app.add_option("--rivalry-margin", rivalry_margin, "RIVALRY: margin ≤ this")->capture_default_str()->check(in(opt::kProbability))->group(g);
-    app.add_option("--diffuse-entropy", diffuse_entropy, "DIFFUSE: entropy ≥ this (nats)")->capture_default_str()->check(in(opt::kEntropy))->group(g);
-    app.add_option("--shuffles", shuffles, "K shuffled-order controls (0 = off)")->capture_default_str()->check(in(opt::kShuffles))->group(g);
-    app.add_option("--control-seed", control_seed, "seed of the shuffled-order controls")->capture_default_str()->group(g);
+    app.add_option("--collapse-top1", settings.collapse_top1, "COLLAPSE: top1 ≥ this")->capture_default_str()->check(in(opt::kProbability))->group(g);
+    app.add_option("--rivalry-margin", settings.rivalry_margin, "RIVALRY: margin ≤ this")->capture_default_str()->check(in(opt::kProbability))->group(g);
+    app.add_option("--diffuse-entropy", settings.diffuse_entropy, "DIFFUSE: entropy ≥ this (nats)")->capture_default_str()->check(in(opt::kEntropy))->group(g);
+    app.add_option("--shuffles", settings.shuffles, "K shuffled-order controls (0 = off)")->capture_default_str()->check(in(opt::kShuffles))->group(g);
+    app.add_option("--control-seed", settings.control_seed, "seed of the shuffled-order controls")->capture_default_str()->group(g);
     app.add_flag("--include-embedding", include_embedding, "keep hf:0 (embedding output) in the analysis; LIMEN excludes it")->group(g);
     app.add_option("--json", json, "write the summary JSON here (several runs: {i} in the name, or NAME.N.json)")->check(kPath)->group(g);
     app.add_flag("--tokens", tokens, "print the per-token table (ct_t, delta_t, curvature_t, stats, state)")->group(g);
@@ -50,40 +50,21 @@ fs::path numbered_path(const std::string& out, size_t i, size_t n) {
 
 namespace {
 
+// The flags' settings through the metric library's one parser (metrics::analysis_options);
+// --regime-cuts @FILE is read here.
 AnalysisOptions build_options(const AnalysisArgs& a, std::span<const std::string> names) {
-    AnalysisOptions o;
+    AnalysisSettings st = a.settings;
+    st.layer_axis = !a.no_layer_axis;
     try {
-        if (!a.layer.empty()) o.layer = parse_layer_choice(a.layer, names);
-        auto nm = parse_norm_mode(a.norm);
-        if (!nm) throw UserError(fmt::format("unknown --norm '{}' (use raw or clipped_mad)", a.norm));
-        o.token.norm = *nm;
-        auto cv = parse_curvature(a.curvature);
-        if (!cv) throw UserError(fmt::format("unknown --curvature '{}' (use one_minus_cos, angle or second_diff)", a.curvature));
-        o.token.curvature = *cv;
-        o.token.mad_k = a.mad_k;
-        o.token.ct_clip = a.ct_clip;
-        o.token.ct_clip_k = a.ct_clip_k;
-        o.token.late_window = a.late_window;
-        o.token.collapse_threshold = a.collapse_threshold;
-        if (!a.regime_cuts.empty()) {
-            std::string text = a.regime_cuts;
-            if (text[0] == '@') {
-                text = read_text_file(text.substr(1), "regime cut-point file");
-                while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-            }
-            o.token.regime_cuts = parse_regime_cuts(text);
+        if (!st.regime_cuts.empty() && st.regime_cuts[0] == '@') {
+            std::string text = read_text_file(st.regime_cuts.substr(1), "regime cut-point file");
+            while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+            st.regime_cuts = text;
         }
-        o.layer_axis = !a.no_layer_axis;
-        o.states.collapse_top1 = a.collapse_top1;
-        o.states.rivalry_margin = a.rivalry_margin;
-        o.states.diffuse_entropy = a.diffuse_entropy;
-        o.controls.shuffles = a.shuffles;
-        o.controls.seed = a.control_seed;
-        o.validate();
+        return analysis_options(st, names);
     } catch (const MetricError& e) {
         throw UserError(e.what());
     }
-    return o;
 }
 
 std::string fmt_value(const Value& v, int prec = 4) {

@@ -14,19 +14,10 @@ namespace phasemap::cli {
 
 struct AnalysisArgs {
     bool enabled = false;               // generate --analyze
-    std::string layer;                  // captured layer for the token axis (name or index); "" = last
-    std::string norm = "raw";
-    double mad_k = 5.0;
-    std::string curvature = "one_minus_cos";
-    bool ct_clip = false;
-    double ct_clip_k = 5.0;
-    double late_window = 0.25;
-    double collapse_threshold = 0.001;
-    std::string regime_cuts;            // "a,b,c" or @file
-    bool no_layer_axis = false;
-    double collapse_top1 = 0.90, rivalry_margin = 0.20, diffuse_entropy = 2.5;
-    size_t shuffles = 0;
-    uint64_t control_seed = 20240521;
+    // The metric options (--metric-layer, --norm, …; metrics::AnalysisSettings, parsed by
+    // metrics::analysis_options); --regime-cuts may be @FILE here, read by build_options.
+    metrics::AnalysisSettings settings;
+    bool no_layer_axis = false;         // --no-layer-axis (settings.layer_axis = false)
     bool include_embedding = false;
     std::string json;                   // output path ({i} or .N inserted for several runs)
     bool tokens = false;                // print the per-token table

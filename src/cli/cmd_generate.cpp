@@ -150,7 +150,7 @@ plan::RunSettings settings(const GenerateArgs& a, std::vector<std::string> promp
     s.intervene = a.intervene;
     s.intervene_files = a.intervene_files;
     s.monitor = {a.monitor, a.triggers, a.on, a.guard_text, a.on_intervene, a.for_tokens, a.monitor_cooldown, a.monitor_max_actions};
-    s.monitor.metric_layer = a.analyze.layer;   // --metric-layer: the monitor watches the layer the analysis uses
+    s.monitor.metric_layer = a.analyze.settings.layer;   // --metric-layer: the monitor watches the layer the analysis uses
     return s;
 }
 

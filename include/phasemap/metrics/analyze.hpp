@@ -42,6 +42,32 @@ struct AnalysisOptions {
     void validate() const;              // throws MetricError
 };
 
+// The analysis options as the front ends name them — the flags of `phasemap analyze` without their
+// dashes, the keyword arguments of phasemap.analyze — as plain text and numbers, with the
+// defaults of AnalysisOptions. analysis_options() is the one parser and check of them, shared by
+// the CLI, the Python package and the server; reading @FILE arguments is the front end's part.
+struct AnalysisSettings {
+    std::string layer;                   // token-axis layer: a label or an index (layer_id.hpp rule); "" = the last
+    std::string norm{to_string(TokenAxisOptions{}.norm)};            // raw | clipped_mad
+    double mad_k = TokenAxisOptions{}.mad_k;
+    std::string curvature{to_string(TokenAxisOptions{}.curvature)};  // one_minus_cos | angle | second_diff
+    bool ct_clip = TokenAxisOptions{}.ct_clip;
+    double ct_clip_k = TokenAxisOptions{}.ct_clip_k;
+    double late_window = TokenAxisOptions{}.late_window;
+    double collapse_threshold = TokenAxisOptions{}.collapse_threshold;
+    std::string regime_cuts;             // "a,b,c" (parse_regime_cuts); "" = the default cut-points
+    bool layer_axis = true;
+    double collapse_top1 = StateThresholds{}.collapse_top1;
+    double rivalry_margin = StateThresholds{}.rivalry_margin;
+    double diffuse_entropy = StateThresholds{}.diffuse_entropy;
+    std::size_t shuffles = ControlOptions{}.shuffles;
+    std::uint64_t control_seed = ControlOptions{}.seed;
+};
+
+// Parses and validates `s` for a run whose analysed layers are `layer_names` (the names the layer
+// choice is resolved against). Throws MetricError with a message naming the option.
+AnalysisOptions analysis_options(const AnalysisSettings& s, std::span<const std::string> layer_names);
+
 // Option name → value as text (shortest round-trip form for numbers), in a fixed order:
 // the record of "every option" that §6 asks to keep with each run. Names match MetricInfo::options.
 std::vector<std::pair<std::string, std::string>> options_record(const AnalysisOptions& opt);

@@ -30,7 +30,9 @@ import time
 args = sys.argv[1:]
 PM = os.path.abspath(args.pop(0))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = args.pop(0) if args and not args[0].startswith("--") else os.path.join(ROOT, "..", "shared", "models", "stories260K.gguf")
+MODEL = os.path.abspath(args.pop(0) if args and not args[0].startswith("--") else os.path.join(ROOT, "..", "shared", "models", "stories260K.gguf"))
+# Absolute: the panel manifest written below lives in a temporary folder, and a manifest resolves
+# model paths relative to itself.
 opt = {"--tokens": 48, "--clients": 16, "--reps": 2}
 while args:
     k = args.pop(0)

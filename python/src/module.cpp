@@ -204,26 +204,17 @@ py::dict run_to_py(std::shared_ptr<RunRecord> rec, const nlohmann::json& base) {
     o["hidden_states"] = view_array<float>({T, Lp, d}, r.states.data(), rec);
     if (!r.logits.empty()) o["logits"] = view_array<float>({T, size_t(r.start.n_vocab)}, r.logits.data(), rec);
     else o["logits"] = py::none();
-    std::vector<int64_t> ids, pos, pids(r.start.prompt_ids.begin(), r.start.prompt_ids.end());
-    std::vector<double> ent, top1, margin, surp;
+    capture::TokenColumns c = capture::token_columns(r);
     py::list tokens, layers;
-    for (const auto& t : r.tokens) {
-        ids.push_back(t.id);
-        pos.push_back(t.position);
-        ent.push_back(t.stats.entropy);
-        top1.push_back(t.stats.top1);
-        margin.push_back(t.stats.margin);
-        surp.push_back(t.stats.surprisal);
-        tokens.append(py::bytes(t.text).attr("decode")("utf-8", "replace"));
-    }
+    for (const auto& t : r.tokens) tokens.append(py::bytes(t.text).attr("decode")("utf-8", "replace"));
     for (const auto& l : r.start.layers) layers.append(l.label);
-    o["token_ids"] = owned_array(std::move(ids));
-    o["positions"] = owned_array(std::move(pos));
-    o["prompt_ids"] = owned_array(std::move(pids));
-    o["entropy"] = owned_array(std::move(ent));
-    o["top1"] = owned_array(std::move(top1));
-    o["margin"] = owned_array(std::move(margin));
-    o["surprisal"] = owned_array(std::move(surp));
+    o["token_ids"] = owned_array(std::move(c.token_ids));
+    o["positions"] = owned_array(std::move(c.positions));
+    o["prompt_ids"] = owned_array(std::move(c.prompt_ids));
+    o["entropy"] = owned_array(std::move(c.entropy));
+    o["top1"] = owned_array(std::move(c.top1));
+    o["margin"] = owned_array(std::move(c.margin));
+    o["surprisal"] = owned_array(std::move(c.surprisal));
     o["tokens"] = tokens;
     o["layers"] = layers;
     o["text"] = py::bytes(r.end.text).attr("decode")("utf-8", "replace");

@@ -171,4 +171,18 @@ void NpzRunWriter::end(const RunEnd& e) {
     b.commit(out_, compress_);
 }
 
+TokenColumns token_columns(const RunRecord& r) {
+    TokenColumns c;
+    c.prompt_ids.assign(r.start.prompt_ids.begin(), r.start.prompt_ids.end());
+    for (const auto& t : r.tokens) {
+        c.token_ids.push_back(t.id);
+        c.positions.push_back(t.position);
+        c.entropy.push_back(t.stats.entropy);
+        c.top1.push_back(t.stats.top1);
+        c.margin.push_back(t.stats.margin);
+        c.surprisal.push_back(t.stats.surprisal);
+    }
+    return c;
+}
+
 }  // namespace phasemap::capture

@@ -52,23 +52,14 @@ io::Replica execute(const plan::RunSettings& set, nlohmann::json& provenance) {
     io::Replica out;
     if (L) out.arrays["hidden_states"] = io::ReplicaArray::f32({T, L, d}, r.states);
     out.arrays["logits"] = io::ReplicaArray::f32({T, V}, r.logits);
-    std::vector<int64_t> ids, pos, pids(r.start.prompt_ids.begin(), r.start.prompt_ids.end());
-    std::vector<double> ent, top1, margin, surp;
-    for (const auto& t : r.tokens) {
-        ids.push_back(t.id);
-        pos.push_back(t.position);
-        ent.push_back(t.stats.entropy);
-        top1.push_back(t.stats.top1);
-        margin.push_back(t.stats.margin);
-        surp.push_back(t.stats.surprisal);
-    }
-    out.arrays["token_ids"] = io::ReplicaArray::i64({T}, ids);
-    out.arrays["positions"] = io::ReplicaArray::i64({T}, pos);
-    out.arrays["prompt_ids"] = io::ReplicaArray::i64({pids.size()}, pids);
-    out.arrays["entropy"] = io::ReplicaArray::f64({T}, ent);
-    out.arrays["top1"] = io::ReplicaArray::f64({T}, top1);
-    out.arrays["margin"] = io::ReplicaArray::f64({T}, margin);
-    out.arrays["surprisal"] = io::ReplicaArray::f64({T}, surp);
+    const capture::TokenColumns c = capture::token_columns(r);
+    out.arrays["token_ids"] = io::ReplicaArray::i64({T}, c.token_ids);
+    out.arrays["positions"] = io::ReplicaArray::i64({T}, c.positions);
+    out.arrays["prompt_ids"] = io::ReplicaArray::i64({c.prompt_ids.size()}, c.prompt_ids);
+    out.arrays["entropy"] = io::ReplicaArray::f64({T}, c.entropy);
+    out.arrays["top1"] = io::ReplicaArray::f64({T}, c.top1);
+    out.arrays["margin"] = io::ReplicaArray::f64({T}, c.margin);
+    out.arrays["surprisal"] = io::ReplicaArray::f64({T}, c.surprisal);
     out.arrays_sha256 = io::replica_sha256(out);
 
     const ModelInfo& mi = model->info();

@@ -58,6 +58,15 @@ void add_run_end_metadata(nlohmann::json& meta, const RunEnd& e, const nlohmann:
 std::string metadata_text(const nlohmann::json& meta);  // the bytes of metadata.json
 nlohmann::json run_metadata(nlohmann::json base, const RunRecord& r);
 
+// The per-token columns of a recorded run, one value per generated token, in the NPZ's member
+// types (token_ids / positions i8, entropy / top1 / margin / surprisal f8), plus prompt_ids: what
+// `replicate` and the Python package's Run hand over as arrays.
+struct TokenColumns {
+    std::vector<int64_t> token_ids, positions, prompt_ids;
+    std::vector<double> entropy, top1, margin, surprisal;
+};
+TokenColumns token_columns(const RunRecord& r);
+
 // Streams one run to an NPZ file. Members: hidden_states [T, L', d] f4 (when layers are
 // captured), logits [T, V] f4 (when save_logits), token_ids [T] i8, positions [T] i8,
 // entropy/top1/margin/surprisal [T] f8, prompt_ids [P] i8, with MoE routing

@@ -18,17 +18,6 @@ using namespace phasemap::capture;
 
 namespace {
 
-std::shared_ptr<Model> stories() {
-    static std::shared_ptr<Model> m;
-    const auto p = pmtest::shared_model("stories260K.gguf");
-    if (p.empty()) return nullptr;
-    if (!m) m = Model::load(p);
-    return m;
-}
-
-#define NEED_STORIES()                                                                  \
-    auto model = stories();                                                             \
-    if (!model) GTEST_SKIP() << "../shared/models/stories260K.gguf is not present"
 
 // Admits request i once the loop has asked `at[i]` times while busy (i.e. after about that
 // many decode steps), so sequences join while others run; records failures.

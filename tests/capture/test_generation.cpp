@@ -18,17 +18,6 @@ const char* kGolden =
     ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. "
     "She wanted to play with it, but it was too high.";
 
-std::shared_ptr<Model> stories() {
-    static std::shared_ptr<Model> m;
-    const auto p = pmtest::shared_model("stories260K.gguf");
-    if (p.empty()) return nullptr;
-    if (!m) m = Model::load(p);
-    return m;
-}
-
-#define NEED_STORIES()                                                                  \
-    auto model = stories();                                                             \
-    if (!model) GTEST_SKIP() << "../shared/models/stories260K.gguf is not present"
 
 double rel_diff(std::span<const float> a, std::span<const float> b) {
     double num = 0, den = 0;

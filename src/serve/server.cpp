@@ -32,6 +32,7 @@
 #include "phasemap/store/store.hpp"
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/steer/spec.hpp"
+#include "analysis_json.hpp"
 
 namespace phasemap::serve {
 
@@ -115,6 +116,10 @@ struct Channel final : capture::RunSink {
     bool store = false;
     capture::Request request;
     std::string metric_layer;
+    // The request's analysis options (phasemap.analysis, the layer of phasemap.metric_layer):
+    // the run summary, the DB row and the streamed geometry (its curvature; none per token for
+    // norm clipped_mad, whose values need the whole run).
+    metrics::AnalysisOptions options;
     std::unique_ptr<steer::Monitor> monitor;  // the request's controller (phasemap.monitor)
     size_t geometry_layer = SIZE_MAX;         // captured index of the metric layer (SIZE_MAX: none)
     std::vector<size_t> hidden_layers;        // phasemap.return_hidden_states (captured indices)
@@ -131,6 +136,8 @@ struct Channel final : capture::RunSink {
         return base64_f32le(v);
     }
 
+    bool streams_geometry() const { return options.token.norm == metrics::NormMode::raw; }
+
     void begin(const capture::RunStart& s) override {
         std::lock_guard lk(mu);
         start = s;
@@ -138,8 +145,7 @@ struct Channel final : capture::RunSink {
         for (const auto& l : s.layers) names.push_back(l.label);
         const AnalysedLayers a = analysed_layers(names);
         try {  // the choice was checked against the engine's layers when the request was parsed
-            if (!a.names.empty())
-                geometry_layer = a.first + metrics::resolve_layer_index(metric_layer_option(metric_layer, a), a.names.size());
+            if (!a.names.empty()) geometry_layer = a.first + metrics::resolve_layer_index(options.layer, a.names.size());
         } catch (const std::exception&) {
             geometry_layer = SIZE_MAX;
         }
@@ -149,18 +155,15 @@ struct Channel final : capture::RunSink {
             std::lock_guard lk(mu);
             TokenEvent ev{rec};
             states.insert(states.end(), st.begin(), st.end());
-            // §2 at the metric layer over the states of tokens t−2 … t, with the metrics kernel
-            // (the same one the online monitor runs per token); raw norm, the summary's default.
+            // §2 at the metric layer over the states of tokens t−2 … t (a strided view of the
+            // recorded states), with the metrics kernel and the request's curvature: what the
+            // summary's token axis computes for raw norm. clipped_mad needs the whole run (none here).
             const size_t L = start.layers.size(), d = size_t(start.n_embd), n = tokens.size() + 1;
-            if (geometry_layer < L && st.size() == L * d && n >= 2) {
+            if (streams_geometry() && geometry_layer < L && st.size() == L * d && n >= 2) {
                 const size_t k = std::min<size_t>(n, 3);
-                std::vector<float> rows(k * d);
-                for (size_t r = 0; r < k; ++r) {
-                    const float* src = states.data() + ((n - k + r) * L + geometry_layer) * d;
-                    std::copy(src, src + d, rows.begin() + std::ptrdiff_t(r * d));
-                }
+                const metrics::RowsView<float> rows(states.data() + ((n - k) * L + geometry_layer) * d, k, d, L * d);
                 try {
-                    const metrics::TokenSeries ts = metrics::token_series(metrics::RowsView<float>(rows.data(), k, d));
+                    const metrics::TokenSeries ts = metrics::token_series(rows, options.token.curvature);
                     ev.delta = ts.delta.back();
                     if (k == 3) {
                         ev.curvature = ts.curvature.at(0);
@@ -259,9 +262,7 @@ struct Server::Impl final : capture::RequestSource {
         }
         std::vector<std::string> captured;
         for (const auto& l : r.start.layers) captured.push_back(l.label);
-        const std::vector<std::string> names = panel::analysed_layer_names(captured, false);
-        metrics::AnalysisOptions ao;
-        if (!c.metric_layer.empty()) ao.layer = metrics::parse_layer_choice(c.metric_layer, names);
+        const metrics::AnalysisOptions& ao = c.options;  // the request's (phasemap.analysis)
         const metrics::RunSummary sm = panel::analyse_recorded_run(r, captured, false, ao);
         const std::vector<store::TokenData> toks = panel::token_rows(r);
         const std::vector<store::LayerTokenData> layers = panel::layer_token_series(r, captured, ao.token);
@@ -373,6 +374,11 @@ struct Server::Impl final : capture::RequestSource {
         bool chat = false;
         bool analysis = true;
         std::string metric_layer;   // "" = the analysis default
+        // phasemap.analysis as an object: its settings (the layer is metric_layer's), checked into
+        // `options` (defaults when absent).
+        metrics::AnalysisSettings settings;
+        bool settings_given = false;
+        metrics::AnalysisOptions options;
         bool store = true;          // with --db
         bool extension = true;      // phasemap.extension: the per-token objects and the summary
         std::optional<plan::MonitorSettings> monitor;
@@ -526,18 +532,41 @@ struct Server::Impl final : capture::RequestSource {
                         p.hidden_labels.push_back(w.label);
                     }
                 } else if (k == "analysis") {
-                    if (!v.is_boolean()) throw HttpError(400, "'phasemap.analysis' must be true or false");
-                    p.analysis = v.get<bool>();
+                    if (v.is_boolean()) {
+                        p.analysis = v.get<bool>();
+                    } else if (v.is_object()) {
+                        try { p.settings = analysis_settings(v); }
+                        catch (const FieldError& e) { throw HttpError(400, e.what()); }
+                        p.settings_given = true;
+                    } else {
+                        throw HttpError(400, "'phasemap.analysis' must be true, false or an object of analysis options (docs/serve.md)");
+                    }
                 } else {
                     throw HttpError(400, fmt::format("unknown or unsupported field 'phasemap.{}'", k));
                 }
             }
         }
-        if (!p.metric_layer.empty()) {
+        // The analysis layer, named once: phasemap.metric_layer (also the monitor's layer, as
+        // generate's --metric-layer) or phasemap.analysis.layer.
+        std::string layer_field = "phasemap.metric_layer";
+        if (!p.settings.layer.empty()) {
+            if (!p.metric_layer.empty() && p.metric_layer != p.settings.layer)
+                throw HttpError(400, fmt::format("phasemap.analysis.layer '{}' and phasemap.metric_layer '{}' differ: give the layer once",
+                                                 p.settings.layer, p.metric_layer));
+            p.metric_layer = p.settings.layer;
+            layer_field = "phasemap.analysis.layer";
+        }
+        p.settings.layer = p.metric_layer;
+        {
             std::vector<std::string> names;
             for (const auto& l : engine->layers()) names.push_back(l.label);
-            try { (void)metric_layer_option(p.metric_layer, analysed_layers(names)); }
-            catch (const std::exception& e) { throw HttpError(400, fmt::format("phasemap.metric_layer: {}", e.what())); }
+            const AnalysedLayers a = analysed_layers(names);
+            if (!p.metric_layer.empty()) {
+                try { (void)metric_layer_option(p.metric_layer, a); }
+                catch (const std::exception& e) { throw HttpError(400, fmt::format("{}: {}", layer_field, e.what())); }
+            }
+            try { p.options = checked_analysis_options(p.settings, a.names); }
+            catch (const FieldError& e) { throw HttpError(400, e.what()); }
         }
         if (p.monitor) {
             p.monitor->metric_layer = p.metric_layer;  // as generate binds --metric-layer
@@ -574,6 +603,18 @@ struct Server::Impl final : capture::RequestSource {
         return json{{"layers", p.hidden_labels}, {"shape", {p.hidden_labels.size(), model->info().n_embd}},
                     {"dtype", "float32"}, {"byteorder", "little"}, {"encoding", "base64"}};
     }
+    // Stated once per response (token 0's chunk, or the response): the layer and options of each
+    // token's delta_t / curvature_t / ct_t, and why they are null when the norm needs the whole run.
+    static json geometry_header(const Channel& c) {
+        const metrics::TokenAxisOptions& t = c.options.token;
+        json g{{"layer", c.geometry_layer < c.start.layers.size() ? json(c.start.layers[c.geometry_layer].label) : json(nullptr)},
+               {"norm", metrics::to_string(t.norm)}, {"curvature", metrics::to_string(t.curvature)}, {"per_token", c.streams_geometry()}};
+        if (!c.streams_geometry())
+            g["missing_reason"] = fmt::format("norm {} standardises each dimension by its median and MAD over all of the run's states, so no "
+                                              "token's value exists before the run ends: the series is the summary's per_token",
+                                              metrics::to_string(t.norm));
+        return g;
+    }
     static json num_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
     static json token_json(const TokenEvent& ev) {
         const capture::TokenRecord& t = ev.rec;
@@ -609,8 +650,7 @@ struct Server::Impl final : capture::RequestSource {
         const bool emb = a.embedding_included;
         const std::vector<std::string> kept = a.names;
         view.layer_names = kept;
-        metrics::AnalysisOptions ao;
-        ao.layer = metric_layer_option(p.metric_layer, a);
+        const metrics::AnalysisOptions& ao = c.options;
         std::vector<metrics::TokenProbStats> stats;
         io::SummaryContext ctx;
         for (const auto& ev : c.tokens) {
@@ -659,6 +699,7 @@ struct Server::Impl final : capture::RequestSource {
             };
         }
         ch->metric_layer = p.metric_layer;  // the layer of the streamed geometry and of the stored run
+        ch->options = p.options;
         ch->hidden_layers = p.hidden_layers;
         p.req.cancel = ch->cancel;
         if (p.monitor) {
@@ -676,7 +717,7 @@ struct Server::Impl final : capture::RequestSource {
                 toks.push_back(token_json(ch->tokens[i]));
                 if (!ch->hidden_layers.empty()) toks.back()["hidden_states"] = ch->hidden_states_b64(i);
             }
-            json ext{{"tokens", toks}, {"stop_reason", ch->end_->stop_reason}};
+            json ext{{"tokens", toks}, {"geometry", geometry_header(*ch)}, {"stop_reason", ch->end_->stop_reason}};
             if (!p.hidden_layers.empty()) ext["hidden_states"] = hidden_states_header(p);
             add_monitor(ext, *ch->end_);
             if (p.analysis) ext["summary"] = summary(*ch, p);
@@ -736,6 +777,7 @@ struct Server::Impl final : capture::RequestSource {
                     json ext = nullptr;
                     if (p.extension) {
                         ext = json{{"token", token_json(t)}};
+                        if (t.rec.t == 0) ext["geometry"] = geometry_header(*ch);
                         if (!hidden.empty()) {
                             ext["token"]["hidden_states"] = std::move(hidden[i]);
                             if (t.rec.t == 0) ext["hidden_states"] = hidden_states_header(p);

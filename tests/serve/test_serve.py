@@ -171,6 +171,64 @@ try:
     for k, v in geometry_of(st2).items():
         check(v == ref_l2["per_token"][k] and v == fin2["phasemap"]["summary"]["per_token"][k], f"streamed {k} at hf:2 equals generate's")
     check(geometry_of(st2)["ct_t"] != geo["ct_t"][:6], "the metric layer changes the streamed geometry")
+    # --- phasemap.analysis options (metrics::AnalysisSettings by name): the summary, the streamed
+    # geometry (its curvature; ct_t is the unclipped series, as the summary's per_token) and the
+    # DB row follow them, equal to generate --analyze with the same flags.
+    analysis_cases = [
+        ({"curvature": "angle", "ct_clip": True, "ct_clip_k": 1, "regime_cuts": [1.5, 2.5, 3.5], "late_window": 0.5,
+          "collapse_threshold": 0.01, "layer_axis": False, "collapse_top1": 0.5, "rivalry_margin": 0.3, "diffuse_entropy": 1.0,
+          "shuffles": 3, "control_seed": 7},
+         ["--curvature", "angle", "--ct-clip", "--ct-clip-k", "1", "--regime-cuts", "1.5,2.5,3.5", "--late-window", "0.5",
+          "--collapse-threshold", "0.01", "--no-layer-axis", "--collapse-top1", "0.5", "--rivalry-margin", "0.3",
+          "--diffuse-entropy", "1.0", "--shuffles", "3", "--control-seed", "7"]),
+        ({"curvature": "second_diff", "layer": "hf:3", "regime_cuts": "1,2,3"}, ["--curvature", "second_diff", "--metric-layer", "hf:3",
+                                                                                "--regime-cuts", "1,2,3"]),
+    ]
+    for opts, flags in analysis_cases:
+        what = f"analysis {opts.get('curvature')}"
+        _, want_sm = generate("Once upon a time", 12, *flags)
+        sto, fino = tokens_of_events(s.stream({"prompt": "Once upon a time", "max_tokens": 12, "phasemap": {"analysis": opts}})[1])
+        smo = fino["phasemap"]["summary"] if fino else {}
+        for k in ("summary", "token_axis", "layer_axis_missing_reason", "output_states", "controls", "per_token", "options"):
+            check(smo.get(k) == want_sm.get(k), f"{what}: summary section '{k}' equals generate --analyze {' '.join(flags)}")
+        for k, v in geometry_of(sto).items():
+            check(v == want_sm["per_token"][k], f"{what}: streamed {k} equals generate's with the same options")
+        check(geometry_of(sto)["curvature_t"] != geo["curvature_t"], f"{what}: the curvature option changes the streamed curvature_t")
+        code, _, b_ = s.request("POST", "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 12, "phasemap": {"analysis": opts}})
+        nj = json.loads(b_)["phasemap"] if code == 200 else {}
+        check(nj.get("summary", {}).get("per_token") == want_sm["per_token"] and geometry_of(nj.get("tokens", [])) == geometry_of(sto),
+              f"{what}: non-streaming summary and tokens equal the streamed ones")
+        check(nj.get("geometry") == {"layer": want_sm["token_axis"]["layer"], "norm": "raw", "curvature": opts["curvature"], "per_token": True},
+              f"{what}: phasemap.geometry states the layer and options (got {nj.get('geometry')})")
+    # norm clipped_mad standardises by the whole run's states: no per-token value while streaming
+    # (null, the reason stated once in phasemap.geometry); the final summary has the series.
+    _, want_mad = generate("Once upon a time", 12, "--norm", "clipped_mad", "--mad-k", "3")
+    ev_mad = s.stream({"prompt": "Once upon a time", "max_tokens": 12, "phasemap": {"analysis": {"norm": "clipped_mad", "mad_k": 3}}})[1]
+    stm, finm = tokens_of_events(ev_mad)
+    check(len(stm) == 12 and all(t[k] is None for t in stm for k in ("delta_t", "curvature_t", "ct_t")),
+          "clipped_mad: every streamed token's delta_t, curvature_t, ct_t is null")
+    gh = [json.loads(e)["phasemap"]["geometry"] for e in ev_mad if e != "[DONE]" and "geometry" in json.loads(e).get("phasemap", {})]
+    check(len(gh) == 1 and gh[0]["per_token"] is False and gh[0]["norm"] == "clipped_mad" and "clipped_mad" in gh[0].get("missing_reason", ""),
+          f"clipped_mad: phasemap.geometry (once, in token 0's chunk) says why the per-token values are null (got {gh})")
+    smm = finm["phasemap"]["summary"] if finm else {}
+    for k in ("summary", "token_axis", "per_token", "options"):
+        check(smm.get(k) == want_mad.get(k), f"clipped_mad: final summary section '{k}' equals generate --analyze --norm clipped_mad")
+    check(smm.get("per_token", {}).get("ct_t") != ref_summary["per_token"]["ct_t"], "clipped_mad: the series differs from raw's")
+    # phasemap.analysis: one 400 naming the field for a wrong type, an unknown key or a value
+    # analysis_options refuses; the layer is named once (analysis.layer or metric_layer).
+    for a_, needle in (({"bogus": 1}, "phasemap.analysis.bogus"), ({"mad_k": "5"}, "phasemap.analysis.mad_k"),
+                       ({"ct_clip": 1}, "phasemap.analysis.ct_clip"), ({"shuffles": -1}, "phasemap.analysis.shuffles"),
+                       ({"shuffles": 1.5}, "phasemap.analysis.shuffles"), ({"norm": 3}, "phasemap.analysis.norm"),
+                       ({"layer": [1]}, "phasemap.analysis.layer"), ({"layer": "hf:9"}, "phasemap.analysis.layer"),
+                       ({"regime_cuts": [1, 2]}, "phasemap.analysis.regime_cuts"), ({"regime_cuts": [3, 2, 1]}, "ascending"),
+                       ({"norm": "zscore"}, "norm"), ({"curvature": "bent"}, "curvature"), ({"late_window": 2}, "late_window"),
+                       ({"mad_k": 0}, "mad_k"), ({"collapse_top1": 1.5}, "collapse_top1"), ({"shuffles": 10 ** 9}, "shuffles"), (7, "phasemap.analysis")):
+        code, _, b_ = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2, "phasemap": {"analysis": a_}})
+        msg = json.loads(b_).get("error", {}).get("message", "") if b_.startswith(b"{") else ""
+        check(code == 400 and needle in msg and "phasemap.analysis" in msg, f"phasemap.analysis {a_} → 400 naming {needle} (got {code} {msg!r})")
+    code, _, b_ = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2,
+                                                        "phasemap": {"metric_layer": "hf:2", "analysis": {"layer": "hf:3"}}})
+    check(code == 400 and b"give the layer once" in b_, f"analysis.layer and metric_layer that differ → 400 (got {code})")
     # phasemap.return_hidden_states: base64 float32 LE per token, equal to generate's NPZ bitwise
     def decode_states(toks, hdr):
         return np.stack([np.frombuffer(base64.b64decode(t["hidden_states"]), dtype="<f4").reshape(hdr["shape"]) for t in toks])
@@ -325,12 +383,15 @@ try:
     rc = s.stop()
     check(rc == 0, f"SIGTERM: the server stops cleanly (rc {rc})")
     # --db: every served run stored like a panel run; `phasemap audit` reads the DB. Served runs:
-    # 2 (curl) + 1 (metric layer hf:2) + 3 (hidden states) + 2 (intervention pair) + 2 (control-vector pair) + 1 (monitor) + 8 (references) + 200 (load)
-    # + 1 (killed client, cancelled).
+    # 2 (curl) + 1 (metric layer hf:2) + 5 (analysis options) + 3 (hidden states) + 2 (intervention pair) + 2 (control-vector pair) + 1 (monitor)
+    # + 8 (references) + 200 (load) + 1 (killed client, cancelled).
     aj = os.path.join(dbdir, "audit.json")
     subprocess.run([BIN, "audit", dbpath, "--json", aj], check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nruns = json.load(open(aj))["panel"]["runs"]
-    check(nruns == 220, f"--db: one runs row per served run (220), got {nruns}")
+    check(nruns == 225, f"--db: one runs row per served run (225), got {nruns}")
+    # The clipped_mad request's row is stored under its norm (the audit compares it with the raw rows).
+    modes = [(g["mode_a"], g["mode_b"]) for g in json.load(open(aj))["sections"]["normalisation"].get("agreement", [])]
+    check(("clipped_mad", "raw") in modes, f"--db: the run served with norm clipped_mad is stored with that norm (audit modes {modes})")
 
     # --- queue bound: 429 with Retry-After
     q = Server("--parallel", "1", "--queue", "1")

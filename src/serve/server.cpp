@@ -19,6 +19,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -224,33 +225,71 @@ struct Server::Impl final : capture::RequestSource {
     // The results DB and its writer thread (ServerOptions::db).
     std::unique_ptr<store::Store> db;
     std::thread writer;
+    // The runs to store: their own lock, so that the loop and the handlers never wait on the writer.
+    std::mutex wmu;
+    std::condition_variable wcv;
     std::deque<std::shared_ptr<Channel>> to_store;
     bool writer_stop = false;
     std::atomic<uint64_t> n_stored{0}, n_store_errors{0};
     std::string started_id;
 
+    // Stores what ended, in groups: the runs that ended while the previous group was written go
+    // into one transaction (Store::commit_group), which costs far less than one each.
+    static constexpr size_t kMaxGroup = 64;
     void write_loop() {
         for (;;) {
-            std::shared_ptr<Channel> c;
+            std::vector<std::shared_ptr<Channel>> group;
             {
-                std::unique_lock lk(mu);
-                cv.wait(lk, [&] { return !to_store.empty() || writer_stop; });
+                std::unique_lock lk(wmu);
+                wcv.wait(lk, [&] { return !to_store.empty() || writer_stop; });
                 if (to_store.empty()) return;
-                c = std::move(to_store.front());
-                to_store.pop_front();
+                while (!to_store.empty() && group.size() < kMaxGroup) {
+                    group.push_back(std::move(to_store.front()));
+                    to_store.pop_front();
+                }
             }
+            std::vector<StoredRun> runs;
+            runs.reserve(group.size());
+            for (const auto& c : group) {
+                try {
+                    runs.push_back(stored_run(*c));
+                } catch (const std::exception& e) {
+                    ++n_store_errors;
+                    fmt::print(stderr, "phasemap serve: storing run {} failed: {}\n", c->start.run_index, e.what());
+                }
+            }
+            auto writes = [](std::span<const StoredRun> rs) {
+                std::vector<store::Store::RunWrite> w;
+                for (const StoredRun& r : rs) w.push_back({&r.row, &r.summary, &r.tokens, &r.layers});
+                return w;
+            };
             try {
-                store_run(*c);
-                ++n_stored;
-            } catch (const std::exception& e) {
-                ++n_store_errors;
-                fmt::print(stderr, "phasemap serve: storing run {} failed: {}\n", c->start.run_index, e.what());
+                db->commit_group(writes(runs));
+                n_stored += runs.size();
+            } catch (const std::exception&) {
+                // One by one, so that only the run that cannot be stored is lost (a group that
+                // failed was rolled back as a whole).
+                for (const StoredRun& r : runs) {
+                    try {
+                        db->commit_group(writes({&r, 1}));
+                        ++n_stored;
+                    } catch (const std::exception& e) {
+                        ++n_store_errors;
+                        fmt::print(stderr, "phasemap serve: storing run {} failed: {}\n", r.row.prompt_index, e.what());
+                    }
+                }
             }
         }
     }
 
-    // One served run into the DB, analysed as a panel run (panel/run_analysis.hpp).
-    void store_run(Channel& c) {
+    // One served run as the DB stores it, analysed as a panel run (panel/run_analysis.hpp).
+    struct StoredRun {
+        store::RunRow row;
+        metrics::RunSummary summary;
+        std::vector<store::TokenData> tokens;
+        std::vector<store::LayerTokenData> layers;
+    };
+    StoredRun stored_run(Channel& c) {
         capture::RunRecord r;
         {
             std::lock_guard lk(c.mu);
@@ -263,10 +302,11 @@ struct Server::Impl final : capture::RequestSource {
         std::vector<std::string> captured;
         for (const auto& l : r.start.layers) captured.push_back(l.label);
         const metrics::AnalysisOptions& ao = c.options;  // the request's (phasemap.analysis)
-        const metrics::RunSummary sm = panel::analyse_recorded_run(r, captured, false, ao);
-        const std::vector<store::TokenData> toks = panel::token_rows(r);
-        const std::vector<store::LayerTokenData> layers = panel::layer_token_series(r, captured, ao.token);
-        store::RunRow row;
+        StoredRun out;
+        out.summary = panel::analyse_recorded_run(r, captured, false, ao);
+        out.tokens = panel::token_rows(r);
+        out.layers = panel::layer_token_series(r, captured, ao.token);
+        store::RunRow& row = out.row;
         row.run_id = io::sha256_hex(fmt::format("{}:{}", started_id, r.start.run_index)).substr(0, 32);
         row.model = opt.model_id;
         row.category = "serve";
@@ -293,7 +333,7 @@ struct Server::Impl final : capture::RequestSource {
         row.n_generated = r.end.n_generated;
         row.stop_reason = r.end.stop_reason;
         row.text = r.end.text;
-        db->commit_group({store::Store::RunWrite{&row, &sm, &toks, &layers}});
+        return out;
     }
 
     void open_db() {
@@ -691,10 +731,10 @@ struct Server::Impl final : capture::RequestSource {
             ch->on_end = [this, w] {
                 if (auto c = w.lock()) {
                     {
-                        std::lock_guard lk(mu);
+                        std::lock_guard lk(wmu);
                         to_store.push_back(std::move(c));
                     }
-                    cv.notify_all();
+                    wcv.notify_one();
                 }
             };
         }
@@ -746,16 +786,24 @@ struct Server::Impl final : capture::RequestSource {
         res.set_chunked_content_provider(
             "text/event-stream",
             [this, ch, st, id, p](size_t, httplib::DataSink& sink) {
+                // The events of one call go out in one write (one chunk, one send).
+                std::string out;
                 auto send = [&](const json& j) {
-                    const std::string s = "data: " + j.dump() + "\n\n";
-                    return sink.write(s.data(), s.size());
+                    out += "data: ";
+                    out += j.dump();
+                    out += "\n\n";
+                };
+                auto flush = [&] {
+                    if (out.empty() || sink.write(out.data(), out.size())) return true;
+                    ch->cancel->store(true);
+                    return false;
                 };
                 if (st->done) return false;
                 if (p.chat && !st->role_sent) {
                     st->role_sent = true;
                     json c = chunk(id, true, "", nullptr, nullptr);
                     c["choices"][0]["delta"] = json{{"role", "assistant"}, {"content", ""}};
-                    if (!send(c)) { ch->cancel->store(true); return false; }
+                    send(c);
                 }
                 std::unique_lock lk(ch->mu);
                 while (ch->pending.empty() && !ch->closed) {
@@ -783,14 +831,11 @@ struct Server::Impl final : capture::RequestSource {
                             if (t.rec.t == 0) ext["hidden_states"] = hidden_states_header(p);
                         }
                     }
-                    if (!send(chunk(id, p.chat, t.rec.text, nullptr, ext))) {
-                        ch->cancel->store(true);
-                        return false;
-                    }
+                    send(chunk(id, p.chat, t.rec.text, nullptr, ext));
                 }
-                if (!closed) return true;
+                if (!closed) return flush();
                 std::lock_guard g(ch->mu);
-                if (!ch->pending.empty()) return true;  // tokens that came after the swap
+                if (!ch->pending.empty()) return flush();  // tokens that came after the swap
                 st->done = true;
                 if (!ch->failure.empty()) {
                     send(error_body(ch->failure, "server_error"));
@@ -800,8 +845,8 @@ struct Server::Impl final : capture::RequestSource {
                     if (p.analysis) ext["summary"] = summary(*ch, p);
                     send(chunk(id, p.chat, "", finish_reason(ch->end_->stop_reason), p.extension ? ext : json(nullptr)));
                 }
-                const std::string fin = "data: [DONE]\n\n";
-                sink.write(fin.data(), fin.size());
+                out += "data: [DONE]\n\n";
+                if (!flush()) return false;
                 sink.done();
                 return true;
             },
@@ -912,10 +957,10 @@ Server::Server(std::shared_ptr<capture::Model> model, const capture::EngineOptio
 Server::~Server() {
     if (impl_->writer.joinable()) {
         {
-            std::lock_guard lk(impl_->mu);
+            std::lock_guard lk(impl_->wmu);
             impl_->writer_stop = true;
         }
-        impl_->cv.notify_all();
+        impl_->wcv.notify_all();
         impl_->writer.join();
     }
 }
@@ -936,10 +981,10 @@ void Server::run() {
     // Every finished run is stored before run() returns; then the DB closes with the server.
     if (s.writer.joinable()) {
         {
-            std::lock_guard lk(s.mu);
+            std::lock_guard lk(s.wmu);
             s.writer_stop = true;
         }
-        s.cv.notify_all();
+        s.wcv.notify_all();
         s.writer.join();
     }
 }

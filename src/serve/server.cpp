@@ -58,12 +58,15 @@ bool same_key(std::string_view given, std::string_view key) {
 
 json error_body(const std::string& msg, const char* type) { return json{{"error", {{"message", msg}, {"type", type}}}}; }
 
+// A generated token's §2 geometry at the request's metric layer (delta_t for t ≥ 1, curvature_t
+// and ct_t for t ≥ 2; NaN where undefined), computed as the token arrives.
+struct Geometry {
+    double delta = metrics::kNaN, curvature = metrics::kNaN, ct = metrics::kNaN;
+};
 // One token as the engine streamed it.
-// One generated token and its §2 geometry at the request's metric layer (delta_t for t ≥ 1,
-// curvature_t and ct_t for t ≥ 2; NaN where undefined), computed as the token arrives.
 struct TokenEvent {
     capture::TokenRecord rec;
-    double delta = metrics::kNaN, curvature = metrics::kNaN, ct = metrics::kNaN;
+    Geometry g;
 };
 
 // The captured layers the run summary analyses (LIMEN's protocol: hf:0 left out when other
@@ -98,15 +101,14 @@ std::int64_t metric_layer_option(const std::string& choice, const AnalysedLayers
     return choice.empty() ? std::int64_t(-1) : metrics::parse_layer_choice(choice, a.names);
 }
 
-// One request's sink: the engine loop writes, the HTTP handler reads. Keeps the states for the
-// run summary at the end.
+// One request's sink: the engine loop writes, the HTTP handler reads. Keeps the run (its start,
+// tokens, states, end) for the run summary and the DB row, which are computed once from it.
 struct Channel final : capture::RunSink {
     std::mutex mu;
     std::condition_variable cv;
-    capture::RunStart start;
-    std::deque<TokenEvent> pending;
-    std::vector<TokenEvent> tokens;
-    std::vector<float> states;
+    capture::RunRecord rec;              // written by the loop under mu until closed, read-only after
+    std::vector<Geometry> geometry;      // per token, beside rec.tokens
+    std::deque<TokenEvent> pending;      // tokens the handler has not sent yet
     std::optional<capture::RunEnd> end_;
     std::string failure;                 // failed before or while running
     bool closed = false;                 // end_ or failure set
@@ -127,11 +129,11 @@ struct Channel final : capture::RunSink {
 
     // Token t's states of hidden_layers, base64 float32 little-endian, [layers, d]; mu held.
     std::string hidden_states_b64(size_t t) const {
-        const size_t L = start.layers.size(), d = size_t(start.n_embd);
+        const size_t L = rec.start.layers.size(), d = size_t(rec.start.n_embd);
         std::vector<float> v;
         v.reserve(hidden_layers.size() * d);
         for (size_t l : hidden_layers) {
-            const float* src = states.data() + (t * L + l) * d;
+            const float* src = rec.states.data() + (t * L + l) * d;
             v.insert(v.end(), src, src + d);
         }
         return base64_f32le(v);
@@ -139,9 +141,25 @@ struct Channel final : capture::RunSink {
 
     bool streams_geometry() const { return options.token.norm == metrics::NormMode::raw; }
 
+    // The run summary (panel::analyse_recorded_run over the captured layers, LIMEN's protocol:
+    // hf:0 left out): the final chunk's summary and the DB row. Computed once, by whichever of
+    // the handler and the DB writer asks first; only after the run ended (the record is then
+    // read-only).
+    const metrics::RunSummary& analysis() {
+        std::call_once(analysed, [this] { summary_ = panel::analyse_recorded_run(rec, captured_layers(), false, options); });
+        return summary_;
+    }
+    std::vector<std::string> captured_layers() const {
+        std::vector<std::string> names;
+        for (const auto& l : rec.start.layers) names.push_back(l.label);
+        return names;
+    }
+    std::once_flag analysed;
+    metrics::RunSummary summary_;
+
     void begin(const capture::RunStart& s) override {
         std::lock_guard lk(mu);
-        start = s;
+        rec.start = s;
         std::vector<std::string> names;
         for (const auto& l : s.layers) names.push_back(l.label);
         const AnalysedLayers a = analysed_layers(names);
@@ -151,32 +169,34 @@ struct Channel final : capture::RunSink {
             geometry_layer = SIZE_MAX;
         }
     }
-    void token(const capture::TokenRecord& rec, std::span<const float> st, std::span<const float>) override {
+    void token(const capture::TokenRecord& tr, std::span<const float> st, std::span<const float>) override {
         {
             std::lock_guard lk(mu);
-            TokenEvent ev{rec};
+            TokenEvent ev{tr, {}};
+            auto& states = rec.states;
             states.insert(states.end(), st.begin(), st.end());
             // §2 at the metric layer over the states of tokens t−2 … t (a strided view of the
             // recorded states), with the metrics kernel and the request's curvature: what the
             // summary's token axis computes for raw norm. clipped_mad needs the whole run (none here).
-            const size_t L = start.layers.size(), d = size_t(start.n_embd), n = tokens.size() + 1;
+            const size_t L = rec.start.layers.size(), d = size_t(rec.start.n_embd), n = rec.tokens.size() + 1;
             if (streams_geometry() && geometry_layer < L && st.size() == L * d && n >= 2) {
                 const size_t k = std::min<size_t>(n, 3);
                 const metrics::RowsView<float> rows(states.data() + ((n - k) * L + geometry_layer) * d, k, d, L * d);
                 try {
                     const metrics::TokenSeries ts = metrics::token_series(rows, options.token.curvature);
-                    ev.delta = ts.delta.back();
+                    ev.g.delta = ts.delta.back();
                     if (k == 3) {
-                        ev.curvature = ts.curvature.at(0);
-                        ev.ct = ts.ct.at(0);
+                        ev.g.curvature = ts.curvature.at(0);
+                        ev.g.ct = ts.ct.at(0);
                     }
                 } catch (const std::exception&) {  // a non-finite state: undefined here, as in the summary
                 }
             }
-            pending.push_back(ev);
-            tokens.push_back(ev);
+            rec.tokens.push_back(tr);
+            geometry.push_back(ev.g);
+            pending.push_back(std::move(ev));
         }
-        cv.notify_all();
+        cv.notify_one();  // the one handler that reads this channel
         if (on_token) on_token(1);
     }
     void end(const capture::RunEnd& e) override {
@@ -184,6 +204,8 @@ struct Channel final : capture::RunSink {
             std::lock_guard lk(mu);
             if (e.stop_reason == "error") failure = e.error;
             end_ = e;
+            rec.end = e;
+            rec.finished = true;
             closed = true;
         }
         cv.notify_all();
@@ -255,7 +277,7 @@ struct Server::Impl final : capture::RequestSource {
                     runs.push_back(stored_run(*c));
                 } catch (const std::exception& e) {
                     ++n_store_errors;
-                    fmt::print(stderr, "phasemap serve: storing run {} failed: {}\n", c->start.run_index, e.what());
+                    fmt::print(stderr, "phasemap serve: storing run {} failed: {}\n", c->rec.start.run_index, e.what());
                 }
             }
             auto writes = [](std::span<const StoredRun> rs) {
@@ -290,20 +312,11 @@ struct Server::Impl final : capture::RequestSource {
         std::vector<store::LayerTokenData> layers;
     };
     StoredRun stored_run(Channel& c) {
-        capture::RunRecord r;
-        {
-            std::lock_guard lk(c.mu);
-            r.start = c.start;
-            for (const auto& ev : c.tokens) r.tokens.push_back(ev.rec);
-            r.states = c.states;
-            r.end = *c.end_;
-            r.finished = true;
-        }
-        std::vector<std::string> captured;
-        for (const auto& l : r.start.layers) captured.push_back(l.label);
+        const capture::RunRecord& r = c.rec;  // ended: read-only
+        const std::vector<std::string> captured = c.captured_layers();
         const metrics::AnalysisOptions& ao = c.options;  // the request's (phasemap.analysis)
         StoredRun out;
-        out.summary = panel::analyse_recorded_run(r, captured, false, ao);
+        out.summary = c.analysis();
         out.tokens = panel::token_rows(r);
         out.layers = panel::layer_token_series(r, captured, ao.token);
         store::RunRow& row = out.row;
@@ -647,7 +660,7 @@ struct Server::Impl final : capture::RequestSource {
     // token's delta_t / curvature_t / ct_t, and why they are null when the norm needs the whole run.
     static json geometry_header(const Channel& c) {
         const metrics::TokenAxisOptions& t = c.options.token;
-        json g{{"layer", c.geometry_layer < c.start.layers.size() ? json(c.start.layers[c.geometry_layer].label) : json(nullptr)},
+        json g{{"layer", c.geometry_layer < c.rec.start.layers.size() ? json(c.rec.start.layers[c.geometry_layer].label) : json(nullptr)},
                {"norm", metrics::to_string(t.norm)}, {"curvature", metrics::to_string(t.curvature)}, {"per_token", c.streams_geometry()}};
         if (!c.streams_geometry())
             g["missing_reason"] = fmt::format("norm {} standardises each dimension by its median and MAD over all of the run's states, so no "
@@ -656,11 +669,10 @@ struct Server::Impl final : capture::RequestSource {
         return g;
     }
     static json num_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
-    static json token_json(const TokenEvent& ev) {
-        const capture::TokenRecord& t = ev.rec;
+    static json token_json(const capture::TokenRecord& t, const Geometry& g) {
         return json{{"t", t.t}, {"id", t.id}, {"text", t.text}, {"position", t.position}, {"entropy", t.stats.entropy},
                     {"top1", t.stats.top1}, {"margin", t.stats.margin}, {"surprisal", t.stats.surprisal},
-                    {"delta_t", num_or_null(ev.delta)}, {"curvature_t", num_or_null(ev.curvature)}, {"ct_t", num_or_null(ev.ct)}};
+                    {"delta_t", num_or_null(g.delta)}, {"curvature_t", num_or_null(g.curvature)}, {"ct_t", num_or_null(g.ct)}};
     }
 
     // The monitor's record (guard text decoded into the context, its log lines), when it acted.
@@ -681,31 +693,20 @@ struct Server::Impl final : capture::RequestSource {
     // The run summary of the metrics code over the captured states (LIMEN's protocol: hf:0 left
     // out when other layers are captured), as generate --analyze --json writes it.
     json summary(Channel& c, const Parsed& p) const {
-        std::vector<std::string> names;
-        for (const auto& l : c.start.layers) names.push_back(l.label);
-        if (names.empty() || c.tokens.empty()) return json{{"missing_reason", "no captured layers or no tokens"}};
-        metrics::StatesView view{c.states.data(), c.tokens.size(), names.size(), size_t(c.start.n_embd), names};
-        const AnalysedLayers a = analysed_layers(names);
-        if (a.first) view = view.drop_front_layers(a.first);
-        const bool emb = a.embedding_included;
-        const std::vector<std::string> kept = a.names;
-        view.layer_names = kept;
-        const metrics::AnalysisOptions& ao = c.options;
-        std::vector<metrics::TokenProbStats> stats;
+        const std::vector<std::string> names = c.captured_layers();
+        if (names.empty() || c.rec.tokens.empty()) return json{{"missing_reason", "no captured layers or no tokens"}};
         io::SummaryContext ctx;
-        for (const auto& ev : c.tokens) {
-            const auto& t = ev.rec;
-            stats.push_back(t.stats);
+        for (const auto& t : c.rec.tokens) {
             ctx.token_texts.push_back(t.text);
             ctx.token_ids.push_back(t.id);
         }
-        ctx.prompt = c.start.prompt_text;
+        ctx.prompt = c.rec.start.prompt_text;
         ctx.generated_text = c.end_ ? c.end_->text : "";
-        ctx.hidden_states_shape = {c.tokens.size(), names.size(), size_t(c.start.n_embd)};
-        ctx.embedding_output_included = emb;
+        ctx.hidden_states_shape = {c.rec.tokens.size(), names.size(), size_t(c.rec.start.n_embd)};
+        ctx.embedding_output_included = analysed_layers(names).embedding_included;
         // summary_json's per_token section: delta_t, curvature_t, ct_t (also streamed per token,
-        // TokenEvent) and the output state of every token.
-        return io::summary_json(metrics::analyze_run(view, stats, ao), ctx);
+        // Geometry) and the output state of every token.
+        return io::summary_json(c.analysis(), ctx);
     }
 
     json chunk(const std::string& id, bool chat, const std::string& text, const char* finish, const json& ext) const {
@@ -753,8 +754,8 @@ struct Server::Impl final : capture::RequestSource {
             ch->cv.wait(lk, [&] { return ch->closed; });
             if (!ch->failure.empty()) throw HttpError(500, ch->failure);
             json toks = json::array();
-            for (size_t i = 0; i < ch->tokens.size(); ++i) {
-                toks.push_back(token_json(ch->tokens[i]));
+            for (size_t i = 0; i < ch->rec.tokens.size(); ++i) {
+                toks.push_back(token_json(ch->rec.tokens[i], ch->geometry[i]));
                 if (!ch->hidden_layers.empty()) toks.back()["hidden_states"] = ch->hidden_states_b64(i);
             }
             json ext{{"tokens", toks}, {"geometry", geometry_header(*ch)}, {"stop_reason", ch->end_->stop_reason}};
@@ -768,7 +769,7 @@ struct Server::Impl final : capture::RequestSource {
                 choice["text"] = ch->end_->text;
                 choice["logprobs"] = nullptr;
             }
-            const size_t np = ch->start.prompt_ids.size(), ng = ch->tokens.size();
+            const size_t np = ch->rec.start.prompt_ids.size(), ng = ch->rec.tokens.size();
             json out{{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", std::time(nullptr)},
                      {"model", opt.model_id}, {"choices", json::array({choice})},
                      {"usage", {{"prompt_tokens", np}, {"completion_tokens", ng}, {"total_tokens", np + ng}}}};
@@ -818,13 +819,13 @@ struct Server::Impl final : capture::RequestSource {
                 const bool closed = ch->closed;
                 std::vector<std::string> hidden;  // copied out under the lock (the loop appends states)
                 if (!ch->hidden_layers.empty())
-                    for (size_t i = 0, t0 = ch->tokens.size() - toks.size(); i < toks.size(); ++i) hidden.push_back(ch->hidden_states_b64(t0 + i));
+                    for (size_t i = 0, t0 = ch->rec.tokens.size() - toks.size(); i < toks.size(); ++i) hidden.push_back(ch->hidden_states_b64(t0 + i));
                 lk.unlock();
                 for (size_t i = 0; i < toks.size(); ++i) {
                     const TokenEvent& t = toks[i];
                     json ext = nullptr;
                     if (p.extension) {
-                        ext = json{{"token", token_json(t)}};
+                        ext = json{{"token", token_json(t.rec, t.g)}};
                         if (t.rec.t == 0) ext["geometry"] = geometry_header(*ch);
                         if (!hidden.empty()) {
                             ext["token"]["hidden_states"] = std::move(hidden[i]);

@@ -139,6 +139,7 @@ struct Channel final : capture::RunSink {
         return base64_f32le(v);
     }
 
+    bool extension = true;                    // phasemap.extension: per-token objects (no geometry without them)
     bool streams_geometry() const { return options.token.norm == metrics::NormMode::raw; }
 
     // The run summary (panel::analyse_recorded_run over the captured layers, LIMEN's protocol:
@@ -179,7 +180,7 @@ struct Channel final : capture::RunSink {
             // recorded states), with the metrics kernel and the request's curvature: what the
             // summary's token axis computes for raw norm. clipped_mad needs the whole run (none here).
             const size_t L = rec.start.layers.size(), d = size_t(rec.start.n_embd), n = rec.tokens.size() + 1;
-            if (streams_geometry() && geometry_layer < L && st.size() == L * d && n >= 2) {
+            if (extension && streams_geometry() && geometry_layer < L && st.size() == L * d && n >= 2) {
                 const size_t k = std::min<size_t>(n, 3);
                 const metrics::RowsView<float> rows(states.data() + ((n - k) * L + geometry_layer) * d, k, d, L * d);
                 try {
@@ -720,6 +721,31 @@ struct Server::Impl final : capture::RequestSource {
         return j;
     }
 
+    // The SSE event of a token chunk without writing the envelope through a json object each time:
+    // the parts around the token's text and `phasemap` object are the same for every token of a
+    // response, and are written once (the text json::dump gives the whole object: sorted keys).
+    struct TokenFrame {
+        std::string head, mid;  // "data: {...text": | TEXT | "...object":"..." | [,"phasemap":EXT] | "}\n\n"
+    };
+    TokenFrame token_frame(const std::string& id, bool chat, std::time_t created) const {
+        const std::string c = json(chat ? "chat.completion.chunk" : "text_completion").dump(), m = json(opt.model_id).dump();
+        TokenFrame f;
+        f.head = chat ? "data: {\"choices\":[{\"delta\":{\"content\":" : "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"logprobs\":null,\"text\":";
+        f.mid = fmt::format("{}],\"created\":{},\"id\":{},\"model\":{},\"object\":{}", chat ? "},\"finish_reason\":null,\"index\":0}" : "}", created,
+                            json(id).dump(), m, c);
+        return f;
+    }
+    static void append_token_event(std::string& out, const TokenFrame& f, const std::string& text, const json& ext) {
+        out += f.head;
+        out += json(text).dump();
+        out += f.mid;
+        if (!ext.is_null()) {
+            out += ",\"phasemap\":";
+            out += ext.dump();
+        }
+        out += "}\n\n";
+    }
+
     void handle(const httplib::Request& hreq, httplib::Response& res, bool chat) {
         ++n_requests;
         Parsed p = parse(hreq.body, chat);
@@ -741,6 +767,7 @@ struct Server::Impl final : capture::RequestSource {
         }
         ch->metric_layer = p.metric_layer;  // the layer of the streamed geometry and of the stored run
         ch->options = p.options;
+        ch->extension = p.extension;
         ch->hidden_layers = p.hidden_layers;
         p.req.cancel = ch->cancel;
         if (p.monitor) {
@@ -786,7 +813,7 @@ struct Server::Impl final : capture::RequestSource {
         res.set_header("Cache-Control", "no-cache");
         res.set_chunked_content_provider(
             "text/event-stream",
-            [this, ch, st, id, p](size_t, httplib::DataSink& sink) {
+            [this, ch, st, id, p, frame = token_frame(id, p.chat, std::time(nullptr))](size_t, httplib::DataSink& sink) {
                 // The events of one call go out in one write (one chunk, one send).
                 std::string out;
                 auto send = [&](const json& j) {
@@ -832,7 +859,7 @@ struct Server::Impl final : capture::RequestSource {
                             if (t.rec.t == 0) ext["hidden_states"] = hidden_states_header(p);
                         }
                     }
-                    send(chunk(id, p.chat, t.rec.text, nullptr, ext));
+                    append_token_event(out, frame, t.rec.text, ext);
                 }
                 if (!closed) return flush();
                 std::lock_guard g(ch->mu);

@@ -259,6 +259,7 @@ struct Server::Impl final : capture::RequestSource {
     // Stores what ended, in groups: the runs that ended while the previous group was written go
     // into one transaction (Store::commit_group), which costs far less than one each.
     static constexpr size_t kMaxGroup = 64;
+    static constexpr std::chrono::milliseconds kGather{250};
     void write_loop() {
         for (;;) {
             std::vector<std::shared_ptr<Channel>> group;
@@ -266,6 +267,8 @@ struct Server::Impl final : capture::RequestSource {
                 std::unique_lock lk(wmu);
                 wcv.wait(lk, [&] { return !to_store.empty() || writer_stop; });
                 if (to_store.empty()) return;
+                // Runs end one by one: gather them for a moment, so that a group is not one run.
+                wcv.wait_for(lk, kGather, [&] { return to_store.size() >= kMaxGroup || writer_stop; });
                 while (!to_store.empty() && group.size() < kMaxGroup) {
                     group.push_back(std::move(to_store.front()));
                     to_store.pop_front();

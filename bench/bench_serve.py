@@ -22,6 +22,8 @@ The clients only split the byte stream into SSE events and look for `"finish_rea
 do not parse each chunk's JSON (the clients run on the same machine, and their parsing would be
 charged to the server). --baseline PHASEMAP2 adds a fourth pass, serve+ext of another binary (e.g.
 the previous build), interleaved the same way: its tokens/s ÷ this one's.
+Also printed: CPU seconds per 1000 tokens of the server process, of the clients and of the panel
+command (less sensitive than wall time to other load on a shared machine).
 The model defaults to ../shared/models/stories260K.gguf. Prints `key: value` lines.
 """
 import csv
@@ -29,6 +31,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,6 +59,13 @@ with open(os.path.join(ROOT, "src", "panel", "panels", "stories.csv")) as f:
 # K copies, each its own category (so that the panel keeps every row as its own run).
 PROMPTS = [(f"c{k}-{cat}", p) for k in range(K) for cat, p in ROWS]
 ENV = dict(os.environ, PHASEMAP_THREADS=str(TH))
+
+
+def cpu_of(pid):
+    """CPU seconds (user + system) of a running process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def serve_run(binary, extension, dbdir):
@@ -102,17 +112,24 @@ def serve_run(binary, extension, dbdir):
                     tokens[0] += n
                     failed[0] += r.status != 200 or not done
 
-        t0 = time.perf_counter()
+        t0, c0, s0 = time.perf_counter(), time.process_time(), cpu_of(p.pid)
         th = [threading.Thread(target=client) for _ in range(C)]
         [t.start() for t in th]
         [t.join() for t in th]
         wall = time.perf_counter() - t0
+        client_cpu = time.process_time() - c0
         if failed[0]:
             sys.exit(f"bench_serve: {failed[0]} streams failed")
-        return wall, tokens[0], gaps
-    finally:
+        # The server's CPU over the pass until it exited (SIGTERM: it stores what is left first,
+        # as the panel command does before it exits).
         p.terminate()
-        p.wait()
+        _, _, ru = os.wait4(p.pid, 0)
+        p.returncode = 0
+        return wall, tokens[0], gaps, (ru.ru_utime + ru.ru_stime - s0, client_cpu)
+    finally:
+        if p.returncode is None:
+            p.terminate()
+            p.wait()
 
 
 def panel_run(dbdir):
@@ -124,14 +141,16 @@ def panel_run(dbdir):
     with open(man, "w") as f:
         f.write(f'name = "bench-serve"\n[generation]\ntemperatures = [0.0]\nn_predict = [{T}]\nseeds = [1]\nlayers = "hf:all"\n'
                 f'[metrics]\nnorms = ["raw"]\n[[models]]\nlabel = "m"\npath = "{MODEL}"\n[[prompts]]\nfile = "{man}.csv"\n')
-    t0 = time.perf_counter()
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([PM, "panel", "run", man, "--db", man + ".duckdb", "--parallel", str(C)], check=True, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     m = re.search(r"(\d+) runs written, \d+ skipped, (\d+) tokens", out)
     if not m or int(m.group(1)) != len(PROMPTS):
         sys.exit(f"bench_serve: the panel did not write {len(PROMPTS)} runs: {out[-300:]}")
-    return wall, int(m.group(2))
+    return wall, int(m.group(2)), cpu
 
 
 def pct(xs, q):
@@ -157,22 +176,27 @@ with tempfile.TemporaryDirectory() as d:
                 got[o] = panel_run(d)
             else:
                 got[o] = serve_run(BASE if o == "baseline" else PM, o != "without", d)
-        (sw, sn, sg), (ow, on, og), (pw, pn) = got["with"], got["without"], got["panel"]
+        (sw, sn, sg, scpu), (ow, on, og, _), (pw, pn, pcpu) = got["with"], got["without"], got["panel"]
         if not (sn == on == pn):
             sys.exit(f"bench_serve: the passes generated different token counts (serve {sn}, serve without extension {on}, panel {pn})")
         f = {"serve_tps": sn / sw, "serve_noext_tps": on / ow, "panel_tps": pn / pw, "p50_with": pct(sg, 0.5), "p50_without": pct(og, 0.5),
              "p99_with": pct(sg, 0.99), "p99_without": pct(og, 0.99)}
         f["serve_vs_panel"] = f["serve_tps"] / f["panel_tps"]
+        # CPU seconds per 1000 tokens: less sensitive to other load on the machine than wall time.
+        f["serve_cpu"], f["client_cpu"], f["panel_cpu"] = 1e3 * scpu[0] / sn, 1e3 * scpu[1] / sn, 1e3 * pcpu / pn
+        f["cpu_panel_vs_serve"] = f["panel_cpu"] / f["serve_cpu"]
         f["overhead_p50"] = f["p50_with"] / f["p50_without"] - 1
         f["overhead_p99"] = f["p99_with"] / f["p99_without"] - 1
         if BASE:
-            bw, bn, _ = got["baseline"]
+            bw, bn, _, bcpu = got["baseline"]
             f["vs_baseline"] = f["serve_tps"] / (bn / bw)
+            f["baseline_cpu"] = 1e3 * bcpu[0] / bn
         per_rep.append(f)
         print(f"rep {rep} ({' '.join(order)}): serve {f['serve_tps']:.1f} tok/s, panel {f['panel_tps']:.1f} tok/s, serve/panel {f['serve_vs_panel']:.3f}; "
               f"p50 {1e3 * f['p50_with']:.3f}/{1e3 * f['p50_without']:.3f} ms ({100 * f['overhead_p50']:+.1f} %), "
               f"p99 {1e3 * f['p99_with']:.3f}/{1e3 * f['p99_without']:.3f} ms ({100 * f['overhead_p99']:+.1f} %)"
-              + (f"; vs baseline {f['vs_baseline']:.3f}" if BASE else ""), flush=True)
+              + f"; CPU s/1000 tokens: server {f['serve_cpu']:.3f} clients {f['client_cpu']:.3f} panel {f['panel_cpu']:.3f}"
+              + (f"; vs baseline {f['vs_baseline']:.3f} (baseline server CPU {f['baseline_cpu']:.3f})" if BASE else ""), flush=True)
 print(f"model: {os.path.basename(MODEL)}  requests per pass: {len(PROMPTS)} ({K} x 72)  tokens per pass: {sn}  max_tokens: {T}  clients: {C}  "
       f"reps: {R}  threads: {TH}  load average: {load0:.1f} -> {os.getloadavg()[0]:.1f}  elapsed: {time.time() - t_start:.0f} s")
 col = lambda k: [f[k] for f in per_rep]
@@ -186,5 +210,10 @@ spread("latency_with_extension_p99_ms", [1e3 * x for x in col("p99_with")])
 spread("latency_without_extension_p99_ms", [1e3 * x for x in col("p99_without")])
 spread("latency_overhead_p50", col("overhead_p50"), "{:+.4f}")
 spread("latency_overhead_p99", col("overhead_p99"), "{:+.4f}")
+spread("serve_cpu_s_per_1000_tokens", col("serve_cpu"))
+spread("client_cpu_s_per_1000_tokens", col("client_cpu"))
+spread("panel_cpu_s_per_1000_tokens", col("panel_cpu"))
+spread("cpu_panel_vs_serve", col("cpu_panel_vs_serve"))
 if BASE:
     spread("serve_vs_baseline", col("vs_baseline"))
+    spread("baseline_cpu_s_per_1000_tokens", col("baseline_cpu"))

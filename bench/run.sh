@@ -62,7 +62,7 @@ if [ -x "$BUILD/bench_intervene" ]; then
   step intervene "$BUILD/bench_intervene" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$((REPS + 2))"
 fi
 if [ -f ../shared/models/stories260K.gguf ]; then
-  step serve /usr/bin/python3 bench/bench_serve.py "$PM" ../shared/models/stories260K.gguf --reps 2
+  step serve /usr/bin/python3 bench/bench_serve.py "$PM" ../shared/models/stories260K.gguf --threads "$THREADS"
 fi
 if [ -f "$BUILD/python/phasemap/__init__.py" ]; then
   step python env PYTHONPATH="$BUILD/python" /usr/bin/python3 bench/bench_python.py "$PM" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"

@@ -434,7 +434,6 @@ struct Server::Impl final : capture::RequestSource {
         // phasemap.analysis as an object: its settings (the layer is metric_layer's), checked into
         // `options` (defaults when absent).
         metrics::AnalysisSettings settings;
-        bool settings_given = false;
         metrics::AnalysisOptions options;
         bool store = true;          // with --db
         bool extension = true;      // phasemap.extension: the per-token objects and the summary
@@ -594,7 +593,6 @@ struct Server::Impl final : capture::RequestSource {
                     } else if (v.is_object()) {
                         try { p.settings = analysis_settings(v); }
                         catch (const FieldError& e) { throw HttpError(400, e.what()); }
-                        p.settings_given = true;
                     } else {
                         throw HttpError(400, "'phasemap.analysis' must be true, false or an object of analysis options (docs/serve.md)");
                     }

@@ -46,7 +46,8 @@ busy() {  # busy OUTFILE ARGS...: one run beside a process that keeps one core b
 }
 median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-run1 /dev/null --poll 0 -n 1  # warm the page cache with the model
+# Warm the page cache with the model.
+"$PM" generate -m "$MODEL" -p "Once" -n 1 -t "$THREADS" -q --poll 0 > /dev/null
 for rep in $(seq "$REPS"); do
   for mode in dflt spin; do
     extra=(); [ "$mode" = spin ] && extra=(--poll 100)

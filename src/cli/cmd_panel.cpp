@@ -149,7 +149,7 @@ Verb reg{"panel", "Panels: plan, run (batched, resumable, into a DuckDB) or shar
     run->add_option("manifest", a->manifest, "panel manifest (TOML)")->required();
     run->add_option("--db", a->db, "results DB (DuckDB file; created when missing)")->required()->check(kPath);
     run->add_option("--parallel", a->parallel, "sequences decoded together in one batch")->capture_default_str()->check(in(opt::kParallel));
-    run->add_option("-t,-j,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    run->add_option("-t,-j,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
     bind_thread_flags(*run, a->threads);
     run->add_option("--shard", a->shard, "run only shard i of N (i/N, 1-based) of the grid")->capture_default_str();
     run->add_flag("-q,--quiet", a->quiet, "no progress output");

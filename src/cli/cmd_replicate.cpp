@@ -136,7 +136,7 @@ Verb reg{"replicate", "Run one protocol twice and compare every array bitwise (L
     app.add_option("--seed", a->seed, "sampling seed (the same in both executions)")->capture_default_str();
     app.add_flag("--chat", a->chat, "apply the model's chat template");
     app.add_option("--precision", a->precision, "exact or fast")->capture_default_str()->check(one_of({"exact", "fast"}));
-    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
     bind_thread_flags(app, a->threads);
     app.add_option("--ctx", a->ctx, "context length (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_option("-o,--output", a->out, "replication report (JSON)")->required()->check(kPath);

@@ -67,6 +67,8 @@ fi
 if [ -f "$BUILD/python/phasemap/__init__.py" ]; then
   step python env PYTHONPATH="$BUILD/python" /usr/bin/python3 bench/bench_python.py "$PM" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
 fi
+# Threads on a shared machine: side by side, beside a busy core, and the quiet cost of the poll level.
+step threads bash bench/bench_threads.sh "$PM" "$QWEN" "$TOKENS" "$REPS" "$THREADS"
 cat /proc/loadavg > "$R/load_end"
 t_total=$(( $(date +%s) - t_start ))
 
@@ -240,6 +242,25 @@ if os.path.exists(os.path.join(R, "python.out")):
                      "one no-op Python hook on the middle block ÷ no hook (whole calls, in-process).\n\n"
                      f"```\nPYTHONPATH={BUILD}/python bench/bench_python.py {BUILD}/phasemap {QWEN} --tokens {env.get('BENCH_TOKENS', '32')} "
                      f"--threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_REPS', '3')}\n```\n\n```\n{pyo.strip()}\n```"))
+
+# ---- threads on a shared machine (bench/bench_threads.sh)
+if os.path.exists(os.path.join(R, "threads.out")):
+    th = rd("threads.out")
+    for key, better, what in (("side_by_side_vs_2solo", "lower", "wall time of two `generate -t 2` side by side ÷ 2 × one alone (target ≤ 1.15)"),
+                      ("busy_vs_quiet", "lower", "wall time of `generate -t 2` beside a busy core ÷ alone (target ≤ 2.2)"),
+                      ("side_by_side_vs_2solo_poll100", "lower", "same as side_by_side_vs_2solo with `--poll 100` (libgomp's spin, the old default)"),
+                      ("busy_vs_quiet_poll100", "lower", "same as busy_vs_quiet with `--poll 100`"),
+                      ("quiet_vs_spin", "higher", "tokens/s alone, default poll ÷ `--poll 100` (target ≥ 0.98)")):
+        m = re.search(rf"^ratio {key} ([\d.]+)$", th, re.M)
+        if m:
+            ratios["threads_" + key] = (float(m.group(1)), better, what)
+    sections.append(("Threads on a shared machine (bench/bench_threads.sh)",
+                     "Wall time of `phasemap generate -t 2` on the real-shape qwen2 (every layer captured, model load included) alone, "
+                     "twice side by side, and beside a process that keeps one core busy, with the default poll level and with "
+                     "`--poll 100` (libgomp's own spin count, how phasemap's workers waited before the poll level existed); "
+                     "modes interleaved per repetition, medians.\n\n"
+                     f"```\nbash bench/bench_threads.sh {BUILD}/phasemap {QWEN} {env.get('BENCH_TOKENS', '32')} {env.get('BENCH_REPS', '3')} "
+                     f"{env.get('BENCH_THREADS', '2')}\n```\n\n```\n{th.strip()}\n```"))
 
 # ---- previous figures and regressions
 prev, prev_date = {}, None

@@ -50,7 +50,7 @@ class Model:
 
     ``Model(path, threads=0, gpu_layers=0, lora=[(adapter_path, scale), ...])``
 
-    ``threads=0`` uses ``$PHASEMAP_THREADS`` or every hardware thread. LoRA adapters are applied
+    ``threads=0`` uses ``$PHASEMAP_THREADS`` or the physical cores. LoRA adapters are applied
     by every generation on this model.
 
     Example::

@@ -15,6 +15,14 @@
 // (host buffer directly, otherwise through ggml_backend_tensor_get/set) and only then copies
 // captured rows, so captures of an edited tensor show the edited state. With no intervention
 // declared the edit table is empty and the callback does no extra work.
+//
+// GPU backends: ggml_backend_sched, when an eval callback is set, computes each split as views
+// that end at every node the callback asks for, and synchronises after each view; the CUDA
+// backend keys its CUDA graphs by a view's first node. So the callback asks only for the tensors
+// captured, edited or routed in this decode — with capture off it asks for none, each split stays
+// one view and its CUDA graph is llama.cpp's own; with capture on, the views (and their CUDA
+// graphs) are the same at every step. Captured rows in device memory are copied into pinned host
+// memory (DeviceCopy); host tensors are read in place.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -30,6 +38,7 @@
 #include <unordered_map>
 
 #include "llama_common.hpp"
+#include "threads.hpp"
 
 namespace phasemap::capture {
 
@@ -65,6 +74,68 @@ struct RowEdit {
     int t;                         // generated-token step, or −1 − position for prefill rows
     uint64_t key;                  // sequence key (request index)
 };
+// Captured tensors that live in device memory (a GPU backend), copied to the host for the
+// callback: into pinned memory of the device's host buffer type (cudaMallocHost on CUDA; pageable
+// memory when the device has none), asynchronously on a backend of the tensor's own device and
+// synchronised before the callback returns — ggml's allocator may hand the tensor's memory to a
+// later node of the same graph, and llama.h does not expose the compute stream the copy could be
+// queued behind. Host tensors (the CPU backend) never come here: they are read in place.
+struct DeviceCopy {
+    struct Device {
+        ggml_backend_dev_t dev = nullptr;
+        ggml_backend_t backend = nullptr;        // for ggml_backend_tensor_get_async
+        ggml_backend_buffer_t pinned = nullptr;  // host buffer of the device
+        std::vector<unsigned char> pageable;     // when the device has no host buffer type
+    };
+    std::vector<Device> devices;
+
+    DeviceCopy() = default;
+    DeviceCopy(const DeviceCopy&) = delete;
+    DeviceCopy& operator=(const DeviceCopy&) = delete;
+    ~DeviceCopy() {
+        for (Device& d : devices) {
+            if (d.pinned) ggml_backend_buffer_free(d.pinned);
+            if (d.backend) ggml_backend_free(d.backend);
+        }
+    }
+
+    Device& device_of(const ggml_tensor* t) {
+        ggml_backend_dev_t dev = ggml_backend_buft_get_device(ggml_backend_buffer_get_type(t->buffer));
+        for (Device& d : devices)
+            if (d.dev == dev) return d;
+        Device& d = devices.emplace_back();
+        d.dev = dev;
+        if (dev) d.backend = ggml_backend_dev_init(dev, nullptr);
+        return d;
+    }
+
+    // The bytes of `t` on the host, valid until the next fetch from the same device.
+    const unsigned char* fetch(const ggml_tensor* t) {
+        const size_t n = ggml_nbytes(t);
+        Device& d = device_of(t);
+        unsigned char* dst = nullptr;
+        ggml_backend_buffer_type_t host = d.dev ? ggml_backend_dev_host_buffer_type(d.dev) : nullptr;
+        if (host) {
+            if (!d.pinned || ggml_backend_buffer_get_size(d.pinned) < n) {
+                if (d.pinned) ggml_backend_buffer_free(d.pinned);
+                d.pinned = ggml_backend_buft_alloc_buffer(host, std::max(n, d.pinned ? 2 * ggml_backend_buffer_get_size(d.pinned) : n));
+            }
+            if (d.pinned) dst = static_cast<unsigned char*>(ggml_backend_buffer_get_base(d.pinned));
+        }
+        if (!dst) {
+            d.pageable.resize(n);
+            dst = d.pageable.data();
+        }
+        if (d.backend) {
+            ggml_backend_tensor_get_async(d.backend, t, dst, 0, n);
+            ggml_backend_synchronize(d.backend);
+        } else {
+            ggml_backend_tensor_get(t, dst, 0, n);
+        }
+        return dst;
+    }
+};
+
 // The default context per sequence: the training context, at most 4096.
 int default_context(const ModelInfo& mi) { return std::min(mi.n_ctx_train > 0 ? mi.n_ctx_train : 4096, 4096); }
 
@@ -75,6 +146,8 @@ struct Engine::Impl {
     EngineOptions opt;
     EngineFacts facts;
     llama_context* ctx = nullptr;
+    // The CPU workers (threads.cpp), attached to ctx for single-token and batched graphs alike.
+    ggml_threadpool* threadpool = nullptr;
     int n_ctx_seq = 0;  // context per sequence
     int n_batch = 0;
     std::vector<ResolvedLayer> layers;
@@ -91,7 +164,7 @@ struct Engine::Impl {
     std::vector<float> step;                          // [rows, Lp, d]
     std::unordered_map<std::string, int> rows_seen;   // per tensor name
     std::string cb_error;
-    std::vector<unsigned char> scratch;
+    DeviceCopy device_copy;                           // captured tensors in device memory
     // Probe decode (components): graph tensor name → (count, ne[0]) over the graph's nodes.
     bool probing = false;
     std::unordered_map<std::string, std::pair<int, int64_t>> probe_nodes;
@@ -113,7 +186,11 @@ struct Engine::Impl {
     std::exception_ptr cb_exception;           // thrown by a hook during the current decode
 
     ~Impl() {
-        if (ctx) llama_free(ctx);
+        if (ctx) {
+            llama_detach_threadpool(ctx);
+            llama_free(ctx);
+        }
+        if (threadpool) ggml_threadpool_free(threadpool);
     }
 
     static bool eval_cb(ggml_tensor* t, bool ask, void* ud) {
@@ -245,7 +322,7 @@ struct Engine::Impl {
     }
 
     // Counts `rows` more rows of tensor t in this step (its first row's index in `base`) and returns
-    // its bytes on the host, copied into scratch when the tensor lives on a device; nullptr with
+    // its bytes on the host, copied by device_copy when the tensor lives on a device; nullptr with
     // cb_error set when the tensor produced more rows than the step holds.
     const unsigned char* take_rows(ggml_tensor* t, int rows, int& base) {
         int& seen = rows_seen[t->name];
@@ -256,9 +333,7 @@ struct Engine::Impl {
             return nullptr;
         }
         if (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer)) return static_cast<const unsigned char*>(t->data);
-        scratch.resize(ggml_nbytes(t));
-        ggml_backend_tensor_get(t, scratch.data(), 0, ggml_nbytes(t));
-        return scratch.data();
+        return device_copy.fetch(t);
     }
 
     // Copies the experts (I32) or weights (F32) of one MoE block: k values per row, read through
@@ -473,6 +548,8 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     if (opt.n_threads < 0 || opt.n_threads > 4096)
         throw std::invalid_argument(fmt::format("--threads {} must be a whole number from 0 to 4096", opt.n_threads));
     if (opt.n_parallel > 4096) throw std::invalid_argument(fmt::format("--parallel {} must be at most 4096", opt.n_parallel));
+    if (opt.workers && (opt.workers->poll < 0 || opt.workers->poll > 100))
+        throw std::invalid_argument(fmt::format("--poll {} must be a whole number from 0 to 100", opt.workers->poll));
     s.n_ctx_seq = opt.n_ctx > 0 ? opt.n_ctx : default_context(mi);
     s.n_batch = std::max(512, opt.n_parallel);
 
@@ -501,6 +578,10 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         throw std::runtime_error(fmt::format("cannot create a llama.cpp context (n_ctx {} × {} sequences){}{}", s.n_ctx_seq,
                                              opt.n_parallel, why.empty() ? "" : ": ", why));
     }
+    // An explicit threadpool (poll level, priority; threads.cpp) instead of the one ggml makes for
+    // each graph when none is attached: the same thread count, so results are bitwise the same.
+    s.threadpool = make_threadpool(threads, opt.workers ? *opt.workers : thread_defaults());
+    llama_attach_threadpool(s.ctx, s.threadpool, s.threadpool);
     // The model's LoRA adapters (ModelOptions::adapters), with their scales.
     Model::Impl& mimpl = *s.model->impl();
     if (!mimpl.loras.empty()) {

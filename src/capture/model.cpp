@@ -8,7 +8,6 @@
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "llama_common.hpp"
@@ -133,6 +132,16 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     }
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = opt.n_gpu_layers;
+    // $PHASEMAP_GPU_LAYERS: the offload of every front end that leaves n_gpu_layers at 0 (the CLI
+    // has no flag for it; bench/gpu.sh sets -1, every layer). Ignored by a CPU-only build.
+    if (const char* env = std::getenv("PHASEMAP_GPU_LAYERS"); env && *env && opt.n_gpu_layers == 0) {
+        char* end = nullptr;
+        errno = 0;
+        const long n = std::strtol(env, &end, 10);
+        if (errno != 0 || *end != '\0' || n < -1 || n > 100000)
+            throw std::invalid_argument(fmt::format("PHASEMAP_GPU_LAYERS must be a whole number from -1 (every layer) to 100000, got '{}'", env));
+        mp.n_gpu_layers = int(n);
+    }
     take_llama_errors();
     llama_model* m = llama_model_load_from_file(path.c_str(), mp);
     if (!m) {
@@ -233,18 +242,6 @@ Precision parse_precision(const std::string& s) {
     if (s == "exact") return Precision::exact;
     if (s == "fast") return Precision::fast;
     throw std::invalid_argument(fmt::format("unknown precision '{}' (use exact or fast)", s));
-}
-
-int default_threads() {
-    if (const char* env = std::getenv("PHASEMAP_THREADS"); env && *env) {
-        char* end = nullptr;
-        errno = 0;
-        const long n = std::strtol(env, &end, 10);
-        if (errno != 0 || *end != '\0' || n < 1 || n > 4096)
-            throw std::invalid_argument(fmt::format("PHASEMAP_THREADS must be a whole number from 1 to 4096, got '{}'", env));
-        return int(n);
-    }
-    return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 }  // namespace phasemap::capture

@@ -22,6 +22,7 @@
 #include "phasemap/io/run_file.hpp"
 #include "phasemap/plan/run_plan.hpp"
 #include "phasemap/steer/monitor.hpp"
+#include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
@@ -277,7 +278,8 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_option("--precision", a->precision, "exact (F32 KV cache, no flash attention) or fast (llama.cpp defaults)")
         ->capture_default_str()->check(one_of({"exact", "fast"}));
     app.add_option("--parallel", a->parallel, "prompts decoded together in one batch")->capture_default_str()->check(in(opt::kParallel));
-    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
+    bind_thread_flags(app, a->threads);
     app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
     app.add_flag("--routing", a->routing,

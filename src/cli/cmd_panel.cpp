@@ -13,6 +13,7 @@
 #include "phasemap/store/store.hpp"
 #include "cli_util.hpp"
 #include "phasemap/io/files.hpp"
+#include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
@@ -148,7 +149,8 @@ Verb reg{"panel", "Panels: plan, run (batched, resumable, into a DuckDB) or shar
     run->add_option("manifest", a->manifest, "panel manifest (TOML)")->required();
     run->add_option("--db", a->db, "results DB (DuckDB file; created when missing)")->required()->check(kPath);
     run->add_option("--parallel", a->parallel, "sequences decoded together in one batch")->capture_default_str()->check(in(opt::kParallel));
-    run->add_option("-t,-j,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    run->add_option("-t,-j,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
+    bind_thread_flags(*run, a->threads);
     run->add_option("--shard", a->shard, "run only shard i of N (i/N, 1-based) of the grid")->capture_default_str();
     run->add_flag("-q,--quiet", a->quiet, "no progress output");
     auto* sl = app.add_subcommand("slurm", "write an `sbatch --array` script: one shard per task, each into its own DB");

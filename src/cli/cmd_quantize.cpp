@@ -23,7 +23,7 @@ Verb reg{"quantize", "Write a quantised variant of a GGUF model (llama.cpp's qua
     std::string types;
     for (const auto& t : capture::quantize_type_names()) types += (types.empty() ? "" : ", ") + t;
     app.add_option("--type", a->type, "target type: " + types)->required();
-    app.add_option("-t,--threads", a->threads, "threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    app.add_option("-t,--threads", a->threads, "threads (0 = $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a]() -> int {
         try {

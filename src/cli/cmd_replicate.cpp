@@ -22,6 +22,7 @@
 #include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/capture/version.hpp"
 #include "cli_util.hpp"
+#include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
@@ -135,7 +136,8 @@ Verb reg{"replicate", "Run one protocol twice and compare every array bitwise (L
     app.add_option("--seed", a->seed, "sampling seed (the same in both executions)")->capture_default_str();
     app.add_flag("--chat", a->chat, "apply the model's chat template");
     app.add_option("--precision", a->precision, "exact or fast")->capture_default_str()->check(one_of({"exact", "fast"}));
-    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
+    app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
+    bind_thread_flags(app, a->threads);
     app.add_option("--ctx", a->ctx, "context length (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_option("-o,--output", a->out, "replication report (JSON)")->required()->check(kPath);
     app.add_flag("-q,--quiet", a->quiet, "print nothing but errors");

@@ -12,6 +12,7 @@
 
 #include "phasemap/capture/capture.hpp"
 #include "phasemap/serve/server.hpp"
+#include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
@@ -73,7 +74,8 @@ Verb reg{"serve", "OpenAI-compatible HTTP server whose stream carries each token
     app.add_option("--db", a->server.db, "results DB: store every served run like a panel run (phasemap audit / report read it)")->check(kPath);
     app.add_option("--layers", a->layers, "captured layers (layer spec, see generate)")->capture_default_str();
     app.add_option("--precision", a->precision, "exact (F32 KV, no flash attention) or fast")->capture_default_str()->check(one_of({"exact", "fast"}));
-    app.add_option("-t,--threads", a->threads, "threads (0: $PHASEMAP_THREADS or all)")->capture_default_str()->check(in({0, 4096, false, true}));
+    app.add_option("-t,--threads", a->threads, "threads (0: $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in({0, 4096, false, true}));
+    bind_thread_flags(app, a->threads);
     app.add_option("-c,--ctx", a->ctx, "context per sequence (0: min(training context, 4096))")->capture_default_str()->check(in({0, 1 << 24, false, true}));
     return [a] { return run_serve(*a); };
 }};

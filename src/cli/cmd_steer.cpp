@@ -9,6 +9,7 @@
 #include "phasemap/capture/capture.hpp"
 #include "phasemap/steer/eval.hpp"
 #include "cli_util.hpp"
+#include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
 
@@ -88,7 +89,8 @@ Verb reg{"steer", "Steering vectors: `steer build` makes a llama.cpp control vec
     b->add_option("--method", a->method, "mean-diff or pca")->capture_default_str()->check(one_of({"mean-diff", "pca"}));
     b->add_option("--layers", a->layers, "blocks to build directions for: all (1..L-1), N, A-B, comma-separated");
     b->add_flag("--chat", a->chat, "apply the model's chat template to every prompt");
-    b->add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->check(in(opt::kThreads));
+    b->add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->check(in(opt::kThreads));
+    bind_thread_flags(*b, a->threads);
     b->add_option("-o,--output", a->out, "control-vector GGUF to write")->required()->check(kPath);
     b->add_flag("-q,--quiet", a->quiet, "print nothing but errors");
     return [a] { return run_build(*a); };

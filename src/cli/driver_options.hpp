@@ -8,6 +8,7 @@
 #include <string>
 
 #include "phasemap/plan/results.hpp"
+#include "thread_options.hpp"
 #include "options.hpp"
 
 namespace phasemap::cli {
@@ -40,7 +41,8 @@ void bind_driver_flags(CLI::App& app, std::string& model, Options& o, DriverFlag
                    "layer of the token axis / monitor: a label (hf:5, block:3) or an integer (N = hf:N, -k = k-th captured from the end); "
                    "default the last captured");
     app.add_option("--bootstrap", o.bootstrap, "bootstrap resamples")->capture_default_str()->check(in(opt::kResamples));
-    app.add_option("-t,--threads", o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->check(in(opt::kThreads));
+    app.add_option("-t,--threads", o.n_threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->check(in(opt::kThreads));
+    bind_thread_flags(app, o.n_threads);
     app.add_option("-o,--output", f.out.json, "JSON report")->check(kPath);
     app.add_option("--db", f.out.db, std::string("results DB (created when missing): stores the result as kind ") + kind)->check(kPath);
     app.add_option("--name", f.out.name, "name of the result in the DB (replaces a stored one of that name)")->capture_default_str();

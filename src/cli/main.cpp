@@ -7,6 +7,7 @@
 #include <exception>
 #include <memory>
 
+#include "thread_options.hpp"
 #include "verb.hpp"
 #include "phasemap/capture/version.hpp"
 
@@ -57,6 +58,13 @@ int main(int argc, char** argv) {
         std::string msg = e.what();
         std::replace(msg.begin(), msg.end(), '\n', ' ');
         fmt::print(stderr, "phasemap: error: {} (see --help)\n", msg);
+        return 2;
+    }
+    // --poll / --prio of the verb; may re-execute the process once with libgomp's spin count.
+    try {
+        apply_thread_flags(argv);
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "phasemap: error: {}\n", e.what());
         return 2;
     }
     // Every error below the parser (UserError of a verb, or the library's own exception): its one

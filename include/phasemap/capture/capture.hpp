@@ -26,10 +26,49 @@ const char* precision_name(Precision p);
 Precision parse_precision(const std::string& s);  // throws std::invalid_argument
 
 // The thread count used where a thread option is 0: $PHASEMAP_THREADS when set (a positive
-// integer; anything else throws std::invalid_argument naming the variable), else every hardware
-// thread. ggml's workers spin at each graph node, so on a shared machine fewer threads than cores
-// can be faster; the test suite runs with PHASEMAP_THREADS=1.
+// integer; anything else throws std::invalid_argument naming the variable), else the physical
+// cores this process may run on (physical_cores over /sys, restricted to the CPU affinity mask;
+// SMT siblings count once, as in llama.cpp), else the CPUs of the affinity mask. The test suite
+// runs with PHASEMAP_THREADS=1.
 int default_threads();
+
+// The physical cores among the online CPUs of the sysfs tree at `sys_root` ("/sys" on Linux):
+// devices/system/cpu/online lists the CPUs, and CPUs whose cpuN/topology/core_cpus_list (or the
+// older thread_siblings_list) is the same list share one core; a CPU without topology files is a
+// core of its own. With `allowed` non-empty, only the cores with a CPU in it count. 0 when the
+// online list is missing or malformed.
+int physical_cores(const std::filesystem::path& sys_root, std::span<const int> allowed = {});
+
+// How the CPU workers of an engine wait and run (README, "Threads"). ggml's workers meet at a
+// barrier after every graph node; a worker that arrives early waits there, and between decode
+// steps the whole team waits for the next graph.
+//   poll 0..100: how long a waiting worker busy-waits before it sleeps. With the OpenMP build of
+//     ggml (the pinned build) every wait is libgomp's: the spin count is 30·poll² (GOMP_SPINCOUNT;
+//     poll 100 = 300,000, libgomp's own default and phasemap's behaviour before poll existed;
+//     poll 0 sleeps at once). libgomp reads it once when it loads, so the CLI applies it by
+//     re-executing itself (main.cpp) and an embedding process (Python) through the environment
+//     before it loads phasemap. Without OpenMP it is ggml's threadpool polling level (the wait
+//     between graphs; ggml's node barrier spins regardless).
+//   priority: ggml's scheduling priority of the workers; medium/high/realtime are SCHED_FIFO
+//     (40/80/90) and need CAP_SYS_NICE (ggml warns and keeps the normal policy without it).
+enum class ThreadPriority { normal, medium, high, realtime };
+const char* thread_priority_name(ThreadPriority p);
+std::vector<std::string> thread_priority_names();
+ThreadPriority parse_thread_priority(const std::string& s);  // throws std::invalid_argument
+// The default poll level, chosen by measurement (BENCHMARKS.md, "Threads on a shared machine").
+inline constexpr int kDefaultPoll = 6;
+struct ThreadOptions {
+    int poll = kDefaultPoll;
+    ThreadPriority priority = ThreadPriority::normal;
+};
+// libgomp's spin count for a poll level (30·poll²); std::invalid_argument outside [0, 100].
+uint64_t omp_spin_count(int poll);
+// Whether ggml's CPU backend runs its workers on OpenMP (the backend's OPENMP feature).
+bool workers_use_openmp();
+// The process-wide thread options an Engine uses when EngineOptions::workers is empty (the CLI
+// sets them from --poll / --prio). set_thread_defaults validates (std::invalid_argument).
+void set_thread_defaults(const ThreadOptions& o);
+ThreadOptions thread_defaults();
 
 // A LoRA adapter GGUF (general.type "adapter", adapter.type "lora"; tensors <weight>.lora_a /
 // <weight>.lora_b) and its scale. Every adapted weight W then computes
@@ -42,7 +81,7 @@ struct LoraAdapter {
 
 struct ModelOptions {
     int n_threads = 0;       // 0: default_threads()
-    int n_gpu_layers = 0;    // layers offloaded when a GPU backend is built in
+    int n_gpu_layers = 0;    // layers offloaded when a GPU backend is built in (0: $PHASEMAP_GPU_LAYERS or none; -1: all)
     // Loaded together with the model (llama_adapter_lora_init) and applied, with their scales,
     // by every Engine on it; freed with the model. A scale of 0 leaves the graph untouched.
     std::vector<LoraAdapter> adapters;
@@ -131,6 +170,8 @@ struct EngineOptions {
     int n_ctx = 0;               // 0 → min(model training context, 4096)
     int n_parallel = 1;          // prompts decoded together in one batch
     int n_threads = 0;           // 0 → default_threads()
+    // Poll level and priority of the engine's CPU threadpool; empty → thread_defaults().
+    std::optional<ThreadOptions> workers;
     std::string layers = "hf:all";  // layer spec (see layers.hpp); "" or "none" → no capture
     bool save_logits = false;    // pass full logits to the sink
     // Requests of one batch with the same prompt tokens (and no prefill interventions) are

@@ -21,6 +21,7 @@ inline constexpr Domain kTopP{0, 1, true};
 inline constexpr Domain kTopK{0, 1e9, false, true};
 // Engine sizes (a context above the model's training context is refused by the engine itself).
 inline constexpr Domain kThreads{0, 4096, false, true};        // 0 = $PHASEMAP_THREADS or all cores
+inline constexpr Domain kPoll{0, 100, false, true};            // worker busy-wait level (capture::ThreadOptions)
 inline constexpr Domain kContext{0, 1 << 24, false, true};      // 0 = automatic
 inline constexpr Domain kNPredict{1, 1 << 24, false, true};
 inline constexpr Domain kParallel{1, 4096, false, true};

@@ -17,6 +17,7 @@ pm_test(panel phasemap_panel phasemap_store phasemap_capture phasemap_metrics ph
 if(TARGET test_panel)
   add_dependencies(test_panel phasemap)
   target_compile_definitions(test_panel PRIVATE PHASEMAP_DUCKDB_LIB_PATH="${PHASEMAP_DUCKDB_LIB}")
+  target_include_directories(test_panel PRIVATE ${CMAKE_SOURCE_DIR}/src)  # src/store/testing.hpp
 endif()
 # Benchmarks are defined after the module files: link bench_panel at the end of configuration.
 function(pm_panel_link_bench)

@@ -110,10 +110,11 @@ public:
     // caller validates roles), the generation prompt appended. Throws as the one-message form.
     std::string apply_chat_template(std::span<const ChatMessage> messages) const;
 
-    struct Impl;
-    Impl* impl() const { return impl_.get(); }
-
 private:
+    // The llama.cpp handles (src/capture/llama_common.hpp); reached inside src/capture through
+    // ModelAccess, never from outside the module.
+    struct Impl;
+    friend struct ModelAccess;
     Model() = default;
     std::unique_ptr<Impl> impl_;
     ModelInfo info_;

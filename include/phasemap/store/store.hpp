@@ -241,7 +241,4 @@ struct MergeResult {
 // come from the same manifest; runs already present are skipped, so merging twice is a no-op.
 MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out);
 
-// Writes the meta table rows `schema_version`, ... — exposed for tests that fake other versions.
-void set_meta_for_test(const fs::path& db, const std::string& key, const std::string& value);
-
 }  // namespace phasemap::store

@@ -1,4 +1,7 @@
 // Non-owning views of captured hidden states (METRICS.md §1): float32, row-major.
+//
+// Owns: nothing; a view points into states and names the caller owns, which must outlive it (and every view
+// made from it by drop_front_layers). Throws: nothing.
 #pragma once
 #include <cstddef>
 #include <span>

@@ -2,6 +2,10 @@
 // normalisations, with generation and metric settings and optional per-model overrides.
 // Parsing collects every problem (unknown keys, wrong types, missing files, duplicate labels)
 // and reports them together, each as file:line:column: message.
+//
+// Owns: a Manifest owns everything it parsed (resolved paths, prompts, options); GridPoints index into it, so
+// a grid lives with its manifest. Throws: ManifestError listing every problem; std::invalid_argument where
+// stated.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -8,6 +8,9 @@
 // parser, each once. Errors are std::invalid_argument (bad option) or std::runtime_error (a file
 // that cannot be read, a model llama.cpp refuses) with one message that names the option or file;
 // nothing here re-wraps a message that already names it.
+//
+// Owns: a RunPlan owns its model (shared), engine and monitors; requests[i].controller points into monitors,
+// so the requests live with the plan.
 #pragma once
 #include <functional>
 #include <memory>

@@ -6,6 +6,11 @@
 // and token_layers rows) is written in one DuckDB transaction, so a killed writer leaves either the
 // whole group or nothing of it. merge and put_audits are one transaction each as well
 // (docs/hardening.md, "Crash points").
+//
+// Owns: a Store owns its DuckDB database and connection (and, open for writing, the file's lock) until
+// destroyed. Lifetimes: RunWrite holds pointers to the caller's data, read during commit_group only; every
+// result returned is an owned value. Throws: StoreError (below) for every DB problem, with a message naming
+// the file.
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -35,7 +35,7 @@
 #include "phasemap/metrics/value.hpp"
 #include "phasemap/metrics/registry.hpp"
 #include "phasemap/panel/manifest.hpp"
-#include "phasemap/panel/runner.hpp"
+#include "phasemap/plan/panel_run.hpp"
 #include "phasemap/plan/run_plan.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "phasemap/steer/spec.hpp"
@@ -584,7 +584,7 @@ py::dict panel_run(const std::string& manifest, const std::string& db, int paral
     require_file(manifest, "manifest");
     if (parallel < 1) throw std::invalid_argument("--parallel must be at least 1");
     if (threads < 0) throw std::invalid_argument("--threads must be ≥ 0");
-    panel::RunnerOptions o;
+    plan::RunnerOptions o;
     o.shard = panel::parse_shard(shard);
     capture::default_threads();  // a bad PHASEMAP_THREADS before the DB is touched
     const panel::Manifest m = panel::load_manifest(manifest);
@@ -593,15 +593,15 @@ py::dict panel_run(const std::string& manifest, const std::string& db, int paral
     o.n_threads = threads;
     // After each committed generation: the GIL for a moment, Ctrl-C checked (the exception leaves
     // run_panel between commits: what is stored stays, a later run resumes), progress shown.
-    o.on_progress = [&](const panel::Progress& p) {
+    o.on_progress = [&](const plan::Progress& p) {
         py::gil_scoped_acquire g;
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        if (!progress.is_none()) progress(p.runs_done, p.runs_total, p.tokens, p.seconds, p.model, panel::progress_line(p, false));
+        if (!progress.is_none()) progress(p.runs_done, p.runs_total, p.tokens, p.seconds, p.model, plan::progress_line(p, false));
     };
-    panel::RunnerResult r;
+    plan::RunnerResult r;
     {
         py::gil_scoped_release nogil;
-        r = panel::run_panel(m, o);
+        r = plan::run_panel(m, o);
     }
     py::dict d;
     d["grid_runs"] = r.grid_runs;

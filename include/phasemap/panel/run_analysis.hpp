@@ -1,5 +1,5 @@
 // A recorded run analysed and turned into results-DB rows the way the panel runner stores it:
-// shared by `panel run` (src/panel/runner.cpp) and `phasemap serve --db` (src/serve), so a served
+// shared by `panel run` (src/plan/panel_run.cpp) and `phasemap serve --db` (src/serve), so a served
 // run is stored exactly like a panel run.
 //
 // Owns: nothing kept; the RunRecord is read during the call, the rows returned are owned values. Throws:

@@ -1,6 +1,6 @@
-// Panel runner: grid → batched generation → analysis → one DB transaction per generation group.
-#include "phasemap/panel/runner.hpp"
-#include "phasemap/panel/run_analysis.hpp"
+// Panel runner: grid → run plan → batched generation → analysis → one DB transaction per
+// generation group (include/phasemap/plan/panel_run.hpp).
+#include "phasemap/plan/panel_run.hpp"
 
 #include <fmt/core.h>
 #include <signal.h>
@@ -14,21 +14,21 @@
 #include <cmath>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 
 #include "phasemap/capture/capture.hpp"
+#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/capture/version.hpp"
 #include "phasemap/io/crash_point.hpp"
 #include "phasemap/io/files.hpp"
-#include "phasemap/metrics/layer_axis.hpp"
-#include "phasemap/metrics/routing.hpp"
-#include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/io/run_file.hpp"
-#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/panel/run_analysis.hpp"
+#include "phasemap/plan/run_plan.hpp"
 #include "phasemap/store/store.hpp"
-#include "phasemap/capture/version.hpp"
 
-namespace phasemap::panel {
+namespace phasemap::plan {
+
+using namespace phasemap::panel;
 
 namespace {
 
@@ -296,40 +296,6 @@ std::string progress_line(const Progress& p, bool tty) {
                        p.tokens, tps, fmt_duration(p.seconds), fmt_duration(eta), p.model);
 }
 
-// sha256 of a file, cached per file for the process.
-static std::string cached_file_sha256(const fs::path& path) {
-    static std::mutex mu;
-    static std::map<std::string, std::string> cache;  // path → sha256
-    const std::string key = fs::weakly_canonical(path).string();
-    std::lock_guard lk(mu);
-    auto it = cache.find(key);
-    if (it == cache.end()) it = cache.emplace(key, io::file_sha256(path)).first;
-    return it->second;
-}
-
-std::vector<std::string> model_hashes(const Manifest& m) {
-    std::vector<std::string> out;
-    for (const auto& me : m.models) out.push_back(cached_file_sha256(me.path));
-    return out;
-}
-
-std::vector<std::vector<std::string>> adapter_hashes(const Manifest& m) {
-    std::vector<std::vector<std::string>> out;
-    for (const auto& me : m.models) {
-        out.emplace_back();
-        for (const auto& a : me.adapters) out.back().push_back(cached_file_sha256(a.path));
-    }
-    return out;
-}
-
-std::string grid_hash(const Manifest& m, const std::vector<std::string>& sha, const std::vector<std::vector<std::string>>& asha) {
-    std::string s = "phasemap-grid-v1\n";
-    for (size_t i = 0; i < m.models.size(); ++i) s += m.models[i].label + "\t" + sha[i] + "\n";
-    const std::vector<std::string> none;
-    for (const auto& p : expand_grid(m)) s += run_id(m, p, sha[p.model], asha.empty() ? none : asha[p.model]) + "\n";
-    return io::sha256_hex(s);
-}
-
 RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
     if (opt.n_parallel < 1) throw std::runtime_error("--parallel must be at least 1");
     const auto sha = model_hashes(m);
@@ -410,15 +376,36 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
 
     for (const auto& [mi, gs] : pending) {
         const ModelEntry& me = m.models[mi];
-        ModelOptions mo;
-        mo.n_threads = opt.n_threads;
-        for (const auto& a : me.adapters) mo.adapters.push_back({a.path, float(a.scale)});
-        std::shared_ptr<Model> model;
+        // The model, its engine and one request per pending generation group, through the run
+        // plan that generate and replicate use (run_plan.hpp).
+        RunSettings rs;
+        rs.model = me.path.string();
+        for (const auto& a : me.adapters) rs.adapters.push_back({a.path, float(a.scale)});
+        rs.chat = me.gen.chat;
+        for (const Group* g : gs) {
+            const GridPoint& p = *g->points.front();
+            rs.prompts.push_back(m.prompts[p.prompt].text);
+            rs.per_prompt.push_back({int(p.n_predict), {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed}});
+        }
+        rs.engine.precision = parse_precision(me.gen.precision);
+        // n_ctx = 0: as many cells as the longest run needs (capped at the default), not the
+        // default's 4096 per sequence; the runs come out the same (capture.hpp, context_for).
+        rs.engine.n_ctx = me.gen.n_ctx > 0 ? int(me.gen.n_ctx) : 0;
+        rs.fit_context = true;
+        rs.engine.n_parallel = std::max(1, opt.n_parallel);
+        rs.engine.n_threads = opt.n_threads;
+        rs.engine.layers = me.gen.layers;
+        // MoE models: the routing channel too (docs/metrics-moe.md), unless the engine cannot read
+        // this architecture's routing; then the panel runs without it (the routing columns NULL).
+        rs.routing_if_moe = true;
+        RunPlan rp;
         try {
-            model = Model::load(me.path, mo);
+            rp = build_run(rs);
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
         }
+        const std::shared_ptr<Model>& model = rp.model;
+        Engine* engine = rp.engine.get();
         if (db) {
             store::ModelRow row;
             const auto& info = model->info();
@@ -442,40 +429,6 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             row.n_params = info.n_params;
             db->put_model(row);
         }
-        std::vector<Request> reqs;
-        for (const Group* g : gs) {
-            const GridPoint& p = *g->points.front();
-            reqs.push_back(make_request(m.prompts[p.prompt].text, me.gen.chat, int(p.n_predict),
-                                        {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed}));
-        }
-        EngineOptions eo;
-        eo.precision = parse_precision(me.gen.precision);
-        // n_ctx = 0: as many cells as the longest run needs (capped at the default), not the
-        // default's 4096 per sequence; the runs come out the same (capture.hpp, context_for).
-        try {
-            eo.n_ctx = me.gen.n_ctx > 0 ? int(me.gen.n_ctx) : context_for(*model, reqs);
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
-        }
-        eo.n_parallel = std::max(1, std::min<int>(opt.n_parallel, int(gs.size())));
-        eo.n_threads = opt.n_threads;
-        eo.layers = me.gen.layers;
-        std::unique_ptr<Engine> engine;
-        // MoE models: the routing channel too (docs/metrics-moe.md), unless the engine cannot read
-        // this architecture's routing; then the panel runs without it (the routing columns NULL).
-        if (model->info().n_expert > 1) {
-            eo.routing = true;
-            try {
-                engine = std::make_unique<Engine>(model, eo);
-            } catch (const std::invalid_argument&) {
-                eo.routing = false;
-            }
-        }
-        if (!engine) try {
-            engine = std::make_unique<Engine>(model, eo);
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
-        }
         PanelSink::Shared sh;
         sh.m = &m;
         sh.db = db.get();
@@ -494,7 +447,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
                 throw std::runtime_error(fmt::format("model '{}': [metrics] layer: {}", me.label, e.what()));
             }
         }
-        const nlohmann::json prov = provenance_json(model->info(), engine->facts(), me.gen.layers);
+        const nlohmann::json& prov = rp.provenance;
         prog.model = me.label;
         const auto t0 = Clock::now();
         const double before = gen_seconds;
@@ -509,7 +462,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             std::unique_ptr<NpzRunWriter> npz;
             std::unique_ptr<TeeSink> tee;
         };
-        std::vector<Slot> slots(reqs.size());
+        std::vector<Slot> slots(rp.requests.size());
         sh.done = &res.done;
         auto sink_for = [&](size_t i) -> RunSink& {
             const Group& g = *gs[i];
@@ -531,7 +484,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         std::exception_ptr error;
         sh.error = &error;
         const double c0 = process_cpu_seconds();
-        engine->generate(reqs, sink_for);
+        rp.generate(sink_for);
         if (error) std::rethrow_exception(error);
         res.cpu_seconds += process_cpu_seconds() - c0;
         gen_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
@@ -546,4 +499,4 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
     return res;
 }
 
-}  // namespace phasemap::panel
+}  // namespace phasemap::plan

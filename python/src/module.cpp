@@ -530,10 +530,8 @@ nlohmann::json analyze_array(py::array states_in, py::object logits_in, py::obje
     // LIMEN's protocol leaves hf:0 out of the analysed states (as `phasemap analyze` does).
     py::dict kw2 = kw;
     if (kw2.contains("include_embedding")) include_embedding = py::cast<bool>(kw2["include_embedding"]);
-    metrics::StatesView view{data, T, L, d, names};
-    ctx.embedding_output_included = false;
-    if (!include_embedding && L > 1 && names.front() == "hf:0") view = view.drop_front_layers(1);
-    else if (names.front() == "hf:0") ctx.embedding_output_included = true;
+    metrics::StatesView view = metrics::StatesView{data, T, L, d, names}.analysed(include_embedding);
+    ctx.embedding_output_included = metrics::embedding_analysed(names, include_embedding);
     const std::vector<std::string> an(view.layer_names.begin(), view.layer_names.end());
     view.layer_names = an;
     bool ie = false;

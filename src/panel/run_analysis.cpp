@@ -34,7 +34,7 @@ void attach_routing(const capture::RunRecord& r, metrics::RunSummary& s) {
 
 std::vector<std::string> analysed_layer_names(const std::vector<std::string>& captured, bool include_embedding) {
     std::vector<std::string> names = captured;
-    if (!include_embedding && names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
+    if (metrics::drops_embedding(captured, include_embedding)) names.erase(names.begin());
     return names;
 }
 
@@ -43,9 +43,7 @@ metrics::RunSummary analyse_recorded_run(const capture::RunRecord& r, const std:
     const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
     // A view that skips hf:0 over the captured data (no copy).
     const std::vector<std::string> names = analysed_layer_names(captured, include_embedding);
-    const bool drop = names.size() != captured.size();
-    metrics::StatesView view{r.states.data(), T, L, d};
-    if (drop) view = view.drop_front_layers(1);
+    metrics::StatesView view = metrics::StatesView{r.states.data(), T, L, d, captured}.analysed(include_embedding);
     view.layer_names = names;
     std::vector<metrics::TokenProbStats> stats;
     for (const auto& t : r.tokens) stats.push_back(t.stats);

@@ -439,8 +439,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         sh.tokens = &tokens;
         // The metric layer must exist among the captured layers: check before generating.
         {
-            std::vector<std::string> names = sh.layer_names;
-            if (!m.include_embedding && names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
+            const std::vector<std::string> names = analysed_layer_names(sh.layer_names, m.include_embedding);
             try {
                 (void)analysis_options(m, m.norms.front(), names);
             } catch (const std::exception& e) {

@@ -31,6 +31,7 @@
 #include "phasemap/plan/request_plan.hpp"
 #include "phasemap/store/store.hpp"
 #include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/views.hpp"
 #include "phasemap/steer/spec.hpp"
 
 namespace phasemap::serve {
@@ -74,12 +75,11 @@ struct AnalysedLayers {
 AnalysedLayers analysed_layers(const std::vector<std::string>& captured) {
     AnalysedLayers a;
     a.names = captured;
-    if (captured.size() > 1 && captured.front() == "hf:0") {
+    if (metrics::drops_embedding(captured, false)) {
         a.names.erase(a.names.begin());
         a.first = 1;
-    } else {
-        a.embedding_included = !captured.empty() && captured.front() == "hf:0";
     }
+    a.embedding_included = metrics::embedding_analysed(captured, false);
     return a;
 }
 // Base64 (RFC 4648, OpenSSL's EVP_EncodeBlock) of float32 values in little-endian byte order.

@@ -62,6 +62,33 @@ metrics::RunSummary analyse_recorded_run(const capture::RunRecord& r, const std:
     return s;
 }
 
+store::ModelRow model_row(const std::string& label, const capture::ModelInfo& info) {
+    store::ModelRow row;
+    row.label = label;
+    row.path = info.path.string();
+    row.sha256 = info.sha256;
+    row.architecture = info.architecture;
+    row.gguf_architecture = info.architecture;
+    row.description = info.description;
+    row.n_layer = info.n_layer;
+    row.n_embd = info.n_embd;
+    row.n_vocab = info.n_vocab;
+    row.n_params = info.n_params;
+    return row;
+}
+
+store::RunRow run_row(const capture::RunRecord& r, const capture::EngineFacts& facts, const std::string& layers) {
+    store::RunRow row;
+    row.prompt_text = r.start.prompt_text;
+    row.layers = layers;
+    row.precision = facts.precision;
+    row.n_ctx = facts.n_ctx;
+    row.n_generated = r.end.n_generated;
+    row.stop_reason = r.end.stop_reason;
+    row.text = r.end.text;
+    return row;
+}
+
 std::vector<store::TokenData> token_rows(const capture::RunRecord& r) {
     std::vector<store::TokenData> toks;
     for (const auto& t : r.tokens) toks.push_back({t.id, t.text, t.position});

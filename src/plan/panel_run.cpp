@@ -149,8 +149,7 @@ public:
         store::Store* db = nullptr;
         const ModelEntry* model = nullptr;
         std::vector<std::string> layer_names;      // captured
-        std::string precision;
-        int64_t n_ctx = 0;
+        const EngineFacts* facts = nullptr;         // of the model's engine (precision, n_ctx)
         std::atomic<int64_t>* tokens = nullptr;
         size_t* done = nullptr;                    // runs written (counted after each commit)
         std::function<void()> on_commit;
@@ -201,28 +200,21 @@ private:
             const metrics::AnalysisOptions opt = analysis_options(m, p.norm, names);
             metrics::RunSummary s = analyse_recorded_run(r, sh_.layer_names, m.include_embedding, opt);
             if (!sh_.db) continue;
-            store::RunRow row;
+            store::RunRow row = run_row(r, *sh_.facts, gen.layers);
             const Prompt& pr = m.prompts[p.prompt];
             row.run_id = g_.ids[k];
             row.model = sh_.model->label;
             row.category = pr.category;
             row.prompt_index = pr.index;
             row.prompt = pr.text;
-            row.prompt_text = r.start.prompt_text;
             row.chat = gen.chat;
             row.temperature = p.temperature;
             row.top_k = gen.top_k;
             row.top_p = gen.top_p;
             row.seed = p.seed;
             row.n_predict = p.n_predict;
-            row.layers = gen.layers;
-            row.precision = sh_.precision;
-            row.n_ctx = sh_.n_ctx;
             row.norm = p.norm;
             row.metric_options = options_record_json(m, p.norm);
-            row.n_generated = r.end.n_generated;
-            row.stop_reason = r.end.stop_reason;
-            row.text = r.end.text;
             row.states_path = states_rel_;
             layers.push_back(layer_token_series(r, sh_.layer_names, opt.token));
             rows.push_back(std::move(row));
@@ -407,14 +399,12 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         const std::shared_ptr<Model>& model = rp.model;
         Engine* engine = rp.engine.get();
         if (db) {
-            store::ModelRow row;
-            const auto& info = model->info();
-            row.label = me.label;
-            row.path = me.path.string();
-            row.sha256 = sha[mi];
+            // The file's facts (run_analysis.hpp, as `serve --db` stores them) and the manifest's.
+            store::ModelRow row = model_row(me.label, model->info());
+            row.path = me.path.string();   // as the manifest resolved it
+            row.sha256 = sha[mi];          // the hash in the run ids
+            if (!me.architecture.empty()) row.architecture = me.architecture;
             row.family = me.family;
-            row.architecture = me.architecture.empty() ? info.architecture : me.architecture;
-            row.gguf_architecture = info.architecture;
             row.size = me.size;
             row.variant_of = me.variant_of;
             row.covariates = me.covariates;
@@ -422,11 +412,6 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             for (size_t k = 0; k < me.adapters.size(); ++k)
                 ad.push_back({{"path", me.adapters[k].path.string()}, {"sha256", asha[mi][k]}, {"scale", me.adapters[k].scale}});
             row.adapters = ad.dump();
-            row.description = info.description;
-            row.n_layer = info.n_layer;
-            row.n_embd = info.n_embd;
-            row.n_vocab = info.n_vocab;
-            row.n_params = info.n_params;
             db->put_model(row);
         }
         PanelSink::Shared sh;
@@ -434,8 +419,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         sh.db = db.get();
         sh.model = &me;
         for (const auto& l : engine->layers()) sh.layer_names.push_back(l.label);
-        sh.precision = me.gen.precision;
-        sh.n_ctx = engine->facts().n_ctx;
+        sh.facts = &engine->facts();
         sh.tokens = &tokens;
         // The metric layer must exist among the captured layers: check before generating.
         {

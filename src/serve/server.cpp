@@ -265,22 +265,18 @@ struct Server::Impl final : capture::RequestSource {
         const metrics::RunSummary sm = panel::analyse_recorded_run(r, captured, false, ao);
         const std::vector<store::TokenData> toks = panel::token_rows(r);
         const std::vector<store::LayerTokenData> layers = panel::layer_token_series(r, captured, ao.token);
-        store::RunRow row;
+        store::RunRow row = panel::run_row(r, engine->facts(), eopt.layers);
         row.run_id = io::sha256_hex(fmt::format("{}:{}", started_id, r.start.run_index)).substr(0, 32);
         row.model = opt.model_id;
         row.category = "serve";
         row.prompt_index = int64_t(r.start.run_index);
         row.prompt = c.request.prompt;
-        row.prompt_text = r.start.prompt_text;
         row.chat = c.request.chat;
         row.temperature = c.request.sampling.temperature;
         row.top_k = c.request.sampling.top_k;
         row.top_p = c.request.sampling.top_p;
         row.seed = c.request.sampling.seed;
         row.n_predict = c.request.n_predict;
-        row.layers = eopt.layers;
-        row.precision = engine->facts().precision;
-        row.n_ctx = engine->facts().n_ctx;
         json mo = json::object();
         for (const auto& [k, v] : metrics::options_record(ao)) {
             mo[k] = v;
@@ -289,9 +285,6 @@ struct Server::Impl final : capture::RequestSource {
         mo["layer"] = c.metric_layer.empty() ? std::string("-1") : c.metric_layer;
         mo["include_embedding"] = "false";
         row.metric_options = mo.dump();
-        row.n_generated = r.end.n_generated;
-        row.stop_reason = r.end.stop_reason;
-        row.text = r.end.text;
         db->commit_group({store::Store::RunWrite{&row, &sm, &toks, &layers}});
     }
 
@@ -301,18 +294,7 @@ struct Server::Impl final : capture::RequestSource {
         oo.manifest_hash = "phasemap-serve:" + info.sha256;
         oo.meta = {{"manifest_name", "serve:" + opt.model_id}, {"phasemap_version", phasemap::version()}, {"llama_commit", phasemap::llama_commit()}};
         db = store::Store::open(opt.db, oo);
-        store::ModelRow row;
-        row.label = opt.model_id;
-        row.path = info.path.string();
-        row.sha256 = info.sha256;
-        row.architecture = info.architecture;
-        row.gguf_architecture = info.architecture;
-        row.description = info.description;
-        row.n_layer = info.n_layer;
-        row.n_embd = info.n_embd;
-        row.n_vocab = info.n_vocab;
-        row.n_params = info.n_params;
-        db->put_model(row);
+        db->put_model(panel::model_row(opt.model_id, info));
         started_id = fmt::format("{}:{}", info.sha256, std::chrono::system_clock::now().time_since_epoch().count());
         writer = std::thread([this] { write_loop(); });
     }

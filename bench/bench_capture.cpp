@@ -16,38 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "phasemap/capture/capture.hpp"
-#include "phasemap/capture/run_sinks.hpp"
 
 using namespace phasemap::capture;
-using Clock = std::chrono::steady_clock;
-
-// Process CPU seconds: on a shared machine, CPU time is far less disturbed by other load than
-// wall time (with 1 thread it is the compute itself).
-static double cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-struct Timing {
-    double tok_s = 0;      // tokens per wall second
-    double tok_cpu_s = 0;  // tokens per CPU second
-};
+using Clock = pmbench::BenchClock;
+using pmbench::cpu_seconds;
+using pmbench::kPrompt;
+using pmbench::median;
+using pmbench::Timing;
 
 namespace {
-
-struct NullSink : RunSink {
-    size_t n = 0;
-    double checksum = 0;
-    void begin(const RunStart&) override {}
-    void token(const TokenRecord&, std::span<const float> st, std::span<const float>) override {
-        ++n;
-        if (!st.empty()) checksum += st[0];
-    }
-    void end(const RunEnd&) override {}
-};
-
-const char* kPrompt = "The history of the city begins";
 
 // The plain loops' context (512 cells per sequence, unified KV; exact: F32 KV, no flash
 // attention, like phasemap's exact precision), the prompt's tokens and a greedy sampler.
@@ -145,35 +124,7 @@ Timing plain_decode_batched(llama_model* model, int n_tok, int threads, bool exa
 
 Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,
                   const std::filesystem::path& npz) {
-    EngineOptions o;
-    o.precision = exact ? Precision::exact : Precision::fast;
-    o.n_ctx = 512;
-    o.n_threads = threads;
-    o.layers = layers;
-    Engine e(m, o);
-    Request r;
-    r.prompt = kPrompt;
-    r.n_predict = n_tok;
-    NullSink null;
-    std::unique_ptr<NpzRunWriter> w;
-    if (!npz.empty()) w = std::make_unique<NpzRunWriter>(npz, nlohmann::json::object());
-    RunSink& sink = w ? static_cast<RunSink&>(*w) : null;
-    std::vector<Request> reqs{r};
-    // EOG would end early on a trained model; random-weight models rarely emit it, and the
-    // token count is checked below.
-    const auto t0 = Clock::now();
-    const double c0 = cpu_seconds();
-    e.generate(reqs, [&](size_t) -> RunSink& { return sink; });
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double c = cpu_seconds() - c0;
-    const size_t n = w ? size_t(n_tok) : null.n;
-    if (!w && null.n != size_t(n_tok)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
-    return {double(n) / s, double(n) / c};
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return pmbench::engine_run(m, {.n_tok = n_tok, .threads = threads, .exact = exact, .layers = layers, .npz = npz});
 }
 
 }  // namespace

@@ -11,79 +11,32 @@
 // the ratio to capture off; the modes rotate within each repetition so that drift hits them alike.
 #include <llama.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "phasemap/capture/capture.hpp"
-#include "phasemap/capture/run_sinks.hpp"
 
 using namespace phasemap::capture;
-using Clock = std::chrono::steady_clock;
+using pmbench::Timing;
+using pmbench::median;
 
 namespace {
 
-double cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-struct Timing {
-    double tok_s = 0, tok_cpu_s = 0;
-};
-
-struct NullSink : RunSink {
-    size_t n = 0, routed = 0;
-    void begin(const RunStart&) override {}
-    void token(const TokenRecord& r, std::span<const float>, std::span<const float>) override {
-        ++n;
-        routed += r.experts.size();
-    }
-    void end(const RunEnd&) override {}
-};
-
-const char* kPrompt = "The history of the city begins";
-
+// One engine run (bench/common.hpp); a routing run whose tokens carry no experts ends the benchmark.
 Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, const std::string& layers, bool routing,
                   const std::filesystem::path& npz) {
-    EngineOptions o;
-    o.precision = Precision::exact;
-    o.n_ctx = 512;
-    o.n_threads = threads;
-    o.layers = layers;
-    o.routing = routing;
-    Engine e(m, o);
-    Request r;
-    r.prompt = kPrompt;
-    r.n_predict = n_tok;
-    NullSink null;
-    std::unique_ptr<NpzRunWriter> w;
-    if (!npz.empty()) w = std::make_unique<NpzRunWriter>(npz, nlohmann::json::object());
-    RunSink& sink = w ? static_cast<RunSink&>(*w) : null;
-    std::vector<Request> reqs{r};
-    const auto t0 = Clock::now();
-    const double c0 = cpu_seconds();
-    e.generate(reqs, [&](size_t) -> RunSink& { return sink; });
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double c = cpu_seconds() - c0;
-    if (!w && null.n != size_t(n_tok)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
-    if (!w && routing && null.routed == 0) {
+    size_t routed = 0;
+    const Timing t = pmbench::engine_run(m, {.n_tok = n_tok, .threads = threads, .exact = true, .layers = layers, .routing = routing, .npz = npz},
+                                         &routed);
+    if (npz.empty() && routing && routed == 0) {
         std::fprintf(stderr, "routing was asked for but no token carried experts\n");
         std::exit(1);
     }
-    const size_t n = w ? size_t(n_tok) : null.n;
-    return {double(n) / s, double(n) / c};
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return t;
 }
 
 }  // namespace

@@ -15,25 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "phasemap/capture/capture.hpp"
 
 using namespace phasemap::capture;
-using Clock = std::chrono::steady_clock;
+using Clock = pmbench::BenchClock;
+using pmbench::cpu_seconds;
+using pmbench::NullSink;
 
 namespace {
-
-double cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-struct NullSink : RunSink {
-    size_t n = 0;
-    void begin(const RunStart&) override {}
-    void token(const TokenRecord&, std::span<const float>, std::span<const float>) override { ++n; }
-    void end(const RunEnd&) override {}
-};
 
 struct Timing {
     double wall = 0, cpu = 0;

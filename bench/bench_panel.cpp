@@ -34,12 +34,13 @@
 #include "phasemap/modelgen/modelgen.hpp"
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/prompts.hpp"
-#include "phasemap/panel/runner.hpp"
+#include "phasemap/plan/panel_run.hpp"
 #include "phasemap/capture/version.hpp"
 
 namespace fs = std::filesystem;
 using namespace phasemap;
 using namespace phasemap::panel;
+using namespace phasemap::plan;
 
 namespace {
 

@@ -1,4 +1,5 @@
-# panel: manifest (toml++), built-in prompt panels, batched resumable runner; CLI verbs
+# panel: manifest (toml++), built-in prompt panels, the grid's run identity, the run analysis (the
+# batched resumable runner that drives them is plan's: src/plan/panel_run.cpp); CLI verbs
 # panel/export/merge/quantize live in src/cli (cmd_panel.cpp, cmd_export.cpp, cmd_merge.cpp, cmd_quantize.cpp).
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 
@@ -17,11 +18,12 @@ pm_test(panel phasemap_panel phasemap_store phasemap_capture phasemap_metrics ph
 if(TARGET test_panel)
   add_dependencies(test_panel phasemap)
   target_compile_definitions(test_panel PRIVATE PHASEMAP_DUCKDB_LIB_PATH="${PHASEMAP_DUCKDB_LIB}")
+  target_include_directories(test_panel PRIVATE ${CMAKE_SOURCE_DIR}/src)  # src/store/testing.hpp
 endif()
 # Benchmarks are defined after the module files: link bench_panel at the end of configuration.
 function(pm_panel_link_bench)
   if(TARGET bench_panel)
-    target_link_libraries(bench_panel PRIVATE phasemap_panel phasemap_store)
+    target_link_libraries(bench_panel PRIVATE phasemap_plan phasemap_panel phasemap_store)
   endif()
 endfunction()
 cmake_language(DEFER CALL pm_panel_link_bench)
@@ -31,6 +33,3 @@ find_program(PM_BASH bash)
 add_test(NAME panel.slurm COMMAND ${PM_BASH} ${CMAKE_SOURCE_DIR}/scripts/slurm-test.sh $<TARGET_FILE:phasemap>
   ${CMAKE_SOURCE_DIR}/../shared/models/stories260K.gguf)
 set_tests_properties(panel.slurm PROPERTIES TIMEOUT 420 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE ENVIRONMENT "${PM_TEST_ENV}")
-if(PHASEMAP_CRASH_POINTS)
-  target_compile_definitions(phasemap_panel PRIVATE PHASEMAP_CRASH_POINTS)
-endif()

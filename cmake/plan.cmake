@@ -1,6 +1,7 @@
 # plan: the run plan (src/plan) — front-end options → what the capture Engine and the steer
-# drivers run, shared by the CLI verbs generate, replicate, control-audit and monitor-eval; and the
-# results-DB write-back of control-audit / monitor-eval results (the store edge steer must not have).
+# drivers run, shared by the CLI verbs generate, replicate, control-audit, monitor-eval and by the
+# panel runner (panel_run.cpp: `panel run`, Python's panel.run); and the results-DB write-back of
+# control-audit / monitor-eval results (the store edge steer must not have).
 file(GLOB PM_PLAN_SRC CONFIGURE_DEPENDS src/plan/*.cpp)
 add_library(phasemap_plan STATIC ${PM_PLAN_SRC})
 target_include_directories(phasemap_plan PUBLIC include)
@@ -13,6 +14,11 @@ if(TARGET phasemap_report AND TARGET phasemap_audit)
   target_link_libraries(phasemap_plan PUBLIC phasemap_report PRIVATE phasemap_audit)
 else()
   set_source_files_properties(src/plan/report_run.cpp TARGET_DIRECTORY phasemap_plan PROPERTIES HEADER_FILE_ONLY ON)
+endif()
+
+# The panel runner's commit points (crash_point, cmake/store.cmake).
+if(PHASEMAP_CRASH_POINTS)
+  target_compile_definitions(phasemap_plan PRIVATE PHASEMAP_CRASH_POINTS)
 endif()
 
 pm_test(plan phasemap_plan phasemap_steer phasemap_store phasemap_capture phasemap_metrics phasemap_io phasemap_modelgen)

@@ -21,6 +21,10 @@ target_compile_definitions(phasemap_store PRIVATE PHASEMAP_VERSION="${PROJECT_VE
 target_link_libraries(phasemap PRIVATE phasemap_store)
 
 pm_test(store phasemap_store phasemap_metrics)
+# The store's test hooks (src/store/testing.hpp) are private: the suites that use them see src/.
+if(TARGET test_store)
+  target_include_directories(test_store PRIVATE ${CMAKE_SOURCE_DIR}/src)
+endif()
 
 # Crash points (include/phasemap/io/crash_point.hpp, docs/hardening.md): PHASEMAP_CRASH_AT=<point>
 # kills the process at a named commit point. On by default, for the crash tests; off, every

@@ -35,7 +35,7 @@
 #include "phasemap/metrics/value.hpp"
 #include "phasemap/metrics/registry.hpp"
 #include "phasemap/panel/manifest.hpp"
-#include "phasemap/panel/runner.hpp"
+#include "phasemap/plan/panel_run.hpp"
 #include "phasemap/plan/run_plan.hpp"
 #include "phasemap/steer/monitor.hpp"
 #include "phasemap/steer/spec.hpp"
@@ -530,10 +530,8 @@ nlohmann::json analyze_array(py::array states_in, py::object logits_in, py::obje
     // LIMEN's protocol leaves hf:0 out of the analysed states (as `phasemap analyze` does).
     py::dict kw2 = kw;
     if (kw2.contains("include_embedding")) include_embedding = py::cast<bool>(kw2["include_embedding"]);
-    metrics::StatesView view{data, T, L, d, names};
-    ctx.embedding_output_included = false;
-    if (!include_embedding && L > 1 && names.front() == "hf:0") view = view.drop_front_layers(1);
-    else if (names.front() == "hf:0") ctx.embedding_output_included = true;
+    metrics::StatesView view = metrics::StatesView{data, T, L, d, names}.analysed(include_embedding);
+    ctx.embedding_output_included = metrics::embedding_analysed(names, include_embedding);
     const std::vector<std::string> an(view.layer_names.begin(), view.layer_names.end());
     view.layer_names = an;
     bool ie = false;
@@ -584,7 +582,7 @@ py::dict panel_run(const std::string& manifest, const std::string& db, int paral
     require_file(manifest, "manifest");
     if (parallel < 1) throw std::invalid_argument("--parallel must be at least 1");
     if (threads < 0) throw std::invalid_argument("--threads must be ≥ 0");
-    panel::RunnerOptions o;
+    plan::RunnerOptions o;
     o.shard = panel::parse_shard(shard);
     capture::default_threads();  // a bad PHASEMAP_THREADS before the DB is touched
     const panel::Manifest m = panel::load_manifest(manifest);
@@ -593,15 +591,15 @@ py::dict panel_run(const std::string& manifest, const std::string& db, int paral
     o.n_threads = threads;
     // After each committed generation: the GIL for a moment, Ctrl-C checked (the exception leaves
     // run_panel between commits: what is stored stays, a later run resumes), progress shown.
-    o.on_progress = [&](const panel::Progress& p) {
+    o.on_progress = [&](const plan::Progress& p) {
         py::gil_scoped_acquire g;
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        if (!progress.is_none()) progress(p.runs_done, p.runs_total, p.tokens, p.seconds, p.model, panel::progress_line(p, false));
+        if (!progress.is_none()) progress(p.runs_done, p.runs_total, p.tokens, p.seconds, p.model, plan::progress_line(p, false));
     };
-    panel::RunnerResult r;
+    plan::RunnerResult r;
     {
         py::gil_scoped_release nogil;
-        r = panel::run_panel(m, o);
+        r = plan::run_panel(m, o);
     }
     py::dict d;
     d["grid_runs"] = r.grid_runs;

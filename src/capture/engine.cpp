@@ -273,7 +273,7 @@ struct Engine::Impl {
                 throw std::invalid_argument(fmt::format("architecture '{}' does not compute {}: its graph has no tensor {}{}", arch, r.label, list, hint));
             }
             const std::string kind = r.label.substr(0, r.label.find(':'));
-            if (const char* why = component_refusal(arch, kind); why && !model->impl()->allow_unverified)
+            if (const char* why = component_refusal(arch, kind); why && !ModelAccess::impl(*model).allow_unverified)
                 throw std::invalid_argument(fmt::format("{} is refused for architecture '{}': {}; the raw tensor is tensor:{} "
                                                         "(docs/architectures.md)", r.label, arch, why, chosen));
             r.tensor = chosen;
@@ -572,7 +572,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     }
     take_llama_errors();
-    s.ctx = llama_init_from_model(s.model->impl()->model, cp);
+    s.ctx = llama_init_from_model(ModelAccess::impl(*s.model).model, cp);
     if (!s.ctx) {
         const std::string why = take_llama_errors();
         throw std::runtime_error(fmt::format("cannot create a llama.cpp context (n_ctx {} × {} sequences){}{}", s.n_ctx_seq,
@@ -583,7 +583,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     s.threadpool = make_threadpool(threads, opt.workers ? *opt.workers : thread_defaults());
     llama_attach_threadpool(s.ctx, s.threadpool, s.threadpool);
     // The model's LoRA adapters (ModelOptions::adapters), with their scales.
-    Model::Impl& mimpl = *s.model->impl();
+    ModelAccess::Impl& mimpl = ModelAccess::impl(*s.model);
     if (!mimpl.loras.empty()) {
         std::vector<float> scales = mimpl.lora_scales;
         llama_set_adapters_lora(s.ctx, mimpl.loras.data(), mimpl.loras.size(), scales.data());

@@ -23,10 +23,16 @@ struct Model::Impl {
     ~Impl();
 };
 
+// The engine's way to the model's handles (Model::Impl is private to Model and this module).
+struct ModelAccess {
+    using Impl = Model::Impl;
+    static Impl& impl(const Model& m) { return *m.impl_; }
+};
+
 // Loads `adapters` onto the loaded model `impl.model` (src/capture/lora.cpp): checks each file
 // first (exists, GGUF, general.type "adapter", adapter.type "lora", architecture `arch`), then
 // hands it to llama_adapter_lora_init. Throws std::runtime_error naming the adapter file.
-std::vector<AdapterInfo> load_lora_adapters(Model::Impl& impl, const std::string& arch, const std::string& model_file,
+std::vector<AdapterInfo> load_lora_adapters(ModelAccess::Impl& impl, const std::string& arch, const std::string& model_file,
                                             const std::vector<LoraAdapter>& adapters);
 
 // Initialises the llama.cpp backend once and routes its log: errors are kept (the last few

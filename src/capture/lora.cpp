@@ -77,7 +77,7 @@ std::string llama_reason(std::string log) {
 
 }  // namespace
 
-std::vector<AdapterInfo> load_lora_adapters(Model::Impl& impl, const std::string& arch, const std::string& model_file,
+std::vector<AdapterInfo> load_lora_adapters(ModelAccess::Impl& impl, const std::string& arch, const std::string& model_file,
                                             const std::vector<LoraAdapter>& adapters) {
     std::vector<AdapterInfo> out;
     for (const LoraAdapter& a : adapters) {

@@ -158,14 +158,8 @@ nlohmann::json analyze_and_report(const RunInput& in0, const AnalysisArgs& a, si
     RunInput in = in0;
     // LIMEN's protocol leaves the embedding output out of the analysed states: a view that skips
     // hf:0 over the same data (no copy).
-    StatesView view{in.states, in.tokens, in.layers, in.dim, in.layer_names};
-    in.ctx.embedding_output_included = true;
-    if (!a.include_embedding && in.layers > 1 && !in.layer_names.empty() && in.layer_names.front() == "hf:0") {
-        view = view.drop_front_layers(1);
-        in.ctx.embedding_output_included = false;
-    } else if (in.layer_names.empty() || in.layer_names.front() != "hf:0") {
-        in.ctx.embedding_output_included = false;
-    }
+    StatesView view = StatesView{in.states, in.tokens, in.layers, in.dim, in.layer_names}.analysed(a.include_embedding);
+    in.ctx.embedding_output_included = embedding_analysed(in.layer_names, a.include_embedding);
     if (in.tokens == 0) throw UserError(fmt::format("{}: the run has no generated tokens", in.label));
     const std::vector<std::string> names(view.layer_names.begin(), view.layer_names.end());
     view.layer_names = names;

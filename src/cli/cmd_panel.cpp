@@ -9,7 +9,7 @@
 
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/plan.hpp"
-#include "phasemap/panel/runner.hpp"
+#include "phasemap/plan/panel_run.hpp"
 #include "phasemap/store/store.hpp"
 #include "cli_util.hpp"
 #include "phasemap/io/files.hpp"
@@ -51,7 +51,7 @@ int run_run(const PanelArgs& a) {
     if (a.db.empty()) throw UserError("--db is required");
     if (a.parallel < 1) throw UserError("--parallel must be at least 1");
     if (a.threads < 0) throw UserError("--threads must be ≥ 0");
-    RunnerOptions o;
+    plan::RunnerOptions o;
     o.shard = parse_shard(a.shard);
     checked_threads(a.threads);           // a bad PHASEMAP_THREADS, too, before the DB is touched
     const Manifest m = load(a.manifest);  // every manifest problem is reported before the DB is touched
@@ -60,7 +60,7 @@ int run_run(const PanelArgs& a) {
     o.n_threads = a.threads;
     const bool tty = ::isatty(2) == 1;
     auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
-    report_interrupts(m.name, o.db);
+    plan::report_interrupts(m.name, o.db);
     o.on_repair = [&](const std::string& line) { fmt::print(stderr, "panel '{}': {}\n", m.name, line); };
     if (!a.quiet) {
         o.on_plan = [&](size_t pending, size_t skipped) {
@@ -68,16 +68,16 @@ int run_run(const PanelArgs& a) {
                        skipped ? fmt::format(", {} already in {}", skipped, a.db) : std::string(),
                        o.shard.count > 1 ? fmt::format(" (shard {})", o.shard.str()) : std::string());
         };
-        o.on_progress = [&](const Progress& p) {
+        o.on_progress = [&](const plan::Progress& p) {
             const auto now = std::chrono::steady_clock::now();
             const bool final = p.runs_done == p.runs_total;
             if (!tty && !final && now - last < std::chrono::seconds(2)) return;
             last = now;
-            fmt::print(stderr, "{}", progress_line(p, tty));
+            fmt::print(stderr, "{}", plan::progress_line(p, tty));
             if (tty && final) fmt::print(stderr, "\n");
         };
     }
-    const RunnerResult r = run_panel(m, o);
+    const plan::RunnerResult r = plan::run_panel(m, o);
     if (!a.quiet)
         fmt::print(stderr, "panel '{}': {} runs written, {} skipped{}, {} tokens in {:.1f} s ({:.1f} tok/s) → {}\n", m.name, r.done,
                    r.skipped, r.repaired ? fmt::format(", {} partly stored generation(s) completed", r.repaired) : std::string(), r.tokens, r.seconds, r.seconds > 0 ? double(r.tokens) / r.seconds : 0.0, a.db);

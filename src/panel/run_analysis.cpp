@@ -34,7 +34,7 @@ void attach_routing(const capture::RunRecord& r, metrics::RunSummary& s) {
 
 std::vector<std::string> analysed_layer_names(const std::vector<std::string>& captured, bool include_embedding) {
     std::vector<std::string> names = captured;
-    if (!include_embedding && names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
+    if (metrics::drops_embedding(captured, include_embedding)) names.erase(names.begin());
     return names;
 }
 
@@ -43,9 +43,7 @@ metrics::RunSummary analyse_recorded_run(const capture::RunRecord& r, const std:
     const size_t T = r.tokens.size(), L = r.start.layers.size(), d = size_t(r.start.n_embd);
     // A view that skips hf:0 over the captured data (no copy).
     const std::vector<std::string> names = analysed_layer_names(captured, include_embedding);
-    const bool drop = names.size() != captured.size();
-    metrics::StatesView view{r.states.data(), T, L, d};
-    if (drop) view = view.drop_front_layers(1);
+    metrics::StatesView view = metrics::StatesView{r.states.data(), T, L, d, captured}.analysed(include_embedding);
     view.layer_names = names;
     std::vector<metrics::TokenProbStats> stats;
     for (const auto& t : r.tokens) stats.push_back(t.stats);
@@ -62,6 +60,33 @@ metrics::RunSummary analyse_recorded_run(const capture::RunRecord& r, const std:
     }
     if (!r.start.routing.blocks.empty()) attach_routing(r, s);
     return s;
+}
+
+store::ModelRow model_row(const std::string& label, const capture::ModelInfo& info) {
+    store::ModelRow row;
+    row.label = label;
+    row.path = info.path.string();
+    row.sha256 = info.sha256;
+    row.architecture = info.architecture;
+    row.gguf_architecture = info.architecture;
+    row.description = info.description;
+    row.n_layer = info.n_layer;
+    row.n_embd = info.n_embd;
+    row.n_vocab = info.n_vocab;
+    row.n_params = info.n_params;
+    return row;
+}
+
+store::RunRow run_row(const capture::RunRecord& r, const capture::EngineFacts& facts, const std::string& layers) {
+    store::RunRow row;
+    row.prompt_text = r.start.prompt_text;
+    row.layers = layers;
+    row.precision = facts.precision;
+    row.n_ctx = facts.n_ctx;
+    row.n_generated = r.end.n_generated;
+    row.stop_reason = r.end.stop_reason;
+    row.text = r.end.text;
+    return row;
 }
 
 std::vector<store::TokenData> token_rows(const capture::RunRecord& r) {

@@ -18,7 +18,13 @@ namespace phasemap::plan {
 
 using namespace phasemap::capture;
 
-capture::Request make_request(const RunSettings& s, size_t i) { return capture::make_request(s.prompts.at(i), s.chat, s.n_predict, s.sampling); }
+capture::Request make_request(const RunSettings& s, size_t i) {
+    if (!s.per_prompt.empty()) {
+        const RunSettings::PromptSettings& pp = s.per_prompt.at(i);
+        return capture::make_request(s.prompts.at(i), s.chat, pp.n_predict, pp.sampling);
+    }
+    return capture::make_request(s.prompts.at(i), s.chat, s.n_predict, s.sampling);
+}
 
 std::vector<std::string> input_files(const RunSettings& s) {
     std::vector<std::string> in{s.model};
@@ -102,6 +108,8 @@ steer::MonitorOptions monitor_options(const MonitorSettings& m, const ModelInfo&
 
 RunPlan build_run(const RunSettings& s, std::shared_ptr<capture::Model> model) {
     if (s.prompts.empty()) throw std::invalid_argument("no prompt given");
+    if (!s.per_prompt.empty() && s.per_prompt.size() != s.prompts.size())
+        throw std::invalid_argument(fmt::format("{} per-prompt settings for {} prompts", s.per_prompt.size(), s.prompts.size()));
     if (s.monitor.any_option() && !s.monitor.enabled) throw std::invalid_argument("--trigger/--on/--on-intervene need --monitor");
     RunPlan p;
     if (model) {
@@ -112,11 +120,27 @@ RunPlan build_run(const RunSettings& s, std::shared_ptr<capture::Model> model) {
             const steer::FileScale fsc = steer::parse_file_scale(spec, "--lora");
             mopt.adapters.push_back({fsc.path, fsc.scale});
         }
+        mopt.adapters.insert(mopt.adapters.end(), s.adapters.begin(), s.adapters.end());
         p.model = Model::load(s.model, mopt);
     }
     EngineOptions eo = s.engine;
     eo.n_parallel = std::min<int>(eo.n_parallel, int(s.prompts.size()));
-    p.engine = std::make_unique<Engine>(p.model, eo);
+    if (s.fit_context && eo.n_ctx <= 0) {
+        std::vector<Request> plain;
+        for (size_t i = 0; i < s.prompts.size(); ++i) plain.push_back(make_request(s, i));
+        eo.n_ctx = context_for(*p.model, plain);
+    }
+    // routing_if_moe: the routing channel when the engine reads this architecture's router
+    // (Engine throws std::invalid_argument when it cannot), else the run goes on without it.
+    if (s.routing_if_moe && !eo.routing && p.model->info().n_expert > 1) {
+        eo.routing = true;
+        try {
+            p.engine = std::make_unique<Engine>(p.model, eo);
+        } catch (const std::invalid_argument&) {
+            eo.routing = false;
+        }
+    }
+    if (!p.engine) p.engine = std::make_unique<Engine>(p.model, eo);
     const ModelInfo& mi = p.model->info();
 
     nlohmann::json iv_meta = nlohmann::json::array(), cv_meta = nlohmann::json::array();

@@ -1199,7 +1199,8 @@ void audits_section(const Context& c, json& d, json& sections) {
 // MoE routing (docs/metrics-moe.md): per model, the median over its routed runs of every run-level
 // routing metric of the registry. Only when some panel run carries routing values (dense panels
 // get no section). A generation is stored once per normalisation mode with the same routing
-// values, so one mode is used (the first routed run's).
+// values: the runs are the audit's run set of the page's mode (audit::distinct_runs, as every
+// other section), so each generation counts once.
 void routing_section(const Context& c, json& d, json& sections) {
     if (!c.in.panel) return;
     std::vector<std::string> names;
@@ -1213,14 +1214,11 @@ void routing_section(const Context& c, json& d, json& sections) {
             if (auto it = r.metrics.find(n); it != r.metrics.end() && std::isfinite(it->second)) return true;
         return false;
     };
-    const PanelRun* first = nullptr;
-    for (const auto& r : c.in.panel->runs)
-        if (routed(r)) { first = &r; break; }
-    if (!first) return;
-    const std::string norm = first->norm;
+    const std::string& norm = c.norm;
     std::map<std::string, std::vector<const PanelRun*>> by_model;
-    for (const auto& r : c.in.panel->runs)
-        if (r.norm == norm && routed(r)) by_model[r.model].push_back(&r);
+    for (const PanelRun* r : audit::distinct_runs(*c.in.panel, norm).runs)
+        if (routed(*r)) by_model[r->model].push_back(r);
+    if (by_model.empty()) return;
     std::vector<std::string> cols{"model", "routed runs"};
     for (const auto& n : names) cols.push_back(n + " (median)");
     json rows = json::array();
@@ -1236,9 +1234,10 @@ void routing_section(const Context& c, json& d, json& sections) {
     }
     json items = json::array();
     items.push_back(table("routing per model (median over runs)", cols, rows));
-    items.push_back(note(fmt::format("Runs with norm = {} (routing does not depend on the normalisation mode; each "
-                                     "generation is counted once). Dense models' runs have no routing values and are left out.",
-                                     norm.empty() ? "(unset)" : norm)));
+    items.push_back(note(fmt::format("Runs with norm = {}, the audit's run set of that mode (routing does not depend on the "
+                                     "normalisation mode; each generation is counted once). Dense models' runs have no routing "
+                                     "values and are left out.",
+                                     norm_name(norm))));
     sections.push_back({{"id", "routing"}, {"title", "MoE routing"}, {"items", items},
                         {"intro", "The router's top-k choices per token and MoE block (docs/metrics-moe.md): routing entropy, "
                                   "expert-switch rate along tokens, expert-load balance, and agreement between adjacent blocks."}});

@@ -32,6 +32,7 @@
 #include "phasemap/plan/request_plan.hpp"
 #include "phasemap/store/store.hpp"
 #include "phasemap/metrics/analyze.hpp"
+#include "phasemap/metrics/views.hpp"
 #include "phasemap/steer/spec.hpp"
 #include "analysis_json.hpp"
 
@@ -79,12 +80,11 @@ struct AnalysedLayers {
 AnalysedLayers analysed_layers(const std::vector<std::string>& captured) {
     AnalysedLayers a;
     a.names = captured;
-    if (captured.size() > 1 && captured.front() == "hf:0") {
+    if (metrics::drops_embedding(captured, false)) {
         a.names.erase(a.names.begin());
         a.first = 1;
-    } else {
-        a.embedding_included = !captured.empty() && captured.front() == "hf:0";
     }
+    a.embedding_included = metrics::embedding_analysed(captured, false);
     return a;
 }
 // Base64 (RFC 4648, OpenSSL's EVP_EncodeBlock) of float32 values in little-endian byte order.
@@ -323,22 +323,19 @@ struct Server::Impl final : capture::RequestSource {
         out.summary = c.analysis();
         out.tokens = panel::token_rows(r);
         out.layers = panel::layer_token_series(r, captured, ao.token);
+        out.row = panel::run_row(r, engine->facts(), eopt.layers);
         store::RunRow& row = out.row;
         row.run_id = io::sha256_hex(fmt::format("{}:{}", started_id, r.start.run_index)).substr(0, 32);
         row.model = opt.model_id;
         row.category = "serve";
         row.prompt_index = int64_t(r.start.run_index);
         row.prompt = c.request.prompt;
-        row.prompt_text = r.start.prompt_text;
         row.chat = c.request.chat;
         row.temperature = c.request.sampling.temperature;
         row.top_k = c.request.sampling.top_k;
         row.top_p = c.request.sampling.top_p;
         row.seed = c.request.sampling.seed;
         row.n_predict = c.request.n_predict;
-        row.layers = eopt.layers;
-        row.precision = engine->facts().precision;
-        row.n_ctx = engine->facts().n_ctx;
         json mo = json::object();
         for (const auto& [k, v] : metrics::options_record(ao)) {
             mo[k] = v;
@@ -347,9 +344,6 @@ struct Server::Impl final : capture::RequestSource {
         mo["layer"] = c.metric_layer.empty() ? std::string("-1") : c.metric_layer;
         mo["include_embedding"] = "false";
         row.metric_options = mo.dump();
-        row.n_generated = r.end.n_generated;
-        row.stop_reason = r.end.stop_reason;
-        row.text = r.end.text;
         return out;
     }
 
@@ -359,18 +353,7 @@ struct Server::Impl final : capture::RequestSource {
         oo.manifest_hash = "phasemap-serve:" + info.sha256;
         oo.meta = {{"manifest_name", "serve:" + opt.model_id}, {"phasemap_version", phasemap::version()}, {"llama_commit", phasemap::llama_commit()}};
         db = store::Store::open(opt.db, oo);
-        store::ModelRow row;
-        row.label = opt.model_id;
-        row.path = info.path.string();
-        row.sha256 = info.sha256;
-        row.architecture = info.architecture;
-        row.gguf_architecture = info.architecture;
-        row.description = info.description;
-        row.n_layer = info.n_layer;
-        row.n_embd = info.n_embd;
-        row.n_vocab = info.n_vocab;
-        row.n_params = info.n_params;
-        db->put_model(row);
+        db->put_model(panel::model_row(opt.model_id, info));
         started_id = fmt::format("{}:{}", info.sha256, std::chrono::system_clock::now().time_since_epoch().count());
         writer = std::thread([this] { write_loop(); });
     }

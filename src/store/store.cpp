@@ -1,5 +1,6 @@
 // The results store on DuckDB's C API (src/store is the only code that includes duckdb.h).
 #include "phasemap/store/store.hpp"
+#include "testing.hpp"
 
 #include <duckdb.h>
 #include <fmt/core.h>

@@ -7,7 +7,6 @@
 #include <set>
 
 #include "phasemap/panel/manifest.hpp"
-#include "phasemap/panel/runner.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap::panel;

@@ -18,6 +18,7 @@
 
 #include "phasemap/modelgen/modelgen.hpp"
 #include "phasemap/store/store.hpp"
+#include "store/testing.hpp"  // src/store: set_meta_for_test
 #include "support/paths.hpp"
 
 extern char** environ;

@@ -8,16 +8,14 @@
 #include "phasemap/plan/run_plan.hpp"
 #include "phasemap/plan/steer_plan.hpp"
 #include "phasemap/steer/control_vector.hpp"
+#include "support/generation.hpp"
 #include "support/paths.hpp"
+#include "support/steer_fixtures.hpp"
 
 using namespace phasemap;
 namespace fs = std::filesystem;
 
 namespace {
-
-#define NEED_STORIES()                                                  \
-    const std::string model = pmtest::shared_model("stories260K.gguf").string(); \
-    if (model.empty()) GTEST_SKIP() << "../shared/models/stories260K.gguf is not present"
 
 plan::RunSettings settings(const std::string& model) {
     plan::RunSettings s;
@@ -32,33 +30,11 @@ plan::RunSettings settings(const std::string& model) {
     return s;
 }
 
-// A control vector for the model: direction.N = N·e_0 for blocks 1 … L−1.
-fs::path write_cv(const fs::path& dir, const capture::ModelInfo& mi) {
-    steer::ControlVector cv;
-    cv.model_hint = mi.architecture;
-    cv.n_embd = mi.n_embd;
-    cv.model_n_layer = mi.n_layer;
-    for (int b = 1; b < mi.n_layer; ++b) {
-        std::vector<float> v(size_t(mi.n_embd), 0.0f);
-        v[0] = float(b);
-        cv.directions[b] = v;
-    }
-    const fs::path p = dir / "cv.gguf";
-    steer::write_control_vector(cv, p);
-    return p;
-}
-
-struct Tmp {
-    fs::path p = fs::temp_directory_path() / ("pm-plan-" + std::to_string(::getpid()));
-    Tmp() { fs::create_directories(p); }
-    ~Tmp() { fs::remove_all(p); }
-};
-
 }  // namespace
 
 TEST(RunPlan, RequestsCarryTheSettingsAndTheirInterventions) {
-    NEED_STORIES();
-    plan::RunSettings s = settings(model);
+    NEED_STORIES_PATH();
+    plan::RunSettings s = settings(model_path);
     s.intervene = {"scale:block:1:0.5@prompts=1", "clamp:block:-1:3.0"};
     const plan::RunPlan p = plan::build_run(s);
     ASSERT_EQ(p.requests.size(), 3u);
@@ -93,8 +69,8 @@ TEST(RunPlan, RequestsCarryTheSettingsAndTheirInterventions) {
 }
 
 TEST(RunPlan, SameSettingsSameRequestsAsMakeRequest) {
-    NEED_STORIES();
-    const plan::RunSettings s = settings(model);
+    NEED_STORIES_PATH();
+    const plan::RunSettings s = settings(model_path);
     const plan::RunPlan a = plan::build_run(s), b = plan::build_run(s);
     ASSERT_EQ(a.requests.size(), b.requests.size());
     for (size_t i = 0; i < a.requests.size(); ++i) {
@@ -112,8 +88,8 @@ TEST(RunPlan, SameSettingsSameRequestsAsMakeRequest) {
 }
 
 TEST(RunPlan, MonitorGivesEachRequestItsOwnController) {
-    NEED_STORIES();
-    plan::RunSettings s = settings(model);
+    NEED_STORIES_PATH();
+    plan::RunSettings s = settings(model_path);
     s.monitor.enabled = true;
     s.monitor.triggers = {"streak:n=4"};
     s.monitor.on = "stop";
@@ -127,7 +103,7 @@ TEST(RunPlan, MonitorGivesEachRequestItsOwnController) {
 }
 
 TEST(RunPlan, BadSettingsAreOneErrorBeforeAnythingRuns) {
-    NEED_STORIES();
+    NEED_STORIES_PATH();
     const struct {
         void (*edit)(plan::RunSettings&);
         const char* msg;
@@ -143,7 +119,7 @@ TEST(RunPlan, BadSettingsAreOneErrorBeforeAnythingRuns) {
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.msg);
-        plan::RunSettings s = settings(model);
+        plan::RunSettings s = settings(model_path);
         c.edit(s);
         try {
             plan::build_run(s);
@@ -155,12 +131,39 @@ TEST(RunPlan, BadSettingsAreOneErrorBeforeAnythingRuns) {
     }
 }
 
+// What the panel runner asks of the run plan: per-prompt sampling and budget (its grid points),
+// and the context the requests need instead of the default.
+TEST(RunPlan, PerPromptSettingsAndAFittedContext) {
+    NEED_STORIES_PATH();
+    plan::RunSettings s = settings(model_path);
+    s.per_prompt = {{3, {0.0f, 0, 1.0f, 1}}, {5, {0.5f, 10, 0.8f, 2}}, {9, {1.0f, 0, 0.9f, 3}}};
+    s.fit_context = true;
+    const plan::RunPlan p = plan::build_run(s);
+    ASSERT_EQ(p.requests.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(p.requests[i].prompt, s.prompts[i]);
+        EXPECT_EQ(p.requests[i].n_predict, s.per_prompt[i].n_predict);
+        EXPECT_EQ(p.requests[i].sampling.temperature, s.per_prompt[i].sampling.temperature);
+        EXPECT_EQ(p.requests[i].sampling.top_k, s.per_prompt[i].sampling.top_k);
+        EXPECT_EQ(p.requests[i].sampling.top_p, s.per_prompt[i].sampling.top_p);
+        EXPECT_EQ(p.requests[i].sampling.seed, s.per_prompt[i].sampling.seed);
+    }
+    // (On stories260K the fitted context is its whole 128-cell training context, the cap.)
+    EXPECT_EQ(p.engine->facts().n_ctx, capture::context_for(*p.model, p.requests));
+    s.engine.n_ctx = 64;   // a context given is kept
+    EXPECT_EQ(plan::build_run(s).engine->facts().n_ctx, 64);
+    s.per_prompt.pop_back();
+    EXPECT_THROW(plan::build_run(s), std::invalid_argument);
+}
+
 TEST(RunPlan, ControlVectorsAreSummedIntoTheMetadata) {
-    NEED_STORIES();
-    Tmp t;
-    const auto mi = capture::Model::load(model)->info();
-    const fs::path cv = write_cv(t.p, mi);
-    plan::RunSettings s = settings(model);
+    NEED_STORIES_PATH();
+    pmtest::TempDir t;
+    const auto mi = capture::Model::load(model_path)->info();
+    const fs::path cv = t / "cv.gguf";
+    steertest::write_test_control_vector(mi, cv);
+    plan::RunSettings s = settings(model_path);
     s.control_vectors = {cv.string() + ":0.5", cv.string()};
     const plan::RunPlan p = plan::build_run(s);
     ASSERT_EQ(p.metadata["control_vectors"].size(), 2u);
@@ -172,12 +175,13 @@ TEST(RunPlan, ControlVectorsAreSummedIntoTheMetadata) {
 }
 
 TEST(SteerPlan, ControlAuditTakesTheControlVectorAtItsScale) {
-    NEED_STORIES();
-    Tmp t;
-    const auto mi = capture::Model::load(model)->info();
-    const fs::path cv = write_cv(t.p, mi);
+    NEED_STORIES_PATH();
+    pmtest::TempDir t;
+    const auto mi = capture::Model::load(model_path)->info();
+    const fs::path cv = t / "cv.gguf";
+    steertest::write_test_control_vector(mi, cv);
     plan::ControlAuditSettings s;
-    s.model = model;
+    s.model = model_path;
     s.control_vector = cv.string() + ":1.5";
     s.intervene = {"scale:block:1:0.5"};
     s.audit.prompts = {"Once upon a time"};
@@ -205,9 +209,9 @@ TEST(SteerPlan, ControlAuditTakesTheControlVectorAtItsScale) {
 }
 
 TEST(SteerPlan, MonitorEvalParsesTheTriggers) {
-    NEED_STORIES();
+    NEED_STORIES_PATH();
     plan::MonitorEvalSettings s;
-    s.model = model;
+    s.model = model_path;
     s.triggers = {"collapse:window=4", "streak:n=3"};
     const plan::MonitorEvalPlan p = plan::plan_monitor_eval(s);
     ASSERT_EQ(p.options.monitor.triggers.size(), 2u);

@@ -14,6 +14,7 @@
 
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/store/store.hpp"
+#include "store/testing.hpp"  // src/store: set_meta_for_test
 #include "support/paths.hpp"
 
 extern char** environ;

@@ -24,6 +24,10 @@ inline std::shared_ptr<phasemap::capture::Model> stories() {
 #define NEED_STORIES()                                                                  \
     auto model = pmtest::stories();                                                     \
     if (!model) GTEST_SKIP() << "../shared/models/stories260K.gguf is not present"
+// The same model as a path (`model_path`), for code that loads it itself (the run plan).
+#define NEED_STORIES_PATH()                                                             \
+    const std::string model_path = pmtest::shared_model("stories260K.gguf").string();   \
+    if (model_path.empty()) GTEST_SKIP() << "../shared/models/stories260K.gguf is not present"
 
 inline std::vector<phasemap::capture::RunRecord> run(phasemap::capture::Engine& e,
                                                      const std::vector<phasemap::capture::Request>& reqs) {

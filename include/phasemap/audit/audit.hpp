@@ -3,6 +3,8 @@
 // "not enough data" through `reason` instead of throwing, so one empty section never stops the
 // others. Definitions and defaults are documented in docs/audit.md. The from_json of every section
 // struct and the whole `phasemap audit --json` document (AuditResult) are in audit/result.hpp.
+//
+// Owns: nothing kept; sections read the PanelTable during the call and return plain structs.
 #pragma once
 #include <array>
 #include <cstddef>

@@ -2,6 +2,9 @@
 // evaluated on a declared small sub-panel and on the full panel and gets a verdict
 // SURVIVED / FALSIFIED / INCONCLUSIVE with its statistic, p-value or interval. The file format and
 // the verdict rules are in docs/audit.md; examples/limen_hypotheses.toml holds LIMEN's claims.
+//
+// Owns: parsed hypotheses and results are plain values. Throws: std::invalid_argument from the parser
+// (below); evaluation reports INCONCLUSIVE instead of throwing.
 #pragma once
 #include <filesystem>
 #include <optional>

@@ -1,6 +1,9 @@
 // Running audit sections by name (what `phasemap audit` calls) and the JSON form of a PanelTable
 // (the --panel-json input). Each section runs inside its own guard: a section that cannot run
 // reports its reason and the others still run.
+//
+// Owns: nothing kept; results are owned values. Throws: std::invalid_argument (below); a section's own
+// failure is its reason, not an exception.
 #pragma once
 #include <string>
 #include <vector>

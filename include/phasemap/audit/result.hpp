@@ -6,6 +6,8 @@
 //
 // Errors: every from_json throws audit::JsonError naming the field's path inside the document
 // ("sections.topology.pairs[2].share: missing"); the caller adds the file name.
+//
+// Owns: AuditResult owns its sections (plain values, no reference into the PanelTable they came from).
 #pragma once
 #include <cstddef>
 #include <optional>

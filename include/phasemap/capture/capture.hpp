@@ -3,6 +3,13 @@
 // generated token through the scheduler eval callback (METRICS.md §1).
 //
 // This header does not expose llama.cpp types; src/capture is the only code that includes llama.h.
+//
+// Owns: a Model owns its llama.cpp model and LoRA adapters (freed with the last shared_ptr); an Engine owns
+// its llama.cpp context and holds the Model by shared_ptr, so the Model outlives it. Lifetimes: spans handed
+// to a RunSink are valid only during the call; Request::controller and an Admission's sink are not owned and
+// must outlive the run; references returned by info()/layers()/facts() live as long as the Model/Engine.
+// Throws: std::runtime_error (files, llama.cpp failures) and std::invalid_argument (options), as stated per
+// function.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -149,10 +156,11 @@ public:
     // caller validates roles), the generation prompt appended. Throws as the one-message form.
     std::string apply_chat_template(std::span<const ChatMessage> messages) const;
 
-    struct Impl;
-    Impl* impl() const { return impl_.get(); }
-
 private:
+    // The llama.cpp handles (src/capture/llama_common.hpp); reached inside src/capture through
+    // ModelAccess, never from outside the module.
+    struct Impl;
+    friend struct ModelAccess;
     Model() = default;
     std::unique_ptr<Impl> impl_;
     ModelInfo info_;

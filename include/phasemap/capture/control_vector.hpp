@@ -12,6 +12,9 @@
 //     these keys; phasemap checks model_hint).
 //   * phasemap adds phasemap.n_embd, phasemap.n_layer, phasemap.model_sha256, phasemap.method and
 //     phasemap.layers (block indices) to recognise a vector built for another model.
+//
+// Lifetimes: everything here is a plain value; reading a file keeps no handle on it. Throws: as stated per
+// function (std::runtime_error for files, std::invalid_argument for a mismatch).
 #pragma once
 #include <cstdint>
 #include <filesystem>

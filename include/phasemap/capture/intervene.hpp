@@ -14,6 +14,11 @@
 //     so `add v` changes the captured block:i by exactly strength·v.
 //
 // This header does not expose llama.cpp types.
+//
+// Owns: an Intervention is a plain value (its vector, its hook's std::function); InterventionState is
+// per-sequence scratch owned by the engine. Lifetimes: the span passed to apply_intervention / a hook /
+// GenerationController::after_token is valid only during the call. Throws: std::invalid_argument from
+// resolve_interventions; a hook's own exception is carried through llama_decode and rethrown by the engine.
 #pragma once
 #include <climits>
 #include <cstdint>

@@ -15,6 +15,8 @@
 // Whether an architecture computes a component is settled by the engine on the model's graph
 // (an error names the architecture and the component when it does not). Duplicates are removed,
 // order of first mention kept.
+//
+// Owns: nothing; ResolvedLayer is a plain value. Throws: std::invalid_argument from the parser (named item).
 #pragma once
 #include <string>
 #include <vector>

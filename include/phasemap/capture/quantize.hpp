@@ -1,6 +1,8 @@
 // Quantised variants of a model through libllama's own quantisation (llama_model_quantize), so a
 // panel can hold F16 / Q8_0 / Q4_K_M … variants of one model. Declared here, implemented in
 // src/capture/quantize.cpp (the only code that includes llama.h is src/capture).
+//
+// Owns: nothing kept after the call. Throws: as stated below.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -1,5 +1,10 @@
 // Sinks for generated runs: an in-memory recorder, and the streaming NPZ writer that produces
 // phasemap's run files (LIMEN extraction layout plus per-token statistics and metadata).
+//
+// Owns: RecordingSink owns the RunRecord it fills (states copied out of the engine's spans); NpzRunWriter
+// owns its temporary parts until end() assembles the NPZ (a writer destroyed before end() leaves nothing at
+// its path). TeeSink does not own its sinks: they must outlive it. Throws: std::runtime_error for I/O
+// failures, naming the path.
 #pragma once
 #include <filesystem>
 #include <memory>

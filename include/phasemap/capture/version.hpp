@@ -1,4 +1,6 @@
 // phasemap version and the pinned llama.cpp commit it was built against.
+//
+// Owns: nothing; constant strings. Throws: nothing.
 #pragma once
 #include <string>
 

@@ -1,6 +1,9 @@
 // Sizes a GGUF header declares, checked against the file itself before anything is allocated
 // from them (docs/hardening.md, class 3). Used by Model::load (before llama.cpp, whose asserts
 // would abort) and by `panel plan` (which sizes its estimates from the header).
+//
+// Owns: nothing; header-only checks on a gguf_context the caller owns (read during the call only). Throws:
+// nothing; a problem is returned as text (empty: none).
 #pragma once
 #include <gguf.h>
 

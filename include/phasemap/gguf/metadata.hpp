@@ -2,6 +2,9 @@
 // uses ggml's gguf API, docs/DESIGN.md). Reads a file's header — key/values and tensor
 // descriptions, no tensor data — into plain types, so that modules which may not include gguf.h
 // (panel's estimates, …) read a model's facts through it.
+//
+// Owns: nothing kept; the file is opened and closed inside the call, Metadata is a plain value. Throws:
+// std::runtime_error naming the file.
 #pragma once
 #include <cstdint>
 #include <filesystem>

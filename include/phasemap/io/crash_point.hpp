@@ -8,6 +8,8 @@
 // Built in when PHASEMAP_CRASH_POINTS is defined (CMake option PHASEMAP_CRASH_POINTS, on by
 // default so that the test suite can use it); otherwise crash_point is an empty inline function.
 // Every target that includes this header gets the same definition (cmake/store.cmake).
+//
+// Owns: nothing (a process-wide hit counter). Throws: nothing; the matching point kills the process.
 #pragma once
 
 #ifdef PHASEMAP_CRASH_POINTS

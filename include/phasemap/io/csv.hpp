@@ -1,5 +1,8 @@
 // The one CSV reader (RFC 4180): the prompt CSVs of panels (`category,prompt`) and the labelled
 // data sets of control-audit / monitor-eval both read their rows through it.
+//
+// Owns: nothing; rows are owned strings (the input text is not referenced after the call). Throws: as stated
+// below.
 #pragma once
 #include <cstddef>
 #include <string>

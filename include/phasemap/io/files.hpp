@@ -7,6 +7,10 @@
 //    renamed into place; the temporary folder is removed on error, on destruction without
 //    commit, and on SIGINT/SIGTERM (the handler removes it, then the signal ends the process);
 //  * JSON: one reader that limits the nesting depth before parsing and names the file in errors.
+//
+// Owns: a TempArea owns its hidden folder (removed with it, and by the signal handler); an AtomicFile owns
+// its temporary file until commit(). Lifetimes: path references returned live as long as the object. Throws:
+// std::runtime_error naming the path and what it is for.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,9 @@
 // NPY/NPZ files (numpy's formats): streaming writer for arrays whose leading dimension grows
 // token by token, an NPZ container builder (libzip) with atomic commit, and a reader for
 // NPZ files written by phasemap or by numpy (np.savez / np.savez_compressed).
+//
+// Owns: each writer owns its open file and temporary parts (removed unless committed); NpzReader owns the
+// open archive; NpyArray owns its bytes. Throws: std::runtime_error naming the file and the problem.
 #pragma once
 #include <cstddef>
 #include <cstdint>

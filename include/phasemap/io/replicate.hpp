@@ -2,6 +2,9 @@
 // bit, and reported in the layout of LIMEN's replication.json (schema "limen.replication.v1")
 // with phasemap's additional fields. Pure: no model, no I/O (src/cli/cmd_replicate.cpp runs the
 // protocol and writes the file).
+//
+// Owns: nothing kept; Replica and the report are plain values. Throws: nothing for data: differences are
+// reported, not thrown.
 #pragma once
 #include <cstdint>
 #include <map>

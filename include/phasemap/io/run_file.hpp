@@ -1,6 +1,9 @@
 // Reading a run for analysis: NPZ files written by `phasemap generate` and NPZ files in LIMEN's
 // extraction layout (hidden_states [T, L, d], optional logits [T, V], token_ids [T]; float32 or
 // float16 arrays, int32/int64 ids, stored or deflated members).
+//
+// Owns: RunData owns every array it read (nothing refers into the file after the call). Throws:
+// std::runtime_error naming the file and the problem.
 #pragma once
 #include <filesystem>
 #include <nlohmann/json.hpp>

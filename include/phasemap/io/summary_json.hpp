@@ -2,6 +2,8 @@
 // `summary` with n/median/q1/q3 per metric under LIMEN's names) extended with phasemap's
 // token-axis, output-state and control sections. Metric names are METRICS.md's names; missing
 // values are null with a `<name>_missing_reason` beside them.
+//
+// Owns: nothing; the JSON built or read is an owned value. Throws: the reader, as stated below.
 #pragma once
 #include <cstdint>
 #include <limits>

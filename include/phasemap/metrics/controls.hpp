@@ -1,5 +1,10 @@
 // Order-destroying baselines (METRICS.md §6): the same values in shuffled token order or shuffled
 // layer order, compared with the real value by an empirical p-value.
+//
+// Owns: nothing; pure functions (no I/O, no threads, no llama.cpp). Lifetimes: spans and views are read
+// during the call only, never kept; results are owned values. Throws: metrics::MetricError (value.hpp) for
+// invalid options or inputs a function cannot take; data problems become missing values with a reason.
+// Shuffles draw from stats' portable RNG, seeded by the caller.
 #pragma once
 #include <array>
 #include <cstddef>

@@ -5,6 +5,8 @@
 // with a fixed number of independent lanes that are combined in a fixed order, so the result is
 // the same bit pattern whatever SIMD width the compiler picks (on x86-64 the kernels are built for
 // several instruction sets and the widest one the CPU supports is chosen at load time).
+//
+// Owns: nothing; pure row kernels over caller-owned memory, read during the call only. Throws: nothing.
 #pragma once
 #include <cstddef>
 

@@ -26,6 +26,8 @@
 //   hf:N → N (N < L);  hf:L → L + 0.5 (the final norm follows the last block);  block:i → i + 1;
 //   attn_out:i → i + 0.25;  resid_mid:i → i + 0.5;  ffn_out:i → i + 0.75;  tensor:NAME-i → i + 0.5.
 // hf:L needs the model's block count L to be told from hf:N.
+//
+// Owns: nothing; LayerId is a plain value. Throws: as stated per function (the text named).
 #pragma once
 #include <cstddef>
 #include <optional>

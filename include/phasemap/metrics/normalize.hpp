@@ -1,6 +1,11 @@
 // Normalisation modes (METRICS.md §4).
 //   state level  : `raw` (states as captured) or `clipped_mad` (per-dimension robust z-score, clipped);
 //   series level : `ct_clip` (clip outlying ct values before ratio_norm), combinable with either.
+//
+// Owns: nothing; pure functions (no I/O, no threads, no llama.cpp). Lifetimes: spans and views are read
+// during the call only, never kept; results are owned values. Throws: metrics::MetricError (value.hpp) for
+// invalid options or inputs a function cannot take; data problems become missing values with a reason.
+// ct_clip edits the caller's span in place.
 #pragma once
 #include <cstddef>
 #include <optional>

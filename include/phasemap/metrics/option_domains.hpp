@@ -2,6 +2,8 @@
 // shared by the CLI flags (src/cli/options.hpp turns a domain into a CLI11 validator) and the
 // panel manifest's fields (src/panel/manifest.cpp), and by the metric options' own validate().
 // Header-only and pure: no I/O, no dependencies.
+//
+// Owns: nothing; constexpr domains. Throws: nothing (callers turn a domain into their own error).
 #pragma once
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,8 @@
 // Output-distribution states COLLAPSE / RIVALRY / DIFFUSE / STEADY (METRICS.md §5).
+//
+// Owns: nothing; pure functions (no I/O, no threads, no llama.cpp). Lifetimes: spans and views are read
+// during the call only, never kept; results are owned values. Throws: metrics::MetricError (value.hpp) for
+// invalid options or inputs a function cannot take; data problems become missing values with a reason.
 #pragma once
 #include <array>
 #include <cstddef>

@@ -1,6 +1,10 @@
 // A panel as the audits see it: one row per run, with the run's design factors and its
 // run-level metrics. The store fills it from the results DB (store::load_panel_table); the
 // audits (src/audit) and the report read it. Plain data, no DuckDB, no llama.cpp.
+//
+// Owns: PanelTable owns its rows (plain values, no handle on the DB it was read from). Lifetimes: pointers
+// returned by lookups (model()) live as long as the table and are invalidated by changing it. Throws:
+// nothing.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -2,6 +2,10 @@
 // Quantiles (phasemap::stats, stats/descriptive.hpp) follow numpy's default method ("linear", Hyndman & Fan type 7) bit for bit:
 // h = (n − 1)·q, lo = ⌊h⌋, g = h − lo, result = a + (b − a)·g, or b − (b − a)·(1 − g) when g ≥ 0.5
 // (numpy's `_lerp`), with a = x[lo], b = x[lo + 1] of the sorted values.
+//
+// Owns: nothing; pure functions (no I/O, no threads, no llama.cpp). Lifetimes: spans and views are read
+// during the call only, never kept; results are owned values. Throws: metrics::MetricError (value.hpp) for
+// invalid options or inputs a function cannot take; data problems become missing values with a reason.
 #pragma once
 #include <cstddef>
 #include <span>

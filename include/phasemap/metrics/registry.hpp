@@ -6,6 +6,9 @@
 // add one entry to the table in src/metrics/registry.cpp, add one test in tests/metrics/.
 // (The table is a single array rather than self-registering static objects because the library
 // is static: objects nobody references would be dropped by the linker.)
+//
+// Owns: the registry is a static table. Lifetimes: the span, pointers and string_views returned refer to it
+// and live for the whole process. Throws: nothing; an unknown name gives nullptr.
 #pragma once
 #include <span>
 #include <string>

@@ -1,6 +1,10 @@
 // MoE routing metrics (docs/metrics-moe.md): pure functions over the captured routing channel,
 // per generated token t and MoE block m the k experts the router selected and the weights their
 // outputs are mixed with (generate --routing: routing_experts / routing_weights [T, M, k]).
+//
+// Owns: nothing; pure functions (no I/O, no threads, no llama.cpp). Lifetimes: spans and views are read
+// during the call only, never kept; results are owned values. Throws: metrics::MetricError (value.hpp) for
+// invalid options or inputs a function cannot take; data problems become missing values with a reason.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,8 @@
 // Token-axis metrics on one layer's states h_0 … h_{T−1} (METRICS.md §2).
+//
+// Owns: nothing; pure functions (no I/O, no threads, no llama.cpp). Lifetimes: spans and views are read
+// during the call only, never kept; results are owned values. Throws: metrics::MetricError (value.hpp) for
+// invalid options or inputs a function cannot take; data problems become missing values with a reason.
 #pragma once
 #include <cstddef>
 #include <cstdint>

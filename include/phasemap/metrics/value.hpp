@@ -1,5 +1,7 @@
 // Common vocabulary of the metric library: values that may be missing (with a reason) and the
 // error type for inputs a metric cannot be computed on (METRICS.md §2–§6).
+//
+// Owns: Value owns its reason text. Throws: nothing here; MetricError is the type the metric functions throw.
 #pragma once
 #include <limits>
 #include <stdexcept>

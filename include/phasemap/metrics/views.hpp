@@ -1,10 +1,24 @@
 // Non-owning views of captured hidden states (METRICS.md §1): float32, row-major.
+//
+// Owns: nothing; a view points into states and names the caller owns, which must outlive it (and every view
+// made from it by drop_front_layers / analysed). Throws: nothing.
 #pragma once
 #include <cstddef>
 #include <span>
 #include <string>
 
 namespace phasemap::metrics {
+
+// LIMEN's protocol (METRICS.md §1): the embedding output hf:0 is left out of the analysed layers
+// when other layers are captured, unless the caller keeps it (include_embedding). The one statement
+// of that rule: `analyze`, the Python package, the panel runner and `serve` all use it.
+inline bool drops_embedding(std::span<const std::string> captured, bool include_embedding) {
+    return !include_embedding && captured.size() > 1 && captured.front() == "hf:0";
+}
+// Whether hf:0 is among the analysed layers of `captured` (it is captured and not dropped).
+inline bool embedding_analysed(std::span<const std::string> captured, bool include_embedding) {
+    return !captured.empty() && captured.front() == "hf:0" && !drops_embedding(captured, include_embedding);
+}
 
 // `rows` vectors of `cols` elements; row i starts at data + i * stride (stride ≥ cols, in elements).
 // One layer's token sequence inside a [T, L', d] tensor is a RowsView with stride L'·d; one token's
@@ -46,6 +60,11 @@ struct StatesView {
     // Name of captured layer l ("layer[l]" when no names were given).
     std::string layer_name(std::size_t l) const {
         return l < layer_names.size() ? layer_names[l] : "layer[" + std::to_string(l) + "]";
+    }
+    // The analysed layers of these captured states (drops_embedding on layer_names): without hf:0
+    // (drop_front_layers(1)) or this view as it is. No copy.
+    StatesView analysed(bool include_embedding) const {
+        return drops_embedding(layer_names, include_embedding) ? drop_front_layers(1) : *this;
     }
     // The same states without their first n layers (and names), sharing the data: no copy.
     // n ≤ layers.

@@ -7,6 +7,8 @@
 // are seeded, deterministic random numbers scaled like a real initialisation.
 //
 // This header does not expose ggml/gguf types.
+//
+// Owns: nothing kept; specs are plain values, files are written atomically. Throws: as stated per function.
 #pragma once
 #include <cstdint>
 #include <filesystem>

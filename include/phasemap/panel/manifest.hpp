@@ -2,6 +2,10 @@
 // normalisations, with generation and metric settings and optional per-model overrides.
 // Parsing collects every problem (unknown keys, wrong types, missing files, duplicate labels)
 // and reports them together, each as file:line:column: message.
+//
+// Owns: a Manifest owns everything it parsed (resolved paths, prompts, options); GridPoints index into it, so
+// a grid lives with its manifest. Throws: ManifestError listing every problem; std::invalid_argument where
+// stated.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -102,6 +106,16 @@ std::string options_record_json(const Manifest& m, const std::string& norm);
 // not match the model's adapters.
 std::string run_id(const Manifest& m, const GridPoint& p, const std::string& model_sha256,
                    const std::vector<std::string>& adapter_sha256 = {});
+
+// Model file hashes, in manifest order (cached per file for the process).
+std::vector<std::string> model_hashes(const Manifest& m);
+// LoRA adapter file hashes per model, in manifest and adapter order (same cache).
+std::vector<std::vector<std::string>> adapter_hashes(const Manifest& m);
+// Hash of the whole grid (model labels and file hashes, every run id): what the DB records
+// as manifest_hash. Shards of one manifest share it.
+// `adapter_sha256` (adapter_hashes) is needed when a model has LoRA adapters.
+std::string grid_hash(const Manifest& m, const std::vector<std::string>& model_sha256,
+                      const std::vector<std::vector<std::string>>& adapter_sha256 = {});
 
 // Shard "i/N" (1-based i): grid points whose generation group g satisfies g % N == i - 1.
 struct Shard {

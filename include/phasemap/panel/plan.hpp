@@ -1,4 +1,7 @@
 // `phasemap panel plan`: the expanded grid's size and an estimate of tokens and disk.
+//
+// Owns: nothing kept; plan_panel reads each model file's GGUF header (gguf/metadata.hpp) and closes it;
+// results are plain values. Throws: std::runtime_error naming the model file that cannot be read.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,5 +1,8 @@
 // Prompt sets: the built-in panels (src/panel/panels/*.csv, compiled in) and user CSV files with
 // `category,prompt` rows (docs/panels.md).
+//
+// Lifetimes: builtin_panel_csv returns a reference to text compiled into the binary (valid for the process).
+// Throws: std::invalid_argument (unknown panel, bad CSV naming its file).
 #pragma once
 #include <string>
 #include <vector>

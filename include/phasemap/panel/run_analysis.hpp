@@ -1,6 +1,9 @@
 // A recorded run analysed and turned into results-DB rows the way the panel runner stores it:
-// shared by `panel run` (src/panel/runner.cpp) and `phasemap serve --db` (src/serve), so a served
+// shared by `panel run` (src/plan/panel_run.cpp) and `phasemap serve --db` (src/serve), so a served
 // run is stored exactly like a panel run.
+//
+// Owns: nothing kept; the RunRecord is read during the call, the rows returned are owned values. Throws:
+// metrics::MetricError for options the analysis refuses; a run without tokens gives missing values.
 #pragma once
 #include <string>
 #include <vector>
@@ -22,6 +25,20 @@ metrics::RunSummary analyse_recorded_run(const capture::RunRecord& r, const std:
 
 // tokens table rows of the run.
 std::vector<store::TokenData> token_rows(const capture::RunRecord& r);
+
+// The models row of a loaded model as its file describes it, under `label`: path and sha256, the
+// GGUF architecture (also as the architecture tag), description and sizes. The panel runner adds
+// its manifest's declarations (family, size, variant_of, covariates, adapters, an architecture tag
+// of its own); `serve --db` stores it as it is.
+store::ModelRow model_row(const std::string& label, const capture::ModelInfo& info);
+
+// The runs row of a recorded run with the fields every stored run fills alike: what was generated
+// (prompt_text, n_generated, stop_reason, text) and what it ran on (the engine's precision and
+// n_ctx, the layer spec `layers`). The caller adds the run's identity (run_id, model, category,
+// prompt_index, prompt), its generation settings (chat, sampling, n_predict: the panel's are the
+// manifest's doubles, the server's the request's), the analysis (norm, metric_options) and
+// states_path.
+store::RunRow run_row(const capture::RunRecord& r, const capture::EngineFacts& facts, const std::string& layers);
 
 // token_layers rows: the token-axis series (§2, under `topt`) of every captured layer, hf:0
 // included when captured, aligned to token index t (NaN where undefined), and the layer axis

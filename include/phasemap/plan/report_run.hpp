@@ -3,6 +3,8 @@
 // page built (report::build_data / render_html), written atomically, figures exported. The report
 // module itself never reads a file or a DB (DESIGN.md); this front-end step does, for the CLI verb
 // and the Python package alike.
+//
+// Owns: nothing kept; the DB is opened read-only and closed inside write_report. Throws: as stated below.
 #pragma once
 #include <cstddef>
 #include <stdexcept>

@@ -1,6 +1,9 @@
 // One served request's own steering (`phasemap serve`: phasemap.control_vectors and
 // phasemap.monitor), built with the same parsers and options as `generate`, applied to that
 // request's sequence only.
+//
+// Owns: the caller owns the Monitor returned; a Request whose controller points to it must not outlive it.
+// Throws: std::invalid_argument / std::runtime_error naming the field or file, as run_plan.hpp.
 #pragma once
 #include <memory>
 #include <string>

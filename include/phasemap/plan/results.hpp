@@ -10,6 +10,9 @@
 // atomically, store the entry. Errors: std::invalid_argument / std::runtime_error with one
 // message naming the option or file (run_plan.hpp), before any output is created; store::StoreError
 // for a locked or foreign DB.
+//
+// Owns: nothing kept; store_result writes into the caller's Store; control_audit / monitor_eval open the DB
+// of ResultOutputs and close it before they return. Results and entries are plain values.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>

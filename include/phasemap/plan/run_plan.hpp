@@ -8,6 +8,9 @@
 // parser, each once. Errors are std::invalid_argument (bad option) or std::runtime_error (a file
 // that cannot be read, a model llama.cpp refuses) with one message that names the option or file;
 // nothing here re-wraps a message that already names it.
+//
+// Owns: a RunPlan owns its model (shared), engine and monitors; requests[i].controller points into monitors,
+// so the requests live with the plan.
 #pragma once
 #include <functional>
 #include <memory>
@@ -48,20 +51,36 @@ steer::MonitorOptions monitor_options(const MonitorSettings& settings, const cap
 struct RunSettings {
     std::string model;
     std::vector<std::string> loras;            // FILE[:SCALE], in order
+    // Adapters already parsed (a panel manifest's [[models.adapters]]), loaded after `loras`.
+    std::vector<capture::LoraAdapter> adapters;
     std::vector<std::string> control_vectors;  // FILE[:SCALE], summed
     std::vector<std::string> prompts;          // prompt texts (already read from -p / -f)
     bool chat = false;
     int n_predict = 64;
     capture::SamplingOptions sampling;
+    // Per prompt (a panel's grid points: each its own temperature, seed and budget): empty, or one
+    // entry per prompt that replaces n_predict and sampling for that prompt's request.
+    struct PromptSettings {
+        int n_predict = 64;
+        capture::SamplingOptions sampling;
+    };
+    std::vector<PromptSettings> per_prompt;
     // precision, n_ctx, n_threads, layers, save_logits, routing as given; n_parallel is capped at
     // the number of prompts.
     capture::EngineOptions engine;
+    // engine.n_ctx 0: the context the requests need (capture::context_for: longest prompt plus the
+    // largest n_predict, capped at the default) instead of the default min(training, 4096).
+    bool fit_context = false;
+    // An MoE model (ModelInfo::n_expert > 1): capture its routing when the engine can read this
+    // architecture's router (EngineOptions::routing), else run without it. What a panel does.
+    bool routing_if_moe = false;
     std::vector<std::string> intervene;        // SPEC (steer/spec.hpp), may carry prompts=I+J
     std::vector<std::string> intervene_files;  // TOML [[intervention]] files
     MonitorSettings monitor;
 };
 
-// The request of one prompt under `s` (prompt i of s.prompts; interventions not included).
+// The request of one prompt under `s` (prompt i of s.prompts with s.per_prompt[i] when given;
+// interventions not included).
 capture::Request make_request(const RunSettings& s, size_t i);
 
 // Every file the settings read (model, prompt-free: adapters, control vectors, intervention
@@ -91,7 +110,7 @@ struct RunPlan {
 
 // Loads the model (with its adapters), creates the engine, applies the summed control vectors,
 // parses and resolves the interventions and the monitor against the model, and builds one request
-// per prompt. Nothing is decoded. With `model` given (already loaded, with its adapters: the
+// per prompt. Nothing is decoded. Shared by generate, replicate and the panel runner (panel_run.hpp). With `model` given (already loaded, with its adapters: the
 // Python package's Model) it is used instead of loading s.model; s.loras are then not read.
 RunPlan build_run(const RunSettings& s, std::shared_ptr<capture::Model> model = nullptr);
 

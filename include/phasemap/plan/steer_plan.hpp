@@ -3,6 +3,9 @@
 // control vector (FILE[:SCALE], steer::parse_file_scale) parsed and checked against it, the
 // triggers parsed. Throws std::invalid_argument / std::runtime_error with one message naming the
 // option or file (see run_plan.hpp).
+//
+// Owns: the options returned own the loaded model (shared_ptr) and parsed vectors; nothing refers to the
+// settings after the call.
 #pragma once
 #include <memory>
 #include <string>

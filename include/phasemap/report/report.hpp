@@ -13,6 +13,9 @@
 // steer::ControlAuditResult / MonitorEvalResult (control-audit / monitor-eval, with their
 // from_json) — src/steer, include/phasemap/steer/result.hpp; PanelTable — panel_table.hpp;
 // LayerProfile — here (filled from the store by the front end).
+//
+// Owns: nothing kept; Inputs owns its typed inputs, the functions return owned JSON / HTML text. Never opens
+// a DB; export_figures writes only into the folder it is given. Throws: as stated per function.
 #pragma once
 #include <array>
 #include <cstdint>

@@ -3,6 +3,10 @@
 // extension object (its probability statistics); the final chunk carries the run summary of the
 // metrics code (metrics::analyze_run, io::summary_json). docs/serve.md describes the endpoints
 // and fields.
+//
+// Owns: a Server owns its engine, its listening socket, its threads and (with ServerOptions::db) its results
+// DB, all released by the destructor; the Model is shared (shared_ptr). Throws: as stated below; a failing
+// request is answered with its HTTP error, never thrown out of run().
 #pragma once
 #include <cstddef>
 #include <memory>

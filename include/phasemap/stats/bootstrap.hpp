@@ -1,6 +1,9 @@
 // phasemap::stats — bootstrap resampling, percentile intervals and permutation p-values: the one
 // method behind every interval phasemap prints (audit sections, control audit, monitor evaluation,
 // report). Draws come from rng.hpp, so a seed gives the same interval on every platform.
+//
+// Owns: nothing; pure (spans in, owned values out, nothing kept after the call). Throws:
+// std::invalid_argument where stated (shapes, ranges); undefined results are NaN, not errors.
 #pragma once
 #include <cstddef>
 #include <span>

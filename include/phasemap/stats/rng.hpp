@@ -4,6 +4,9 @@
 // integers are drawn from it by uniform_index (rejection sampling), never through
 // std::uniform_int_distribution, whose algorithm differs between standard libraries. So a seed
 // gives the same bootstrap, permutation and shuffle on every platform.
+//
+// Owns: Rng is a plain value (std::mt19937_64); the functions draw from the caller's Rng and keep nothing.
+// Throws: nothing.
 #pragma once
 #include <cstddef>
 #include <cstdint>

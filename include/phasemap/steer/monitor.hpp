@@ -15,6 +15,10 @@
 //   streak    — `n` consecutive COLLAPSE output-state tokens.
 // Actions: log (record an event), stop (end the run), guard (insert `guard_text` into the
 // context and continue), intervene (apply `intervention` for the next `for_tokens` tokens).
+//
+// Owns: a Monitor owns its history (ct, states, events); references returned by ct()/states()/events() live
+// as long as the Monitor and change with every token. Lifetimes: a Monitor is a GenerationController: it must
+// outlive the request that points to it. Throws: std::invalid_argument from the parsers and validate().
 #pragma once
 #include <cstddef>
 #include <string>

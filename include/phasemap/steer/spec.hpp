@@ -15,6 +15,9 @@
 //              (generated-token steps, inclusive; also edit prompt positions; noise/random seed;
 //              which prompts of the invocation carry it — default: all)
 // The random- variants are the equal-norm random-direction controls of add / project-out.
+//
+// Owns: parsed interventions are plain values (vector files are read during the call). Throws:
+// std::invalid_argument naming the spec or file.
 #pragma once
 #include <string>
 #include <vector>

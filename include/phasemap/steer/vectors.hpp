@@ -1,4 +1,6 @@
 // Steering vectors from contrastive prompt pairs (repeng-style), per layer, with Eigen.
+//
+// Owns: nothing kept; spans are read during the call, vectors returned are owned. Throws: as stated below.
 #pragma once
 #include <cstddef>
 #include <string>

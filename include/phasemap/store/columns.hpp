@@ -1,6 +1,8 @@
 // Columnar reads of the results DB: a table or a read-only query as typed columns, with the
 // DuckDB column types (what the Python package turns into numpy arrays / pandas DataFrames without
 // pyarrow). src/store/columns.cpp is the DuckDB side; this header exposes no DuckDB type.
+//
+// Owns: Columns owns every value it read (nothing refers into DuckDB). Throws: StoreError for a bad query.
 #pragma once
 #include <cstdint>
 #include <string>

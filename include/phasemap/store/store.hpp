@@ -6,6 +6,11 @@
 // and token_layers rows) is written in one DuckDB transaction, so a killed writer leaves either the
 // whole group or nothing of it. merge and put_audits are one transaction each as well
 // (docs/hardening.md, "Crash points").
+//
+// Owns: a Store owns its DuckDB database and connection (and, open for writing, the file's lock) until
+// destroyed. Lifetimes: RunWrite holds pointers to the caller's data, read during commit_group only; every
+// result returned is an owned value. Throws: StoreError (below) for every DB problem, with a message naming
+// the file.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -240,8 +245,5 @@ struct MergeResult {
 // Merges shard DBs into `out` (created when missing). All inputs (and an existing output) must
 // come from the same manifest; runs already present are skipped, so merging twice is a no-op.
 MergeResult merge(const std::vector<fs::path>& inputs, const fs::path& out);
-
-// Writes the meta table rows `schema_version`, ... — exposed for tests that fake other versions.
-void set_meta_for_test(const fs::path& db, const std::string& key, const std::string& value);
 
 }  // namespace phasemap::store

@@ -1,13 +1,21 @@
-// The panel runner: generates every pending run of a manifest's grid (or of one shard of it),
-// analyses it and commits it to the results DB, one transaction per generation group (all the
-// normalisations of one generation, with their tokens and token_layers rows).
+// The panel runner (`phasemap panel run`, the Python package's panel.run): generates every pending
+// run of a manifest's grid (or of one shard of it), analyses it and commits it to the results DB,
+// one transaction per generation group (all the normalisations of one generation, with their
+// tokens and token_layers rows).
 //
-// Runs of one model go through one Engine, n_parallel sequences per batch; each model is loaded
-// once. A run's identity is panel::run_id (model file sha256, adapter hashes and scales, prompt,
-// every setting); runs
-// already in the DB are skipped, so a killed runner restarts where it stopped and loses at most
-// the runs that were in flight. A group found stored in part (written by a phasemap that
-// committed each normalisation on its own) is generated again and completed.
+// Runs of one model go through one run plan (run_plan.hpp: the model with its adapters, the
+// Engine, one request per pending generation), n_parallel sequences per batch; each model is
+// loaded once. The runner lives in plan, not panel, because it drives the run plan, which sits
+// above panel (docs/DESIGN.md); panel keeps the manifest, the grid, the run identity and the run
+// analysis it uses.
+//
+// A run's identity is panel::run_id (model file sha256, adapter hashes and scales, prompt, every
+// setting); runs already in the DB are skipped, so a killed runner restarts where it stopped and
+// loses at most the runs that were in flight. A group found stored in part (written by a phasemap
+// that committed each normalisation on its own) is generated again and completed.
+//
+// Owns: nothing after run_panel returns (the DB is closed, every model freed). Throws: as stated
+// per function.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -16,7 +24,11 @@
 
 #include "phasemap/panel/manifest.hpp"
 
-namespace phasemap::panel {
+namespace phasemap::plan {
+
+namespace fs = std::filesystem;
+using panel::Manifest;
+using panel::Shard;
 
 struct Progress {
     size_t runs_done = 0, runs_total = 0;     // run rows of this invocation (skipped ones excluded)
@@ -50,19 +62,9 @@ struct RunnerResult {
     double cpu_seconds = 0;      // process CPU time spent generating, analysing and storing
 };
 
-// Hash of the whole grid (model labels and file hashes, every run id): what the DB records
-// as manifest_hash. Shards of one manifest share it.
-// `adapter_sha256` (adapter_hashes) is needed when a model has LoRA adapters.
-std::string grid_hash(const Manifest& m, const std::vector<std::string>& model_sha256,
-                      const std::vector<std::vector<std::string>>& adapter_sha256 = {});
-
-// Model file hashes, in manifest order (cached per file for the process).
-std::vector<std::string> model_hashes(const Manifest& m);
-// LoRA adapter file hashes per model, in manifest and adapter order (same cache).
-std::vector<std::vector<std::string>> adapter_hashes(const Manifest& m);
-
 // Runs the panel. Throws std::runtime_error (store::StoreError for DB problems) with a message
-// for the user; validation of the DB happens before any model is loaded.
+// for the user; validation of the DB happens before any model is loaded. Holds nothing after it
+// returns (the DB is closed, every model freed); the callbacks of `opt` are called on this thread.
 RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt);
 
 // Ctrl-C (SIGINT) and SIGTERM for the rest of the process: a commit in progress is finished, then
@@ -74,4 +76,4 @@ void report_interrupts(const std::string& panel, const fs::path& db);
 // Progress rendering: an in-place bar (tty) or a plain line.
 std::string progress_line(const Progress& p, bool tty);
 
-}  // namespace phasemap::panel
+}  // namespace phasemap::plan

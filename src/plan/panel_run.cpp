@@ -1,6 +1,6 @@
-// Panel runner: grid → batched generation → analysis → one DB transaction per generation group.
-#include "phasemap/panel/runner.hpp"
-#include "phasemap/panel/run_analysis.hpp"
+// Panel runner: grid → run plan → batched generation → analysis → one DB transaction per
+// generation group (include/phasemap/plan/panel_run.hpp).
+#include "phasemap/plan/panel_run.hpp"
 
 #include <fmt/core.h>
 #include <signal.h>
@@ -14,21 +14,21 @@
 #include <cmath>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 
 #include "phasemap/capture/capture.hpp"
+#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/capture/version.hpp"
 #include "phasemap/io/crash_point.hpp"
 #include "phasemap/io/files.hpp"
-#include "phasemap/metrics/layer_axis.hpp"
-#include "phasemap/metrics/routing.hpp"
-#include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/io/run_file.hpp"
-#include "phasemap/capture/run_sinks.hpp"
+#include "phasemap/panel/run_analysis.hpp"
+#include "phasemap/plan/run_plan.hpp"
 #include "phasemap/store/store.hpp"
-#include "phasemap/capture/version.hpp"
 
-namespace phasemap::panel {
+namespace phasemap::plan {
+
+using namespace phasemap::panel;
 
 namespace {
 
@@ -149,8 +149,7 @@ public:
         store::Store* db = nullptr;
         const ModelEntry* model = nullptr;
         std::vector<std::string> layer_names;      // captured
-        std::string precision;
-        int64_t n_ctx = 0;
+        const EngineFacts* facts = nullptr;         // of the model's engine (precision, n_ctx)
         std::atomic<int64_t>* tokens = nullptr;
         size_t* done = nullptr;                    // runs written (counted after each commit)
         std::function<void()> on_commit;
@@ -201,28 +200,21 @@ private:
             const metrics::AnalysisOptions opt = analysis_options(m, p.norm, names);
             metrics::RunSummary s = analyse_recorded_run(r, sh_.layer_names, m.include_embedding, opt);
             if (!sh_.db) continue;
-            store::RunRow row;
+            store::RunRow row = run_row(r, *sh_.facts, gen.layers);
             const Prompt& pr = m.prompts[p.prompt];
             row.run_id = g_.ids[k];
             row.model = sh_.model->label;
             row.category = pr.category;
             row.prompt_index = pr.index;
             row.prompt = pr.text;
-            row.prompt_text = r.start.prompt_text;
             row.chat = gen.chat;
             row.temperature = p.temperature;
             row.top_k = gen.top_k;
             row.top_p = gen.top_p;
             row.seed = p.seed;
             row.n_predict = p.n_predict;
-            row.layers = gen.layers;
-            row.precision = sh_.precision;
-            row.n_ctx = sh_.n_ctx;
             row.norm = p.norm;
             row.metric_options = options_record_json(m, p.norm);
-            row.n_generated = r.end.n_generated;
-            row.stop_reason = r.end.stop_reason;
-            row.text = r.end.text;
             row.states_path = states_rel_;
             layers.push_back(layer_token_series(r, sh_.layer_names, opt.token));
             rows.push_back(std::move(row));
@@ -294,40 +286,6 @@ std::string progress_line(const Progress& p, bool tty) {
     }
     return fmt::format("panel: {}/{} runs, {} tokens, {:.1f} tok/s, elapsed {}, ETA {} ({})\n", p.runs_done, p.runs_total,
                        p.tokens, tps, fmt_duration(p.seconds), fmt_duration(eta), p.model);
-}
-
-// sha256 of a file, cached per file for the process.
-static std::string cached_file_sha256(const fs::path& path) {
-    static std::mutex mu;
-    static std::map<std::string, std::string> cache;  // path → sha256
-    const std::string key = fs::weakly_canonical(path).string();
-    std::lock_guard lk(mu);
-    auto it = cache.find(key);
-    if (it == cache.end()) it = cache.emplace(key, io::file_sha256(path)).first;
-    return it->second;
-}
-
-std::vector<std::string> model_hashes(const Manifest& m) {
-    std::vector<std::string> out;
-    for (const auto& me : m.models) out.push_back(cached_file_sha256(me.path));
-    return out;
-}
-
-std::vector<std::vector<std::string>> adapter_hashes(const Manifest& m) {
-    std::vector<std::vector<std::string>> out;
-    for (const auto& me : m.models) {
-        out.emplace_back();
-        for (const auto& a : me.adapters) out.back().push_back(cached_file_sha256(a.path));
-    }
-    return out;
-}
-
-std::string grid_hash(const Manifest& m, const std::vector<std::string>& sha, const std::vector<std::vector<std::string>>& asha) {
-    std::string s = "phasemap-grid-v1\n";
-    for (size_t i = 0; i < m.models.size(); ++i) s += m.models[i].label + "\t" + sha[i] + "\n";
-    const std::vector<std::string> none;
-    for (const auto& p : expand_grid(m)) s += run_id(m, p, sha[p.model], asha.empty() ? none : asha[p.model]) + "\n";
-    return io::sha256_hex(s);
 }
 
 RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
@@ -410,24 +368,43 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
 
     for (const auto& [mi, gs] : pending) {
         const ModelEntry& me = m.models[mi];
-        ModelOptions mo;
-        mo.n_threads = opt.n_threads;
-        for (const auto& a : me.adapters) mo.adapters.push_back({a.path, float(a.scale)});
-        std::shared_ptr<Model> model;
+        // The model, its engine and one request per pending generation group, through the run
+        // plan that generate and replicate use (run_plan.hpp).
+        RunSettings rs;
+        rs.model = me.path.string();
+        for (const auto& a : me.adapters) rs.adapters.push_back({a.path, float(a.scale)});
+        rs.chat = me.gen.chat;
+        for (const Group* g : gs) {
+            const GridPoint& p = *g->points.front();
+            rs.prompts.push_back(m.prompts[p.prompt].text);
+            rs.per_prompt.push_back({int(p.n_predict), {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed}});
+        }
+        rs.engine.precision = parse_precision(me.gen.precision);
+        // n_ctx = 0: as many cells as the longest run needs (capped at the default), not the
+        // default's 4096 per sequence; the runs come out the same (capture.hpp, context_for).
+        rs.engine.n_ctx = me.gen.n_ctx > 0 ? int(me.gen.n_ctx) : 0;
+        rs.fit_context = true;
+        rs.engine.n_parallel = std::max(1, opt.n_parallel);
+        rs.engine.n_threads = opt.n_threads;
+        rs.engine.layers = me.gen.layers;
+        // MoE models: the routing channel too (docs/metrics-moe.md), unless the engine cannot read
+        // this architecture's routing; then the panel runs without it (the routing columns NULL).
+        rs.routing_if_moe = true;
+        RunPlan rp;
         try {
-            model = Model::load(me.path, mo);
+            rp = build_run(rs);
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
         }
+        const std::shared_ptr<Model>& model = rp.model;
+        Engine* engine = rp.engine.get();
         if (db) {
-            store::ModelRow row;
-            const auto& info = model->info();
-            row.label = me.label;
-            row.path = me.path.string();
-            row.sha256 = sha[mi];
+            // The file's facts (run_analysis.hpp, as `serve --db` stores them) and the manifest's.
+            store::ModelRow row = model_row(me.label, model->info());
+            row.path = me.path.string();   // as the manifest resolved it
+            row.sha256 = sha[mi];          // the hash in the run ids
+            if (!me.architecture.empty()) row.architecture = me.architecture;
             row.family = me.family;
-            row.architecture = me.architecture.empty() ? info.architecture : me.architecture;
-            row.gguf_architecture = info.architecture;
             row.size = me.size;
             row.variant_of = me.variant_of;
             row.covariates = me.covariates;
@@ -435,66 +412,25 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             for (size_t k = 0; k < me.adapters.size(); ++k)
                 ad.push_back({{"path", me.adapters[k].path.string()}, {"sha256", asha[mi][k]}, {"scale", me.adapters[k].scale}});
             row.adapters = ad.dump();
-            row.description = info.description;
-            row.n_layer = info.n_layer;
-            row.n_embd = info.n_embd;
-            row.n_vocab = info.n_vocab;
-            row.n_params = info.n_params;
             db->put_model(row);
-        }
-        std::vector<Request> reqs;
-        for (const Group* g : gs) {
-            const GridPoint& p = *g->points.front();
-            reqs.push_back(make_request(m.prompts[p.prompt].text, me.gen.chat, int(p.n_predict),
-                                        {float(p.temperature), int(me.gen.top_k), float(me.gen.top_p), p.seed}));
-        }
-        EngineOptions eo;
-        eo.precision = parse_precision(me.gen.precision);
-        // n_ctx = 0: as many cells as the longest run needs (capped at the default), not the
-        // default's 4096 per sequence; the runs come out the same (capture.hpp, context_for).
-        try {
-            eo.n_ctx = me.gen.n_ctx > 0 ? int(me.gen.n_ctx) : context_for(*model, reqs);
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
-        }
-        eo.n_parallel = std::max(1, std::min<int>(opt.n_parallel, int(gs.size())));
-        eo.n_threads = opt.n_threads;
-        eo.layers = me.gen.layers;
-        std::unique_ptr<Engine> engine;
-        // MoE models: the routing channel too (docs/metrics-moe.md), unless the engine cannot read
-        // this architecture's routing; then the panel runs without it (the routing columns NULL).
-        if (model->info().n_expert > 1) {
-            eo.routing = true;
-            try {
-                engine = std::make_unique<Engine>(model, eo);
-            } catch (const std::invalid_argument&) {
-                eo.routing = false;
-            }
-        }
-        if (!engine) try {
-            engine = std::make_unique<Engine>(model, eo);
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("model '{}': {}", me.label, e.what()));
         }
         PanelSink::Shared sh;
         sh.m = &m;
         sh.db = db.get();
         sh.model = &me;
         for (const auto& l : engine->layers()) sh.layer_names.push_back(l.label);
-        sh.precision = me.gen.precision;
-        sh.n_ctx = engine->facts().n_ctx;
+        sh.facts = &engine->facts();
         sh.tokens = &tokens;
         // The metric layer must exist among the captured layers: check before generating.
         {
-            std::vector<std::string> names = sh.layer_names;
-            if (!m.include_embedding && names.size() > 1 && names.front() == "hf:0") names.erase(names.begin());
+            const std::vector<std::string> names = analysed_layer_names(sh.layer_names, m.include_embedding);
             try {
                 (void)analysis_options(m, m.norms.front(), names);
             } catch (const std::exception& e) {
                 throw std::runtime_error(fmt::format("model '{}': [metrics] layer: {}", me.label, e.what()));
             }
         }
-        const nlohmann::json prov = provenance_json(model->info(), engine->facts(), me.gen.layers);
+        const nlohmann::json& prov = rp.provenance;
         prog.model = me.label;
         const auto t0 = Clock::now();
         const double before = gen_seconds;
@@ -509,7 +445,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
             std::unique_ptr<NpzRunWriter> npz;
             std::unique_ptr<TeeSink> tee;
         };
-        std::vector<Slot> slots(reqs.size());
+        std::vector<Slot> slots(rp.requests.size());
         sh.done = &res.done;
         auto sink_for = [&](size_t i) -> RunSink& {
             const Group& g = *gs[i];
@@ -531,7 +467,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         std::exception_ptr error;
         sh.error = &error;
         const double c0 = process_cpu_seconds();
-        engine->generate(reqs, sink_for);
+        rp.generate(sink_for);
         if (error) std::rethrow_exception(error);
         res.cpu_seconds += process_cpu_seconds() - c0;
         gen_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
@@ -546,4 +482,4 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
     return res;
 }
 
-}  // namespace phasemap::panel
+}  // namespace phasemap::plan

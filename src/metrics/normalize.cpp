@@ -52,21 +52,24 @@ namespace {
 
 // Exact selection of every dimension's median and MAD without sorting, in blocks of kCols
 // dimensions whose rows are copied into a buffer that stays in cache (no transpose):
-//   1. range: min / max per dimension (and a finiteness check);
-//   2. a kBins-bin histogram per dimension, bin = floor((x − min) · kBins / (max − min)), monotone
-//      in x; it gives the bins holding the middle ranks and an approximate MAD (the bins merged
-//      outward from the median by the distance of their centres);
+//   1. the range of every dimension over a sample of rows;
+//   2. a kBins-bin histogram per dimension, bin = floor((x − min) · kBins / (max − min)) clamped
+//      to the end bins, monotone in x (with the finiteness check); it gives the bins holding the
+//      middle ranks and an approximate MAD (the bins merged outward from the median by the
+//      distance of their centres);
 //   3. one pass that counts, per dimension, the values below the median window and inside an
 //      inner interval, and keeps the values of the median window and of the two MAD windows.
 // The windows are only guesses: what makes the result exact is that the counts and the kept values
 // are taken with the same thresholds, so the ranks of the kept values are known, and the deviation
 // bounds of the values not kept are computed exactly from the thresholds (|x − med| is monotone on
-// each side of med). A dimension whose windows miss (or hold more than kCap values), or with fewer
-// than kMinRows rows or a range too small to divide, is selected exactly by nth_element instead.
+// each side of med). A dimension whose windows miss (or hold more than kCap values), with fewer
+// than kMinRows rows, or constant (or of a range too small to divide) over the sample, is selected
+// exactly by nth_element instead.
 constexpr std::size_t kCols = 64;            // dimensions per block
 constexpr std::size_t kBins = 1024;          // histogram bins per dimension
 constexpr std::size_t kHistStride = kBins + 16;  // no 4K aliasing between the dimensions' histograms
 constexpr std::size_t kMinRows = 64;
+constexpr std::size_t kRangeSample = 64;   // rows sampled for the histogram's range
 constexpr std::size_t kCap = 1024;           // values kept per dimension and window
 
 PM_CLONES void range_row(const float* __restrict h, float* __restrict mn, float* __restrict mx, float* __restrict nz,
@@ -79,11 +82,12 @@ PM_CLONES void range_row(const float* __restrict h, float* __restrict mn, float*
     }
 }
 
-PM_CLONES void bins_row(const float* __restrict h, const double* __restrict lo, const double* __restrict sc,
-                        std::int32_t* __restrict bin, std::size_t d) {
-    constexpr double top = kBins - 1;
+PM_CLONES void bins_row(const float* __restrict h, const float* __restrict lo, const float* __restrict sc,
+                        std::int32_t* __restrict bin, float* __restrict nz, std::size_t d) {
+    constexpr float top = kBins - 1;
     for (std::size_t j = 0; j < d; ++j) {
-        double v = (static_cast<double>(h[j]) - lo[j]) * sc[j];
+        nz[j] += h[j] * 0.0f;  // stays 0 while the values are finite (±inf · 0 and NaN are NaN)
+        float v = (h[j] - lo[j]) * sc[j];  // monotone in h (±inf at the ends clamps)
         v = v < top ? v : top;
         v = v > 0 ? v : 0;
         bin[j] = static_cast<std::int32_t>(v);
@@ -95,7 +99,7 @@ PM_CLONES void bins_row(const float* __restrict h, const double* __restrict lo, 
 PM_CLONES void window_row(const float* __restrict h, const float* __restrict a, const float* __restrict b,
                           const float* __restrict p1, const float* __restrict p0, const float* __restrict q0,
                           const float* __restrict q1, std::uint32_t* __restrict below, std::uint32_t* __restrict inner,
-                          std::uint32_t* __restrict flag, std::size_t d) {
+                          std::uint8_t* __restrict flag, std::size_t d) {
     for (std::size_t j = 0; j < d; ++j) {
         const float x = h[j];
         below[j] += std::uint32_t(x < a[j]);
@@ -103,7 +107,7 @@ PM_CLONES void window_row(const float* __restrict h, const float* __restrict a, 
         const std::uint32_t med = std::uint32_t(a[j] <= x) & std::uint32_t(x <= b[j]);
         const std::uint32_t lo = std::uint32_t(p1[j] <= x) & std::uint32_t(x <= p0[j]);
         const std::uint32_t hi = std::uint32_t(q0[j] <= x) & std::uint32_t(x <= q1[j]);
-        flag[j] = med | (lo | hi) << 1;
+        flag[j] = static_cast<std::uint8_t>(med | (lo | hi) << 1);
     }
 }
 
@@ -142,15 +146,20 @@ struct Block {
     Scratch<double> sel;
     std::vector<float> mn, mx, nz, a, b, p1, p0, q0, q1;
     std::vector<double> lo, sc;
-    std::vector<std::uint32_t> hist, below, inner, flag, n_med, n_mad;
+    std::vector<float> lof, scf;
+    std::vector<std::uint32_t> hist, below, inner, n_med, n_mad;
+    std::vector<std::uint8_t> flag;
     std::vector<std::int32_t> bin;
     std::vector<char> exact;
     explicit Block(std::size_t T)
         : buf(T * kCols), kept_med(kCols * kCap), kept_mad(kCols * kCap), sel(std::max(kCap, T)), hist(kCols * kHistStride) {
         for (auto* v : {&mn, &mx, &nz, &a, &b, &p1, &p0, &q0, &q1}) v->resize(kCols);
-        for (auto* v : {&below, &inner, &flag, &n_med, &n_mad}) v->resize(kCols);
+        for (auto* v : {&below, &inner, &n_med, &n_mad}) v->resize(kCols);
+        flag.resize(kCols);
         lo.resize(kCols);
         sc.resize(kCols);
+        lof.resize(kCols);
+        scf.resize(kCols);
         bin.resize(kCols);
         exact.resize(kCols);
     }
@@ -162,11 +171,40 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
     constexpr double inf = std::numeric_limits<double>::infinity();
     constexpr float finf = std::numeric_limits<float>::infinity();
     float* buf = w.buf.data();
-    for (std::size_t t = 0; t < T; ++t) std::memcpy(buf + t * d, states.row(t) + j0, d * sizeof(float));
+    // The rows of one layer inside [T, L', d] lie far apart, beyond what the hardware prefetches:
+    // the block's part of a row some tokens ahead is asked for while this one is copied.
+    constexpr std::size_t kAhead = 16;
+    for (std::size_t t = 0; t < T; ++t) {
+        if (t + kAhead < T) {
+            const char* p = reinterpret_cast<const char*>(states.row(t + kAhead) + j0);
+            for (std::size_t off = 0; off < d * sizeof(float); off += 64) __builtin_prefetch(p + off);
+        }
+        std::memcpy(buf + t * d, states.row(t) + j0, d * sizeof(float));
+    }
+    // The range of a sample of rows (values outside it fall into the end bins, which only widens
+    // the windows); a dimension constant over the sample goes the exact way.
     std::copy_n(buf, d, w.mn.data());
     std::copy_n(buf, d, w.mx.data());
     std::fill_n(w.nz.data(), d, 0.0f);
-    for (std::size_t t = 0; t < T; ++t) range_row(buf + t * d, w.mn.data(), w.mx.data(), w.nz.data(), d);
+    const std::size_t step = std::max<std::size_t>(1, T / kRangeSample);
+    for (std::size_t t = 0; t < T; t += step) range_row(buf + t * d, w.mn.data(), w.mx.data(), w.nz.data(), d);
+    bool any_fast = false;
+    for (std::size_t j = 0; j < d; ++j) {
+        w.lo[j] = w.mn[j];
+        w.sc[j] = static_cast<double>(kBins) / (static_cast<double>(w.mx[j]) - static_cast<double>(w.mn[j]));
+        w.lof[j] = w.mn[j];
+        w.scf[j] = static_cast<float>(w.sc[j]);
+        w.exact[j] = T < kMinRows || !std::isfinite(w.scf[j]) || !(w.scf[j] > 0);
+        if (w.exact[j]) w.sc[j] = 0, w.scf[j] = 0;
+        any_fast |= !w.exact[j];
+    }
+    // The histograms (all in bin 0 for the dimensions selected exactly), with the finiteness check.
+    std::uint32_t* hist = w.hist.data();
+    std::fill_n(hist, d * kHistStride, 0u);
+    for (std::size_t t = 0; t < T; ++t) {
+        bins_row(buf + t * d, w.lof.data(), w.scf.data(), w.bin.data(), w.nz.data(), d);
+        for (std::size_t j = 0; j < d; ++j) ++hist[j * kHistStride + static_cast<std::size_t>(w.bin[j])];
+    }
     for (std::size_t j = 0; j < d; ++j)
         if (w.nz[j] != 0)  // the first non-finite value of the block, token by token
             for (std::size_t t = 0; t < T; ++t)
@@ -174,26 +212,7 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
                     if (!std::isfinite(buf[t * d + i]))
                         throw MetricError("clipped_mad: non-finite value in the state of token " + std::to_string(t) +
                                           ", dimension " + std::to_string(j0 + i));
-    bool any_fast = false;
-    for (std::size_t j = 0; j < d; ++j) {
-        w.lo[j] = w.mn[j];
-        w.sc[j] = static_cast<double>(kBins) / (static_cast<double>(w.mx[j]) - static_cast<double>(w.mn[j]));
-        w.exact[j] = T < kMinRows || !std::isfinite(w.sc[j]);
-        if (!(w.mn[j] < w.mx[j])) {  // every value equal: median the value (a zero is +0), MAD 0
-            center[j] = static_cast<double>(w.mn[j]) + 0.0;
-            scale[j] = kMadScale * 0.0 + kMadEpsilon;
-            w.exact[j] = 2;
-        }
-        if (w.exact[j]) w.sc[j] = 0;
-        any_fast |= !w.exact[j];
-    }
     if (any_fast) {
-        std::uint32_t* hist = w.hist.data();
-        std::fill_n(hist, d * kHistStride, 0u);
-        for (std::size_t t = 0; t < T; ++t) {
-            bins_row(buf + t * d, w.lo.data(), w.sc.data(), w.bin.data(), d);
-            for (std::size_t j = 0; j < d; ++j) ++hist[j * kHistStride + static_cast<std::size_t>(w.bin[j])];
-        }
         for (std::size_t j = 0; j < d; ++j) {
             w.below[j] = w.inner[j] = w.n_med[j] = w.n_mad[j] = 0;
             if (w.exact[j]) {  // empty windows
@@ -232,12 +251,13 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
             const float* x = buf + t * d;
             window_row(x, w.a.data(), w.b.data(), w.p1.data(), w.p0.data(), w.q0.data(), w.q1.data(), w.below.data(),
                        w.inner.data(), w.flag.data(), d);
-            const std::uint32_t* f = w.flag.data();
-            for (std::size_t j = 0; j < d; j += 2) {  // flags are rare: test two at a time
-                std::uint64_t pair = f[j];
-                if (j + 1 < d) std::memcpy(&pair, f + j, sizeof pair);
-                if (!pair) continue;
-                for (std::size_t q = j; q < std::min(d, j + 2); ++q) {
+            const std::uint8_t* f = w.flag.data();
+            for (std::size_t j = 0; j < d; j += 8) {  // flags are rare: test eight at a time
+                std::uint64_t word = 0;
+                std::memcpy(&word, f + j, std::min<std::size_t>(8, d - j));
+                while (word) {
+                    const std::size_t q = j + static_cast<std::size_t>(__builtin_ctzll(word)) / 8;
+                    word &= ~(std::uint64_t{0xff} << (q - j) * 8);
                     if (f[q] & 1u) {
                         const std::uint32_t m = w.n_med[q]++;
                         if (m < kCap) w.kept_med[q * kCap + m] = x[q];

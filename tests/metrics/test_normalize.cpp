@@ -371,3 +371,22 @@ TEST(Normalize, ClippedMadNamesNonFiniteAcrossBlocks) {
         EXPECT_EQ(std::string(e.what()), "clipped_mad: non-finite value in the state of token 90, dimension 10");
     }
 }
+
+// The histogram's range comes from a sample of rows: dimensions constant over the sample but not
+// over all rows, and values far outside the sampled range, must not change the result.
+TEST(Normalize, ClippedMadValuesOutsideTheSampledRange) {
+    const std::size_t T = 4096, d = 4;  // rows 0, 64, 128, … are the sample
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd;
+    std::vector<float> h(T * d);
+    for (std::size_t t = 0; t < T; ++t) {
+        float* r = &h[t * d];
+        const bool sampled = t % 64 == 0;
+        r[0] = sampled ? 3.0f : 3.0f + nd(rng);              // constant over the sample only
+        r[1] = sampled ? nd(rng) : 100.0f * nd(rng);         // most values outside the sampled range
+        r[2] = sampled ? 0.0f : (t % 2 ? 1.0f : -1.0f);      // sampled zeros, the rest ±1
+        r[3] = sampled ? nd(rng) : nd(rng) + 1e6f;           // everything else above the sampled range
+    }
+    expect_same_as_reference(h, T, d);
+    expect_same_as_reference(h, T - 3, d);
+}

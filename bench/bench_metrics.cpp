@@ -12,6 +12,7 @@
 #include "phasemap/metrics/analyze.hpp"
 #include "phasemap/metrics/layer_axis.hpp"
 #include "phasemap/metrics/normalize.hpp"
+#include "phasemap/metrics/mad_scaling.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 
 using namespace phasemap::metrics;

@@ -1,5 +1,6 @@
 // Normalisation modes (METRICS.md §4).
 #include "phasemap/metrics/normalize.hpp"
+#include "phasemap/metrics/mad_scaling.hpp"
 
 // No a·b + c → fma contraction: the instruction-set clones below must round like the baseline.
 #if defined(__clang__)

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "phasemap/metrics/kernels.hpp"
+#include "phasemap/metrics/mad_scaling.hpp"
 
 namespace phasemap::metrics {
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "phasemap/metrics/normalize.hpp"
+#include "phasemap/metrics/mad_scaling.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/stats/descriptive.hpp"
 

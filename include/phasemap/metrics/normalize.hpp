@@ -19,23 +19,10 @@ enum class NormMode { raw, clipped_mad };
 std::string_view to_string(NormMode m);
 std::optional<NormMode> parse_norm_mode(std::string_view s);  // "raw" | "clipped_mad"
 
-// §4 clipped_mad, in two steps: the per-dimension centre and scale over the rows of `states` (the
-// run's states of one layer), then z_j = clamp((h_j − center_j) / scale_j, −k, k) for any state.
-// center_j = median_j and scale_j = 1.4826 · MAD_j + 1e-12 are numpy medians over the rows (a zero
-// median is +0); they are found by selection (no sort, no transpose), exactly the order statistics
-// a full nth_element would give. Callers that consume the normalised rows one at a time (the token
-// axis) apply the scaling row by row instead of holding all of them.
-struct MadScaling {
-    std::vector<double> center;  // [cols]
-    std::vector<double> scale;   // [cols]
-    double k = 5.0;
-    // z of one state h[0, cols) into out[0, cols).
-    void apply(const float* h, double* out) const;
-};
-// Throws MetricError for non-finite values or k ≤ 0 / non-finite k.
-MadScaling mad_scaling(const RowsView<float>& states, double k = 5.0);
-
-// The normalised rows, [rows, cols] float64 row-major (mad_scaling + apply on every row).
+// §4 clipped_mad over the rows of `states` (the run's states of one layer): for every dimension j,
+// z = (h_j − median_j) / (1.4826 · MAD_j + 1e-12), clipped to [−k, k]; medians (and the median of
+// absolute deviations) are numpy medians over the rows. Returns the normalised rows, [rows, cols]
+// float64 row-major. Throws MetricError for non-finite values or k ≤ 0 / non-finite k.
 std::vector<double> clipped_mad(const RowsView<float>& states, double k = 5.0);
 
 // §4 ct_clip: values of `ct` above median(ct) + k · 1.4826 · MAD(ct) are set to that threshold,

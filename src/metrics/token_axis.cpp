@@ -205,8 +205,17 @@ TokenAxisResult token_axis(const RowsView<float>& states, const TokenAxisOptions
             // The normalised rows one at a time (the same values as clipped_mad's, without holding T × d).
             const MadScaling m = mad_scaling(states, opt.mad_k);
             std::vector<double> z(states.cols);
+            const std::size_t bytes = states.cols * sizeof(float);
             series_rows<double>(
-                states.rows, [&](std::size_t t) { return (m.apply(states.row(t), z.data()), static_cast<const double*>(z.data())); },
+                states.rows,
+                [&](std::size_t t) {
+                    if (t + 1 < states.rows) {  // the next state, usually far from this one in [T, L', d]
+                        const char* next = reinterpret_cast<const char*>(states.row(t + 1));
+                        for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(next + off);
+                    }
+                    m.apply(states.row(t), z.data());
+                    return static_cast<const double*>(z.data());
+                },
                 states.cols, opt.curvature, r.series);
         }
     } catch (const MetricError& e) {

@@ -10,6 +10,9 @@
 #   BENCH_RSS_SHORT (64) BENCH_RSS_LONG (448)            run lengths of the peak-RSS check (LONG + 64 ≤ the model's training context, 512)
 #   BENCH_MD (BENCHMARKS.md)                             file to rewrite
 #   PHASEMAP_CACHE                                       the random-weight models are cached in $PHASEMAP_CACHE/bench
+#   BENCH_QUANT (f32 Q8_0 Q4_K_M)                        weight variants measured beside f16 (bench_capture, bench_capture_moe,
+#                                                        bench_panel); empty = none. BENCH_QUANT_REPS (2) repetitions of each
+#                                                        variant's capture runs, BENCH_QUANT_TOKENS (32) its panel budget
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -46,6 +49,30 @@ MOE="$CACHE/llama-moe-8x2-d512.gguf"
 MOE_MAKE=(make-model --arch llama --experts 8 --experts-used 2 --n-embd 512 --n-ff 1024 --vocab llama-spm --type f16)
 [ -s "$MOE" ] || "$PM" "${MOE_MAKE[@]}" -o "$MOE" >&2
 
+# ---- weight variants (issue #20): the same random models as f32 (make-model, same seed) and
+# quantised with `phasemap quantize` from the f16 files; cached beside them (same inputs → same bytes).
+QUANT=${BENCH_QUANT-f32 Q8_0 Q4_K_M} QREPS=${BENCH_QUANT_REPS:-2} QTOKENS=${BENCH_QUANT_TOKENS:-32}
+variant() {  # variant F16_MODEL TYPE MAKE_MODEL_ARGS...: prints the cached variant's path, making it when missing
+  local base=$1 type=$2; shift 2
+  local lc; lc=$(tr '[:upper:]' '[:lower:]' <<< "$type")
+  local out="${base%.gguf}-$lc.gguf"
+  if [ ! -s "$out" ]; then
+    if [ "$type" = f32 ]; then "$PM" "$@" --type f32 -o "$out" >&2
+    else "$PM" quantize "$base" "$out" --type "$type" -q >&2; fi
+  fi
+  echo "$out"
+}
+MOE_BASE=()  # the MoE's make-model arguments without its weight type
+for ((i = 0; i < ${#MOE_MAKE[@]}; i++)); do
+  if [ "${MOE_MAKE[i]}" = --type ]; then i=$((i + 1)); else MOE_BASE+=("${MOE_MAKE[i]}"); fi
+done
+declare -A QWEN_V MOE_V
+for q in $QUANT; do
+  QWEN_V[$q]=$(variant "$QWEN" "$q" make-model --arch qwen2 --size real)
+  MOE_V[$q]=$(variant "$MOE" "$q" "${MOE_BASE[@]}")
+done
+# ---- end of weight variants (models)
+
 step capture "$BUILD/bench_capture" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
 if [ -x "$BUILD/bench_capture_moe" ]; then
   step capture_moe "$BUILD/bench_capture_moe" "$MOE" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
@@ -61,6 +88,17 @@ fi
 if [ -x "$BUILD/bench_intervene" ]; then
   step intervene "$BUILD/bench_intervene" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$((REPS + 2))"
 fi
+# ---- weight variants (issue #20): the same benchmarks on each variant, shorter (BENCH_QUANT_*).
+for q in $QUANT; do
+  step "capture_$q" "$BUILD/bench_capture" "${QWEN_V[$q]}" --tokens "$TOKENS" --threads "$THREADS" --reps "$QREPS"
+  if [ -x "$BUILD/bench_capture_moe" ]; then
+    step "capture_moe_$q" "$BUILD/bench_capture_moe" "${MOE_V[$q]}" --tokens "$TOKENS" --threads "$THREADS" --reps "$QREPS"
+  fi
+  if [ -x "$BUILD/bench_panel" ]; then
+    step "panel_$q" "$BUILD/bench_panel" "${QWEN_V[$q]}" --threads "$THREADS" --tokens "$QTOKENS" --reps 1 --no-db
+  fi
+done
+# ---- end of weight variants (steps)
 if [ -f ../shared/models/stories260K.gguf ]; then
   step serve /usr/bin/python3 bench/bench_serve.py "$PM" ../shared/models/stories260K.gguf --threads "$THREADS"
 fi
@@ -72,7 +110,7 @@ step threads bash bench/bench_threads.sh "$PM" "$QWEN" "$TOKENS" "$REPS" "$THREA
 cat /proc/loadavg > "$R/load_end"
 t_total=$(( $(date +%s) - t_start ))
 
-/usr/bin/python3 - "$R" "$MD" "$t_total" "$QWEN" "$LLAMA" "$BUILD" "$MOE" "${MOE_MAKE[*]}" <<'PY'
+BENCH_QUANT_LIST="$QUANT" /usr/bin/python3 - "$R" "$MD" "$t_total" "$QWEN" "$LLAMA" "$BUILD" "$MOE" "${MOE_MAKE[*]}" <<'PY'
 import datetime, json, os, platform, re, subprocess, sys
 R, MD, total, QWEN, LLAMA, BUILD = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 MOE, MOE_MAKE = sys.argv[7], sys.argv[8]
@@ -88,12 +126,14 @@ ratios = {}   # key -> (value, better, label)
 sections = []
 
 # ---- capture overhead
+def capture_modes(text):  # bench_capture: mode -> [tok/s, ratio[, tok/cpu-s, ratio]] (ratios to the plain loop)
+    modes = {}
+    for line in text.splitlines():
+        m = re.match(r"^(plain llama\.cpp decode loop|phasemap capture .+?)((?:\s+[\d.]+){2,4})$", line.strip())
+        if m: modes[m.group(1).strip()] = [float(x) for x in m.group(2).split()]
+    return modes
 cap = rd("capture.out")
-modes = {}
-for line in cap.splitlines():
-    # mode, tok/s, ratio[, tok/cpu-s, ratio] (ratios to the plain loop)
-    m = re.match(r"^(plain llama\.cpp decode loop|phasemap capture .+?)((?:\s+[\d.]+){2,4})$", line.strip())
-    if m: modes[m.group(1).strip()] = [float(x) for x in m.group(2).split()]
+modes = capture_modes(cap)
 for k, key in [("phasemap capture off", "capture_off_vs_plain"), ("phasemap capture hf:all", "capture_all_vs_plain"),
                ("phasemap capture hf:all + NPZ", "capture_npz_vs_plain")]:
     if k in modes:
@@ -110,12 +150,15 @@ sections.append(("Capture overhead (bench_capture)",
     f"```\n{BUILD}/bench_capture {QWEN} --tokens {env.get('BENCH_TOKENS', '32')} --threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_REPS', '3')}\n```\n\n```\n{cap.strip()}\n```"))
 
 # ---- MoE capture overhead
-if os.path.exists(os.path.join(R, "capture_moe.out")):
-    cm = rd("capture_moe.out")
+def moe_modes(text):  # bench_capture_moe: mode -> [tok/s, ratio, tok/cpu-s, ratio] (ratios to capture off)
     mm = {}
-    for line in cm.splitlines():
+    for line in text.splitlines():
         m = re.match(r"^(phasemap capture .+?)((?:\s+[\d.]+){4})$", line.strip())
         if m: mm[m.group(1).strip()] = [float(x) for x in m.group(2).split()]
+    return mm
+if os.path.exists(os.path.join(R, "capture_moe.out")):
+    cm = rd("capture_moe.out")
+    mm = moe_modes(cm)
     for k, key in [("phasemap capture hf:all", "moe_capture_all_vs_off"), ("phasemap capture hf:all + routing", "moe_capture_routing_vs_off"),
                    ("phasemap capture hf:all + routing + NPZ", "moe_capture_routing_npz_vs_off")]:
         if k in mm:
@@ -142,6 +185,9 @@ for n, b in met.items():
     if ips is None: continue
     rows.append(f"| {n} | {ips:.3g} | {ips / b_ips:.3f} |")
     ratios["metrics_" + n] = (ips / b_ips, "higher", f"floats/s of {n} ÷ floats/s of one streaming Σx² pass over the same array")
+if "BM_TokenAxis" in met and "BM_TokenAxisClippedMad" in met:  # issue #20: clipped_mad ÷ the raw token axis, same run
+    ratios["metrics_clipped_mad_vs_token_axis"] = (met["BM_TokenAxisClippedMad"]["items_per_second"] / met["BM_TokenAxis"]["items_per_second"],
+                                                   "higher", "floats/s, BM_TokenAxisClippedMad ÷ BM_TokenAxis (target ≥ 0.3)")
 sections.append(("Metric core throughput (bench_metrics)",
     "Float32 values processed per second on one core, [T=4096, L'=24, d=896] (Qwen2.5-0.5B-sized run), as a ratio to "
     "bench_baseline's single streaming pass (Σx² in double) over the same array in the same run.\n\n"
@@ -172,9 +218,11 @@ if m:
                                        "plain llama.cpp loop tokens/s, 16 sequences per decode ÷ 1 (the batching ceiling of this machine)")
 
 # ---- batched panel scaling
+def panel_speedups(text):  # bench_panel: matches of (P, wall speed-up, CPU speed-up) against --parallel 1
+    return re.finditer(r"speed-up parallel (\d+) / 1: ([\d.]+)× wall, ([\d.]+)× CPU", text)
 if os.path.exists(os.path.join(R, "panel.out")):
     pan = rd("panel.out")
-    for m in re.finditer(r"speed-up parallel (\d+) / 1: ([\d.]+)× wall, ([\d.]+)× CPU", pan):
+    for m in panel_speedups(pan):
         ratios[f"panel_parallel{m.group(1)}_vs_1"] = (float(m.group(2)), "higher",
                                                     f"panel tokens/s (wall), --parallel {m.group(1)} ÷ --parallel 1 (target for 16: ≥ 3)")
     m = re.search(r"storage overhead \(DB vs none\): ([-+\d.]+) % wall, ([-+\d.]+) % CPU", pan)
@@ -184,7 +232,7 @@ if os.path.exists(os.path.join(R, "panel.out")):
     short = ""
     if os.path.exists(os.path.join(R, "panel_short.out")):
         short = rd("panel_short.out")
-        for m in re.finditer(r"speed-up parallel (\d+) / 1: ([\d.]+)× wall, ([\d.]+)× CPU", short):
+        for m in panel_speedups(short):
             ratios[f"panel_short_parallel{m.group(1)}_vs_1"] = (float(m.group(2)), "higher",
                                                               f"same, 16-token runs (prefill about half the work)")
         short = (f"\n\nShort runs (16 tokens, about as long as the prompts, so prefill is about half the work):\n\n"
@@ -261,6 +309,59 @@ if os.path.exists(os.path.join(R, "threads.out")):
                      "modes interleaved per repetition, medians.\n\n"
                      f"```\nbash bench/bench_threads.sh {BUILD}/phasemap {QWEN} {env.get('BENCH_TOKENS', '32')} {env.get('BENCH_REPS', '3')} "
                      f"{env.get('BENCH_THREADS', '2')}\n```\n\n```\n{th.strip()}\n```"))
+
+# ---- weight variants (issue #20): capture overhead and tokens/s on f32 / Q8_0 / Q4_K_M beside f16
+QUANT = env.get("BENCH_QUANT_LIST", "").split()
+if QUANT:
+    def panel_line(text, what):  # tok/s wall of "no DB, --parallel P" lines
+        m = re.search(rf"no DB,  --parallel {what}\s*:\s+([\d.]+) tok/s wall", text)
+        return float(m.group(1)) if m else None
+    def weight_row(label, c, moe, pan):  # c, moe: parsed modes; pan: bench_panel text (or "")
+        plain, off, hf = (c.get(k, [None])[0] for k in ("plain llama.cpp decode loop", "phasemap capture off", "phasemap capture hf:all"))
+        sp = {int(m.group(1)): float(m.group(2)) for m in panel_speedups(pan)}
+        return {"label": label, "plain": plain, "off": off, "hf": hf, "off_vs_plain": off / plain if off and plain else None,
+                "hf_vs_off": hf / off if hf and off else None, "panel16": sp.get(16),
+                "moe_off": moe.get("phasemap capture off", [None])[0], "moe_hf_vs_off": moe.get("phasemap capture hf:all", [None, None])[1]}
+    base = weight_row("f16", modes, mm if os.path.exists(os.path.join(R, "capture_moe.out")) else {},
+                      rd("panel.out") if os.path.exists(os.path.join(R, "panel.out")) else "")
+    wrows = [base]
+    for q in QUANT:
+        have = lambda n: os.path.exists(os.path.join(R, f"{n}_{q}.out"))
+        qc = rd(f"capture_{q}.out")
+        row = weight_row(q, capture_modes(qc), moe_modes(rd(f"capture_moe_{q}.out")) if have("capture_moe") else {},
+                         rd(f"panel_{q}.out") if have("panel") else "")
+        wrows.append(row)
+        k = q.lower()
+        for key, v, label in (
+                (f"quant_{k}_capture_all_vs_off", row["hf_vs_off"], f"{q} weights: tokens/s, capture hf:all ÷ capture off (same run)"),
+                (f"quant_{k}_capture_off_vs_plain", row["off_vs_plain"], f"{q} weights: tokens/s, capture off ÷ plain llama.cpp loop (same run)"),
+                (f"quant_{k}_vs_f16_capture_all", row["hf"] / base["hf"] if row["hf"] and base["hf"] else None,
+                 f"{q} ÷ f16 weights: tokens/s with capture hf:all (separate steps of this run)"),
+                (f"quant_{k}_vs_f16_plain", row["plain"] / base["plain"] if row["plain"] and base["plain"] else None,
+                 f"{q} ÷ f16 weights: tokens/s of the plain llama.cpp loop (separate steps of this run)"),
+                (f"quant_{k}_panel_parallel16_vs_1", row["panel16"], f"{q} weights: panel tokens/s, --parallel 16 ÷ --parallel 1 ({env.get('BENCH_QUANT_TOKENS', '32')}-token runs)"),
+                (f"quant_{k}_moe_capture_all_vs_off", row["moe_hf_vs_off"], f"{q} weights, 8-expert MoE: tokens/s, capture hf:all ÷ capture off"),
+                (f"quant_{k}_moe_vs_f16", row["moe_off"] / base["moe_off"] if row["moe_off"] and base["moe_off"] else None,
+                 f"{q} ÷ f16 weights, 8-expert MoE: tokens/s with capture off (separate steps)")):
+            if v is not None: ratios[key] = (v, "higher", label)
+    f = lambda v, p=3: "" if v is None else f"{v:.{p}f}"
+    rel = lambda v, b: "" if v is None or not b else f"{v / b:.3f}"
+    rows = ["| weights | plain loop tok/s | ÷ f16 | capture off ÷ plain | capture hf:all ÷ off | hf:all tok/s ÷ f16 | panel ×16 ÷ ×1 | MoE hf:all ÷ off | MoE tok/s ÷ f16 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for w in wrows:
+        rows.append(f"| {w['label']} | {f(w['plain'], 2)} | {rel(w['plain'], base['plain'])} | {f(w['off_vs_plain'])} | {f(w['hf_vs_off'])} | "
+                    f"{rel(w['hf'], base['hf'])} | {f(w['panel16'], 2)} | {f(w['moe_hf_vs_off'])} | {rel(w['moe_off'], base['moe_off'])} |")
+    cmds = "\n".join(f"{BUILD}/bench_capture <qwen2-real-{q.lower()}.gguf> --tokens {env.get('BENCH_TOKENS', '32')} --threads {env.get('BENCH_THREADS', '2')} "
+                      f"--reps {env.get('BENCH_QUANT_REPS', '2')}   # and bench_capture_moe on the MoE's variant, "
+                      f"bench_panel --tokens {env.get('BENCH_QUANT_TOKENS', '32')} --reps 1 --no-db" for q in QUANT)
+    sections.append(("Weight types: f16, f32, Q8_0, Q4_K_M (bench_capture, bench_capture_moe, bench_panel)",
+        "The dense real-shape qwen2 and the 8-expert MoE as f32 (`make-model --type f32`, same seed) and quantised from their f16 "
+        "files with `phasemap quantize --type Q8_0 | Q4_K_M` (cached beside them). Each variant runs the same benchmarks, shorter "
+        "(`BENCH_QUANT_REPS` repetitions, `BENCH_QUANT_TOKENS`-token panel runs without the DB comparison); the f16 row is the main "
+        "steps above (its panel figure from the 64-token runs). Within a row the ratios share a run (modes interleaved); the ÷ f16 "
+        "columns divide separate steps of the same `make bench`, so they also carry any change of load between them.\n\n"
+        f"```\n{cmds}\n```\n\n" + "\n".join(rows)))
+# ---- end of weight variants (report)
 
 # ---- previous figures and regressions
 prev, prev_date = {}, None

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "phasemap/metrics/kernels.hpp"
+#include "phasemap/metrics/mad_scaling.hpp"
 
 namespace phasemap::metrics {
 
@@ -40,9 +41,9 @@ namespace {
 
 // §2.1–2.4 over the rows rows[0 … T−1]: per token, one pass for ‖h_t‖ and one fused pass that
 // forms x_t, v_t = x_t − x_{t−1} and the sums ‖v_t‖², v_t·v_{t−1}, ‖v_t − v_{t−1}‖².
-template <class T>
-void series_rows(std::span<const T* const> rows, std::size_t d, Curvature c, TokenSeries& out) {
-    const std::size_t n = rows.size();
+// row_at(t) gives row t (called once per row, in order, so it may reuse one buffer).
+template <class T, class RowAt>
+void series_rows(std::size_t n, RowAt row_at, std::size_t d, Curvature c, TokenSeries& out) {
     out.delta.assign(n >= 2 ? n - 1 : 0, 0.0);
     out.curvature.assign(n >= 3 ? n - 2 : 0, 0.0);
     out.ct.assign(n >= 3 ? n - 2 : 0, 0.0);
@@ -50,11 +51,12 @@ void series_rows(std::span<const T* const> rows, std::size_t d, Curvature c, Tok
     std::vector<double> xprev(d), vprev(d);
     double prev_delta = 0;
     for (std::size_t t = 0; t < n; ++t) {
-        const double n2 = kernels::sumsq(rows[t], d);
+        const T* row = row_at(t);
+        const double n2 = kernels::sumsq(row, d);
         if (!std::isfinite(n2))
             throw MetricError("non-finite value in the state of token " + std::to_string(t));
         const int stage = t == 0 ? 0 : (t == 1 ? 1 : 2);
-        const kernels::StepSums s = kernels::token_step(rows[t], std::sqrt(n2), xprev.data(), vprev.data(), d, stage);
+        const kernels::StepSums s = kernels::token_step(row, std::sqrt(n2), xprev.data(), vprev.data(), d, stage);
         if (t == 0) continue;
         const double delta = std::sqrt(s.vv);  // §2.2
         out.delta[t - 1] = delta;
@@ -100,11 +102,11 @@ TokenSeries token_series(const RowsView<double>& states, Curvature c) {
 }
 void token_series(const RowsView<float>& states, std::span<const std::uint32_t> order, Curvature c, TokenSeries& out) {
     const auto rows = row_pointers(states, order);
-    series_rows<float>(rows, states.cols, c, out);
+    series_rows<float>(rows.size(), [&](std::size_t t) { return rows[t]; }, states.cols, c, out);
 }
 void token_series(const RowsView<double>& states, std::span<const std::uint32_t> order, Curvature c, TokenSeries& out) {
     const auto rows = row_pointers(states, order);
-    series_rows<double>(rows, states.cols, c, out);
+    series_rows<double>(rows.size(), [&](std::size_t t) { return rows[t]; }, states.cols, c, out);
 }
 
 Value ratio_norm(std::span<const double> ct) {
@@ -200,8 +202,21 @@ TokenAxisResult token_axis(const RowsView<float>& states, const TokenAxisOptions
         if (opt.norm == NormMode::raw) {
             r.series = token_series(states, opt.curvature);
         } else {
-            const std::vector<double> z = clipped_mad(states, opt.mad_k);
-            r.series = token_series(RowsView<double>(z.data(), states.rows, states.cols), opt.curvature);
+            // The normalised rows one at a time (the same values as clipped_mad's, without holding T × d).
+            const MadScaling m = mad_scaling(states, opt.mad_k);
+            std::vector<double> z(states.cols);
+            const std::size_t bytes = states.cols * sizeof(float);
+            series_rows<double>(
+                states.rows,
+                [&](std::size_t t) {
+                    if (t + 1 < states.rows) {  // the next state, usually far from this one in [T, L', d]
+                        const char* next = reinterpret_cast<const char*>(states.row(t + 1));
+                        for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(next + off);
+                    }
+                    m.apply(states.row(t), z.data());
+                    return static_cast<const double*>(z.data());
+                },
+                states.cols, opt.curvature, r.series);
         }
     } catch (const MetricError& e) {
         r.missing_reason = e.what();

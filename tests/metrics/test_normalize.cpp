@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "phasemap/metrics/normalize.hpp"
+#include "phasemap/metrics/mad_scaling.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 #include "phasemap/stats/descriptive.hpp"
 
@@ -254,4 +255,139 @@ TEST(Normalize, ClippedMadRejectsNonFiniteWhereverItIs) {
                                                      std::to_string(at / d) + ", dimension " + std::to_string(at % d));
             }
         }
+}
+
+// ---- The blocked window selection (mad_scaling): T ≥ 64 rows go through histogram windows, in
+// blocks of 64 dimensions; a dimension whose windows miss falls back to nth_element. Both paths
+// must give the reference's bits.
+namespace {
+
+// [T, d] with d spanning three blocks (64 + 64 + a partial one), each dimension of another kind.
+std::vector<float> mixed_columns(std::size_t T, std::size_t d, std::uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd;
+    std::vector<float> h(T * d);
+    for (std::size_t j = 0; j < d; ++j) {
+        float walk = 4 * nd(rng);
+        for (std::size_t t = 0; t < T; ++t) {
+            float& x = h[t * d + j];
+            switch (j % 8) {
+                case 0: x = walk += 0.5f * nd(rng); break;                                  // random walk
+                case 1: x = nd(rng); break;                                                 // smooth
+                case 2: x = static_cast<float>(static_cast<int>(nd(rng) * 1.5f)); break;    // heavy ties
+                case 3: x = (t % 3 == 0) ? 0.0f : ((t % 3 == 1) ? -0.0f : nd(rng)); break;  // zeros of both signs at the median
+                case 4: x = (t % 61 == 0) ? 3e38f * (nd(rng) > 0 ? 1 : -1) : nd(rng); break; // extreme outliers
+                case 5: x = std::ldexp(1.0f, static_cast<int>(t % 40) - 149); break;        // subnormals and tiny normals
+                case 6: x = t % 2 ? 1.0f : 1.0f + 1.1920929e-7f; break;                     // two adjacent floats
+                default: x = (t < T / 2 ? -1.0f : 1.0f) * (1.0f + 0.01f * nd(rng)); break;  // two clusters, median in the gap
+            }
+        }
+    }
+    return h;
+}
+
+}  // namespace
+
+TEST(Normalize, ClippedMadBlocksMatchReferenceAroundTheRowThreshold) {
+    for (const std::size_t T : {63u, 64u, 65u, 66u, 127u, 128u, 257u, 1000u, 1001u})
+        for (const std::uint32_t seed : {1u, 2u}) {
+            const std::size_t d = 130;
+            const std::vector<float> h = mixed_columns(T, d, seed);
+            expect_same_as_reference(h, T, d);
+            expect_same_as_reference(h, T, d, 1.5);
+        }
+}
+
+// Windows that hold more values than are kept (a median or MAD shared by hundreds of rows) and
+// windows that miss (most mass far from the bins' centres) go to the exact fallback.
+TEST(Normalize, ClippedMadFallbackDimensionsMatchReference) {
+    const std::size_t T = 6000, d = 6;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> h(T * d);
+    for (std::size_t t = 0; t < T; ++t) {
+        float* r = &h[t * d];
+        r[0] = t < 2500 ? 7.0f : 7.0f + nd(rng);                    // > 1024 rows equal to the median
+        r[1] = (t % 2 ? 2.0f : -2.0f) + (t % 5 == 0 ? nd(rng) : 0); // > 1024 rows at med ± MAD
+        r[2] = t == 0 ? 1e30f : 1e-3f * nd(rng);                    // one huge value: all others in one bin
+        r[3] = static_cast<float>(t % 7);                           // seven values, ranks on ties
+        r[4] = std::sqrt(static_cast<float>(t));                    // a sorted column
+        r[5] = static_cast<float>(T - t) * 1e-38f;                  // descending, subnormal steps
+    }
+    expect_same_as_reference(h, T, d);
+    expect_same_as_reference(h, T - 1, d);  // odd count
+}
+
+// The scaling applied row by row equals clipped_mad's rows; strided input over several blocks.
+TEST(Normalize, MadScalingApplyEqualsClippedMadStrided) {
+    const std::size_t T = 300, L = 3, d = 150;
+    const std::vector<float> all = mixed_columns(T, L * d, 5);
+    const RowsView<float> layer(all.data() + d, T, d, L * d);
+    std::vector<float> one(T * d);
+    for (std::size_t t = 0; t < T; ++t) std::copy_n(layer.row(t), d, &one[t * d]);
+    const std::vector<double> z = clipped_mad(layer, 2.0);
+    EXPECT_EQ(z, clipped_mad(RowsView<float>(one.data(), T, d), 2.0));
+    const MadScaling m = mad_scaling(layer, 2.0);
+    ASSERT_EQ(m.center.size(), d);
+    std::vector<double> row(d);
+    for (std::size_t t = 0; t < T; ++t) {
+        m.apply(layer.row(t), row.data());
+        ASSERT_TRUE(std::equal(row.begin(), row.end(), z.begin() + static_cast<std::ptrdiff_t>(t * d))) << "token " << t;
+    }
+    expect_same_as_reference(one, T, d, 2.0);
+}
+
+// The token axis normalises one row at a time; its series equal token_series over clipped_mad's rows.
+TEST(Normalize, ClippedMadTokenAxisStreamsTheSameRows) {
+    const std::size_t T = 200, d = 70;
+    const std::vector<float> h = mixed_columns(T, d, 9);
+    TokenAxisOptions o;
+    o.norm = NormMode::clipped_mad;
+    for (const Curvature c : {Curvature::one_minus_cos, Curvature::second_diff}) {
+        o.curvature = c;
+        const TokenAxisResult r = token_axis(RowsView<float>(h.data(), T, d), o);
+        const std::vector<double> z = clipped_mad(RowsView<float>(h.data(), T, d), o.mad_k);
+        const TokenSeries s = token_series(RowsView<double>(z.data(), T, d), c);
+        EXPECT_EQ(r.series.ct, s.ct);
+        EXPECT_EQ(r.series.delta, s.delta);
+    }
+}
+
+// A non-finite value in a later block is named; with several, the first of the lowest block.
+TEST(Normalize, ClippedMadNamesNonFiniteAcrossBlocks) {
+    const std::size_t T = 100, d = 150;
+    std::vector<float> h = mixed_columns(T, d, 4);
+    h[70 * d + 140] = std::numeric_limits<float>::infinity();
+    try {
+        (void)mad_scaling(RowsView<float>(h.data(), T, d));
+        ADD_FAILURE() << "no error";
+    } catch (const MetricError& e) {
+        EXPECT_EQ(std::string(e.what()), "clipped_mad: non-finite value in the state of token 70, dimension 140");
+    }
+    h[90 * d + 10] = std::numeric_limits<float>::quiet_NaN();  // block 0, a later token
+    try {
+        (void)clipped_mad(RowsView<float>(h.data(), T, d));
+        ADD_FAILURE() << "no error";
+    } catch (const MetricError& e) {
+        EXPECT_EQ(std::string(e.what()), "clipped_mad: non-finite value in the state of token 90, dimension 10");
+    }
+}
+
+// The histogram's range comes from a sample of rows: dimensions constant over the sample but not
+// over all rows, and values far outside the sampled range, must not change the result.
+TEST(Normalize, ClippedMadValuesOutsideTheSampledRange) {
+    const std::size_t T = 4096, d = 4;  // rows 0, 64, 128, … are the sample
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd;
+    std::vector<float> h(T * d);
+    for (std::size_t t = 0; t < T; ++t) {
+        float* r = &h[t * d];
+        const bool sampled = t % 64 == 0;
+        r[0] = sampled ? 3.0f : 3.0f + nd(rng);              // constant over the sample only
+        r[1] = sampled ? nd(rng) : 100.0f * nd(rng);         // most values outside the sampled range
+        r[2] = sampled ? 0.0f : (t % 2 ? 1.0f : -1.0f);      // sampled zeros, the rest ±1
+        r[3] = sampled ? nd(rng) : nd(rng) + 1e6f;           // everything else above the sampled range
+    }
+    expect_same_as_reference(h, T, d);
+    expect_same_as_reference(h, T - 3, d);
 }

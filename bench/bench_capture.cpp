@@ -5,6 +5,10 @@
 //   bench_capture MODEL.gguf [--tokens N] [--threads T] [--reps R] [--precision exact|fast]
 //
 // Prints one line per mode: median tokens/s over R repetitions and the ratio to the plain loop.
+// Then, per output-statistics path (--output-stats graph / host, issue 20), the engine at 1 and
+// 16 sequences with capture off and hf:all, interleaved with the plain loop at 1 and 16: capture
+// hf:all ÷ capture off at 1 and 16 sequences, and the engine's ×16 ÷ ×1 against plain
+// llama.cpp's ×16 ÷ ×1 (the batching ceiling), all ratios of medians from the same run.
 #include <llama.h>
 
 #include <algorithm>
@@ -144,12 +148,14 @@ Timing plain_decode_batched(llama_model* model, int n_tok, int threads, bool exa
 }
 
 Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,
-                  const std::filesystem::path& npz) {
+                  const std::filesystem::path& npz, OutputStats stats = OutputStats::graph, int n_seq = 1) {
     EngineOptions o;
     o.precision = exact ? Precision::exact : Precision::fast;
     o.n_ctx = 512;
     o.n_threads = threads;
     o.layers = layers;
+    o.output_stats = stats;
+    o.n_parallel = n_seq;
     Engine e(m, o);
     Request r;
     r.prompt = kPrompt;
@@ -158,7 +164,7 @@ Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool 
     std::unique_ptr<NpzRunWriter> w;
     if (!npz.empty()) w = std::make_unique<NpzRunWriter>(npz, nlohmann::json::object());
     RunSink& sink = w ? static_cast<RunSink&>(*w) : null;
-    std::vector<Request> reqs{r};
+    std::vector<Request> reqs(size_t(n_seq), r);
     // EOG would end early on a trained model; random-weight models rarely emit it, and the
     // token count is checked below.
     const auto t0 = Clock::now();
@@ -167,7 +173,7 @@ Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool 
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     const double c = cpu_seconds() - c0;
     const size_t n = w ? size_t(n_tok) : null.n;
-    if (!w && null.n != size_t(n_tok)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
+    if (!w && null.n != size_t(n_tok) * size_t(n_seq)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
     return {double(n) / s, double(n) / c};
 }
 
@@ -250,5 +256,61 @@ int main(int argc, char** argv) {
                 100.0 * (cbase / median(ccap) - 1.0));
     std::printf("plain llama.cpp batched decode: 16 sequences %.2f tok/s, 1 sequence %.2f tok/s, ratio %.3f\n", median(many),
                 median(one), median(many) / median(one));
+
+    // Output statistics in the graph against the host path: 10 modes per repetition, rotated.
+    struct Mode {
+        const char* name;
+        OutputStats stats;
+        int n_seq;
+        const char* layers;  // nullptr: the plain loop
+        std::vector<double> wall, cpu;
+    };
+    std::vector<Mode> modes{{"plain llama.cpp, 1 sequence", OutputStats::graph, 1, nullptr, {}, {}},
+                            {"plain llama.cpp, 16 sequences", OutputStats::graph, 16, nullptr, {}, {}}};
+    for (const OutputStats os : {OutputStats::graph, OutputStats::host})
+        for (const int ns : {1, 16})
+            for (const char* lay : {"none", "hf:all"}) modes.push_back({"", os, ns, lay, {}, {}});
+    plain_model = llama_model_load_from_file(path, llama_model_default_params());
+    for (int r = 0; r < reps + 1; ++r)
+        for (size_t k = 0; k < modes.size(); ++k) {
+            Mode& md = modes[(k + size_t(r)) % modes.size()];
+            const Timing t = !md.layers ? (md.n_seq == 1 ? plain_decode(plain_model, n_tok, threads, exact)
+                                                         : plain_decode_batched(plain_model, n_tok, threads, exact, md.n_seq))
+                                        : engine_run(model, n_tok, threads, exact, md.layers, {}, md.stats, md.n_seq);
+            if (r == 0) continue;  // warm-up
+            md.wall.push_back(t.tok_s);
+            md.cpu.push_back(t.tok_cpu_s);
+        }
+    llama_model_free(plain_model);
+    auto find = [&](OutputStats os, int ns, const char* lay) -> const Mode& {
+        for (const Mode& md : modes)
+            if (md.stats == os && md.n_seq == ns && (lay ? md.layers && std::strcmp(md.layers, lay) == 0 : !md.layers)) return md;
+        std::abort();
+    };
+    const Mode& p1 = find(OutputStats::graph, 1, nullptr);
+    const Mode& p16 = find(OutputStats::graph, 16, nullptr);
+    const double plain_ratio = median(p16.wall) / median(p1.wall), plain_ratio_cpu = median(p16.cpu) / median(p1.cpu);
+    std::printf("output statistics (%d reps, rotated): %-8s %5s %-7s %10s %12s\n", reps, "path", "seqs", "layers", "tok/s", "tok/cpu-s");
+    for (const Mode& md : modes)
+        if (md.layers)
+            std::printf("  %-8s %5d %-7s %10.2f %12.2f\n", output_stats_name(md.stats), md.n_seq, md.layers, median(md.wall), median(md.cpu));
+    std::printf("  plain llama.cpp ×16 ÷ ×1: %.3f wall, %.3f cpu\n", plain_ratio, plain_ratio_cpu);
+    for (const OutputStats os : {OutputStats::graph, OutputStats::host}) {
+        const char* nm = output_stats_name(os);
+        for (const int ns : {1, 16}) {
+            const Mode& off16 = find(os, ns, "none");
+            const Mode& cap16 = find(os, ns, "hf:all");
+            std::printf("  %s: capture hf:all ÷ capture off at %2d sequences: %.3f wall, %.3f cpu (target ≥ 0.97)\n", nm, ns,
+                        median(cap16.wall) / median(off16.wall), median(cap16.cpu) / median(off16.cpu));
+        }
+        const double r_w = median(find(os, 16, "hf:all").wall) / median(find(os, 1, "hf:all").wall);
+        const double r_c = median(find(os, 16, "hf:all").cpu) / median(find(os, 1, "hf:all").cpu);
+        std::printf("  %s: engine hf:all ×16 ÷ ×1 = %.3f wall (%.3f of plain's), %.3f cpu (%.3f of plain's; target ≥ 0.95)\n", nm, r_w,
+                    r_w / plain_ratio, r_c, r_c / plain_ratio_cpu);
+    }
+    for (const int ns : {1, 16})
+        std::printf("  graph ÷ host, capture off, %2d sequences: %.3f wall, %.3f cpu\n", ns,
+                    median(find(OutputStats::graph, ns, "none").wall) / median(find(OutputStats::host, ns, "none").wall),
+                    median(find(OutputStats::graph, ns, "none").cpu) / median(find(OutputStats::host, ns, "none").cpu));
     return 0;
 }

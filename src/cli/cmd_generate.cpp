@@ -47,6 +47,7 @@ struct GenerateArgs {
     int threads = 0;
     int ctx = 0;
     bool save_logits = false;
+    std::string output_stats = "graph";
     bool routing = false;
     std::string out;
     bool compress = false;
@@ -146,6 +147,7 @@ plan::RunSettings settings(const GenerateArgs& a, std::vector<std::string> promp
     s.engine.n_threads = a.threads;
     s.engine.layers = a.layers;
     s.engine.save_logits = a.save_logits;
+    s.engine.output_stats = parse_output_stats(a.output_stats);
     s.engine.routing = a.routing;
     s.intervene = a.intervene;
     s.intervene_files = a.intervene_files;
@@ -280,6 +282,10 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_option("-t,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or all)")->capture_default_str()->check(in(opt::kThreads));
     app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
+    app.add_option("--output-stats", a->output_stats,
+                   "where entropy/top1/margin/surprisal are computed: graph (ggml ops in llama.cpp's graph, a few floats per greedy "
+                   "sequence leave it; sampled sequences use host) or host (float64 over the full logits row, the reference)")
+        ->capture_default_str()->check(one_of({"graph", "host"}));
     app.add_flag("--routing", a->routing,
                  "MoE models: store per token and MoE block the selected experts and their weights (routing_experts / routing_weights [T, M, k])");
     app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)")->check(kPath);

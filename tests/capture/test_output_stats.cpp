@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "phasemap/capture/capture.hpp"
+#include "phasemap/capture/run_sinks.hpp"
 #include "phasemap/metrics/token_stats.hpp"
 #include "support/generation.hpp"
 
@@ -188,6 +189,7 @@ double graph_vs_host(const std::shared_ptr<Model>& model, EngineOptions o, const
     o.output_stats = OutputStats::graph;
     Engine g(model, o);
     EXPECT_EQ(g.facts().output_stats, "graph");
+    EXPECT_EQ(provenance_json(model->info(), g.facts(), o.layers)["engine"]["output_stats"], "graph");  // recorded per run
     o.output_stats = OutputStats::host;
     Engine h(model, o);
     EXPECT_EQ(h.facts().output_stats, "host");

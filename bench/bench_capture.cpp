@@ -308,6 +308,38 @@ int main(int argc, char** argv) {
         std::printf("  %s: engine hf:all ×16 ÷ ×1 = %.3f wall (%.3f of plain's), %.3f cpu (%.3f of plain's; target ≥ 0.95)\n", nm, r_w,
                     r_w / plain_ratio, r_c, r_c / plain_ratio_cpu);
     }
+    {
+        // The statistics alone, 16 rows of this model's vocabulary, in CPU time: the graph's ops
+        // on ggml's CPU backend on one thread (output_stats_on_cpu, including its context
+        // allocation) against the host's float64 pass (token_prob_stats; the engine spreads the
+        // rows over its threads, which leaves the CPU time as it is).
+        const int64_t V = model->info().n_vocab;
+        std::vector<float> rows(size_t(V) * 16);
+        uint64_t x = 88172645463325252ull;
+        for (float& v : rows) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            v = float(double(x >> 11) / 9007199254740992.0 * 8.0 - 4.0);
+        }
+        std::vector<double> tg, th;
+        double sink = 0;
+        for (int r = 0; r < 2 * reps + 1; ++r) {
+            double c0 = cpu_seconds();
+            for (const auto& st : output_stats_on_cpu(rows, V, 1)) sink += st.entropy;
+            const double g = cpu_seconds() - c0;
+            c0 = cpu_seconds();
+            std::vector<phasemap::metrics::TokenProbStats> hs(16);
+            for (int i = 0; i < 16; ++i)
+                hs[size_t(i)] = phasemap::metrics::token_prob_stats(std::span<const float>(rows.data() + size_t(i) * size_t(V), size_t(V)),
+                                                                    phasemap::metrics::kChosenIsTop1);
+            for (const auto& st : hs) sink += st.entropy;
+            const double h = cpu_seconds() - c0;
+            if (r == 0) continue;
+            tg.push_back(g);
+            th.push_back(h);
+        }
+        std::printf("  statistics of 16 rows × %lld logits: graph ops on the CPU backend %.2f ms cpu, host float64 %.2f ms cpu (%.2f×)%s\n",
+                    (long long)V, 1e3 * median(tg), 1e3 * median(th), median(tg) / median(th), sink == 0 ? " " : "");
+    }
     for (const int ns : {1, 16})
         std::printf("  graph ÷ host, capture off, %2d sequences: %.3f wall, %.3f cpu\n", ns,
                     median(find(OutputStats::graph, ns, "none").wall) / median(find(OutputStats::host, ns, "none").wall),

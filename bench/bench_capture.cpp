@@ -2,7 +2,7 @@
 // pinned source, same context settings), of phasemap's engine with capture off, with every
 // layer captured, and with every layer captured and streamed to an NPZ file.
 //
-//   bench_capture MODEL.gguf [--tokens N] [--threads T] [--reps R] [--precision exact|fast]
+//   bench_capture MODEL.gguf [--tokens N] [--threads T] [--reps R] [--precision exact|fast] [--stats-only]
 //
 // Prints one line per mode: median tokens/s over R repetitions and the ratio to the plain loop.
 // Then, per output-statistics path (--output-stats graph / host, issue 20), the engine at 1 and
@@ -148,7 +148,7 @@ Timing plain_decode_batched(llama_model* model, int n_tok, int threads, bool exa
 }
 
 Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,
-                  const std::filesystem::path& npz, OutputStats stats = OutputStats::graph, int n_seq = 1) {
+                  const std::filesystem::path& npz, OutputStats stats = OutputStats::automatic, int n_seq = 1) {
     EngineOptions o;
     o.precision = exact ? Precision::exact : Precision::fast;
     o.n_ctx = 512;
@@ -182,6 +182,39 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
+// The statistics alone, 16 rows of V logits, in CPU time: the graph's ops on ggml's CPU backend
+// on one thread (output_stats_on_cpu, including its context allocation) against the host's
+// float64 pass (token_prob_stats; the engine spreads the rows over its threads, which leaves the
+// CPU time as it is).
+void stats_alone(int64_t V, int reps) {
+    std::vector<float> rows(size_t(V) * 16);
+    uint64_t x = 88172645463325252ull;
+    for (float& v : rows) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v = float(double(x >> 11) / 9007199254740992.0 * 8.0 - 4.0);
+    }
+    std::vector<double> tg, th;
+    double sink = 0;
+    for (int r = 0; r < 2 * reps + 1; ++r) {
+        double c0 = cpu_seconds();
+        for (const auto& st : output_stats_on_cpu(rows, V, 1)) sink += st.entropy;
+        const double g = cpu_seconds() - c0;
+        c0 = cpu_seconds();
+        for (int i = 0; i < 16; ++i)
+            sink += phasemap::metrics::token_prob_stats(std::span<const float>(rows.data() + size_t(i) * size_t(V), size_t(V)),
+                                                        phasemap::metrics::kChosenIsTop1).entropy;
+        const double h = cpu_seconds() - c0;
+        if (r == 0) continue;  // warm-up
+        tg.push_back(g);
+        th.push_back(h);
+    }
+    std::printf("  statistics of 16 rows × %lld logits: graph ops on the CPU backend %.2f ms cpu, host float64 %.2f ms cpu "
+                "(graph ÷ host %.2f)%s\n",
+                (long long)V, 1e3 * median(tg), 1e3 * median(th), median(tg) / median(th), sink == 0 ? " " : "");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,9 +224,15 @@ int main(int argc, char** argv) {
     }
     const char* path = argv[1];
     int n_tok = 64, threads = 1, reps = 5;
-    bool exact = true;
-    for (int i = 2; i + 1 < argc; i += 2) {
+    bool exact = true, stats_only = false;
+    for (int i = 2; i < argc; i += 2) {
         const std::string k = argv[i];
+        if (k == "--stats-only") {  // only the statistics alone (no decoding): quick on a busy machine
+            stats_only = true;
+            --i;
+            continue;
+        }
+        if (i + 1 >= argc) break;
         if (k == "--tokens") n_tok = std::atoi(argv[i + 1]);
         else if (k == "--threads") threads = std::atoi(argv[i + 1]);
         else if (k == "--reps") reps = std::atoi(argv[i + 1]);
@@ -202,6 +241,10 @@ int main(int argc, char** argv) {
     }
     llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
     auto model = Model::load(path);
+    if (stats_only) {
+        stats_alone(model->info().n_vocab, reps);
+        return 0;
+    }
     // The plain loop's own model handle, loaded once like phasemap's (both map the same file).
     llama_model* plain_model = llama_model_load_from_file(path, llama_model_default_params());
     if (!plain_model) { std::fprintf(stderr, "cannot load %s\n", path); return 1; }
@@ -308,38 +351,7 @@ int main(int argc, char** argv) {
         std::printf("  %s: engine hf:all ×16 ÷ ×1 = %.3f wall (%.3f of plain's), %.3f cpu (%.3f of plain's; target ≥ 0.95)\n", nm, r_w,
                     r_w / plain_ratio, r_c, r_c / plain_ratio_cpu);
     }
-    {
-        // The statistics alone, 16 rows of this model's vocabulary, in CPU time: the graph's ops
-        // on ggml's CPU backend on one thread (output_stats_on_cpu, including its context
-        // allocation) against the host's float64 pass (token_prob_stats; the engine spreads the
-        // rows over its threads, which leaves the CPU time as it is).
-        const int64_t V = model->info().n_vocab;
-        std::vector<float> rows(size_t(V) * 16);
-        uint64_t x = 88172645463325252ull;
-        for (float& v : rows) {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-            v = float(double(x >> 11) / 9007199254740992.0 * 8.0 - 4.0);
-        }
-        std::vector<double> tg, th;
-        double sink = 0;
-        for (int r = 0; r < 2 * reps + 1; ++r) {
-            double c0 = cpu_seconds();
-            for (const auto& st : output_stats_on_cpu(rows, V, 1)) sink += st.entropy;
-            const double g = cpu_seconds() - c0;
-            c0 = cpu_seconds();
-            std::vector<phasemap::metrics::TokenProbStats> hs(16);
-            for (int i = 0; i < 16; ++i)
-                hs[size_t(i)] = phasemap::metrics::token_prob_stats(std::span<const float>(rows.data() + size_t(i) * size_t(V), size_t(V)),
-                                                                    phasemap::metrics::kChosenIsTop1);
-            for (const auto& st : hs) sink += st.entropy;
-            const double h = cpu_seconds() - c0;
-            if (r == 0) continue;
-            tg.push_back(g);
-            th.push_back(h);
-        }
-        std::printf("  statistics of 16 rows × %lld logits: graph ops on the CPU backend %.2f ms cpu, host float64 %.2f ms cpu (%.2f×)%s\n",
-                    (long long)V, 1e3 * median(tg), 1e3 * median(th), median(tg) / median(th), sink == 0 ? " " : "");
-    }
+    stats_alone(model->info().n_vocab, reps);
     for (const int ns : {1, 16})
         std::printf("  graph ÷ host, capture off, %2d sequences: %.3f wall, %.3f cpu\n", ns,
                     median(find(OutputStats::graph, ns, "none").wall) / median(find(OutputStats::host, ns, "none").wall),

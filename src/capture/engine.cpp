@@ -397,12 +397,13 @@ struct Engine::Impl {
         }
     }
 
-    // Sets up EngineOptions::output_stats: with graph, every slot starts with a statistics chain
-    // (llama_set_sampler); an output device that cannot run its ops leaves the host path.
+    // Sets up EngineOptions::output_stats: with graph (automatic: off the CPU backend), every slot
+    // starts with a statistics chain (llama_set_sampler); an output device that cannot run its
+    // ops (automatic: the CPU backend) leaves the host path.
     void init_output_stats() {
         facts.output_stats = output_stats_name(OutputStats::host);
-        if (opt.output_stats != OutputStats::graph) return;
-        ostats = std::make_unique<OutputStatsGraph>(opt.save_logits);
+        if (opt.output_stats == OutputStats::host) return;
+        ostats = std::make_unique<OutputStatsGraph>(opt.save_logits, opt.output_stats == OutputStats::graph);
         chains.v.assign(size_t(opt.n_parallel), nullptr);
         for (int k = 0; k < opt.n_parallel; ++k) set_slot_stats(k, true);
         if (!ostats->supported()) {

@@ -15,12 +15,15 @@
 
 namespace phasemap::capture {
 
-const char* output_stats_name(OutputStats o) { return o == OutputStats::graph ? "graph" : "host"; }
+const char* output_stats_name(OutputStats o) {
+    return o == OutputStats::graph ? "graph" : o == OutputStats::host ? "host" : "auto";
+}
 
 OutputStats parse_output_stats(const std::string& s) {
+    if (s == "auto") return OutputStats::automatic;
     if (s == "graph") return OutputStats::graph;
     if (s == "host") return OutputStats::host;
-    throw std::invalid_argument(fmt::format("unknown output statistics path '{}' (use graph or host)", s));
+    throw std::invalid_argument(fmt::format("unknown output statistics path '{}' (use auto, graph or host)", s));
 }
 
 namespace {
@@ -102,7 +105,7 @@ OutputStatsGraph::Built OutputStatsGraph::build(ggml_context* ctx, ggml_tensor* 
 
 bool OutputStatsGraph::backend_init(ggml_backend_buffer_type_t buft) {
     ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
-    if (!dev || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) return supported_;
+    if (!dev || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) return supported_ = supported_ && on_cpu_;
     // Another device: every op of the statistics must run there (else the engine keeps the host path).
     const size_t n = 64;
     ggml_init_params p{n * ggml_tensor_overhead() + ggml_graph_overhead_custom(n, false), nullptr, true};

@@ -48,14 +48,17 @@ class OutputStatsGraph {
 public:
     // keep_logits: the chains also return the full logits row (EngineOptions::save_logits), read
     // with llama_get_sampled_logits_ith.
-    explicit OutputStatsGraph(bool keep_logits) : keep_logits_(keep_logits) {}
+    // on_cpu: also where the logits live on the CPU backend (OutputStats::graph; automatic leaves
+    // the CPU backend to the host path).
+    OutputStatsGraph(bool keep_logits, bool on_cpu) : keep_logits_(keep_logits), on_cpu_(on_cpu) {}
     OutputStatsGraph(const OutputStatsGraph&) = delete;
     OutputStatsGraph& operator=(const OutputStatsGraph&) = delete;
 
     // A new sampler chain holding one statistics sampler bound to this object (free it with
     // llama_sampler_free after the context that uses it stops using it).
     llama_sampler* make_chain();
-    // False once a backend_init found an op of the graph unsupported by the output device.
+    // False once a backend_init found an op of the graph unsupported by the output device (or
+    // the CPU backend without on_cpu).
     bool supported() const { return supported_; }
     bool keep_logits() const { return keep_logits_; }
 
@@ -77,6 +80,7 @@ public:
 private:
 
     bool keep_logits_;
+    bool on_cpu_;
     bool supported_ = true;
     // The statistics of the logits matrix of the graph being built (reset before every build).
     ggml_context* built_ctx_ = nullptr;

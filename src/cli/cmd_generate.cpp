@@ -47,7 +47,7 @@ struct GenerateArgs {
     int threads = 0;
     int ctx = 0;
     bool save_logits = false;
-    std::string output_stats = "graph";
+    std::string output_stats = "auto";
     bool routing = false;
     std::string out;
     bool compress = false;
@@ -284,8 +284,9 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
     app.add_option("--output-stats", a->output_stats,
                    "where entropy/top1/margin/surprisal are computed: graph (ggml ops in llama.cpp's graph, a few floats per greedy "
-                   "sequence leave it; sampled sequences use host) or host (float64 over the full logits row, the reference)")
-        ->capture_default_str()->check(one_of({"graph", "host"}));
+                   "sequence leave it; sampled sequences use host), host (float64 over the full logits row, the reference) or auto "
+                   "(graph on an accelerator, host on the CPU backend)")
+        ->capture_default_str()->check(one_of({"auto", "graph", "host"}));
     app.add_flag("--routing", a->routing,
                  "MoE models: store per token and MoE block the selected experts and their weights (routing_experts / routing_weights [T, M, k])");
     app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)")->check(kPath);

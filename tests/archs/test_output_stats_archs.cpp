@@ -57,6 +57,7 @@ TEST(OutputStatsArchs, GraphEqualsHostOnEveryArchitecture) {
             o.layers = "none";
             o.n_ctx = 256;
             o.n_parallel = 2;
+            o.output_stats = OutputStats::graph;
             Engine eg(model, o);
             ASSERT_EQ(eg.facts().output_stats, "graph") << stem;
             o.output_stats = OutputStats::host;

@@ -171,6 +171,8 @@ TEST(OutputStats, NonFiniteLogitsGiveNonFiniteStatistics) {
 TEST(OutputStats, ParsesItsOption) {
     EXPECT_EQ(parse_output_stats("graph"), OutputStats::graph);
     EXPECT_EQ(parse_output_stats("host"), OutputStats::host);
+    EXPECT_EQ(parse_output_stats("auto"), OutputStats::automatic);
+    EXPECT_STREQ(output_stats_name(OutputStats::automatic), "auto");
     EXPECT_STREQ(output_stats_name(OutputStats::host), "host");
     EXPECT_THROW(parse_output_stats("gpu"), std::invalid_argument);
 }
@@ -258,6 +260,7 @@ TEST(OutputStats, TiedLogitsThroughTheEngine) {
     o.layers = "none";
     o.n_parallel = 2;
     graph_vs_host(model, o, reqs);
+    o.output_stats = OutputStats::graph;
     Engine g(model, o);
     const auto a = run(g, reqs);
     for (const auto& rr : a)
@@ -275,6 +278,7 @@ TEST(OutputStats, PrefillStatesLogitsUnderTheGraphPath) {
     const std::vector<int32_t> ids = model->tokenize("Once upon a time there was", true);
     EngineOptions o;
     o.layers = "hf:1";
+    o.output_stats = OutputStats::graph;
     std::vector<float> lg, lh;
     Engine g(model, o);
     const std::vector<float> sg = g.prefill_states(ids, &lg);
@@ -289,4 +293,18 @@ TEST(OutputStats, PrefillStatesLogitsUnderTheGraphPath) {
     const auto b = run(h, {req("Once upon a time", 8)});
     ASSERT_EQ(a[0].tokens.size(), b[0].tokens.size());
     for (size_t t = 0; t < a[0].tokens.size(); ++t) compare(a[0].tokens[t].stats, b[0].tokens[t].stats, "after prefill_states");
+}
+
+TEST(OutputStats, AutoIsTheHostPathOnTheCpuBackend) {
+    // The default (auto): the CPU backend computes the statistics on the host, where one fused
+    // float64 pass costs less than the graph's unfused ones; graph must be asked for there.
+    NEED_STORIES();
+    EngineOptions o;
+    o.layers = "none";
+    EXPECT_EQ(o.output_stats, OutputStats::automatic);
+    Engine a(model, o);
+    EXPECT_EQ(a.facts().output_stats, "host");
+    o.output_stats = OutputStats::graph;
+    Engine g(model, o);
+    EXPECT_EQ(g.facts().output_stats, "graph");
 }

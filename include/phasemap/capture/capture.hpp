@@ -31,7 +31,10 @@ Precision parse_precision(const std::string& s);  // throws std::invalid_argumen
 // 1e-6 relative of host, the same top-1 token. Sampled sequences (temperature > 0) keep the host
 // path: llama.cpp's CPU sampler chain needs their full row on the host anyway. host: the
 // float64 softmax over every row on the host (metrics::token_prob_stats), the reference.
-enum class OutputStats { graph, host };
+// automatic ("auto", the default): graph when the model's output layer runs on an accelerator,
+// host when it runs on the CPU backend — there the graph's unfused passes over [V, sequences]
+// cost ~3× the host's one fused float64 pass (BENCHMARKS.md) and there is no transfer to save.
+enum class OutputStats { automatic, graph, host };
 const char* output_stats_name(OutputStats o);
 OutputStats parse_output_stats(const std::string& s);  // throws std::invalid_argument
 // The graph path's statistics of rows of `n_vocab` logits (row-major), computed by the same ggml
@@ -147,7 +150,7 @@ struct EngineOptions {
     int n_threads = 0;           // 0 → default_threads()
     std::string layers = "hf:all";  // layer spec (see layers.hpp); "" or "none" → no capture
     bool save_logits = false;    // pass full logits to the sink
-    OutputStats output_stats = OutputStats::graph;  // see OutputStats
+    OutputStats output_stats = OutputStats::automatic;  // see OutputStats
     // Requests of one batch with the same prompt tokens (and no prefill interventions) are
     // prefilled once and forked with llama_memory_seq_cp; recurrent memory falls back to a
     // prefill per sequence (see docs/interventions.md).

@@ -26,24 +26,19 @@ TokenProbStats token_prob_stats(std::span<const float> logits, int32_t chosen) {
         else if (v > second) { second = v; }
     }
     if (chosen == kChosenIsTop1) chosen = static_cast<int32_t>(arg);
-    // z = 1 + tail, the arg-max's own 1 kept out of the sum: added to a running z ≈ 1, every
-    // term below 2⁻⁵³ would be lost, and with it the relative precision of a near-zero entropy or
-    // surprisal (≈ tail).
-    double tail = 0, wsum = 0;
+    double z = 0, wsum = 0;
     for (size_t i = 0; i < n; ++i) {
         const double dv = mx - double(logits[i]);
         const double e = std::exp(-dv);
-        if (i != arg) tail += e;
+        z += e;
         wsum += e * dv;
     }
-    const double z = 1.0 + tail;
-    const double log_z = std::log1p(tail);
+    const double log_z = std::log(z);
     s.entropy = log_z + wsum / z;
     s.top1 = 1.0 / z;
     s.margin = s.top1 - (n > 1 ? std::exp(second - mx) / z : 0.0);
     s.top1_id = static_cast<int32_t>(arg);
-    // ln z + (max − l): the difference first (exact), so a tiny ln z is not rounded to max's ulp.
-    s.surprisal = (chosen >= 0 && size_t(chosen) < n) ? log_z + (mx - double(logits[size_t(chosen)]))
+    s.surprisal = (chosen >= 0 && size_t(chosen) < n) ? log_z + mx - double(logits[size_t(chosen)])
                                                        : std::numeric_limits<double>::quiet_NaN();
     return s;
 }

@@ -132,29 +132,39 @@ TEST(OutputStats, NearZeroEntropyKeepsItsRelativePrecision) {
         rows[at + 5] = std::ldexp(1.0f, -19);
         rows[at + 6] = runner;
     }
-    worst = compare_rows(rows, V, "near-zero entropy");
+    // Against an independent long-double evaluation that sums the tail apart from the maximum's
+    // 1. The graph path is within the bound on every row. The float64 host reference adds the
+    // tail to z ≈ 1 (terms below 2⁻⁵³ of the maximum are lost) and rounds ln z + max before
+    // subtracting l, so on the most extreme rows it is itself off the exact value by more than
+    // 1e-6 (its stored values are kept bit for bit: results DBs compare rows exactly); there
+    // the graph is compared with the exact value only, elsewhere with the host as everywhere.
     const std::vector<TokenProbStats> g = output_stats_on_cpu(rows, V);
-    EXPECT_LT(g[9].entropy, 1e-6);  // the test reaches the regime it is about
-    // Both paths against an independent long-double evaluation that sums the tail apart from the
-    // maximum's 1 (the host reference once added the tail to z ≈ 1 and lost every term below
-    // 2⁻⁵³: 5e-4 relative on the smallest surprisal here).
+    size_t host_rows = 0;
+    double host_err = 0;
     for (size_t r = 0; r < g.size(); ++r) {
         const float* l = rows.data() + r * size_t(V);
         const size_t arg = size_t(std::max_element(l, l + V) - l);
         long double tail = 0, w = 0;
         for (int64_t i = 0; i < V; ++i) {
-            const long double d = (long double)l[arg] - (long double)l[i];
-            const long double e = std::exp(-d);
+            const long double dd = (long double)l[arg] - (long double)l[i];
+            const long double e = std::exp(-dd);
             if (size_t(i) != arg) tail += e;
-            w += e * d;
+            w += e * dd;
         }
         const double surprisal = double(std::log1p(tail)), entropy = double(std::log1p(tail) + w / (1 + tail));
-        const TokenProbStats h = token_prob_stats(std::span<const float>(l, size_t(V)), kChosenIsTop1);
-        EXPECT_LE(rel(h.surprisal, surprisal), kTol) << "host, row " << r;
-        EXPECT_LE(rel(h.entropy, entropy), kTol) << "host, row " << r;
         EXPECT_LE(rel(g[r].surprisal, surprisal), kTol) << "graph, row " << r;
         EXPECT_LE(rel(g[r].entropy, entropy), kTol) << "graph, row " << r;
+        worst = std::max({worst, rel(g[r].surprisal, surprisal), rel(g[r].entropy, entropy)});
+        const TokenProbStats h = token_prob_stats(std::span<const float>(l, size_t(V)), kChosenIsTop1);
+        const double he = std::max(rel(h.surprisal, surprisal), rel(h.entropy, entropy));
+        host_err = std::max(host_err, he);
+        if (he > kTol) continue;
+        ++host_rows;
+        worst = std::max(worst, compare(g[r], h, "near-zero entropy row " + std::to_string(r)));
     }
+    EXPECT_GE(host_rows, 8u);  // gaps up to 22 nats: the host is exact to the bound there
+    EXPECT_LT(g[9].entropy, 1e-6);  // the test reaches the regime it is about
+    std::cout << "host reference off the exact value by up to " << host_err << " on the most extreme rows\n";
     std::cout << "near-zero entropy: worst relative error " << worst << ", smallest entropy " << g[10].entropy << "\n";
 }
 

@@ -66,6 +66,8 @@ struct EngineRun {
     std::string layers = "none";
     bool routing = false;
     std::filesystem::path npz;
+    phasemap::capture::OutputStats output_stats = phasemap::capture::OutputStats::automatic;
+    int n_seq = 1;  // sequences decoded together, each with kPrompt
 };
 
 inline Timing engine_run(const std::shared_ptr<phasemap::capture::Model>& m, const EngineRun& how, size_t* routed = nullptr) {
@@ -76,6 +78,8 @@ inline Timing engine_run(const std::shared_ptr<phasemap::capture::Model>& m, con
     o.n_threads = how.threads;
     o.layers = how.layers;
     o.routing = how.routing;
+    o.output_stats = how.output_stats;
+    o.n_parallel = how.n_seq;
     Engine e(m, o);
     Request r;
     r.prompt = kPrompt;
@@ -84,7 +88,7 @@ inline Timing engine_run(const std::shared_ptr<phasemap::capture::Model>& m, con
     std::unique_ptr<NpzRunWriter> w;
     if (!how.npz.empty()) w = std::make_unique<NpzRunWriter>(how.npz, nlohmann::json::object());
     RunSink& sink = w ? static_cast<RunSink&>(*w) : null;
-    std::vector<Request> reqs{r};
+    std::vector<Request> reqs(size_t(how.n_seq), r);
     // EOG would end early on a trained model; random-weight models rarely emit it, and the
     // token count is checked below.
     const auto t0 = BenchClock::now();
@@ -92,7 +96,7 @@ inline Timing engine_run(const std::shared_ptr<phasemap::capture::Model>& m, con
     e.generate(reqs, [&](size_t) -> RunSink& { return sink; });
     const double s = std::chrono::duration<double>(BenchClock::now() - t0).count();
     const double c = cpu_seconds() - c0;
-    if (!w && null.n != size_t(how.n_tok)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
+    if (!w && null.n != size_t(how.n_tok) * size_t(how.n_seq)) std::fprintf(stderr, "note: run stopped after %zu tokens\n", null.n);
     if (routed) *routed = null.routed;
     const size_t n = w ? size_t(how.n_tok) : null.n;
     return {double(n) / s, double(n) / c};

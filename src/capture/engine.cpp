@@ -38,6 +38,7 @@
 #include <unordered_map>
 
 #include "llama_common.hpp"
+#include "output_stats.hpp"
 #include "threads.hpp"
 
 namespace phasemap::capture {
@@ -139,6 +140,16 @@ struct DeviceCopy {
 // The default context per sequence: the training context, at most 4096.
 int default_context(const ModelInfo& mi) { return std::min(mi.n_ctx_train > 0 ? mi.n_ctx_train : 4096, 4096); }
 
+// The output-statistics chain of each slot (nullptr: host path), freed after the context (the
+// Impl's destructor frees the context before its members go).
+struct StatsChains {
+    std::vector<llama_sampler*> v;
+    ~StatsChains() {
+        for (llama_sampler* c : v)
+            if (c) llama_sampler_free(c);
+    }
+};
+
 }  // namespace
 
 struct Engine::Impl {
@@ -184,6 +195,11 @@ struct Engine::Impl {
     int edit_rows_expected = 0;
     std::vector<float> edit_row;               // device round trip
     std::exception_ptr cb_exception;           // thrown by a hook during the current decode
+
+    // EngineOptions::output_stats = graph (output_stats.hpp): the statistics graph shared by the
+    // chains of the slots that compute their statistics in the graph (greedy sequences).
+    std::unique_ptr<OutputStatsGraph> ostats;
+    StatsChains chains;
 
     ~Impl() {
         if (ctx) {
@@ -456,6 +472,62 @@ struct Engine::Impl {
         }
     }
 
+    // Sets up EngineOptions::output_stats: with graph (automatic: off the CPU backend), every slot
+    // starts with a statistics chain (llama_set_sampler); an output device that cannot run its
+    // ops (automatic: the CPU backend) leaves the host path.
+    void init_output_stats() {
+        facts.output_stats = output_stats_name(OutputStats::host);
+        if (opt.output_stats == OutputStats::host) return;
+        ostats = std::make_unique<OutputStatsGraph>(opt.save_logits, opt.output_stats == OutputStats::graph);
+        chains.v.assign(size_t(opt.n_parallel), nullptr);
+        for (int k = 0; k < opt.n_parallel; ++k) set_slot_stats(k, true);
+        if (!ostats->supported()) {
+            for (int k = 0; k < opt.n_parallel; ++k) set_slot_stats(k, false);
+            ostats.reset();
+            return;
+        }
+        facts.output_stats = output_stats_name(OutputStats::graph);
+    }
+
+    // Slot k's statistics in the graph (attach its chain) or on the host (detach it). llama.cpp
+    // re-reserves its scheduler at the next decode after either, so the engine switches a slot
+    // only when the sequence admitted to it needs the other path.
+    void set_slot_stats(int k, bool graph) {
+        if (!ostats) return;
+        llama_sampler*& c = chains.v[size_t(k)];
+        if (graph == (c != nullptr)) return;
+        if (graph) {
+            llama_sampler* n = ostats->make_chain();
+            if (!llama_set_sampler(ctx, k, n)) {
+                llama_sampler_free(n);
+                throw std::runtime_error("llama.cpp did not attach the output-statistics sampler (use --output-stats host)");
+            }
+            c = n;
+        } else {
+            llama_set_sampler(ctx, k, nullptr);
+            llama_sampler_free(c);
+            c = nullptr;
+        }
+    }
+    bool graph_stats(int k) const { return ostats && chains.v[size_t(k)] != nullptr; }
+
+    // The statistics of output row i of the last decode, from the graph (slot in graph mode).
+    metrics::TokenProbStats graph_row_stats(int i) const {
+        const float* g = llama_get_sampled_probs_ith(ctx, i);
+        const llama_token* id = llama_get_sampled_candidates_ith(ctx, i);
+        if (!g || !id || llama_get_sampled_probs_count_ith(ctx, i) != uint32_t(kGraphStatFloats) ||
+            llama_get_sampled_candidates_count_ith(ctx, i) != 1)
+            throw std::runtime_error("llama.cpp returned no output statistics for a sequence (--output-stats graph)");
+        return OutputStatsGraph::combine(g, *id, model->info().n_vocab);
+    }
+    // The full logits of output row i: the graph's copy for a slot in graph mode (save_logits).
+    const float* row_logits(int i, int k) const {
+        if (!graph_stats(k)) return llama_get_logits_ith(ctx, i);
+        const float* p = llama_get_sampled_logits_ith(ctx, i);
+        if (p && llama_get_sampled_logits_count_ith(ctx, i) != uint32_t(model->info().n_vocab)) return nullptr;
+        return p;
+    }
+
     // Decodes `batch`; when `capture` is set, fills `step` for its n_tokens rows.
     // Edits listed in `edits` apply to this decode's rows (cleared afterwards).
     void decode(llama_batch& batch, bool capture) {
@@ -564,6 +636,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     cp.cb_eval = &Impl::eval_cb;
     cp.cb_eval_user_data = &s;
     cp.kv_unified = true;
+    cp.n_outputs_max_per_seq = 1;  // one output row per sequence and decode (backend samplers)
     cp.no_perf = true;
     cp.embeddings = false;
     if (opt.precision == Precision::exact) {
@@ -588,6 +661,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
         std::vector<float> scales = mimpl.lora_scales;
         llama_set_adapters_lora(s.ctx, mimpl.loras.data(), mimpl.loras.size(), scales.data());
     }
+    s.init_output_stats();
     const bool comps = std::any_of(s.layers.begin(), s.layers.end(), [](const ResolvedLayer& r) { return r.component(); });
     if (comps || opt.routing) s.probe();
     if (comps) s.resolve_components();
@@ -757,6 +831,7 @@ struct Loop {
     std::vector<const float*> logits;
     std::vector<int32_t> sampled;
     std::vector<metrics::TokenProbStats> stats;
+    std::vector<int> host_rows;              // rows whose statistics the host computes
 
     int n_busy() const {
         return int(std::count_if(slots.begin(), slots.end(), [](const auto& q) { return q != nullptr; }));
@@ -819,6 +894,7 @@ struct Loop {
             q->sink = q->adm.sink;
             q->smpl = make_sampler(q->request->sampling);
             q->greedy = q->request->sampling.temperature <= 0.0f;
+            s.set_slot_stats(k, q->greedy);
             q->prompt = std::move(p.prompt);
             q->next = q->prompt.back();
             q->pos = llama_pos(q->prompt.size() - 1);
@@ -917,24 +993,39 @@ struct Loop {
         return !active.empty();
     }
 
-    // The token of every row and its statistics (a float64 softmax over the vocabulary). These
-    // cost the same per token at any batch size; over the rows of a step they run on the
-    // engine's threads. Stateful samplers run first, serially, in llama.cpp; greedy sequences take
-    // the arg-max from the statistics (llama.cpp's greedy rule).
+    // The token of every row and its statistics. A slot in graph mode (a greedy sequence with
+    // --output-stats graph) reads the few floats the graph computed (output_stats.hpp), and its
+    // logits only with save_logits. The other rows read their full logits: stateful samplers run
+    // first, serially, in llama.cpp, then a float64 softmax over the vocabulary per row, spread
+    // over the engine's threads. Greedy sequences take the first arg-max (llama.cpp's greedy rule).
     void sample() {
         const int na = int(active.size());
         logits.resize(size_t(na));
         sampled.resize(size_t(na));
         stats.resize(size_t(na));
+        host_rows.clear();
         for (int bi = 0; bi < na; ++bi) {
-            Sequence& q = *slots[size_t(active[size_t(bi)])];
-            logits[size_t(bi)] = llama_get_logits_ith(s.ctx, bi);
-            if (!logits[size_t(bi)]) throw std::runtime_error("llama.cpp returned no logits");
+            const int k = active[size_t(bi)];
+            Sequence& q = *slots[size_t(k)];
+            logits[size_t(bi)] = nullptr;
+            if (s.opt.save_logits || !s.graph_stats(k)) {
+                logits[size_t(bi)] = s.row_logits(bi, k);
+                if (!logits[size_t(bi)]) throw std::runtime_error("llama.cpp returned no logits");
+            }
+            if (s.graph_stats(k)) {
+                stats[size_t(bi)] = s.graph_row_stats(bi);
+                sampled[size_t(bi)] = metrics::kChosenIsTop1;
+                continue;
+            }
             sampled[size_t(bi)] = q.greedy ? metrics::kChosenIsTop1 : llama_sampler_sample(q.smpl.s, s.ctx, bi);
+            host_rows.push_back(bi);
         }
-#pragma omp parallel for num_threads(s.facts.n_threads) schedule(static) if (na > 1 && s.facts.n_threads > 1)
-        for (int bi = 0; bi < na; ++bi)
-            stats[size_t(bi)] = metrics::token_prob_stats(std::span<const float>(logits[size_t(bi)], size_t(V)), sampled[size_t(bi)]);
+        const int nh = int(host_rows.size());
+#pragma omp parallel for num_threads(s.facts.n_threads) schedule(static) if (nh > 1 && s.facts.n_threads > 1)
+        for (int j = 0; j < nh; ++j) {
+            const size_t bi = size_t(host_rows[size_t(j)]);
+            stats[bi] = metrics::token_prob_stats(std::span<const float>(logits[bi], size_t(V)), sampled[bi]);
+        }
     }
 
     // The captured [L', d] states of batch row bi in this step (empty without captured layers).
@@ -1091,7 +1182,7 @@ void Engine::serve(RequestSource& src) {
     llama_memory_clear(llama_get_memory(s.ctx), true);
     const int P = s.opt.n_parallel;
     BatchGuard batch(std::max(s.n_batch, P));
-    Loop run{s, src, m, m.info().n_vocab, m.info().n_layer, batch, {}, {}, {}, {}, {}};
+    Loop run{s, src, m, m.info().n_vocab, m.info().n_layer, batch, {}, {}, {}, {}, {}, {}};
     run.slots.resize(size_t(P));
     // Whatever ends the loop (the source's end, or an exception a source rethrows), the memory of
     // every slot is cleared for the next call.
@@ -1161,6 +1252,7 @@ std::vector<float> Engine::prefill_states(std::span<const int32_t> ids, std::vec
     if (ids.empty()) throw std::invalid_argument("prefill_states: no tokens");
     if (int(ids.size()) > s.n_ctx_seq) throw std::invalid_argument("prefill_states: sequence longer than the context");
     llama_memory_clear(llama_get_memory(s.ctx), true);
+    if (logits) s.set_slot_stats(0, false);  // the host path copies the full row
     BatchGuard batch(s.n_batch);
     for (size_t j = 0; j + 1 < ids.size(); ++j) {
         if (batch.b.n_tokens == s.n_batch) {

@@ -38,7 +38,7 @@ nlohmann::json provenance_json(const ModelInfo& mi, const EngineFacts& f, const 
                   {"n_ctx_train", mi.n_ctx_train},     {"recurrent", mi.recurrent}};
     j["engine"] = {{"precision", f.precision}, {"n_ctx", f.n_ctx},       {"n_batch", f.n_batch},
                    {"type_k", f.type_k},       {"type_v", f.type_v},     {"flash_attn", f.flash_attn},
-                   {"n_threads", f.n_threads}};
+                   {"n_threads", f.n_threads}, {"output_stats", f.output_stats}};
     j["layer_spec"] = layer_spec;
     if (!mi.adapters.empty()) {
         // LoRA adapters applied to the model (only present when there are any).

@@ -48,6 +48,7 @@ struct GenerateArgs {
     int threads = 0;
     int ctx = 0;
     bool save_logits = false;
+    std::string output_stats = "auto";
     bool routing = false;
     std::string out;
     bool compress = false;
@@ -147,6 +148,7 @@ plan::RunSettings settings(const GenerateArgs& a, std::vector<std::string> promp
     s.engine.n_threads = a.threads;
     s.engine.layers = a.layers;
     s.engine.save_logits = a.save_logits;
+    s.engine.output_stats = parse_output_stats(a.output_stats);
     s.engine.routing = a.routing;
     s.intervene = a.intervene;
     s.intervene_files = a.intervene_files;
@@ -282,6 +284,11 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     bind_thread_flags(app, a->threads);
     app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
+    app.add_option("--output-stats", a->output_stats,
+                   "where entropy/top1/margin/surprisal are computed: graph (ggml ops in llama.cpp's graph, a few floats per greedy "
+                   "sequence leave it; sampled sequences use host), host (float64 over the full logits row, the reference) or auto "
+                   "(graph on an accelerator, host on the CPU backend)")
+        ->capture_default_str()->check(one_of({"auto", "graph", "host"}));
     app.add_flag("--routing", a->routing,
                  "MoE models: store per token and MoE block the selected experts and their weights (routing_experts / routing_weights [T, M, k])");
     app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)")->check(kPath);

@@ -49,8 +49,9 @@ with tempfile.TemporaryDirectory() as d:
         p = np.exp(lg.astype(np.float64) - lg.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         ent = -(p * np.log(np.maximum(p, 1e-300))).sum(axis=1)
-        check(np.allclose(ent, z["entropy"], rtol=1e-9, atol=1e-12), "entropy matches the logits")
-        check(np.allclose(p.max(axis=1), z["top1"], rtol=1e-9), "top1 matches the logits")
+        # rtol 1e-6: the bound of the default --output-stats graph against this float64 computation
+        check(np.allclose(ent, z["entropy"], rtol=1e-6, atol=1e-12), "entropy matches the logits")
+        check(np.allclose(p.max(axis=1), z["top1"], rtol=1e-6), "top1 matches the logits")
         meta = json.loads(z["metadata.json"])
         check(meta["n_generated"] == 12 and len(meta["tokens"]) == 12, "metadata token count")
         check(meta["generated_text"].startswith(", there was a little girl"), meta["generated_text"])

@@ -32,6 +32,23 @@ enum class Precision { exact, fast };
 const char* precision_name(Precision p);
 Precision parse_precision(const std::string& s);  // throws std::invalid_argument
 
+// Where the per-token output statistics (entropy, top1, margin, surprisal; METRICS.md §1) are
+// computed. graph: by ggml ops in llama.cpp's graph (llama.cpp's backend-sampling API), so a
+// decode step copies a few floats per greedy sequence instead of its full logits row; within
+// 1e-6 relative of host, the same top-1 token. Sampled sequences (temperature > 0) keep the host
+// path: llama.cpp's CPU sampler chain needs their full row on the host anyway. host: the
+// float64 softmax over every row on the host (metrics::token_prob_stats), the reference.
+// automatic ("auto", the default): graph when the model's output layer runs on an accelerator,
+// host when it runs on the CPU backend — there the graph's unfused passes over [V, sequences]
+// cost ~3× the host's one fused float64 pass (BENCHMARKS.md) and there is no transfer to save.
+enum class OutputStats { automatic, graph, host };
+const char* output_stats_name(OutputStats o);
+OutputStats parse_output_stats(const std::string& s);  // throws std::invalid_argument
+// The graph path's statistics of rows of `n_vocab` logits (row-major), computed by the same ggml
+// ops on ggml's CPU backend without a model, with the top-1 token as the chosen one. For tests
+// and benchmarks of the graph path against metrics::token_prob_stats on constructed logits.
+std::vector<metrics::TokenProbStats> output_stats_on_cpu(std::span<const float> logits, int64_t n_vocab, int n_threads = 1);
+
 // The thread count used where a thread option is 0: $PHASEMAP_THREADS when set (a positive
 // integer; anything else throws std::invalid_argument naming the variable), else the physical
 // cores this process may run on (physical_cores over /sys, restricted to the CPU affinity mask;
@@ -182,6 +199,7 @@ struct EngineOptions {
     std::optional<ThreadOptions> workers;
     std::string layers = "hf:all";  // layer spec (see layers.hpp); "" or "none" → no capture
     bool save_logits = false;    // pass full logits to the sink
+    OutputStats output_stats = OutputStats::automatic;  // see OutputStats
     // Requests of one batch with the same prompt tokens (and no prefill interventions) are
     // prefilled once and forked with llama_memory_seq_cp; recurrent memory falls back to a
     // prefill per sequence (see docs/interventions.md).
@@ -304,6 +322,9 @@ struct EngineFacts {
     std::string type_k, type_v;
     std::string flash_attn;
     int n_threads = 0;
+    // "graph" or "host": where the output statistics are computed (EngineOptions::output_stats;
+    // "host" also when the output device cannot run the graph's ops).
+    std::string output_stats;
 };
 
 // The smallest context per sequence that changes nothing for `requests`: the longest prompt

@@ -620,8 +620,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineOptions& opt) : impl_(s
     if (opt.n_threads < 0 || opt.n_threads > 4096)
         throw std::invalid_argument(fmt::format("--threads {} must be a whole number from 0 to 4096", opt.n_threads));
     if (opt.n_parallel > 4096) throw std::invalid_argument(fmt::format("--parallel {} must be at most 4096", opt.n_parallel));
-    if (opt.workers && (opt.workers->poll < 0 || opt.workers->poll > 100))
-        throw std::invalid_argument(fmt::format("--poll {} must be a whole number from 0 to 100", opt.workers->poll));
+    if (opt.workers) check_poll(opt.workers->poll);
     s.n_ctx_seq = opt.n_ctx > 0 ? opt.n_ctx : default_context(mi);
     s.n_batch = std::max(512, opt.n_parallel);
 

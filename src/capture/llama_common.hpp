@@ -1,6 +1,7 @@
 // Internal to src/capture: llama.cpp handles and shared helpers. The only place besides the
 // capture .cpp files that includes llama.h.
 #pragma once
+#include <optional>
 #include <llama.h>
 
 #include <memory>
@@ -43,6 +44,9 @@ void ensure_backend();
 // nullptr (src/capture/components.cpp, settled by the architecture sweep).
 const char* component_refusal(const std::string& arch, const std::string& kind);
 std::string take_llama_errors();
+// The whole number in environment variable `name` within [lo, hi]; nullopt when it is unset or
+// empty. Throws std::invalid_argument naming the variable and its range otherwise.
+std::optional<long> env_whole_number(const char* name, long lo, long hi, const char* range_words);
 // The collected error lines as llama.cpp wrote them (cleared).
 std::string take_llama_errors_raw();
 

@@ -134,14 +134,8 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     mp.n_gpu_layers = opt.n_gpu_layers;
     // $PHASEMAP_GPU_LAYERS: the offload of every front end that leaves n_gpu_layers at 0 (the CLI
     // has no flag for it; bench/gpu.sh sets -1, every layer). Ignored by a CPU-only build.
-    if (const char* env = std::getenv("PHASEMAP_GPU_LAYERS"); env && *env && opt.n_gpu_layers == 0) {
-        char* end = nullptr;
-        errno = 0;
-        const long n = std::strtol(env, &end, 10);
-        if (errno != 0 || *end != '\0' || n < -1 || n > 100000)
-            throw std::invalid_argument(fmt::format("PHASEMAP_GPU_LAYERS must be a whole number from -1 (every layer) to 100000, got '{}'", env));
-        mp.n_gpu_layers = int(n);
-    }
+    if (opt.n_gpu_layers == 0)
+        if (const auto n = env_whole_number("PHASEMAP_GPU_LAYERS", -1, 100000, "from -1 (every layer) to 100000")) mp.n_gpu_layers = int(*n);
     take_llama_errors();
     llama_model* m = llama_model_load_from_file(path.c_str(), mp);
     if (!m) {

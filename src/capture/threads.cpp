@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "llama_common.hpp"
+#include "phasemap/metrics/option_domains.hpp"
 #include "threads.hpp"
 
 namespace phasemap::capture {
@@ -74,6 +75,17 @@ ThreadOptions g_defaults;
 
 }  // namespace
 
+std::optional<long> env_whole_number(const char* name, long lo, long hi, const char* range_words) {
+    const char* env = std::getenv(name);
+    if (!env || !*env) return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(env, &end, 10);
+    if (errno != 0 || *end != '\0' || n < lo || n > hi)
+        throw std::invalid_argument(fmt::format("{} must be a whole number {}, got '{}'", name, range_words, env));
+    return n;
+}
+
 int physical_cores(const fs::path& sys_root, std::span<const int> allowed) {
     const fs::path cpu = sys_root / "devices/system/cpu";
     bool ok = false;
@@ -98,14 +110,7 @@ int physical_cores(const fs::path& sys_root, std::span<const int> allowed) {
 }
 
 int default_threads() {
-    if (const char* env = std::getenv("PHASEMAP_THREADS"); env && *env) {
-        char* end = nullptr;
-        errno = 0;
-        const long n = std::strtol(env, &end, 10);
-        if (errno != 0 || *end != '\0' || n < 1 || n > 4096)
-            throw std::invalid_argument(fmt::format("PHASEMAP_THREADS must be a whole number from 1 to 4096, got '{}'", env));
-        return int(n);
-    }
+    if (const auto n = env_whole_number("PHASEMAP_THREADS", 1, 4096, "from 1 to 4096")) return int(*n);
     // The physical cores this process may run on (llama.cpp's default is the physical cores too:
     // SMT siblings share a core's vector units, and a worker per sibling only adds barrier waits).
     std::vector<int> allowed;
@@ -138,13 +143,18 @@ ThreadPriority parse_thread_priority(const std::string& s) {
     throw std::invalid_argument(fmt::format("unknown thread priority '{}' (use normal, medium, high or realtime)", s));
 }
 
+void check_poll(int poll) {
+    if (const std::string why = opt::domain_problem(poll, opt::kPoll); !why.empty())
+        throw std::invalid_argument(fmt::format("--poll {}: {}", poll, why));
+}
+
 uint64_t omp_spin_count(int poll) {
-    if (poll < 0 || poll > 100) throw std::invalid_argument(fmt::format("poll level {} is outside [0, 100]", poll));
+    check_poll(poll);
     return uint64_t(30) * uint64_t(poll) * uint64_t(poll);
 }
 
 void set_thread_defaults(const ThreadOptions& o) {
-    (void)omp_spin_count(o.poll);  // validates
+    check_poll(o.poll);
     std::lock_guard<std::mutex> lk(g_defaults_mu);
     g_defaults = o;
 }
@@ -168,7 +178,7 @@ bool workers_use_openmp() {
 }
 
 ggml_threadpool* make_threadpool(int n_threads, const ThreadOptions& o) {
-    (void)omp_spin_count(o.poll);  // validates
+    check_poll(o.poll);
     ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
     p.poll = uint32_t(o.poll);
     switch (o.priority) {

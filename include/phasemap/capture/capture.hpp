@@ -85,7 +85,9 @@ struct ThreadOptions {
     int poll = kDefaultPoll;
     ThreadPriority priority = ThreadPriority::normal;
 };
-// libgomp's spin count for a poll level (30·poll²); std::invalid_argument outside [0, 100].
+// The one check of a poll level (opt::kPoll, [0, 100]): std::invalid_argument naming --poll.
+void check_poll(int poll);
+// libgomp's spin count for a poll level (30·poll²); check_poll's error outside [0, 100].
 uint64_t omp_spin_count(int poll);
 // Whether ggml's CPU backend runs its workers on OpenMP (the backend's OPENMP feature).
 bool workers_use_openmp();

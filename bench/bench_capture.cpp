@@ -32,6 +32,15 @@ using pmbench::Timing;
 
 namespace {
 
+// The plain loop loads the model as phasemap's Model::load does (src/capture/model.cpp): without
+// the CPU extra buffer types, so both sides run the same kernels (and no AMX SIGILL on Q8_0/Q4_K).
+llama_model_params plain_model_params() {
+    llama_model_params mp = llama_model_default_params();
+    mp.use_extra_bufts = false;
+    return mp;
+}
+
+
 // The plain loops' context (512 cells per sequence, unified KV; exact: F32 KV, no flash
 // attention, like phasemap's exact precision), the prompt's tokens and a greedy sampler.
 struct PlainSetup {
@@ -196,7 +205,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     // The plain loop's own model handle, loaded once like phasemap's (both map the same file).
-    llama_model* plain_model = llama_model_load_from_file(path, llama_model_default_params());
+    llama_model* plain_model = llama_model_load_from_file(path, plain_model_params());
     if (!plain_model) { std::fprintf(stderr, "cannot load %s\n", path); return 1; }
     const auto tmp = std::filesystem::temp_directory_path() / "phasemap-bench-capture.npz";
     std::vector<double> plain, off, cap, capnpz, cplain, coff, ccap, ccapnpz;
@@ -263,7 +272,7 @@ int main(int argc, char** argv) {
     for (const OutputStats os : {OutputStats::graph, OutputStats::host})
         for (const int ns : {1, 16})
             for (const char* lay : {"none", "hf:all"}) modes.push_back({"", os, ns, lay, {}, {}});
-    plain_model = llama_model_load_from_file(path, llama_model_default_params());
+    plain_model = llama_model_load_from_file(path, plain_model_params());
     for (int r = 0; r < reps + 1; ++r)
         for (size_t k = 0; k < modes.size(); ++k) {
             Mode& md = modes[(k + size_t(r)) % modes.size()];

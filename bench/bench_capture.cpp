@@ -32,13 +32,10 @@ using pmbench::Timing;
 
 namespace {
 
-// The plain loop loads the model as phasemap's Model::load does (src/capture/model.cpp): without
-// the CPU extra buffer types, so both sides run the same kernels (and no AMX SIGILL on Q8_0/Q4_K).
-llama_model_params plain_model_params() {
-    llama_model_params mp = llama_model_default_params();
-    mp.use_extra_bufts = false;
-    return mp;
-}
+// The plain loop loads the model as phasemap's Model::load does (src/capture/model.cpp): llama.cpp's
+// default parameters (CPU extra buffer types, i.e. weight repacking, included), so both sides run
+// the same kernels.
+llama_model_params plain_model_params() { return llama_model_default_params(); }
 
 
 // The plain loops' context (512 cells per sequence, unified KV; exact: F32 KV, no flash

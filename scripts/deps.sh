@@ -67,7 +67,13 @@ fi
 # ---------------------------------------------------------------- llama.cpp
 mkdir -p "$CACHE"
 LDIR="$CACHE/llama.cpp-$LLAMA_COMMIT"
-BDIR="$LDIR/build-$( [ "$GPU" = ON ] && echo cuda || echo cpu )"
+# No AMX on x86-64: with GGML_NATIVE, -march=native turns on ggml-cpu's AMX buffer type wherever
+# cpuid lists AMX, and on some VMs that list it its kernel died with SIGILL on Q8_0/Q4_K weights.
+# Without it, the other CPU extra buffer types (weight repacking for AVX2/AVX-512) stay in use.
+# The flag set is part of the build directory's name (the cache key): an AMX build is not reused.
+LLAMA_CFLAGS=; FLAVOUR=
+if [ "$(uname -m)" = x86_64 ]; then LLAMA_CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"; FLAVOUR=-noamx; fi
+BDIR="$LDIR/build-$( [ "$GPU" = ON ] && echo cuda || echo cpu )$FLAVOUR"
 if [ ! -f "$LDIR/src/.phasemap-ok" ]; then
   tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
@@ -91,6 +97,7 @@ if [ ! -f "$BDIR/.phasemap-ok" ]; then
   quiet_build "$blog" "configuring llama.cpp ($BDIR)" \
     cmake -S "$LDIR/src" -B "$BDIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DGGML_CUDA="$GPU" \
+    -DCMAKE_C_FLAGS="$LLAMA_CFLAGS" -DCMAKE_CXX_FLAGS="$LLAMA_CFLAGS" \
     -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_HTML=OFF

@@ -132,9 +132,6 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     }
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = opt.n_gpu_layers;
-    // No CPU extra buffer types (AMX tiles, weight repacking): on VMs whose cpuid lists AMX but
-    // which do not execute tile instructions, ggml's AMX kernel dies with SIGILL on Q8_0/Q4_K weights.
-    mp.use_extra_bufts = false;
     // $PHASEMAP_GPU_LAYERS: the offload of every front end that leaves n_gpu_layers at 0 (the CLI
     // has no flag for it; bench/gpu.sh sets -1, every layer). Ignored by a CPU-only build.
     if (opt.n_gpu_layers == 0)

@@ -22,6 +22,7 @@
 #include "phasemap/io/run_file.hpp"
 #include "phasemap/plan/run_plan.hpp"
 #include "phasemap/steer/monitor.hpp"
+#include "engine_flags.hpp"
 #include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
@@ -284,11 +285,7 @@ Verb reg{"generate", "Generate text and capture hidden states at every generated
     bind_thread_flags(app, a->threads);
     app.add_option("--ctx", a->ctx, "context length per sequence (0 = min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     app.add_flag("--save-logits", a->save_logits, "store the full logits [T, V] in the NPZ");
-    app.add_option("--output-stats", a->output_stats,
-                   "where entropy/top1/margin/surprisal are computed: graph (ggml ops in llama.cpp's graph, a few floats per greedy "
-                   "sequence leave it; sampled sequences use host), host (float64 over the full logits row, the reference) or auto "
-                   "(graph on an accelerator, host on the CPU backend)")
-        ->capture_default_str()->check(one_of({"auto", "graph", "host"}));
+    bind_output_stats(app, a->output_stats);
     app.add_flag("--routing", a->routing,
                  "MoE models: store per token and MoE block the selected experts and their weights (routing_experts / routing_weights [T, M, k])");
     app.add_option("-o,--output", a->out, "NPZ output (several prompts: {i} in the name, or run.N.npz)")->check(kPath);

@@ -7,12 +7,14 @@
 #include <fstream>
 #include <memory>
 
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/plan.hpp"
 #include "phasemap/plan/panel_run.hpp"
 #include "phasemap/store/store.hpp"
 #include "cli_util.hpp"
 #include "phasemap/io/files.hpp"
+#include "engine_flags.hpp"
 #include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
@@ -31,6 +33,7 @@ struct PanelArgs {
     std::string db;
     int parallel = 1;
     int threads = 0;
+    std::string output_stats = "auto";
     std::string shard = "1/1";
     bool quiet = false;
     // slurm
@@ -58,6 +61,7 @@ int run_run(const PanelArgs& a) {
     o.db = a.db;
     o.n_parallel = a.parallel;
     o.n_threads = a.threads;
+    o.output_stats = capture::parse_output_stats(a.output_stats);
     const bool tty = ::isatty(2) == 1;
     auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
     plan::report_interrupts(m.name, o.db);
@@ -151,6 +155,7 @@ Verb reg{"panel", "Panels: plan, run (batched, resumable, into a DuckDB) or shar
     run->add_option("--parallel", a->parallel, "sequences decoded together in one batch")->capture_default_str()->check(in(opt::kParallel));
     run->add_option("-t,-j,--threads", a->threads, "CPU threads (0 = $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
     bind_thread_flags(*run, a->threads);
+    bind_output_stats(*run, a->output_stats);
     run->add_option("--shard", a->shard, "run only shard i of N (i/N, 1-based) of the grid")->capture_default_str();
     run->add_flag("-q,--quiet", a->quiet, "no progress output");
     auto* sl = app.add_subcommand("slurm", "write an `sbatch --array` script: one shard per task, each into its own DB");

@@ -12,6 +12,7 @@
 
 #include "phasemap/capture/capture.hpp"
 #include "phasemap/serve/server.hpp"
+#include "engine_flags.hpp"
 #include "thread_options.hpp"
 #include "options.hpp"
 #include "verb.hpp"
@@ -26,6 +27,7 @@ struct ServeArgs {
     std::string model;
     std::string layers = "hf:all";
     std::string precision = "exact";
+    std::string output_stats = "auto";
     int parallel = 4;
     int threads = 0;
     int ctx = 0;
@@ -44,6 +46,7 @@ int run_serve(ServeArgs& a) {
     eo.n_parallel = a.parallel;
     eo.n_threads = a.threads;
     eo.layers = a.layers;
+    eo.output_stats = capture::parse_output_stats(a.output_stats);
     serve::Server srv(model, eo, a.server);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -66,7 +69,7 @@ Verb reg{"serve", "OpenAI-compatible HTTP server whose stream carries each token
     app.add_option("-m,--model", a->model, "GGUF model")->required()->check(kPath);
     app.add_option("--host", a->server.host, "address to listen on (loopback by default)")->capture_default_str();
     app.add_option("--port", a->server.port, "port (0: any free port, printed at start)")->capture_default_str()->check(in({0, 65535, false, true}));
-    app.add_option("--parallel", a->parallel, "sequences decoded together (continuous batching slots)")->capture_default_str()->check(in({1, 4096, false, true}));
+    app.add_option("--parallel", a->parallel, "sequences decoded together (continuous batching slots)")->capture_default_str()->check(in(opt::kParallel));
     app.add_option("--queue", a->server.queue, "requests that may wait for a slot; more get 429")->capture_default_str()->check(in({1, 1e6, false, true}));
     app.add_option("--api-key", a->server.api_key, "require Authorization: Bearer KEY on /v1 and /metrics");
     app.add_option("--max-body", a->server.max_body, "request body limit in bytes")->capture_default_str()->check(in({1, 1 << 30, false, true}));
@@ -74,9 +77,10 @@ Verb reg{"serve", "OpenAI-compatible HTTP server whose stream carries each token
     app.add_option("--db", a->server.db, "results DB: store every served run like a panel run (phasemap audit / report read it)")->check(kPath);
     app.add_option("--layers", a->layers, "captured layers (layer spec, see generate)")->capture_default_str();
     app.add_option("--precision", a->precision, "exact (F32 KV, no flash attention) or fast")->capture_default_str()->check(one_of({"exact", "fast"}));
-    app.add_option("-t,--threads", a->threads, "threads (0: $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in({0, 4096, false, true}));
+    app.add_option("-t,--threads", a->threads, "threads (0: $PHASEMAP_THREADS or the physical cores)")->capture_default_str()->check(in(opt::kThreads));
     bind_thread_flags(app, a->threads);
-    app.add_option("-c,--ctx", a->ctx, "context per sequence (0: min(training context, 4096))")->capture_default_str()->check(in({0, 1 << 24, false, true}));
+    bind_output_stats(app, a->output_stats);
+    app.add_option("-c,--ctx", a->ctx, "context per sequence (0: min(training context, 4096))")->capture_default_str()->check(in(opt::kContext));
     return [a] { return run_serve(*a); };
 }};
 

@@ -386,6 +386,7 @@ RunnerResult run_panel(const Manifest& m, const RunnerOptions& opt) {
         rs.fit_context = true;
         rs.engine.n_parallel = std::max(1, opt.n_parallel);
         rs.engine.n_threads = opt.n_threads;
+        rs.engine.output_stats = opt.output_stats;
         rs.engine.layers = me.gen.layers;
         // MoE models: the routing channel too (docs/metrics-moe.md), unless the engine cannot read
         // this architecture's routing; then the panel runs without it (the routing columns NULL).

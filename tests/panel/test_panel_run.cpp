@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "phasemap/modelgen/modelgen.hpp"
@@ -237,6 +238,37 @@ TEST(PanelRun, BatchedEqualsSequentialGreedy) {
             if (std::isnan(x)) EXPECT_TRUE(std::isnan(y));
             else EXPECT_NEAR(x, y, 1e-3 * std::max(1.0, std::abs(x))) << k << " run " << a.runs[i].run_id;
         }
+}
+
+// --output-stats graph: the statistics from ggml ops in the graph. The runs' tokens are the host
+// reference's, the per-token statistics within 1e-6 relative (floor 1), and a bad value is one
+// usage error naming the flag.
+TEST(PanelRun, OutputStatsInTheGraphEqualTheHostReference) {
+    NEED_FILES();
+    pmtest::TempDir d;
+    const auto m = write(d / "panel.toml", manifest(F, "temperatures = 0.0\nseeds = 1\nn_predict = 10\n", true,
+                                                    R"("animals", "family")", 2));
+    const auto host = d / "host.duckdb", graph = d / "graph.duckdb";
+    ASSERT_EQ(pm({"panel", "run", m.string(), "--db", host.string(), "--parallel", "4", "-t", "1", "-q", "--output-stats", "host"}).exit_code, 0);
+    ASSERT_EQ(pm({"panel", "run", m.string(), "--db", graph.string(), "--parallel", "4", "-t", "1", "-q", "--output-stats", "graph"}).exit_code, 0);
+    const char* toks = "SELECT run_id, t, token_id, token_text, position, output_state FROM tokens ORDER BY run_id, t";
+    EXPECT_EQ(rows(host, toks).size(), 80u);
+    EXPECT_EQ(rows(host, toks), rows(graph, toks));
+    const char* stats = "SELECT entropy, top1, margin, surprisal FROM tokens ORDER BY run_id, t";
+    const auto a = rows(host, stats), b = rows(graph, stats);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+        std::istringstream x(a[i]), y(b[i]);
+        for (int k = 0; k < 4; ++k) {
+            double u = 0, v = 0;
+            ASSERT_TRUE(x >> u && y >> v) << a[i] << " | " << b[i];
+            EXPECT_LE(std::fabs(u - v), 1e-6 * std::max(1.0, std::fabs(u))) << "row " << i << " column " << k;
+        }
+    }
+    const auto r = pm({"panel", "run", m.string(), "--db", (d / "bad.duckdb").string(), "--output-stats", "gpu"});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("--output-stats"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(d / "bad.duckdb"));
 }
 
 TEST(PanelRun, AutomaticContextIsSmallAndChangesNothing) {

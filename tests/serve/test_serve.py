@@ -409,6 +409,22 @@ try:
     check(any(c == 200 for c, _ in codes), "the queued requests are served")
     q.stop()
 
+    # --- --output-stats graph: the statistics come from ggml ops in the graph; they equal generate
+    # --output-stats graph's bitwise (same path), the host reference (generate's default on the CPU)
+    # within 1e-6 relative, and the greedy tokens are the same
+    g = Server("--parallel", "2", "--output-stats", "graph")
+    gref, _ = generate("Once upon a time", 12, "--output-stats", "graph")
+    _, gev = g.stream({"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0})
+    gt, _ = tokens_of_events(gev)
+    same_as_generate(gt, gref, "serve --output-stats graph")
+    check([t["id"] for t in gt] == list(ref["token_ids"]), "serve --output-stats graph: greedy tokens equal the host path's")
+    for k in ("entropy", "top1", "margin", "surprisal"):
+        close = all(abs(float(t[k]) - float(v)) <= 1e-6 * max(1.0, abs(float(v))) for t, v in zip(gt, ref[k]))
+        check(len(gt) == 12 and close, f"serve --output-stats graph: {k} within 1e-6 of the host reference")
+    g.stop()
+    bad = subprocess.run([BIN, "serve", "-m", MODEL, "--port", "0", "--output-stats", "gpu"], capture_output=True, text=True, env=ENV, timeout=30)
+    check(bad.returncode == 2 and "--output-stats" in bad.stderr, f"serve --output-stats gpu: usage error naming the flag ({bad.returncode}, {bad.stderr!r})")
+
     # --- API key: 401 without it or with a wrong one
     a = Server("--api-key", "s3cret", "--max-hidden-states", "4096")
     # 4096 bytes allow 16 tokens x 1 layer x 64 x 4 (= 4096) and refuse 17

@@ -22,6 +22,7 @@
 #include <functional>
 #include <string>
 
+#include "phasemap/capture/capture.hpp"
 #include "phasemap/panel/manifest.hpp"
 
 namespace phasemap::plan {
@@ -41,6 +42,9 @@ struct RunnerOptions {
     fs::path db;                 // results DB; empty: analyse but store nothing (benchmarks)
     int n_parallel = 1;          // sequences decoded together
     int n_threads = 0;           // CPU threads (0 = all)
+    // Where the output statistics are computed (capture::OutputStats; the results are the same
+    // within the engine's stated tolerance, greedy picks identical).
+    capture::OutputStats output_stats = capture::OutputStats::automatic;
     Shard shard;                 // 1/1 = the whole grid
     // Called after every committed generation and once at the end; none: silent.
     std::function<void(const Progress&)> on_progress;

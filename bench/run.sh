@@ -26,14 +26,23 @@ for b in "$PM" "$BUILD/bench_capture" "$BUILD/bench_metrics" "$BUILD/bench_basel
 done
 mkdir -p "$CACHE"
 R=$(mktemp -d "${TMPDIR:-/tmp}/pm-bench.XXXXXX")
-trap 'rm -rf "$R"' EXIT
+# The step outputs are removed at exit unless a step failed: then they stay for a look.
+trap '[ -s "$R/failed" ] && log "a step failed: every step output is kept in $R" || rm -rf "$R"' EXIT
 log() { printf '[bench] %s\n' "$*" >&2; }
 step() {  # step NAME CMD...: runs CMD, stdout to $R/NAME.out, wall time to $R/NAME.wall
+  # A step that fails does not stop the others: its output goes to $R/NAME.failed (not .out, so
+  # the report does not read half a figure), its name and exit status to $R/failed, and the report
+  # lists it; `make bench` then exits non-zero after writing what the other steps measured.
   local name=$1; shift
   log "$name: $*"
-  local t0; t0=$(date +%s.%N)
-  "$@" > "$R/$name.out"
+  local t0 rc=0; t0=$(date +%s.%N)
+  "$@" > "$R/$name.out" 2> >(tee "$R/$name.err" >&2) || rc=$?
   echo "$(date +%s.%N) - $t0" | bc > "$R/$name.wall"
+  if [ "$rc" -ne 0 ]; then
+    mv "$R/$name.out" "$R/$name.failed"
+    echo "$name $rc" >> "$R/failed"
+    log "$name FAILED (exit $rc); going on with the other steps"
+  fi
 }
 t_start=$(date +%s)
 cat /proc/loadavg > "$R/load_start"
@@ -115,6 +124,7 @@ import datetime, json, os, platform, re, subprocess, sys
 R, MD, total, QWEN, LLAMA, BUILD = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 MOE, MOE_MAKE = sys.argv[7], sys.argv[8]
 rd = lambda n: open(os.path.join(R, n)).read()
+have_out = lambda n: os.path.exists(os.path.join(R, n + ".out"))
 env = os.environ
 
 def lscpu(key):
@@ -132,7 +142,7 @@ def capture_modes(text):  # bench_capture: mode -> [tok/s, ratio[, tok/cpu-s, ra
         m = re.match(r"^(plain llama\.cpp decode loop|phasemap capture .+?)((?:\s+[\d.]+){2,4})$", line.strip())
         if m: modes[m.group(1).strip()] = [float(x) for x in m.group(2).split()]
     return modes
-cap = rd("capture.out")
+cap = rd("capture.out") if have_out("capture") else ""
 modes = capture_modes(cap)
 for k, key in [("phasemap capture off", "capture_off_vs_plain"), ("phasemap capture hf:all", "capture_all_vs_plain"),
                ("phasemap capture hf:all + NPZ", "capture_npz_vs_plain")]:
@@ -143,7 +153,7 @@ for k, key in [("phasemap capture off", "capture_off_vs_plain"), ("phasemap capt
 if "phasemap capture off" in modes and "phasemap capture hf:all" in modes:
     ratios["capture_all_vs_off"] = (modes["phasemap capture hf:all"][0] / modes["phasemap capture off"][0], "higher",
                                     "tokens/s, capture hf:all ÷ capture off")
-sections.append(("Capture overhead (bench_capture)",
+if cap: sections.append(("Capture overhead (bench_capture)",
     f"Median tokens/s of a plain llama.cpp decode loop built from the same pinned llama.cpp (same context settings), "
     f"of phasemap's engine with capture off, with every layer captured, and captured + streamed to an NPZ; "
     f"the baseline is the plain loop of the same run.\n\n"
@@ -176,36 +186,36 @@ if os.path.exists(os.path.join(R, "capture_moe.out")):
 def gbench(name):
     j = json.loads(rd(name))
     return {b["name"]: b for b in j["benchmarks"]}
-met, base = gbench("metrics.out"), gbench("baseline.out")
-b_ips = base["BM_StreamSumSquares"]["items_per_second"]
+met, base = (gbench("metrics.out"), gbench("baseline.out")) if have_out("metrics") and have_out("baseline") else ({}, {})
+b_ips = base["BM_StreamSumSquares"]["items_per_second"] if base else None
 rows = ["| benchmark | floats/s | ratio to stream baseline |", "|---|---:|---:|",
-        f"| BM_StreamSumSquares (baseline) | {b_ips:.3g} | 1.000 |"]
+        f"| BM_StreamSumSquares (baseline) | {b_ips or 0:.3g} | 1.000 |"]
 for n, b in met.items():
     ips = b.get("items_per_second")
-    if ips is None: continue
+    if ips is None or b_ips is None: continue
     rows.append(f"| {n} | {ips:.3g} | {ips / b_ips:.3f} |")
     ratios["metrics_" + n] = (ips / b_ips, "higher", f"floats/s of {n} ÷ floats/s of one streaming Σx² pass over the same array")
 if "BM_TokenAxis" in met and "BM_TokenAxisClippedMad" in met:  # issue #20: clipped_mad ÷ the raw token axis, same run
     ratios["metrics_clipped_mad_vs_token_axis"] = (met["BM_TokenAxisClippedMad"]["items_per_second"] / met["BM_TokenAxis"]["items_per_second"],
                                                    "higher", "floats/s, BM_TokenAxisClippedMad ÷ BM_TokenAxis (target ≥ 0.3)")
-sections.append(("Metric core throughput (bench_metrics)",
+if met: sections.append(("Metric core throughput (bench_metrics)",
     "Float32 values processed per second on one core, [T=4096, L'=24, d=896] (Qwen2.5-0.5B-sized run), as a ratio to "
     "bench_baseline's single streaming pass (Σx² in double) over the same array in the same run.\n\n"
     f"```\n{BUILD}/bench_metrics --benchmark_min_time={env.get('BENCH_MIN_TIME', '0.5')}\n"
     f"{BUILD}/bench_baseline --benchmark_min_time={env.get('BENCH_MIN_TIME', '0.5')}\n```\n\n" + "\n".join(rows)))
 
 # ---- peak RSS vs run length, storage overhead
-runs = [json.loads(l) for l in rd("rss.out").splitlines() if l.strip()]
-short, long_ = runs[0], runs[-1]
-ratios["rss_long_vs_short"] = (long_["max_rss_kb"] / short["max_rss_kb"], "lower",
+runs = [json.loads(l) for l in rd("rss.out").splitlines() if l.strip()] if have_out("rss") else []
+short, long_ = (runs[0], runs[-1]) if runs else ({}, {})
+if runs: ratios["rss_long_vs_short"] = (long_["max_rss_kb"] / short["max_rss_kb"], "lower",
                                f"peak RSS, n={long_['n_predict']} ÷ n={short['n_predict']} (flat = 1.00)")
-ratios["npz_bytes_vs_arrays"] = (long_["npz_bytes"] / long_["array_bytes"], "lower",
+if runs: ratios["npz_bytes_vs_arrays"] = (long_["npz_bytes"] / long_["array_bytes"], "lower",
                                  "NPZ file size ÷ bytes of its arrays (storage overhead)")
 rows = ["| n_predict | tokens | hidden_states | logits | peak RSS | wall | NPZ bytes | NPZ ÷ arrays |", "|---:|---:|---|---|---:|---:|---:|---:|"]
 for r in runs:
     rows.append(f"| {r['n_predict']} | {r['tokens']} | {r['hidden_states_shape']} | {r['logits_shape']} | {r['max_rss_kb']/1024:.1f} MiB | "
                 f"{r['wall_s']:.2f} s | {r['npz_bytes']} | {r['npz_bytes']/r['array_bytes']:.4f} |")
-sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss.sh)",
+if runs: sections.append(("Peak RSS against run length, storage overhead (bench/bench_rss.sh)",
     "`phasemap generate -o` on the tiny random-weight llama (d=64, 4 blocks, vocab 128256: logits are ~0.5 MB per token), every layer captured and the full logits "
     "saved, context fixed at the longer length so that the KV cache is the same size. The run writer streams to "
     "disk: the peak must not grow with the run (ratio ≈ 1). Storage overhead: the NPZ's size over the raw bytes of "
@@ -327,6 +337,8 @@ if QUANT:
     wrows = [base]
     for q in QUANT:
         have = lambda n: os.path.exists(os.path.join(R, f"{n}_{q}.out"))
+        if not have(f"capture"):
+            continue
         qc = rd(f"capture_{q}.out")
         row = weight_row(q, capture_modes(qc), moe_modes(rd(f"capture_moe_{q}.out")) if have("capture_moe") else {},
                          rd(f"panel_{q}.out") if have("panel") else "")
@@ -362,6 +374,16 @@ if QUANT:
         "columns divide separate steps of the same `make bench`, so they also carry any change of load between them.\n\n"
         f"```\n{cmds}\n```\n\n" + "\n".join(rows)))
 # ---- end of weight variants (report)
+
+# ---- steps that failed (step() in run.sh): named, with the end of what they printed
+if os.path.exists(os.path.join(R, "failed")):
+    body = []
+    for line in rd("failed").splitlines():
+        name, rc = line.split()
+        err = rd(f"{name}.err") if os.path.exists(os.path.join(R, f"{name}.err")) else ""
+        tail = "\n".join(err.strip().splitlines()[-10:])
+        body.append(f"- `{name}` exited with status {rc}; its figures are missing above. Last lines on stderr:\n\n```\n{tail}\n```")
+    sections.insert(0, ("Steps that failed in this run", "\n".join(body)))
 
 # ---- previous figures and regressions
 prev, prev_date = {}, None
@@ -413,3 +435,7 @@ open(MD, "w").write("\n".join(out))
 print("\n".join(regress) if regress else "bench: no regression beyond 10 %", file=sys.stderr)
 PY
 log "wrote $MD (${t_total} s)"
+if [ -s "$R/failed" ]; then
+  log "steps that failed: $(cut -d' ' -f1 "$R/failed" | tr '\n' ' ')(their figures are missing from $MD)"
+  exit 1
+fi

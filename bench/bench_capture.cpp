@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "plain_loop.hpp"
 #include "phasemap/capture/capture.hpp"
 
 using namespace phasemap::capture;
@@ -38,98 +39,15 @@ namespace {
 llama_model_params plain_model_params() { return llama_model_default_params(); }
 
 
-// The plain loops' context (512 cells per sequence, unified KV; exact: F32 KV, no flash
-// attention, like phasemap's exact precision), the prompt's tokens and a greedy sampler.
-struct PlainSetup {
-    llama_context* ctx = nullptr;
-    std::vector<llama_token> ids;
-    llama_sampler* smpl = nullptr;
-    PlainSetup(llama_model* model, int threads, bool exact, int n_seq) {
-        llama_context_params cp = llama_context_default_params();
-        cp.n_ctx = cp.n_batch = cp.n_ubatch = 512 * uint32_t(n_seq);
-        cp.n_seq_max = uint32_t(n_seq);
-        cp.n_threads = cp.n_threads_batch = threads;
-        cp.kv_unified = true;
-        cp.no_perf = true;
-        if (exact) {
-            cp.type_k = cp.type_v = GGML_TYPE_F32;
-            cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-        }
-        ctx = llama_init_from_model(model, cp);
-        ids.resize(64);
-        const int np = llama_tokenize(llama_model_get_vocab(model), kPrompt, int(std::strlen(kPrompt)), ids.data(), 64, true, false);
-        ids.resize(size_t(np));
-        smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
-        llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
-    }
-    ~PlainSetup() {
-        llama_sampler_free(smpl);
-        llama_free(ctx);
-    }
-};
-
-// Plain loop: prefill, then one token per decode with a greedy sampler; no callback.
+// The plain loop: kPrompt in one sequence, or in n_seq sequences decoded together (its tokens/s
+// over the 1-sequence loop is what batching can give on this machine at all, the ceiling for
+// phasemap's --parallel); plain_loop.hpp.
 Timing plain_decode(llama_model* model, int n_tok, int threads, bool exact) {
-    PlainSetup p(model, threads, exact, 1);
-    llama_context* ctx = p.ctx;
-    llama_sampler* smpl = p.smpl;
-    std::vector<llama_token>& ids = p.ids;
-    const auto t0 = Clock::now();
-    const double c0 = cpu_seconds();
-    llama_batch b = llama_batch_get_one(ids.data(), int32_t(ids.size()));
-    llama_token tok = 0;
-    for (int i = 0; i < n_tok; ++i) {
-        if (llama_decode(ctx, b) != 0) { std::fprintf(stderr, "decode failed\n"); std::exit(1); }
-        tok = llama_sampler_sample(smpl, ctx, -1);
-        b = llama_batch_get_one(&tok, 1);
-    }
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double c = cpu_seconds() - c0;
-    return {n_tok / s, n_tok / c};
+    return pmbench::plain_generate(model, {pmbench::plain_tokenize(model, kPrompt)}, n_tok, threads, exact, 1);
 }
-
-// Plain batched loop: the prompt prefilled into n_seq sequences (one batch), then one decode per
-// step with one token per sequence, greedy per sequence. Its tokens/s over the 1-sequence loop is
-// what batching can give on this machine at all (the ceiling for phasemap's --parallel).
 Timing plain_decode_batched(llama_model* model, int n_tok, int threads, bool exact, int n_seq) {
-    PlainSetup p(model, threads, exact, n_seq);
-    llama_context* ctx = p.ctx;
-    llama_sampler* smpl = p.smpl;
-    const std::vector<llama_token>& ids = p.ids;
-    const int np = int(ids.size());
-    llama_batch b = llama_batch_init(np * n_seq, 0, 1);
-    const auto t0 = Clock::now();
-    const double c0 = cpu_seconds();
-    for (int s = 0; s < n_seq; ++s)
-        for (int i = 0; i < np; ++i) {
-            const int k = b.n_tokens++;
-            b.token[k] = ids[size_t(i)];
-            b.pos[k] = i;
-            b.n_seq_id[k] = 1;
-            b.seq_id[k][0] = s;
-            b.logits[k] = i == np - 1;
-        }
-    std::vector<int> out_idx(static_cast<size_t>(n_seq));
-    for (int s = 0; s < n_seq; ++s) out_idx[size_t(s)] = s * np + np - 1;
-    for (int step = 0; step < n_tok; ++step) {
-        if (llama_decode(ctx, b) != 0) { std::fprintf(stderr, "decode failed\n"); std::exit(1); }
-        std::vector<llama_token> next(static_cast<size_t>(n_seq));
-        for (int s = 0; s < n_seq; ++s) next[size_t(s)] = llama_sampler_sample(smpl, ctx, out_idx[size_t(s)]);
-        b.n_tokens = 0;
-        for (int s = 0; s < n_seq; ++s) {
-            b.token[s] = next[size_t(s)];
-            b.pos[s] = np + step;
-            b.n_seq_id[s] = 1;
-            b.seq_id[s][0] = s;
-            b.logits[s] = true;
-            out_idx[size_t(s)] = s;
-            ++b.n_tokens;
-        }
-    }
-    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double c = cpu_seconds() - c0;
-    llama_batch_free(b);
-    return {double(n_tok) * n_seq / sec, double(n_tok) * n_seq / c};
+    const std::vector<std::vector<llama_token>> prompts(size_t(n_seq), pmbench::plain_tokenize(model, kPrompt));
+    return pmbench::plain_generate(model, prompts, n_tok, threads, exact, n_seq);
 }
 
 Timing engine_run(const std::shared_ptr<Model>& m, int n_tok, int threads, bool exact, const std::string& layers,

@@ -1,5 +1,7 @@
 // Panel runner benchmark on the Qwen2.5-0.5B-shaped random-weight model:
-//   1. tokens/s with --parallel P (default 16) against --parallel 1 (target ≥ 3×);
+//   1. tokens/s with --parallel P (default 16) against --parallel 1 (target ≥ 3×), and that
+//      speed-up against plain llama.cpp's on the same prompts, budget and threads (plain_loop.hpp:
+//      greedy, the P prompts prefilled in one batch; issue #20's target: ≥ 0.95 of it);
 //   2. storage overhead: the runner with DB writes against the same runner storing nothing
 //      (target ≤ 5 %).
 //
@@ -32,6 +34,7 @@
 
 #include "phasemap/capture/capture.hpp"
 #include "phasemap/modelgen/modelgen.hpp"
+#include "plain_loop.hpp"
 #include "phasemap/panel/manifest.hpp"
 #include "phasemap/panel/prompts.hpp"
 #include "phasemap/plan/panel_run.hpp"
@@ -136,19 +139,39 @@ int main(int argc, char** argv) {
         const auto mdl = capture::Model::load(model, {});
         for (const auto& p : m.prompts) prompt_tokens += mdl->tokenize(p.text, true, false).size();
     }
+    // The plain loop's model (llama.cpp's default load parameters, as Model::load) and prompts.
+    llama_model* plain_model = llama_model_load_from_file(model.c_str(), llama_model_default_params());
+    if (!plain_model) {
+        fmt::print(stderr, "bench_panel: llama.cpp cannot load {}\n", model);
+        return 1;
+    }
+    std::vector<std::vector<llama_token>> plain_prompts;
+    for (const auto& p : m.prompts) plain_prompts.push_back(pmbench::plain_tokenize(plain_model, p.text));
+    const auto plain = [&](int n_seq) {
+        const pmbench::Timing t = pmbench::plain_generate(plain_model, plain_prompts, tokens, threads, true, n_seq);
+        Rate x;
+        x.tokens = int64_t(plain_prompts.size()) * tokens;
+        x.seconds = double(x.tokens) / t.tok_s;
+        x.cpu_seconds = double(x.tokens) / t.tok_cpu_s;
+        x.wall_tok_s = t.tok_s;
+        x.cpu_tok_s = t.tok_cpu_s;
+        return x;
+    };
     fmt::print("panel: {} runs × ≤ {} tokens ({} prompt tokens in all), layers {}, {} threads, {} reps in alternating order, model {}\n",
                m.prompts.size(), tokens, prompt_tokens, layers, threads, reps, model);
     // --parallel 1 against each batch size (4, then `parallel`), alternating the order per repetition.
     std::vector<int> sizes;
     for (const int p : {4, parallel})
         if (p > 1 && p <= parallel && std::find(sizes.begin(), sizes.end(), p) == sizes.end()) sizes.push_back(p);
-    Rate seq;
+    Rate seq, plain1, plainp;
     std::vector<Rate> par(sizes.size());
     for (int r = 0; r < reps; ++r) {
-        if (r % 2 == 0) seq += measure(m, 1, threads, {});
+        if (r % 2 == 0) seq += measure(m, 1, threads, {}), plain1 += plain(1);
         for (size_t k = 0; k < sizes.size(); ++k) par[k] += measure(m, sizes[k], threads, {});
-        if (r % 2 == 1) seq += measure(m, 1, threads, {});
+        plainp += plain(parallel);
+        if (r % 2 == 1) plain1 += plain(1), seq += measure(m, 1, threads, {});
     }
+    llama_model_free(plain_model);
     fmt::print("no DB,  --parallel 1 : {:8.2f} tok/s wall  {:8.2f} tok/CPU-s  ({} tokens per repetition)\n", seq.wall_tok_s, seq.cpu_tok_s,
                seq.tokens / reps);
     for (size_t k = 0; k < sizes.size(); ++k) {
@@ -157,6 +180,12 @@ int main(int argc, char** argv) {
         fmt::print("speed-up parallel {} / 1: {:.2f}× wall, {:.2f}× CPU{}\n", p, par[k].wall_tok_s / seq.wall_tok_s,
                    par[k].cpu_tok_s / seq.cpu_tok_s, p == 16 ? " (target ≥ 3×)" : "");
     }
+    const double plain_up = plainp.wall_tok_s / plain1.wall_tok_s, plain_up_cpu = plainp.cpu_tok_s / plain1.cpu_tok_s;
+    fmt::print("plain llama.cpp, same prompts and budget: --parallel 1 {:.2f} tok/s, --parallel {} {:.2f} tok/s: speed-up {:.2f}× wall, {:.2f}× CPU\n",
+               plain1.wall_tok_s, parallel, plainp.wall_tok_s, plain_up, plain_up_cpu);
+    const Rate& pp = sizes.empty() ? seq : par.back();
+    fmt::print("panel speed-up ÷ plain llama.cpp's, parallel {}: {:.3f} wall, {:.3f} CPU (target ≥ 0.95)\n", parallel,
+               pp.wall_tok_s / seq.wall_tok_s / plain_up, pp.cpu_tok_s / seq.cpu_tok_s / plain_up_cpu);
     if (!with_db) return 0;
     // The runner writing the results DB against the same runner storing nothing, alternating.
     Rate db, nodb;

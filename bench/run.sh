@@ -235,6 +235,11 @@ if os.path.exists(os.path.join(R, "panel.out")):
     for m in panel_speedups(pan):
         ratios[f"panel_parallel{m.group(1)}_vs_1"] = (float(m.group(2)), "higher",
                                                     f"panel tokens/s (wall), --parallel {m.group(1)} ÷ --parallel 1 (target for 16: ≥ 3)")
+    m = re.search(r"panel speed-up ÷ plain llama\.cpp's, parallel (\d+): ([\d.]+) wall, ([\d.]+) CPU", pan)
+    if m:
+        ratios[f"panel_parallel{m.group(1)}_vs_plain"] = (float(m.group(2)), "higher",
+            f"panel --parallel {m.group(1)} ÷ --parallel 1 speed-up ÷ plain llama.cpp's on the same prompts, budget and threads (target ≥ 0.95)")
+        ratios[f"panel_parallel{m.group(1)}_vs_plain_cpu"] = (float(m.group(3)), "higher", "same, tokens per CPU-second")
     m = re.search(r"storage overhead \(DB vs none\): ([-+\d.]+) % wall, ([-+\d.]+) % CPU", pan)
     if m:
         ratios["panel_db_vs_nodb"] = (1.0 / (1.0 + float(m.group(1)) / 100.0), "higher",

@@ -261,12 +261,12 @@ else:
 # ---- phasemap serve against panel run (bench_serve.py)
 if os.path.exists(os.path.join(R, "serve.out")):
     sv = rd("serve.out")
-    m = re.search(r"serve_vs_panel: ([\d.]+)", sv)
+    m = re.search(r"serve_vs_panel: (?:median )?([\d.]+)", sv)
     if m:
         ratios["serve_vs_panel_parallel16"] = (float(m.group(1)), "higher",
                                                "tokens/s (wall), 16 streaming clients of `serve --parallel 16 --db` ÷ `panel run --parallel 16` (target ≥ 0.85)")
     for q in ("p50", "p99"):
-        m = re.search(rf"latency_overhead_{q}: ([-\d.]+)", sv)
+        m = re.search(rf"latency_overhead_{q}: (?:median )?([-+\d.]+)", sv)
         if m:
             ratios[f"serve_extension_latency_{q}"] = (1.0 + float(m.group(1)), "lower",
                                                       f"per-token latency {q}, with the `phasemap` extension ÷ without (target ≤ 1.03)")

@@ -94,14 +94,15 @@ class Model:
                  save_logits: bool = False, ctx: int = 0,
                  interventions: Sequence[str] = (), intervention_files: Sequence[str] = (),
                  control_vectors: Sequence[str] = (),
-                 hooks: Optional[Dict[str, Any]] = None) -> List[Run]:
+                 hooks: Optional[Dict[str, Any]] = None, output_stats: str = "auto") -> List[Run]:
         """Generates every prompt and captures hidden states at every generated token.
 
         The options are ``phasemap generate``'s: ``n`` (``-n``), ``layers`` (``--layers``),
         ``temperature``/``top_k``/``top_p``/``seed``, ``chat``, ``parallel``, ``precision``
         (``exact`` or ``fast``), ``save_logits``, ``ctx``; ``interventions`` are ``--intervene``
         SPECs (e.g. ``"add:block:3:vec.npy:2.0@t=0-10"``), ``intervention_files`` TOML files,
-        ``control_vectors`` ``FILE[:SCALE]``. Returns one :class:`Run` per prompt, equal field by
+        ``control_vectors`` ``FILE[:SCALE]``, ``output_stats`` (``--output-stats``: ``auto``,
+        ``graph`` or ``host``). Returns one :class:`Run` per prompt, equal field by
         field to the NPZ ``phasemap generate -o`` writes for the same settings.
 
         ``hooks={"block:3": fn}`` calls ``fn(step, state)`` for every generated token with a
@@ -126,13 +127,14 @@ class Model:
         out = self._m._generate(_list(prompts), int(n), str(layers), float(temperature), int(top_k),
                                 float(top_p), int(seed), bool(chat), int(parallel), str(precision),
                                 bool(save_logits), int(ctx), _list(interventions),
-                                _list(intervention_files), _list(control_vectors), dict(hooks or {}))
+                                _list(intervention_files), _list(control_vectors), dict(hooks or {}),
+                                str(output_stats))
         return [Run(d) for d in out]
 
     def stream(self, prompt: str, n: int = 64, layers: str = "hf:all", temperature: float = 0.0,
                top_k: int = 0, top_p: float = 1.0, seed: int = 0, chat: bool = False,
                precision: str = "exact", ctx: int = 0, interventions: Sequence[str] = (),
-               control_vectors: Sequence[str] = ()) -> "Stream":
+               control_vectors: Sequence[str] = (), output_stats: str = "auto") -> "Stream":
         """Generates one prompt, yielding a :class:`Step` per generated token as it is produced.
 
         Each step holds the token id and text, the captured states ``[L', d]`` of that token,
@@ -149,7 +151,7 @@ class Model:
         """
         s = self._m._stream(str(prompt), int(n), str(layers), float(temperature), int(top_k), float(top_p),
                             int(seed), bool(chat), str(precision), int(ctx), _list(interventions),
-                            _list(control_vectors))
+                            _list(control_vectors), str(output_stats))
         return Stream(s)
 
 

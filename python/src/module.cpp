@@ -149,6 +149,7 @@ struct GenerateArgs {
     std::vector<std::string> intervention_files;
     std::vector<std::string> control_vectors;
     std::map<std::string, py::object> hooks;
+    std::string output_stats = "auto";  // capture::OutputStats by name
 };
 
 plan::RunSettings settings_of(const PyModel& m, const GenerateArgs& a) {
@@ -164,6 +165,7 @@ plan::RunSettings settings_of(const PyModel& m, const GenerateArgs& a) {
     s.engine.n_threads = m.threads;
     s.engine.layers = a.layers;
     s.engine.save_logits = a.save_logits;
+    s.engine.output_stats = capture::parse_output_stats(a.output_stats);
     s.intervene = a.interventions;
     s.intervene_files = a.intervention_files;
     s.control_vectors = a.control_vectors;
@@ -732,14 +734,15 @@ PYBIND11_MODULE(_phasemap, mod) {
         .def("_generate", [](PyModel& m, std::vector<std::string> prompts, int n, std::string layers, float temperature, int top_k, float top_p,
                              uint64_t seed, bool chat, int parallel, std::string precision, bool save_logits, int ctx,
                              std::vector<std::string> interventions, std::vector<std::string> intervention_files,
-                             std::vector<std::string> control_vectors, std::map<std::string, py::object> hooks) {
+                             std::vector<std::string> control_vectors, std::map<std::string, py::object> hooks, std::string output_stats) {
             GenerateArgs a{std::move(prompts), n, std::move(layers), temperature, top_k, top_p, seed, chat, parallel, std::move(precision),
-                           save_logits, ctx, std::move(interventions), std::move(intervention_files), std::move(control_vectors), std::move(hooks)};
+                           save_logits, ctx, std::move(interventions), std::move(intervention_files), std::move(control_vectors), std::move(hooks),
+                           std::move(output_stats)};
             return generate(m, std::move(a));
         })
         .def("_stream", [](PyModel& m, std::string prompt, int n, std::string layers, float temperature, int top_k, float top_p, uint64_t seed,
                            bool chat, std::string precision, int ctx, std::vector<std::string> interventions,
-                           std::vector<std::string> control_vectors) {
+                           std::vector<std::string> control_vectors, std::string output_stats) {
             GenerateArgs a;
             a.prompts = {std::move(prompt)};
             a.n = n;
@@ -753,6 +756,7 @@ PYBIND11_MODULE(_phasemap, mod) {
             a.ctx = ctx;
             a.interventions = std::move(interventions);
             a.control_vectors = std::move(control_vectors);
+            a.output_stats = std::move(output_stats);
             return make_stream(m, std::move(a));
         });
 

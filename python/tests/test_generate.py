@@ -41,13 +41,15 @@ def test_model_info_and_tokens(model, model_path):
 @pytest.mark.parametrize("settings", [
     dict(n=12, layers="hf:all", save_logits=True),
     dict(n=10, layers="block:1,hf:last", temperature=0.8, top_k=20, top_p=0.9, seed=7),
+    dict(n=12, layers="hf:1", output_stats="graph"),
 ])
 def test_run_equals_cli_npz(model, model_path, tmp_path, settings):
     out = tmp_path / "run.npz"
     args = ["generate", "-m", model_path, "-p", PROMPT, "-n", settings["n"], "--layers", settings["layers"], "-t", 1, "-o", out, "-q"]
     if settings.get("save_logits"):
         args.append("--save-logits")
-    for k, flag in (("temperature", "--temp"), ("top_k", "--top-k"), ("top_p", "--top-p"), ("seed", "--seed")):
+    for k, flag in (("temperature", "--temp"), ("top_k", "--top-k"), ("top_p", "--top-p"), ("seed", "--seed"),
+                    ("output_stats", "--output-stats")):
         if k in settings:
             args += [flag, settings[k]]
     cli(*args)
@@ -73,6 +75,20 @@ def test_run_equals_cli_npz(model, model_path, tmp_path, settings):
         n_layer = meta["model"]["n_layer"]
         want = (int(idx) + 1 if kind == "block" else (n_layer + 0.5 if int(idx) == n_layer else int(idx)))
         assert l["depth"] == want
+
+
+def test_output_stats_in_the_graph_equal_the_host_reference(model):
+    host = model.generate(PROMPT, n=12, output_stats="host")[0]
+    graph = model.generate(PROMPT, n=12, output_stats="graph")[0]
+    assert graph.token_ids.tolist() == host.token_ids.tolist()
+    assert graph.metadata["engine"]["output_stats"] == "graph" and host.metadata["engine"]["output_stats"] == "host"
+    for k in ("entropy", "top1", "margin", "surprisal"):
+        a, b = getattr(host, k), getattr(graph, k)
+        assert np.all(np.abs(a - b) <= 1e-6 * np.maximum(1.0, np.abs(a))), k
+    steps = list(model.stream(PROMPT, n=12, output_stats="graph"))
+    assert [s.entropy for s in steps] == graph.entropy.tolist()
+    with pytest.raises(ValueError, match="output statistics path 'gpu'"):
+        model.generate(PROMPT, n=2, output_stats="gpu")
 
 
 def test_hidden_states_are_a_view(model):

@@ -83,8 +83,11 @@ done
 # ---- end of weight variants (models)
 
 step capture "$BUILD/bench_capture" "$QWEN" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
+# The MoE's decode steps are short (4 blocks, ~2 ms each): twice the tokens and three times the
+# repetitions of the dense runs (a few seconds in all), or one disturbed run moves its ratios by 10 %.
+MOE_TOKENS=$((TOKENS * 2)) MOE_REPS=$((REPS * 3)) MOE_QREPS=$((QREPS * 3))
 if [ -x "$BUILD/bench_capture_moe" ]; then
-  step capture_moe "$BUILD/bench_capture_moe" "$MOE" --tokens "$TOKENS" --threads "$THREADS" --reps "$REPS"
+  step capture_moe "$BUILD/bench_capture_moe" "$MOE" --tokens "$MOE_TOKENS" --threads "$THREADS" --reps "$MOE_REPS"
 fi
 step metrics "$BUILD/bench_metrics" --benchmark_min_time="$MIN_TIME" --benchmark_format=json
 step baseline "$BUILD/bench_baseline" --benchmark_min_time="$MIN_TIME" --benchmark_format=json
@@ -101,7 +104,7 @@ fi
 for q in $QUANT; do
   step "capture_$q" "$BUILD/bench_capture" "${QWEN_V[$q]}" --tokens "$TOKENS" --threads "$THREADS" --reps "$QREPS"
   if [ -x "$BUILD/bench_capture_moe" ]; then
-    step "capture_moe_$q" "$BUILD/bench_capture_moe" "${MOE_V[$q]}" --tokens "$TOKENS" --threads "$THREADS" --reps "$QREPS"
+    step "capture_moe_$q" "$BUILD/bench_capture_moe" "${MOE_V[$q]}" --tokens "$MOE_TOKENS" --threads "$THREADS" --reps "$MOE_QREPS"
   fi
   if [ -x "$BUILD/bench_panel" ]; then
     step "panel_$q" "$BUILD/bench_panel" "${QWEN_V[$q]}" --threads "$THREADS" --tokens "$QTOKENS" --reps 1 --no-db
@@ -119,7 +122,7 @@ step threads bash bench/bench_threads.sh "$PM" "$QWEN" "$TOKENS" "$REPS" "$THREA
 cat /proc/loadavg > "$R/load_end"
 t_total=$(( $(date +%s) - t_start ))
 
-BENCH_QUANT_LIST="$QUANT" /usr/bin/python3 - "$R" "$MD" "$t_total" "$QWEN" "$LLAMA" "$BUILD" "$MOE" "${MOE_MAKE[*]}" <<'PY'
+BENCH_QUANT_LIST="$QUANT" BENCH_MOE_TOKENS="$MOE_TOKENS" BENCH_MOE_REPS="$MOE_REPS" /usr/bin/python3 - "$R" "$MD" "$t_total" "$QWEN" "$LLAMA" "$BUILD" "$MOE" "${MOE_MAKE[*]}" <<'PY'
 import datetime, json, os, platform, re, subprocess, sys
 R, MD, total, QWEN, LLAMA, BUILD = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 MOE, MOE_MAKE = sys.argv[7], sys.argv[8]
@@ -179,8 +182,8 @@ if os.path.exists(os.path.join(R, "capture_moe.out")):
         "width 1024, k = 2, vocab 32000, f16) with capture off, every layer captured, every layer + the routing channel "
         "(`--routing`: selected experts and weights of every MoE block), and both streamed to an NPZ; the baseline is "
         "capture off in the same run.\n\n"
-        f"```\n{BUILD}/phasemap {MOE_MAKE} -o {MOE}\n{BUILD}/bench_capture_moe {MOE} --tokens {env.get('BENCH_TOKENS', '32')} "
-        f"--threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_REPS', '3')}\n```\n\n```\n{cm.strip()}\n```"))
+        f"```\n{BUILD}/phasemap {MOE_MAKE} -o {MOE}\n{BUILD}/bench_capture_moe {MOE} --tokens {env.get('BENCH_MOE_TOKENS', '64')} "
+        f"--threads {env.get('BENCH_THREADS', '2')} --reps {env.get('BENCH_MOE_REPS', '9')}\n```\n\n```\n{cm.strip()}\n```"))
 
 # ---- metric core
 def gbench(name):

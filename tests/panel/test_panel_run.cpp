@@ -216,11 +216,15 @@ TEST(PanelRun, ResumeAfterKill9EqualsUninterruptedRun) {
     EXPECT_EQ(all_rows(db), all_rows(ref));
 }
 
+// Both models, two categories × two prompts, greedy, one seed, 10 tokens: 8 runs.
+fs::path greedy_panel(const Files& f, const pmtest::TempDir& d) {
+    return write(d / "panel.toml", manifest(f, "temperatures = 0.0\nseeds = 1\nn_predict = 10\n", true, R"("animals", "family")", 2));
+}
+
 TEST(PanelRun, BatchedEqualsSequentialGreedy) {
     NEED_FILES();
     pmtest::TempDir d;
-    const auto m = write(d / "panel.toml", manifest(F, "temperatures = 0.0\nseeds = 1\nn_predict = 10\n", true,
-                                                    R"("animals", "family")", 2));
+    const auto m = greedy_panel(F, d);
     const auto seq = d / "seq.duckdb", bat = d / "bat.duckdb";
     ASSERT_EQ(pm({"panel", "run", m.string(), "--db", seq.string(), "--parallel", "1", "-t", "1", "-q"}).exit_code, 0);
     ASSERT_EQ(pm({"panel", "run", m.string(), "--db", bat.string(), "--parallel", "4", "-t", "1", "-q"}).exit_code, 0);
@@ -246,8 +250,7 @@ TEST(PanelRun, BatchedEqualsSequentialGreedy) {
 TEST(PanelRun, OutputStatsInTheGraphEqualTheHostReference) {
     NEED_FILES();
     pmtest::TempDir d;
-    const auto m = write(d / "panel.toml", manifest(F, "temperatures = 0.0\nseeds = 1\nn_predict = 10\n", true,
-                                                    R"("animals", "family")", 2));
+    const auto m = greedy_panel(F, d);
     const auto host = d / "host.duckdb", graph = d / "graph.duckdb";
     ASSERT_EQ(pm({"panel", "run", m.string(), "--db", host.string(), "--parallel", "4", "-t", "1", "-q", "--output-stats", "host"}).exit_code, 0);
     ASSERT_EQ(pm({"panel", "run", m.string(), "--db", graph.string(), "--parallel", "4", "-t", "1", "-q", "--output-stats", "graph"}).exit_code, 0);

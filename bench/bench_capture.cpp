@@ -33,12 +33,6 @@ using pmbench::Timing;
 
 namespace {
 
-// The plain loop loads the model as phasemap's Model::load does (src/capture/model.cpp): llama.cpp's
-// default parameters (CPU extra buffer types, i.e. weight repacking, included), so both sides run
-// the same kernels.
-llama_model_params plain_model_params() { return llama_model_default_params(); }
-
-
 // The plain loop: kPrompt in one sequence, or in n_seq sequences decoded together (its tokens/s
 // over the 1-sequence loop is what batching can give on this machine at all, the ceiling for
 // phasemap's --parallel); plain_loop.hpp.
@@ -119,8 +113,9 @@ int main(int argc, char** argv) {
         stats_alone(model->info().n_vocab, reps);
         return 0;
     }
-    // The plain loop's own model handle, loaded once like phasemap's (both map the same file).
-    llama_model* plain_model = llama_model_load_from_file(path, plain_model_params());
+    // The plain loop's own model handle, loaded once like phasemap's: llama.cpp's default load
+    // parameters, as Model::load (both map the same file, both repack weights alike).
+    llama_model* plain_model = llama_model_load_from_file(path, llama_model_default_params());
     if (!plain_model) { std::fprintf(stderr, "cannot load %s\n", path); return 1; }
     const auto tmp = std::filesystem::temp_directory_path() / "phasemap-bench-capture.npz";
     std::vector<double> plain, off, cap, capnpz, cplain, coff, ccap, ccapnpz;
@@ -187,7 +182,7 @@ int main(int argc, char** argv) {
     for (const OutputStats os : {OutputStats::graph, OutputStats::host})
         for (const int ns : {1, 16})
             for (const char* lay : {"none", "hf:all"}) modes.push_back({"", os, ns, lay, {}, {}});
-    plain_model = llama_model_load_from_file(path, plain_model_params());
+    plain_model = llama_model_load_from_file(path, llama_model_default_params());
     for (int r = 0; r < reps + 1; ++r)
         for (size_t k = 0; k < modes.size(); ++k) {
             Mode& md = modes[(k + size_t(r)) % modes.size()];

@@ -14,13 +14,13 @@
 #include <nlohmann/json.hpp>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "phasemap/modelgen/modelgen.hpp"
 #include "phasemap/store/store.hpp"
 #include "store/testing.hpp"  // src/store: set_meta_for_test
 #include "support/paths.hpp"
+#include "support/rows.hpp"
 
 extern char** environ;
 
@@ -258,16 +258,7 @@ TEST(PanelRun, OutputStatsInTheGraphEqualTheHostReference) {
     EXPECT_EQ(rows(host, toks).size(), 80u);
     EXPECT_EQ(rows(host, toks), rows(graph, toks));
     const char* stats = "SELECT entropy, top1, margin, surprisal FROM tokens ORDER BY run_id, t";
-    const auto a = rows(host, stats), b = rows(graph, stats);
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t i = 0; i < a.size(); ++i) {
-        std::istringstream x(a[i]), y(b[i]);
-        for (int k = 0; k < 4; ++k) {
-            double u = 0, v = 0;
-            ASSERT_TRUE(x >> u && y >> v) << a[i] << " | " << b[i];
-            EXPECT_LE(std::fabs(u - v), 1e-6 * std::max(1.0, std::fabs(u))) << "row " << i << " column " << k;
-        }
-    }
+    pmtest::expect_same_within(rows(host, stats), rows(graph, stats), 1e-6, "graph statistics against host");
     const auto r = pm({"panel", "run", m.string(), "--db", (d / "bad.duckdb").string(), "--output-stats", "gpu"});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("--output-stats"), std::string::npos) << r.err;

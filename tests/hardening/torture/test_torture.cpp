@@ -221,7 +221,7 @@ TEST(TortureFixture, ResumeRepairsAGenerationStoredInPartByThePreFixVersion) {
     const Done u = run(d.path, args, "ref");
     ASSERT_EQ(u.status, 0) << u.err;
     const std::string models = "SELECT * EXCLUDE (path) FROM models ORDER BY label";
-    expect_same_within(dump(d / "ref.duckdb", models), dump(db, models), 1e-5, "repaired fixture");
+    pmtest::expect_same_within(dump(d / "ref.duckdb", models), dump(db, models), 1e-5, "repaired fixture");
     // Idempotent: a second resume finds everything stored and repairs nothing.
     args = base;
     args.push_back(db.string());

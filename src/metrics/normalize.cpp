@@ -2,12 +2,7 @@
 #include "phasemap/metrics/normalize.hpp"
 #include "phasemap/metrics/mad_scaling.hpp"
 
-// No a·b + c → fma contraction: the instruction-set clones below must round like the baseline.
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "clones.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +13,7 @@
 #include <span>
 #include <string>
 
+#include "phasemap/metrics/kernels.hpp"
 #include "phasemap/metrics/quantile.hpp"
 #include "phasemap/metrics/value.hpp"
 
@@ -38,18 +34,6 @@ std::optional<NormMode> parse_norm_mode(std::string_view s) {
 }
 
 namespace {
-
-// The kernels below are built for several instruction sets (the widest the CPU has is chosen at
-// load time, as in kernels.cpp); none of them contracts a·b + c, so every clone rounds alike.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
-    defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define PM_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#endif
-#endif
-#ifndef PM_CLONES
-#define PM_CLONES
-#endif
 
 // Exact selection of every dimension's median and MAD without sorting, in blocks of kCols
 // dimensions whose rows are copied into a buffer that stays in cache (no transpose):
@@ -109,14 +93,6 @@ PM_CLONES void window_row(const float* __restrict h, const float* __restrict a, 
         const std::uint32_t lo = std::uint32_t(p1[j] <= x) & std::uint32_t(x <= p0[j]);
         const std::uint32_t hi = std::uint32_t(q0[j] <= x) & std::uint32_t(x <= q1[j]);
         flag[j] = static_cast<std::uint8_t>(med | (lo | hi) << 1);
-    }
-}
-
-PM_CLONES void apply_row(const float* __restrict h, const double* __restrict c, const double* __restrict s, double k,
-                         double* __restrict out, std::size_t d) {
-    for (std::size_t j = 0; j < d; ++j) {
-        const double z = (static_cast<double>(h[j]) - c[j]) / s[j];
-        out[j] = z < -k ? -k : (k < z ? k : z);  // std::clamp(z, −k, k)
     }
 }
 
@@ -327,8 +303,10 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
 
 }  // namespace
 
-void MadScaling::apply(const float* h, double* out) const {
-    apply_row(h, center.data(), scale.data(), k, out, center.size());
+double MadScaling::apply(const float* h, double* out) const {
+    if (scale.size() != center.size() || inv_scale.size() != center.size())
+        throw MetricError("clipped_mad: centre, scale and inverse scale differ in length");
+    return kernels::scale_clamp_sumsq(h, center.data(), scale.data(), inv_scale.data(), k, out, center.size());
 }
 
 MadScaling mad_scaling(const RowsView<float>& states, double k) {
@@ -338,10 +316,12 @@ MadScaling mad_scaling(const RowsView<float>& states, double k) {
     m.k = k;
     m.center.assign(d, 0.0);
     m.scale.assign(d, kMadEpsilon);
+    m.inv_scale.assign(d, 1.0 / kMadEpsilon);
     if (T == 0 || d == 0) return m;
     Block w(T);
     for (std::size_t j0 = 0; j0 < d; j0 += kCols)
         block_scaling(states, j0, std::min(kCols, d - j0), w, &m.center[j0], &m.scale[j0]);
+    for (std::size_t j = 0; j < d; ++j) m.inv_scale[j] = 1.0 / m.scale[j];
     return m;
 }
 

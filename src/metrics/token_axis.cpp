@@ -41,7 +41,8 @@ namespace {
 
 // §2.1–2.4 over the rows rows[0 … T−1]: per token, one pass for ‖h_t‖ and one fused pass that
 // forms x_t, v_t = x_t − x_{t−1} and the sums ‖v_t‖², v_t·v_{t−1}, ‖v_t − v_{t−1}‖².
-// row_at(t) gives row t (called once per row, in order, so it may reuse one buffer).
+// row_at(t, n2) gives row t and sets n2 = kernels::sumsq of it (called once per row, in order, so
+// it may reuse one buffer).
 template <class T, class RowAt>
 void series_rows(std::size_t n, RowAt row_at, std::size_t d, Curvature c, TokenSeries& out) {
     out.delta.assign(n >= 2 ? n - 1 : 0, 0.0);
@@ -51,8 +52,8 @@ void series_rows(std::size_t n, RowAt row_at, std::size_t d, Curvature c, TokenS
     std::vector<double> xprev(d), vprev(d);
     double prev_delta = 0;
     for (std::size_t t = 0; t < n; ++t) {
-        const T* row = row_at(t);
-        const double n2 = kernels::sumsq(row, d);
+        double n2 = 0;
+        const T* row = row_at(t, n2);
         if (!std::isfinite(n2))
             throw MetricError("non-finite value in the state of token " + std::to_string(t));
         const int stage = t == 0 ? 0 : (t == 1 ? 1 : 2);
@@ -102,11 +103,15 @@ TokenSeries token_series(const RowsView<double>& states, Curvature c) {
 }
 void token_series(const RowsView<float>& states, std::span<const std::uint32_t> order, Curvature c, TokenSeries& out) {
     const auto rows = row_pointers(states, order);
-    series_rows<float>(rows.size(), [&](std::size_t t) { return rows[t]; }, states.cols, c, out);
+    series_rows<float>(
+        rows.size(), [&](std::size_t t, double& n2) { return n2 = kernels::sumsq(rows[t], states.cols), rows[t]; },
+        states.cols, c, out);
 }
 void token_series(const RowsView<double>& states, std::span<const std::uint32_t> order, Curvature c, TokenSeries& out) {
     const auto rows = row_pointers(states, order);
-    series_rows<double>(rows.size(), [&](std::size_t t) { return rows[t]; }, states.cols, c, out);
+    series_rows<double>(
+        rows.size(), [&](std::size_t t, double& n2) { return n2 = kernels::sumsq(rows[t], states.cols), rows[t]; },
+        states.cols, c, out);
 }
 
 Value ratio_norm(std::span<const double> ct) {
@@ -208,12 +213,12 @@ TokenAxisResult token_axis(const RowsView<float>& states, const TokenAxisOptions
             const std::size_t bytes = states.cols * sizeof(float);
             series_rows<double>(
                 states.rows,
-                [&](std::size_t t) {
+                [&](std::size_t t, double& n2) {
                     if (t + 1 < states.rows) {  // the next state, usually far from this one in [T, L', d]
                         const char* next = reinterpret_cast<const char*>(states.row(t + 1));
                         for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(next + off);
                     }
-                    m.apply(states.row(t), z.data());
+                    n2 = m.apply(states.row(t), z.data());
                     return static_cast<const double*>(z.data());
                 },
                 states.cols, opt.curvature, r.series);

@@ -9,8 +9,16 @@
 // Owns: nothing; pure row kernels over caller-owned memory, read during the call only. Throws: nothing.
 #pragma once
 #include <cstddef>
+#include <string_view>
 
 namespace phasemap::metrics::kernels {
+
+// The instruction set the kernels run on: "x86-64-v4", "x86-64-v3" or "base" (any CPU). The widest
+// one the CPU has is used unless use_isa chose another ("widest" restores it; false, and no change,
+// for a set this CPU or build lacks). Every set returns identical bits; the choice exists so that
+// tests and benchmarks can compare them (a call racing with use_isa gets the same bits either way).
+std::string_view isa();
+bool use_isa(std::string_view isa);
 
 // Σ x_j² in float64.
 double sumsq(const float* x, std::size_t n);
@@ -19,6 +27,11 @@ double sumsq(const double* x, std::size_t n);
 // Σ (a_j − b_j)² in float64 (differences taken in float64).
 double diff_sumsq(const float* a, const float* b, std::size_t n);
 double diff_sumsq(const double* a, const double* b, std::size_t n);
+
+// §4 clipped_mad of one state: out_j = clamp((h_j − center_j) / scale_j, −k, k) in float64
+// (inv_scale_j = 1 / scale_j, the rounded quotient), returning Σ out_j² exactly as sumsq(out, n).
+double scale_clamp_sumsq(const float* h, const double* center, const double* scale, const double* inv_scale,
+                         double k, double* out, std::size_t n);
 
 // Sums produced by one step of a trajectory kernel.
 struct StepSums {

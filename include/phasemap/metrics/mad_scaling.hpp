@@ -13,11 +13,13 @@ namespace phasemap::metrics {
 // median is +0), found by selection (no sort, no transpose): exactly the order statistics a full
 // nth_element gives.
 struct MadScaling {
-    std::vector<double> center;  // [cols]
-    std::vector<double> scale;   // [cols]
+    std::vector<double> center;     // [cols]
+    std::vector<double> scale;      // [cols]
+    std::vector<double> inv_scale;  // [cols], 1 / scale_j (set by mad_scaling; apply divides exactly)
     double k = 5.0;
-    // z of one state h[0, cols) into out[0, cols).
-    void apply(const float* h, double* out) const;
+    // z of one state h[0, cols) into out[0, cols); returns Σ z_j² (kernels::sumsq of out). Throws
+    // MetricError when center, scale and inv_scale differ in length.
+    double apply(const float* h, double* out) const;
 };
 
 // Throws MetricError for non-finite values or k ≤ 0 / non-finite k.

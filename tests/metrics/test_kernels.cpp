@@ -1,0 +1,232 @@
+// The row kernels (kernels.hpp) on every instruction set this CPU has (base always; x86-64-v3 and
+// v4 where present): their divisions are the rounded quotients bit for bit, and their sums are the
+// 16-lane sums in the documented order for every length (vector body and scalar tail).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "phasemap/metrics/kernels.hpp"
+#include "phasemap/metrics/layer_axis.hpp"
+#include "phasemap/metrics/token_axis.hpp"
+
+using namespace phasemap::metrics;
+
+namespace {
+
+bool same_bits(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b); }
+
+// A double from random significand bits and an exponent in [lo, hi].
+double random_double(std::mt19937_64& g, int lo, int hi) {
+    const std::uint64_t mant = g() & 0x000FFFFFFFFFFFFFull;
+    const std::uint64_t e = static_cast<std::uint64_t>(1023 + lo + static_cast<int>(g() % (hi - lo + 1)));
+    return std::bit_cast<double>(mant | e << 52);
+}
+
+// A float from random bits with an exponent in [lo, hi] (biased 1 … 254) or a subnormal.
+float random_float(std::mt19937_64& g) {
+    const std::uint32_t sign = static_cast<std::uint32_t>(g() & 1) << 31, mant = static_cast<std::uint32_t>(g()) & 0x7FFFFF;
+    const std::uint32_t e = g() % 16 == 0 ? 0u : static_cast<std::uint32_t>(1 + g() % 254);
+    return std::bit_cast<float>(sign | e << 23 | mant);
+}
+
+// Significands next to the ends of the binade (all ones, all zeros), where division rounds hardest.
+double edge_double(std::mt19937_64& g, int e) {
+    const std::uint64_t k = g() % 512;
+    const std::uint64_t mant = g() & 1 ? 0x000FFFFFFFFFFFFFull - k : k;
+    return std::bit_cast<double>(mant | static_cast<std::uint64_t>(1023 + e) << 52);
+}
+
+// f() once per instruction set this CPU runs, then back to the widest.
+template <class F>
+void for_each_isa(F f) {
+    std::size_t ran = 0;
+    for (const char* isa : {"base", "x86-64-v3", "x86-64-v4"}) {
+        if (!kernels::use_isa(isa)) continue;
+        SCOPED_TRACE(isa);
+        ASSERT_EQ(kernels::isa(), isa);
+        f();
+        ++ran;
+    }
+    ASSERT_TRUE(kernels::use_isa("widest"));
+    EXPECT_GE(ran, 1u);  // base at least
+}
+
+double lane_sum_reference(const std::vector<double>& terms) {
+    double acc[16] = {};
+    for (std::size_t j = 0; j < terms.size(); ++j) acc[j % 16] += terms[j];
+    for (std::size_t w = 8; w > 0; w /= 2)
+        for (std::size_t k = 0; k < w; ++k) acc[k] += acc[k + w];
+    return acc[0];
+}
+
+}  // namespace
+
+TEST(Kernels, ScaleClampDividesExactlyAsDivision) {
+    for_each_isa([&] {
+        std::mt19937_64 g(11);
+        const std::size_t n = 1003;  // a tail of 11 after the vector body
+        std::vector<float> h(n);
+        std::vector<double> c(n), s(n), inv(n), out(n);
+        std::size_t checked = 0;
+        for (int round = 0; round < 600; ++round) {
+            for (std::size_t j = 0; j < n; ++j) {
+                switch ((round + j) % 4) {
+                    case 0:  // states and medians of ordinary size
+                        h[j] = random_float(g);
+                        c[j] = static_cast<double>(random_float(g)) * 0.5;
+                        s[j] = 1.4826 * std::fabs(random_double(g, -40, 40)) + 1e-12;
+                        break;
+                    case 1:  // divisors with significands at the binade's ends
+                        h[j] = random_float(g);
+                        c[j] = 0;
+                        s[j] = edge_double(g, static_cast<int>(g() % 80) - 40);
+                        break;
+                    case 2:  // dividends at the binade's ends (h = 0: a = −c exactly)
+                        h[j] = 0.0f;
+                        c[j] = -edge_double(g, static_cast<int>(g() % 80) - 40);
+                        s[j] = random_double(g, -40, 40);
+                        break;
+                    default:  // the smallest scale and subnormal differences
+                        h[j] = std::bit_cast<float>(static_cast<std::uint32_t>(g() % 4096));
+                        c[j] = std::ldexp(static_cast<double>(g() % 4096), -150);
+                        s[j] = 1e-12;
+                        break;
+                }
+                inv[j] = 1.0 / s[j];
+            }
+            const double k = std::numeric_limits<double>::max();  // no clamping: the quotients themselves
+            const double sum = kernels::scale_clamp_sumsq(h.data(), c.data(), s.data(), inv.data(), k, out.data(), n);
+            std::vector<double> sq(n);
+            for (std::size_t j = 0; j < n; ++j) {
+                const double want = (static_cast<double>(h[j]) - c[j]) / s[j];
+                ASSERT_TRUE(same_bits(out[j], want)) << "h " << h[j] << " c " << c[j] << " s " << s[j] << ": " << out[j]
+                                                     << " vs " << want;
+                sq[j] = out[j] * out[j];
+                ++checked;
+            }
+            EXPECT_TRUE(same_bits(sum, lane_sum_reference(sq)));
+        }
+        EXPECT_EQ(checked, 600u * n);
+    });
+}
+
+TEST(Kernels, ScaleClampKeepsTheSignOfZeroAndClampsAtK) {
+    for_each_isa([&] {
+        const std::vector<float> h = {-0.0f, 0.0f, 3.0f, -3.0f, 1.0f};
+        const std::vector<double> c = {0.0, 0.0, 0.0, 0.0, 1.0}, s(5, 0.5), inv(5, 2.0);
+        std::vector<double> out(5);
+        const double sum = kernels::scale_clamp_sumsq(h.data(), c.data(), s.data(), inv.data(), 5.0, out.data(), 5);
+        EXPECT_TRUE(std::signbit(out[0]));  // (−0 − 0) / 0.5 = −0, as division gives it
+        EXPECT_FALSE(std::signbit(out[1]));
+        EXPECT_EQ(out[2], 5.0);  // 6 clamped to k
+        EXPECT_EQ(out[3], -5.0);
+        EXPECT_FALSE(std::signbit(out[4]));
+        EXPECT_EQ(sum, 50.0);
+    });
+}
+
+TEST(Kernels, TokenStepNormalisesExactlyAsDivision) {
+    for_each_isa([&] {
+        std::mt19937_64 g(5);
+        for (const std::size_t n : {1u, 15u, 16u, 17u, 901u}) {
+            std::vector<float> h(n);
+            std::vector<double> xp(n), vp(n);
+            for (const double norm : {0.0, 1e-300, 1e-13, 1e-12, 0.3, 1.0, 7.7, 1e20, 3e40}) {
+                for (auto& x : h) x = random_float(g);
+                (void)kernels::token_step(h.data(), norm, xp.data(), vp.data(), n, 0);
+                const double s = std::max(norm, 1e-12);
+                for (std::size_t j = 0; j < n; ++j)
+                    ASSERT_TRUE(same_bits(xp[j], static_cast<double>(h[j]) / s)) << "n " << n << " norm " << norm;
+            }
+        }
+    });
+}
+
+TEST(Kernels, UseIsaRejectsUnknownSets) {
+    EXPECT_FALSE(kernels::use_isa("avx9"));
+    EXPECT_TRUE(kernels::use_isa("base"));
+    EXPECT_EQ(kernels::isa(), "base");
+    EXPECT_TRUE(kernels::use_isa("widest"));
+}
+
+TEST(Kernels, SumsAreSixteenLaneSumsForEveryLength) {
+    for_each_isa([&] {
+        std::mt19937_64 g(3);
+        std::normal_distribution<double> nd;
+        for (std::size_t n = 0; n <= 70; ++n) {
+            std::vector<float> a(n), b(n);
+            std::vector<double> ad(n);
+            for (std::size_t j = 0; j < n; ++j) a[j] = static_cast<float>(nd(g)), b[j] = static_cast<float>(nd(g)),
+                                                ad[j] = nd(g);
+            std::vector<double> t(n);
+            for (std::size_t j = 0; j < n; ++j) t[j] = static_cast<double>(a[j]) * a[j];
+            EXPECT_TRUE(same_bits(kernels::sumsq(a.data(), n), lane_sum_reference(t))) << n;
+            for (std::size_t j = 0; j < n; ++j) t[j] = ad[j] * ad[j];
+            EXPECT_TRUE(same_bits(kernels::sumsq(ad.data(), n), lane_sum_reference(t))) << n;
+            for (std::size_t j = 0; j < n; ++j) {
+                const double v = static_cast<double>(a[j]) - static_cast<double>(b[j]);
+                t[j] = v * v;
+            }
+            EXPECT_TRUE(same_bits(kernels::diff_sumsq(a.data(), b.data(), n), lane_sum_reference(t))) << n;
+
+            // A layer step and a token step against the same element formulas, term by term.
+            std::vector<double> vp(n), vp0(n);
+            for (std::size_t j = 0; j < n; ++j) vp0[j] = vp[j] = nd(g);
+            const kernels::StepSums ls = kernels::layer_step(a.data(), b.data(), vp.data(), n, false);
+            std::vector<double> vv(n), dp(n), ww(n);
+            for (std::size_t j = 0; j < n; ++j) {
+                const double v = static_cast<double>(b[j]) - static_cast<double>(a[j]), p = vp0[j], w = v - p;
+                vv[j] = v * v, dp[j] = v * p, ww[j] = w * w;
+                EXPECT_TRUE(same_bits(vp[j], v));
+            }
+            EXPECT_TRUE(same_bits(ls.vv, lane_sum_reference(vv))) << n;
+            EXPECT_TRUE(same_bits(ls.vp, lane_sum_reference(dp))) << n;
+            EXPECT_TRUE(same_bits(ls.ww, lane_sum_reference(ww))) << n;
+
+            std::vector<double> xp(n), xp0(n);
+            for (std::size_t j = 0; j < n; ++j) xp0[j] = xp[j] = nd(g), vp0[j] = vp[j] = nd(g);
+            const double norm = 2.5;
+            const kernels::StepSums ts = kernels::token_step(a.data(), norm, xp.data(), vp.data(), n, 2);
+            for (std::size_t j = 0; j < n; ++j) {
+                const double x = static_cast<double>(a[j]) / norm, v = x - xp0[j], p = vp0[j], w = v - p;
+                vv[j] = v * v, dp[j] = v * p, ww[j] = w * w;
+                EXPECT_TRUE(same_bits(xp[j], x) && same_bits(vp[j], v)) << n;
+            }
+            EXPECT_TRUE(same_bits(ts.vv, lane_sum_reference(vv))) << n;
+            EXPECT_TRUE(same_bits(ts.vp, lane_sum_reference(dp))) << n;
+            EXPECT_TRUE(same_bits(ts.ww, lane_sum_reference(ww))) << n;
+        }
+    });
+}
+
+// The whole token and layer axes (raw and clipped_mad) give the same bits on every set.
+TEST(Kernels, TokenAndLayerAxesAreIdenticalOnEverySet) {
+    const std::size_t T = 150, L = 3, d = 77;
+    std::vector<float> h(T * L * d);
+    std::mt19937 g(9);
+    std::normal_distribution<float> nd;
+    for (auto& x : h) x = nd(g);
+    StatesView sv;
+    sv.data = h.data(), sv.tokens = T, sv.layers = L, sv.dim = d;
+    TokenAxisOptions mad;
+    mad.norm = NormMode::clipped_mad;
+    std::vector<std::vector<double>> got;
+    for_each_isa([&] {
+        const TokenAxisResult raw = token_axis(sv.layer(L - 1)), z = token_axis(sv.layer(L - 1), mad);
+        const LayerAxisResult la = layer_axis(sv);
+        std::vector<double> all = raw.series.ct;
+        all.insert(all.end(), z.series.ct.begin(), z.series.ct.end());
+        all.insert(all.end(), z.series.delta.begin(), z.series.delta.end());
+        for (const auto& m : la.values) all.insert(all.end(), m.begin(), m.end());
+        got.push_back(all);
+    });
+    for (std::size_t i = 1; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].size(), got[0].size());
+        for (std::size_t j = 0; j < got[0].size(); ++j) EXPECT_TRUE(same_bits(got[i][j], got[0][j])) << i << " " << j;
+    }
+}

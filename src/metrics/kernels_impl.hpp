@@ -45,7 +45,7 @@ PM_INLINE StepSums over_lanes(std::size_t n, Step&& step) {
         step.template operator()<f64x8>(j, lo);
         step.template operator()<f64x8>(j + 8, hi);
     }
-    double acc[3][kLanes];
+    double acc[3][kLanes] = {};
     for (int i = 0; i < kSums; ++i) store(acc[i], lo[i]), store(acc[i] + 8, hi[i]);
     for (std::size_t k = 0; j < n; ++j, ++k) {
         double s[3] = {acc[0][k], acc[1][k], acc[2][k]};

@@ -13,7 +13,7 @@
 
 // Eight-double vectors are passed between always-inline helpers only; the note about their ABI
 // without AVX-512 does not concern any real call.
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 

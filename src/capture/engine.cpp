@@ -903,7 +903,8 @@ struct Loop {
             Sequence& sq = *slots[size_t(k)];
             try {
                 sq.begun = true;
-                sq.sink->begin(RunStart{sq.req, p.text, sq.prompt, s.layers, s.d, V, s.routing});
+                sq.sink->begin(RunStart{sq.req, p.text, sq.prompt, s.layers, s.d, V, s.routing,
+                                        output_stats_name(s.ostats && sq.greedy ? OutputStats::graph : OutputStats::host)});
             } catch (...) {
                 sq.begun = false;
                 fail(k, std::current_exception());

@@ -83,6 +83,7 @@ store::RunRow run_row(const capture::RunRecord& r, const capture::EngineFacts& f
     row.layers = layers;
     row.precision = facts.precision;
     row.n_ctx = facts.n_ctx;
+    row.output_stats = r.start.output_stats;
     row.n_generated = r.end.n_generated;
     row.stop_reason = r.end.stop_reason;
     row.text = r.end.text;

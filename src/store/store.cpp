@@ -139,7 +139,7 @@ std::vector<std::string> schema_sql() {
     for (const auto& c : core_run_cols()) runs += ", " + ident(c) + " DOUBLE";
     runs += ", missing_reasons VARCHAR, states_path VARCHAR";
     for (const auto& c : routing_run_cols()) runs += ", " + ident(c) + " DOUBLE";
-    runs += ")";
+    runs += ", output_stats VARCHAR)";
     std::string tokens =
         "CREATE TABLE tokens (run_id VARCHAR NOT NULL, t BIGINT NOT NULL, token_id BIGINT, token_text VARCHAR, "
         "position BIGINT";
@@ -243,13 +243,25 @@ void fill_layer_columns(Store::Impl& im, const std::string& where) {
 // leaves the version-2 DB as it was).
 void migrate_to_v3(Store::Impl& im) {
     const auto m = im.meta();
-    if (m.at("schema_version") != std::to_string(kOldestSchemaVersion)) return;
+    if (m.at("schema_version") != "2") return;
     im.in_transaction([&] {
         im.exec("ALTER TABLE token_layers ADD COLUMN layer_kind VARCHAR");
         im.exec("ALTER TABLE token_layers ADD COLUMN layer_index BIGINT");
         im.exec("ALTER TABLE token_layers ADD COLUMN depth DOUBLE");
         fill_layer_columns(im, "true");
-        im.exec(fmt::format("UPDATE meta SET value = {} WHERE key = 'schema_version'", q(std::to_string(kSchemaVersion))));
+        im.exec("UPDATE meta SET value = '3' WHERE key = 'schema_version'");
+    });
+}
+
+// Schema version 3 → 4 (after migrate_to_v3 and the routing columns, so that the column lands
+// last, where a new DB has it): runs.output_stats added, NULL for the runs already stored (not
+// recorded before), and the version bumped, in one transaction.
+void migrate_to_v4(Store::Impl& im) {
+    const auto m = im.meta();
+    if (m.at("schema_version") != "3") return;
+    im.in_transaction([&] {
+        if (!columns_of(im, "runs").count("output_stats")) im.exec("ALTER TABLE runs ADD COLUMN output_stats VARCHAR");
+        im.exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'");
     });
 }
 
@@ -265,10 +277,13 @@ bool check_layout(Store::Impl& im) {
     const auto it = m.find("schema_version");
     if (it == m.end())
         throw StoreError(fmt::format("'{}' is not a phasemap results DB (meta has no schema_version)", im.path.string()));
-    if (it->second != std::to_string(kSchemaVersion) && it->second != std::to_string(kOldestSchemaVersion))
+    bool known = false;
+    for (int v = kOldestSchemaVersion; v <= kSchemaVersion; ++v) known |= it->second == std::to_string(v);
+    if (!known)
         throw StoreError(fmt::format("results DB '{}' has phasemap schema version {}, this phasemap reads and writes "
-                                     "version {} (and migrates version {}): use a new DB file (or the phasemap release that wrote it)",
-                                     im.path.string(), it->second, kSchemaVersion, kOldestSchemaVersion));
+                                     "version {} (and migrates versions {} to {}): use a new DB file (or the phasemap release "
+                                     "that wrote it)",
+                                     im.path.string(), it->second, kSchemaVersion, kOldestSchemaVersion, kSchemaVersion - 1));
     for (const char* tb : kTables)
         if (!names.count(tb))
             throw StoreError(fmt::format("results DB '{}' lacks the {} table", im.path.string(), tb));
@@ -416,6 +431,7 @@ std::unique_ptr<Store> Store::open(const fs::path& path, const OpenOptions& opt)
     } else if (!opt.read_only) {
         migrate_routing_columns(*im);
         migrate_to_v3(*im);
+        migrate_to_v4(*im);
         if (!opt.manifest_hash.empty()) {
             const auto m = im->meta();
             if (!m.count("manifest_hash"))
@@ -531,6 +547,7 @@ void append_run(Store::Impl& im, const RunRow& run, const metrics::RunSummary& s
             a.str(missing.dump());
             a.str_or_null(run.states_path);
             for (const auto& c : routing_run_cols()) a.dbl(vals.at(c));
+            a.str_or_null(run.output_stats);
             a.end_row();
             a.close();
         }
@@ -915,5 +932,7 @@ void set_meta_for_test(const fs::path& db, const std::string& key, const std::st
     auto im = open_raw(db, false);
     im->exec(fmt::format("INSERT OR REPLACE INTO meta VALUES ({}, {})", q(key), q(value)));
 }
+
+void exec_for_test(const fs::path& db, const std::string& sql) { open_raw(db, false)->exec(sql); }
 
 }  // namespace phasemap::store

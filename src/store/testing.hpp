@@ -12,4 +12,8 @@ namespace phasemap::store {
 // test needs to fake a DB of another schema version. Throws StoreError as Store::open does.
 void set_meta_for_test(const fs::path& db, const std::string& key, const std::string& value);
 
+// Runs one SQL statement on the DB at `db`, opened for writing without any migration: what a test
+// needs to fake a DB of an older layout (e.g. drop a column a later version added).
+void exec_for_test(const fs::path& db, const std::string& sql);
+
 }  // namespace phasemap::store

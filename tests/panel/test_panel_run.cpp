@@ -259,6 +259,18 @@ TEST(PanelRun, OutputStatsInTheGraphEqualTheHostReference) {
     EXPECT_EQ(rows(host, toks), rows(graph, toks));
     const char* stats = "SELECT entropy, top1, margin, surprisal FROM tokens ORDER BY run_id, t";
     pmtest::expect_same_within(rows(host, stats), rows(graph, stats), 1e-6, "graph statistics against host");
+    // Each run records where its statistics were computed (schema version 4).
+    const char* where = "SELECT DISTINCT output_stats FROM runs";
+    EXPECT_EQ(rows(host, where), std::vector<std::string>{"host"});
+    EXPECT_EQ(rows(graph, where), std::vector<std::string>{"graph"});
+    // Sampled runs keep the host path in graph mode, and say so; greedy ones of the same panel do not.
+    const auto mixed = write(d / "mixed.toml", manifest(F, "temperatures = [0.0, 0.8]\nseeds = 1\nn_predict = 4\n", false));
+    const auto mdb = d / "mixed.duckdb";
+    ASSERT_EQ(pm({"panel", "run", mixed.string(), "--db", mdb.string(), "--parallel", "2", "-t", "1", "-q", "--output-stats", "graph"})
+                  .exit_code,
+              0);
+    EXPECT_EQ(rows(mdb, "SELECT DISTINCT temperature, output_stats FROM runs ORDER BY ALL"),
+              (std::vector<std::string>{"0.0\tgraph", "0.8\thost"}));
     const auto r = pm({"panel", "run", m.string(), "--db", (d / "bad.duckdb").string(), "--output-stats", "gpu"});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("--output-stats"), std::string::npos) << r.err;

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "phasemap/store/store.hpp"
+#include "store/testing.hpp"
 #include "support/paths.hpp"
 
 using namespace phasemap;
@@ -85,7 +86,13 @@ TEST(SchemaV3, AVersion2DbIsReadAsItIsAndMigratedWhenOpenedForWriting) {
         EXPECT_EQ(check_every_row(*s), before.size());
         EXPECT_EQ(v2_rows(*s), before);   // the version-2 columns untouched
     }
-    // Opened again (now version 3): nothing changes.
+    // Version 4 too: runs.output_stats, NULL for these runs (where their statistics were computed
+    // was not recorded).
+    {
+        const auto s = Store::open(p, {.read_only = true});
+        EXPECT_EQ(s->rows("SELECT count(*) FROM runs WHERE output_stats IS NULL"), std::vector<std::string>{"2"});
+    }
+    // Opened again (now version 4): nothing changes.
     const auto s = Store::open(p, {});
     EXPECT_EQ(check_every_row(*s), before.size());
     EXPECT_EQ(s->count("runs"), 2);
@@ -114,4 +121,53 @@ TEST(SchemaV3, MergeTakesAVersion2AndAVersion3Db) {
     EXPECT_EQ(check_every_row(*s), 2u * 6u * 9u);
     // The version-2 input was only read.
     EXPECT_EQ(Store::open(v2, {.read_only = true})->meta().at("schema_version"), "2");
+}
+
+namespace {
+
+// The last column of the runs table.
+std::string last_runs_column(const Store& s) {
+    const auto c = s.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs' "
+                          "ORDER BY ordinal_position DESC LIMIT 1");
+    return c.empty() ? "" : c[0];
+}
+
+}  // namespace
+
+// Schema version 4 (runs.output_stats): a version-3 DB (the fixture migrated, then the column
+// dropped and the version set back) is read as it is and migrated when opened for writing; the
+// column lands last, as in a new DB, and the runs already there keep NULL.
+TEST(SchemaV4, AVersion3DbGetsOutputStatsWhenOpenedForWriting) {
+    pmtest::TempDir d;
+    const fs::path p = unpack_v2(d.path, "v3.duckdb");
+    { Store::open(p, {}); }
+    exec_for_test(p, "ALTER TABLE runs DROP COLUMN output_stats");
+    set_meta_for_test(p, "schema_version", "3");
+    std::vector<std::string> before;
+    {
+        const auto s = Store::open(p, {.read_only = true});
+        EXPECT_EQ(s->meta().at("schema_version"), "3");
+        EXPECT_NE(last_runs_column(*s), "output_stats");
+        before = s->rows("SELECT * FROM runs ORDER BY run_id");
+        ASSERT_EQ(before.size(), 2u);
+    }
+    {
+        const auto s = Store::open(p, {});
+        EXPECT_EQ(s->meta().at("schema_version"), "4");
+        EXPECT_EQ(last_runs_column(*s), "output_stats");
+        EXPECT_EQ(s->rows("SELECT count(*) FROM runs WHERE output_stats IS NULL"), std::vector<std::string>{"2"});
+        EXPECT_EQ(s->rows("SELECT * EXCLUDE (output_stats) FROM runs ORDER BY run_id"), before);
+    }
+    // A new DB has the same column order.
+    const auto fresh = Store::open(d / "new.duckdb", {});
+    EXPECT_EQ(last_runs_column(*fresh), "output_stats");
+    // merge takes the version-3 layout (columns by name; the column NULL for its runs).
+    const fs::path v3b = unpack_v2(d.path, "v3b.duckdb");
+    { Store::open(v3b, {}); }
+    exec_for_test(v3b, "ALTER TABLE runs DROP COLUMN output_stats");
+    set_meta_for_test(v3b, "schema_version", "3");
+    const auto r = merge({v3b}, d / "merged.duckdb");
+    EXPECT_EQ(r.runs_added, 2);
+    EXPECT_EQ(Store::open(d / "merged.duckdb", {.read_only = true})->rows("SELECT count(*) FROM runs WHERE output_stats IS NULL"),
+              std::vector<std::string>{"2"});
 }

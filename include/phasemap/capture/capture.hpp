@@ -255,6 +255,9 @@ struct RunStart {
     int n_embd = 0;
     int n_vocab = 0;
     RoutingLayout routing;
+    // Where this run's output statistics are computed: "graph" (EngineFacts::output_stats is graph
+    // and the sequence is greedy) or "host" (the host path, or a sampled sequence in graph mode).
+    std::string output_stats = "host";
 };
 
 // One generated token.

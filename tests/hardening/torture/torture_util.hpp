@@ -100,15 +100,17 @@ inline const std::vector<std::pair<std::string, std::string>>& run_tables() {
 }
 
 // Everything the DB holds about the panel, row by row, in a canonical order. `models_sql`: the
-// models query (the default compares every column).
-inline std::vector<std::string> dump(const fs::path& db, const std::string& models_sql = "SELECT * FROM models ORDER BY label") {
+// models query (the default compares every column); `runs_cols`: the runs columns (default all).
+inline std::vector<std::string> dump(const fs::path& db, const std::string& models_sql = "SELECT * FROM models ORDER BY label",
+                                     const std::string& runs_cols = "*") {
     auto s = open_ro(db);
     std::vector<std::string> out;
     out.push_back("-- models");
     for (auto& r : s->rows(models_sql)) out.push_back(std::move(r));
     for (const auto& [t, order] : run_tables()) {
         out.push_back("-- " + t);
-        for (auto& r : s->rows("SELECT * FROM " + t + " ORDER BY " + order)) out.push_back(std::move(r));
+        const std::string cols = t == "runs" ? runs_cols : "*";
+        for (auto& r : s->rows("SELECT " + cols + " FROM " + t + " ORDER BY " + order)) out.push_back(std::move(r));
     }
     return out;
 }

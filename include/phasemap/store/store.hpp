@@ -39,8 +39,8 @@ namespace fs = std::filesystem;
 // 3: token_layers.layer_kind / layer_index / depth (metrics::LayerId of the label; block:L−1 and
 //    hf:L at different depths). A version-2 DB is read as it is (depth comes from the label) and
 //    migrated to version 3 when opened for writing; merge takes version-2 inputs.
-// 4: runs.output_stats ("graph" or "host": where the engine computed the output statistics,
-//    capture::EngineFacts::output_stats). Version-2 and -3 DBs are read as they are and migrated
+// 4: runs.output_stats ("graph" or "host": where the engine computed the run's output statistics,
+//    capture::RunStart::output_stats). Version-2 and -3 DBs are read as they are and migrated
 //    (the column NULL for their runs: not recorded) when opened for writing; merge takes them.
 inline constexpr int kSchemaVersion = 4;
 inline constexpr int kOldestSchemaVersion = 2;
@@ -91,7 +91,7 @@ struct RunRow {
     std::string stop_reason;
     std::string text;
     std::string states_path;     // NPZ of the raw states, relative to the DB's directory; "" when not kept
-    std::string output_stats;    // "graph" / "host" (EngineFacts::output_stats); "" = not recorded (NULL)
+    std::string output_stats;    // "graph" / "host" (RunStart::output_stats); "" = not recorded (NULL)
 };
 
 // Per-token data of a run: one entry per generated token.

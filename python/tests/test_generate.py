@@ -82,6 +82,10 @@ def test_output_stats_in_the_graph_equal_the_host_reference(model):
     graph = model.generate(PROMPT, n=12, output_stats="graph")[0]
     assert graph.token_ids.tolist() == host.token_ids.tolist()
     assert graph.metadata["engine"]["output_stats"] == "graph" and host.metadata["engine"]["output_stats"] == "host"
+    # Per run: the path it took; a sampled run keeps the host path in graph mode.
+    assert graph.metadata["output_stats"] == "graph" and host.metadata["output_stats"] == "host"
+    sampled = model.generate(PROMPT, n=4, output_stats="graph", temperature=0.8, seed=3)[0]
+    assert sampled.metadata["engine"]["output_stats"] == "graph" and sampled.metadata["output_stats"] == "host"
     for k in ("entropy", "top1", "margin", "surprisal"):
         a, b = getattr(host, k), getattr(graph, k)
         assert np.all(np.abs(a - b) <= 1e-6 * np.maximum(1.0, np.abs(a))), k

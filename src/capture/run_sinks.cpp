@@ -59,6 +59,7 @@ void add_run_start_metadata(nlohmann::json& meta, const RunStart& s) {
                            {"weight_tensors", s.routing.weight_tensors}};
     meta["run_index"] = s.run_index;
     meta["prompt_text"] = s.prompt_text;
+    meta["output_stats"] = s.output_stats;  // this run's path (engine.output_stats: the engine's mode)
     // The model's block count (provenance "model.n_layer") places hf:L on the depth axis.
     int n_layer = 0;
     if (meta.contains("model") && meta["model"].is_object()) n_layer = meta["model"].value("n_layer", 0);

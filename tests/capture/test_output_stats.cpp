@@ -207,6 +207,10 @@ double graph_vs_host(const std::shared_ptr<Model>& model, EngineOptions o, const
     EXPECT_EQ(h.facts().output_stats, "host");
     const auto a = run(g, reqs);
     const auto b = run(h, reqs);
+    for (size_t i = 0; i < reqs.size(); ++i) {  // each run says which path it took (greedy: the engine's)
+        EXPECT_EQ(a[i].start.output_stats, reqs[i].sampling.temperature > 0 ? "host" : "graph") << "prompt " << i;
+        EXPECT_EQ(b[i].start.output_stats, "host") << "prompt " << i;
+    }
     double worst = 0;
     for (size_t i = 0; i < reqs.size(); ++i) {
         EXPECT_EQ(a[i].end.text, b[i].end.text) << "prompt " << i;

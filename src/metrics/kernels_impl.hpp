@@ -14,6 +14,7 @@
 #include "lanes.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 
 #ifndef PM_KERNELS_NS
@@ -85,13 +86,15 @@ PM_INLINE void full_step(V v, double* __restrict vp, std::size_t j, V* s) {
     store(vp + j, v);
 }
 
-template <class T>
-PM_INLINE StepSums token_step_impl(const T* __restrict h, double norm, double* __restrict xp, double* __restrict vp,
+// kFinite: s, and with it every h_j (s is their norm), is finite, so the division needs no guard
+// for infinite or NaN dividends; otherwise it divides.
+template <bool kFinite, class T>
+PM_INLINE StepSums token_step_rows(const T* __restrict h, double s, double* __restrict xp, double* __restrict vp,
                                    std::size_t n, int stage) {
-    const double s = std::max(norm, 1e-12);  // §2.1 x_t = h_t / max(‖h_t‖, 1e-12)
     const double y = 1.0 / s;
     const auto x_at = [&]<class V>(std::size_t j) {
-        return lanes::div_rn(load<V>(h + j), lanes::splat<V>(s), lanes::splat<V>(y));
+        if constexpr (kFinite) return lanes::div_rn<true>(load<V>(h + j), lanes::splat<V>(s), lanes::splat<V>(y));
+        else return load<V>(h + j) / lanes::splat<V>(s);
     };
     if (stage <= 0)
         return over_lanes<0>(n, [&]<class V>(std::size_t j, V*) { store(xp + j, x_at.template operator()<V>(j)); });
@@ -109,6 +112,13 @@ PM_INLINE StepSums token_step_impl(const T* __restrict h, double norm, double* _
         store(xp + j, x);
         full_step(v, vp, j, sums);
     });
+}
+
+template <class T>
+PM_INLINE StepSums token_step_impl(const T* __restrict h, double norm, double* __restrict xp, double* __restrict vp,
+                                   std::size_t n, int stage) {
+    const double s = std::max(norm, 1e-12);  // §2.1 x_t = h_t / max(‖h_t‖, 1e-12)
+    return std::isfinite(s) ? token_step_rows<true>(h, s, xp, vp, n, stage) : token_step_rows<false>(h, s, xp, vp, n, stage);
 }
 
 PM_INLINE double scale_clamp_sumsq_impl(const float* __restrict h, const double* __restrict c,

@@ -101,16 +101,19 @@ constexpr bool kFma = false;
 // q1 = q0 + (a − b·q0)·y brings it within one ulp; from a quotient within one ulp, a second
 // correction rounds to the nearest double of a / b (Markstein's theorem: the residual a − b·q1 is
 // exact in an fma). That needs no overflow or underflow on the way, which holds for the kernels'
-// operands (float data: |a| ≤ 2^129, |a| ≥ 2^-150 unless 0, 1e-12 ≤ b ≤ 2^140). A zero a gives a·y,
-// so −0 / b stays −0. Four fmas and a multiply cost less than a division on x86-64-v3 CPUs.
+// operands (float data: |a| ≤ 2^129, |a| ≥ 2^-150 unless 0, 1e-12 ≤ b ≤ 2^140). A zero, infinite or
+// NaN a gives a·y (finite b > 0), so −0 / b stays −0 and ±inf / b stays ±inf, as division gives them.
+// Four fmas and a multiply cost less than a division on x86-64-v3 CPUs.
 // tests/metrics/test_kernels.cpp compares it with division on random and adversarial operands.
-template <class V>
+// kFiniteA: the caller knows a is finite, and the guard for infinite and NaN dividends is left out.
+template <bool kFiniteA = false, class V>
 PM_INLINE V div_rn(V a, V b, V y) {
     if constexpr (kFma) {
         const V q0 = a * y;
         const V q1 = fma(fma(-b, q0, a), y, q0);
         const V q2 = fma(fma(-b, q1, a), y, q1);
-        return select(a == 0, q0, q2);
+        if constexpr (kFiniteA) return select(a == 0, q0, q2);
+        else return select((a == 0) | ((q0 - q0) != 0), q0, q2);
     } else {
         (void)y;
         return a / b;

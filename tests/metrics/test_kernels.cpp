@@ -127,6 +127,14 @@ TEST(Kernels, ScaleClampKeepsTheSignOfZeroAndClampsAtK) {
         EXPECT_EQ(out[3], -5.0);
         EXPECT_FALSE(std::signbit(out[4]));
         EXPECT_EQ(sum, 50.0);
+        // Non-finite states as division gives them: ±inf clamps to ±k, NaN stays NaN.
+        const float inf = std::numeric_limits<float>::infinity();
+        const std::vector<float> bad = {inf, -inf, std::numeric_limits<float>::quiet_NaN()};
+        std::vector<double> o3(3);
+        (void)kernels::scale_clamp_sumsq(bad.data(), c.data(), s.data(), inv.data(), 5.0, o3.data(), 3);
+        EXPECT_EQ(o3[0], 5.0);
+        EXPECT_EQ(o3[1], -5.0);
+        EXPECT_TRUE(std::isnan(o3[2]));
     });
 }
 
@@ -136,8 +144,10 @@ TEST(Kernels, TokenStepNormalisesExactlyAsDivision) {
         for (const std::size_t n : {1u, 15u, 16u, 17u, 901u}) {
             std::vector<float> h(n);
             std::vector<double> xp(n), vp(n);
-            for (const double norm : {0.0, 1e-300, 1e-13, 1e-12, 0.3, 1.0, 7.7, 1e20, 3e40}) {
+            const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+            for (const double norm : {0.0, 1e-300, 1e-13, 1e-12, 0.3, 1.0, 7.7, 1e20, 3e40, inf, nan}) {
                 for (auto& x : h) x = random_float(g);
+                if (!std::isfinite(norm)) h[n / 2] = static_cast<float>(norm);  // the state a non-finite norm comes from
                 (void)kernels::token_step(h.data(), norm, xp.data(), vp.data(), n, 0);
                 const double s = std::max(norm, 1e-12);
                 for (std::size_t j = 0; j < n; ++j)

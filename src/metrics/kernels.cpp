@@ -7,7 +7,6 @@
 #include "kernels_table.hpp"
 
 #include <atomic>
-#include <string>
 
 namespace phasemap::metrics::kernels {
 namespace {

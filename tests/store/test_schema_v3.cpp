@@ -132,17 +132,24 @@ std::string last_runs_column(const Store& s) {
     return c.empty() ? "" : c[0];
 }
 
-}  // namespace
-
-// Schema version 4 (runs.output_stats): a version-3 DB (the fixture migrated, then the column
-// dropped and the version set back) is read as it is and migrated when opened for writing; the
-// column lands last, as in a new DB, and the runs already there keep NULL.
-TEST(SchemaV4, AVersion3DbGetsOutputStatsWhenOpenedForWriting) {
-    pmtest::TempDir d;
-    const fs::path p = unpack_v2(d.path, "v3.duckdb");
+// A version-3 DB: the fixture migrated (to the current version), then runs.output_stats dropped
+// and the version set back to 3.
+fs::path unpack_v3(const fs::path& dir, const std::string& name) {
+    const fs::path p = unpack_v2(dir, name);
     { Store::open(p, {}); }
     exec_for_test(p, "ALTER TABLE runs DROP COLUMN output_stats");
     set_meta_for_test(p, "schema_version", "3");
+    return p;
+}
+
+}  // namespace
+
+// Schema version 4 (runs.output_stats): a version-3 DB (unpack_v3) is read as it is and migrated
+// when opened for writing; the column lands last, as in a new DB, and the runs already there keep
+// NULL.
+TEST(SchemaV4, AVersion3DbGetsOutputStatsWhenOpenedForWriting) {
+    pmtest::TempDir d;
+    const fs::path p = unpack_v3(d.path, "v3.duckdb");
     std::vector<std::string> before;
     {
         const auto s = Store::open(p, {.read_only = true});
@@ -162,10 +169,7 @@ TEST(SchemaV4, AVersion3DbGetsOutputStatsWhenOpenedForWriting) {
     const auto fresh = Store::open(d / "new.duckdb", {});
     EXPECT_EQ(last_runs_column(*fresh), "output_stats");
     // merge takes the version-3 layout (columns by name; the column NULL for its runs).
-    const fs::path v3b = unpack_v2(d.path, "v3b.duckdb");
-    { Store::open(v3b, {}); }
-    exec_for_test(v3b, "ALTER TABLE runs DROP COLUMN output_stats");
-    set_meta_for_test(v3b, "schema_version", "3");
+    const fs::path v3b = unpack_v3(d.path, "v3b.duckdb");
     const auto r = merge({v3b}, d / "merged.duckdb");
     EXPECT_EQ(r.runs_added, 2);
     EXPECT_EQ(Store::open(d / "merged.duckdb", {.read_only = true})->rows("SELECT count(*) FROM runs WHERE output_stats IS NULL"),

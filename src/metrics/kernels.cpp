@@ -73,4 +73,15 @@ StepSums layer_step(const double* h0, const double* h1, double* vprev, std::size
     return best().layer_step_d(h0, h1, vprev, n, first);
 }
 
+void select_range(const float* rows, std::size_t T, std::size_t d, std::size_t step, float* mn, float* mx, float* nz) {
+    best().select_range(rows, T, d, step, mn, mx, nz);
+}
+void select_histogram(const float* rows, std::size_t T, std::size_t d, const float* lo, const float* sc,
+                      std::size_t bins, std::uint32_t* hist, std::size_t stride, float* nz) {
+    best().select_histogram(rows, T, d, lo, sc, bins, hist, stride, nz);
+}
+void select_windows(const float* rows, std::size_t T, std::size_t d, const SelectWindows& w) {
+    best().select_windows(rows, T, d, w);
+}
+
 }  // namespace phasemap::metrics::kernels

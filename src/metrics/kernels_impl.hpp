@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 #ifndef PM_KERNELS_NS
 #error "define PM_KERNELS_NS before including kernels_impl.hpp"
@@ -146,6 +148,164 @@ PM_INLINE StepSums layer_step_impl(const T* __restrict h0, const T* __restrict h
     });
 }
 
+// ---- clipped_mad's selection passes (normalize.cpp). Comparisons and one float32 product only, so
+// every set gives the same counts and keeps the same values; columns go in chunks of kSelCols.
+constexpr std::size_t kSelCols = 64;
+
+PM_INLINE void range_row(const float* __restrict h, float* __restrict mn, float* __restrict mx,
+                         float* __restrict nz, std::size_t d) {
+    for (std::size_t j = 0; j < d; ++j) {
+        const float x = h[j];
+        nz[j] += x * 0.0f;  // stays 0 while x is finite (±inf · 0 and NaN are NaN)
+        mn[j] = x < mn[j] ? x : mn[j];
+        mx[j] = mx[j] < x ? x : mx[j];
+    }
+}
+
+void select_range_impl(const float* rows, std::size_t T, std::size_t d, std::size_t step, float* mn, float* mx,
+                       float* nz) {
+    step = std::max<std::size_t>(step, 1);
+    for (std::size_t t = 0; t < T; t += step) range_row(rows + t * d, mn, mx, nz, d);
+}
+
+PM_INLINE void bins_row(const float* __restrict h, const float* __restrict lo, const float* __restrict sc, float top,
+                        std::int32_t* __restrict bin, float* __restrict nz, std::size_t d) {
+    for (std::size_t j = 0; j < d; ++j) {
+        nz[j] += h[j] * 0.0f;  // stays 0 while the values are finite (±inf · 0 and NaN are NaN)
+        float v = (h[j] - lo[j]) * sc[j];  // monotone in h (±inf at the ends clamps)
+        v = v < top ? v : top;
+        v = v > 0 ? v : 0;
+        bin[j] = static_cast<std::int32_t>(v);
+    }
+}
+
+void select_histogram_impl(const float* rows, std::size_t T, std::size_t d, const float* lo, const float* sc,
+                           std::size_t bins, std::uint32_t* hist, std::size_t stride, float* nz) {
+    if (bins == 0) return;
+    const float top = static_cast<float>(bins - 1);
+    alignas(64) std::int32_t bin[kSelCols];
+    for (std::size_t c0 = 0; c0 < d; c0 += kSelCols) {
+        const std::size_t w = std::min(kSelCols, d - c0);
+        std::uint32_t* h = hist + c0 * stride;
+        for (std::size_t t = 0; t < T; ++t) {
+            bins_row(rows + t * d + c0, lo + c0, sc + c0, top, bin, nz + c0, w);
+            for (std::size_t j = 0; j < w; ++j) ++h[j * stride + static_cast<std::size_t>(bin[j])];
+        }
+    }
+}
+
+PM_INLINE void keep(std::uint32_t* n, float* kept, std::size_t cap, std::size_t j, float x) {
+    const std::uint32_t m = n[j]++;
+    if (m < cap) kept[j * cap + m] = x;
+}
+
+#if defined(__AVX512F__)
+// Sixteen dimensions per compare: the flags of a row are bit masks, and a row without any (most
+// rows) costs no branch beyond one test.
+void select_windows_impl(const float* rows, std::size_t T, std::size_t d, const SelectWindows& w) {
+    for (std::size_t c0 = 0; c0 < d; c0 += kSelCols) {
+        const std::size_t width = std::min(kSelCols, d - c0);
+        constexpr std::size_t kChunks = kSelCols / 16;
+        __mmask16 live[kChunks];
+        __m512 a[kChunks], b[kChunks], p1[kChunks], p0[kChunks], q0[kChunks], q1[kChunks];
+        __m512i below[kChunks], inner[kChunks];
+        const __m512i one = _mm512_set1_epi32(1);
+        for (std::size_t c = 0; c < kChunks; ++c) {
+            const std::size_t lo = c * 16;
+            live[c] = lo >= width ? 0 : width - lo >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (width - lo)) - 1);
+            const std::size_t o = c0 + lo;
+            a[c] = _mm512_maskz_loadu_ps(live[c], w.a + o);
+            b[c] = _mm512_maskz_loadu_ps(live[c], w.b + o);
+            p1[c] = _mm512_maskz_loadu_ps(live[c], w.p1 + o);
+            p0[c] = _mm512_maskz_loadu_ps(live[c], w.p0 + o);
+            q0[c] = _mm512_maskz_loadu_ps(live[c], w.q0 + o);
+            q1[c] = _mm512_maskz_loadu_ps(live[c], w.q1 + o);
+            below[c] = inner[c] = _mm512_setzero_si512();
+        }
+        for (std::size_t t = 0; t < T; ++t) {
+            const float* x = rows + t * d + c0;
+            std::uint64_t med = 0, mad = 0;
+            for (std::size_t c = 0; c < kChunks; ++c) {
+                const __m512 v = _mm512_maskz_loadu_ps(live[c], x + c * 16);
+                const __mmask16 lt = _mm512_mask_cmp_ps_mask(live[c], v, a[c], _CMP_LT_OQ);
+                below[c] = _mm512_mask_add_epi32(below[c], lt, below[c], one);
+                const __mmask16 in =
+                    _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(live[c], p0[c], v, _CMP_LT_OQ), v, q0[c], _CMP_LT_OQ);
+                inner[c] = _mm512_mask_add_epi32(inner[c], in, inner[c], one);
+                const __mmask16 m =
+                    _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(live[c], a[c], v, _CMP_LE_OQ), v, b[c], _CMP_LE_OQ);
+                const __mmask16 l =
+                    _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(live[c], p1[c], v, _CMP_LE_OQ), v, p0[c], _CMP_LE_OQ);
+                const __mmask16 h =
+                    _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(live[c], q0[c], v, _CMP_LE_OQ), v, q1[c], _CMP_LE_OQ);
+                med |= static_cast<std::uint64_t>(m) << (c * 16);
+                mad |= static_cast<std::uint64_t>(static_cast<std::uint16_t>(l | h)) << (c * 16);
+            }
+            if ((med | mad) == 0) continue;
+            for (; med; med &= med - 1) {
+                const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(med));
+                keep(w.n_med, w.kept_med, w.cap, c0 + j, x[j]);
+            }
+            for (; mad; mad &= mad - 1) {
+                const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(mad));
+                keep(w.n_mad, w.kept_mad, w.cap, c0 + j, x[j]);
+            }
+        }
+        for (std::size_t c = 0; c < kChunks; ++c) {
+            const std::size_t o = c0 + c * 16;
+            _mm512_mask_storeu_epi32(w.below + o, live[c],
+                                     _mm512_add_epi32(_mm512_maskz_loadu_epi32(live[c], w.below + o), below[c]));
+            _mm512_mask_storeu_epi32(w.inner + o, live[c],
+                                     _mm512_add_epi32(_mm512_maskz_loadu_epi32(live[c], w.inner + o), inner[c]));
+        }
+    }
+}
+#else
+// flag_j bit 0: the median window, bit 1: a MAD window; the flags are rare, so eight are tested at
+// a time.
+PM_INLINE void window_row(const float* __restrict h, const SelectWindows& w, std::size_t c0,
+                          std::uint8_t* __restrict flag, std::size_t d) {
+    const float* __restrict a = w.a + c0;
+    const float* __restrict b = w.b + c0;
+    const float* __restrict p1 = w.p1 + c0;
+    const float* __restrict p0 = w.p0 + c0;
+    const float* __restrict q0 = w.q0 + c0;
+    const float* __restrict q1 = w.q1 + c0;
+    std::uint32_t* __restrict below = w.below + c0;
+    std::uint32_t* __restrict inner = w.inner + c0;
+    for (std::size_t j = 0; j < d; ++j) {
+        const float x = h[j];
+        below[j] += std::uint32_t(x < a[j]);
+        inner[j] += std::uint32_t(p0[j] < x) & std::uint32_t(x < q0[j]);
+        const std::uint32_t med = std::uint32_t(a[j] <= x) & std::uint32_t(x <= b[j]);
+        const std::uint32_t lo = std::uint32_t(p1[j] <= x) & std::uint32_t(x <= p0[j]);
+        const std::uint32_t hi = std::uint32_t(q0[j] <= x) & std::uint32_t(x <= q1[j]);
+        flag[j] = static_cast<std::uint8_t>(med | (lo | hi) << 1);
+    }
+}
+
+void select_windows_impl(const float* rows, std::size_t T, std::size_t d, const SelectWindows& w) {
+    alignas(8) std::uint8_t flag[kSelCols];
+    for (std::size_t c0 = 0; c0 < d; c0 += kSelCols) {
+        const std::size_t width = std::min(kSelCols, d - c0);
+        for (std::size_t t = 0; t < T; ++t) {
+            const float* x = rows + t * d + c0;
+            window_row(x, w, c0, flag, width);
+            for (std::size_t j = 0; j < width; j += 8) {
+                std::uint64_t word = 0;
+                std::memcpy(&word, flag + j, std::min<std::size_t>(8, width - j));
+                while (word) {
+                    const std::size_t q = j + static_cast<std::size_t>(__builtin_ctzll(word)) / 8;
+                    word &= ~(std::uint64_t{0xff} << (q - j) * 8);
+                    if (flag[q] & 1u) keep(w.n_med, w.kept_med, w.cap, c0 + q, x[q]);
+                    if (flag[q] & 2u) keep(w.n_mad, w.kept_mad, w.cap, c0 + q, x[q]);
+                }
+            }
+        }
+    }
+}
+#endif
+
 }  // namespace
 
 namespace PM_KERNELS_NS {
@@ -170,6 +330,9 @@ const Table table = {
     [](const double* h0, const double* h1, double* vp, std::size_t n, bool first) {
         return layer_step_impl(h0, h1, vp, n, first);
     },
+    select_range_impl,
+    select_histogram_impl,
+    select_windows_impl,
 };
 }  // namespace PM_KERNELS_NS
 

@@ -18,6 +18,10 @@ struct Table {
                                 std::size_t);
     StepSums (*layer_step_f)(const float*, const float*, double*, std::size_t, bool);
     StepSums (*layer_step_d)(const double*, const double*, double*, std::size_t, bool);
+    void (*select_range)(const float*, std::size_t, std::size_t, std::size_t, float*, float*, float*);
+    void (*select_histogram)(const float*, std::size_t, std::size_t, const float*, const float*, std::size_t,
+                             std::uint32_t*, std::size_t, float*);
+    void (*select_windows)(const float*, std::size_t, std::size_t, const SelectWindows&);
 };
 
 // kernels_base.cpp: any CPU. kernels_v3.cpp / kernels_v4.cpp: x86-64-v3 / v4, built where

@@ -49,52 +49,14 @@ namespace {
 // bounds of the values not kept are computed exactly from the thresholds (|x − med| is monotone on
 // each side of med). A dimension whose windows miss (or hold more than kCap values), with fewer
 // than kMinRows rows, or constant (or of a range too small to divide) over the sample, is selected
-// exactly by nth_element instead.
+// exactly by nth_element instead. The three passes are kernels::select_range, select_histogram and
+// select_windows, built per instruction set like the other row kernels.
 constexpr std::size_t kCols = 64;            // dimensions per block
 constexpr std::size_t kBins = 1024;          // histogram bins per dimension
 constexpr std::size_t kHistStride = kBins + 16;  // no 4K aliasing between the dimensions' histograms
 constexpr std::size_t kMinRows = 64;
 constexpr std::size_t kRangeSample = 64;   // rows sampled for the histogram's range
 constexpr std::size_t kCap = 1024;           // values kept per dimension and window
-
-PM_CLONES void range_row(const float* __restrict h, float* __restrict mn, float* __restrict mx, float* __restrict nz,
-                         std::size_t d) {
-    for (std::size_t j = 0; j < d; ++j) {
-        const float x = h[j];
-        nz[j] += x * 0.0f;  // stays 0 while x is finite (±inf · 0 and NaN are NaN)
-        mn[j] = x < mn[j] ? x : mn[j];
-        mx[j] = mx[j] < x ? x : mx[j];
-    }
-}
-
-PM_CLONES void bins_row(const float* __restrict h, const float* __restrict lo, const float* __restrict sc,
-                        std::int32_t* __restrict bin, float* __restrict nz, std::size_t d) {
-    constexpr float top = kBins - 1;
-    for (std::size_t j = 0; j < d; ++j) {
-        nz[j] += h[j] * 0.0f;  // stays 0 while the values are finite (±inf · 0 and NaN are NaN)
-        float v = (h[j] - lo[j]) * sc[j];  // monotone in h (±inf at the ends clamps)
-        v = v < top ? v : top;
-        v = v > 0 ? v : 0;
-        bin[j] = static_cast<std::int32_t>(v);
-    }
-}
-
-// Per dimension: below += x < a; inner += p0 < x < q0; flag bit 0: a ≤ x ≤ b (median window),
-// bit 1: x in [p1, p0] or [q0, q1] (MAD windows).
-PM_CLONES void window_row(const float* __restrict h, const float* __restrict a, const float* __restrict b,
-                          const float* __restrict p1, const float* __restrict p0, const float* __restrict q0,
-                          const float* __restrict q1, std::uint32_t* __restrict below, std::uint32_t* __restrict inner,
-                          std::uint8_t* __restrict flag, std::size_t d) {
-    for (std::size_t j = 0; j < d; ++j) {
-        const float x = h[j];
-        below[j] += std::uint32_t(x < a[j]);
-        inner[j] += std::uint32_t(p0[j] < x) & std::uint32_t(x < q0[j]);
-        const std::uint32_t med = std::uint32_t(a[j] <= x) & std::uint32_t(x <= b[j]);
-        const std::uint32_t lo = std::uint32_t(p1[j] <= x) & std::uint32_t(x <= p0[j]);
-        const std::uint32_t hi = std::uint32_t(q0[j] <= x) & std::uint32_t(x <= q1[j]);
-        flag[j] = static_cast<std::uint8_t>(med | (lo | hi) << 1);
-    }
-}
 
 // numpy's linear median of a set of n values of which `below` are smaller than every v[0, m):
 // x_(n/2) for odd n, b − (b − a)·0.5 with a = x_(n/2 − 1), b = x_(n/2) for even n, as
@@ -125,19 +87,15 @@ struct Block {
     std::vector<double> lo, sc;
     std::vector<float> lof, scf;
     std::vector<std::uint32_t> hist, below, inner, n_med, n_mad;
-    std::vector<std::uint8_t> flag;
-    std::vector<std::int32_t> bin;
     std::vector<char> exact;
     explicit Block(std::size_t T)
         : buf(T * kCols), kept_med(kCols * kCap), kept_mad(kCols * kCap), sel(std::max(kCap, T)), hist(kCols * kHistStride) {
         for (auto* v : {&mn, &mx, &nz, &a, &b, &p1, &p0, &q0, &q1}) v->resize(kCols);
         for (auto* v : {&below, &inner, &n_med, &n_mad}) v->resize(kCols);
-        flag.resize(kCols);
         lo.resize(kCols);
         sc.resize(kCols);
         lof.resize(kCols);
         scf.resize(kCols);
-        bin.resize(kCols);
         exact.resize(kCols);
     }
 };
@@ -163,8 +121,7 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
     std::copy_n(buf, d, w.mn.data());
     std::copy_n(buf, d, w.mx.data());
     std::fill_n(w.nz.data(), d, 0.0f);
-    const std::size_t step = std::max<std::size_t>(1, T / kRangeSample);
-    for (std::size_t t = 0; t < T; t += step) range_row(buf + t * d, w.mn.data(), w.mx.data(), w.nz.data(), d);
+    kernels::select_range(buf, T, d, std::max<std::size_t>(1, T / kRangeSample), w.mn.data(), w.mx.data(), w.nz.data());
     bool any_fast = false;
     for (std::size_t j = 0; j < d; ++j) {
         w.lo[j] = w.mn[j];
@@ -178,10 +135,7 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
     // The histograms (all in bin 0 for the dimensions selected exactly), with the finiteness check.
     std::uint32_t* hist = w.hist.data();
     std::fill_n(hist, d * kHistStride, 0u);
-    for (std::size_t t = 0; t < T; ++t) {
-        bins_row(buf + t * d, w.lof.data(), w.scf.data(), w.bin.data(), w.nz.data(), d);
-        for (std::size_t j = 0; j < d; ++j) ++hist[j * kHistStride + static_cast<std::size_t>(w.bin[j])];
-    }
+    kernels::select_histogram(buf, T, d, w.lof.data(), w.scf.data(), kBins, hist, kHistStride, w.nz.data());
     for (std::size_t j = 0; j < d; ++j)
         if (w.nz[j] != 0)  // the first non-finite value of the block, token by token
             for (std::size_t t = 0; t < T; ++t)
@@ -224,28 +178,11 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
             w.p0[j] = w.q0[j] = static_cast<float>(mid);  // no inner interval …
             if (th > mu) w.p0[j] = static_cast<float>(mid - th + mu), w.q0[j] = static_cast<float>(mid + th - mu);  // … unless room
         }
-        for (std::size_t t = 0; t < T; ++t) {
-            const float* x = buf + t * d;
-            window_row(x, w.a.data(), w.b.data(), w.p1.data(), w.p0.data(), w.q0.data(), w.q1.data(), w.below.data(),
-                       w.inner.data(), w.flag.data(), d);
-            const std::uint8_t* f = w.flag.data();
-            for (std::size_t j = 0; j < d; j += 8) {  // flags are rare: test eight at a time
-                std::uint64_t word = 0;
-                std::memcpy(&word, f + j, std::min<std::size_t>(8, d - j));
-                while (word) {
-                    const std::size_t q = j + static_cast<std::size_t>(__builtin_ctzll(word)) / 8;
-                    word &= ~(std::uint64_t{0xff} << (q - j) * 8);
-                    if (f[q] & 1u) {
-                        const std::uint32_t m = w.n_med[q]++;
-                        if (m < kCap) w.kept_med[q * kCap + m] = x[q];
-                    }
-                    if (f[q] & 2u) {
-                        const std::uint32_t m = w.n_mad[q]++;
-                        if (m < kCap) w.kept_mad[q * kCap + m] = x[q];
-                    }
-                }
-            }
-        }
+        const kernels::SelectWindows win{w.a.data(),     w.b.data(),     w.p1.data(),       w.p0.data(),
+                                         w.q0.data(),    w.q1.data(),    w.below.data(),    w.inner.data(),
+                                         w.n_med.data(), w.n_mad.data(), w.kept_med.data(), w.kept_mad.data(),
+                                         kCap};
+        kernels::select_windows(buf, T, d, win);
         double* v = w.sel.data();
         for (std::size_t j = 0; j < d; ++j) {
             if (w.exact[j]) continue;

@@ -3,11 +3,13 @@
 // 16-lane sums in the documented order for every length (vector body and scalar tail).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "phasemap/metrics/kernels.hpp"
@@ -239,4 +241,80 @@ TEST(Kernels, TokenAndLayerAxesAreIdenticalOnEverySet) {
         ASSERT_EQ(got[i].size(), got[0].size());
         for (std::size_t j = 0; j < got[0].size(); ++j) EXPECT_TRUE(same_bits(got[i][j], got[0][j])) << i << " " << j;
     }
+}
+
+// clipped_mad's selection passes against their contract written as plain loops, for widths on
+// both sides of a 16-lane chunk and of a 64-column chunk, windows that hold ties, values on their
+// ends, empty windows (+inf, as normalize.cpp sets them), and more values than the cap.
+TEST(Kernels, SelectPassesFollowTheirContractOnEverySet) {
+    std::mt19937_64 g(11);
+    for (const std::size_t d : {1u, 15u, 16u, 17u, 64u, 70u, 130u}) {
+        const std::size_t T = 300, cap = 40, bins = 32, stride = bins + 3;
+        std::vector<float> rows(T * d);
+        for (auto& x : rows) x = static_cast<float>(static_cast<int>(g() % 41) - 20) * 0.25f;  // many ties
+        std::vector<float> a(d), b(d), p1(d), p0(d), q0(d), q1(d), lo(d), sc(d);
+        for (std::size_t j = 0; j < d; ++j) {
+            a[j] = -1.0f, b[j] = 0.5f + static_cast<float>(j % 3) * 0.25f;
+            p1[j] = -4.0f, p0[j] = -3.0f, q0[j] = 3.0f, q1[j] = 4.25f;
+            if (j % 5 == 4) a[j] = p1[j] = p0[j] = q0[j] = q1[j] = std::numeric_limits<float>::infinity(),
+                            b[j] = -std::numeric_limits<float>::infinity();
+            lo[j] = -5.0f + static_cast<float>(j % 4), sc[j] = 3.1f;
+        }
+        // The contract, element by element.
+        std::vector<std::uint32_t> below(d), inner(d), n_med(d), n_mad(d), hist(d * stride);
+        std::vector<float> kmed(d * cap), kmad(d * cap), mn(d, 1e9f), mx(d, -1e9f), nz(d), nzh(d);
+        for (std::size_t t = 0; t < T; ++t)
+            for (std::size_t j = 0; j < d; ++j) {
+                const float x = rows[t * d + j];
+                if (t % 7 == 0) mn[j] = std::min(mn[j], x), mx[j] = std::max(mx[j], x);
+                below[j] += x < a[j];
+                inner[j] += p0[j] < x && x < q0[j];
+                if (a[j] <= x && x <= b[j] && n_med[j]++ < cap) kmed[j * cap + n_med[j] - 1] = x;
+                if (((p1[j] <= x && x <= p0[j]) || (q0[j] <= x && x <= q1[j])) && n_mad[j]++ < cap)
+                    kmad[j * cap + n_mad[j] - 1] = x;
+                const float v = std::clamp((x - lo[j]) * sc[j], 0.0f, static_cast<float>(bins - 1));
+                ++hist[j * stride + static_cast<std::size_t>(v)];
+            }
+        for_each_isa([&] {
+            SCOPED_TRACE("d " + std::to_string(d));
+            std::vector<float> gmn(d, 1e9f), gmx(d, -1e9f), gnz(d), gnzh(d);
+            kernels::select_range(rows.data(), T, d, 7, gmn.data(), gmx.data(), gnz.data());
+            EXPECT_EQ(gmn, mn);
+            EXPECT_EQ(gmx, mx);
+            EXPECT_EQ(gnz, nz);
+            std::vector<std::uint32_t> gh(d * stride);
+            kernels::select_histogram(rows.data(), T, d, lo.data(), sc.data(), bins, gh.data(), stride, gnzh.data());
+            EXPECT_EQ(gh, hist);
+            EXPECT_EQ(gnzh, nzh);
+            std::vector<std::uint32_t> gb(d, 1), gi(d, 2), gm(d), ga(d);  // the counts are added to
+            std::vector<float> gkm(d * cap, -99.0f), gka(d * cap, -99.0f);
+            const kernels::SelectWindows w{a.data(),  b.data(),  p1.data(), p0.data(), q0.data(), q1.data(), gb.data(),
+                                           gi.data(), gm.data(), ga.data(), gkm.data(), gka.data(), cap};
+            kernels::select_windows(rows.data(), T, d, w);
+            for (std::size_t j = 0; j < d; ++j) {
+                ASSERT_EQ(gb[j], below[j] + 1) << j;
+                ASSERT_EQ(gi[j], inner[j] + 2) << j;
+                ASSERT_EQ(gm[j], n_med[j]) << j;
+                ASSERT_EQ(ga[j], n_mad[j]) << j;
+                for (std::size_t i = 0; i < std::min<std::size_t>(n_med[j], cap); ++i) ASSERT_EQ(gkm[j * cap + i], kmed[j * cap + i]);
+                for (std::size_t i = 0; i < std::min<std::size_t>(n_mad[j], cap); ++i) ASSERT_EQ(gka[j * cap + i], kmad[j * cap + i]);
+                for (std::size_t i = std::min<std::size_t>(n_med[j], cap); i < cap; ++i) ASSERT_EQ(gkm[j * cap + i], -99.0f);
+            }
+            // Some dimensions have more window values than the cap, some none.
+            EXPECT_GT(*std::max_element(gm.begin(), gm.end()), cap);
+            EXPECT_EQ(gm[std::min<std::size_t>(4, d - 1)] == 0, d > 4);
+        });
+    }
+    // A non-finite value turns nz non-zero in both the range and the histogram passes.
+    std::vector<float> r = {1.0f, std::numeric_limits<float>::infinity(), 2.0f, std::nanf("")};
+    for_each_isa([&] {
+        float mn[2] = {1, 1}, mx[2] = {1, 1}, nz[2] = {0, 0}, nzh[2] = {0, 0}, lo[2] = {0, 0}, sc[2] = {1, 1};
+        std::uint32_t h[8] = {};
+        kernels::select_range(r.data(), 2, 2, 1, mn, mx, nz);
+        kernels::select_histogram(r.data(), 2, 2, lo, sc, 4, h, 4, nzh);
+        EXPECT_EQ(nz[0], 0.0f);
+        EXPECT_TRUE(std::isnan(nz[1]));
+        EXPECT_EQ(nzh[0], 0.0f);
+        EXPECT_TRUE(std::isnan(nzh[1]));
+    });
 }

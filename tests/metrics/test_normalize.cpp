@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "phasemap/metrics/kernels.hpp"
 #include "phasemap/metrics/normalize.hpp"
 #include "phasemap/metrics/mad_scaling.hpp"
 #include "phasemap/metrics/token_axis.hpp"
@@ -173,19 +174,25 @@ std::vector<double> clipped_mad_reference(const RowsView<float>& states, double 
 
 // Bit for bit, except that a zero z may differ in sign: the reference's nth_element returns an
 // unspecified one of −0 / +0 as a zero median, and −0 − (±0) keeps that choice in z's sign.
+// On every instruction set this CPU runs (the selection passes are built per set).
 void expect_same_as_reference(const std::vector<float>& h, std::size_t T, std::size_t d, double k = 5.0) {
     const RowsView<float> v(h.data(), T, d);
-    const std::vector<double> got = clipped_mad(v, k), want = clipped_mad_reference(v, k);
-    ASSERT_EQ(got.size(), want.size());
-    std::size_t bad = 0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        const bool same = std::bit_cast<std::uint64_t>(got[i]) == std::bit_cast<std::uint64_t>(want[i]) ||
-                          (got[i] == 0 && want[i] == 0);
-        if (!same && bad++ < 5)
-            ADD_FAILURE() << "T=" << T << " d=" << d << " token " << i / d << " dim " << i % d << ": " << got[i]
-                          << " vs reference " << want[i];
+    const std::vector<double> want = clipped_mad_reference(v, k);
+    for (const char* isa : {"base", "x86-64-v3", "x86-64-v4"}) {
+        if (!kernels::use_isa(isa)) continue;
+        const std::vector<double> got = clipped_mad(v, k);
+        ASSERT_EQ(got.size(), want.size());
+        std::size_t bad = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            const bool same = std::bit_cast<std::uint64_t>(got[i]) == std::bit_cast<std::uint64_t>(want[i]) ||
+                              (got[i] == 0 && want[i] == 0);
+            if (!same && bad++ < 5)
+                ADD_FAILURE() << isa << " T=" << T << " d=" << d << " token " << i / d << " dim " << i % d << ": "
+                              << got[i] << " vs reference " << want[i];
+        }
+        EXPECT_EQ(bad, 0u) << isa << " T=" << T << " d=" << d;
     }
-    EXPECT_EQ(bad, 0u) << "T=" << T << " d=" << d;
+    ASSERT_TRUE(kernels::use_isa("widest"));
 }
 
 }  // namespace

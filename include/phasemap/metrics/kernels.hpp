@@ -9,6 +9,7 @@
 // Owns: nothing; pure row kernels over caller-owned memory, read during the call only. Throws: nothing.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace phasemap::metrics::kernels {
@@ -51,5 +52,30 @@ StepSums token_step(const double* h, double norm, double* xprev, double* vprev, 
 // `first` is false); then vprev ← v.
 StepSums layer_step(const float* h0, const float* h1, double* vprev, std::size_t n, bool first);
 StepSums layer_step(const double* h0, const double* h1, double* vprev, std::size_t n, bool first);
+
+// The three passes of clipped_mad's exact selection (normalize.cpp) over one block of d
+// dimensions whose rows lie one after another (row t at rows + t·d, t < T). Every instruction set
+// returns identical counts and keeps identical values.
+
+// Per dimension j, over the rows t = 0, step, 2·step, … < T: mn_j ← min(mn_j, x), mx_j ← max(mx_j, x)
+// and nz_j += x · 0 (nz_j stays 0 while every value is finite).
+void select_range(const float* rows, std::size_t T, std::size_t d, std::size_t step, float* mn, float* mx, float* nz);
+
+// Per row and dimension: ++hist[j · stride + bin] with bin = (x − lo_j) · sc_j in float32, clamped
+// to [0, bins − 1] and truncated, and nz_j as in select_range. stride ≥ bins.
+void select_histogram(const float* rows, std::size_t T, std::size_t d, const float* lo, const float* sc,
+                      std::size_t bins, std::uint32_t* hist, std::size_t stride, float* nz);
+
+// Per row and dimension j, with the thresholds of j: below_j += x < a_j; inner_j += p0_j < x < q0_j;
+// x is kept for the median when a_j ≤ x ≤ b_j and for the MAD when p1_j ≤ x ≤ p0_j or q0_j ≤ x ≤ q1_j:
+// n_med_j (n_mad_j) counts every such value and the first cap of them, in row order, go to
+// kept_med[j · cap …] (kept_mad[j · cap …]).
+struct SelectWindows {
+    const float *a, *b, *p1, *p0, *q0, *q1;
+    std::uint32_t *below, *inner, *n_med, *n_mad;
+    float *kept_med, *kept_mad;
+    std::size_t cap;
+};
+void select_windows(const float* rows, std::size_t T, std::size_t d, const SelectWindows& w);
 
 }  // namespace phasemap::metrics::kernels

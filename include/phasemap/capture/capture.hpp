@@ -80,7 +80,7 @@ const char* thread_priority_name(ThreadPriority p);
 std::vector<std::string> thread_priority_names();
 ThreadPriority parse_thread_priority(const std::string& s);  // throws std::invalid_argument
 // The default poll level, chosen by measurement (BENCHMARKS.md, "Threads on a shared machine").
-inline constexpr int kDefaultPoll = 12;
+inline constexpr int kDefaultPoll = 8;
 struct ThreadOptions {
     int poll = kDefaultPoll;
     ThreadPriority priority = ThreadPriority::normal;

@@ -121,7 +121,7 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
     std::copy_n(buf, d, w.mn.data());
     std::copy_n(buf, d, w.mx.data());
     std::fill_n(w.nz.data(), d, 0.0f);
-    kernels::select_range(buf, T, d, std::max<std::size_t>(1, T / kRangeSample), w.mn.data(), w.mx.data(), w.nz.data());
+    kernels::select_range(buf, T, d, T / kRangeSample, w.mn.data(), w.mx.data(), w.nz.data());
     bool any_fast = false;
     for (std::size_t j = 0; j < d; ++j) {
         w.lo[j] = w.mn[j];

@@ -12,11 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "for_each_isa.hpp"
 #include "phasemap/metrics/kernels.hpp"
 #include "phasemap/metrics/layer_axis.hpp"
 #include "phasemap/metrics/token_axis.hpp"
 
 using namespace phasemap::metrics;
+using phasemap::metrics::testing::for_each_isa;
 
 namespace {
 
@@ -41,21 +43,6 @@ double edge_double(std::mt19937_64& g, int e) {
     const std::uint64_t k = g() % 512;
     const std::uint64_t mant = g() & 1 ? 0x000FFFFFFFFFFFFFull - k : k;
     return std::bit_cast<double>(mant | static_cast<std::uint64_t>(1023 + e) << 52);
-}
-
-// f() once per instruction set this CPU runs, then back to the widest.
-template <class F>
-void for_each_isa(F f) {
-    std::size_t ran = 0;
-    for (const char* isa : {"base", "x86-64-v3", "x86-64-v4"}) {
-        if (!kernels::use_isa(isa)) continue;
-        SCOPED_TRACE(isa);
-        ASSERT_EQ(kernels::isa(), isa);
-        f();
-        ++ran;
-    }
-    ASSERT_TRUE(kernels::use_isa("widest"));
-    EXPECT_GE(ran, 1u);  // base at least
 }
 
 double lane_sum_reference(const std::vector<double>& terms) {

@@ -57,8 +57,8 @@ StepSums layer_step(const double* h0, const double* h1, double* vprev, std::size
 // dimensions whose rows lie one after another (row t at rows + t·d, t < T). Every instruction set
 // returns identical counts and keeps identical values.
 
-// Per dimension j, over the rows t = 0, step, 2·step, … < T: mn_j ← min(mn_j, x), mx_j ← max(mx_j, x)
-// and nz_j += x · 0 (nz_j stays 0 while every value is finite).
+// Per dimension j, over the rows t = 0, step, 2·step, … < T (a step of 0 counts as 1):
+// mn_j ← min(mn_j, x), mx_j ← max(mx_j, x) and nz_j += x · 0 (nz_j stays 0 while every value is finite).
 void select_range(const float* rows, std::size_t T, std::size_t d, std::size_t step, float* mn, float* mx, float* nz);
 
 // Per row and dimension: ++hist[j · stride + bin] with bin = (x − lo_j) · sc_j in float32, clamped

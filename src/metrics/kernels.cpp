@@ -84,4 +84,7 @@ void select_windows(const float* rows, std::size_t T, std::size_t d, const Selec
     best().select_windows(rows, T, d, w);
 }
 
+SoftmaxSums softmax_sums(const float* logits, double mx, std::size_t n) { return best().softmax_sums(logits, mx, n); }
+TopTwo top_two(const float* x, std::size_t n) { return best().top_two(x, n); }
+
 }  // namespace phasemap::metrics::kernels

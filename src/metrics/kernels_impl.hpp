@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #ifndef PM_KERNELS_NS
 #error "define PM_KERNELS_NS before including kernels_impl.hpp"
@@ -306,6 +307,59 @@ void select_windows_impl(const float* rows, std::size_t T, std::size_t d, const 
 }
 #endif
 
+PM_INLINE SoftmaxSums softmax_sums_impl(const float* __restrict l, double mx, std::size_t n) {
+    const StepSums s = over_lanes<2>(n, [&]<class V>(std::size_t j, V* sums) {
+        const V dv = lanes::splat<V>(mx) - load<V>(l + j);
+        const V e = lanes::exp_neg(dv);
+        sums[0] += e;
+        sums[1] += e * dv;
+    });
+    return {s.vv, s.vp};
+}
+
+// One value into a running (first, second, index of first) with the sequential rule.
+PM_INLINE void top_two_step(float v, std::size_t i, float& m1, float& m2, std::size_t& at) {
+    if (v > m1) {
+        m2 = m1;
+        m1 = v;
+        at = i;
+    } else if (v > m2) {
+        m2 = v;
+    }
+}
+
+// Sixteen lanes of running (first, second, index of first) over the blocks of sixteen, then the
+// lanes merged: the top two of a union are the top two of the parts' top twos, and the first
+// index of the maximum is the smallest of the lanes that hold it.
+PM_INLINE TopTwo top_two_impl(const float* __restrict x, std::size_t n) {
+    constexpr float ninf = -std::numeric_limits<float>::infinity();
+    using f32x16 = float __attribute__((vector_size(64)));
+    using i32x16 = std::int32_t __attribute__((vector_size(64)));
+    float M1 = ninf, M2 = ninf;
+    std::size_t at = 0, j = 0;
+    if (n >= 16 && n <= std::size_t(std::numeric_limits<std::int32_t>::max())) {
+        f32x16 m1 = f32x16{} + ninf, m2 = m1;
+        i32x16 idx{}, cur;
+        for (int k = 0; k < 16; ++k) cur[k] = k;
+        for (; j + 16 <= n; j += 16, cur += 16) {
+            f32x16 v;
+            std::memcpy(&v, x + j, sizeof v);
+            const i32x16 gt1 = v > m1;
+            m2 = gt1 ? m1 : (v > m2 ? v : m2);
+            m1 = gt1 ? v : m1;
+            idx = gt1 ? cur : idx;
+        }
+        for (int k = 0; k < 16; ++k) {
+            top_two_step(m1[k], std::size_t(idx[k]), M1, M2, at);
+            top_two_step(m2[k], 0, M1, M2, at);  // a second is never the first of a lane, index unused
+        }
+        for (int k = 0; k < 16; ++k)  // the first index among the lanes whose largest equals the maximum
+            if (m1[k] == M1 && M1 > ninf) at = std::min(at, std::size_t(idx[k]));
+    }
+    for (; j < n; ++j) top_two_step(x[j], j, M1, M2, at);
+    return {M1, M2, at};
+}
+
 }  // namespace
 
 namespace PM_KERNELS_NS {
@@ -333,6 +387,8 @@ const Table table = {
     select_range_impl,
     select_histogram_impl,
     select_windows_impl,
+    [](const float* l, double mx, std::size_t n) { return softmax_sums_impl(l, mx, n); },
+    [](const float* x, std::size_t n) { return top_two_impl(x, n); },
 };
 }  // namespace PM_KERNELS_NS
 

@@ -22,6 +22,8 @@ struct Table {
     void (*select_histogram)(const float*, std::size_t, std::size_t, const float*, const float*, std::size_t,
                              std::uint32_t*, std::size_t, float*);
     void (*select_windows)(const float*, std::size_t, std::size_t, const SelectWindows&);
+    SoftmaxSums (*softmax_sums)(const float*, double, std::size_t);
+    TopTwo (*top_two)(const float*, std::size_t);
 };
 
 // kernels_base.cpp: any CPU. kernels_v3.cpp / kernels_v4.cpp: x86-64-v3 / v4, built where

@@ -305,3 +305,115 @@ TEST(Kernels, SelectPassesFollowTheirContractOnEverySet) {
         EXPECT_TRUE(std::isnan(nzh[1]));
     });
 }
+
+// The softmax kernel's exponential, seen through a one-element row (z = e^−d, w = e^−d · d):
+// within 2 ulp of e^−d in long double over [0, 700], exactly 1 at 0, 0 above 700 and at +inf,
+// NaN for NaN; the same bits on every set.
+TEST(Kernels, SoftmaxExponentialIsWithinTwoUlpOnEverySet) {
+    std::mt19937_64 g(11);
+    std::vector<double> ds = {0.0, 1e-300, 1e-17, 1e-9, 0.3465735902799726, 0.34657359027997264, std::log(2.0), 1.0, 20.0,
+                              87.5, 699.9999999999999, 700.0};
+    for (int i = 0; i < 100000; ++i) ds.push_back(random_double(g, -30, 9) * (g() % 2 ? 1.0 : 0.5));
+    for (int k = 1; k < 1010; ++k) ds.push_back(double(k) * std::log(2.0)), ds.push_back(double(k) * std::log(2.0) * 0.5);
+    std::erase_if(ds, [](double d) { return !(d <= 700.0); });
+    float zero = 0.0f;
+    std::vector<double> ref_bits;
+    for (double d : ds) ref_bits.push_back(kernels::softmax_sums(&zero, d, 1).z);
+    for_each_isa([&] {
+        for (std::size_t i = 0; i < ds.size(); ++i) {
+            const double d = ds[i];
+            const kernels::SoftmaxSums s = kernels::softmax_sums(&zero, d, 1);
+            const long double want = std::exp(-static_cast<long double>(d));
+            const double ulp = std::nextafter(static_cast<double>(want), INFINITY) - static_cast<double>(want);
+            ASSERT_LE(std::fabs(static_cast<long double>(s.z) - want), 2.0L * ulp) << "d = " << d;
+            ASSERT_TRUE(same_bits(s.z, ref_bits[i])) << "d = " << d;
+            ASSERT_TRUE(same_bits(s.w, s.z * d)) << "d = " << d;
+        }
+        EXPECT_EQ(kernels::softmax_sums(&zero, 0.0, 1).z, 1.0);
+        for (double d : {700.0000000000001, 745.2, 1e30, double(INFINITY)}) {
+            EXPECT_EQ(kernels::softmax_sums(&zero, d, 1).z, 0.0) << d;
+        }
+        EXPECT_TRUE(std::isnan(kernels::softmax_sums(&zero, std::nan(""), 1).z));
+        const float nanf = std::nanf("");
+        EXPECT_TRUE(std::isnan(kernels::softmax_sums(&nanf, 1.0, 1).z));
+        // An empty row sums to 0.
+        EXPECT_EQ(kernels::softmax_sums(&zero, 1.0, 0).z, 0.0);
+    });
+}
+
+// The softmax sums over rows of every length are sixteen-lane sums of the exponentials (each one
+// the one-element result), identical on every set, and near the long double sums.
+TEST(Kernels, SoftmaxSumsAreSixteenLaneSumsOnEverySet) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 4.0f);
+    for (std::size_t n : {1u, 2u, 15u, 16u, 17u, 31u, 33u, 1000u, 151936u}) {
+        std::vector<float> l(n);
+        for (auto& x : l) x = nd(rng);
+        const double mx = *std::max_element(l.begin(), l.end());
+        std::vector<double> e(n), ed(n);
+        long double zl = 0, wl = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const double dv = mx - static_cast<double>(l[i]);
+            const float zero = 0.0f;
+            e[i] = kernels::softmax_sums(&zero, dv, 1).z;
+            ed[i] = e[i] * dv;
+            zl += std::exp(-static_cast<long double>(dv));
+            wl += std::exp(-static_cast<long double>(dv)) * dv;
+        }
+        const double z = lane_sum_reference(e), w = lane_sum_reference(ed);
+        for_each_isa([&] {
+            const kernels::SoftmaxSums s = kernels::softmax_sums(l.data(), mx, n);
+            SCOPED_TRACE(n);
+            EXPECT_TRUE(same_bits(s.z, z));
+            EXPECT_TRUE(same_bits(s.w, w));
+            EXPECT_NEAR(s.z, static_cast<double>(zl), 1e-14 * static_cast<double>(zl));
+            EXPECT_NEAR(s.w, static_cast<double>(wl), 1e-13 * static_cast<double>(wl) + 1e-300);
+        });
+    }
+}
+
+// top_two against the sequential scan (v > first: second ← first, first ← v, index ← i; else
+// v > second: second ← v) on random rows, ties, maxima in the tail, NaN, −inf, empty rows.
+TEST(Kernels, TopTwoIsTheSequentialScanOnEverySet) {
+    const auto scan = [](const std::vector<float>& x) {
+        kernels::TopTwo t{-INFINITY, -INFINITY, 0};
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            if (x[i] > t.first) t.second = t.first, t.first = x[i], t.index = i;
+            else if (x[i] > t.second) t.second = x[i];
+        }
+        return t;
+    };
+    std::mt19937_64 g(3);
+    std::vector<std::vector<float>> rows;
+    for (std::size_t n : {0u, 1u, 2u, 15u, 16u, 17u, 32u, 33u, 47u, 64u, 100u, 4097u}) {
+        std::vector<float> r(n);
+        for (auto& x : r) x = float(int(g() % 9)) - 4.0f;  // many ties
+        rows.push_back(r);
+        for (auto& x : r) x = random_float(g);
+        rows.push_back(r);
+        if (n > 0) {
+            std::vector<float> t(n, 1.0f);
+            t[n - 1] = 2.0f;  // the maximum in the tail
+            rows.push_back(t);
+            t.assign(n, -INFINITY);
+            rows.push_back(t);
+            t.assign(n, std::nanf(""));
+            rows.push_back(t);
+            for (std::size_t i = 0; i < n; ++i) t[i] = i % 3 ? -INFINITY : std::nanf("");
+            rows.push_back(t);
+            for (std::size_t i = 0; i < n; ++i) t[i] = g() % 4 ? float(int(g() % 5)) : std::nanf("");
+            rows.push_back(t);
+            t.assign(n, 3.0f);  // all equal: the first index, second = first
+            rows.push_back(t);
+        }
+    }
+    for_each_isa([&] {
+        for (const auto& r : rows) {
+            const kernels::TopTwo want = scan(r), got = kernels::top_two(r.data(), r.size());
+            SCOPED_TRACE(r.size());
+            ASSERT_EQ(got.first, want.first);  // as values: a +0 and a −0 maximum may come from either
+            ASSERT_EQ(got.second, want.second);
+            ASSERT_EQ(got.index, want.index);
+        }
+    });
+}

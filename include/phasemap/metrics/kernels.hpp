@@ -53,6 +53,26 @@ StepSums token_step(const double* h, double norm, double* xprev, double* vprev, 
 StepSums layer_step(const float* h0, const float* h1, double* vprev, std::size_t n, bool first);
 StepSums layer_step(const double* h0, const double* h1, double* vprev, std::size_t n, bool first);
 
+// The sums of a softmax over one row of logits (token_prob_stats, METRICS.md §1): with
+// dv_i = mx − l_i in float64 and e_i = e^(−dv_i) (the kernels' own exponential: within 2 ulp, 0 for
+// dv_i > 700, NaN for a NaN dv_i), z = Σ e_i and w = Σ e_i·dv_i over sixteen lanes combined in a
+// fixed order, so every instruction set returns identical bits.
+struct SoftmaxSums {
+    double z = 0;
+    double w = 0;
+};
+SoftmaxSums softmax_sums(const float* logits, double mx, std::size_t n);
+
+// The largest and second-largest of n values as a multiset (a tied maximum is also the second)
+// and the index of the first largest; NaN never counts. −inf for a missing value, and index 0
+// when no value exceeds −inf (n = 0, or all NaN or −inf), as a sequential scan with > gives them.
+struct TopTwo {
+    float first = 0;
+    float second = 0;
+    std::size_t index = 0;
+};
+TopTwo top_two(const float* x, std::size_t n);
+
 // The three passes of clipped_mad's exact selection (normalize.cpp) over one block of d
 // dimensions whose rows lie one after another (row t at rows + t·d, t < T). Every instruction set
 // returns identical counts and keeps identical values.

@@ -110,10 +110,7 @@ void block_scaling(const RowsView<float>& states, std::size_t j0, std::size_t d,
     // the block's part of a row some tokens ahead is asked for while this one is copied.
     constexpr std::size_t kAhead = 16;
     for (std::size_t t = 0; t < T; ++t) {
-        if (t + kAhead < T) {
-            const char* p = reinterpret_cast<const char*>(states.row(t + kAhead) + j0);
-            for (std::size_t off = 0; off < d * sizeof(float); off += 64) __builtin_prefetch(p + off);
-        }
+        if (t + kAhead < T) kernels::prefetch(states.row(t + kAhead) + j0, d * sizeof(float));
         std::memcpy(buf + t * d, states.row(t) + j0, d * sizeof(float));
     }
     // The range of a sample of rows (values outside it fall into the end bins, which only widens

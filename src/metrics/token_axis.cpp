@@ -78,6 +78,10 @@ void series_rows(std::size_t n, RowAt row_at, std::size_t d, Curvature c, TokenS
     }
 }
 
+// Rows asked for ahead of the one a series is at (kernels::prefetch): far enough to hide memory
+// latency behind two rows' work, near enough to stay in the first-level cache.
+constexpr std::size_t kRowsAhead = 2;
+
 template <class T>
 std::vector<const T*> row_pointers(const RowsView<T>& v, std::span<const std::uint32_t> order) {
     std::vector<const T*> rows(order.empty() ? v.rows : order.size());
@@ -104,7 +108,11 @@ TokenSeries token_series(const RowsView<double>& states, Curvature c) {
 void token_series(const RowsView<float>& states, std::span<const std::uint32_t> order, Curvature c, TokenSeries& out) {
     const auto rows = row_pointers(states, order);
     series_rows<float>(
-        rows.size(), [&](std::size_t t, double& n2) { return n2 = kernels::sumsq(rows[t], states.cols), rows[t]; },
+        rows.size(),
+        [&](std::size_t t, double& n2) {
+            if (t + kRowsAhead < rows.size()) kernels::prefetch(rows[t + kRowsAhead], states.cols * sizeof(float));
+            return n2 = kernels::sumsq(rows[t], states.cols), rows[t];
+        },
         states.cols, c, out);
 }
 void token_series(const RowsView<double>& states, std::span<const std::uint32_t> order, Curvature c, TokenSeries& out) {
@@ -214,10 +222,7 @@ TokenAxisResult token_axis(const RowsView<float>& states, const TokenAxisOptions
             series_rows<double>(
                 states.rows,
                 [&](std::size_t t, double& n2) {
-                    if (t + 1 < states.rows) {  // the next state, usually far from this one in [T, L', d]
-                        const char* next = reinterpret_cast<const char*>(states.row(t + 1));
-                        for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(next + off);
-                    }
+                    if (t + kRowsAhead < states.rows) kernels::prefetch(states.row(t + kRowsAhead), bytes);
                     n2 = m.apply(states.row(t), z.data());
                     return static_cast<const double*>(z.data());
                 },

@@ -21,6 +21,15 @@ namespace phasemap::metrics::kernels {
 std::string_view isa();
 bool use_isa(std::string_view isa);
 
+// Asks for [p, p + bytes) to be brought into the first-level cache, one request per 64-byte line:
+// a hint for row walks whose rows lie beyond what the hardware prefetches (one layer's rows inside
+// [T, L', d] are L'·d floats apart).
+inline void prefetch(const void* p, std::size_t bytes) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+    for (std::uintptr_t line = a & ~std::uintptr_t{63}; line < a + bytes; line += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 3);
+}
+
 // Σ x_j² in float64.
 double sumsq(const float* x, std::size_t n);
 double sumsq(const double* x, std::size_t n);

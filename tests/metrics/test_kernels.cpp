@@ -334,8 +334,8 @@ TEST(Kernels, SoftmaxExponentialIsWithinTwoUlpOnEverySet) {
             EXPECT_EQ(kernels::softmax_sums(&zero, d, 1).z, 0.0) << d;
         }
         EXPECT_TRUE(std::isnan(kernels::softmax_sums(&zero, std::nan(""), 1).z));
-        const float nanf = std::nanf("");
-        EXPECT_TRUE(std::isnan(kernels::softmax_sums(&nanf, 1.0, 1).z));
+        const float nan_logit = std::nanf("");
+        EXPECT_TRUE(std::isnan(kernels::softmax_sums(&nan_logit, 1.0, 1).z));
         // An empty row sums to 0.
         EXPECT_EQ(kernels::softmax_sums(&zero, 1.0, 0).z, 0.0);
     });

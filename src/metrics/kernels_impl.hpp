@@ -354,7 +354,7 @@ PM_INLINE TopTwo top_two_impl(const float* __restrict x, std::size_t n) {
             top_two_step(m2[k], 0, M1, M2, at);  // a second is never the first of a lane, index unused
         }
         for (int k = 0; k < 16; ++k)  // the first index among the lanes whose largest equals the maximum
-            if (m1[k] == M1 && M1 > ninf) at = std::min(at, std::size_t(idx[k]));
+            if (m1[k] == M1) at = std::min(at, std::size_t(idx[k]));  // (M1 = −inf: every idx is 0)
     }
     for (; j < n; ++j) top_two_step(x[j], j, M1, M2, at);
     return {M1, M2, at};

@@ -153,22 +153,14 @@ PM_INLINE V exp_neg(V d) {
     V p = splat<V>(c[13]);
     for (int i = 12; i >= 0; --i) p = p * r + splat<V>(c[i]);
     // 2^k: the low bits of t hold k (two's complement offset from the shift's bits).
+    using I = std::conditional_t<std::is_same_v<V, double>, std::int64_t, std::int64_t __attribute__((vector_size(64)))>;
+    std::int64_t sb;
+    std::memcpy(&sb, &kShift, sizeof sb);
+    I tb;
+    std::memcpy(&tb, &t, sizeof tb);
+    const I e = (tb - sb + 1023) << 52;
     V two_k;
-    if constexpr (std::is_same_v<V, double>) {
-        std::int64_t tb, sb;
-        std::memcpy(&tb, &t, sizeof tb);
-        std::memcpy(&sb, &kShift, sizeof sb);
-        const std::int64_t e = (tb - sb + 1023) << 52;
-        std::memcpy(&two_k, &e, sizeof e);
-    } else {
-        using i64x8 = std::int64_t __attribute__((vector_size(64)));
-        std::int64_t sb;
-        std::memcpy(&sb, &kShift, sizeof sb);
-        i64x8 tb;
-        std::memcpy(&tb, &t, sizeof tb);
-        const i64x8 e = (tb - sb + 1023) << 52;
-        std::memcpy(&two_k, &e, sizeof e);
-    }
+    std::memcpy(&two_k, &e, sizeof e);
     const V in_range = p * two_k;
     return select(d <= splat<V>(700.0), in_range, select(d > splat<V>(700.0), splat<V>(0.0), d));
 }
